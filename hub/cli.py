@@ -1,0 +1,319 @@
+"""The ``hub`` command.
+
+``hub run`` installs Twisted's asyncio reactor before anything imports
+``twisted.internet.reactor`` (aiocoap shares that loop); the other commands never start a
+reactor. ``devices``, ``readings`` and ``events`` open the journal read-only, so they work
+while the hub runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+DEFAULT_CONFIG = "conf/hub.yaml"
+
+
+def install_reactor() -> None:
+    """Install the asyncio reactor on a fresh event loop (passing the loop avoids
+    asyncio's "no current event loop" deprecation path)."""
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        if type(reactor).__name__ != "AsyncioSelectorReactor":
+            raise RuntimeError("a non-asyncio Twisted reactor was installed before the hub started")
+        return
+    import asyncio
+
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(asyncio.new_event_loop())
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def _load(args: argparse.Namespace):
+    """(plugins, config) or raise SystemExit with the error on stderr."""
+    from hub.config import load_config
+    from hub.pluginmanager import PluginError, make_plugins
+    from hub.validate import ConfigError
+
+    try:
+        plugins = make_plugins()
+        return plugins, load_config(args.config, plugins)
+    except PluginError as e:
+        raise SystemExit(_fail(f"plugin error: {e}"))
+    except ConfigError as e:
+        raise SystemExit(_fail(str(e)))
+
+
+def _open_journal(config):
+    import os
+
+    from twisted.internet.task import Clock
+
+    from hub.journal import Journal
+
+    path = config.journal.path
+    if not os.path.exists(path):
+        raise SystemExit(_fail(f"no journal at {path} (has the hub run with {config.file}?)", 1))
+    j = Journal(path, clock=Clock(), readonly=True)
+    j.open()
+    return j
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """``15m``, ``2h``, ``7d`` (ago), or an ISO 8601 time (without an offset it is local
+    time) as UTC epoch seconds."""
+    m = _RELATIVE.match(text.strip())
+    if m:
+        return (time.time() if now is None else now) - float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration like 15m, 2h, 7d nor an ISO 8601 time") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # naive means the operator's local time
+    return dt.timestamp()
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _table(rows: list[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [list(map(str, headers))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    plugins, config = _load(args)
+    print(f"{config.file}: OK ({len(config.devices)} devices, {len(config.transports)} "
+          f"transports, {len(config.sinks)} sinks, plugins: {len(plugins.infos)})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    install_reactor()
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    from hub.core import Hub
+    from hub.logs import start_logging
+    from hub.service import HubService
+
+    plugins, config = _load(args)
+    start_logging(args.log_level or config.log_level, config.log_format)
+    log = Logger(namespace="hub.cli")
+    service = HubService(Hub(config, plugins, reactor))
+    exit_code = [0]
+
+    def failed(f):
+        log.failure("hub failed to start", f)
+        exit_code[0] = 1
+        if reactor.running:
+            reactor.stop()
+
+    def start():
+        d = service.startService()
+        if d is not None:
+            d.addErrback(failed)
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()  # handles SIGINT and SIGTERM by stopping, which stops the services
+    return exit_code[0]
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from hub.pluginmanager import PluginError, make_plugins
+
+    try:
+        plugins = make_plugins(strict=False)
+    except PluginError as e:
+        return _fail(f"plugin error: {e}")
+    infos = sorted(plugins.infos, key=lambda i: (i.distribution != "hub-server", i.name))
+    if args.json:
+        for i in infos:
+            print(json.dumps(i.__dict__, ensure_ascii=False))
+        return 0
+    rows = []
+    for i in infos:
+        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(i.contributes.items()))
+        rows.append((i.name, f"{i.distribution} {i.version}".strip(),
+                     f"ERROR {i.error}" if i.error else (what or ", ".join(i.hooks) or "-")))
+    print(_table(rows, ("plugin", "distribution", "contributes")))
+    print()
+    for kind in ("transports", "models", "sinks"):
+        names = sorted(getattr(plugins, kind))
+        print(f"{kind}: {', '.join(names) or '(none)'}")
+    return 1 if any(i.error and i.error != "blocked" for i in infos) else 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    plugins, config = _load(args)
+    from hub.core import Hub  # builds models and the registry, opens nothing
+    from twisted.internet.task import Clock
+
+    hub = Hub(config, plugins, Clock())
+    states: dict[str, float] = {}
+    active: dict[str, int] = {}
+    import os
+
+    if os.path.exists(config.journal.path):
+        j = _open_journal(config)
+        states = j.device_states()
+        for e in j.active_events():
+            active[e.device] = active.get(e.device, 0) + 1
+        j.close()
+    now = time.time()
+    rows = []
+    for d in hub.registry:
+        seen = states.get(d.id)
+        online = seen is not None and now - seen <= d.offline_after
+        rows.append(dict(id=d.id, name=d.name, model=d.model_name, transport=d.transport,
+                         address=d.address, project=d.project, location=d.location,
+                         last_seen=_iso(seen), online=online, active_events=active.get(d.id, 0),
+                         offline_after=d.offline_after))
+    if args.json:
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False, default=str))
+        return 0
+    print(_table([(r["id"], r["name"], r["model"], r["transport"] or "-", r["project"] or "-",
+                   "online" if r["online"] else "offline", r["last_seen"], r["active_events"])
+                  for r in rows],
+                 ("id", "name", "model", "transport", "project", "state", "last seen", "active")))
+    return 0
+
+
+def cmd_readings(args: argparse.Namespace) -> int:
+    plugins, config = _load(args)
+    if args.device not in {d.id for d in config.devices}:
+        print(f"note: {args.device!r} is not declared in {config.file} "
+              "(showing what the journal holds, e.g. for an auto-provisioned device)",
+              file=sys.stderr)
+    j = _open_journal(config)
+    if args.latest:
+        readings = j.latest(args.device, args.quantity)
+    else:
+        readings = j.history(args.device, args.quantity, args.channel, since=args.since,
+                             until=args.until, limit=args.limit)
+    j.close()
+    for r in readings:
+        if args.json:
+            print(json.dumps({"device": r.device, "channel": r.channel, "quantity": r.quantity,
+                              "value": r.value, "unit": r.unit, "ts": r.ts, "time": _iso(r.ts),
+                              "quality": r.quality.value}, ensure_ascii=False))
+    if not args.json:
+        print(_table([(_iso(r.ts), r.channel or "-", r.quantity, f"{r.value:g}", r.unit,
+                       r.quality.value) for r in readings],
+                     ("time (UTC)", "channel", "quantity", "value", "unit", "quality")))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    plugins, config = _load(args)
+    j = _open_journal(config)
+    events = j.active_events() if args.active else j.events(args.device, args.since, args.limit)
+    j.close()
+    if args.device and args.active:
+        events = [e for e in events if e.device == args.device]
+    if args.json:
+        for e in events:
+            print(json.dumps(e.to_dict(), ensure_ascii=False))
+        return 0
+    print(_table([(_iso(e.ts), e.id, e.device, e.kind.value, e.code, e.channel or "-",
+                   e.level.value, e.state.value, e.message) for e in events],
+                 ("time (UTC)", "id", "device", "kind", "code", "channel", "level", "state",
+                  "message")))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
+    """The argument parser; ``plugins`` (a HubPlugins) may add subcommands."""
+    p = argparse.ArgumentParser(prog="hub", description="Electrical-fire monitoring IoT hub.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                        help=f"configuration file (default {DEFAULT_CONFIG})")
+        return sp
+
+    sp = with_config(sub.add_parser("run", help="run the hub"))
+    sp.add_argument("--log-level", choices=("debug", "info", "warn", "error"))
+    sp.set_defaults(func=cmd_run)
+    with_config(sub.add_parser("check", help="validate a configuration")).set_defaults(
+        func=cmd_check)
+    sp = sub.add_parser("plugins", help="list plugins and what they contribute")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_plugins)
+    sp = with_config(sub.add_parser("devices", help="list configured devices and their state"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_devices)
+
+    sp = with_config(sub.add_parser("readings", help="readings of a device from the journal"))
+    sp.add_argument("--device", required=True)
+    sp.add_argument("--quantity")
+    sp.add_argument("--channel")
+    sp.add_argument("--since", type=parse_time, help="15m, 2h, 7d or an ISO 8601 time")
+    sp.add_argument("--until", type=parse_time)
+    sp.add_argument("--limit", type=int, default=1000)
+    sp.add_argument("--latest", action="store_true", help="latest value per channel/quantity")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.set_defaults(func=cmd_readings)
+
+    sp = with_config(sub.add_parser("events", help="alarms, faults and state events"))
+    sp.add_argument("--device")
+    sp.add_argument("--since", type=parse_time)
+    sp.add_argument("--limit", type=int, default=1000)
+    sp.add_argument("--active", action="store_true", help="only raised, not yet cleared")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_events)
+    if plugins is not None:
+        plugins.hook.hub_add_commands(subparsers=sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from hub.pluginmanager import make_plugins
+
+    try:
+        parser = build_parser(make_plugins(strict=False))
+    except Exception as e:  # a broken plugin must not take `hub plugins` down with it
+        print(f"warning: plugin commands unavailable: {e}", file=sys.stderr)
+        parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

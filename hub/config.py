@@ -1,0 +1,453 @@
+"""Loading and validating ``hub.yaml``.
+
+Everything is checked before anything starts, and every error is reported at once, each
+naming the file, the key path and what was expected. Plugins check their own sections
+(``transports.<id>``, ``sinks.<id>``, ``models.<id>``) through the ``check_options`` of
+their type.
+
+Secrets never need to sit in the file: wherever a string is expected, ``{env: NAME}`` reads
+an environment variable and ``{file: PATH}`` reads a file (relative to the config file, with
+the trailing newline stripped). They become :class:`Secret` values that print as ``***``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from hub.alarms import Threshold
+from hub.model import ALARM_RULES, QUANTITIES
+from hub.validate import (
+    Checker,
+    ConfigError,
+    Invalid,
+    Path,
+    Section,
+    boolean,
+    choice,
+    describe,
+    integer,
+    number,
+    regex,
+    string,
+)
+
+if TYPE_CHECKING:
+    import re
+
+    from hub.pluginmanager import HubPlugins
+
+DEVICE_ID = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}"
+NAME = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
+
+
+class Secret(str):
+    """A string read from the environment or a file; shown as ``***`` in logs and reprs.
+
+    It *is* the secret string (so libraries accept it), but ``repr`` and ``format`` with
+    ``!r`` hide it, and :func:`redact` replaces it in anything printed.
+    """
+
+    source: str
+
+    def __new__(cls, value: str, source: str) -> Secret:
+        s = super().__new__(cls, value)
+        s.source = source
+        return s
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+
+def _resolve_secrets(node: Any, path: Path, base: str, checker: Checker) -> Any:
+    if isinstance(node, dict):
+        if len(node) == 1 and next(iter(node)) in ("env", "file"):
+            (kind, ref), = node.items()
+            if not isinstance(ref, str):
+                checker.error(path / kind, f"expected a name, got {describe(ref)}")
+                return None
+            if kind == "env":
+                if ref not in os.environ:
+                    checker.error(path, f"environment variable {ref} is not set")
+                    return None
+                return Secret(os.environ[ref], f"env:{ref}")
+            fpath = ref if os.path.isabs(ref) else os.path.join(base, ref)
+            try:
+                with open(fpath, encoding="utf-8") as f:
+                    return Secret(f.read().rstrip("\r\n"), f"file:{ref}")
+            except OSError as e:
+                checker.error(path, f"cannot read secret file {fpath}: {e.strerror}")
+                return None
+        return {k: _resolve_secrets(v, path / str(k), base, checker) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_secrets(v, path / i, base, checker) for i, v in enumerate(node)]
+    return node
+
+
+# ---------------------------------------------------------------- the validated configuration
+
+
+@dataclass(frozen=True)
+class JournalSettings:
+    path: str
+    commit_interval: float = 0.005
+    max_batch: int = 5000
+    max_bytes: int | None = None
+    warn_ratio: float = 0.9
+    retention: float | None = None
+    synchronous: str = "normal"
+    prune_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class PresenceSettings:
+    heartbeat_interval: float = 60.0
+    timeout_count: int = 3
+
+
+@dataclass(frozen=True)
+class TypedSection:
+    """A configured transport, sink or model instance: its id, type and checked options."""
+
+    name: str
+    type: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class ProvisionRule:
+    """Accept an unknown device whose identity matches ``match`` on ``transport``."""
+
+    transport: str
+    match: re.Pattern[str]
+    model: str
+    project: str = ""
+    name: str = "{id}"
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    id: str
+    model: str
+    transport: str | None
+    address: Any
+    address_key: Any
+    name: str
+    location: str = ""
+    project: str = ""
+    group: str = ""
+    alarms: dict[str, Threshold] = field(default_factory=dict)
+    heartbeat_interval: float | None = None
+    timeout_count: int | None = None
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    file: str
+    name: str
+    state_dir: str
+    log_level: str
+    log_format: str
+    journal: JournalSettings
+    presence: PresenceSettings
+    alarm_defaults: dict[str, Threshold]
+    models: dict[str, TypedSection]
+    transports: dict[str, TypedSection]
+    sinks: dict[str, TypedSection]
+    devices: list[DeviceSettings]
+    provisioning: list[ProvisionRule]
+    provisioning_enabled: bool
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str, plugins: HubPlugins) -> HubConfig:
+    """Read, check and return the configuration at ``path``; raise :class:`ConfigError`
+    listing every problem otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError([f"{path}:{where}: not valid YAML: {problem}"]) from None
+    return check_config(data, path, plugins)
+
+
+def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
+    """Check an already-parsed document; ``file`` names it in errors and anchors relative
+    paths (the state directory, secret files)."""
+    checker = Checker()
+    root = Path(file)
+    base = os.path.dirname(os.path.abspath(file))
+    data = _resolve_secrets(data, root, base, checker)
+    top = Section(checker, root, data)
+
+    hub = top.section("hub")
+    name = hub.get("name", string(NAME, "a name of letters, digits, _ and -"), "hub")
+    state_dir = hub.get("state_dir", string(), "var")
+    if not os.path.isabs(state_dir):
+        # relative to the working directory: `make run` runs from the checkout
+        state_dir = os.path.normpath(state_dir)
+    log_level = hub.get("log_level", choice("debug", "info", "warn", "error"), "info")
+    log_format = hub.get("log_format", choice("text", "json"), "text")
+    hub.finish()
+
+    journal = _journal(top.section("journal"), state_dir)
+    presence = _presence(top.section("presence"))
+    alarm_defaults = _alarm_defaults(top.section("alarms"))
+
+    models = _typed(top.section("models"), plugins.models, "device model")
+    transports = _typed(top.section("transports"), plugins.transports, "transport")
+    sinks = _typed(top.section("sinks"), plugins.sinks, "sink")
+
+    known_models = set(models) | set(plugins.models)
+    devices = _devices(top, checker, alarm_defaults, known_models, transports, plugins)
+    prov = top.section("provisioning")
+    prov_enabled = prov.get("enabled", boolean, False)
+    rules = []
+    for i, raw in enumerate(prov.raw("rules", []) or []):
+        rules.append(_rule(Section(checker, prov.path / "rules" / i, raw), known_models, transports))
+    prov.finish()
+    top.finish()
+    checker.raise_if_any()
+    return HubConfig(
+        file=file,
+        name=name,
+        state_dir=state_dir,
+        log_level=log_level,
+        log_format=log_format,
+        journal=journal,
+        presence=presence,
+        alarm_defaults=alarm_defaults,
+        models=models,
+        transports=transports,
+        sinks=sinks,
+        devices=devices,
+        provisioning=rules,
+        provisioning_enabled=prov_enabled,
+    )
+
+
+def _journal(s: Section, state_dir: str) -> JournalSettings:
+    path = s.get("path", string(), os.path.join(state_dir, "journal.sqlite"))
+    max_mb = s.get("max_size_mb", number(1), None)
+    days = s.get("retention_days", number(1), 730)
+    out = JournalSettings(
+        path=path,
+        commit_interval=s.get("commit_interval_ms", number(0, 1000), 5) / 1000,
+        max_batch=s.get("max_batch", integer(1, 1_000_000), 5000),
+        max_bytes=int(max_mb * 1024 * 1024) if max_mb else None,
+        warn_ratio=s.get("warn_ratio", number(0.1, 1), 0.9),
+        retention=days * 86400 if days else None,
+        synchronous=s.get("synchronous", choice("normal", "full"), "normal"),
+        prune_interval=s.get("prune_interval", number(1), 60),
+    )
+    s.finish()
+    return out
+
+
+def _presence(s: Section) -> PresenceSettings:
+    out = PresenceSettings(
+        heartbeat_interval=s.get("heartbeat_interval", number(1, 86400 * 7), 60),
+        timeout_count=s.get("timeout_count", integer(1, 100), 3),
+    )
+    s.finish()
+    return out
+
+
+_RULE_KEYS = ("alarm", "warning", "warning_ratio", "hysteresis", "delay", "clear_delay", "enabled")
+
+
+def _threshold(rule: str, s: Section, base: Threshold | None, warning_ratio: float) -> Threshold:
+    """One rule's threshold; keys missing here come from ``base`` (the defaults)."""
+    spec = ALARM_RULES[rule]
+    unit = QUANTITIES[spec.quantity].unit
+    set_point = number(spec.low, spec.high, unit, spec.table)
+    enabled = s.get("enabled", boolean, base.enabled if base else True)
+    inherited = base.alarm if base is not None and not math.isnan(base.alarm) else None
+    if inherited is not None:
+        alarm = s.get("alarm", set_point, inherited)
+    elif enabled:
+        alarm = s.get("alarm", set_point)  # required: nothing to inherit
+    else:
+        # a rule switched off with no set point (overcurrent depends on each breaker)
+        alarm = s.get("alarm", set_point, math.nan)
+    ratio = s.get("warning_ratio", number(0.1, 0.99), warning_ratio)
+    if "warning" in s:
+        warning = s.get("warning", number(spec.low if spec.direction == "high" else None,
+                                          unit=unit), None)
+    elif "alarm" in s or base is None or "warning_ratio" in s:
+        if ratio and alarm is not None and not math.isnan(alarm):
+            # pre-alarm at a share of the set point; for a low alarm the same margin above it
+            warning = alarm * ratio if spec.direction == "high" else alarm * (2 - ratio)
+        else:
+            warning = None
+    else:
+        warning = base.warning
+    if alarm is not None and warning is not None and not math.isnan(alarm):
+        wrong_side = warning >= alarm if spec.direction == "high" else warning <= alarm
+        if wrong_side:
+            s.checker.error(s.path / "warning", f"{warning:g} {unit} must be "
+                            f"{'below' if spec.direction == 'high' else 'above'} the alarm "
+                            f"set point {alarm:g} {unit}")
+    hysteresis = s.get("hysteresis", number(0, unit=unit), base.hysteresis if base else 0.0)
+    delay = s.get("delay", number(0, 3600, "s"), base.delay if base else 0.0)
+    clear_delay = s.get("clear_delay", number(0, 3600, "s"), base.clear_delay if base else 0.0)
+    s.finish()
+    if alarm is None:
+        alarm = math.nan
+    return Threshold(rule=rule, alarm=alarm, warning=warning, hysteresis=hysteresis or 0.0,
+                     delay=delay or 0.0, clear_delay=clear_delay or 0.0, enabled=bool(enabled))
+
+
+def _alarm_defaults(s: Section) -> dict[str, Threshold]:
+    ratio = s.get("warning_ratio", number(0, 0.99), 0.9)
+    defaults = s.section("defaults")
+    out = {}
+    for rule, raw in defaults.items():
+        if rule not in ALARM_RULES:
+            s.checker.error(defaults.path / rule,
+                            f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
+            continue
+        out[rule] = _threshold(rule, Section(s.checker, defaults.path / rule, raw), None, ratio)
+    s.finish()
+    return out
+
+
+def _typed(s: Section, types: dict[str, Any], what: str) -> dict[str, TypedSection]:
+    out = {}
+    for name, raw in s.items():
+        path = s.path / name
+        sec = Section(s.checker, path, raw)
+        if not s.checker.check(path, string(NAME, "a name of letters, digits, _ and -"), name):
+            continue
+        type_name = sec.get("type", string())
+        if type_name is None:
+            continue
+        t = types.get(type_name)
+        if t is None:
+            known = ", ".join(sorted(types)) or "none installed"
+            s.checker.error(path / "type", f"{type_name!r} is not a known {what} type "
+                            f"(known: {known}; see `hub plugins`)")
+            continue
+        sec._used.add("type")
+        options = s.checker.check(path, t.check_options, sec)
+        out[name] = TypedSection(name, type_name, options)
+    return out
+
+
+def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
+             models: set[str], transports: dict[str, TypedSection],
+             plugins: HubPlugins) -> list[DeviceSettings]:
+    raw = top.raw("devices", [])
+    path = top.path / "devices"
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        checker.error(path, f"expected a list of devices, got {describe(raw)}")
+        return []
+    out: list[DeviceSettings] = []
+    seen_ids: dict[str, int] = {}
+    seen_addr: dict[tuple[str, Any], str] = {}
+    for i, item in enumerate(raw):
+        s = Section(checker, path / i, item)
+        dev_id = s.get("id", string(DEVICE_ID, "a device id of letters, digits, _ . : -"))
+        model = s.get("model", string())
+        if model is not None and model not in models:
+            checker.error(s.path / "model", f"{model!r} is neither a configured model "
+                          f"(models.*) nor a device model type (see `hub plugins`)")
+        transport = s.get("transport", string(), None)
+        address_key = None
+        address = s.raw("address", None)
+        if transport is not None:
+            if transport not in transports:
+                checker.error(s.path / "transport", f"{transport!r} is not a configured "
+                              f"transport (known: {', '.join(transports) or 'none'})")
+            else:
+                ttype = plugins.transports[transports[transport].type]
+                if address is None:
+                    checker.error(s.path / "address", "is required for a device on a transport")
+                else:
+                    address_key = checker.check(s.path / "address", ttype.check_address, address)
+        elif address is not None:
+            checker.error(s.path / "transport", "is required when an address is given")
+        alarms: dict[str, Threshold] = dict(defaults)
+        al = s.section("alarms")
+        for rule, rraw in al.items():
+            if rule not in ALARM_RULES:
+                checker.error(al.path / rule, f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
+                continue
+            base = defaults.get(rule)
+            alarms[rule] = _threshold(rule, Section(checker, al.path / rule, rraw), base,
+                                      base_ratio(base))
+        hb = s.section("heartbeat")
+        interval = hb.get("interval", number(1, 86400 * 7, "s"), None)
+        count = hb.get("timeout_count", integer(1, 100), None)
+        hb.finish()
+        d = DeviceSettings(
+            id=dev_id,
+            model=model,
+            transport=transport,
+            address=address,
+            address_key=address_key,
+            name=s.get("name", string(), dev_id),
+            location=s.get("location", string(), ""),
+            project=s.get("project", string(), ""),
+            group=s.get("group", string(), ""),
+            alarms={k: v for k, v in alarms.items() if v.enabled},
+            heartbeat_interval=interval,
+            timeout_count=count,
+        )
+        s.finish()
+        if dev_id is None:
+            continue
+        if dev_id in seen_ids:
+            checker.error(s.path / "id", f"{dev_id!r} is already used by devices[{seen_ids[dev_id]}]")
+        seen_ids[dev_id] = i
+        if transport is not None and address_key is not None:
+            key = (transport, address_key)
+            if key in seen_addr:
+                checker.error(s.path / "address", f"is already the address of device "
+                              f"{seen_addr[key]!r} on transport {transport!r}")
+            seen_addr[key] = dev_id
+        out.append(d)
+    return out
+
+
+def base_ratio(base: Threshold | None) -> float:
+    """The warning ratio implied by a default threshold, reused when a device overrides only
+    the set point."""
+    if base is None or base.warning is None or not base.alarm or math.isnan(base.alarm):
+        return 0.0
+    rule = ALARM_RULES[base.rule]
+    return base.warning / base.alarm if rule.direction == "high" else 2 - base.warning / base.alarm
+
+
+def _rule(s: Section, models: set[str], transports: dict[str, TypedSection]) -> ProvisionRule:
+    transport = s.get("transport", string())
+    if transport is not None and transport not in transports:
+        s.checker.error(s.path / "transport", f"{transport!r} is not a configured transport")
+    model = s.get("model", string())
+    if model is not None and model not in models:
+        s.checker.error(s.path / "model", f"{model!r} is not a known model")
+    rule = ProvisionRule(
+        transport=transport,
+        match=s.get("match", regex),
+        model=model,
+        project=s.get("project", string(), ""),
+        name=s.get("name", string(), "{id}"),
+    )
+    s.finish()
+    return rule
+
+
+__all__ = ["ConfigError", "HubConfig", "Invalid", "Secret", "load_config", "check_config"]

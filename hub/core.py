@@ -1,0 +1,173 @@
+"""The hub: where transports hand in records and everything else hangs off.
+
+The path of every frame, in order::
+
+    transport ─► Hub.ingest(device, records)
+                   ├─ presence.seen()          liveness (and the online event)
+                   ├─ alarms.process()         thresholds, device flags → edges
+                   └─ journal.append()         group commit; the returned Deferred fires
+                                               after the commit: only then may the
+                                               transport ack upstream
+                 after the commit: observers (hub_event_recorded, online/offline)
+
+Timers in the alarm engine (delays) and in presence (offline) come back through
+:meth:`Hub.record_events`, the same journal-then-observers path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from hub.alarms import AlarmEngine, Threshold
+from hub.config import HubConfig
+from hub.journal import Journal
+from hub.metrics import Metrics
+from hub.model import Event, EventKind, EventState, Reading, Record
+from hub.pluginmanager import HubPlugins
+from hub.presence import Presence
+from hub.registry import Device, Registry
+from hub.types import DeviceModel
+
+_log = Logger(namespace="hub.core")
+
+_NO_THRESHOLDS: dict[str, Threshold] = {}
+
+
+class Hub:
+    """One hub instance: configuration, plugins, registry, journal, alarm engine, presence.
+
+    Built from a validated configuration; nothing touches the network or the disk until
+    :meth:`open` (called by :class:`hub.service.HubService` on start).
+    """
+
+    def __init__(self, config: HubConfig, plugins: HubPlugins, clock: IReactorTime,
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.clock = clock
+        self.metrics = metrics or plugins.metrics
+        self.models = self._build_models()
+        self.registry = Registry(config, self.models, self.metrics)
+        j = config.journal
+        self.journal = Journal(
+            j.path, clock=clock, commit_interval=j.commit_interval, max_batch=j.max_batch,
+            max_bytes=j.max_bytes, warn_ratio=j.warn_ratio, retention=j.retention,
+            synchronous=j.synchronous, metrics=self.metrics, on_fault=self.record_events,
+        )
+        self.alarms = AlarmEngine(clock, self._thresholds, self.record_events)
+        self.presence = Presence(clock, self._offline_after, self.record_events)
+
+    def _build_models(self) -> dict[str, DeviceModel]:
+        models: dict[str, DeviceModel] = {}
+        for name, section in self.config.models.items():
+            models[name] = self.plugins.models[section.type].factory(section.options)
+        used = [d.model for d in self.config.devices] + [r.model for r in self.config.provisioning]
+        for name in used:
+            if name not in models:  # a model type used directly, without options
+                models[name] = self.plugins.models[name].factory(None)
+        return models
+
+    def _thresholds(self, device: str) -> dict[str, Threshold]:
+        d = self._device_or_none(device)
+        return d.alarms if d is not None else _NO_THRESHOLDS
+
+    def _offline_after(self, device: str) -> float:
+        d = self._device_or_none(device)
+        p = self.config.presence
+        return d.offline_after if d is not None else p.heartbeat_interval * p.timeout_count
+
+    def _device_or_none(self, device: str) -> Device | None:
+        try:
+            return self.registry.get(device)
+        except LookupError:
+            return None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        """Open the journal and restore alarm and presence state from it."""
+        import os
+
+        os.makedirs(os.path.dirname(os.path.abspath(self.config.journal.path)), exist_ok=True)
+        self.journal.open()
+        active = self.journal.active_events()
+        self.alarms.restore([e for e in active if e.code != "offline"])
+        self.presence.restore(
+            self.journal.device_states(),
+            [e for e in active if e.kind is EventKind.FAULT and e.code == "offline"],
+        )
+        self.presence.track(d.id for d in self.registry)
+        _log.info("journal {path} open at seq {seq}; {n} active alarms/faults restored",
+                  path=self.config.journal.path, seq=self.journal.last_seq(), n=len(active))
+
+    def close(self) -> None:
+        self.alarms.stop()
+        self.presence.stop()
+        self.journal.close()
+
+    # ------------------------------------------------------------------ the data path
+
+    def resolve(self, transport: str, address_key: Any, identity: str | None = None) -> Device | None:
+        """The device a transport is talking to, or ``None`` (refused and counted)."""
+        device = self.registry.resolve(transport, address_key, identity)
+        if device is not None and device.provisioned and self.presence.is_online(device.id) is None:
+            self.presence.track([device.id])
+        return device
+
+    def ingest(self, device: str, records: Sequence[Record],
+               received_at: float | None = None) -> defer.Deferred:
+        """Take a device model's records for ``device``.
+
+        Returns a Deferred that fires (with the last journal sequence) once the records and
+        the events they caused are committed. A transport acknowledges upstream only then.
+        """
+        now = self.clock.seconds() if received_at is None else received_at
+        events = self.presence.seen(device, now)
+        self.journal.touch(device, now)
+        events += self.alarms.process(records)
+        out: list[Record] = [r for r in records if type(r) is Reading]
+        self.metrics.inc("ingest.readings", len(out))
+        out += events
+        d = self.journal.append(out)
+        if events:
+            d.addCallback(self._after_commit, events)
+        return d
+
+    def heartbeat(self, device: str, ts: float | None = None) -> None:
+        """A sign of life that carries no data (a DTU heartbeat, an LwM2M update)."""
+        now = self.clock.seconds() if ts is None else ts
+        self.journal.touch(device, now)
+        events = self.presence.seen(device, now)
+        if events:
+            self.record_events(events)
+
+    def record_events(self, events: Iterable[Event]) -> defer.Deferred:
+        """Journal events decided outside :meth:`ingest` (timers, the journal's own faults)
+        and tell observers after the commit."""
+        events = list(events)
+        d = self.journal.append(events)
+        d.addCallback(self._after_commit, events)
+        d.addErrback(lambda f: _log.failure("could not journal {n} events", f, n=len(events)))
+        return d
+
+    def _after_commit(self, seq: int, events: list[Event]) -> int:
+        notify = self.plugins.notify
+        for e in events:
+            notify("hub_event_recorded", hub=self, event=e)
+            if e.code == "offline" and e.kind is EventKind.FAULT:
+                if e.state is EventState.RAISED:
+                    _log.warn("device {device} offline", device=e.device)
+                    notify("hub_device_offline", hub=self, device=e.device, ts=e.ts,
+                           last_seen=e.value)
+                elif e.state is EventState.CLEARED:
+                    _log.info("device {device} online", device=e.device)
+                    notify("hub_device_online", hub=self, device=e.device, ts=e.ts)
+            elif e.state is EventState.RAISED:
+                _log.warn("{kind} {code} raised on {device} {channel}: {message}",
+                          kind=e.kind.value, code=e.code, device=e.device, channel=e.channel,
+                          message=e.message)
+        return seq

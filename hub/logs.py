@@ -1,0 +1,41 @@
+"""Structured logging: twisted.logger events to stdout as text or JSON lines.
+
+Log calls carry fields (``device=...``, ``transport=...``) rather than formatted strings, so
+the JSON output can be filtered by device without parsing messages.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    eventAsJSON,
+    formatEventAsClassicLogText,
+    globalLogBeginner,
+)
+
+_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+           "error": LogLevel.error}
+
+
+def start_logging(level: str = "info", fmt: str = "text", out: IO[str] | None = None) -> None:
+    """Send every log event at ``level`` or above to ``out`` (stdout) as text or JSON."""
+    stream = out or sys.stdout
+
+    def text(event: dict) -> None:
+        line = formatEventAsClassicLogText(event)
+        if line:
+            stream.write(line)
+            stream.flush()
+
+    def json_line(event: dict) -> None:
+        stream.write(eventAsJSON(event) + "\n")
+        stream.flush()
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
+    observer = FilteringLogObserver(json_line if fmt == "json" else text, [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

@@ -1,0 +1,138 @@
+"""Which devices the hub knows, and how transports find them.
+
+Devices are known before they are trusted: a transport asks :meth:`Registry.resolve` for the
+identity a device presented (a DTU registration id plus slave address, an LwM2M endpoint
+name, an MQTT topic's device part). Unknown identities are refused and counted
+(``registry.refused``), unless an auto-provisioning rule (off by default) matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from twisted.logger import Logger
+
+from hub.alarms import Threshold
+from hub.config import DeviceSettings, HubConfig, ProvisionRule
+from hub.metrics import Metrics
+from hub.types import DeviceModel
+
+_log = Logger(namespace="hub.registry")
+
+
+@dataclass
+class Device:
+    """A device the hub accepts data from, with its model object and resolved settings."""
+
+    id: str
+    model_name: str
+    model: DeviceModel
+    transport: str | None
+    address: Any
+    address_key: Any
+    name: str
+    location: str = ""
+    project: str = ""
+    group: str = ""
+    alarms: dict[str, Threshold] = field(default_factory=dict)
+    heartbeat_interval: float = 60.0
+    timeout_count: int = 3
+    provisioned: bool = False
+
+    @property
+    def offline_after(self) -> float:
+        """Seconds of silence after which the device is offline (interval × count)."""
+        return self.heartbeat_interval * self.timeout_count
+
+
+class UnknownDevice(LookupError):
+    pass
+
+
+class Registry:
+    """Devices by id and by (transport, address key)."""
+
+    def __init__(self, config: HubConfig, models: dict[str, DeviceModel],
+                 metrics: Metrics) -> None:
+        """``models`` maps every name a device may use (configured model instances and
+        option-less model types) to its model object."""
+        self._config = config
+        self._models = models
+        self._metrics = metrics
+        self._by_id: dict[str, Device] = {}
+        self._by_address: dict[tuple[str, Any], Device] = {}
+        for d in config.devices:
+            self.add(self._from_settings(d))
+
+    def _from_settings(self, d: DeviceSettings, provisioned: bool = False) -> Device:
+        model = self._models[d.model]
+        presence = self._config.presence
+        interval = d.heartbeat_interval or getattr(model, "heartbeat_interval", None)
+        count = d.timeout_count or getattr(model, "timeout_count", None)
+        return Device(
+            id=d.id, model_name=d.model, model=model, transport=d.transport,
+            address=d.address, address_key=d.address_key, name=d.name, location=d.location,
+            project=d.project, group=d.group, alarms=d.alarms,
+            heartbeat_interval=interval or presence.heartbeat_interval,
+            timeout_count=count or presence.timeout_count, provisioned=provisioned,
+        )
+
+    def add(self, device: Device) -> None:
+        if device.id in self._by_id:
+            raise ValueError(f"device {device.id!r} is already registered")
+        self._by_id[device.id] = device
+        if device.transport is not None:
+            self._by_address[(device.transport, device.address_key)] = device
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, device_id: str) -> bool:
+        return device_id in self._by_id
+
+    def get(self, device_id: str) -> Device:
+        try:
+            return self._by_id[device_id]
+        except KeyError:
+            raise UnknownDevice(device_id) from None
+
+    def on_transport(self, transport: str) -> list[Device]:
+        return [d for d in self._by_id.values() if d.transport == transport]
+
+    def resolve(self, transport: str, address_key: Any, identity: str | None = None) -> Device | None:
+        """The device at ``address_key`` on ``transport``, or ``None`` (refused and counted).
+
+        ``identity`` is the string the device presented (defaults to ``str(address_key)``);
+        auto-provisioning rules match it and the new device takes it as its id.
+        """
+        device = self._by_address.get((transport, address_key))
+        if device is not None:
+            return device
+        identity = identity if identity is not None else str(address_key)
+        if self._config.provisioning_enabled:
+            for rule in self._config.provisioning:
+                if rule.transport == transport and rule.match.fullmatch(identity):
+                    return self._provision(rule, transport, address_key, identity)
+        self._metrics.inc("registry.refused", transport=transport)
+        _log.warn("refused unknown device {identity!r} on {transport}",
+                  identity=identity, transport=transport)
+        return None
+
+    def _provision(self, rule: ProvisionRule, transport: str, address_key: Any,
+                   identity: str) -> Device:
+        device_id = identity if identity not in self._by_id else f"{transport}:{identity}"
+        settings = DeviceSettings(
+            id=device_id, model=rule.model, transport=transport, address=identity,
+            address_key=address_key, name=rule.name.format(id=identity), project=rule.project,
+            alarms={k: v for k, v in self._config.alarm_defaults.items() if v.enabled},
+        )
+        device = self._from_settings(settings, provisioned=True)
+        self.add(device)
+        self._metrics.inc("registry.provisioned", transport=transport)
+        _log.info("auto-provisioned device {device} ({identity!r} on {transport}, model {model})",
+                  device=device_id, identity=identity, transport=transport, model=rule.model)
+        return device
