@@ -13,8 +13,9 @@ import json
 import re
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 DEFAULT_CONFIG = "conf/hub.yaml"
 
@@ -53,9 +54,9 @@ def _load(args: argparse.Namespace):
         plugins = make_plugins()
         return plugins, load_config(args.config, plugins)
     except PluginError as e:
-        raise SystemExit(_fail(f"plugin error: {e}"))
+        raise SystemExit(_fail(f"plugin error: {e}")) from None
     except ConfigError as e:
-        raise SystemExit(_fail(str(e)))
+        raise SystemExit(_fail(str(e))) from None
 
 
 def _open_journal(config):
@@ -96,13 +97,13 @@ def parse_time(text: str, now: float | None = None) -> float:
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def _table(rows: list[Sequence[Any]], headers: Sequence[str]) -> str:
     cells = [list(map(str, headers))] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -176,8 +177,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     plugins, config = _load(args)
-    from hub.core import Hub  # builds models and the registry, opens nothing
     from twisted.internet.task import Clock
+
+    from hub.core import Hub  # builds models and the registry, opens nothing
 
     hub = Hub(config, plugins, Clock())
     states: dict[str, float] = {}

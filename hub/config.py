@@ -215,7 +215,8 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
     prov_enabled = prov.get("enabled", boolean, False)
     rules = []
     for i, raw in enumerate(prov.raw("rules", []) or []):
-        rules.append(_rule(Section(checker, prov.path / "rules" / i, raw), known_models, transports))
+        rule_section = Section(checker, prov.path / "rules" / i, raw)
+        rules.append(_rule(rule_section, known_models, transports))
     prov.finish()
     top.finish()
     checker.raise_if_any()
@@ -384,7 +385,8 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
         al = s.section("alarms")
         for rule, rraw in al.items():
             if rule not in ALARM_RULES:
-                checker.error(al.path / rule, f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
+                checker.error(al.path / rule,
+                              f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
                 continue
             base = defaults.get(rule)
             alarms[rule] = _threshold(rule, Section(checker, al.path / rule, rraw), base,
@@ -411,7 +413,8 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
         if dev_id is None:
             continue
         if dev_id in seen_ids:
-            checker.error(s.path / "id", f"{dev_id!r} is already used by devices[{seen_ids[dev_id]}]")
+            checker.error(s.path / "id",
+                          f"{dev_id!r} is already used by devices[{seen_ids[dev_id]}]")
         seen_ids[dev_id] = i
         if transport is not None and address_key is not None:
             key = (transport, address_key)
@@ -429,7 +432,8 @@ def base_ratio(base: Threshold | None) -> float:
     if base is None or base.warning is None or not base.alarm or math.isnan(base.alarm):
         return 0.0
     rule = ALARM_RULES[base.rule]
-    return base.warning / base.alarm if rule.direction == "high" else 2 - base.warning / base.alarm
+    ratio = base.warning / base.alarm if rule.direction == "high" else 2 - base.warning / base.alarm
+    return ratio if 0 < ratio < 1 else 0.0  # an invalid default is reported once, not per device
 
 
 def _rule(s: Section, models: set[str], transports: dict[str, TypedSection]) -> ProvisionRule:

@@ -16,7 +16,8 @@ Timers in the alarm engine (delays) and in presence (offline) come back through
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -96,9 +97,11 @@ class Hub:
         self.journal.open()
         active = self.journal.active_events()
         self.alarms.restore([e for e in active if e.code != "offline"])
+        known = {d.id for d in self.registry}
+        # devices removed from the config keep their rows in the journal; they are not watched
         self.presence.restore(
-            self.journal.device_states(),
-            [e for e in active if e.kind is EventKind.FAULT and e.code == "offline"],
+            {k: v for k, v in self.journal.device_states().items() if k in known},
+            [e for e in active if e.code == "offline" and e.device in known],
         )
         self.presence.track(d.id for d in self.registry)
         _log.info("journal {path} open at seq {seq}; {n} active alarms/faults restored",
@@ -111,7 +114,8 @@ class Hub:
 
     # ------------------------------------------------------------------ the data path
 
-    def resolve(self, transport: str, address_key: Any, identity: str | None = None) -> Device | None:
+    def resolve(self, transport: str, address_key: Any,
+                identity: str | None = None) -> Device | None:
         """The device a transport is talking to, or ``None`` (refused and counted)."""
         device = self.registry.resolve(transport, address_key, identity)
         if device is not None and device.provisioned and self.presence.is_online(device.id) is None:

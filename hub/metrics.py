@@ -8,7 +8,7 @@ exporters read :meth:`Metrics.snapshot`; tests read single values with :meth:`Me
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 Labels = tuple[tuple[str, str], ...]
 

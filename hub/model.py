@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
-from typing import Any, Mapping, Union
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Union
 
 __all__ = [
     "ALARM_RULES",
@@ -98,7 +99,7 @@ QUANTITIES: dict[str, Quantity] = dict(
 )
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """How serious an event is; ordered from least to most serious."""
 
     INFO = "info"
@@ -133,9 +134,8 @@ ALARM_RULES: dict[str, AlarmRule] = {
     r.name: r
     for r in (
         AlarmRule("residual_current", "residual_current", "high", 20, 1000, "剩余电流报警"),
-        AlarmRule(
-            "resistive_leakage_current", "resistive_leakage_current", "high", 20, 1000, "阻性漏电流报警"
-        ),
+        AlarmRule("resistive_leakage_current", "resistive_leakage_current", "high", 20, 1000,
+                  "阻性漏电流报警"),
         AlarmRule("temperature", "temperature", "high", 45, 140, "温度报警"),
         AlarmRule("overvoltage", "voltage", "high", 221, 300, "过压报警"),
         AlarmRule("undervoltage", "voltage", "low", 0, 220, "欠压报警"),
@@ -157,19 +157,19 @@ FAULT_CODES: dict[str, str] = {
 }
 
 
-class Quality(str, Enum):
+class Quality(StrEnum):
     GOOD = "good"
     UNCERTAIN = "uncertain"  # e.g. the device flagged the channel but still sent a value
     BAD = "bad"  # the value is known to be wrong (open sensor, out of the device's range)
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     ALARM = "alarm"  # a hazard: threshold crossed or the device reported an alarm
     FAULT = "fault"  # monitoring impaired: offline, open or shorted channel, self-fault
     STATE = "state"  # something happened that has no end: reset done, power restored, ...
 
 
-class EventState(str, Enum):
+class EventState(StrEnum):
     RAISED = "raised"
     CLEARED = "cleared"
     #: a one-off event with no clear (kind STATE)
@@ -333,7 +333,7 @@ COMMAND_ACTIONS = (
 )
 
 
-class CommandStatus(str, Enum):
+class CommandStatus(StrEnum):
     PENDING = "pending"  # accepted, waiting for the device (or its queue window)
     SENT = "sent"  # on the wire, no answer yet
     SUCCEEDED = "succeeded"
@@ -360,7 +360,8 @@ class Command:
 
     def validate(self) -> Command:
         if self.action not in COMMAND_ACTIONS:
-            raise SchemaError(f"unknown command action {self.action!r}; one of {', '.join(COMMAND_ACTIONS)}")
+            raise SchemaError(
+                f"unknown command action {self.action!r}; one of {', '.join(COMMAND_ACTIONS)}")
         check_channel(self.channel)
         return self
 
@@ -378,4 +379,4 @@ class CommandResult:
 
 def utc(ts: float) -> datetime:
     """The aware UTC datetime of an epoch timestamp."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pluggy
 from twisted.internet import defer
@@ -160,7 +161,9 @@ class HubPlugins:
                 _log.failure("{plugin} failed in {hook}", plugin=impl.plugin_name, hook=hookname)
 
 
-def _hub_entry_points(only_own: bool) -> Iterable[tuple[metadata.Distribution, metadata.EntryPoint]]:
+def _hub_entry_points(
+    only_own: bool,
+) -> Iterable[tuple[metadata.Distribution, metadata.EntryPoint]]:
     seen: set[tuple[str, str]] = set()
     for dist in metadata.distributions():
         dist_name = dist.metadata["Name"] or "?"

@@ -8,8 +8,9 @@ name, an MQTT topic's device part). Unknown identities are refused and counted
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -103,7 +104,8 @@ class Registry:
     def on_transport(self, transport: str) -> list[Device]:
         return [d for d in self._by_id.values() if d.transport == transport]
 
-    def resolve(self, transport: str, address_key: Any, identity: str | None = None) -> Device | None:
+    def resolve(self, transport: str, address_key: Any,
+                identity: str | None = None) -> Device | None:
         """The device at ``address_key`` on ``transport``, or ``None`` (refused and counted).
 
         ``identity`` is the string the device presented (defaults to ``str(address_key)``);

@@ -17,7 +17,8 @@ must leave in its buffer)::
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock

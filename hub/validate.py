@@ -2,7 +2,10 @@
 
 Plugins validate their own sections with these helpers, so every error reads the same way::
 
-    conf/hub.yaml: alarms.defaults.temperature.alarm: 200 is outside 45..140 °C (T/CFPA 023-2023 table 1)
+    conf/hub.yaml: alarms.defaults.temperature.alarm: 200 is outside 45..140 °C
+    (T/CFPA 023-2023 table 1)
+
+(one line in reality).
 
 A check never stops at the first problem when it can go on: :class:`Checker` collects every
 error of a file and :class:`ConfigError` carries them all.
@@ -11,8 +14,9 @@ error of a file and :class:`ConfigError` carries them all.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from twisted.application.internet import TimerService
 from twisted.logger import Logger
@@ -71,8 +71,8 @@ def frame(profile: str, t: float, period: float, rng: random.Random) -> bytes | 
     volts = [220 + rng.uniform(-2, 2) for _ in "ABC"]
     amps = [10 + rng.uniform(-1, 1) for _ in "ABC"]
     points = [("temperature", "T1", temp), ("residual_current", "L1", residual)]
-    points += [("voltage", p, v) for p, v in zip("ABC", volts)]
-    points += [("current", p, a) for p, a in zip("ABC", amps)]
+    points += [("voltage", p, v) for p, v in zip("ABC", volts, strict=True)]
+    points += [("current", p, a) for p, a in zip("ABC", amps, strict=True)]
     return ";".join(f"{q}/{c}={v:.2f}" for q, c, v in points).encode()
 
 
