@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from hub.alarms import AlarmEngine, Threshold
+from hub.commands import Commands
 from hub.config import HubConfig
 from hub.journal import Journal
 from hub.metrics import Metrics
@@ -61,6 +62,7 @@ class Hub:
         )
         self.alarms = AlarmEngine(clock, self._thresholds, self.record_events)
         self.presence = Presence(clock, self._offline_after, self.record_events)
+        self.commands = Commands(self)
 
     def _build_models(self) -> dict[str, DeviceModel]:
         models: dict[str, DeviceModel] = {}

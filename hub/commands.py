@@ -1,0 +1,111 @@
+"""The life of a remote-control command: accepted → sent → succeeded / failed / timed out.
+
+The core knows nothing of wire formats: it journals the command, hands it to the transport
+service of the device (anything with a ``send_command(device, command)`` method returning
+a Deferred that fires with a :class:`hub.model.CommandResult`), enforces the command's time
+to live with the injected clock, journals the final result and tells the
+``hub_command_finished`` observers. Every step is in the journal, so ``hub events`` and the
+sinks see commands as well as data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from hub.model import Command, CommandResult, CommandStatus, SchemaError
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+_log = Logger(namespace="hub.commands")
+
+
+class CommandTarget(Protocol):
+    """What a transport service offers to carry commands to its devices."""
+
+    def send_command(self, device: Any, command: Command) -> defer.Deferred: ...
+
+
+class CommandError(ValueError):
+    """The command cannot be accepted (unknown device, no transport, bad action)."""
+
+
+def new_command_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Commands:
+    """Runs commands for one hub; transports register themselves as targets on start."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.targets: dict[str, CommandTarget] = {}
+        self.pending: dict[str, Command] = {}
+
+    def register_target(self, transport: str, target: CommandTarget) -> None:
+        self.targets[transport] = target
+
+    def unregister_target(self, transport: str) -> None:
+        self.targets.pop(transport, None)
+
+    def execute(self, command: Command) -> defer.Deferred:
+        """Start ``command``; the Deferred fires with its final :class:`CommandResult`.
+
+        Raises :class:`CommandError` at once for a command that cannot be accepted.
+        """
+        try:
+            command.validate()
+        except SchemaError as e:
+            raise CommandError(str(e)) from None
+        hub = self.hub
+        if command.device not in hub.registry:
+            raise CommandError(f"unknown device {command.device!r}")
+        device = hub.registry.get(command.device)
+        target = self.targets.get(device.transport or "")
+        if target is None:
+            raise CommandError(f"device {device.id!r} has no running transport that carries "
+                               "commands")
+        self.pending[command.id] = command
+        hub.journal.append([command])
+        _log.info("command {id} {action} for {device} by {by}", id=command.id,
+                  action=command.action, device=command.device, by=command.requested_by or "-")
+        d = defer.maybeDeferred(target.send_command, device, command)
+        d.addTimeout(command.ttl, hub.clock)
+        d.addCallbacks(self._result_of(command), self._failure_of(command))
+        d.addCallback(self._finish, command)
+        return d
+
+    def _result_of(self, command: Command):
+        def ok(result: CommandResult | None) -> CommandResult:
+            if isinstance(result, CommandResult):
+                return result
+            return CommandResult(command.id, command.device, CommandStatus.SUCCEEDED,
+                                 self.hub.clock.seconds())
+        return ok
+
+    def _failure_of(self, command: Command):
+        def failed(f) -> CommandResult:
+            now = self.hub.clock.seconds()
+            if f.check(defer.TimeoutError, defer.CancelledError):
+                return CommandResult(command.id, command.device, CommandStatus.TIMED_OUT, now,
+                                     f"no answer within {command.ttl:g} s")
+            return CommandResult(command.id, command.device, CommandStatus.FAILED, now,
+                                 f"{f.type.__name__}: {f.getErrorMessage()}")
+        return failed
+
+    def _finish(self, result: CommandResult, command: Command) -> defer.Deferred:
+        self.pending.pop(command.id, None)
+        _log.info("command {id} for {device}: {status} {detail}", id=command.id,
+                  device=command.device, status=result.status.value, detail=result.detail)
+        d = self.hub.journal.append([result])
+
+        def tell(_: object) -> CommandResult:
+            self.hub.plugins.notify("hub_command_finished", hub=self.hub, command=command,
+                                    result=result)
+            return result
+
+        return d.addCallback(tell)

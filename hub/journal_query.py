@@ -1,0 +1,377 @@
+"""The journal's storage layout and its reading side: rows back into records, and the queries
+of the API, the CLI and the sinks.
+
+It lives apart from :mod:`hub.journal` (the write path) so each file stays readable; users
+import everything from :mod:`hub.journal`. The queries work on a writer's connection and on a
+read-only one opened by another process while the hub writes: WAL gives each statement a
+consistent snapshot.
+
+Devices and series (device, channel, quantity) are stored once, in ``devices`` and
+``latest``, and records refer to them by integer id: a reading row is four numbers, which
+keeps the journal small enough for years of retention and the inserts fast. Ids never change
+and those rows are never deleted, so a reader may cache names for as long as it likes.
+
+Tables (schema version 1, kept in ``PRAGMA user_version``)::
+
+    records  seq PK, kind (0 reading, 1 event, 2 command, 3 command_result),
+             device -> devices.id, series -> latest.series (readings), ts, value,
+             quality (NULL = good), data (JSON of events, commands and results);
+             indexes (device, ts) and, for events only, (ts) and (device, ts)
+    devices  id PK, name UNIQUE, last_seen            -- presence, written by touch()
+    latest   series PK, device, channel, quantity, ts, value, quality, seq
+             -- one row per series: its newest reading, updated once per commit
+    active   id PK, seq, data                         -- raised, not yet cleared events
+    cursors  name PK, seq                             -- one per sink
+    marks    seq PK, ts                               -- commit time of seq, for retention
+    meta     key PK, value                            -- last_seq survives pruning
+    readings VIEW of reading records with names, for people using the sqlite3 shell
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from hub.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    Event,
+    Quality,
+    Reading,
+)
+
+__all__ = [
+    "KINDS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "JournalClosedError",
+    "JournalError",
+    "JournalQueries",
+    "JournalReadOnlyError",
+    "command_from_dict",
+    "command_to_dict",
+    "dumps",
+    "result_from_dict",
+    "result_to_dict",
+]
+
+KIND_READING, KIND_EVENT, KIND_COMMAND, KIND_RESULT = 0, 1, 2, 3
+
+#: The names :meth:`JournalQueries.read` accepts in ``kinds``, and the code stored per row.
+KINDS: dict[str, int] = {
+    "reading": KIND_READING,
+    "event": KIND_EVENT,
+    "command": KIND_COMMAND,
+    "command_result": KIND_RESULT,
+}
+
+SCHEMA_VERSION = 1
+#: Creates a new journal (the caller sets ``PRAGMA user_version`` to SCHEMA_VERSION).
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, last_seen REAL);
+CREATE TABLE latest (
+    series INTEGER PRIMARY KEY, device INTEGER NOT NULL, channel TEXT NOT NULL,
+    quantity TEXT NOT NULL, ts REAL, value REAL, quality TEXT, seq INTEGER,
+    UNIQUE (device, quantity, channel));
+CREATE TABLE records (
+    seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, device INTEGER NOT NULL,
+    series INTEGER, ts REAL NOT NULL, value REAL, quality TEXT, data TEXT);
+CREATE INDEX records_device_ts ON records (device, ts);
+CREATE INDEX records_event_ts ON records (ts) WHERE kind = 1;
+CREATE INDEX records_event_device_ts ON records (device, ts) WHERE kind = 1;
+CREATE TABLE active (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE marks (seq INTEGER PRIMARY KEY, ts REAL NOT NULL);
+CREATE INDEX marks_ts ON marks (ts);
+CREATE VIEW readings AS
+    SELECT r.seq, d.name AS device, l.channel, l.quantity, r.ts, r.value,
+           coalesce(r.quality, 'good') AS quality
+    FROM records r JOIN latest l ON l.series = r.series JOIN devices d ON d.id = r.device
+    WHERE r.kind = 0;
+INSERT INTO meta (key, value) VALUES ('last_seq', 0);
+"""
+_QUALITY = {q.value: q for q in Quality}
+_GOOD = Quality.GOOD
+
+
+class JournalError(Exception):
+    """The journal cannot do what was asked (not a journal, newer schema, bad argument)."""
+
+
+class JournalReadOnlyError(JournalError):
+    """A write was attempted on a journal opened with ``readonly=True``."""
+
+
+class JournalClosedError(JournalError):
+    """The journal is not open."""
+
+
+def dumps(d: Mapping[str, Any]) -> str:
+    """Compact JSON for the ``data`` column; Chinese messages stay readable and short."""
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+
+def command_to_dict(c: Command) -> dict[str, Any]:
+    """The JSON-ready form of a :class:`Command`."""
+    return {
+        "id": c.id,
+        "device": c.device,
+        "action": c.action,
+        "ts": c.ts,
+        "channel": c.channel,
+        "params": dict(c.params),
+        "requested_by": c.requested_by,
+        "ttl": c.ttl,
+    }
+
+
+def command_from_dict(d: Mapping[str, Any]) -> Command:
+    """Rebuild a :class:`Command` written by :func:`command_to_dict`."""
+    return Command(
+        id=d["id"],
+        device=d["device"],
+        action=d["action"],
+        ts=d["ts"],
+        channel=d.get("channel", ""),
+        params=d.get("params") or {},
+        requested_by=d.get("requested_by", ""),
+        ttl=d.get("ttl", 60.0),
+    )
+
+
+def result_to_dict(r: CommandResult) -> dict[str, Any]:
+    """The JSON-ready form of a :class:`CommandResult`."""
+    return {
+        "command_id": r.command_id,
+        "device": r.device,
+        "status": CommandStatus(r.status).value,
+        "ts": r.ts,
+        "detail": r.detail,
+    }
+
+
+def result_from_dict(d: Mapping[str, Any]) -> CommandResult:
+    """Rebuild a :class:`CommandResult` written by :func:`result_to_dict`."""
+    return CommandResult(
+        command_id=d["command_id"],
+        device=d["device"],
+        status=CommandStatus(d["status"]),
+        ts=d["ts"],
+        detail=d.get("detail", ""),
+    )
+
+
+def _event(data: str) -> Event:
+    return Event.from_dict(json.loads(data))
+
+
+_DECODE = {
+    KIND_EVENT: _event,
+    KIND_COMMAND: lambda data: command_from_dict(json.loads(data)),
+    KIND_RESULT: lambda data: result_from_dict(json.loads(data)),
+}
+
+
+class JournalQueries:
+    """Queries shared by the writing hub and read-only readers (CLI, API in another process).
+
+    Subclasses set ``_db`` and, for a writer, keep the name caches complete as they assign ids.
+    """
+
+    _db: sqlite3.Connection | None
+
+    def __init__(self) -> None:
+        self._db = None
+        self._device_ids: dict[str, int] = {}
+        self._device_names: dict[int, str] = {}
+        # series id -> (device, channel, quantity)
+        self._series_names: dict[int, tuple[str, str, str]] = {}
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalClosedError("the journal is not open")
+        return self._db
+
+    # -- names ---------------------------------------------------------------------------
+
+    def _load_names(self) -> None:
+        """Read every device and series row; a reader calls it again when it meets a new id."""
+        db = self._conn()
+        for dev_id, name in db.execute("SELECT id, name FROM devices"):
+            self._device_ids[name] = dev_id
+            self._device_names[dev_id] = name
+        for sid, dev_id, channel, quantity in db.execute(
+            "SELECT series, device, channel, quantity FROM latest"
+        ):
+            self._series_names[sid] = (self._device_names[dev_id], channel, quantity)
+
+    def _series(self, sid: int) -> tuple[str, str, str]:
+        names = self._series_names.get(sid)
+        if names is None:
+            self._load_names()
+            names = self._series_names.get(sid)
+            if names is None:
+                raise JournalError(f"record refers to unknown series {sid}")
+        return names
+
+    def _device_id(self, device: str) -> int | None:
+        dev_id = self._device_ids.get(device)
+        if dev_id is None:
+            sql = "SELECT id FROM devices WHERE name = ?"
+            row = self._conn().execute(sql, (device,)).fetchone()
+            if row is not None:
+                dev_id = self._device_ids[device] = row[0]
+                self._device_names[dev_id] = device
+        return dev_id
+
+    # -- the stream ----------------------------------------------------------------------
+
+    def read(
+        self, after: int, limit: int = 1000, kinds: set[str] | None = None
+    ) -> list[tuple[int, object]]:
+        """Up to ``limit`` committed records with ``seq > after``, as ``(seq, record)`` in seq
+        order; ``kinds`` (names from :data:`KINDS`) keeps only those kinds.
+
+        A sink calls ``read(get_cursor(name))``, delivers, then :meth:`set_cursor` to the last
+        seq the far side accepted.
+        """
+        sql = "SELECT seq, kind, series, ts, value, quality, data FROM records WHERE seq > ?"
+        if kinds is not None:
+            unknown = set(kinds) - KINDS.keys()
+            if unknown:
+                raise ValueError(f"unknown kinds {sorted(unknown)}; known: {sorted(KINDS)}")
+            # literal codes, validated above, let SQLite plan the filter
+            sql += f" AND kind IN ({','.join(str(KINDS[k]) for k in sorted(kinds))})"
+        rows = self._conn().execute(sql + " ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        out: list[tuple[int, object]] = []
+        append = out.append
+        names = self._series_names
+        for seq, kind, sid, ts, value, quality, data in rows:
+            if kind == KIND_READING:
+                n = names.get(sid) or self._series(sid)
+                q = _GOOD if quality is None else _QUALITY[quality]
+                append((seq, Reading(n[0], n[2], value, ts, n[1], q)))
+            else:
+                append((seq, _DECODE[kind](data)))
+        return out
+
+    def get_cursor(self, name: str) -> int:
+        """The seq the sink ``name`` has delivered up to; 0 if it never set one."""
+        row = self._conn().execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def cursors(self) -> dict[str, int]:
+        """Every registered cursor: sink name -> seq delivered up to."""
+        return dict(self._conn().execute("SELECT name, seq FROM cursors ORDER BY name"))
+
+    # -- queries for the API -------------------------------------------------------------
+
+    def latest(self, device: str, quantity: str | None = None) -> list[Reading]:
+        """The newest reading of each (channel, quantity) of ``device``, sorted by quantity
+        then channel; read from the ``latest`` table, never from history."""
+        sql = (
+            "SELECT l.channel, l.quantity, l.value, l.ts, l.quality FROM latest l"
+            " JOIN devices d ON d.id = l.device WHERE d.name = ? AND l.ts IS NOT NULL"
+        )
+        args: list[Any] = [device]
+        if quantity is not None:
+            sql += " AND l.quantity = ?"
+            args.append(quantity)
+        rows = self._conn().execute(sql + " ORDER BY l.quantity, l.channel", args)
+        return [
+            Reading(device, qty, value, ts, ch, _GOOD if q is None else _QUALITY[q])
+            for ch, qty, value, ts, q in rows
+        ]
+
+    def history(
+        self,
+        device: str,
+        quantity: str | None = None,
+        channel: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[Reading]:
+        """Readings of ``device`` with ``since <= ts <= until``, ordered by ts (then seq).
+
+        With ``limit``, the newest ``limit`` readings of the range, still oldest first, as
+        :meth:`events` does: a chart asks for the recent end of a range.
+        """
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return []
+        sql = "SELECT series, ts, value, quality FROM records WHERE device = ? AND kind = 0"
+        args: list[Any] = [dev_id]
+        if quantity is not None or channel is not None:
+            sids = self._matching_series(dev_id, quantity, channel)
+            if not sids:
+                return []
+            sql += f" AND series IN ({','.join('?' * len(sids))})"
+            args += sids
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts <= ?"
+            args.append(until)
+        if limit is None:
+            rows = self._conn().execute(sql + " ORDER BY ts, seq", args).fetchall()
+        else:
+            sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
+            rows = self._conn().execute(sql, [*args, limit]).fetchall()
+            rows.reverse()
+        out = []
+        for sid, ts, value, q in rows:
+            _, ch, qty = self._series_names.get(sid) or self._series(sid)
+            out.append(Reading(device, qty, value, ts, ch, _GOOD if q is None else _QUALITY[q]))
+        return out
+
+    def _matching_series(self, dev_id: int, quantity: str | None, channel: str | None) -> list[int]:
+        sql = "SELECT series FROM latest WHERE device = ?"
+        args: list[Any] = [dev_id]
+        if quantity is not None:
+            sql += " AND quantity = ?"
+            args.append(quantity)
+        if channel is not None:
+            sql += " AND channel = ?"
+            args.append(channel)
+        return [sid for (sid,) in self._conn().execute(sql, args)]
+
+    def events(
+        self, device: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """The newest ``limit`` events (of ``device``, with ``ts >= since``), newest last."""
+        # "kind = 1" is a literal so that SQLite may use the partial event indexes
+        sql = "SELECT data FROM records WHERE kind = 1"
+        args: list[Any] = []
+        if device is not None:
+            dev_id = self._device_id(device)
+            if dev_id is None:
+                return []
+            sql += " AND device = ?"
+            args.append(dev_id)
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        rows = self._conn().execute(sql + " ORDER BY ts DESC, seq DESC LIMIT ?", [*args, limit])
+        out = [_event(data) for (data,) in rows]
+        out.reverse()
+        return out
+
+    def active_events(self) -> list[Event]:
+        """Alarms and faults raised and not yet cleared, in the order they were raised."""
+        return [
+            _event(data) for (data,) in self._conn().execute("SELECT data FROM active ORDER BY seq")
+        ]
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use: pages minus free pages, the file size not counted."""
+        db = self._conn()
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        return (pages - free) * size

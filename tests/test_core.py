@@ -1,0 +1,231 @@
+"""The hub's data path on a task.Clock: ingest → presence → alarms → journal → observers."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub import hookimpl
+from hub.model import EventState, Reading
+
+CONFIG = {
+    "presence": {"heartbeat_interval": 10, "timeout_count": 3},
+    "alarms": {"warning_ratio": 0.9, "defaults": {
+        "temperature": {"alarm": 80, "hysteresis": 2},
+    }},
+    "transports": {"sim": {"type": "simulator", "interval": 3600}},
+    "devices": [
+        {"id": "d1", "model": "simulated", "transport": "sim", "address": "normal"},
+        {"id": "d2", "model": "simulated", "transport": "sim", "address": "silent",
+         "heartbeat": {"interval": 5, "timeout_count": 2}},
+    ],
+}
+
+
+class Recorder:
+    """An observer plugin that writes down what it was told."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def hub_event_recorded(self, event):
+        self.calls.append(("event", event.code, event.level.value, event.state.value, event.id))
+
+    @hookimpl
+    def hub_device_offline(self, device, last_seen):
+        self.calls.append(("offline", device, last_seen))
+
+    @hookimpl
+    def hub_device_online(self, device):
+        self.calls.append(("online", device))
+
+
+def temp(value, ts, device="d1"):
+    return Reading(device, "temperature", value, ts, "T1")
+
+
+def commit(hub, d):
+    """Let the group commit run and return the Deferred's result."""
+    hub.clock.advance(hub.config.journal.commit_interval)
+    results = []
+    d.addBoth(results.append)
+    assert results, "ingest did not complete after the commit interval"
+    return results[0]
+
+
+def test_ingest_commits_before_its_deferred_fires(make_hub):
+    """The Deferred from ingest fires after the records are committed, with their seq."""
+    hub = make_hub(CONFIG)
+    now = hub.clock.seconds()
+    d = hub.ingest("d1", [temp(25.0, now), Reading("d1", "voltage", 221.5, now, "A")])
+    fired = []
+    d.addCallback(fired.append)
+    assert fired == [] and hub.journal.last_seq() == 0
+    hub.clock.advance(hub.config.journal.commit_interval)
+    assert fired == [2]
+    assert {(r.quantity, r.value) for r in hub.journal.latest("d1")} == {
+        ("temperature", 25.0), ("voltage", 221.5)}
+
+
+def test_threshold_alarm_is_journaled_and_observed_after_commit(make_hub):
+    """Crossing the set point raises warning and alarm; observers hear of them after commit;
+    the clear carries the same id and the peak."""
+    rec = Recorder()
+    hub = make_hub(CONFIG, extra_plugins=[("recorder", rec)])
+    t = hub.clock.seconds()
+    d = hub.ingest("d1", [temp(85.0, t)])
+    assert rec.calls == []  # not before the commit
+    commit(hub, d)
+    assert [c[1:4] for c in rec.calls] == [("temperature", "warning", "raised"),
+                                           ("temperature", "alarm", "raised")]
+    alarm_id = rec.calls[1][4]
+    commit(hub, hub.ingest("d1", [temp(90.0, t + 1)]))
+    assert len(rec.calls) == 2  # still raised: nothing new
+    commit(hub, hub.ingest("d1", [temp(65.0, t + 2)]))
+    cleared = [e for e in hub.journal.events("d1") if e.state is EventState.CLEARED]
+    assert {e.level.value for e in cleared} == {"warning", "alarm"}
+    alarm_clear = next(e for e in cleared if e.level.value == "alarm")
+    assert alarm_clear.id == alarm_id and alarm_clear.peak == 90.0
+    assert alarm_clear.duration == pytest.approx(2.0)
+    assert hub.journal.active_events() == []
+
+
+def test_silent_device_goes_offline_and_comes_back(make_hub):
+    """A device silent for interval × count raises an offline fault; data clears it."""
+    rec = Recorder()
+    hub = make_hub(CONFIG, extra_plugins=[("recorder", rec)])
+    hub.clock.advance(9.9)  # d2: 5 s × 2
+    assert not [c for c in rec.calls if c[0] == "offline"]
+    hub.clock.advance(0.2)
+    hub.clock.advance(hub.config.journal.commit_interval)
+    assert ("offline", "d2", None) in rec.calls
+    active = hub.journal.active_events()
+    assert [(e.device, e.code) for e in active] == [("d2", "offline")]
+    commit(hub, hub.ingest("d2", [temp(20.0, hub.clock.seconds(), "d2")]))
+    assert ("online", "d2") in rec.calls
+    assert hub.journal.active_events() == []
+
+
+def test_heartbeat_counts_as_liveness(make_hub):
+    """Heartbeats without data keep a device online."""
+    hub = make_hub(CONFIG)
+    for _ in range(10):
+        hub.clock.advance(4)
+        hub.heartbeat("d2")
+    hub.clock.advance(0.1)
+    assert hub.presence.is_online("d2") is True
+    assert [e.device for e in hub.journal.active_events()] == ["d1"]  # d1 sent nothing
+
+
+def test_active_alarm_and_offline_survive_a_restart(make_hub, tmp_path):
+    """After a restart an alarm already raised is not raised again, its clear is not lost,
+    and an offline device is not reported offline twice."""
+    hub = make_hub(CONFIG)
+    t = hub.clock.seconds()
+    commit(hub, hub.ingest("d1", [temp(85.0, t)]))
+    hub.clock.advance(20)  # d2 offline
+    hub.clock.advance(hub.config.journal.commit_interval)
+    raised = {e.id: e for e in hub.journal.active_events()}
+    assert len(raised) == 3  # warning, alarm, offline
+    hub.close()
+
+    rec = Recorder()
+    hub2 = make_hub(CONFIG, extra_plugins=[("recorder", rec)])
+    t2 = hub2.clock.seconds()
+    commit(hub2, hub2.ingest("d1", [temp(88.0, t2)]))
+    hub2.clock.advance(25)  # long enough for a second offline of d2, short of d1's 30 s
+    hub2.clock.advance(hub2.config.journal.commit_interval)
+    assert [c for c in rec.calls if c[0] == "offline" or c[3] == "raised"] == []
+    commit(hub2, hub2.ingest("d1", [temp(60.0, t2 + 26)]))
+    cleared = {c[4] for c in rec.calls if c[0] == "event" and c[3] == "cleared"}
+    assert cleared == {i for i, e in raised.items() if e.device == "d1"}
+    alarm = next(e for e in hub2.journal.events("d1") if e.state is EventState.CLEARED
+                 and e.level.value == "alarm")
+    assert alarm.peak == 88.0 and alarm.raised_ts == t
+
+
+def test_unknown_device_is_refused_and_counted(make_hub):
+    """resolve() refuses an identity nobody declared and counts it."""
+    hub = make_hub(CONFIG)
+    assert hub.resolve("sim", "no-such-profile") is None
+    assert hub.metrics.value("registry.refused", transport="sim") == 1
+    assert hub.resolve("sim", "normal").id == "d1"
+
+
+def test_auto_provisioning_rule_accepts_matching_identity(make_hub):
+    """With provisioning on, a matching identity becomes a device with the rule's model."""
+    cfg = dict(CONFIG, provisioning={"enabled": True, "rules": [
+        {"transport": "sim", "match": "8612[0-9]{11}", "model": "simulated",
+         "project": "p1", "name": "auto {id}"}]})
+    hub = make_hub(cfg)
+    dev = hub.resolve("sim", "861234567890123")
+    assert dev.id == "861234567890123" and dev.project == "p1" and dev.provisioned
+    assert dev.name == "auto 861234567890123"
+    assert hub.resolve("sim", "12345") is None
+    assert hub.metrics.value("registry.provisioned") == 1
+    assert hub.presence.is_online(dev.id) is None  # tracked: it will time out if silent
+
+
+class FakeTarget:
+    """A transport's command side, answering as told (the wire is the transports' issue)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent = []
+
+    def send_command(self, device, command):
+        from twisted.internet import defer
+
+        self.sent.append((device.id, command.action))
+        if self.answer == "never":
+            return defer.Deferred()
+        if self.answer == "refuse":
+            return defer.fail(RuntimeError("device answered exception 02"))
+        return defer.succeed(None)
+
+
+class CommandRecorder:
+    def __init__(self):
+        self.finished = []
+
+    @hookimpl
+    def hub_command_finished(self, command, result):
+        self.finished.append((command.id, result.status.value))
+
+
+@pytest.mark.parametrize("answer,status", [("ok", "succeeded"), ("refuse", "failed"),
+                                           ("never", "timed_out")])
+def test_command_lifecycle_is_journaled_and_observed(make_hub, answer, status):
+    """A command is journaled, sent to the device's transport, ends succeeded, failed or
+    timed out (after its ttl on the clock), and the observers hear the final status."""
+    from hub.model import Command, CommandResult
+
+    rec = CommandRecorder()
+    hub = make_hub(CONFIG, extra_plugins=[("recorder", rec)])
+    target = FakeTarget(answer)
+    hub.commands.register_target("sim", target)
+    cmd = Command("c1", "d1", "reset", hub.clock.seconds(), ttl=10, requested_by="op")
+    results = []
+    hub.commands.execute(cmd).addCallback(results.append)
+    hub.clock.advance(10.001)
+    hub.clock.advance(hub.config.journal.commit_interval)
+    assert target.sent == [("d1", "reset")]
+    assert [r.status.value for r in results] == [status]
+    assert rec.finished == [("c1", status)]
+    kinds = [type(r).__name__ for _, r in hub.journal.read(0, 100, {"command", "command_result"})]
+    assert kinds == ["Command", "CommandResult"]
+    assert isinstance(results[0], CommandResult)
+
+
+def test_command_for_unknown_device_or_action_is_refused(make_hub):
+    """Commands that cannot be carried are refused at once with a clear reason."""
+    from hub.commands import CommandError
+    from hub.model import Command
+
+    hub = make_hub(CONFIG)
+    with pytest.raises(CommandError, match="unknown device 'zz'"):
+        hub.commands.execute(Command("c", "zz", "reset", 0.0))
+    with pytest.raises(CommandError, match="unknown command action 'explode'"):
+        hub.commands.execute(Command("c", "d1", "explode", 0.0))
+    with pytest.raises(CommandError, match="no running transport"):
+        hub.commands.execute(Command("c", "d1", "reset", 0.0))

@@ -1,0 +1,170 @@
+"""End to end: `hub run` as a process, a device on a real loopback socket through the test
+vendor's transport, the CLI reading the live journal, SIGTERM, and a restart."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HubProcess:
+    """`hub run` in a subprocess. A thread copies its log lines into a queue, so waiting for
+    a line is a blocking get with a deadline (never a sleep, and never a select() that would
+    miss lines already sitting in Python's read buffer)."""
+
+    def __init__(self, config: Path, cwd: Path):
+        self.proc = subprocess.Popen(
+            [str(BIN / "hub"), "run", "-c", str(config)], cwd=cwd, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+            if "failed to start" in line:
+                break
+        raise AssertionError(f"{text!r} not logged; log so far:\n{''.join(self.lines)}")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        while (line := self._queue.get(timeout=10)) is not None:
+            self.lines.append(line)
+        return code
+
+
+class Device:
+    """A device on a socket: registration line, then JSON frames, one reply each."""
+
+    def __init__(self, port: int, ident: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rwb")
+        self.send_raw(ident.encode())
+
+    def send_raw(self, line: bytes) -> None:
+        self.file.write(line + b"\n")
+        self.file.flush()
+
+    def send(self, frame: dict) -> str:
+        self.send_raw(json.dumps(frame).encode())
+        return self.file.readline().decode().strip()
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+def cli(config: Path, cwd: Path, *args: str) -> list[dict]:
+    out = subprocess.run([str(BIN / "hub"), *args, "-c", str(config), "--json"], cwd=cwd,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+def setup(vendor_dist, tmp_path):
+    port = free_port()
+    config = {
+        "hub": {"state_dir": str(tmp_path / "var")},
+        "journal": {"commit_interval_ms": 2},
+        "alarms": {"defaults": {"temperature": {"alarm": 80, "hysteresis": 2}}},
+        "transports": {"lines": {"type": "line_tcp", "port": port}},
+        "devices": [{"id": "efd-1", "model": "json_demo", "transport": "lines",
+                     "address": "EFD0001", "name": "1号配电箱"}],
+    }
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path, port
+
+
+def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
+    """Frames are acked after commit, bad frames are counted without dropping the
+    connection, the CLI reads the live journal, SIGTERM commits, and a restart neither
+    raises the active alarm again nor loses its clear."""
+    config, port = setup
+    hub = HubProcess(config, tmp_path)
+    try:
+        hub.wait_for("hub hub started")
+        stranger = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stranger.sendall(b"NOT-REGISTERED\n")
+        assert stranger.recv(100) == b""  # refused: connection closed
+        stranger.close()
+
+        dev = Device(port, "EFD0001")
+        assert dev.send({"temperature/T1": 25.0, "voltage/A": 220.0}).startswith("ok ")
+        assert dev.send({"temperature/T1": 91.5}).startswith("ok ")
+        dev.send_raw(b"{not json")
+        assert dev.file.readline().startswith(b"error not JSON")
+        assert dev.send({"alarm/fault_arc": 1}).startswith("ok ")  # device-reported flag
+        assert dev.send({"alarm/fault_arc": 1}).startswith("ok ")  # repeated: one raise
+
+        readings = cli(config, tmp_path, "readings", "--device", "efd-1")
+        assert [(r["quantity"], r["channel"], r["value"], r["unit"]) for r in readings] == [
+            ("temperature", "T1", 25.0, "°C"), ("voltage", "A", 220.0, "V"),
+            ("temperature", "T1", 91.5, "°C")]
+        events = cli(config, tmp_path, "events")
+        assert sorted((e["code"], e["level"], e["state"], e["source"]) for e in events) == [
+            ("fault_arc", "alarm", "raised", "device"),
+            ("temperature", "alarm", "raised", "hub"),
+            ("temperature", "warning", "raised", "hub")]
+        devices = cli(config, tmp_path, "devices")
+        assert devices[0]["id"] == "efd-1" and devices[0]["online"] is True
+        assert devices[0]["active_events"] == 3
+        dev.close()
+    finally:
+        code = hub.stop()
+    log = "".join(hub.lines)
+    assert code == 0, log
+    assert "journal committed at seq" in log
+    assert "refused unknown device 'NOT-REGISTERED'" in log
+
+    hub = HubProcess(config, tmp_path)
+    try:
+        hub.wait_for("3 active alarms/faults restored")
+        hub.wait_for("hub hub started")
+        dev = Device(port, "EFD0001")
+        assert dev.send({"temperature/T1": 95.0}).startswith("ok ")  # still raised
+        assert dev.send({"temperature/T1": 30.0, "alarm/fault_arc": 0}).startswith("ok ")
+        dev.close()
+        events = cli(config, tmp_path, "events")
+    finally:
+        assert hub.stop() == 0
+    raised = [e for e in events if e["state"] == "raised"]
+    cleared = [e for e in events if e["state"] == "cleared"]
+    assert len(raised) == 3
+    assert {e["id"] for e in cleared} == {e["id"] for e in raised}
+    temp_alarm = next(e for e in cleared if e["code"] == "temperature" and e["level"] == "alarm")
+    assert temp_alarm["peak"] == 95.0
