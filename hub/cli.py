@@ -157,6 +157,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code[0]
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from hub.service import metrics_path
+
+    _, config = _load(args)
+    path = metrics_path(config.state_dir)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return _fail(f"no metrics at {path} (the hub writes them every few seconds while it "
+                     "runs)", 1)
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
+    print(f"hub {doc['hub']} at {_iso(doc['ts'])}")
+    print(_table([(m["name"], ",".join(f"{k}={v}" for k, v in m["labels"].items()) or "-",
+                   f"{m['value']:g}") for m in doc["metrics"]], ("metric", "labels", "value")))
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from hub.pluginmanager import PluginError, make_plugins
 
@@ -284,6 +304,9 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     sp = sub.add_parser("plugins", help="list plugins and what they contribute")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_plugins)
+    sp = with_config(sub.add_parser("metrics", help="counters and gauges of the running hub"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_metrics)
     sp = with_config(sub.add_parser("devices", help="list configured devices and their state"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_devices)

@@ -28,7 +28,7 @@ from hub.commands import Commands
 from hub.config import HubConfig
 from hub.journal import Journal
 from hub.metrics import Metrics
-from hub.model import Event, EventKind, EventState, Reading, Record
+from hub.model import Event, EventKind, EventState, Reading, Record, SchemaError
 from hub.pluginmanager import HubPlugins
 from hub.presence import Presence
 from hub.registry import Device, Registry
@@ -63,6 +63,7 @@ class Hub:
         self.alarms = AlarmEngine(clock, self._thresholds, self.record_events)
         self.presence = Presence(clock, self._offline_after, self.record_events)
         self.commands = Commands(self)
+        self._valid_keys: set[tuple[str, str]] = set()  # (quantity, channel) already checked
 
     def _build_models(self) -> dict[str, DeviceModel]:
         models: dict[str, DeviceModel] = {}
@@ -134,6 +135,7 @@ class Hub:
         now = self.clock.seconds() if received_at is None else received_at
         events = self.presence.seen(device, now)
         self.journal.touch(device, now)
+        records = self._canonical(device, records)
         events += self.alarms.process(records)
         out: list[Record] = [r for r in records if type(r) is Reading]
         self.metrics.inc("ingest.readings", len(out))
@@ -142,6 +144,36 @@ class Hub:
         if events:
             d.addCallback(self._after_commit, events)
         return d
+
+    def _canonical(self, device: str, records: Sequence[Record]) -> Sequence[Record]:
+        """The records that fit the canonical schema. A model bug (an unknown quantity, a
+        malformed channel, a NaN) must not reach the journal and every sink; such records
+        are counted and logged with the device, and the rest go on."""
+        ok = self._valid_keys
+        bad = None
+        for r in records:
+            if type(r) is Reading and (r.quantity, r.channel) not in ok:
+                try:
+                    r.validate()
+                    ok.add((r.quantity, r.channel))
+                except SchemaError as e:
+                    bad = bad or []
+                    bad.append((r, e))
+            elif type(r) is Reading and r.value != r.value:
+                bad = bad or []
+                bad.append((r, SchemaError(f"{r.quantity} value is NaN")))
+        if not bad:
+            return records
+        dropped = {id(r) for r, _ in bad}
+        for _, e in bad:
+            self.metrics.inc("ingest.schema_errors", model=self._model_name(device))
+            _log.warn("dropped a non-canonical record from {device} (model {model}): {error}",
+                      device=device, model=self._model_name(device), error=e)
+        return [r for r in records if id(r) not in dropped]
+
+    def _model_name(self, device: str) -> str:
+        d = self._device_or_none(device)
+        return d.model_name if d is not None else "?"
 
     def heartbeat(self, device: str, ts: float | None = None) -> None:
         """A sign of life that carries no data (a DTU heartbeat, an LwM2M update)."""

@@ -24,7 +24,12 @@ _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn
 
 def start_logging(level: str = "info", fmt: str = "text", out: IO[str] | None = None) -> None:
     """Send every log event at ``level`` or above to ``out`` (stdout) as text or JSON."""
-    stream = out or sys.stdout
+    globalLogBeginner.beginLoggingTo([make_observer(level, fmt, out or sys.stdout)],
+                                     redirectStandardIO=False)
+
+
+def make_observer(level: str, fmt: str, stream: IO[str]) -> FilteringLogObserver:
+    """The observer start_logging installs: level filter, then text or JSON lines."""
 
     def text(event: dict) -> None:
         line = formatEventAsClassicLogText(event)
@@ -37,5 +42,4 @@ def start_logging(level: str = "info", fmt: str = "text", out: IO[str] | None = 
         stream.flush()
 
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
-    observer = FilteringLogObserver(json_line if fmt == "json" else text, [predicate])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    return FilteringLogObserver(json_line if fmt == "json" else text, [predicate])

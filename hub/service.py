@@ -14,6 +14,9 @@ consumed so one failing child cannot keep the journal from being committed and c
 
 from __future__ import annotations
 
+import json
+import os
+
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet import defer
@@ -22,6 +25,12 @@ from twisted.logger import Logger
 from hub.core import Hub
 
 _log = Logger(namespace="hub.service")
+
+METRICS_INTERVAL = 10.0
+
+
+def metrics_path(state_dir: str) -> str:
+    return os.path.join(state_dir, "metrics.json")
 
 
 class OrderedMultiService(MultiService):
@@ -60,6 +69,10 @@ class HubService(OrderedMultiService):
         prune.clock = hub.clock
         prune.setName("journal-prune")
         prune.setServiceParent(self)
+        snapshot = TimerService(METRICS_INTERVAL, self.write_metrics)
+        snapshot.clock = hub.clock
+        snapshot.setName("metrics-snapshot")
+        snapshot.setServiceParent(self)
         for name, section in hub.config.sinks.items():
             self._add(f"sinks.{name}", hub.plugins.sinks[section.type].factory(hub, name,
                                                                                 section.options))
@@ -70,6 +83,24 @@ class HubService(OrderedMultiService):
     def _add(self, name: str, service: IService) -> None:
         service.setName(name)
         service.setServiceParent(self)
+
+    def write_metrics(self) -> None:
+        """Write the metrics to ``<state_dir>/metrics.json`` (atomically), where
+        ``hub metrics`` reads them while the hub runs."""
+        hub = self.hub
+        hub.metrics.set("journal.last_seq", hub.journal.last_seq())
+        hub.metrics.set("devices.total", len(hub.registry))
+        hub.metrics.set("devices.online",
+                        sum(1 for d in hub.registry if hub.presence.is_online(d.id)))
+        hub.metrics.set("alarms.active", len(hub.alarms.active()))
+        doc = {"hub": hub.config.name, "ts": hub.clock.seconds(),
+               "metrics": hub.metrics.snapshot()}
+        path = metrics_path(hub.config.state_dir)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
 
     def _prune(self) -> None:
         deleted = self.hub.journal.prune(self.hub.clock.seconds())
@@ -85,8 +116,9 @@ class HubService(OrderedMultiService):
         except BaseException:
             yield self.stopService()
             raise
-        _log.info("hub {name} started: {n} devices, transports {t}, sinks {s}",
+        _log.info("hub {name} started: {n} devices, transports {t}, sinks {s} ({reactor})",
                   name=self.hub.config.name, n=len(self.hub.registry),
+                  reactor=type(self.hub.clock).__name__,
                   t=", ".join(self.hub.config.transports) or "none",
                   s=", ".join(self.hub.config.sinks) or "none")
 
@@ -100,6 +132,7 @@ class HubService(OrderedMultiService):
         finally:
             yield self.hub.plugins.call_in_turn("hub_shutdown", False, hub=self.hub)
             self.hub.journal.flush()
+            self.write_metrics()
             seq = self.hub.journal.last_seq()
             self.hub.close()
             _log.info("hub {name} stopped; journal committed at seq {seq}",

@@ -229,3 +229,18 @@ def test_command_for_unknown_device_or_action_is_refused(make_hub):
         hub.commands.execute(Command("c", "d1", "explode", 0.0))
     with pytest.raises(CommandError, match="no running transport"):
         hub.commands.execute(Command("c", "d1", "reset", 0.0))
+
+
+def test_non_canonical_readings_are_dropped_counted_and_logged(make_hub):
+    """A model bug (unknown quantity, bad channel, NaN) costs only the bad records: they are
+    counted per model, and the good readings of the same frame are committed."""
+    hub = make_hub(CONFIG)
+    now = hub.clock.seconds()
+    frame = [temp(25.0, now), Reading("d1", "temprature", 1.0, now, "T1"),
+             Reading("d1", "voltage", 220.0, now, "phase-A"),
+             Reading("d1", "voltage", float("nan"), now, "A"),
+             Reading("d1", "voltage", 221.0, now, "B")]
+    commit(hub, hub.ingest("d1", frame))
+    assert sorted((r.quantity, r.channel) for r in hub.journal.latest("d1")) == [
+        ("temperature", "T1"), ("voltage", "B")]
+    assert hub.metrics.value("ingest.schema_errors", model="simulated") == 3

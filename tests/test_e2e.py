@@ -117,7 +117,8 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
     config, port = setup
     hub = HubProcess(config, tmp_path)
     try:
-        hub.wait_for("hub hub started")
+        started = hub.wait_for("hub hub started")
+        assert "AsyncioSelectorReactor" in started  # aiocoap will share this loop
         stranger = socket.create_connection(("127.0.0.1", port), timeout=10)
         stranger.sendall(b"NOT-REGISTERED\n")
         assert stranger.recv(100) == b""  # refused: connection closed
@@ -150,6 +151,13 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
     assert code == 0, log
     assert "journal committed at seq" in log
     assert "refused unknown device 'NOT-REGISTERED'" in log
+    out = subprocess.run([str(BIN / "hub"), "metrics", "-c", str(config), "--json"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    metrics = {(m["name"], tuple(sorted(m["labels"].items()))): m["value"]
+               for m in json.loads(out)["metrics"]}
+    assert metrics[("registry.refused", (("transport", "lines"),))] == 1
+    assert metrics[("transport.decode_errors", (("transport", "lines"),))] == 1
+    assert metrics[("ingest.readings", ())] == 3
 
     hub = HubProcess(config, tmp_path)
     try:
