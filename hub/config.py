@@ -116,6 +116,9 @@ class TypedSection:
     name: str
     type: str
     options: Any
+    #: presence settings shared by every device of a model (devices may still override)
+    heartbeat_interval: float | None = None
+    timeout_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -341,8 +344,11 @@ def _typed(s: Section, types: dict[str, Any], what: str) -> dict[str, TypedSecti
                             f"(known: {known}; see `hub plugins`)")
             continue
         sec._used.add("type")
+        interval = count = None
+        if what == "device model":
+            interval, count = _heartbeat(sec.section("heartbeat"))
         options = s.checker.check(path, t.check_options, sec)
-        out[name] = TypedSection(name, type_name, options)
+        out[name] = TypedSection(name, type_name, options, interval, count)
     return out
 
 
@@ -391,10 +397,7 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
             base = defaults.get(rule)
             alarms[rule] = _threshold(rule, Section(checker, al.path / rule, rraw), base,
                                       base_ratio(base))
-        hb = s.section("heartbeat")
-        interval = hb.get("interval", number(1, 86400 * 7, "s"), None)
-        count = hb.get("timeout_count", integer(1, 100), None)
-        hb.finish()
+        interval, count = _heartbeat(s.section("heartbeat"))
         d = DeviceSettings(
             id=dev_id,
             model=model,
@@ -424,6 +427,14 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
             seen_addr[key] = dev_id
         out.append(d)
     return out
+
+
+def _heartbeat(hb: Section) -> tuple[float | None, int | None]:
+    """``heartbeat: {interval, timeout_count}`` of a device or a model (T/CFPA 023 6.3.3 i)."""
+    interval = hb.get("interval", number(1, 86400 * 7, "s"), None)
+    count = hb.get("timeout_count", integer(1, 100), None)
+    hb.finish()
+    return interval, count
 
 
 def base_ratio(base: Threshold | None) -> float:

@@ -15,7 +15,8 @@ Policy, and why:
   exception; :meth:`HubPlugins.notify` calls each implementation on its own.
 
 Environment switches: ``HUB_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the hub's own
-distribution (reproducible tests); ``HUB_TRACE_PLUGINS=1`` logs every hook call.
+distribution (reproducible tests); ``HUB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point
+name (a broken or duplicate one, say); ``HUB_TRACE_PLUGINS=1`` logs every hook call.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def make_plugins(
     metrics = metrics or Metrics()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for name in blocked:
+    env_blocked = os.environ.get("HUB_DISABLE_PLUGINS", "")
+    for name in [*blocked, *filter(None, (n.strip() for n in env_blocked.split(",")))]:
         pm.set_blocked(name)
     if autoload is None:
         autoload = not os.environ.get("HUB_DISABLE_PLUGIN_AUTOLOAD")

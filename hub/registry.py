@@ -69,8 +69,12 @@ class Registry:
     def _from_settings(self, d: DeviceSettings, provisioned: bool = False) -> Device:
         model = self._models[d.model]
         presence = self._config.presence
-        interval = d.heartbeat_interval or getattr(model, "heartbeat_interval", None)
-        count = d.timeout_count or getattr(model, "timeout_count", None)
+        configured = self._config.models.get(d.model)
+        # device setting > the model's section in hub.yaml > the model's own default > hub-wide
+        interval = (d.heartbeat_interval or (configured and configured.heartbeat_interval)
+                    or getattr(model, "heartbeat_interval", None))
+        count = (d.timeout_count or (configured and configured.timeout_count)
+                 or getattr(model, "timeout_count", None))
         return Device(
             id=d.id, model_name=d.model, model=model, transport=d.transport,
             address=d.address, address_key=d.address_key, name=d.name, location=d.location,

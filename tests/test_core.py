@@ -244,3 +244,14 @@ def test_non_canonical_readings_are_dropped_counted_and_logged(make_hub):
     assert sorted((r.quantity, r.channel) for r in hub.journal.latest("d1")) == [
         ("temperature", "T1"), ("voltage", "B")]
     assert hub.metrics.value("ingest.schema_errors", model="simulated") == 3
+
+
+def test_heartbeat_settings_resolve_device_then_model_then_hub(make_hub):
+    """Offline-after is the device's setting, else its model section's, else the hub's."""
+    cfg = dict(CONFIG, models={"sim60": {"type": "simulated",
+                                         "heartbeat": {"interval": 60, "timeout_count": 2}}})
+    cfg["devices"] = CONFIG["devices"] + [{"id": "d3", "model": "sim60"}]
+    hub = make_hub(cfg)
+    assert hub.registry.get("d2").offline_after == 10  # its own 5 s × 2
+    assert hub.registry.get("d3").offline_after == 120  # the model section's 60 s × 2
+    assert hub.registry.get("d1").offline_after == 30  # the hub's 10 s × 3

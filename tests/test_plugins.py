@@ -137,3 +137,13 @@ def test_every_hookspec_is_documented_for_vendors():
     assert len(specs) >= 9
     for spec in specs:
         assert spec.__doc__ and len(spec.__doc__.strip().splitlines()) >= 2, spec.__name__
+
+
+def test_disable_plugins_variable_blocks_by_name(site_dir, monkeypatch):
+    """HUB_DISABLE_PLUGINS resolves a type clash by blocking one plugin; it is listed as
+    blocked."""
+    write_distribution(site_dir, "hubtest-dup", {"dup": "hubtest_dup"}, {"hubtest_dup": DUP})
+    monkeypatch.setenv("HUB_DISABLE_PLUGINS", "dup, other")
+    plugins = make_plugins()
+    assert plugins.info("dup").error == "blocked"
+    assert plugins.info("simulator").contributes["transports"] == ["simulator"]
