@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= conf/hub.yaml
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hub plugins tests scripts
 
-test: $(STAMP) lint
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
