@@ -214,6 +214,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
 
     known_models = set(models) | set(plugins.models)
     devices = _devices(top, checker, alarm_defaults, known_models, transports, plugins)
+    _direct_models(devices, models, plugins, checker, top.path)
     prov = top.section("provisioning")
     prov_enabled = prov.get("enabled", boolean, False)
     rules = []
@@ -427,6 +428,24 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
             seen_addr[key] = dev_id
         out.append(d)
     return out
+
+
+def _direct_models(devices: list[DeviceSettings], models: dict[str, TypedSection],
+                   plugins: HubPlugins, checker: Checker, root: Path) -> None:
+    """A device may name a model *type* instead of a configured model; that only works for
+    types without required options, which is checked here rather than when the hub builds."""
+    for i, d in enumerate(devices):
+        if d.model in models or d.model not in plugins.models:
+            continue
+        inner = Checker()
+        options = inner.check(root, plugins.models[d.model].check_options,
+                              Section(inner, root / "models" / d.model, {}))
+        if inner.errors:
+            checker.error(root / "devices" / i / "model",
+                          f"model type {d.model!r} needs options; declare a model under "
+                          f"models: with type: {d.model} (e.g. {inner.errors[0]})")
+            continue
+        models[d.model] = TypedSection(d.model, d.model, options)
 
 
 def _heartbeat(hb: Section) -> tuple[float | None, int | None]:

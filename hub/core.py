@@ -69,10 +69,9 @@ class Hub:
         models: dict[str, DeviceModel] = {}
         for name, section in self.config.models.items():
             models[name] = self.plugins.models[section.type].factory(section.options)
-        used = [d.model for d in self.config.devices] + [r.model for r in self.config.provisioning]
-        for name in used:
-            if name not in models:  # a model type used directly, without options
-                models[name] = self.plugins.models[name].factory(None)
+        for rule in self.config.provisioning:
+            if rule.model not in models:  # a model type used directly, without options
+                models[rule.model] = self.plugins.models[rule.model].factory(None)
         return models
 
     def _thresholds(self, device: str) -> dict[str, Threshold]:
@@ -208,4 +207,8 @@ class Hub:
                 _log.warn("{kind} {code} raised on {device} {channel}: {message}",
                           kind=e.kind.value, code=e.code, device=e.device, channel=e.channel,
                           message=e.message)
+            elif e.state is EventState.CLEARED:
+                _log.info("{kind} {code} cleared on {device} {channel} after {duration:.0f} s",
+                          kind=e.kind.value, code=e.code, device=e.device, channel=e.channel,
+                          duration=e.duration or 0.0)
         return seq

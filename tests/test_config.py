@@ -87,8 +87,8 @@ def test_unknown_types_and_references(plugins):
     data["devices"][1]["address"] = "meltdown"
     data["devices"][1]["alarms"]["heat"] = {"alarm": 50}
     errs = errors_of(data, plugins)
-    assert ("conf/hub.yaml: sinks.db.type: 'influx' is not a known sink type (known: none "
-            "installed; see `hub plugins`)") in errs
+    assert ("conf/hub.yaml: sinks.db.type: 'influx' is not a known sink type (known: influxdb; "
+            "see `hub plugins`)") in errs
     assert ("conf/hub.yaml: devices[0].transport: 'dtu' is not a configured transport "
             "(known: demo)") in errs
     assert any(e.startswith("conf/hub.yaml: devices[1].address: 'meltdown' is not a simulator "
@@ -187,3 +187,13 @@ def test_hub_check_exits_non_zero_with_the_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{p}: alarms.defaults.temperature.alarm: 200 is outside 45..140" in err
     assert main(["check", "-c", "conf/hub.yaml"]) == 0
+
+
+def test_model_type_needing_options_cannot_be_named_directly(plugins):
+    """`model: modbus_map` without a models: entry is caught by the check, not at start."""
+    data = copy.deepcopy(BASE)
+    data["devices"][0]["model"] = "modbus_map"
+    errs = errors_of(data, plugins)
+    assert len(errs) == 1
+    assert errs[0].startswith("conf/hub.yaml: devices[0].model: model type 'modbus_map' needs "
+                              "options; declare a model under models: with type: modbus_map")

@@ -4,67 +4,15 @@ vendor's transport, the CLI reading the live journal, SIGTERM, and a restart."""
 from __future__ import annotations
 
 import json
-import queue
-import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class HubProcess:
-    """`hub run` in a subprocess. A thread copies its log lines into a queue, so waiting for
-    a line is a blocking get with a deadline (never a sleep, and never a select() that would
-    miss lines already sitting in Python's read buffer)."""
-
-    def __init__(self, config: Path, cwd: Path):
-        self.proc = subprocess.Popen(
-            [str(BIN / "hub"), "run", "-c", str(config)], cwd=cwd, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if text in line:
-                return line
-            if "failed to start" in line:
-                break
-        raise AssertionError(f"{text!r} not logged; log so far:\n{''.join(self.lines)}")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        while (line := self._queue.get(timeout=10)) is not None:
-            self.lines.append(line)
-        return code
+from tests.hubproc import BIN, HubProcess
+from tests.services import free_port
 
 
 class Device:

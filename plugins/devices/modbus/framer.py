@@ -1,0 +1,198 @@
+"""Cutting RTU frames out of a byte stream: the bytes a DTU forwards, in any pieces.
+
+RTU has no delimiter on a TCP stream (the 3.5-character silence of a serial line is lost
+in the DTU), so a frame is recognised by what the reader expects and by its CRC. The
+framer follows h11's contract: :meth:`ResponseFramer.feed` only buffers,
+:meth:`ResponseFramer.next_frame` returns one result at a time or :data:`NEED_DATA`.
+
+Two modes:
+
+* **expecting** (after :meth:`~ResponseFramer.expect`): the answer to the request just
+  sent. A frame starts with the expected slave and function (or function | 0x80, a 5-byte
+  exception response) and has the expected length; anything else is skipped a byte at a
+  time, so heartbeat strings and line noise before the answer do no harm.
+* **idle** (nothing expected): frames a pushing detector sends on its own, or an answer
+  that arrived after its poll timed out. Their length comes from the frame itself: read
+  responses by their byte count, exceptions 5 bytes, write echoes 8.
+
+Every decision depends only on bytes already received, never on how they were split, so
+the same stream gives the same results fed whole or byte by byte. A candidate whose CRC
+fails is reported as a :class:`FrameError` value and the framer resynchronises one byte
+further on; errors never raise, because one bad byte must not cost a DTU its connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from plugins.devices.modbus.rtu import (
+    EXCERPT,
+    READS,
+    REGISTER_READS,
+    WRITES,
+    Frame,
+    crc_ok,
+)
+
+__all__ = ["NEED_DATA", "FrameError", "ResponseFramer", "scan_frames"]
+
+#: What :meth:`ResponseFramer.next_frame` returns while a frame is incomplete (the same
+#: sentinel as :data:`hub.testing.NEED_DATA`).
+NEED_DATA = None
+
+_SKIP = 0  # the byte at the front cannot start a frame: drop it
+_WAIT = -1  # more bytes are needed to decide
+_LONGEST = 256  # the longest RTU frame
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """Something the framer threw away, as a value: ``reason`` is ``"crc"`` (a candidate
+    frame of the right shape failed its CRC) or ``"overflow"`` (the buffer was full and its
+    oldest bytes were dropped); ``data`` is an excerpt of the bytes concerned."""
+
+    reason: str
+    data: bytes
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.data.hex(' ')}"
+
+
+class ResponseFramer:
+    """Finds complete RTU frames in the bytes received from one connection.
+
+    :param max_buffer: bytes kept at most; beyond it the oldest are dropped (and reported)
+        so a peer that sends garbage forever cannot grow memory. At least 256, the longest
+        frame.
+    :param slaves: slave addresses accepted in idle mode (``None``: any of 1..247).
+
+    Counters for metrics: ``frames``, ``crc_errors``, ``skipped`` (garbage bytes),
+    ``overflows``.
+    """
+
+    def __init__(self, max_buffer: int = 1024, slaves: Collection[int] | None = None) -> None:
+        if max_buffer < _LONGEST:
+            raise ValueError(f"max_buffer {max_buffer} is shorter than a frame ({_LONGEST})")
+        self.max_buffer = max_buffer
+        self.slaves = frozenset(range(1, 248) if slaves is None else slaves)
+        self._buf = bytearray()
+        self._errors: deque[FrameError] = deque()
+        self._expected: tuple[int, int, int] | None = None
+        self.frames = self.crc_errors = self.skipped = self.overflows = 0
+
+    @property
+    def buffered(self) -> bytes:
+        """Bytes received and not yet consumed."""
+        return bytes(self._buf)
+
+    @property
+    def expected(self) -> tuple[int, int, int] | None:
+        """``(slave, function, length)`` of the awaited answer, or ``None`` when idle."""
+        return self._expected
+
+    def expect(self, slave: int, function: int, length: int) -> None:
+        """Await the answer to a request just sent: ``length`` is the whole normal response
+        in bytes, CRC included (:func:`plugins.devices.modbus.rtu.response_length`, or
+        ``ModbusMapModel.expected_length(poll)``). The framer returns to idle by itself
+        once that answer, or an exception response to it, has been returned."""
+        if function in READS and length < 6 or function not in READS and length < 5:
+            raise ValueError(f"length {length} is too short for function {function:02d}")
+        self._expected = (slave, function, length)
+
+    def expect_nothing(self) -> None:
+        """Stop waiting (the poll timed out): later frames are read in idle mode."""
+        self._expected = None
+
+    def feed(self, data: bytes) -> None:
+        """Buffer received bytes; nothing is parsed until :meth:`next_frame`."""
+        self._buf += data
+        excess = len(self._buf) - self.max_buffer
+        if excess > 0:
+            self.overflows += 1
+            self._errors.append(FrameError("overflow", bytes(self._buf[:min(excess, EXCERPT)])))
+            del self._buf[:excess]
+
+    def clear(self) -> bytes:
+        """Drop and return everything buffered."""
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+    def next_frame(self) -> Frame | FrameError | None:
+        """The next :class:`~plugins.devices.modbus.rtu.Frame` (an exception response is a
+        frame too: see ``Frame.is_exception``), a :class:`FrameError`, or
+        :data:`NEED_DATA` when the buffer holds no complete frame yet."""
+        if self._errors:
+            return self._errors.popleft()
+        buf = self._buf
+        while buf:
+            n = self._candidate() if self._expected is None else self._expected_candidate()
+            if n == _WAIT:
+                return NEED_DATA
+            if n == _SKIP:
+                del buf[:1]
+                self.skipped += 1
+                continue
+            if len(buf) < n:
+                return NEED_DATA
+            raw = bytes(buf[:n])
+            if not crc_ok(raw):
+                # Resynchronise: the frame, if any, starts at one of the following bytes.
+                del buf[:1]
+                self.crc_errors += 1
+                return FrameError("crc", raw[:EXCERPT])
+            del buf[:n]
+            self.frames += 1
+            solicited = self._expected is not None
+            self._expected = None
+            return Frame(raw[0], raw[1], raw[2:-2], raw, solicited)
+        return NEED_DATA
+
+    def _expected_candidate(self) -> int:
+        slave, function, length = self._expected  # type: ignore[misc]
+        buf = self._buf
+        if buf[0] != slave:
+            return _SKIP
+        if len(buf) < 2:
+            return _WAIT
+        if buf[1] == function | 0x80:
+            return 5
+        if buf[1] != function:
+            return _SKIP
+        if function in READS:
+            if len(buf) < 3:
+                return _WAIT
+            if buf[2] != length - 5:  # a wrong byte count cannot be our answer
+                return _SKIP
+        return length
+
+    def _candidate(self) -> int:
+        buf = self._buf
+        if buf[0] not in self.slaves:
+            return _SKIP
+        if len(buf) < 2:
+            return _WAIT
+        function = buf[1]
+        if function & 0x80:
+            return 5 if function & 0x7F in READS + WRITES else _SKIP
+        if function in WRITES:
+            return 8
+        if function not in READS:
+            return _SKIP
+        if len(buf) < 3:
+            return _WAIT
+        count = buf[2]
+        # Plausible byte counts only, so a stray byte does not hold the stream for 250 bytes.
+        if count == 0 or count > 250 or (function in REGISTER_READS and count % 2):
+            return _SKIP
+        return 5 + count
+
+
+def scan_frames(data: bytes, slaves: Collection[int] | None = None) -> list[Frame]:
+    """Every valid frame in ``data`` read in idle mode, skipping garbage between them: for
+    a payload that may hold several pushed frames (or a prefix the DTU added)."""
+    framer = ResponseFramer(max(_LONGEST, len(data)), slaves)
+    framer.feed(data)
+    return [f for f in iter(framer.next_frame, NEED_DATA) if isinstance(f, Frame)]

@@ -1,0 +1,537 @@
+"""Built-in plugin: the ``tcp_dtu`` transport — 4G/GPRS transparent DTUs over TCP, with the
+hub polling the Modbus RTU slaves behind each one.
+
+A DTU dials in, says who it is (a registration packet, see :mod:`dtu_framing`), and from then
+on the socket is its RS-485 line: the hub writes RTU requests and reads RTU answers. Rules the
+line imposes, and how this module keeps them:
+
+* **Half duplex.** Exactly one request is outstanding per DTU. The next is written only once
+  the answer arrived (and its records were committed to the journal) or the response timeout
+  ran out (after ``retries`` resends).
+* **Commands before polls.** Downlink commands wait in their own queue, which is always served
+  first; polls wait behind them.
+* **A dead slave costs only its own timeouts.** Each slave has its own poll schedule; one that
+  does not answer is retried, counted and skipped until its next cycle, and gets no liveness
+  credit from the DTU's heartbeats, so presence marks it offline while its neighbours go on.
+* **Untrusted bytes.** An unknown registration id closes the connection (counted, logged with a
+  hex excerpt). Heartbeats and a repeated id prefix are dropped between frames; garbage and CRC
+  failures are skipped by the framer and counted; the receive buffer is bounded. Nothing a
+  device sends can raise out of ``dataReceived``.
+* **Sessions.** A DTU that reconnects replaces its old session (the old socket is closed);
+  a session with no traffic for ``idle_timeout`` is closed; at most ``max_connections`` sockets
+  per listener.
+
+Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}``, optionally
+``poll_interval`` (seconds; default the model's).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from hub import hookimpl
+from hub.model import Command, CommandResult, CommandStatus
+from hub.types import DecodeError, TransportType
+from hub.validate import Invalid, Section, describe, integer, number, string
+from plugins.devices.modbus.framer import FrameError, ResponseFramer
+from plugins.devices.modbus.rtu import Frame
+from plugins.transports.dtu_framing import (
+    RegistrationError,
+    RegistrationRule,
+    check_registration,
+    parse_bytes,
+    strip_leading,
+)
+
+_log = Logger(namespace="hub.tcp_dtu")
+
+
+def _hex(data: bytes, limit: int = 48) -> str:
+    return data[:limit].hex(" ") + (" …" if len(data) > limit else "")
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class DtuOptions:
+    port: int
+    host: str = "0.0.0.0"
+    registration: RegistrationRule = field(default_factory=RegistrationRule)
+    heartbeats: tuple[bytes, ...] = ()
+    response_timeout: float = 3.0
+    retries: int = 1
+    registration_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    max_connections: int = 1000
+    max_buffer: int = 4096
+
+
+def check_options(section: Section) -> DtuOptions:
+    beats = section.raw("heartbeat", [])
+    beats = [beats] if isinstance(beats, str) else beats
+    if not isinstance(beats, list):
+        section.checker.error(section.path / "heartbeat",
+                              f"expected a byte string or a list of them, got {describe(beats)}")
+        beats = []
+    heartbeats = tuple(
+        b for i, raw in enumerate(beats)
+        if (b := section.checker.check(section.path / "heartbeat" / i, parse_bytes, raw))
+    )
+    opts = DtuOptions(
+        port=section.get("port", integer(0, 65535)),
+        host=section.get("host", string(), "0.0.0.0"),
+        registration=check_registration(section.section("registration")),
+        heartbeats=heartbeats,
+        response_timeout=section.get("response_timeout", number(0.05, 60, "s"), 3.0),
+        retries=section.get("retries", integer(0, 10), 1),
+        registration_timeout=section.get("registration_timeout", number(1, 600, "s"), 30.0),
+        idle_timeout=section.get("idle_timeout", number(1, 86400, "s"), 300.0),
+        max_connections=section.get("max_connections", integer(1, 100_000), 1000),
+        max_buffer=section.get("max_buffer", integer(256, 1 << 20), 4096),
+    )
+    section.finish()
+    return opts
+
+
+def check_address(address: Any) -> tuple[str, int]:
+    """``{dtu: ID, slave: 1..247[, poll_interval: s]}`` → the key ``(ID, slave)``."""
+    if not isinstance(address, dict):
+        raise Invalid(f"expected {{dtu: ID, slave: N}}, got {describe(address)}")
+    unknown = set(address) - {"dtu", "slave", "poll_interval"}
+    if unknown:
+        raise Invalid(f"unknown keys {', '.join(sorted(map(str, unknown)))} (dtu, slave, "
+                      "poll_interval)")
+    dtu = address.get("dtu")
+    if isinstance(dtu, int) and not isinstance(dtu, bool):
+        dtu = str(dtu)  # an IMEI written without quotes
+    if not isinstance(dtu, str) or not dtu:
+        raise Invalid(f"dtu: expected the DTU's registration id, got {describe(dtu)}")
+    slave = address.get("slave", 1)
+    if isinstance(slave, bool) or not isinstance(slave, int) or not 1 <= slave <= 247:
+        raise Invalid(f"slave: {describe(slave)} is not a Modbus slave address 1..247")
+    interval = address.get("poll_interval")
+    bad_type = isinstance(interval, bool) or not isinstance(interval, (int, float))
+    if interval is not None and (bad_type or not 0.1 <= interval <= 86400):
+        raise Invalid(f"poll_interval: {describe(interval)} is outside 0.1..86400 s")
+    return (dtu, slave)
+
+
+# ---------------------------------------------------------------------------- one DTU session
+
+
+@dataclass
+class _Request:
+    """One request on the line: a poll of a slave, or one write of a command."""
+
+    device: Any  # hub.registry.Device
+    frame: bytes
+    function: int
+    length: int
+    poll: Any = None  # a Poll, or None for a command write
+    command: Any = None  # the _CommandRun this write belongs to
+    tries: int = 0
+
+
+@dataclass
+class _CommandRun:
+    command: Command
+    device: Any
+    writes: list[bytes]
+    deferred: defer.Deferred
+
+
+class DtuProtocol(Protocol):
+    """One DTU's socket: registration, then the half-duplex request/response loop."""
+
+    def __init__(self, factory: DtuFactory) -> None:
+        self.f = factory
+        self.hub = factory.hub
+        self.clock = factory.hub.clock
+        self.opts = factory.options
+        self.dtu_id: str | None = None
+        self.slaves: dict[int, Any] = {}
+        self.failing: set[int] = set()
+        self._pre = b""
+        self._reads = 0
+        self._strip: tuple[bytes, ...] = self.opts.heartbeats
+        self.framer: ResponseFramer | None = None
+        self.commands: deque[_Request] = deque()
+        self.polls: deque[_Request] = deque()
+        self.outstanding: _Request | None = None
+        self._committing = False
+        self._response_timer: IDelayedCall | None = None
+        self._idle_timer: IDelayedCall | None = None
+        self._poll_timers: dict[int, IDelayedCall] = {}
+        self.closed = False
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.f.connections.add(self)
+        if len(self.f.connections) > self.opts.max_connections:
+            self.hub.metrics.inc("dtu.connections_refused", transport=self.f.name)
+            _log.warn("{transport}: connection limit {n} reached, refusing {peer}",
+                      transport=self.f.name, n=self.opts.max_connections, peer=self._peer())
+            self.transport.abortConnection()
+            return
+        self._idle_timer = self.clock.callLater(self.opts.registration_timeout, self._idle)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+        self.f.connections.discard(self)
+        for t in [self._response_timer, self._idle_timer, *self._poll_timers.values()]:
+            if t is not None and t.active():
+                t.cancel()
+        self._poll_timers.clear()
+        if self.f.sessions.get(self.dtu_id) is self:
+            del self.f.sessions[self.dtu_id]
+        pending = list(self.commands)
+        if self.outstanding is not None and self.outstanding.command is not None:
+            pending.insert(0, self.outstanding)
+        self.commands.clear()
+        self.polls.clear()
+        self.outstanding = None
+        for run in {id(r.command): r.command for r in pending}.values():
+            self._command_done(run, CommandStatus.FAILED, "the DTU disconnected")
+        if self.dtu_id is not None:
+            _log.info("DTU {dtu} disconnected from {transport}", dtu=self.dtu_id,
+                      transport=self.f.name)
+
+    def _peer(self) -> str:
+        peer = self.transport.getPeer() if self.transport else None
+        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        what = "no registration" if self.dtu_id is None else "idle"
+        self.hub.metrics.inc("dtu.timeouts", transport=self.f.name, reason=what)
+        _log.info("{transport}: closing {dtu} ({what})", transport=self.f.name,
+                  dtu=self.dtu_id or self._peer(), what=what)
+        self.transport.loseConnection()
+
+    def _touch(self) -> None:
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.reset(self.opts.idle_timeout if self.dtu_id else
+                                   self.opts.registration_timeout)
+
+    # -- bytes in --------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception:  # a bug here must cost one chunk, not the connection or the hub
+            self.hub.metrics.inc("dtu.internal_errors", transport=self.f.name)
+            _log.failure("{transport}: error handling {n} bytes from {dtu}: {hex}",
+                         transport=self.f.name, n=len(data), dtu=self.dtu_id or self._peer(),
+                         hex=_hex(data))
+
+    def _received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._touch()
+        if self.dtu_id is None:
+            self._reads += 1
+            self._pre += data
+            try:
+                got = self.opts.registration.extract(self._pre, self._reads == 1)
+            except RegistrationError as e:
+                self._refuse(f"bad registration ({e})", self._pre)
+                return
+            if got is None:
+                if len(self._pre) > 256:
+                    self._refuse("no registration id in the first 256 bytes", self._pre)
+                return
+            ident, data = got
+            self._pre = b""
+            if not self._register(ident):
+                return
+            if not data:
+                return
+        data, beats = strip_leading(data, self._strip)
+        if beats:
+            self._alive()
+        assert self.framer is not None
+        self.framer.feed(data)
+        self._drain()
+
+    def _refuse(self, why: str, data: bytes) -> None:
+        self.hub.metrics.inc("dtu.refused", transport=self.f.name)
+        _log.warn("{transport}: refused {peer}: {why}; first bytes {hex}",
+                  transport=self.f.name, peer=self._peer(), why=why, hex=_hex(data))
+        self.transport.loseConnection()
+        self.closed = True
+
+    def _register(self, ident: str) -> bool:
+        devices = self.f.devices_of(ident)
+        if not devices:
+            # not declared: the registry refuses and counts it, or provisions slave 1
+            device = self.hub.resolve(self.f.name, (ident, 1), identity=ident)
+            if device is None:
+                self._refuse(f"unknown DTU id {ident!r}", ident.encode(errors="replace"))
+                return False
+            devices = [device]
+        self.dtu_id = ident
+        self.slaves = {d.address_key[1]: d for d in devices}
+        if self.opts.registration.mode == "prefix":
+            self._strip = self.opts.heartbeats + (ident.encode(),)
+        self.framer = ResponseFramer(self.opts.max_buffer, self.slaves)
+        old = self.f.sessions.get(ident)
+        if old is not None and old is not self:
+            _log.info("DTU {dtu} reconnected: replacing its old session", dtu=ident)
+            self.hub.metrics.inc("dtu.replaced_sessions", transport=self.f.name)
+            old.transport.loseConnection()
+            old.closed = True
+        self.f.sessions[ident] = self
+        _log.info("DTU {dtu} registered on {transport} from {peer}: slaves {slaves}", dtu=ident,
+                  transport=self.f.name, peer=self._peer(), slaves=sorted(self.slaves))
+        self._alive()
+        for i, slave in enumerate(sorted(self.slaves)):
+            # spread first polls a little so slaves of one DTU do not all queue at once
+            self._poll_timers[slave] = self.clock.callLater(0.01 * i, self._poll_due, slave)
+        return True
+
+    def _alive(self) -> None:
+        """A DTU heartbeat: liveness for every slave that is answering its polls."""
+        now = self.clock.seconds()
+        for slave, device in self.slaves.items():
+            if slave not in self.failing:
+                self.hub.heartbeat(device.id, now)
+
+    def _drain(self) -> None:
+        framer = self.framer
+        assert framer is not None
+        while not self.closed:
+            item = framer.next_frame()
+            if item is None:
+                return
+            if isinstance(item, FrameError):
+                self.hub.metrics.inc("dtu.frame_errors", transport=self.f.name,
+                                     reason=item.reason)
+                _log.warn("{transport}: DTU {dtu}: dropped bytes ({reason}): {hex}",
+                          transport=self.f.name, dtu=self.dtu_id, reason=item.reason,
+                          hex=item.data.hex(" "))
+                continue
+            if item.solicited and self.outstanding is not None:
+                self._answered(self.outstanding, item)
+            else:
+                self._unsolicited(item)
+            rest, beats = strip_leading(framer.buffered, self._strip)
+            if beats:
+                framer.clear()
+                framer.feed(rest)
+                self._alive()
+
+    # -- requests out ----------------------------------------------------------------------
+
+    def _poll_due(self, slave: int) -> None:
+        self._poll_timers.pop(slave, None)
+        device = self.slaves.get(slave)
+        if device is None or self.closed:
+            return
+        model = device.model
+        if not any(r.device is device for r in self.polls):  # a slow slave does not pile up
+            for poll in model.plan():
+                req = model.request(slave, poll)
+                self.polls.append(_Request(device, req, req[1], model.expected_length(poll),
+                                           poll=poll))
+        address = device.address if isinstance(device.address, dict) else {}
+        interval = address.get("poll_interval") or model.poll_interval
+        self._poll_timers[slave] = self.clock.callLater(interval, self._poll_due, slave)
+        self._send_next()
+
+    def _send_next(self) -> None:
+        if self.closed or self.outstanding is not None or self._committing:
+            return
+        queue = self.commands if self.commands else self.polls
+        if not queue:
+            return
+        self._write(queue.popleft())
+
+    def _write(self, req: _Request) -> None:
+        req.tries += 1
+        self.outstanding = req
+        assert self.framer is not None
+        self.framer.expect(req.frame[0], req.function, req.length)
+        self.transport.write(req.frame)
+        self._response_timer = self.clock.callLater(self.opts.response_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._response_timer = None
+        req = self.outstanding
+        if req is None:
+            return
+        self.hub.metrics.inc("dtu.response_timeouts", transport=self.f.name)
+        if req.tries <= self.opts.retries:
+            self._write(req)
+            return
+        self.outstanding = None
+        assert self.framer is not None
+        self.framer.expect_nothing()
+        slave = req.frame[0]
+        if req.command is not None:
+            self._command_done(req.command, CommandStatus.TIMED_OUT,
+                               f"no answer from slave {slave} after {req.tries} tries")
+        else:
+            if slave not in self.failing:
+                _log.warn("DTU {dtu} slave {slave} ({device}) does not answer", dtu=self.dtu_id,
+                          slave=slave, device=req.device.id)
+            self.failing.add(slave)
+            # the rest of this slave's cycle would time out too: skip it
+            self.polls = deque(r for r in self.polls if r.device is not req.device)
+        self._send_next()
+
+    def _answered(self, req: _Request, frame: Frame) -> None:
+        if self._response_timer is not None and self._response_timer.active():
+            self._response_timer.cancel()
+        self._response_timer = None
+        self.outstanding = None
+        device = req.device
+        if req.command is not None:
+            self._command_step(req, frame)
+            self._send_next()
+            return
+        try:
+            records = device.model.decode_response(device.id, frame.slave, req.poll, frame.raw,
+                                                   self.clock.seconds())
+        except DecodeError as e:
+            self._bad_frame(device, e, frame.raw)
+            self._send_next()
+            return
+        self.failing.discard(frame.slave)
+        # the next request waits for the commit: a poll completes only once it is on disk
+        self._committing = True
+        d = self.hub.ingest(device.id, records)
+        d.addErrback(lambda f: _log.failure("journal refused a poll of {device}", f,
+                                            device=device.id))
+        d.addBoth(self._committed)
+
+    def _committed(self, _: Any) -> None:
+        self._committing = False
+        self._send_next()
+
+    def _unsolicited(self, frame: Frame) -> None:
+        device = self.slaves.get(frame.slave)
+        if device is None:
+            return
+        self.hub.metrics.inc("dtu.unsolicited_frames", transport=self.f.name)
+        try:
+            records = device.model.decode(device.id, frame.raw, self.clock.seconds())
+        except DecodeError as e:
+            self._bad_frame(device, e, frame.raw)
+            return
+        self.failing.discard(frame.slave)
+        self.hub.ingest(device.id, records).addErrback(
+            lambda f: _log.failure("journal refused a frame of {device}", f, device=device.id))
+
+    def _bad_frame(self, device: Any, error: DecodeError, raw: bytes) -> None:
+        self.hub.metrics.inc("dtu.decode_errors", transport=self.f.name, model=device.model_name)
+        _log.warn("DTU {dtu} device {device}: {error}; frame {hex}", dtu=self.dtu_id,
+                  device=device.id, error=error, hex=_hex(error.excerpt or raw))
+
+    # -- commands --------------------------------------------------------------------------
+
+    def enqueue_command(self, device: Any, command: Command) -> defer.Deferred:
+        slave = device.address_key[1]
+        writes = device.model.command_requests(command, slave)  # may raise EncodeError
+        run = _CommandRun(command, device, list(writes), defer.Deferred())
+        self._queue_write(run)
+        self._send_next()
+        return run.deferred
+
+    def _queue_write(self, run: _CommandRun) -> None:
+        frame = run.writes.pop(0)
+        # a write's normal answer echoes 8 bytes for 05/06/16
+        self.commands.append(_Request(run.device, frame, frame[1], 8, command=run))
+
+    def _command_step(self, req: _Request, frame: Frame) -> None:
+        run = req.command
+        try:
+            req.device.model.check_write_response(req.frame, frame.raw)
+        except DecodeError as e:
+            self._command_done(run, CommandStatus.FAILED, str(e))
+            return
+        if run.writes:
+            self._queue_write(run)
+            # keep the command's writes together, ahead of other commands
+            self.commands.rotate(1)
+        else:
+            self._command_done(run, CommandStatus.SUCCEEDED, "")
+
+    def _command_done(self, run: _CommandRun, status: CommandStatus, detail: str) -> None:
+        if not run.deferred.called:
+            run.deferred.callback(CommandResult(run.command.id, run.command.device, status,
+                                                self.clock.seconds(), detail))
+
+
+class DtuFactory(Factory):
+    def __init__(self, hub: Any, name: str, options: DtuOptions) -> None:
+        self.hub = hub
+        self.name = name
+        self.options = options
+        self.sessions: dict[str, DtuProtocol] = {}
+        self.connections: set[DtuProtocol] = set()
+
+    def buildProtocol(self, addr: Any) -> DtuProtocol:
+        p = DtuProtocol(self)
+        p.factory = self
+        return p
+
+    def devices_of(self, dtu_id: str) -> list[Any]:
+        return [d for d in self.hub.registry.on_transport(self.name)
+                if d.address_key[0] == dtu_id]
+
+
+class DtuService(Service):
+    """Listens for DTUs; carries commands to their slaves."""
+
+    def __init__(self, hub: Any, name: str, options: DtuOptions, reactor: Any = None) -> None:
+        self.hub = hub
+        self.transport_name = name
+        self.options = options
+        self.factory = DtuFactory(hub, name, options)
+        self._reactor = reactor
+        self.port: Any = None
+
+    @defer.inlineCallbacks
+    def startService(self):
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        ep = endpoints.TCP4ServerEndpoint(reactor, self.options.port,
+                                          interface=self.options.host)
+        self.port = yield ep.listen(self.factory)  # a port in use fails the hub's start
+        super().startService()
+        self.hub.commands.register_target(self.transport_name, self)
+        _log.info("{transport}: listening for DTUs on {host}:{port}", transport=self.transport_name,
+                  host=self.options.host, port=self.port.getHost().port)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        self.hub.commands.unregister_target(self.transport_name)
+        if self.port is not None:
+            yield self.port.stopListening()
+        for p in list(self.factory.connections):
+            p.transport.loseConnection()
+
+    def send_command(self, device: Any, command: Command) -> defer.Deferred:
+        session = self.factory.sessions.get(device.address_key[0])
+        if session is None or session.closed:
+            return defer.fail(ConnectionError(f"DTU {device.address_key[0]} is not connected"))
+        return session.enqueue_command(device, command)
+
+
+@hookimpl
+def hub_register_transport_types() -> list[TransportType]:
+    return [TransportType("tcp_dtu", DtuService, check_options,
+                          "4G/GPRS transparent DTUs over TCP, polling Modbus RTU slaves",
+                          check_address=check_address)]

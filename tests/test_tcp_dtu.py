@@ -1,0 +1,314 @@
+"""The tcp_dtu transport on a StringTransport and a task.Clock: registration, the half-duplex
+poll loop, heartbeats, timeouts and dead slaves, commands ahead of polls, sessions."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.testing import StringTransport
+
+from hub.config import check_config
+from hub.model import Command, EventState, Quality
+from hub.pluginmanager import make_plugins
+from hub.validate import ConfigError
+from plugins.devices.modbus import rtu
+from plugins.transports.tcp_dtu import DtuFactory
+
+IMEI = "861234567890123"
+MAP = "conf/devices/efd-example.yaml"
+
+
+def config(**dtu):
+    return {
+        "presence": {"heartbeat_interval": 10, "timeout_count": 3},
+        "alarms": {"defaults": {"temperature": {"alarm": 80}}},
+        "models": {"efd": {"type": "modbus_map", "map": MAP, "poll_interval": 10}},
+        "transports": {"dtu": {"type": "tcp_dtu", "port": 0, "response_timeout": 2,
+                               "retries": 1, "heartbeat": ["hex:FE FE"], **dtu}},
+        "devices": [
+            {"id": "efd-1", "model": "efd", "transport": "dtu",
+             "address": {"dtu": IMEI, "slave": 1}},
+            {"id": "efd-2", "model": "efd", "transport": "dtu",
+             "address": {"dtu": IMEI, "slave": 2}},
+        ],
+    }
+
+
+REGISTERS = {0x0000: 35, 0x0001: 253, 0x0002: 0x7FFF, 0x0003: 240, 0x0004: 251,
+             0x0008: 2205, 0x0009: 2210, 0x000A: 2199, 0x000B: 1050, 0x000C: 990,
+             0x000D: 1010, 0x0010: 0, 0x0011: 0}
+
+
+def answer(hub, slave, registers=None, device="efd-1"):
+    """The slave's answer to the first poll of the map, from a register dict."""
+    regs = {**REGISTERS, **(registers or {})}
+    poll = hub.registry.get(device).model.plan()[0]
+    values = [regs.get(a, 0) for a in range(poll.address, poll.address + poll.count)]
+    return rtu.read_response(slave, poll.function, rtu.pack_registers(values))
+
+
+def request(hub, slave, device="efd-1"):
+    model = hub.registry.get(device).model
+    return model.request(slave, model.plan()[0])
+
+
+class Link:
+    """One DTU connection: the protocol, its transport, and the bytes written to it."""
+
+    def __init__(self, hub, name="dtu"):
+        self.hub = hub
+        self.factory = getattr(hub, "_dtu_factory", None) or DtuFactory(
+            hub, name, hub.config.transports[name].options)
+        hub._dtu_factory = self.factory
+        self.proto = self.factory.buildProtocol(None)
+        self.tr = StringTransport()
+        self.proto.makeConnection(self.tr)
+
+    def send(self, data: bytes):
+        self.proto.dataReceived(data)
+
+    def written(self) -> bytes:
+        out = self.tr.value()
+        self.tr.clear()
+        return out
+
+
+def settle(hub, seconds=0.0):
+    hub.clock.advance(seconds)
+    hub.clock.advance(hub.config.journal.commit_interval)
+
+
+@pytest.fixture
+def hub(make_hub):
+    return make_hub(config())
+
+
+def test_unknown_dtu_is_refused_and_counted(hub):
+    """A registration id nobody declared closes the connection and is counted."""
+    link = Link(hub)
+    link.send(b"999999999999999")
+    assert link.tr.disconnecting
+    assert hub.metrics.value("registry.refused", transport="dtu") == 1
+    assert link.written() == b""
+
+
+def test_polls_one_request_at_a_time_and_commits_before_the_next(hub):
+    """After registration slave 1 is polled; slave 2 only after slave 1's answer is on disk."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)  # slave 2 is due too, but waits
+    link.send(answer(hub, 1))
+    assert link.written() == b""  # the commit has not happened yet
+    settle(hub)
+    assert link.written() == request(hub, 2)
+    latest = {(r.quantity, r.channel): r for r in hub.journal.latest("efd-1")}
+    assert latest[("temperature", "T1")].value == pytest.approx(25.3)
+    assert latest[("voltage", "A")].value == pytest.approx(220.5)
+    assert ("temperature", "T2") not in latest  # 0x7FFF: probe not fitted
+
+
+def test_answer_split_with_heartbeats_and_garbage(hub):
+    """An answer in single bytes, after a heartbeat and line noise, is still decoded."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.written()
+    link.send(b"\xfe\xfe")  # heartbeat: dropped, counts as liveness
+    for b in b"\x00\x13" + answer(hub, 1, {0x0000: 120}):
+        link.send(bytes([b]))
+    settle(hub)
+    assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [120.0]
+
+
+def test_dead_slave_times_out_without_stalling_the_other(hub):
+    """A silent slave is retried, then skipped; its neighbour keeps being polled, and the
+    silent one goes offline by presence while heartbeats keep the healthy one online."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    settle(hub, 2.0)  # response timeout: one retry
+    assert link.written() == request(hub, 1)
+    settle(hub, 2.0)  # retries exhausted: slave 2's turn
+    assert link.written() == request(hub, 2)
+    assert hub.metrics.value("dtu.response_timeouts", transport="dtu") == 2
+    asked = {1: 0, 2: 1}
+    link.send(answer(hub, 2))
+    window = hub.registry.get("efd-1").offline_after + 10  # the map's 30 s × 3, and some
+    for step in range(int(window * 2)):  # slave 2 answers, slave 1 never does
+        settle(hub, 0.5)
+        if step % 10 == 0:
+            link.send(b"\xfe\xfe")  # the DTU's heartbeat
+        sent = link.written()
+        for slave in (1, 2):
+            asked[slave] += sent.count(request(hub, slave))
+        if request(hub, 2) in sent:
+            link.send(answer(hub, 2))
+    cycles = int(window // 10)
+    assert asked[2] >= cycles  # every 10 s, not held up by slave 1's timeouts
+    assert asked[1] >= 2 * cycles  # still asked (and retried) every cycle
+    offline = [e for e in hub.journal.active_events() if e.code == "offline"]
+    assert [e.device for e in offline] == ["efd-1"]
+    assert hub.presence.is_online("efd-2") is True
+
+
+def test_status_bits_raise_and_clear_device_alarms(hub):
+    """A status bit set on every poll raises one alarm; cleared bit clears it; an open channel
+    marks its reading bad."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.written()
+    link.send(answer(hub, 1, {0x0010: 0b10, 0x0011: 0b1}))  # T1 alarm, L1 open
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub, 10)
+    link.send(answer(hub, 1, {0x0010: 0b10, 0x0011: 0b1}))
+    settle(hub)
+    events = hub.journal.events("efd-1")
+    assert sorted((e.code, e.channel, e.state.value) for e in events) == [
+        ("channel_open", "L1", "raised"), ("temperature", "T1", "raised")]
+    assert hub.journal.latest("efd-1", "residual_current")[0].quality is Quality.BAD
+    link.send(answer(hub, 2))
+    settle(hub, 10)
+    link.send(answer(hub, 1))
+    settle(hub)
+    cleared = [e for e in hub.journal.events("efd-1") if e.state is EventState.CLEARED]
+    assert {(e.code, e.channel) for e in cleared} == {("channel_open", "L1"),
+                                                       ("temperature", "T1")}
+
+
+def run_command(hub, link, action, **kw):
+    results = []
+    device = hub.registry.get("efd-1")
+    d = link.proto.enqueue_command(device, Command("c1", "efd-1", action, 0.0, **kw))
+    d.addCallback(results.append)
+    return results
+
+
+def test_command_goes_ahead_of_queued_polls_and_is_confirmed_by_echo(hub):
+    """A command queued while a poll is outstanding is written right after that answer,
+    before the next poll, and succeeds on the slave's echo."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.written()
+    results = run_command(hub, link, "trip")
+    assert link.written() == b""  # half duplex: the poll is still outstanding
+    link.send(answer(hub, 1))
+    settle(hub)
+    trip = rtu.write_coil(1, 0x0003, True)
+    assert link.written() == trip
+    link.send(rtu.write_response(trip))
+    settle(hub)
+    assert [r.status.value for r in results] == ["succeeded"]
+    assert link.written() == request(hub, 2)
+
+
+def test_exception_response_fails_the_command_with_its_code(hub):
+    """A Modbus exception answer to a write ends the command as failed, naming the code."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.written()
+    link.send(answer(hub, 2))
+    settle(hub)
+    results = run_command(hub, link, "set_threshold",
+                          params={"rule": "temperature", "value": 70}, channel="T1")
+    sent = link.written()
+    assert sent == rtu.write_register(1, 0x0101, 700)
+    link.send(rtu.exception_response(1, 6, 2))
+    settle(hub)
+    assert results[0].status.value == "failed"
+    assert results[0].detail == ("slave 1 answered function 06 with exception 02 "
+                                 "(illegal data address)")
+
+
+def test_reconnect_replaces_the_old_session(hub):
+    """A DTU that connects again takes over; the old socket is closed."""
+    first = Link(hub)
+    first.send(IMEI.encode())
+    second = Link(hub)
+    second.send(IMEI.encode())
+    assert first.tr.disconnecting and not second.tr.disconnecting
+    assert second.factory.sessions[IMEI] is second.proto
+    assert hub.metrics.value("dtu.replaced_sessions", transport="dtu") == 1
+
+
+def test_idle_and_unregistered_sessions_time_out(hub):
+    """A socket that never registers, or goes quiet, is closed by the clock."""
+    silent = Link(hub)
+    settle(hub, 31)
+    assert silent.tr.disconnecting
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert not link.tr.disconnecting
+    settle(hub, 301)
+    assert link.tr.disconnecting
+
+
+def test_garbage_flood_is_bounded_and_counted(hub):
+    """Megabytes of noise neither grow memory past the bound nor close the connection."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.written()
+    for _ in range(100):
+        link.send(bytes([1, 4, 36]) + b"\x00" * 4000)
+    assert len(link.proto.framer.buffered) <= 4096
+    assert not link.tr.disconnecting
+    assert hub.metrics.value("dtu.frame_errors") > 0
+    link.proto.framer.clear()
+    link.send(answer(hub, 1))
+    settle(hub)
+    assert hub.journal.latest("efd-1", "voltage")
+
+
+def test_prefix_mode_strips_the_id_from_every_packet(make_hub):
+    """With the id prefixed to every packet, it is removed before the frame is parsed."""
+    hub = make_hub(config(registration={"mode": "prefix", "length": 15}))
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.written()
+    link.send(IMEI.encode() + answer(hub, 1, {0x0000: 77}))
+    settle(hub)
+    assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [77.0]
+
+
+def test_unsolicited_frame_from_a_pushing_detector(hub):
+    """A frame nobody asked for is decoded by the slave's model."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub)
+    link.send(answer(hub, 2, {0x0000: 500}))  # pushed between cycles
+    settle(hub)
+    assert [r.value for r in hub.journal.latest("efd-2", "residual_current")] == [500.0]
+    assert hub.metrics.value("dtu.unsolicited_frames", transport="dtu") == 1
+
+
+def test_connection_limit(make_hub):
+    """Past max_connections a new socket is refused at once."""
+    hub = make_hub(config(max_connections=1))
+    first, second = Link(hub), Link(hub)
+    assert not first.tr.disconnecting and second.tr.disconnected
+    assert hub.metrics.value("dtu.connections_refused", transport="dtu") == 1
+
+
+def test_bad_addresses_and_options_are_named():
+    """Config errors name the key path: a slave outside 1..247, bad hex heartbeats."""
+    data = config(heartbeat=["hex:ZZ"])
+    data["devices"][1]["address"] = {"dtu": IMEI, "slave": 300}
+    with pytest.raises(ConfigError) as e:
+        check_config(data, "hub.yaml", make_plugins())
+    assert e.value.errors == [
+        "hub.yaml: transports.dtu.heartbeat[0]: 'hex:ZZ' is not valid hex",
+        "hub.yaml: devices[1].address: slave: 300 is not a Modbus slave address 1..247",
+    ]
