@@ -157,6 +157,72 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code[0]
 
 
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)  # numbers and booleans as such
+    except ValueError:
+        return key, value
+
+
+def _who() -> str:
+    import getpass
+    import os
+
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def admin_request(state_dir: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send one request to the running hub's admin socket and return its answer."""
+    import socket
+
+    from hub.admin import socket_path
+
+    path = socket_path(state_dir)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise SystemExit(_fail(f"no hub is listening on {path} (is it running with this "
+                                   "configuration?)", 2)) from None
+        except PermissionError:
+            raise SystemExit(_fail(f"no permission to use {path} (run as the hub's user)",
+                                   2)) from None
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                raise SystemExit(_fail(f"no answer from the hub within {timeout:g} s", 1)) from None
+            if not chunk:
+                raise SystemExit(_fail("the hub closed the admin connection", 1))
+            data += chunk
+    return json.loads(data)
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    _, config = _load(args)
+    request = {"op": "command", "device": args.device, "action": args.action,
+               "channel": args.channel or "", "params": dict(args.param or []),
+               "by": args.by or _who(), "ttl": args.ttl, "wait": not args.no_wait}
+    answer = admin_request(config.state_dir, request, args.ttl + 10)
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    elif not answer.get("ok"):
+        print(f"refused: {answer.get('error')}", file=sys.stderr)
+    else:
+        detail = f": {answer['detail']}" if answer.get("detail") else ""
+        print(f"command {answer['command_id']} {args.action} on {args.device}: "
+              f"{answer['status']}{detail}")
+    if not answer.get("ok"):
+        return 2
+    return 0 if answer["status"] in ("succeeded", "pending") else 1
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from hub.service import metrics_path
 
@@ -285,6 +351,20 @@ def cmd_events(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def command_group(subparsers: argparse._SubParsersAction, name: str,
+                  help: str) -> argparse._SubParsersAction:
+    """The subcommands of a group such as ``hub simulate``, created by whichever plugin asks
+    first, so several plugins can each add ``hub simulate <theirs>`` from
+    ``hub_add_commands``."""
+    groups = subparsers.__dict__.setdefault("_hub_groups", {})
+    if name not in groups:
+        parser = subparsers.add_parser(name, help=help)
+        groups[name] = parser.add_subparsers(dest=f"{name}_command", metavar="WHAT")
+        groups[name].required = True
+    return groups[name]
+
+
+
 def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     """The argument parser; ``plugins`` (a HubPlugins) may add subcommands."""
     p = argparse.ArgumentParser(prog="hub", description="Electrical-fire monitoring IoT hub.")
@@ -304,6 +384,19 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     sp = sub.add_parser("plugins", help="list plugins and what they contribute")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_plugins)
+    sp = with_config(sub.add_parser("command", help="send a command to a device through the "
+                                    "running hub (reset, silence, self_test, trip, close, ...)"))
+    sp.add_argument("--device", required=True)
+    sp.add_argument("action", help="reset, silence, self_test, trip, close, set_threshold, "
+                    "enable_channel, disable_channel, reboot")
+    sp.add_argument("--channel", help="e.g. T1 for a per-channel set point")
+    sp.add_argument("--param", type=_param, action="append", metavar="KEY=VALUE",
+                    help="e.g. --param rule=temperature --param value=70")
+    sp.add_argument("--by", help="who asks (recorded in the journal; default: your login)")
+    sp.add_argument("--ttl", type=float, default=30.0, help="seconds before it times out")
+    sp.add_argument("--no-wait", action="store_true", help="return once it is queued")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_command)
     sp = with_config(sub.add_parser("metrics", help="counters and gauges of the running hub"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_metrics)

@@ -44,7 +44,7 @@ class Commands:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.targets: dict[str, CommandTarget] = {}
-        self.pending: dict[str, Command] = {}
+        self.pending: dict[str, Command] = {}  # accepted, not yet on the wire
 
     def register_target(self, transport: str, target: CommandTarget) -> None:
         self.targets[transport] = target
@@ -78,6 +78,13 @@ class Commands:
         d.addCallbacks(self._result_of(command), self._failure_of(command))
         d.addCallback(self._finish, command)
         return d
+
+    def mark_sent(self, command: Command) -> None:
+        """A transport put the command on the wire (recorded once, for the lifecycle
+        pending → sent → final)."""
+        if self.pending.pop(command.id, None) is not None:
+            self.hub.journal.append([CommandResult(command.id, command.device,
+                                                   CommandStatus.SENT, self.hub.clock.seconds())])
 
     def _result_of(self, command: Command):
         def ok(result: CommandResult | None) -> CommandResult:

@@ -5,7 +5,8 @@
     HubService                       opens the journal and restores state first,
      ├─ journal-prune (TimerService)  closes it last, after everything else stopped
      ├─ sinks.<id> ...                started before transports: nothing arrives unread
-     └─ transports.<id> ...           stopped first: no new data while the rest drains
+     ├─ transports.<id> ...           stopped first: no new data while the rest drains
+     └─ admin (UNIX socket)           `hub command` and other local tools
 
 Children start in order, each waiting for the previous one (Twisted's own MultiService
 ignores the Deferreds its children return), and stop in reverse order with every error
@@ -22,6 +23,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hub.admin import AdminService
 from hub.core import Hub
 
 _log = Logger(namespace="hub.service")
@@ -59,7 +61,9 @@ class OrderedMultiService(MultiService):
 class HubService(OrderedMultiService):
     """The whole hub: journal and state, sinks, transports, plugin lifecycle."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, admin: bool = True) -> None:
+        """``admin=False`` leaves out the admin socket (tests on a task.Clock, where no
+        reactor runs to close a real socket)."""
         super().__init__()
         self.hub = hub
         self._closed = False
@@ -79,6 +83,8 @@ class HubService(OrderedMultiService):
         for name, section in hub.config.transports.items():
             self._add(f"transports.{name}",
                       hub.plugins.transports[section.type].factory(hub, name, section.options))
+        if admin:
+            AdminService(hub).setServiceParent(self)  # last to start, first to stop
 
     def _add(self, name: str, service: IService) -> None:
         service.setName(name)

@@ -14,7 +14,9 @@ import threading
 
 import pytest
 import yaml
+from twisted.internet.task import Clock
 
+from hub.journal import Journal
 from plugins.devices.modbus import rtu
 from tests.hubproc import BIN, HubProcess
 from tests.services import free_port
@@ -85,6 +87,21 @@ def write_register(port: int, address: int, value: int) -> None:
         assert s.recv(64) == req
 
 
+def read_coil(port: int, address: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(rtu.read_request(1, 1, address, 1))
+        return rtu.bits_of(rtu.read_data(s.recv(64), 1, 1, 1), 1)[0]
+
+
+def hub_command(config, cwd, action: str, *args: str) -> dict:
+    """`hub command` against the running hub, as an operator would type it."""
+    out = subprocess.run([str(BIN / "hub"), "command", "-c", str(config), "--device", "efd-1",
+                          action, "--json", "--ttl", "10", *args], cwd=cwd,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode in (0, 1), out.stderr
+    return json.loads(out.stdout)
+
+
 def holding_register_map(tmp_path) -> str:
     """The example map with its measurements read as holding registers (FC03), which a test
     can change; pymodbus keeps input registers read-only."""
@@ -121,6 +138,12 @@ def test_hub_polls_pymodbus_behind_a_relay_dtu(slave, tmp_path):
         relay = DtuRelay(hub_port, slave_port, IMEI)
         hub.wait_for(f"DTU {IMEI} registered")
         hub.wait_for("alarm temperature raised on efd-1")
+        trip = hub_command(path, cwd, "trip", "--by", "tester")
+        assert (trip["ok"], trip["status"]) == (True, "succeeded")
+        assert read_coil(slave_port, 0x0003) is True  # the slave really has it
+        refused = hub_command(path, cwd, "set_threshold", "--channel", "T1", "--param",
+                              "rule=temperature", "--param", "value=500")
+        assert refused["status"] == "failed" and "500" in refused["detail"]
         write_register(slave_port, 0x0001, 253)  # 25.3 °C
         hub.wait_for("alarm temperature cleared on efd-1")
         slave_proc.kill()  # the slave falls silent; the DTU link stays
@@ -146,3 +169,11 @@ def test_hub_polls_pymodbus_behind_a_relay_dtu(slave, tmp_path):
     assert latest[("voltage", "A")] == pytest.approx(220.5)
     assert latest[("temperature", "T1")] == pytest.approx(25.3)
     assert ("temperature", "T2") not in latest  # 0x7FFF: probe not fitted
+    journal = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=Clock(), readonly=True)
+    journal.open()
+    lifecycle = [r for _, r in journal.read(0, 100_000, {"command", "command_result"})]
+    journal.close()
+    trip_cmd = next(r for r in lifecycle if getattr(r, "action", None) == "trip")
+    assert trip_cmd.requested_by == "tester"
+    assert [r.status.value for r in lifecycle
+            if getattr(r, "command_id", None) == trip_cmd.id] == ["sent", "succeeded"]

@@ -43,7 +43,7 @@ def hooks(site_dir):
 def running(hooks, tmp_path, hub_clock):
     """A HubService started on a task.Clock; stopped at the end."""
     hub = build_hub(CONFIG, str(tmp_path / "var"), clock=hub_clock)
-    service = HubService(hub)
+    service = HubService(hub, admin=False)
     d = service.startService()
     assert d.called, "start-up waited on something that never happens"
     yield hub, service

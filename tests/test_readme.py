@@ -36,3 +36,17 @@ def test_readme_opens_with_the_two_commands():
     """README starts with `make run` and `make test`, the commands CI and users rely on."""
     head = README.split("\n\n", 2)[1]
     assert "make run" in head and "make test" in head
+
+
+def test_readme_dtu_configuration_is_valid():
+    """The DTU example configuration in the README passes the configuration check."""
+    import yaml
+
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    dtu = next(b for b in blocks if "type: tcp_dtu" in b and "registration:" in b)
+    cfg = check_config(yaml.safe_load(dtu), "README.md", make_plugins())
+    assert [d.address_key for d in cfg.devices] == [("861234567890123", 1),
+                                                     ("861234567890123", 2)]

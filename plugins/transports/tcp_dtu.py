@@ -362,6 +362,8 @@ class DtuProtocol(Protocol):
         assert self.framer is not None
         self.framer.expect(req.frame[0], req.function, req.length)
         self.transport.write(req.frame)
+        if req.command is not None and req.tries == 1:
+            self.hub.commands.mark_sent(req.command.command)
         self._response_timer = self.clock.callLater(self.opts.response_timeout, self._timed_out)
 
     def _timed_out(self) -> None:

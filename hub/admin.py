@@ -1,0 +1,141 @@
+"""The local admin socket: how ``hub command`` (and later tools) reach a running hub.
+
+A UNIX socket at ``<state_dir>/hub.sock``, readable and writable by the hub's own user only
+(mode 0600): whoever can use it could trip breakers, so file permissions are the
+authentication, like Docker's or systemd's control sockets. The northbound API (with users,
+roles and projects) is a separate, network-facing piece.
+
+The protocol is one JSON object per line each way::
+
+    → {"op": "command", "device": "efd-1", "action": "trip", "by": "alice",
+       "channel": "", "params": {}, "ttl": 30, "wait": true}
+    ← {"ok": true, "command_id": "…", "status": "succeeded", "detail": ""}
+
+    → {"op": "ping"}
+    ← {"ok": true, "hub": "hub", "seq": 1234}
+
+Errors come back as ``{"ok": false, "error": "…"}``; the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+
+from hub.commands import CommandError, new_command_id
+from hub.model import Command
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+_log = Logger(namespace="hub.admin")
+
+MAX_LINE = 64 * 1024
+
+
+def socket_path(state_dir: str) -> str:
+    return os.path.join(state_dir, "hub.sock")
+
+
+class AdminProtocol(LineOnlyReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as e:
+            self._reply({"ok": False, "error": f"not a JSON object: {e}"})
+            return
+        handler = getattr(self, f"op_{request.get('op')}", None)
+        if handler is None:
+            self._reply({"ok": False, "error": f"unknown op {request.get('op')!r}"})
+            return
+        d = defer.maybeDeferred(handler, request)
+        d.addCallbacks(self._reply, lambda f: self._reply({"ok": False,
+                                                           "error": f.getErrorMessage()}))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._reply({"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
+        self.transport.loseConnection()
+
+    def _reply(self, obj: dict[str, Any]) -> None:
+        if self.transport is not None and self.connected:
+            self.sendLine(json.dumps(obj, ensure_ascii=False).encode())
+
+    def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "hub": self.hub.config.name, "seq": self.hub.journal.last_seq()}
+
+    def op_command(self, request: dict[str, Any]) -> Any:
+        by = str(request.get("by") or "")
+        if not by:
+            return {"ok": False, "error": "who is asking? ('by' is required for the audit)"}
+        try:
+            ttl = float(request.get("ttl", 30))
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "ttl must be a number of seconds"}
+        params = request.get("params") or {}
+        if not isinstance(params, dict):
+            return {"ok": False, "error": "params must be an object"}
+        command = Command(new_command_id(), str(request.get("device", "")),
+                          str(request.get("action", "")), self.hub.clock.seconds(),
+                          channel=str(request.get("channel") or ""), params=params,
+                          requested_by=by, ttl=ttl)
+        try:
+            d = self.hub.commands.execute(command)
+        except CommandError as e:
+            return {"ok": False, "error": str(e)}
+        if not request.get("wait", True):
+            return {"ok": True, "command_id": command.id, "status": "pending", "detail": ""}
+        return d.addCallback(lambda r: {"ok": True, "command_id": command.id,
+                                        "status": r.status.value, "detail": r.detail})
+
+
+class AdminFactory(Factory):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def buildProtocol(self, addr: Any) -> AdminProtocol:
+        return AdminProtocol(self.hub)
+
+
+class AdminService(Service):
+    """Listens on the admin socket while the hub runs."""
+
+    name = "admin"
+
+    def __init__(self, hub: Hub, reactor: Any = None) -> None:
+        self.hub = hub
+        self.path = socket_path(hub.config.state_dir)
+        self._reactor = reactor
+        self.port: Any = None
+
+    @defer.inlineCallbacks
+    def startService(self):
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if os.path.exists(self.path):
+            os.unlink(self.path)  # left by a hub that was killed; one hub per state_dir
+        ep = endpoints.UNIXServerEndpoint(reactor, self.path, mode=0o600, wantPID=False)
+        self.port = yield ep.listen(AdminFactory(self.hub))
+        super().startService()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            yield self.port.stopListening()
