@@ -66,7 +66,9 @@ class Threshold:
 _LEVELS = (Level.WARNING, Level.ALARM)
 
 _CondKey = tuple[str, str, Level]  # (channel, rule name, level), inside a per-device dict
-_EdgeKey = tuple[str, EventKind, str, str]  # (device, kind, code, channel)
+# (device, kind, code, channel, level): a device's pre-alarm and alarm bits for one code
+# are two conditions, as the engine's own warning and alarm levels are
+_EdgeKey = tuple[str, EventKind, str, str, Level]
 
 
 class _Condition:
@@ -164,7 +166,7 @@ class AlarmEngine:
                 continue
             if ev.source == "device":
                 if ev.kind in (EventKind.ALARM, EventKind.FAULT):
-                    self._edges[(ev.device, ev.kind, ev.code, ev.channel)] = ev
+                    self._edges[(ev.device, ev.kind, ev.code, ev.channel, ev.level)] = ev
                 continue
             rule = ALARM_RULES.get(ev.code)
             if ev.kind is not EventKind.ALARM or rule is None or ev.level not in _LEVELS:
@@ -374,7 +376,7 @@ class AlarmEngine:
         ):
             out.append(ev)
             return
-        key = (ev.device, ev.kind, ev.code, ev.channel)
+        key = (ev.device, ev.kind, ev.code, ev.channel, ev.level)
         prev = self._edges.get(key)
         if ev.state is EventState.RAISED:
             if prev is not None:  # the status bit is reported on every poll

@@ -365,3 +365,23 @@ def test_message_keeps_significant_digits(value: float, expect: str) -> None:
     quantity = "smoke_concentration" if value < 1 else "temperature"
     [ev] = h.read(value, "", quantity)
     assert expect in ev.message
+
+
+def test_device_warning_and_alarm_bits_of_one_code_are_separate_conditions():
+    """A detector's pre-alarm bit and alarm bit for the same code raise and clear
+    independently: clearing the alarm leaves the warning raised."""
+    clock = Clock()
+    engine = AlarmEngine(clock, lambda device: {}, lambda events: None)
+
+    def flag(level, state):
+        return Event("d", EventKind.ALARM, "temperature", state, clock.seconds(), level, "T1",
+                     source="device")
+
+    raised = engine.process([flag(Level.WARNING, EventState.RAISED),
+                             flag(Level.ALARM, EventState.RAISED)])
+    assert [e.level for e in raised] == [Level.WARNING, Level.ALARM]
+    cleared = engine.process([flag(Level.WARNING, EventState.RAISED),
+                              flag(Level.ALARM, EventState.CLEARED)])
+    assert [(e.level, e.state) for e in cleared] == [(Level.ALARM, EventState.CLEARED)]
+    assert cleared[0].id == raised[1].id
+    assert [e.level for e in engine.active()] == [Level.WARNING]
