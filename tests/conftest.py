@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import victoria  # noqa: F401  (fixture: a VictoriaMetrics per test)
+
 HERE = Path(__file__).parent
 
 

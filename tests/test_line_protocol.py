@@ -1,0 +1,161 @@
+"""The line-protocol encoder: exact lines, escaping, deterministic timestamps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from twisted.internet.task import Clock
+
+from hub.journal import Journal
+from hub.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    Event,
+    EventKind,
+    EventState,
+    Level,
+    Quality,
+    Reading,
+)
+from plugins.sinks.line_protocol import (
+    EncodeError,
+    LineEncoder,
+    escape_measurement,
+    escape_string,
+    escape_tag,
+    format_float,
+    timestamp_ns,
+)
+
+T = 1_767_225_600.123  # 2026-01-01T00:00:00.123Z
+
+
+def tags(device):
+    return {"efd-1": (("model", "efd"), ("project", "campus-a"))}.get(device, ())
+
+
+def test_reading_line_is_exact():
+    enc = LineEncoder(tags)
+    assert enc.reading(Reading("efd-1", "temperature", 25.3, T, "T1")) == (
+        "temperature,channel=T1,device=efd-1,model=efd,project=campus-a value=25.3 "
+        "1767225600123000000")
+
+
+def test_quality_is_a_field_only_when_not_good_and_empty_tags_are_left_out():
+    enc = LineEncoder()
+    assert enc.reading(Reading("d", "outage", 1, T, "", Quality.BAD)) == (
+        'outage,device=d value=1.0,quality="bad" 1767225600123000000')
+    assert enc.reading(Reading("d", "voltage", 220.0, T, "A", Quality.UNCERTAIN)).endswith(
+        'value=220.0,quality="uncertain" 1767225600123000000')
+
+
+def test_one_measurement_for_every_quantity_adds_a_quantity_tag():
+    enc = LineEncoder(tags, readings="reading")
+    assert enc.reading(Reading("efd-1", "voltage", 221.5, T, "B")) == (
+        "reading,channel=B,device=efd-1,model=efd,project=campus-a,quantity=voltage "
+        "value=221.5 1767225600123000000")
+    prefixed = LineEncoder(readings="efd_{quantity}")
+    assert prefixed.reading(Reading("d", "voltage", 1.0, T, "B")).startswith(
+        "efd_voltage,channel=B,device=d value=")
+
+
+def test_timestamps_are_deterministic_and_keep_the_millisecond():
+    # int(ts * 1e9) would land a nanosecond-ish before the millisecond the device meant
+    assert int(T * 1e9) % 1_000_000 != 0
+    assert timestamp_ns(T) == 1_767_225_600_123_000_000
+    assert timestamp_ns(1_767_225_600.000_001) == 1_767_225_600_000_001_000
+    assert timestamp_ns(0.0) == 0
+    for i in range(1000):  # every millisecond of a second, through a float round trip
+        ts = float(f"1767225600.{i:03d}")
+        assert timestamp_ns(ts) == 1_767_225_600_000_000_000 + i * 1_000_000
+    assert timestamp_ns(T) == timestamp_ns(float(repr(T)))
+
+
+def test_escaping_follows_the_line_protocol_spec():
+    assert escape_measurement("a b,c=d") == r"a\ b\,c=d"
+    assert escape_tag("a b,c=d") == r"a\ b\,c\=d"
+    assert escape_tag("ends\\") == "ends\\\\"  # cannot swallow the comma after it
+    assert escape_tag("two\nlines") == "two lines"
+    assert escape_string('say "hi" \\ now\nplease') == r'say \"hi\" \\ now\nplease'
+    enc = LineEncoder(lambda d: (("project", "1号楼 A,B=C"),), events="my events")
+    line = enc.reading(Reading("d", "temperature", 30.0, T, "T1"))
+    assert line.startswith(r"temperature,channel=T1,device=d,project=1号楼\ A\,B\=C value=30.0")
+    ev = enc.event(Event("d", EventKind.STATE, "reset", EventState.NOTICE, T,
+                         level=Level.INFO, message='line 1\nline "2"'))
+    assert ev.startswith(r"my\ events,code=reset,device=d,kind=state,level=info,project=1号楼\ ")
+    assert r'message="line 1\nline \"2\""' in ev
+    assert "\n" not in ev
+
+
+def test_values_that_line_protocol_cannot_carry_are_refused():
+    assert format_float(45) == "45.0"
+    assert format_float(1e21) == "1e+21"
+    assert format_float(-0.1) == "-0.1"
+    for bad in (math.inf, -math.inf, math.nan):
+        with pytest.raises(EncodeError, match="not finite"):
+            format_float(bad)
+    with pytest.raises(EncodeError):
+        LineEncoder().reading(Reading("d", "voltage", math.inf, T, "A"))
+
+
+def test_event_lines_carry_the_alarm_and_its_clear():
+    enc = LineEncoder(tags)
+    raised = Event("efd-1", EventKind.ALARM, "temperature", EventState.RAISED, T,
+                   Level.ALARM, "T1", "9f3c", value=91.5, set_point=80.0, message="温度报警")
+    assert enc.event(raised) == (
+        "events,channel=T1,code=temperature,device=efd-1,kind=alarm,level=alarm,model=efd,"
+        'project=campus-a,source=hub,state=raised id="9f3c",message="温度报警",value=91.5,'
+        "set_point=80.0 1767225600123000000")
+    cleared = Event("efd-1", EventKind.ALARM, "temperature", EventState.CLEARED, T + 60,
+                    Level.ALARM, "T1", "9f3c", value=70.0, set_point=80.0, peak=math.inf,
+                    raised_ts=T, source="device")
+    line = enc.event(cleared)
+    assert "state=cleared" in line and "source=device" in line
+    assert "peak" not in line  # a non-finite extra is left out, the event is not refused
+    assert ',duration=60.0 1767225660123000000' in line
+
+
+def test_command_result_lines():
+    enc = LineEncoder(tags, results="cmd")
+    ok = CommandResult("c-1", "efd-1", CommandStatus.SUCCEEDED, T, "")
+    assert enc.result(ok) == ('cmd,device=efd-1,model=efd,project=campus-a,status=succeeded '
+                              'command_id="c-1",detail="",ok=1i 1767225600123000000')
+    failed = CommandResult("c-2", "x", CommandStatus.TIMED_OUT, T, 'no "answer"')
+    assert enc.result(failed) == ('cmd,device=x,status=timed_out command_id="c-2",'
+                                  r'detail="no \"answer\"",ok=0i 1767225600123000000')
+
+
+def test_encode_reports_failures_and_passes_commands_over():
+    enc = LineEncoder()
+    rows = [(1, Reading("d", "voltage", 1.0, T, "A")),
+            (2, Command("c-1", "d", "reset", T)),
+            (3, Reading("d", "voltage", math.inf, T, "A")),
+            (4, Reading("d", "voltage", 2.0, T + 1, "A"))]
+    lines, seqs, failed = enc.encode(rows)
+    assert seqs == [1, 4]
+    assert len(lines) == 2
+    assert [(s, reason) for s, _, reason in failed] == [
+        (3, "value inf is not finite; line protocol cannot carry it")]
+
+
+def test_rows_from_the_journal_encode_exactly_as_their_records(tmp_path):
+    """The fast path (rows as stored, prefixes cached per series id) gives the same lines
+    as encoding the records :meth:`Journal.read` rebuilds."""
+    j = Journal(str(tmp_path / "j.sqlite"), clock=Clock())
+    j.open()
+    recs = [Reading("efd-1", "temperature", 20.0 + i / 7, T + i, f"T{i % 3 + 1}",
+                    Quality.BAD if i == 5 else Quality.GOOD) for i in range(20)]
+    recs.append(Event("efd-1", EventKind.FAULT, "offline", EventState.RAISED, T + 30,
+                      Level.FAULT, id="abc", message="离线"))
+    recs.append(Command("c-9", "efd-1", "reset", T + 31))
+    recs.append(CommandResult("c-9", "efd-1", CommandStatus.FAILED, T + 32, "refused"))
+    recs.append(Reading("efd-1", "voltage", math.inf, T + 33, "A"))
+    j.append(recs)
+    j.flush()
+    slow = LineEncoder(tags).encode(j.read(0, 1000))
+    fast = LineEncoder(tags).encode_rows(j.read_rows(0, 1000), j.series_key, j.record)
+    assert fast == slow
+    assert len(fast[0]) == 22 and len(fast[2]) == 1
+    j.close()
