@@ -25,6 +25,7 @@ from twisted.internet.task import Clock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from hub.config import JournalSettings  # noqa: E402
 from hub.journal import Journal  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
 from hub.model import Reading  # noqa: E402
@@ -62,7 +63,8 @@ def bench_journal(
         tmp = tempfile.mkdtemp(prefix="bench-journal-")
         path = os.path.join(tmp, "journal.sqlite")
     clock, metrics = Clock(), Metrics()
-    journal = Journal(path, clock=clock, max_batch=batch, metrics=metrics, synchronous=synchronous)
+    journal = Journal(path, clock=clock, max_batch=batch, metrics=metrics, synchronous=synchronous,
+                      commit_interval=JournalSettings.commit_interval)
     journal.open()
     base = journal.last_seq()
     acked = [0]
@@ -177,7 +179,8 @@ SECTIONS: list[Callable[[argparse.Namespace], None]] = [
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--readings", type=int, default=1_000_000, help="readings to commit")
-    p.add_argument("--batch", type=int, default=5000, help="the journal's max_batch")
+    p.add_argument("--batch", type=int, default=JournalSettings.max_batch,
+                   help="the journal's max_batch (default: the hub's)")
     p.add_argument("--devices", type=int, default=1000, help="devices the readings come from")
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal")
     p.add_argument("--path", help="journal file (default: a temporary file, removed after)")
