@@ -36,7 +36,7 @@ from hub.model import (
 )
 from hub.pluginmanager import make_plugins
 from hub.validate import ConfigError
-from plugins.sinks import influxdb
+from plugins.sinks import influx_sink
 from plugins.sinks.influxdb import (
     DeadLetters,
     InfluxOptions,
@@ -285,7 +285,7 @@ def test_dead_letters_are_listed_by_the_cli(start, tmp_path, capsys):
 
 
 def test_splitting_stops_at_its_budget(start, monkeypatch):
-    monkeypatch.setattr(influxdb, "MAX_SPLITS", 2)
+    monkeypatch.setattr(influx_sink, "MAX_SPLITS", 2)
     server = Server(lambda body: WriteError(422, "points beyond retention policy"))
     hub, sink = start(server)
     append(hub, readings(8))
