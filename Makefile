@@ -27,8 +27,9 @@ system-deps:
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python scripts/bench_journal.py
+	$(BIN)/python scripts/bench_influx.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info
