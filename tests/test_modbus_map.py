@@ -648,3 +648,19 @@ def test_the_model_meets_the_device_model_contract():
     assert model.match_poll(4, 36) == Poll(4, 0, 18)
     with pytest.raises(ValueError, match="needs a register map"):
         factory(None)
+
+
+def test_readback_names_actions_of_the_map(tmp_path):
+    """`readback` lists actions the map has; an unknown one is named; `true` means all."""
+    got = errors_of(tmp_path, f"""\
+        points: [{POINT}]
+        commands: {{reset: {{function: 5, address: 0}}}}
+        readback: [reset, trip]
+    """)
+    assert got == ["readback: 'trip' not among this map's commands (reset)"]
+    path = write_map(tmp_path, f"""\
+        points: [{POINT}]
+        commands: {{reset: {{function: 5, address: 0}}, trip: {{function: 5, address: 3}}}}
+        readback: true
+    """, "ok.yaml")
+    assert load_map(path).readback == {"reset", "trip"}

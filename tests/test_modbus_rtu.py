@@ -280,3 +280,21 @@ def test_frames_agree_with_pymodbus():
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
         assert FramerRTU.compute_CRC(data) == int.from_bytes(
             rtu.crc16(data).to_bytes(2, "little"), "big")
+
+
+def test_readback_of_each_write_function():
+    """A write is read back with 01 (coil) or 03 (registers) and compared with what was
+    written."""
+    from plugins.devices.modbus.rtu import check_readback, readback_request
+
+    coil = rtu.write_coil(1, 3, True)
+    assert readback_request(coil) == rtu.read_request(1, 1, 3, 1)
+    check_readback(coil, rtu.read_response(1, 1, rtu.pack_bits([True])))
+    reg = rtu.write_register(2, 0x101, 700)
+    assert readback_request(reg) == rtu.read_request(2, 3, 0x101, 1)
+    check_readback(reg, rtu.read_response(2, 3, rtu.pack_registers([700])))
+    regs = rtu.write_registers(1, 0x108, [0, 6300])
+    assert readback_request(regs) == rtu.read_request(1, 3, 0x108, 2)
+    check_readback(regs, rtu.read_response(1, 3, rtu.pack_registers([0, 6300])))
+    with pytest.raises(DecodeError, match=r"read back \[0, 6000\] after writing \[0, 6300\]"):
+        check_readback(regs, rtu.read_response(1, 3, rtu.pack_registers([0, 6000])))

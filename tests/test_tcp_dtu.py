@@ -312,3 +312,38 @@ def test_bad_addresses_and_options_are_named():
         "hub.yaml: transports.dtu.heartbeat[0]: 'hex:ZZ' is not valid hex",
         "hub.yaml: devices[1].address: slave: 300 is not a Modbus slave address 1..247",
     ]
+
+
+@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
+def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
+    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
+    echoed but did not take the write fails the command."""
+    import yaml
+
+    data = yaml.safe_load(open(MAP, encoding="utf-8"))
+    data["readback"] = ["trip"]
+    path = tmp_path / "efd-readback.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    cfg = config()
+    cfg["models"]["efd"]["map"] = str(path)
+    hub = make_hub(cfg)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub)
+    link.written()
+    results = run_command(hub, link, "trip")
+    trip = rtu.write_coil(1, 0x0003, True)
+    assert link.written() == trip
+    link.send(rtu.write_response(trip))
+    settle(hub)
+    assert results == []  # the echo alone does not confirm it
+    assert link.written() == rtu.read_request(1, 1, 0x0003, 1)
+    link.send(rtu.read_response(1, 1, rtu.pack_bits([coil])))
+    settle(hub)
+    assert [r.status.value for r in results] == [status]
+    if not coil:
+        assert results[0].detail.startswith("read back [False] after writing [True]")

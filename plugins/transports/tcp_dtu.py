@@ -27,6 +27,7 @@ Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}`
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from hub import hookimpl
 from hub.model import Command, CommandResult, CommandStatus
 from hub.types import DecodeError, TransportType
 from hub.validate import Invalid, Section, describe, integer, number, string
+from plugins.devices.modbus import rtu
 from plugins.devices.modbus.framer import FrameError, ResponseFramer
 from plugins.devices.modbus.rtu import Frame
 from plugins.transports.dtu_framing import (
@@ -52,6 +54,14 @@ from plugins.transports.dtu_framing import (
 )
 
 _log = Logger(namespace="hub.tcp_dtu")
+
+
+#: Upper bounds (ms) of the ``dtu.round_trip_ms`` buckets: request written → answer framed.
+#: Each answer counts once, in the first bucket whose bound it does not exceed (label
+#: ``le``; ``+Inf`` beyond the last), so the counts are per bucket, not cumulative.
+ROUND_TRIP_BUCKETS_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000,
+                         5000)
+_BUCKET_LABELS = tuple(f"{b:g}" for b in ROUND_TRIP_BUCKETS_MS) + ("+Inf",)
 
 
 def _hex(data: bytes, limit: int = 48) -> str:
@@ -138,7 +148,9 @@ class _Request:
     length: int
     poll: Any = None  # a Poll, or None for a command write
     command: Any = None  # the _CommandRun this write belongs to
+    readback_of: bytes | None = None  # for a read-back: the write it confirms
     tries: int = 0
+    sent_at: float = 0.0  # when the last try was written
 
 
 @dataclass
@@ -358,6 +370,7 @@ class DtuProtocol(Protocol):
 
     def _write(self, req: _Request) -> None:
         req.tries += 1
+        req.sent_at = self.clock.seconds()
         self.outstanding = req
         assert self.framer is not None
         self.framer.expect(req.frame[0], req.function, req.length)
@@ -396,6 +409,9 @@ class DtuProtocol(Protocol):
             self._response_timer.cancel()
         self._response_timer = None
         self.outstanding = None
+        rtt_ms = (self.clock.seconds() - req.sent_at) * 1000
+        self.hub.metrics.inc("dtu.round_trip_ms", transport=self.f.name,
+                             le=_BUCKET_LABELS[bisect_left(ROUND_TRIP_BUCKETS_MS, rtt_ms)])
         device = req.device
         if req.command is not None:
             self._command_step(req, frame)
@@ -456,10 +472,22 @@ class DtuProtocol(Protocol):
 
     def _command_step(self, req: _Request, frame: Frame) -> None:
         run = req.command
+        model = req.device.model
         try:
-            req.device.model.check_write_response(req.frame, frame.raw)
+            if req.readback_of is not None:
+                model.check_readback(req.readback_of, frame.raw)
+            else:
+                model.check_write_response(req.frame, frame.raw)
         except DecodeError as e:
             self._command_done(run, CommandStatus.FAILED, str(e))
+            return
+        if req.readback_of is None and getattr(model, "needs_readback", None) \
+                and model.needs_readback(run.command):
+            # the echo says the slave received the write; reading it back says it took it
+            read = model.readback_request(req.frame)
+            self.commands.appendleft(_Request(run.device, read, read[1],
+                                              rtu.response_length(read), command=run,
+                                              readback_of=req.frame))
             return
         if run.writes:
             self._queue_write(run)

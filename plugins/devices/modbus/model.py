@@ -181,6 +181,19 @@ class ModbusMapModel:
                               "time: use command_requests()")
         return requests[0]
 
+    def needs_readback(self, command: Command) -> bool:
+        """Whether the map asks for ``command``'s writes to be read back after their echo."""
+        return command.action in self.map.readback
+
+    def readback_request(self, write: bytes) -> bytes:
+        """The read that fetches what ``write`` set (01 for a coil, 03 for registers)."""
+        return rtu.readback_request(write)
+
+    def check_readback(self, write: bytes, frame: bytes) -> None:
+        """Accept ``frame`` if it reads back what ``write`` set; else raise
+        :class:`hub.types.DecodeError` (or :class:`rtu.ModbusException`)."""
+        rtu.check_readback(write, frame)
+
     def check_write_response(self, request: bytes, frame: bytes) -> None:
         """Accept the slave's echo of a write, or raise :class:`rtu.ModbusException` /
         :class:`hub.types.DecodeError`."""

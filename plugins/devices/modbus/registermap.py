@@ -124,9 +124,32 @@ class RegisterMap:
     max_gap: int = 0  # unused registers (bits for 01/02) a merged read may span
     max_registers: int = 125
     max_bits: int = 2000
+    #: actions whose writes are confirmed by reading them back after the echo (coils with
+    #: 01, registers with 03); momentary command coils that clear themselves must not be here
+    readback: frozenset[str] = frozenset()
 
 
 # ---- loading ----------------------------------------------------------------------------
+
+
+def _readback(top: Section, commands: Mapping[str, Any],
+              thresholds: Mapping[tuple[str, str], Any]) -> frozenset[str]:
+    """``readback: true`` (every action) or a list of actions of this map."""
+    actions = set(commands) | ({"set_threshold"} if thresholds else set())
+    raw = top.raw("readback", False)
+    if raw is True:
+        return frozenset(actions)
+    if raw is False:
+        return frozenset()
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        top.checker.error(top.path / "readback",
+                          f"expected true, false or a list of actions, got {describe(raw)}")
+        return frozenset()
+    unknown = [a for a in raw if a not in actions]
+    if unknown:
+        top.checker.error(top.path / "readback", f"{', '.join(map(repr, unknown))} not among "
+                          f"this map's commands ({', '.join(sorted(actions)) or 'none'})")
+    return frozenset(raw) & frozenset(actions)
 
 
 def load_map(path: str, checker: Checker | None = None, at: Path | None = None,
@@ -186,6 +209,7 @@ def check_map(data: Any, file: str, checker: Checker) -> RegisterMap | None:
     points = _items(top, "points", lambda s: _point(s, orders))
     status = _items(top, "status", lambda s: _status(s, orders))
     commands, thresholds = check_commands(top.section("commands"), orders)
+    fields["readback"] = _readback(top, commands, thresholds)
     top.finish()
     if not points and not status:
         checker.error(top.path / "points", "a map needs at least one point or status word")

@@ -322,6 +322,38 @@ def bits_of(data: bytes, count: int) -> tuple[bool, ...]:
     return tuple(bool(data[i // 8] >> (i % 8) & 1) for i in range(count))
 
 
+def readback_request(write: bytes) -> bytes:
+    """The read that fetches what ``write`` (05, 06 or 16) just set: coils with 01, registers
+    with 03."""
+    slave, function, address = write[0], write[1], int.from_bytes(write[2:4], "big")
+    if function == WRITE_SINGLE_COIL:
+        return read_request(slave, READ_COILS, address, 1)
+    if function == WRITE_SINGLE_REGISTER:
+        return read_request(slave, READ_HOLDING_REGISTERS, address, 1)
+    if function == WRITE_MULTIPLE_REGISTERS:
+        return read_request(slave, READ_HOLDING_REGISTERS, address,
+                            int.from_bytes(write[4:6], "big"))
+    raise EncodeError(f"{bytes(write[:8]).hex(' ')} is not a write request")
+
+
+def check_readback(write: bytes, frame: bytes) -> None:
+    """Check that ``frame``, the answer to :func:`readback_request` of ``write``, holds what
+    was written. Raises :class:`ModbusException` or :class:`DecodeError`."""
+    read = readback_request(write)
+    function, count = read[1], int.from_bytes(read[4:6], "big")
+    data = read_data(frame, write[0], function, count)
+    if write[1] == WRITE_SINGLE_COIL:
+        wrote: tuple[int | bool, ...] = (write[4] == 0xFF,)
+        got: tuple[int | bool, ...] = bits_of(data, 1)
+    elif write[1] == WRITE_SINGLE_REGISTER:
+        wrote, got = (int.from_bytes(write[4:6], "big"),), registers_of(data)
+    else:
+        wrote, got = registers_of(write[7:7 + 2 * count]), registers_of(data)
+    if wrote != got:
+        raise _bad(f"read back {list(got)} after writing {list(wrote)} at address "
+                   f"{int.from_bytes(write[2:4], 'big')}", frame)
+
+
 def check_write_response(request: bytes, frame: bytes) -> None:
     """Check the answer to a write: 05 and 06 echo the request, 16 echoes slave, function,
     address and quantity. Raises :class:`ModbusException` or :class:`DecodeError`."""
