@@ -1,0 +1,582 @@
+"""The ``gb26875`` sink service: the journal, uploaded to monitoring centres, never dropped.
+
+One :class:`CentreLink` per configured centre, each with its own durable journal cursor
+(the sink's name, or ``<name>/<centre>`` when there are several centres):
+
+* TCP client; on a lost or refused connection it reconnects after ``reconnect_initial ×
+  2^n`` s (capped at ``reconnect_max``, jitter ×[0.5, 1)). The UITD's serial number starts
+  at 0 on every connection (the standard's serial rules).
+* Send/confirm, one upload in flight: a deny or no confirm within ``timeout`` → the same
+  frame again (same serial), up to ``retries`` times; then the exchange has failed, the
+  connection is dropped and, after reconnecting, everything not confirmed is read again
+  from the cursor. The cursor moves only past records whose every upload was confirmed, so
+  a record is never dropped (a crash means it is sent again: at least once).
+* Fire alarms first: uploads carrying a raised fire alarm wait in their own queue, which is
+  always emptied before the other one (faults, clears, values, liveness).
+* Liveness: a type 21 (or 28) upload every ``liveness_interval`` s.
+* The centre's traffic: reads (command 4; 61-68, 81-88) are answered (command 5) with the
+  matching upload type; 89 initialise, 90 clock sync and 91 duty check are confirmed
+  (command 3), whichever command byte they came with. A clock sync sets the skew applied to
+  our time labels (the host clock itself belongs to NTP). A duty check is answered at once
+  with a type 24 upload, operation flag bit 5 (查岗应答), queued behind fire alarms, and
+  recorded in the journal as the state event ``gb26875_duty_check``.
+
+Metrics (label ``sink``, ``centre``): ``gb26875.uploads_confirmed``,
+``gb26875.retransmissions``, ``gb26875.denied``, ``gb26875.exchanges_failed``,
+``gb26875.connected`` (0/1), ``gb26875.alarm_latency_seconds`` (reading to confirm of the
+last fire alarm), ``sink.lag_records``.
+"""
+
+from __future__ import annotations
+
+import random
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import protocol, task
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+import hub as hub_pkg
+from hub.model import Event, EventKind, EventState, Level, Reading
+from hub.types import EncodeError
+from plugins.sinks.gb26875 import codec as c
+from plugins.sinks.gb26875.mapping import Mapper, Upload, to_label
+from plugins.sinks.gb26875.options import Centre, GBOptions
+
+_log = Logger(namespace="hub.sinks.gb26875")
+
+#: seconds between looks at the journal for new records; events also wake the sink at once
+#: (:meth:`GBSink.wake`, from the ``hub_event_recorded`` observer)
+POLL_INTERVAL = 0.05
+#: running sinks, for the observer to wake
+RUNNING: weakref.WeakSet[GBSink] = weakref.WeakSet()
+DUTY_CODE = "gb26875_duty_check"
+
+
+class _Proto(protocol.Protocol):
+    def __init__(self, link: CentreLink) -> None:
+        self.link = link
+        self.decoder = c.StreamDecoder()
+
+    def connectionMade(self) -> None:
+        self.link.connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        for item in self.decoder.feed(data):
+            if isinstance(item, c.FrameError):
+                _log.warn("centre {centre}: bad frame ({error})", centre=self.link.centre.name,
+                          error=item)
+                if item.header is not None and item.kind in ("checksum", "command"):
+                    self.transport.write(item.header.reply(c.CMD_DENY, self.link.now()).encode())
+                continue
+            self.link.frame(item)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.link.lost(self, reason)
+
+
+class _Factory(protocol.ClientFactory):
+    def __init__(self, link: CentreLink) -> None:
+        self.link = link
+
+    def buildProtocol(self, addr: Any) -> _Proto:
+        return _Proto(self.link)
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+        self.link.lost(None, reason)
+
+
+class CentreLink:
+    """Delivery to one centre: cursor, queues, the upload in flight, the connection."""
+
+    def __init__(self, sink: GBSink, centre: Centre, cursor_name: str) -> None:
+        self.sink = sink
+        self.hub = sink.hub
+        self.o: GBOptions = sink.options
+        self.centre = centre
+        self.cursor_name = cursor_name
+        self.clock = sink.clock
+        self.mapper = Mapper(self.o, sink.device_info)
+        self.labels = {"sink": sink.name, "centre": centre.name}
+        self.proto: _Proto | None = None
+        self.serial = 0
+        self.cursor = 0
+        self.read_upto = 0
+        self.fire: deque[Upload] = deque()
+        self.other: deque[Upload] = deque()
+        self.pending: dict[int, int] = {}  # seq -> uploads of it not yet confirmed
+        self.inflight: tuple[Upload, int, bytes] | None = None  # upload, serial, bytes
+        self.attempts = 0
+        self._timer: IDelayedCall | None = None
+        self._reconnect: IDelayedCall | None = None
+        self.failures = 0
+        self.skew = 0.0
+        self.duty_records: deque[c.UitdOperation] = deque(maxlen=102)
+        self.stopping = False
+        self.alarm_ts: dict[int, float] = {}  # seq -> event ts of fire alarms, for latency
+
+    # -- time ----------------------------------------------------------------------------
+
+    def now(self):
+        return to_label(self.clock.seconds(), self.o.utc_offset, self.skew)
+
+    # -- connection ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.stopping = False
+        self.cursor = self.read_upto = self.hub.journal.get_cursor(self.cursor_name)
+        self.hub.journal.set_cursor(self.cursor_name, self.cursor)  # retention waits for us
+        self.mapper.restore(self.hub.journal.active_events())
+        self.connect()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._cancel()
+        if self._reconnect is not None and self._reconnect.active():
+            self._reconnect.cancel()
+        self._reconnect = None
+        if self.proto is not None and self.proto.transport is not None:
+            self.proto.transport.loseConnection()
+
+    def connect(self) -> None:
+        self._reconnect = None
+        if not self.stopping:
+            self.sink.connect(self.centre.host, self.centre.port, _Factory(self))
+
+    def connected(self, proto: _Proto) -> None:
+        if self.stopping:  # the connection attempt outlived the service
+            proto.transport.loseConnection()
+            return
+        self.proto = proto
+        self.failures = 0
+        self.serial = 0  # the serial rules: 0 when the two sides connect
+        self._restart_from_cursor()
+        self.hub.metrics.set("gb26875.connected", 1, **self.labels)
+        _log.info("sink {sink}: connected to centre {centre}; sending from seq {seq}",
+                  sink=self.sink.name, centre=self.centre.name, seq=self.cursor)
+        self.pump()
+
+    def lost(self, proto: _Proto | None, reason: Any) -> None:
+        if proto is not None and proto is not self.proto:
+            return
+        was = self.proto is not None
+        self.proto = None
+        self._cancel()
+        self.inflight = None
+        self.hub.metrics.set("gb26875.connected", 0, **self.labels)
+        if self.stopping:
+            return
+        self.failures += 1
+        delay = self.backoff(self.failures)
+        msg = reason.getErrorMessage() if hasattr(reason, "getErrorMessage") else str(reason)
+        _log.warn("sink {sink}: {what} centre {centre} ({reason}); again in {delay:.1f} s",
+                  sink=self.sink.name, what="lost" if was else "cannot reach",
+                  centre=self.centre.name, reason=msg, delay=delay)
+        self._reconnect = self.clock.callLater(delay, self.connect)
+
+    def backoff(self, n: int) -> float:
+        base = min(self.o.reconnect_max, self.o.reconnect_initial * 2.0 ** min(n - 1, 60))
+        return base * (0.5 + 0.5 * self.sink.rng.random())
+
+    def _restart_from_cursor(self) -> None:
+        """Forget what was read but not confirmed: it is read again from the cursor."""
+        self.fire.clear()
+        self.other.clear()
+        self.pending.clear()
+        self.alarm_ts.clear()
+        self.inflight = None
+        self.read_upto = self.cursor
+
+    # -- reading the journal -------------------------------------------------------------
+
+    def fill(self) -> None:
+        journal = self.hub.journal
+        while len(self.fire) + len(self.other) < 64:
+            top = journal.last_seq()
+            if top <= self.read_upto:
+                return
+            kinds = {"event", "reading"} if self.o.readings else {"event"}
+            rows = journal.read(self.read_upto, self.o.read_ahead, kinds)
+            full = len(rows) >= self.o.read_ahead
+            readings: list[tuple[int, Reading]] = []
+            for seq, rec in rows:
+                if isinstance(rec, Reading):
+                    readings.append((seq, rec))
+                elif isinstance(rec, Event):
+                    if readings:
+                        self._queue(self.mapper.readings(readings))
+                        readings = []
+                    ups = self.mapper.event(seq, rec)
+                    if ups and ups[0].fire:
+                        self.alarm_ts[seq] = rec.ts
+                    self._queue(ups)
+            self._queue(self.mapper.readings(readings))
+            self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
+            self._advance()
+            if not full:
+                return
+
+    def _queue(self, uploads: list[Upload]) -> None:
+        for u in uploads:
+            for s in u.seqs:
+                self.pending[s] = self.pending.get(s, 0) + 1
+            if u.fire:
+                # the component's earlier uploads (a clear, a fault) go with it, still
+                # before it: a centre must never end with an older state of a component
+                keys = _components(u)
+                if keys:
+                    earlier = [o for o in self.other if _components(o) & keys]
+                    for o in earlier:
+                        self.other.remove(o)
+                    self.fire.extend(earlier)
+                self.fire.append(u)
+            else:
+                self.other.append(u)
+
+    def _advance(self) -> None:
+        upto = min(self.pending) - 1 if self.pending else self.read_upto
+        if upto > self.cursor:
+            self.hub.journal.set_cursor(self.cursor_name, upto)
+            self.cursor = upto
+        self.hub.metrics.set("sink.lag_records", self.hub.journal.last_seq() - self.cursor,
+                             sink=self.cursor_name)
+
+    # -- send/confirm --------------------------------------------------------------------
+
+    def pump(self) -> None:
+        if self.proto is None or self.inflight is not None:
+            return
+        self.fill()
+        while self.fire or self.other:
+            up = (self.fire or self.other).popleft()
+            try:
+                data = up.app.encode()
+            except EncodeError as e:  # cannot be expressed: would block the link forever
+                _log.error("sink {sink}: cannot encode an upload ({error}); skipped",
+                           sink=self.sink.name, error=e)
+                self._done(up)
+                continue
+            frame = c.Frame(self.serial, c.CMD_SEND, self.now(), self.o.source_address,
+                            self.o.destination_address, data, c.MAIN_VERSION,
+                            self.o.user_version)
+            self.serial = (self.serial + 1) & 0xFFFF
+            raw = frame.encode()
+            self.inflight = (up, frame.serial, raw)
+            self.attempts = 0
+            self._send(raw)
+            return
+
+    def _send(self, raw: bytes) -> None:
+        assert self.proto is not None
+        self.proto.transport.write(raw)
+        self._cancel()
+        self._timer = self.clock.callLater(self.o.timeout, self._no_answer)
+
+    def _cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _no_answer(self) -> None:
+        self._timer = None
+        self._retry(f"no confirm within {self.o.timeout:g} s")
+
+    def _retry(self, why: str) -> None:
+        if self.inflight is None or self.proto is None:
+            return
+        self.attempts += 1
+        up, serial, raw = self.inflight
+        if self.attempts > self.o.retries:
+            self.hub.metrics.inc("gb26875.exchanges_failed", **self.labels)
+            _log.warn("sink {sink}: upload {serial} to {centre} failed after {n} retries "
+                      "({why}); reconnecting, it stays in the journal", sink=self.sink.name,
+                      serial=serial, centre=self.centre.name, n=self.o.retries, why=why)
+            self._cancel()
+            self.proto.transport.loseConnection()
+            return
+        self.hub.metrics.inc("gb26875.retransmissions", **self.labels)
+        _log.info("sink {sink}: {why}; upload {serial} again ({n}/{m})", sink=self.sink.name,
+                  why=why, serial=serial, n=self.attempts, m=self.o.retries)
+        self._send(raw)
+
+    def _done(self, up: Upload) -> None:
+        now = self.clock.seconds()
+        for s in up.seqs:
+            left = self.pending.get(s, 0) - 1
+            if left <= 0:
+                self.pending.pop(s, None)
+                if s in self.alarm_ts:
+                    latency = now - self.alarm_ts.pop(s)
+                    self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3),
+                                         **self.labels)
+                    _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
+                              "latency={latency:.3f} s after the reading", sink=self.sink.name,
+                              seq=s, centre=self.centre.name, latency=latency)
+            else:
+                self.pending[s] = left
+        self._advance()
+
+    # -- frames from the centre ----------------------------------------------------------
+
+    def frame(self, f: c.Frame) -> None:
+        if f.command in (c.CMD_CONFIRM, c.CMD_DENY):
+            if self.inflight is None or f.serial != self.inflight[1]:
+                return  # a late answer to a frame already given up on
+            if f.command == c.CMD_DENY:
+                self.hub.metrics.inc("gb26875.denied", **self.labels)
+                self._retry("denied")
+                return
+            self._cancel()
+            up = self.inflight[0]
+            self.inflight = None
+            self.hub.metrics.inc("gb26875.uploads_confirmed", **self.labels)
+            self._done(up)
+            self.pump()
+            return
+        if f.command in (c.CMD_REQUEST, c.CMD_CONTROL):
+            self._request(f)
+
+    def _reply(self, f: c.Frame, command: int, app: c.AppData | None = None) -> None:
+        assert self.proto is not None
+        data = app.encode() if app is not None else b""
+        reply = c.Frame(f.serial, command, self.now(), self.o.source_address, f.source,
+                        data, c.MAIN_VERSION, self.o.user_version)
+        self.proto.transport.write(reply.encode())
+
+    def _request(self, f: c.Frame) -> None:
+        try:
+            app = f.app_data()
+        except c.GBDecodeError as e:
+            _log.warn("sink {sink}: centre sent bad data ({error}); denied",
+                      sink=self.sink.name, error=e)
+            self._reply(f, c.CMD_DENY)
+            return
+        t = app.type
+        if t in (89, 90, 91):
+            self._reply(f, c.CMD_CONFIRM)
+            if t == 90:
+                obj = app.objects[0]
+                assert isinstance(obj, c.ClockSync)
+                self.skew = self.mapper.skew = (
+                    obj.time - to_label(self.clock.seconds(), self.o.utc_offset)
+                ).total_seconds()
+                _log.info("sink {sink}: centre {centre} clock sync; our labels now shift "
+                          "{skew:+.0f} s", sink=self.sink.name, centre=self.centre.name,
+                          skew=self.skew)
+            elif t == 91:
+                self._duty_check(app.objects[0])
+            else:
+                _log.info("sink {sink}: centre {centre} asked to initialise; serial reset",
+                          sink=self.sink.name, centre=self.centre.name)
+            return
+        answer = self._answer(app) if t in c.READ_ANSWERS else None
+        if answer is None:
+            self._reply(f, c.CMD_DENY)
+        else:
+            self._reply(f, c.CMD_ANSWER, answer)
+        self.pump()
+
+    def _duty_check(self, obj: Any) -> None:
+        ts = self.clock.seconds()
+        op = c.UitdOperation(c.UITD_DUTY_ANSWERED, 0, self.now())
+        self.duty_records.append(op)
+        self.fire.append(Upload(c.AppData(24, (op,)), ()))  # behind fire alarms only
+        self.hub.record_events([Event(
+            device="hub", kind=EventKind.STATE, code=DUTY_CODE, state=EventState.NOTICE,
+            ts=ts, level=Level.INFO, source="hub",
+            message=f"duty check from centre {self.centre.name} answered "
+                    f"(timeout {getattr(obj, 'timeout_minutes', '?')} min)")])
+        self.pump()
+
+    def uitd_state(self) -> int:
+        state = c.STATE_NORMAL
+        for events in self.mapper.active.values():
+            for e in events.values():
+                state |= c.STATE_FIRE if e.kind is EventKind.ALARM else c.STATE_FAULT
+        return state
+
+    def _answer(self, app: c.AppData) -> c.AppData | None:
+        """The upload answering a read, or None (→ deny) when there is nothing to give."""
+        t, now = app.type, self.now()
+        version = [int(x) for x in (hub_pkg.__version__.split(".") + ["0", "0"])[:2]]
+        if t == 81:
+            return c.AppData(21, (c.UitdState(self.uitd_state(), now),))
+        if t == 84:
+            if not self.duty_records:
+                return None
+            q = app.objects[0]
+            recs = [r for r in self.duty_records if r.time >= q.start][:max(1, q.count)]
+            return c.AppData(24, tuple(recs)) if recs else None
+        if t == 85:
+            return c.AppData(25, (c.UitdSoftwareVersion(*version),))
+        if t == 86:
+            return c.AppData(26, (c.UitdConfig(c.fit_text(
+                f"hub {hub_pkg.__version__} {len(self.hub.registry)} devices", 255)),))
+        if t == 88:
+            return c.AppData(28, (c.UitdTime(now),))
+        objs = []
+        for q in app.objects:
+            if (q.sys_type, getattr(q, "sys_addr", None)) not in self.sink.systems():
+                return None
+            if t == 61:
+                objs.append(c.SystemState(q.sys_type, q.sys_addr, self.uitd_state() & 0b111,
+                                          now))
+            elif t == 65:
+                objs.append(c.FacilitySoftwareVersion(q.sys_type, q.sys_addr, *version))
+            elif t == 66:
+                objs.append(c.FacilityConfig(q.sys_type, q.sys_addr, "电气火灾监控系统"))
+            elif t == 68:
+                objs.append(c.FacilityTime(q.sys_type, q.sys_addr, now))
+            elif t in (62, 63, 67):
+                where = self.sink.find(q.comp_addr)
+                if where is None:
+                    return None
+                dev, ch = where
+                m = self.mapper
+                if t == 62:
+                    objs.append(m.component_state(dev, ch, self.clock.seconds()))
+                elif t == 67:
+                    objs.append(c.ComponentConfig(q.sys_type, q.sys_addr, m.comp_type(ch),
+                                                  q.comp_addr, m.description(dev)))
+                else:
+                    for r in self.hub.journal.latest(dev):
+                        a = m.analog(dev, r.channel, r.quantity, r.value, r.ts)
+                        if r.channel == ch and a is not None:
+                            objs.append(a)
+            else:
+                return None  # 64: the hub keeps no facility operation records
+        objs = [o for o in objs if o is not None]
+        if not objs:
+            return None
+        limit = c.LAYOUTS[c.READ_ANSWERS[t]][1]
+        return c.AppData(c.READ_ANSWERS[t], tuple(objs[:limit]))
+
+
+def _components(u: Upload) -> set[tuple[int, int, int]]:
+    return {(o.sys_type, o.sys_addr, o.comp_addr) for o in u.app.objects
+            if isinstance(o, (c.ComponentState, c.ComponentAnalog))}
+
+
+class GBSink(Service):
+    """The ``gb26875`` sink: one :class:`CentreLink` per centre.
+
+    ``connect(host, port, factory)`` and ``rng`` are injectable for tests; by default the
+    reactor's ``connectTCP``.
+    """
+
+    def __init__(self, hub: Any, name: str, options: GBOptions, *,
+                 connect: Callable[[str, int, protocol.ClientFactory], Any] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.hub = hub
+        self.name = name
+        self.options = options
+        self.clock = hub.clock
+        self._connect = connect
+        self.rng = rng or random.Random()
+        several = len(options.centres) > 1
+        self.links = [CentreLink(self, ctr, f"{name}/{ctr.name}" if several else name)
+                      for ctr in options.centres]
+        self._poll: task.LoopingCall | None = None
+        self._liveness: task.LoopingCall | None = None
+        self._wake: IDelayedCall | None = None
+
+    def connect(self, host: str, port: int, factory: protocol.ClientFactory) -> Any:
+        if self._connect is None:
+            from twisted.internet import reactor
+
+            return reactor.connectTCP(host, port, factory, timeout=self.options.timeout)
+        return self._connect(host, port, factory)
+
+    # -- registry ------------------------------------------------------------------------
+
+    def device_info(self, device: str) -> tuple[int, str, str, str] | None:
+        for i, d in enumerate(self.hub.registry, 1):
+            if d.id == device:
+                return i, d.name, d.location, d.project
+        return None
+
+    def systems(self) -> set[tuple[int, int]]:
+        o = self.options
+        addrs = {o.system_addresses.get(d.project, o.system_address) for d in self.hub.registry}
+        return {(o.system_type, a) for a in addrs | {o.system_address}}
+
+    def find(self, comp_addr: int) -> tuple[str, str] | None:
+        """(device, channel) of a component address: the configured overrides, else the
+        default scheme (registry position << 16 | channel point)."""
+        for k, v in self.options.component_addresses.items():
+            if v == comp_addr:
+                dev, _, ch = k.partition("/")
+                return dev, ch
+        pos, point = comp_addr >> 16, comp_addr & 0xFFFF
+        devices = list(self.hub.registry)
+        if not 1 <= pos <= len(devices):
+            return None
+        kinds = {0x100: "T", 0x200: "L"}
+        phases = {0x301: "A", 0x302: "B", 0x303: "C", 0x304: "N"}
+        if point == 0:
+            ch = ""
+        elif point in phases:
+            ch = phases[point]
+        elif point & 0xFF00 in kinds and point & 0xFF:
+            ch = f"{kinds[point & 0xFF00]}{point & 0xFF}"
+        else:
+            return None
+        return devices[pos - 1].id, ch
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        for link in self.links:
+            link.start()
+        self._poll = task.LoopingCall(self._pump_all)
+        self._poll.clock = self.clock
+        self._poll.start(POLL_INTERVAL, now=False)
+        self._liveness = task.LoopingCall(self._live)
+        self._liveness.clock = self.clock
+        self._liveness.start(self.options.liveness_interval, now=False)
+        RUNNING.add(self)
+
+    def wake(self) -> None:
+        """An event was committed: look at the journal now rather than at the next poll
+        (a fire alarm's latency then owes nothing to the poll interval)."""
+        if self.running and (self._wake is None or not self._wake.active()):
+            self._wake = self.clock.callLater(0, self._pump_all)
+
+    def stopService(self) -> None:
+        super().stopService()
+        RUNNING.discard(self)
+        if self._wake is not None and self._wake.active():
+            self._wake.cancel()
+        for loop in (self._poll, self._liveness):
+            if loop is not None and loop.running:
+                loop.stop()
+        for link in self.links:
+            link.stop()
+
+    def _pump_all(self) -> None:
+        for link in self.links:
+            try:
+                link.pump()
+            except Exception:
+                _log.failure("sink {sink}: internal error; reading again from the cursor",
+                             sink=self.name)
+                link._restart_from_cursor()
+
+    def _live(self) -> None:
+        for link in self.links:
+            if link.proto is None:
+                continue
+            queued = [u for u in link.other if u.app.type in (21, 28) and not u.seqs]
+            if queued:
+                continue  # one liveness upload waiting is enough
+            if self.options.liveness_type == 21:
+                app = c.AppData(21, (c.UitdState(link.uitd_state(), link.now()),))
+            else:
+                app = c.AppData(28, (c.UitdTime(link.now()),))
+            link.other.append(Upload(app, ()))
+            link.pump()
