@@ -5,11 +5,13 @@ set -euo pipefail
 # package:command pairs: the command tells whether the package is already there
 NEEDED=(
   "victoria-metrics:victoria-metrics"
+  "mosquitto:mosquitto"
+  "mosquitto-clients:mosquitto_pub"
 )
 missing=()
 for pair in "${NEEDED[@]}"; do
   pkg=${pair%%:*}; cmd=${pair##*:}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || missing+=("$pkg")
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""

@@ -15,6 +15,7 @@ still counts every row received (re-deliveries included).
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -169,3 +170,200 @@ def victoria(tmp_path):
     vm.start()
     yield vm
     vm.stop()
+
+
+# ---------------------------------------------------------------------------- Mosquitto
+
+MOSQUITTO_BINARY = (shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+                    or "/usr/sbin/mosquitto")
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class TestPki:
+    """A CA and certificates made at test time with ``cryptography`` (P-256 keys), written as
+    PEM files under ``directory``: ``ca.pem``, and ``<name>.pem`` / ``<name>.key`` per
+    :meth:`issue`."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(self, directory: str) -> None:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self._x509, self._hashes, self._ser, self._ec, self._oid = (
+            x509, hashes, serialization, ec, NameOID)
+        self._now = datetime.datetime.now(datetime.UTC)
+        self._day = datetime.timedelta(days=1)
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.ca_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub test CA")])
+        self.ca_name = name
+        self.ca_cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self.ca_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(self._now - self._day).not_valid_after(self._now + 30 * self._day)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                         crl_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .sign(self.ca_key, hashes.SHA256()))
+        self.ca_path = os.path.join(directory, "ca.pem")
+        with open(self.ca_path, "wb") as f:
+            f.write(self.ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, name: str, common_name: str, server: bool = False) -> tuple[str, str]:
+        """A certificate for ``common_name`` signed by the CA; returns (cert path, key path).
+        A server certificate names ``localhost`` and ``127.0.0.1``."""
+        import ipaddress
+
+        x509, oid = self._x509, self._oid
+        key = self._ec.generate_private_key(self._ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(oid.COMMON_NAME, common_name)]))
+            .issuer_name(self.ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self._now - self._day).not_valid_after(self._now + 30 * self._day)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server
+                 else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+        if server:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"),
+                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        cert = builder.sign(self.ca_key, self._hashes.SHA256())
+        cert_path = os.path.join(self.dir, f"{name}.pem")
+        key_path = os.path.join(self.dir, f"{name}.key")
+        with open(cert_path, "wb") as f:
+            f.write(cert.public_bytes(self._ser.Encoding.PEM))
+        with open(key_path, "wb") as f:
+            f.write(key.private_bytes(self._ser.Encoding.PEM,
+                                      self._ser.PrivateFormat.TraditionalOpenSSL,
+                                      self._ser.NoEncryption()))
+        os.chmod(key_path, 0o600)
+        return cert_path, key_path
+
+
+class Mosquitto:
+    """One ``mosquitto`` with a plain listener (password file) and a TLS listener that asks
+    for a client certificate (its common name is the user name), on free loopback ports.
+
+    ``max_queued_messages 0``: Mosquitto's default of 1,000 queued QoS 1 messages per client
+    silently drops the rest when a subscriber falls behind. :meth:`stop` and :meth:`start`
+    again keep the ports, which is what a broker restart looks like; with
+    ``persistence=True`` sessions and queued messages survive it.
+    """
+
+    def __init__(self, directory: str, users: dict[str, str] | None = None,
+                 persistence: bool = False) -> None:
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.users = users if users is not None else {"hub": "hub-secret", "dev": "dev-secret"}
+        self.persistence = persistence
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.pki = TestPki(os.path.join(directory, "pki"))
+        self.server_cert, self.server_key = self.pki.issue("server", "localhost", server=True)
+        self.conf_path = os.path.join(directory, "mosquitto.conf")
+        self.log_path = os.path.join(directory, "mosquitto.log")
+        self.proc: subprocess.Popen | None = None
+        self._write_config()
+
+    def _write_config(self) -> None:
+        passwd = os.path.join(self.dir, "passwd")
+        open(passwd, "w").close()
+        for user, password in self.users.items():
+            subprocess.run([MOSQUITTO_PASSWD, "-b", passwd, user, password], check=True,
+                           capture_output=True)
+        os.chmod(passwd, 0o600)
+        lines = [
+            # started as root, mosquitto would switch to user "mosquitto", which cannot
+            # read our 0600 password and key files
+            f"user {getpass.getuser()}",
+            "per_listener_settings true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 0",
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            f"log_dest file {self.log_path}",  # flushed per line, unlike stdout to a file
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages true",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous false",
+            f"password_file {passwd}",
+            f"listener {self.tls_port} 127.0.0.1",
+            f"cafile {self.pki.ca_path}",
+            f"certfile {self.server_cert}",
+            f"keyfile {self.server_key}",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "allow_anonymous false",
+        ]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 20.0) -> Mosquitto:
+        if not os.path.exists(MOSQUITTO_BINARY):
+            raise RuntimeError("mosquitto is not installed (make system-deps)")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([MOSQUITTO_BINARY, "-c", self.conf_path], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+
+        def up() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited; see {self.log_path}")
+            return port_open(self.port) and port_open(self.tls_port)
+
+        try:
+            wait_until(up, timeout, what=f"mosquitto on ports {self.port}, {self.tls_port}")
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM (with persistence, Mosquitto writes its database) and wait for the exit."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self.proc = None
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A Mosquitto for one test (users ``hub``/``hub-secret`` and ``dev``/``dev-secret`` on
+    ``.port``; client certificates on ``.tls_port``), stopped after it."""
+    broker = Mosquitto(str(tmp_path / "mosquitto"))
+    broker.start()
+    yield broker
+    broker.stop()

@@ -1,0 +1,220 @@
+"""Built-in plugin: ``hub simulate mqtt``, detectors publishing JSON through an MQTT broker
+and answering commands, for commissioning, demos and tests::
+
+    hub simulate mqtt --broker 127.0.0.1:1883 --count 100 --rate 50 --scenario overheat \\
+        --username dev --password-env MQTT_PASSWORD
+
+Devices are ``<prefix>0001`` .. (``--prefix``, default ``sim-``). Each publishes, in turn at
+``--rate`` messages/s in all, on ``esm/<id>/up`` at QoS 1::
+
+    {"ts": 1767225600123, "leak": 35, "temp": [25.3, 24.8], "v": [220.1, 219.8, 220.4],
+     "alarm": {"leak": 0, "temp1": 0}, "fault": {"probe2": 0}}
+
+and answers every command it receives on ``esm/<id>/down`` on the response topic (or
+``esm/<id>/ack``) with ``{"id": <command id>, "status": "ok"}`` and the request's MQTT 5
+correlation data. The json_map model that reads this format is in the README ("MQTT").
+Scenarios: ``normal``; ``overheat`` (T1 of every tenth device climbs to 95 °C and back
+over ``--period``); ``leak`` (residual current of every tenth device climbs to 600 mA).
+One paho client carries every simulated device (a load generator, not a device farm);
+for rates beyond a few thousand messages/s use scripts/bench_mqtt.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from hub import hookimpl
+
+__all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload"]
+
+SCENARIOS = ("normal", "overheat", "leak")
+
+
+def device_ids(prefix: str, count: int) -> list[str]:
+    """``count`` ids ``<prefix>0001``, ``<prefix>0002``, ... (at least four digits)."""
+    width = max(4, len(str(count)))
+    return [f"{prefix}{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def payload(index: int, now: float, scenario: str = "normal", period: float = 60.0,
+            rng: random.Random | None = None) -> dict[str, Any]:
+    """The JSON document device number ``index`` publishes at ``now``."""
+    rng = rng or random
+    phase = (math.sin(2 * math.pi * ((now / period) + index / 7)) + 1) / 2  # 0..1
+    affected = index % 10 == 0
+    leak = 30 + 10 * rng.random()
+    t1 = 25 + 3 * rng.random()
+    if affected and scenario == "leak":
+        leak = 30 + 570 * phase
+    if affected and scenario == "overheat":
+        t1 = 25 + 70 * phase
+    return {
+        "ts": int(now * 1000),
+        "leak": round(leak),
+        "temp": [round(t1, 1), round(24 + 2 * rng.random(), 1)],
+        "v": [round(220 + rng.uniform(-2, 2), 1) for _ in range(3)],
+        "alarm": {"leak": int(leak >= 500), "temp1": int(t1 >= 90)},
+        "fault": {"probe2": 0},
+    }
+
+
+class Simulator:
+    """One paho client publishing for every device and answering their commands."""
+
+    def __init__(self, args: argparse.Namespace, ids: list[str]) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.args = args
+        self.ids = ids
+        self.index = {d: i for i, d in enumerate(ids, 1)}
+        self.rng = random.Random(args.seed)
+        self.published = 0
+        self.commands = 0
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"hub-sim-{os.getpid()}", protocol=mqtt.MQTTv5)
+        if args.username:
+            password = os.environ.get(args.password_env) if args.password_env else None
+            self.client.username_pw_set(args.username, password)
+        if args.cafile:
+            self.client.tls_set(ca_certs=args.cafile, certfile=args.cert, keyfile=args.key)
+        self.client.max_inflight_messages_set(1000)  # far below 65,535 message ids
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            print(f"mqtt-sim: connection refused: {reason}", file=sys.stderr, flush=True)
+            return
+        client.subscribe(self.args.topic_down.replace("{device}", "+"), qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        head, tail = self.args.topic_down.split("{device}")
+        device = msg.topic[len(head):len(msg.topic) - len(tail)]
+        if device not in self.index:
+            return
+        try:
+            body = json.loads(msg.payload)
+            cid = body.get("id") if isinstance(body, dict) else None
+        except ValueError:
+            cid = None
+        props = getattr(msg, "properties", None)
+        corr = getattr(props, "CorrelationData", None)
+        topic = getattr(props, "ResponseTopic", None) or \
+            self.args.topic_ack.replace("{device}", device)
+        out = Properties(PacketTypes.PUBLISH)
+        if corr:
+            out.CorrelationData = corr
+        client.publish(topic, json.dumps({"id": cid, "status": "ok"}), qos=1,
+                       properties=out if corr else None)
+        self.commands += 1
+
+    def run(self, stop: threading.Event) -> None:
+        host, port = self.args.broker
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not self.connected.wait(30):
+            raise SystemExit("mqtt-sim: no connection to the broker within 30 s")
+        print(f"mqtt-sim: {len(self.ids)} devices ({self.ids[0]}..{self.ids[-1]}), scenario "
+              f"{self.args.scenario}, {self.args.rate:g} msg/s to {host}:{port}", flush=True)
+        interval = 1.0 / self.args.rate
+        t0 = time.monotonic()
+        n = 0
+        last_status = t0
+        while not stop.is_set():
+            due = t0 + n * interval
+            wait = due - time.monotonic()
+            if wait > 0 and stop.wait(wait):
+                break
+            device = self.ids[n % len(self.ids)]
+            doc = payload(self.index[device], time.time(), self.args.scenario,
+                          self.args.period, self.rng)
+            self.client.publish(self.args.topic_up.replace("{device}", device),
+                                json.dumps(doc, separators=(",", ":")), qos=1)
+            n += 1
+            self.published = n
+            if time.monotonic() - last_status >= self.args.status_interval:
+                last_status = time.monotonic()
+                print(self.status_line(), flush=True)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def status_line(self) -> str:
+        return f"mqtt-sim: published {self.published}, answered {self.commands} commands"
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return v
+
+
+def cmd_simulate_mqtt(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        print("mqtt-sim: --count must be at least 1", file=sys.stderr)
+        return 2
+    sim = Simulator(args, device_ids(args.prefix, args.count))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.duration:
+        threading.Timer(args.duration, stop.set).start()
+    sim.run(stop)
+    print(sim.status_line(), flush=True)
+    return 0
+
+
+@hookimpl
+def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from hub.cli import command_group
+
+    group = command_group(subparsers, "simulate", "simulators of devices and peers")
+    p = group.add_parser(
+        "mqtt", help="simulated detectors publishing JSON through an MQTT broker",
+        description="Simulated detectors that publish JSON readings at QoS 1 through an "
+        f"MQTT broker and answer commands; scenarios {', '.join(SCENARIOS)}.")
+    p.add_argument("--broker", required=True, type=_broker, metavar="HOST:PORT")
+    p.add_argument("--count", type=int, default=1, help="devices to simulate (default 1)")
+    p.add_argument("--model", choices=("json",), default="json",
+                   help="payload format (json: the README's json_map example)")
+    p.add_argument("--rate", type=_positive, default=1.0,
+                   help="messages per second over all devices (default 1)")
+    p.add_argument("--scenario", choices=SCENARIOS, default="normal")
+    p.add_argument("--period", type=_positive, default=60.0, metavar="S",
+                   help="scenario period in seconds (default 60)")
+    p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
+    p.add_argument("--username")
+    p.add_argument("--password-env", metavar="VAR",
+                   help="environment variable holding the password (never on the command line)")
+    p.add_argument("--cafile", help="CA certificate: connect with TLS")
+    p.add_argument("--cert", help="client certificate (with --cafile)")
+    p.add_argument("--key", help="client key (with --cert)")
+    p.add_argument("--topic-up", default="esm/{device}/up")
+    p.add_argument("--topic-down", default="esm/{device}/down")
+    p.add_argument("--topic-ack", default="esm/{device}/ack")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S")
+    p.set_defaults(func=cmd_simulate_mqtt)
