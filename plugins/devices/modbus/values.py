@@ -26,7 +26,8 @@ from hub.model import QUANTITIES
 from hub.types import EncodeError
 from hub.validate import Invalid
 
-__all__ = ["CONVERSIONS", "ORDERS", "TYPES", "conversion", "decode", "encode", "tidy"]
+__all__ = ["CONVERSIONS", "ORDERS", "TYPES", "conversion", "decode", "encode", "from_raw",
+           "tidy", "to_raw"]
 
 #: Registers each type occupies (``bit`` is one bit of a register, or one coil/input).
 TYPES: dict[str, int] = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2, "bit": 1}
@@ -87,6 +88,24 @@ def tidy(x: float) -> float:
     """``x`` to 12 significant digits: scaling by 0.1 gives 22.400000000000002, which no
     device meant; 12 digits are far beyond what any register carries."""
     return float(f"{x:.12g}")
+
+
+def from_raw(raw: int | float, scale: float = 1.0, offset: float = 0.0, factor: float = 1.0,
+             unit_offset: float = 0.0) -> float:
+    """The canonical value of a raw register number: ``((raw * scale) + offset) * factor +
+    unit_offset``, where ``factor`` and ``unit_offset`` convert the device's unit (see
+    :func:`conversion`)."""
+    return tidy((raw * scale + offset) * factor + unit_offset)
+
+
+def to_raw(value: float, type_: str, scale: float = 1.0, offset: float = 0.0,
+           factor: float = 1.0, unit_offset: float = 0.0) -> int | float:
+    """The raw number a register of ``type_`` holds for the canonical ``value``: the inverse
+    of :func:`from_raw`, rounded to the register's resolution (to an integer, except for
+    f32). Feed the result to :func:`encode` for the registers; what a device, a simulator
+    or a set-point write needs."""
+    raw = ((value - unit_offset) / factor - offset) / scale
+    return tidy(raw) if type_ == "f32" else round(raw)
 
 
 # ---- units ------------------------------------------------------------------------------
