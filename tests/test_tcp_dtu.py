@@ -347,3 +347,22 @@ def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, 
     assert [r.status.value for r in results] == [status]
     if not coil:
         assert results[0].detail.startswith("read back [False] after writing [True]")
+
+
+def test_auto_provisioned_dtu_is_polled_and_found_again(make_hub):
+    """With a provisioning rule, an unknown DTU id becomes slave 1 of a new device, is
+    polled, and its reconnection finds the same device."""
+    cfg = config()
+    cfg["provisioning"] = {"enabled": True, "rules": [
+        {"transport": "dtu", "match": "8699[0-9]{11}", "model": "efd"}]}
+    hub = make_hub(cfg)
+    new_id = "869900000000001"
+    link = Link(hub)
+    link.send(new_id.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    assert hub.registry.get(new_id).provisioned
+    again = Link(hub)
+    again.send(new_id.encode())
+    assert link.tr.disconnecting and not again.tr.disconnecting
+    assert hub.metrics.value("registry.provisioned") == 1

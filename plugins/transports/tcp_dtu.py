@@ -290,6 +290,7 @@ class DtuProtocol(Protocol):
             if device is None:
                 self._refuse(f"unknown DTU id {ident!r}", ident.encode(errors="replace"))
                 return False
+            self.f.provisioned(device)
             devices = [device]
         self.dtu_id = ident
         self.slaves = {d.address_key[1]: d for d in devices}
@@ -509,6 +510,7 @@ class DtuFactory(Factory):
         self.options = options
         self.sessions: dict[str, DtuProtocol] = {}
         self.connections: set[DtuProtocol] = set()
+        self._by_dtu: dict[str, list[Any]] | None = None
 
     def buildProtocol(self, addr: Any) -> DtuProtocol:
         p = DtuProtocol(self)
@@ -516,8 +518,17 @@ class DtuFactory(Factory):
         return p
 
     def devices_of(self, dtu_id: str) -> list[Any]:
-        return [d for d in self.hub.registry.on_transport(self.name)
-                if d.address_key[0] == dtu_id]
+        """The slaves declared behind ``dtu_id``. Indexed once: a scan of the registry per
+        registration made 20,000 DTUs dialling in quadratic."""
+        if self._by_dtu is None:
+            self._by_dtu = {}
+            for d in self.hub.registry.on_transport(self.name):
+                self._by_dtu.setdefault(d.address_key[0], []).append(d)
+        return self._by_dtu.get(dtu_id, [])
+
+    def provisioned(self, device: Any) -> None:
+        assert self._by_dtu is not None
+        self._by_dtu.setdefault(device.address_key[0], []).append(device)
 
 
 class DtuService(Service):
