@@ -222,6 +222,16 @@ def test_a_trip_is_echoed_and_stored():
     assert slave.handle(off, 1.0) == off and slave.tables[1][3] == 0
 
 
+@pytest.mark.parametrize("command", [cmd("trip"), cmd("disable_channel", "T2"),
+                                     cmd("set_threshold", rule="overcurrent", value=40)])
+def test_written_values_read_back(command):
+    """What the hub's read-back after a write (maps with ``readback:``) expects to see."""
+    model, slave = slave_of()
+    for write in model.command_requests(command, 1):
+        model.check_write_response(write, slave.handle(write, 0.0))
+        model.check_readback(write, slave.handle(model.readback_request(write), 1.0))
+
+
 def test_set_threshold_is_stored_and_moves_the_device_set_point():
     model, slave = slave_of(scenario="overheat", period=100)
     assert slave.set_point("temperature", "T1") == DEVICE_SET_POINTS["temperature"]
