@@ -47,6 +47,19 @@ class HubProcess:
                 break
         raise AssertionError(f"{text!r} not logged; log so far:\n{''.join(self.lines)}")
 
+    def drain(self) -> None:
+        """Take every line logged so far, so the next wait_for sees only what comes after
+        (a reconnect logged earlier must not stand for the one a test is about to cause)."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self._queue.put(None)
+                return
+            self.lines.append(line)
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=30)

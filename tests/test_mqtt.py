@@ -332,6 +332,7 @@ def test_broker_restart_and_messages_published_while_the_hub_is_away(tmp_path):
         dev.publish_values("dev-1", range(1, 201))
         dev.close()
         wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 201))))
+        hub.drain()
         broker.stop()
         hub.wait_for("broker: broker link down")
         hub.wait_for("fault broker_link raised on hub")
