@@ -5,6 +5,7 @@ scenarios at given times), the Twisted client on a memory reactor, and a loopbac
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -479,3 +480,9 @@ def test_hub_sees_the_simulated_overheat_raised_and_cleared(tmp_path):
     assert answered >= 10
     assert any("alarm temperature raised on efd-2" in line for line in hub.lines)
     assert not any("does not answer" in line for line in hub.lines)
+    # the hub's round-trip histogram counted the answers it framed (written on stop)
+    doc = json.loads(subprocess.run(
+        [str(BIN / "hub"), "metrics", "-c", str(path), "--json"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=True).stdout)
+    counted = sum(m["value"] for m in doc["metrics"] if m["name"] == "dtu.round_trip_ms")
+    assert 0 < counted <= answered
