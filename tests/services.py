@@ -35,6 +35,18 @@ import pytest
 VM_BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
 
+
+def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM a service we started (so it can flush) and wait; SIGKILL if it hangs."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,15 +114,7 @@ class VictoriaMetrics:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (VictoriaMetrics flushes what it accepted) and wait for the exit."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        terminate(self.proc, timeout)
         self.proc = None
 
     def rows_inserted(self) -> int:
@@ -343,15 +347,7 @@ class Mosquitto:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (with persistence, Mosquitto writes its database) and wait for the exit."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        terminate(self.proc, timeout)
         self.proc = None
 
     def log(self) -> str:
