@@ -32,8 +32,16 @@ class HubProcess:
         self._queue.put(None)
 
     def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        return self.wait_for_all(text, timeout=timeout)[0]
+
+    def wait_for_all(self, *texts: str, timeout: float = 60.0) -> list[str]:
+        """Wait until each of `texts` has been logged, in whatever order: lines that come
+        from different parts of the hub (a transport, the journal's commit) may interleave
+        either way, and a test must not depend on which wins."""
+        missing = list(texts)
+        found: dict[str, str] = {}
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
+        while missing and (left := deadline - time.monotonic()) > 0:
             try:
                 line = self._queue.get(timeout=left)
             except queue.Empty:
@@ -41,11 +49,15 @@ class HubProcess:
             if line is None:
                 break
             self.lines.append(line)
-            if text in line:
-                return line
+            for text in [t for t in missing if t in line]:
+                found[text] = line
+                missing.remove(text)
             if "failed to start" in line:
                 break
-        raise AssertionError(f"{text!r} not logged; log so far:\n{''.join(self.lines)}")
+        if missing:
+            raise AssertionError(
+                f"{missing!r} not logged; log so far:\n{''.join(self.lines)}")
+        return [found[t] for t in texts]
 
     def drain(self) -> None:
         """Take every line logged so far, so the next wait_for sees only what comes after

@@ -465,7 +465,13 @@ class Connection:
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
         self.link_number += 1
-        self.service.from_thread(self.service.link_down, self, str(reason))
+        # paho reports a dropped socket as reason 0x80 "Unspecified error", which reads like
+        # the broker's verdict; say which of the two it was
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            why = f"the broker sent DISCONNECT: {reason}"
+        else:
+            why = "connection lost" if str(reason) == "Unspecified error" else str(reason)
+        self.service.from_thread(self.service.link_down, self, why)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         props = getattr(msg, "properties", None)
