@@ -168,11 +168,11 @@ def run_publishers(args, port: int, devices: list[str], total: int, rate: float)
 
 
 def hub_config(tmp: str, broker: Mosquitto, devices: list[str], connections: int,
-               protocol: str = "5") -> str:
+               protocol: str = "5", engine: str = "native") -> str:
     transport: dict = {"type": "mqtt", "host": "127.0.0.1", "port": broker.port,
                        "username": "hub", "password": {"env": "BENCH_MQTT_PASSWORD"},
                        "client_id": "hub-bench", "receive_maximum": 65535,
-                       "protocol": protocol}
+                       "protocol": protocol, "engine": engine}
     if connections > 1:
         transport.update(connections=connections, shared_group="bench")
     config = {
@@ -254,7 +254,7 @@ def journal_readings(path: str) -> list[tuple[int, str, float, float]]:
 
 def bench_hub(args, tmp: str, broker: Mosquitto) -> dict:
     devices = [f"dev-{i:05d}" for i in range(args.devices)]
-    config = hub_config(tmp, broker, devices, args.connections, args.protocol)
+    config = hub_config(tmp, broker, devices, args.connections, args.protocol, args.engine)
     os.environ["BENCH_MQTT_PASSWORD"] = "hub-secret"
     hub = HubProcess(config, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for _ in range(args.connections):
@@ -326,6 +326,8 @@ def main() -> int:
                    help="hub connections on a shared subscription (default 1)")
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="5",
                    help="MQTT version of the hub's connections (default 5)")
+    p.add_argument("--engine", choices=("native", "paho"), default="native",
+                   help="the mqtt transport's engine (default native)")
     p.add_argument("--drain-timeout", type=float, default=60)
     p.add_argument("--broker-only", action="store_true",
                    help="measure the broker alone (no hub subscribed)")

@@ -378,7 +378,10 @@ class JsonMapModel:
             if not isinstance(raw, (int, float)) or not math.isfinite(raw):
                 raise DecodeError(f"{_path_text(p.path)}: expected a number for {p.quantity}, "
                                   f"got {describe(_lookup(doc, p.path))}", payload[:EXCERPT])
-            value = float(f"{(raw * p.scale + p.offset) * p.factor + p.unit_offset:.12g}")
+            if p.scale == 1.0 and p.offset == 0.0 and p.factor == 1.0 and p.unit_offset == 0.0:
+                value = float(raw)  # the common case: no arithmetic, so no float noise to round
+            else:
+                value = float(f"{(raw * p.scale + p.offset) * p.factor + p.unit_offset:.12g}")
             quality = Quality.BAD if p.channel and p.channel in bad_channels else Quality.GOOD
             readings.append(Reading(device, p.quantity, value, ts, p.channel, quality))
         return readings + events

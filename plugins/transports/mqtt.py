@@ -174,6 +174,7 @@ class MqttOptions:
     command_timeout: float = 30.0
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
+    engine: str = "paho"  # or "native": our own codec on the reactor (see mqtt_native)
 
     @property
     def broker_port(self) -> int:
@@ -224,6 +225,7 @@ def check_options(section: Section) -> MqttOptions:
         command_timeout=section.get("command_timeout", number(0.1, 86400, "s"), 30.0),
         reconnect_initial=section.get("reconnect_initial", number(0.01, 600, "s"), 1.0),
         reconnect_max=section.get("reconnect_max", number(0.1, 3600, "s"), 60.0),
+        engine=section.get("engine", choice("paho", "native"), d.engine),
     )
     topics.finish()
     section.finish()
@@ -492,17 +494,12 @@ class Connection:
             items = list(self._inbox)
             self._inbox.clear()
             self._wake_pending = False
-        handle = self.service.handle
-        kinds: dict[str, int] = {}
+        self.service.deliver(self, items)
+
+    def finished_all(self, items: list[_Received]) -> None:
         for item in items:
-            if item.qos > 0:
-                self.acks.append(item)
-            kind = handle(self, item)
-            if kind is not None:
-                kinds[kind] = kinds.get(kind, 0) + 1
-        metrics = self.service.hub.metrics
-        for kind, n in kinds.items():  # once per batch: labelled counters cost µs each
-            metrics.inc("mqtt.messages", n, transport=self.service.transport_name, kind=kind)
+            item.done = True
+        self.finished(items[-1])
 
     def finished(self, item: _Received) -> None:
         """``item`` may be acknowledged; acks leave in arrival order."""
@@ -572,7 +569,13 @@ class MqttService(Service):
             self._reactor = reactor
         super().startService()
         self.hub.metrics.set("mqtt.connected", 0, transport=self.transport_name)
-        self.connections = [Connection(self, i) for i in range(self.options.connections)]
+        if self.options.engine == "native":
+            from plugins.transports.mqtt_native import NativeConnection
+
+            engine: Any = NativeConnection
+        else:
+            engine = Connection
+        self.connections = [engine(self, i) for i in range(self.options.connections)]
         for c in self.connections:
             c.start()
         self.hub.commands.register_target(self.transport_name, self)
@@ -588,6 +591,40 @@ class MqttService(Service):
         yield defer.gatherResults([c.stop() for c in self.connections], consumeErrors=True)
         for p in list(self.pending.values()):
             self._complete(p, CommandStatus.FAILED, "the hub is stopping")
+
+    def deliver(self, conn: Any, items: list[_Received]) -> None:
+        """Received PUBLISHes of ``conn``, in arrival order, in the reactor thread."""
+        handle = self.handle
+        acks = conn.acks
+        kinds: dict[str, int] = {}
+        uplinks: list[tuple[_Received, str, Any]] = []
+        for item in items:
+            if item.qos > 0:
+                acks.append(item)
+            kind = handle(conn, item, uplinks)
+            if kind is not None:
+                kinds[kind] = kinds.get(kind, 0) + 1
+        if uplinks:
+            self._ingest(conn, uplinks)
+        metrics = self.hub.metrics
+        for kind, n in kinds.items():  # once per batch: labelled counters cost µs each
+            metrics.inc("mqtt.messages", n, transport=self.transport_name, kind=kind)
+
+    def _ingest(self, conn: Any, uplinks: list[tuple[_Received, str, Any]]) -> None:
+        """The decoded uplinks of one delivery, in one journal append; acked after it."""
+        d = self.hub.ingest_many([(device, records) for _, device, records in uplinks])
+
+        def committed(_: Any) -> None:
+            conn.finished_all([item for item, _, _ in uplinks])
+
+        def refused(f: Any) -> None:
+            # not acked: the broker sends them again on the next session
+            self.hub.metrics.inc("mqtt.ingest_errors", len(uplinks),
+                                 transport=self.transport_name)
+            _log.failure("{transport}: journal refused {n} messages", f,
+                         transport=conn.name, n=len(uplinks))
+
+        d.addCallbacks(committed, refused)
 
     def from_thread(self, fn: Any, *args: Any) -> None:
         """Run ``fn`` in the reactor thread (called from paho's threads)."""
@@ -653,11 +690,13 @@ class MqttService(Service):
 
     # -- messages in -----------------------------------------------------------------------
 
-    def handle(self, conn: Connection, item: _Received) -> str | None:
+    def handle(self, conn: Connection, item: _Received,
+               uplinks: list[tuple[_Received, str, Any]]) -> str | None:
         """One received PUBLISH, in the reactor thread: its kind if it came from a known
-        device (``uplink``, ``status``, ``result``), else ``None``. Never raises."""
+        device (``uplink``, ``status``, ``result``), else ``None``. A decoded uplink is added
+        to ``uplinks`` (ingested and acked with the rest of its delivery). Never raises."""
         try:
-            return self._handle(conn, item)
+            return self._handle(conn, item, uplinks)
         except Exception:  # a bug here must cost one message, not the connection
             self.hub.metrics.inc("mqtt.internal_errors", transport=self.transport_name)
             _log.failure("{transport}: error handling a message on {topic}: {payload}",
@@ -665,7 +704,8 @@ class MqttService(Service):
             conn.finished(item)
             return None
 
-    def _handle(self, conn: Connection, item: _Received) -> str | None:
+    def _handle(self, conn: Connection, item: _Received,
+                uplinks: list[tuple[_Received, str, Any]]) -> str | None:
         opts = self.options
         metrics = self.hub.metrics
         topic = item.topic
@@ -693,10 +733,11 @@ class MqttService(Service):
         elif kind == "result":
             self._result(conn, item, device)
         else:
-            self._uplink(conn, item, device)
+            self._uplink(conn, item, device, uplinks)
         return kind
 
-    def _uplink(self, conn: Connection, item: _Received, device: Any) -> None:
+    def _uplink(self, conn: Connection, item: _Received, device: Any,
+                uplinks: list[tuple[_Received, str, Any]]) -> None:
         payload = item.payload
         try:
             if len(payload) > self.options.max_payload:
@@ -706,18 +747,7 @@ class MqttService(Service):
         except DecodeError as e:
             self._bad_payload(conn, item, device, e)
             return
-        d = self.hub.ingest(device.id, records)
-
-        def committed(_: Any) -> None:
-            conn.finished(item)
-
-        def refused(f: Any) -> None:
-            # not acked: the broker sends it again on the next session
-            self.hub.metrics.inc("mqtt.ingest_errors", transport=self.transport_name)
-            _log.failure("{transport}: journal refused a message of {device}", f,
-                         transport=conn.name, device=device.id)
-
-        d.addCallbacks(committed, refused)
+        uplinks.append((item, device.id, records))
 
     def _bad_payload(self, conn: Connection, item: _Received, device: Any,
                      error: Exception) -> None:
