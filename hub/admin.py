@@ -11,8 +11,14 @@ The protocol is one JSON object per line each way::
        "channel": "", "params": {}, "ttl": 30, "wait": true}
     ← {"ok": true, "command_id": "…", "status": "succeeded", "detail": ""}
 
+    → {"op": "ack", "event_id": "9f2c…", "by": "alice", "note": "breaker checked"}
+    ← {"ok": true, "event_id": "9f2c…", "device": "efd-1", "seq": 1240}
+
     → {"op": "ping"}
     ← {"ok": true, "hub": "hub", "seq": 1234}
+
+A command whose transport holds it for a sleeping device (LwM2M queue mode) is answered at
+once with ``"status": "queued"``; its end is in the journal.
 
 Errors come back as ``{"ok": false, "error": "…"}``; the connection stays usable.
 """
@@ -30,7 +36,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
 from hub.commands import CommandError, new_command_id
-from hub.model import Command
+from hub.model import Acknowledgement, Command, EventKind
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -99,8 +105,31 @@ class AdminProtocol(LineOnlyReceiver):
             return {"ok": False, "error": str(e)}
         if not request.get("wait", True):
             return {"ok": True, "command_id": command.id, "status": "pending", "detail": ""}
+        if command.id in self.hub.commands.queued:  # the device sleeps: could be hours
+            return {"ok": True, "command_id": command.id, "status": "queued",
+                    "detail": f"waits for the device's next uplink (ttl {ttl:g} s)"}
         return d.addCallback(lambda r: {"ok": True, "command_id": command.id,
                                         "status": r.status.value, "detail": r.detail})
+
+
+    def op_ack(self, request: dict[str, Any]) -> Any:
+        """Record an acknowledgement in the journal (its one writer is this process); the
+        answer comes after the commit."""
+        by = str(request.get("by") or "")
+        event_id = str(request.get("event_id") or "")
+        if not by:
+            return {"ok": False, "error": "who acknowledges? ('by' is required)"}
+        event = self.hub.journal.event(event_id) if event_id else None
+        if event is None:
+            return {"ok": False, "error": f"no event with id {event_id!r} in the journal"}
+        if event.kind not in (EventKind.ALARM, EventKind.FAULT):
+            return {"ok": False, "error": f"event {event_id} is a {event.kind.value} event; "
+                    "only alarms and faults are acknowledged"}
+        ack = Acknowledgement(event_id, by, self.hub.clock.seconds(), event.device,
+                              str(request.get("note") or ""))
+        d = self.hub.journal.append([ack])
+        return d.addCallback(lambda seq: {"ok": True, "event_id": event_id,
+                                          "device": event.device, "seq": seq})
 
 
 class AdminFactory(Factory):

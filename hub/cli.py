@@ -132,9 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from hub.core import Hub
     from hub.logs import start_logging
-    from hub.service import HubService
+    from hub.service import HubService, tune_gc
 
     plugins, config = _load(args)
+    tune_gc(config.gc)
     start_logging(args.log_level or config.log_level, config.log_format)
     log = Logger(namespace="hub.cli")
     service = HubService(Hub(config, plugins, reactor))
@@ -149,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def start():
         d = service.startService()
         if d is not None:
+            d.addCallback(lambda _: tune_gc(config.gc, started=True))
             d.addErrback(failed)
 
     reactor.callWhenRunning(start)
@@ -220,7 +222,7 @@ def cmd_command(args: argparse.Namespace) -> int:
               f"{answer['status']}{detail}")
     if not answer.get("ok"):
         return 2
-    return 0 if answer["status"] in ("succeeded", "pending") else 1
+    return 0 if answer["status"] in ("succeeded", "pending", "queued") else 1
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -262,9 +264,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                      f"ERROR {i.error}" if i.error else (what or ", ".join(i.hooks) or "-")))
     print(_table(rows, ("plugin", "distribution", "contributes")))
     print()
-    for kind in ("transports", "models", "sinks"):
+    for kind in ("transports", "models", "sinks", "sms_providers"):
         names = sorted(getattr(plugins, kind))
-        print(f"{kind}: {', '.join(names) or '(none)'}")
+        print(f"{kind.replace('_', ' ')}: {', '.join(names) or '(none)'}")
     return 1 if any(i.error and i.error != "blocked" for i in infos) else 0
 
 
@@ -348,6 +350,23 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_ack(args: argparse.Namespace) -> int:
+    """Acknowledge an alarm or fault through the running hub (the journal's one writer);
+    escalation of that event stops."""
+    _, config = _load(args)
+    request = {"op": "ack", "event_id": args.event_id, "by": args.by or _who(),
+               "note": args.note or ""}
+    answer = admin_request(config.state_dir, request, 30.0)
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    elif not answer.get("ok"):
+        print(f"refused: {answer.get('error')}", file=sys.stderr)
+    else:
+        print(f"event {answer['event_id']} ({answer['device']}) acknowledged by "
+              f"{request['by']}")
+    return 0 if answer.get("ok") else 2
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -422,6 +441,16 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     sp.add_argument("--active", action="store_true", help="only raised, not yet cleared")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_events)
+    # optional: plain `hub events` still lists
+    ev = sp.add_subparsers(dest="events_command", metavar="WHAT")
+    ack = ev.add_parser("ack", help="acknowledge an alarm or fault (stops its escalation)")
+    ack.add_argument("event_id", metavar="EVENT_ID")
+    ack.add_argument("--by", help="who acknowledges (recorded; default: your login)")
+    ack.add_argument("--note", help="e.g. what was found on site")
+    # SUPPRESS: given before or after `ack`, these land in the same place
+    ack.add_argument("-c", "--config", default=argparse.SUPPRESS)
+    ack.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    ack.set_defaults(func=cmd_events_ack)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

@@ -45,6 +45,8 @@ class Commands:
         self.hub = hub
         self.targets: dict[str, CommandTarget] = {}
         self.pending: dict[str, Command] = {}  # accepted, not yet on the wire
+        #: held by their transport until the device can hear them (a sleeping NB-IoT device)
+        self.queued: set[str] = set()
 
     def register_target(self, transport: str, target: CommandTarget) -> None:
         self.targets[transport] = target
@@ -79,9 +81,43 @@ class Commands:
         d.addCallback(self._finish, command)
         return d
 
+    def resume(self, command: Command) -> defer.Deferred:
+        """Take up again a command accepted before a restart that has no final result in the
+        journal (it is journaled already): its transport gets it for what is left of its
+        time to live; one with none left ends as timed out."""
+        hub = self.hub
+        now = hub.clock.seconds()
+        left = command.ts + command.ttl - now
+        device = hub.registry.get(command.device) if command.device in hub.registry else None
+        target = self.targets.get(device.transport or "") if device is not None else None
+        if left <= 0 or target is None:
+            status, detail = ((CommandStatus.TIMED_OUT, "its time to live ran out while the hub "
+                               "was down") if left <= 0 else
+                              (CommandStatus.FAILED, "its device or transport is gone"))
+            return self._finish(CommandResult(command.id, command.device, status, now, detail),
+                                command)
+        self.pending[command.id] = command
+        _log.info("command {id} {action} for {device} resumed ({left:.0f} s to live)",
+                  id=command.id, action=command.action, device=command.device, left=left)
+        d = defer.maybeDeferred(target.send_command, device, command)
+        d.addTimeout(left, hub.clock)
+        d.addCallbacks(self._result_of(command), self._failure_of(command))
+        d.addCallback(self._finish, command)
+        return d
+
+    def mark_queued(self, command: Command, detail: str) -> None:
+        """A transport holds the command until its device can hear it: recorded as pending
+        with ``detail``, and ``hub command`` answers "queued" instead of waiting."""
+        if command.id in self.pending and command.id not in self.queued:
+            self.queued.add(command.id)
+            self.hub.journal.append([CommandResult(command.id, command.device,
+                                                   CommandStatus.PENDING,
+                                                   self.hub.clock.seconds(), detail)])
+
     def mark_sent(self, command: Command) -> None:
         """A transport put the command on the wire (recorded once, for the lifecycle
         pending → sent → final)."""
+        self.queued.discard(command.id)
         if self.pending.pop(command.id, None) is not None:
             self.hub.journal.append([CommandResult(command.id, command.device,
                                                    CommandStatus.SENT, self.hub.clock.seconds())])
@@ -106,6 +142,7 @@ class Commands:
 
     def _finish(self, result: CommandResult, command: Command) -> defer.Deferred:
         self.pending.pop(command.id, None)
+        self.queued.discard(command.id)
         _log.info("command {id} for {device}: {status} {detail}", id=command.id,
                   device=command.device, status=result.status.value, detail=result.detail)
         d = self.hub.journal.append([result])

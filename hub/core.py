@@ -63,6 +63,7 @@ class Hub:
         self.alarms = AlarmEngine(clock, self._thresholds, self.record_events)
         self.presence = Presence(clock, self._offline_after, self.record_events)
         self.commands = Commands(self)
+        self._offline_overrides: dict[str, float] = {}  # set by transports (LwM2M lifetime)
         self._valid_keys: set[tuple[str, str]] = set()  # (quantity, channel) already checked
 
     def _build_models(self) -> dict[str, DeviceModel]:
@@ -79,9 +80,22 @@ class Hub:
         return d.alarms if d is not None else _NO_THRESHOLDS
 
     def _offline_after(self, device: str) -> float:
+        override = self._offline_overrides.get(device)
+        if override is not None:
+            return override
         d = self._device_or_none(device)
         p = self.config.presence
         return d.offline_after if d is not None else p.heartbeat_interval * p.timeout_count
+
+    def set_offline_after(self, device: str, seconds: float | None) -> None:
+        """Let a transport say how long ``device`` may be silent (an LwM2M registration's
+        lifetime plus a grace) instead of heartbeat interval × timeout count; ``None``
+        restores that. The device's deadline moves at once."""
+        if seconds is None:
+            self._offline_overrides.pop(device, None)
+        else:
+            self._offline_overrides[device] = seconds
+        self.presence.reschedule(device)
 
     def _device_or_none(self, device: str) -> Device | None:
         try:

@@ -37,7 +37,7 @@ import pluggy
 if TYPE_CHECKING:
     from hub.core import Hub
     from hub.model import Command, CommandResult, Event
-    from hub.types import DeviceModelType, SinkType, TransportType
+    from hub.types import DeviceModelType, SinkType, SmsProviderType, TransportType
 
 PROJECT = "hub"
 
@@ -91,6 +91,22 @@ def hub_register_sink_types() -> list[SinkType]:
 
     Called once while the hub is built. Each :class:`hub.types.SinkType` has a unique
     ``name`` (what ``sinks.<id>.type`` names), ``check_options`` and ``factory``.
+    """
+
+
+@hookspec
+def hub_register_sms_providers() -> list[SmsProviderType]:
+    """Return the SMS providers this plugin contributes (may be empty).
+
+    The ``sms`` sink renders, routes and rate-limits alarm texts; a provider only delivers
+    them: a cloud API, a local HTTP gateway, a GSM modem. An ``sms`` sink names its provider
+    in ``sinks.<id>.provider.type``; the rest of that section goes to the provider's
+    ``check_options``. ``factory(options, reactor)`` returns an object with a ``name`` and
+    ``send(message)`` (see :class:`hub.types.SmsProvider`): a Deferred firing with one
+    :class:`hub.types.SendResult` per phone, or failing when the whole attempt should be
+    retried.
+
+    Called once while the hub is built; names are global, as for the other types.
     """
 
 

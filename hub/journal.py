@@ -28,26 +28,33 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from hub.journal_query import (
+    KIND_ACK,
     KIND_COMMAND,
+    KIND_DELIVERY,
     KIND_EVENT,
     KIND_RESULT,
     KINDS,
+    LATER_INDEXES,
     SCHEMA,
     SCHEMA_VERSION,
     JournalClosedError,
     JournalError,
     JournalQueries,
     JournalReadOnlyError,
+    ack_to_dict,
     command_from_dict,
     command_to_dict,
+    delivery_to_dict,
     dumps,
     result_from_dict,
     result_to_dict,
 )
 from hub.metrics import Metrics
 from hub.model import (
+    Acknowledgement,
     Command,
     CommandResult,
+    Delivery,
     Event,
     EventKind,
     EventState,
@@ -181,6 +188,8 @@ class Journal(JournalQueries):
                 db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             elif version != SCHEMA_VERSION:
                 raise JournalError(f"{self.path}: schema {version}, expected {SCHEMA_VERSION}")
+            if not self._readonly:
+                db.executescript(LATER_INDEXES)
             self._db = db
             self._load_names()
             self._last_seq = self._next_seq = self._stored_last_seq()
@@ -244,7 +253,10 @@ class Journal(JournalQueries):
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, records: Iterable[Record | Command | CommandResult]) -> Deferred[int]:
+    def append(
+        self,
+        records: Iterable[Record | Command | CommandResult | Acknowledgement | Delivery],
+    ) -> Deferred[int]:
         """Buffer ``records``; the Deferred fires with the last seq given to them once their
         transaction has committed, or fails if it could not commit (nothing acked then).
 
@@ -282,6 +294,14 @@ class Journal(JournalQueries):
                     seq += 1
                     data = dumps(result_to_dict(r))
                     others.append((seq, KIND_RESULT, self._device(r.device), r.ts, data))
+                elif t is Delivery:
+                    seq += 1
+                    data = dumps(delivery_to_dict(r))
+                    others.append((seq, KIND_DELIVERY, self._device(r.device), r.ts, data))
+                elif t is Acknowledgement:
+                    seq += 1
+                    data = dumps(ack_to_dict(r))
+                    others.append((seq, KIND_ACK, self._device(r.device), r.ts, data))
                 else:
                     raise TypeError(f"the journal cannot store {type(r).__name__}")
         except Exception:

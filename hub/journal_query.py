@@ -13,10 +13,12 @@ and those rows are never deleted, so a reader may cache names for as long as it 
 
 Tables (schema version 1, kept in ``PRAGMA user_version``)::
 
-    records  seq PK, kind (0 reading, 1 event, 2 command, 3 command_result),
+    records  seq PK, kind (0 reading, 1 event, 2 command, 3 command_result,
+             4 acknowledgement, 5 delivery),
              device -> devices.id, series -> latest.series (readings), ts, value,
              quality (NULL = good), data (JSON of events, commands and results);
-             indexes (device, ts) and, for events only, (ts) and (device, ts)
+             indexes (device, ts) and, for events only, (ts) and (device, ts);
+             for acknowledgements and deliveries, one partial index each (rare rows)
     devices  id PK, name UNIQUE, last_seen            -- presence, written by touch()
     latest   series PK, device, channel, quantity, ts, value, quality, seq
              -- one row per series: its newest reading, updated once per commit
@@ -31,13 +33,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hub.model import (
+    Acknowledgement,
     Command,
     CommandResult,
     CommandStatus,
+    Delivery,
+    DeliveryStatus,
     Event,
     Quality,
     Reading,
@@ -51,14 +56,19 @@ __all__ = [
     "JournalError",
     "JournalQueries",
     "JournalReadOnlyError",
+    "ack_from_dict",
+    "ack_to_dict",
     "command_from_dict",
     "command_to_dict",
+    "delivery_from_dict",
+    "delivery_to_dict",
     "dumps",
     "result_from_dict",
     "result_to_dict",
 ]
 
 KIND_READING, KIND_EVENT, KIND_COMMAND, KIND_RESULT = 0, 1, 2, 3
+KIND_ACK, KIND_DELIVERY = 4, 5
 
 #: The names :meth:`JournalQueries.read` accepts in ``kinds``, and the code stored per row.
 KINDS: dict[str, int] = {
@@ -66,6 +76,8 @@ KINDS: dict[str, int] = {
     "event": KIND_EVENT,
     "command": KIND_COMMAND,
     "command_result": KIND_RESULT,
+    "acknowledgement": KIND_ACK,
+    "delivery": KIND_DELIVERY,
 }
 
 SCHEMA_VERSION = 1
@@ -93,7 +105,14 @@ CREATE VIEW readings AS
     FROM records r JOIN latest l ON l.series = r.series JOIN devices d ON d.id = r.device
     WHERE r.kind = 0;
 INSERT INTO meta (key, value) VALUES ('last_seq', 0);
+""" + "\n"  # the indexes below are added to journals created before them, at open
+#: Indexes a writer creates if missing (``IF NOT EXISTS``): they came after schema 1 and
+#: need no migration. Partial, so readings pay nothing for them.
+LATER_INDEXES = """
+CREATE INDEX IF NOT EXISTS records_ack ON records (device) WHERE kind = 4;
+CREATE INDEX IF NOT EXISTS records_delivery ON records (ts) WHERE kind = 5;
 """
+SCHEMA += LATER_INDEXES
 _QUALITY = {q.value: q for q in Quality}
 _GOOD = Quality.GOOD
 
@@ -165,6 +184,33 @@ def result_from_dict(d: Mapping[str, Any]) -> CommandResult:
     )
 
 
+def ack_to_dict(a: Acknowledgement) -> dict[str, Any]:
+    """The JSON-ready form of an :class:`Acknowledgement`."""
+    return {"event_id": a.event_id, "by": a.by, "ts": a.ts, "device": a.device,
+            "note": a.note}
+
+
+def ack_from_dict(d: Mapping[str, Any]) -> Acknowledgement:
+    return Acknowledgement(event_id=d["event_id"], by=d["by"], ts=d["ts"], device=d["device"],
+                           note=d.get("note", ""))
+
+
+def delivery_to_dict(r: Delivery) -> dict[str, Any]:
+    """The JSON-ready form of a :class:`Delivery`."""
+    return {"sink": r.sink, "target": r.target, "status": DeliveryStatus(r.status).value,
+            "ts": r.ts, "device": r.device, "event_ids": list(r.event_ids),
+            "items": list(r.items), "message_id": r.message_id, "detail": r.detail,
+            "key": r.key}
+
+
+def delivery_from_dict(d: Mapping[str, Any]) -> Delivery:
+    return Delivery(sink=d["sink"], target=d["target"], status=DeliveryStatus(d["status"]),
+                    ts=d["ts"], device=d.get("device", "hub"),
+                    event_ids=tuple(d.get("event_ids") or ()), items=tuple(d.get("items") or ()),
+                    message_id=d.get("message_id", ""), detail=d.get("detail", ""),
+                    key=d.get("key", ""))
+
+
 def _event(data: str) -> Event:
     return Event.from_dict(json.loads(data))
 
@@ -173,6 +219,8 @@ _DECODE = {
     KIND_EVENT: _event,
     KIND_COMMAND: lambda data: command_from_dict(json.loads(data)),
     KIND_RESULT: lambda data: result_from_dict(json.loads(data)),
+    KIND_ACK: lambda data: ack_from_dict(json.loads(data)),
+    KIND_DELIVERY: lambda data: delivery_from_dict(json.loads(data)),
 }
 
 
@@ -387,11 +435,66 @@ class JournalQueries:
         out.reverse()
         return out
 
+    def unfinished_commands(self, devices: Iterable[str], since: float) -> list[Command]:
+        """Commands of ``devices`` journaled at ``ts >= since`` with no final result yet, in
+        the order they were accepted: what a transport that queues commands for sleeping
+        devices takes up again after a restart. One indexed query per device."""
+        found: list[tuple[int, Command]] = []
+        sql = ("SELECT seq, kind, data FROM records WHERE device = ? AND ts >= ?"
+               " AND kind IN (2, 3) ORDER BY seq")
+        for device in devices:
+            dev_id = self._device_id(device)
+            if dev_id is None:
+                continue
+            open_: dict[str, tuple[int, Command]] = {}
+            for seq, kind, data in self._conn().execute(sql, (dev_id, since)):
+                if kind == KIND_COMMAND:
+                    c = command_from_dict(json.loads(data))
+                    open_[c.id] = (seq, c)
+                else:
+                    r = result_from_dict(json.loads(data))
+                    if r.status.final:
+                        open_.pop(r.command_id, None)
+            found += open_.values()
+        return [c for _, c in sorted(found, key=lambda x: x[0])]
+
     def active_events(self) -> list[Event]:
         """Alarms and faults raised and not yet cleared, in the order they were raised."""
         return [
             _event(data) for (data,) in self._conn().execute("SELECT data FROM active ORDER BY seq")
         ]
+
+    def event(self, event_id: str) -> Event | None:
+        """The newest record of the event ``event_id`` (raised or cleared), or ``None``."""
+        row = self._conn().execute("SELECT data FROM active WHERE id = ?", (event_id,)).fetchone()
+        if row is not None:
+            return _event(row[0])
+        # not active: cleared or a notice; event rows only, through their partial index
+        sql = ("SELECT data FROM records INDEXED BY records_event_ts WHERE kind = 1"
+               " AND json_extract(data, '$.id') = ? ORDER BY seq DESC LIMIT 1")
+        row = self._conn().execute(sql, (event_id,)).fetchone()
+        return None if row is None else _event(row[0])
+
+    def acknowledgements(self, device: str | None = None) -> list[Acknowledgement]:
+        """Acknowledgements (of events of ``device``), oldest first."""
+        sql = "SELECT data FROM records WHERE kind = 4"
+        args: list[Any] = []
+        if device is not None:
+            dev_id = self._device_id(device)
+            if dev_id is None:
+                return []
+            sql += " AND device = ?"
+            args.append(dev_id)
+        rows = self._conn().execute(sql + " ORDER BY seq", args)
+        return [ack_from_dict(json.loads(data)) for (data,) in rows]
+
+    def deliveries(self, since: float, sink: str | None = None) -> list[tuple[int, Delivery]]:
+        """``(seq, delivery)`` of deliveries with ``ts >= since`` (of ``sink``), in seq order."""
+        sql = ("SELECT seq, data FROM records INDEXED BY records_delivery"
+               " WHERE kind = 5 AND ts >= ? ORDER BY seq")
+        out = [(seq, delivery_from_dict(json.loads(data)))
+               for seq, data in self._conn().execute(sql, (since,))]
+        return [(s, d) for s, d in out if sink is None or d.sink == sink]
 
     def used_bytes(self) -> int:
         """Bytes of the database in use: pages minus free pages, the file size not counted."""

@@ -24,10 +24,13 @@ from typing import Any, Union
 
 __all__ = [
     "ALARM_RULES",
+    "Acknowledgement",
     "AlarmRule",
     "Command",
     "CommandResult",
     "CommandStatus",
+    "Delivery",
+    "DeliveryStatus",
     "Event",
     "EventKind",
     "EventState",
@@ -154,6 +157,7 @@ FAULT_CODES: dict[str, str] = {
     "self_fault": "设备自身故障",
     "journal_near_full": "日志存储接近上限",
     "sink_lagging": "数据转发滞后",
+    "sms_delivery_failed": "短信发送失败",
 }
 
 
@@ -375,6 +379,51 @@ class CommandResult:
     status: CommandStatus
     ts: float
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Someone has taken note of an alarm or fault (``hub events ack``, later the API).
+
+    A record of its own rather than an Event: it is not a state of the device, must not be
+    mistaken for one by sinks that forward events, and it stops escalation.
+    ``device`` is the acknowledged event's device, so history queries by device find it.
+    """
+
+    event_id: str
+    by: str
+    ts: float
+    device: str
+    note: str = ""
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"  # the far side accepted it (``message_id`` is its id)
+    RETRY = "retry"  # a transient failure: it will be sent again
+    FAILED = "failed"  # a permanent failure (invalid number, rejected template)
+    SUPPRESSED = "suppressed"  # deliberately not sent (the same alarm within the window)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a notifying sink did at one destination (a phone) about one or more events.
+
+    Kept in the journal so "was the safety officer told, when, and by which message id" has
+    an auditable answer. A record kind of its own (not an Event) so that forwarding sinks
+    never send notifications about notifications. ``items`` are the sink's keys for what
+    the message covered; the sink reads them back after a restart to avoid sending again.
+    """
+
+    sink: str
+    target: str
+    status: DeliveryStatus
+    ts: float
+    device: str = "hub"
+    event_ids: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+    message_id: str = ""
+    detail: str = ""
+    key: str = ""
 
 
 def utc(ts: float) -> datetime:

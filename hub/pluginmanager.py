@@ -34,7 +34,7 @@ from twisted.logger import Logger
 
 from hub import hookspecs
 from hub.metrics import Metrics
-from hub.types import DeviceModelType, SinkType, TransportType
+from hub.types import DeviceModelType, SinkType, SmsProviderType, TransportType
 
 GROUP = "hub"
 OWN_DISTRIBUTION = "hub-server"
@@ -45,6 +45,7 @@ _TYPE_HOOKS: dict[str, tuple[str, type]] = {
     "transports": ("hub_register_transport_types", TransportType),
     "models": ("hub_register_device_models", DeviceModelType),
     "sinks": ("hub_register_sink_types", SinkType),
+    "sms_providers": ("hub_register_sms_providers", SmsProviderType),
 }
 
 
@@ -84,6 +85,7 @@ class HubPlugins:
         self.transports: dict[str, TransportType] = {}
         self.models: dict[str, DeviceModelType] = {}
         self.sinks: dict[str, SinkType] = {}
+        self.sms_providers: dict[str, SmsProviderType] = {}
 
     @property
     def hook(self) -> Any:

@@ -150,6 +150,13 @@ class Presence:
             )
         ]
 
+    def reschedule(self, device: str) -> None:
+        """The timeout of ``device`` changed: its deadline follows from now on (an earlier
+        one than its queued entry would otherwise wait for that entry)."""
+        if device in self._base and device not in self._offline and not self._stopped:
+            self._push(device, self._deadline(device))
+            self._arm()
+
     def is_online(self, device: str) -> bool | None:
         """False if offline, True if heard from since start, None if neither yet."""
         if device in self._offline:

@@ -24,11 +24,27 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hub.admin import AdminService
+from hub.config import GcSettings
 from hub.core import Hub
 
 _log = Logger(namespace="hub.service")
 
 METRICS_INTERVAL = 10.0
+
+
+def tune_gc(settings: GcSettings, started: bool = False) -> None:
+    """Apply ``hub.gc`` (:class:`hub.config.GcSettings`) in ``hub run``: the thresholds at
+    once, and once the hub has ``started``, the freeze. Tests never call this: it changes
+    the whole process."""
+    import gc
+
+    if not started:
+        gc.set_threshold(*settings.threshold)
+    elif settings.freeze:
+        gc.collect()
+        gc.freeze()
+        _log.info("gc: {n} objects frozen after start-up; thresholds {t}",
+                  n=gc.get_freeze_count(), t=gc.get_threshold())
 
 
 def metrics_path(state_dir: str) -> str:

@@ -9,7 +9,7 @@ usual). ``factory`` runs when the hub is built from a valid configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -112,3 +112,70 @@ class DeviceModel(Protocol):
     def decode(self, device: str, payload: bytes, received_at: float) -> Sequence[Record]: ...
 
     def encode_command(self, device: str, command: Command) -> bytes: ...
+
+
+# --------------------------------------------------------------------------------------------
+# SMS providers (used by the ``sms`` sink; each provider is a small plugin of its own)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    """One text to send to one or more phones.
+
+    ``text`` is the message fully rendered by the sink (what a GSM modem or a local gateway
+    sends as is). Cloud providers in mainland China only send pre-approved templates, so the
+    same message also travels as ``template`` (the message kind: ``alarm``, ``fault``,
+    ``offline``, ``recovery``, ``summary``; the provider maps it to its own template code)
+    and ``params`` (the template's variables, all strings). ``key`` identifies the message
+    for logs and for duplicate suppression on the provider's side where one exists.
+    """
+
+    phones: tuple[str, ...]  # E.164, e.g. "+8613800138000"
+    text: str
+    template: str
+    params: Mapping[str, str]
+    key: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the provider said about one phone number of a :class:`SmsMessage`.
+
+    ``permanent`` marks a failure that a retry cannot mend (an invalid number, a template
+    the provider rejected, a signature it refused): the sink records it and raises a fault
+    instead of retrying.
+    """
+
+    phone: str
+    ok: bool
+    message_id: str = ""
+    permanent: bool = False
+    error: str = ""
+
+
+@runtime_checkable
+class SmsProvider(Protocol):
+    """The one interface behind which every SMS provider sits.
+
+    ``send`` returns a Deferred that fires with one :class:`SendResult` per phone of the
+    message, in order. It errbacks only when the attempt as a whole failed in a way worth
+    retrying (no connection, a timeout, an HTTP 5xx, a modem that does not answer): the
+    sink then retries the whole message with backoff.
+    """
+
+    name: str
+
+    def send(self, message: SmsMessage) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SmsProviderType:
+    """An SMS provider: ``factory(options, reactor)`` returns an :class:`SmsProvider`.
+
+    ``check_options`` reads the ``provider`` section of an ``sms`` sink's options."""
+
+    name: str
+    factory: Callable[[Any, Any], SmsProvider]
+    check_options: Callable[[Section], Any] = accept_no_options
+    description: str = ""

@@ -65,8 +65,11 @@ class Checker:
     is recorded against ``path`` and ``default`` is returned, so checking goes on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plugins: Any = None) -> None:
         self.errors: list[str] = []
+        #: the :class:`hub.pluginmanager.HubPlugins` being configured, for checks that look
+        #: up types of their own (the ``sms`` sink's providers); ``None`` outside a config
+        self.plugins = plugins
 
     def error(self, path: Path, text: str) -> None:
         self.errors.append(path.message(text))

@@ -113,10 +113,14 @@ def cpu_seconds(pid: int) -> float:
 # ---------------------------------------------------------------------------- the hub
 
 
-def write_config(tmp: Path, dtus: int, interval: float, port: int) -> tuple[Path, list[str]]:
+def write_config(tmp: Path, dtus: int, interval: float, port: int,
+                 gc: dict | None = None) -> tuple[Path, list[str]]:
     ids = [str(FIRST_ID + i) for i in range(dtus)]
+    hub = {"name": "bench", "state_dir": str(tmp / "var"), "log_level": "info"}
+    if gc:
+        hub["gc"] = gc
     config = {
-        "hub": {"name": "bench", "state_dir": str(tmp / "var"), "log_level": "info"},
+        "hub": hub,
         # presence: a device is offline after 3 missed polls, whatever the interval
         "models": {"efd": {"type": "modbus_map", "map": str(MAP),
                            "heartbeat": {"interval": max(30.0, interval), "timeout_count": 3}}},
@@ -221,12 +225,18 @@ def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-dtu-"))
     port = free_port()
     t0 = time.monotonic()
-    config, ids = write_config(tmp, args.dtus, args.interval, port)
+    gc: dict[str, Any] = {}
+    if args.gc_freeze is not None:
+        gc["freeze"] = args.gc_freeze
+    if args.gc_threshold:
+        gc["threshold"] = [int(n) for n in args.gc_threshold.split(",")]
+    config, ids = write_config(tmp, args.dtus, args.interval, port, gc)
     hub_log = tmp / "hub.log"
     state = tmp / "var"
     procs: list[subprocess.Popen] = []
     sims: list[subprocess.Popen] = []
     result: dict[str, Any] = {"dtus": args.dtus, "interval_s": args.interval,
+                              "gc": gc or "hub defaults",
                               "sim_procs": sim_procs, "ramp_per_s": ramp, "nofile": limit,
                               "tmp": str(tmp)}
     print(f"bench: {args.dtus} DTUs every {args.interval:g} s, {sim_procs} simulator process(es)"
@@ -412,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub-exec", metavar="CMD",
                    help="command that stands for `hub` when starting the hub (e.g. a wrapper "
                    "that patches or instruments it for an experiment)")
+    p.add_argument("--gc-freeze", action=argparse.BooleanOptionalAction,
+                   help="hub.gc.freeze in the hub's configuration (default: the hub's default)")
+    p.add_argument("--gc-threshold", metavar="A,B,C",
+                   help="hub.gc.threshold, e.g. 700,10,10 for Python's own default")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     args = p.parse_args(argv)

@@ -7,6 +7,7 @@ NEEDED=(
   "victoria-metrics:victoria-metrics"
   "mosquitto:mosquitto"
   "mosquitto-clients:mosquitto_pub"
+  "libcoap3-bin:coap-client-notls"
 )
 missing=()
 for pair in "${NEEDED[@]}"; do

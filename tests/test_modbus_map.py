@@ -664,3 +664,32 @@ def test_readback_names_actions_of_the_map(tmp_path):
         readback: true
     """, "ok.yaml")
     assert load_map(path).readback == {"reset", "trip"}
+
+
+def test_status_flags_only_on_change_with_a_status_dict(tmp_path):
+    """With the caller's ``status`` dict a word's flags come on the first poll and then only
+    when the word changes (all flags of that word, so the engine sees the clears); readings
+    and the qualities the flags give them are the same either way."""
+    model = model_of(tmp_path, SMALL)
+    poll = Poll(3, 0, 5)
+    status: dict[int, int] = {}
+
+    def events(word):
+        frame = answer(model, poll, [250, 260, 0, 0, word])
+        recs = model.decode_response("d1", 1, poll, frame, 7.0, status)
+        assert [r.quality for r in recs[:2]] == [Quality.GOOD,
+                                                 Quality.BAD if word & 0b1000 else Quality.GOOD]
+        return [(e.code, e.state) for e in recs if isinstance(e, Event)]
+
+    assert events(0) == [("temperature", EventState.CLEARED), ("channel_open", EventState.CLEARED),
+                         ("channel_short", EventState.CLEARED)]  # first poll: everything
+    assert events(0) == []
+    assert events(0b1000) == [("temperature", EventState.CLEARED),
+                              ("channel_open", EventState.RAISED),
+                              ("channel_short", EventState.CLEARED)]
+    assert events(0b1000) == []  # still open: quality BAD, no event
+    assert events(0) == [("temperature", EventState.CLEARED), ("channel_open", EventState.CLEARED),
+                         ("channel_short", EventState.CLEARED)]
+    assert status == {0: 0}
+    frame = answer(model, poll, [250, 260, 0, 0, 0])
+    assert len(model.decode_response("d1", 1, poll, frame, 8.0)) == 7  # no dict: every poll

@@ -23,7 +23,8 @@ def config(**dtu):
         "alarms": {"defaults": {"temperature": {"alarm": 80}}},
         "models": {"efd": {"type": "modbus_map", "map": MAP, "poll_interval": 10}},
         "transports": {"dtu": {"type": "tcp_dtu", "port": 0, "response_timeout": 2,
-                               "retries": 1, "heartbeat": ["hex:FE FE"], **dtu}},
+                               "retries": 1, "heartbeat": ["hex:FE FE"],
+                               "first_poll_spread": 0, **dtu}},
         "devices": [
             {"id": "efd-1", "model": "efd", "transport": "dtu",
              "address": {"dtu": IMEI, "slave": 1}},
@@ -366,3 +367,84 @@ def test_auto_provisioned_dtu_is_polled_and_found_again(make_hub):
     again.send(new_id.encode())
     assert link.tr.disconnecting and not again.tr.disconnecting
     assert hub.metrics.value("registry.provisioned") == 1
+
+
+def one_slave(make_hub, **dtu):
+    cfg = config(**dtu)
+    cfg["devices"] = cfg["devices"][:1]
+    return make_hub(cfg)
+
+
+def test_polls_keep_their_phase_after_a_stall(make_hub):
+    """A poll timer that fires late (a loop stall) does not move the next polls: they stay
+    due every interval from the first one, and a stall longer than the interval skips the
+    missed cycles instead of catching up in a burst."""
+    hub = one_slave(make_hub)
+    link = Link(hub)
+    t0 = hub.clock.seconds()
+    link.send(IMEI.encode())
+    settle(hub)
+    assert link.written() == request(hub, 1)  # due at t0
+
+    def until(t):  # settle to just before t0 + t, then check that the poll comes at it
+        settle(hub, t0 + t - hub.clock.seconds() - 0.05)
+        assert link.written() == b""
+        settle(hub, 0.05)
+        assert link.written() == request(hub, 1)
+
+    link.send(answer(hub, 1))
+    settle(hub, 13.0)  # the poll due at 10 fires at 13
+    assert link.written() == request(hub, 1)
+    link.send(answer(hub, 1))
+    until(20)  # not 23
+    link.send(answer(hub, 1))
+    settle(hub, 25.0)  # stalled past 30 and 40: one poll, and the next is due at 50
+    assert link.written() == request(hub, 1)
+    link.send(answer(hub, 1))
+    until(50)
+
+
+def test_first_poll_comes_at_a_random_phase_of_the_interval(make_hub, monkeypatch):
+    """DTUs that dial in together spread their polls over the interval."""
+    import plugins.transports.tcp_dtu as tcp_dtu
+
+    monkeypatch.setattr(tcp_dtu.random, "random", lambda: 0.25)
+    hub = one_slave(make_hub, first_poll_spread=1.0)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 2.4)  # 0.25 of the map's 10 s interval
+    assert link.written() == b""
+    settle(hub, 0.1)
+    assert link.written() == request(hub, 1)
+
+
+def test_status_flags_go_to_the_engine_on_change_and_after_a_push(make_hub):
+    """Polls report the status word's flags only when it changed; a frame the detector
+    pushed in between makes the next poll report them all again, so the engine follows the
+    polled state (here: the pushed alarm is cleared by the next poll)."""
+    hub = one_slave(make_hub)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub)
+    link.written()
+    ingested = []
+    ingest = hub.ingest
+    hub.ingest = lambda device, records, *a: ingested.append(len(records)) or ingest(
+        device, records, *a)
+    link.send(answer(hub, 1))
+    settle(hub)
+    settle(hub, 10)
+    link.written()
+    link.send(answer(hub, 1))
+    settle(hub)
+    assert ingested == [10 + 20, 10]  # readings and every flag, then the readings alone
+    link.send(answer(hub, 1, {0x0010: 0b10}))  # pushed: T1 alarm
+    settle(hub)
+    assert [(e.code, e.state) for e in hub.alarms.active()] == [
+        ("temperature", EventState.RAISED)]
+    settle(hub, 10)
+    assert link.written() == request(hub, 1)
+    link.send(answer(hub, 1))
+    settle(hub)
+    assert hub.alarms.active() == []
+    assert hub.metrics.value("dtu.unsolicited_frames", transport="dtu") == 1

@@ -27,6 +27,7 @@ Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}`
 
 from __future__ import annotations
 
+import random
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +65,13 @@ ROUND_TRIP_BUCKETS_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500,
 _BUCKET_LABELS = tuple(f"{b:g}" for b in ROUND_TRIP_BUCKETS_MS) + ("+Inf",)
 
 
+def _interval(device: Any) -> float:
+    """Seconds between two polls of ``device``: its address's ``poll_interval``, or its
+    model's."""
+    address = device.address if isinstance(device.address, dict) else {}
+    return address.get("poll_interval") or device.model.poll_interval
+
+
 def _hex(data: bytes, limit: int = 48) -> str:
     return data[:limit].hex(" ") + (" …" if len(data) > limit else "")
 
@@ -83,6 +91,8 @@ class DtuOptions:
     idle_timeout: float = 300.0
     max_connections: int = 1000
     max_buffer: int = 4096
+    backlog: int = 1024
+    first_poll_spread: float = 1.0
 
 
 def check_options(section: Section) -> DtuOptions:
@@ -107,6 +117,8 @@ def check_options(section: Section) -> DtuOptions:
         idle_timeout=section.get("idle_timeout", number(1, 86400, "s"), 300.0),
         max_connections=section.get("max_connections", integer(1, 100_000), 1000),
         max_buffer=section.get("max_buffer", integer(256, 1 << 20), 4096),
+        backlog=section.get("backlog", integer(1, 65535), 1024),
+        first_poll_spread=section.get("first_poll_spread", number(0, 1), 1.0),
     )
     section.finish()
     return opts
@@ -176,13 +188,16 @@ class DtuProtocol(Protocol):
         self._reads = 0
         self._strip: tuple[bytes, ...] = self.opts.heartbeats
         self.framer: ResponseFramer | None = None
-        self.commands: deque[_Request] = deque()
-        self.polls: deque[_Request] = deque()
+        # created on the first command: most DTUs never get one, and an empty deque is
+        # 600+ bytes per session (the polls of one cycle are a few: a list does)
+        self.commands: deque[_Request] | None = None
+        self.polls: list[_Request] = []
         self.outstanding: _Request | None = None
         self._committing = False
         self._response_timer: IDelayedCall | None = None
         self._idle_timer: IDelayedCall | None = None
         self._poll_timers: dict[int, IDelayedCall] = {}
+        self._status: dict[int, dict[int, int]] = {}  # slave -> its status words last polled
         self.closed = False
 
     # -- connection lifecycle --------------------------------------------------------------
@@ -206,10 +221,10 @@ class DtuProtocol(Protocol):
         self._poll_timers.clear()
         if self.f.sessions.get(self.dtu_id) is self:
             del self.f.sessions[self.dtu_id]
-        pending = list(self.commands)
+        pending = list(self.commands or ())
         if self.outstanding is not None and self.outstanding.command is not None:
             pending.insert(0, self.outstanding)
-        self.commands.clear()
+        self.commands = None
         self.polls.clear()
         self.outstanding = None
         for run in {id(r.command): r.command for r in pending}.values():
@@ -307,9 +322,13 @@ class DtuProtocol(Protocol):
         _log.info("DTU {dtu} registered on {transport} from {peer}: slaves {slaves}", dtu=ident,
                   transport=self.f.name, peer=self._peer(), slaves=sorted(self.slaves))
         self._alive()
+        # The first poll comes at a random phase of the interval, so DTUs that dial in
+        # together (all of them, after a restart of the hub or of the mobile network) do not
+        # poll together for ever; slaves of one DTU follow one another 10 ms apart.
+        phase = random.random() * self.opts.first_poll_spread
         for i, slave in enumerate(sorted(self.slaves)):
-            # spread first polls a little so slaves of one DTU do not all queue at once
-            self._poll_timers[slave] = self.clock.callLater(0.01 * i, self._poll_due, slave)
+            delay = 0.01 * i + phase * _interval(self.slaves[slave])
+            self._poll_timers[slave] = self.clock.callLater(delay, self._poll_due, slave)
         return True
 
     def _alive(self) -> None:
@@ -346,7 +365,7 @@ class DtuProtocol(Protocol):
     # -- requests out ----------------------------------------------------------------------
 
     def _poll_due(self, slave: int) -> None:
-        self._poll_timers.pop(slave, None)
+        timer = self._poll_timers.pop(slave, None)
         device = self.slaves.get(slave)
         if device is None or self.closed:
             return
@@ -356,9 +375,18 @@ class DtuProtocol(Protocol):
                 req = model.request(slave, poll)
                 self.polls.append(_Request(device, req, req[1], model.expected_length(poll),
                                            poll=poll))
-        address = device.address if isinstance(device.address, dict) else {}
-        interval = address.get("poll_interval") or model.poll_interval
-        self._poll_timers[slave] = self.clock.callLater(interval, self._poll_due, slave)
+        # The next poll is due one interval after this one was *due*, not after the timer
+        # fired: a loop stall (a long garbage collection, a burst of registrations) then
+        # delays the polls due during it, but they return to their own phase instead of
+        # staying bunched and drifting. After a stall longer than the interval the missed
+        # cycles are skipped, not caught up in a burst.
+        interval = _interval(device)
+        now = self.clock.seconds()
+        # the timer that fired knows when it was due (no per-slave field to keep)
+        due = (timer.getTime() if timer is not None else now) + interval
+        if due <= now:
+            due += (int((now - due) / interval) + 1) * interval
+        self._poll_timers[slave] = self.clock.callLater(due - now, self._poll_due, slave)
         self._send_next()
 
     def _send_next(self) -> None:
@@ -367,7 +395,7 @@ class DtuProtocol(Protocol):
         queue = self.commands if self.commands else self.polls
         if not queue:
             return
-        self._write(queue.popleft())
+        self._write(queue.popleft() if queue is self.commands else queue.pop(0))
 
     def _write(self, req: _Request) -> None:
         req.tries += 1
@@ -402,7 +430,7 @@ class DtuProtocol(Protocol):
                           slave=slave, device=req.device.id)
             self.failing.add(slave)
             # the rest of this slave's cycle would time out too: skip it
-            self.polls = deque(r for r in self.polls if r.device is not req.device)
+            self.polls = [r for r in self.polls if r.device is not req.device]
         self._send_next()
 
     def _answered(self, req: _Request, frame: Frame) -> None:
@@ -418,20 +446,40 @@ class DtuProtocol(Protocol):
             self._command_step(req, frame)
             self._send_next()
             return
+        model = device.model
+        slave = frame.slave
         try:
-            records = device.model.decode_response(device.id, frame.slave, req.poll, frame.raw,
-                                                   self.clock.seconds())
+            if getattr(model, "status_changes_only", False):
+                # flags only when their status word changed: see ModbusMapModel
+                status = self._status.get(slave)
+                if status is None:
+                    status = self._status[slave] = {}
+                records = model.decode_response(device.id, slave, req.poll, frame.raw,
+                                                self.clock.seconds(), status)
+            else:
+                records = model.decode_response(device.id, slave, req.poll, frame.raw,
+                                                self.clock.seconds())
         except DecodeError as e:
+            self._status.pop(slave, None)
             self._bad_frame(device, e, frame.raw)
             self._send_next()
             return
-        self.failing.discard(frame.slave)
+        self.failing.discard(slave)
         # the next request waits for the commit: a poll completes only once it is on disk
         self._committing = True
-        d = self.hub.ingest(device.id, records)
-        d.addErrback(lambda f: _log.failure("journal refused a poll of {device}", f,
-                                            device=device.id))
+        try:
+            d = self.hub.ingest(device.id, records)
+        except BaseException:
+            self._status.pop(slave, None)
+            self._committing = False
+            raise
+        d.addErrback(self._refused, slave, device.id)
         d.addBoth(self._committed)
+
+    def _refused(self, failure: Any, slave: int, device: str) -> None:
+        # the alarm engine may not have seen this poll's flags: report them all next time
+        self._status.pop(slave, None)
+        _log.failure("journal refused a poll of {device}", failure, device=device)
 
     def _committed(self, _: Any) -> None:
         self._committing = False
@@ -442,6 +490,9 @@ class DtuProtocol(Protocol):
         if device is None:
             return
         self.hub.metrics.inc("dtu.unsolicited_frames", transport=self.f.name)
+        # its flags reach the engine without the poll's memory of them: the next poll of
+        # this slave reports every flag again, so the engine always ends on the polled state
+        self._status.pop(frame.slave, None)
         try:
             records = device.model.decode(device.id, frame.raw, self.clock.seconds())
         except DecodeError as e:
@@ -468,11 +519,14 @@ class DtuProtocol(Protocol):
 
     def _queue_write(self, run: _CommandRun) -> None:
         frame = run.writes.pop(0)
+        if self.commands is None:
+            self.commands = deque()
         # a write's normal answer echoes 8 bytes for 05/06/16
         self.commands.append(_Request(run.device, frame, frame[1], 8, command=run))
 
     def _command_step(self, req: _Request, frame: Frame) -> None:
         run = req.command
+        assert self.commands is not None  # req came from it
         model = req.device.model
         try:
             if req.readback_of is not None:
@@ -548,6 +602,7 @@ class DtuService(Service):
         if reactor is None:
             from twisted.internet import reactor
         ep = endpoints.TCP4ServerEndpoint(reactor, self.options.port,
+                                          backlog=self.options.backlog,
                                           interface=self.options.host)
         self.port = yield ep.listen(self.factory)  # a port in use fails the hub's start
         super().startService()

@@ -23,7 +23,6 @@ further on; errors never raise, because one bad byte must not cost a DTU its con
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -78,7 +77,7 @@ class ResponseFramer:
         self.max_buffer = max_buffer
         self.slaves = frozenset(range(1, 248) if slaves is None else slaves)
         self._buf = bytearray()
-        self._errors: deque[FrameError] = deque()
+        self._errors: list[FrameError] = []  # rare: a list is 500 bytes less than a deque
         self._expected: tuple[int, int, int] | None = None
         self.frames = self.crc_errors = self.skipped = self.overflows = 0
 
@@ -125,7 +124,7 @@ class ResponseFramer:
         frame too: see ``Frame.is_exception``), a :class:`FrameError`, or
         :data:`NEED_DATA` when the buffer holds no complete frame yet."""
         if self._errors:
-            return self._errors.popleft()
+            return self._errors.pop(0)
         buf = self._buf
         while buf:
             n = self._candidate() if self._expected is None else self._expected_candidate()

@@ -8,12 +8,18 @@ Frames that arrive without a request in hand (a detector that pushes, an MQTT pa
 go through :meth:`~ModbusMapModel.decode`, which finds the planned poll they answer.
 
 Status flags are reported level-style, as the alarm engine expects (see :mod:`hub.alarms`):
-every poll yields, for every flag of the map, an event RAISED when the bit is set and
-CLEARED when it is not; the engine keeps only the edges and gives them stable ids.
+for every flag of the map, an event RAISED when the bit is set and CLEARED when it is not;
+the engine keeps only the edges and gives them stable ids. By default every poll reports
+every flag. A caller that polls a device over and over (the ``tcp_dtu`` transport) may pass
+a ``status`` dict it keeps for that device: then a status word's flags are reported only
+when the word differs from the value in the dict (always on the first poll), which is all
+the engine needs, and a poll of an unchanged word creates no events at all (most of a
+typical map's records, and all of them the engine would drop).
 
-The model keeps no state between calls, so one instance serves every device of the map,
-and a flag only changes the quality of readings decoded from the same response (place a
-map's status words in the block of the readings they qualify).
+The model keeps no state between calls (the ``status`` dict belongs to the caller), so one
+instance serves every device of the map, and a flag only changes the quality of readings
+decoded from the same response (place a map's status words in the block of the readings
+they qualify).
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from plugins.devices.modbus.values import decode, tidy
 
 __all__ = ["ModbusMapModel", "Poll"]
 
-_Layout = tuple[tuple[tuple[Point, int], ...], tuple[tuple[StatusWord, int], ...]]
+# (point, offset) per point; (word, offset, index in map.status) per status word
+_Layout = tuple[tuple[tuple[Point, int], ...], tuple[tuple[StatusWord, int, int], ...]]
 
 
 class ModbusMapModel:
     """The device model of one register map (type ``modbus_map``)."""
+
+    #: :meth:`decode_response` takes a ``status`` dict and then reports flags on change
+    status_changes_only = True
 
     def __init__(self, regmap: RegisterMap) -> None:
         self.map = regmap
@@ -80,8 +90,15 @@ class ModbusMapModel:
     # ---- decoding -----------------------------------------------------------------------
 
     def decode_response(self, device: str, slave: int, poll: Poll, frame: bytes,
-                        received_at: float) -> list[Record]:
+                        received_at: float, status: dict[int, int] | None = None
+                        ) -> list[Record]:
         """Records from ``frame``, the complete answer of ``slave`` to ``poll``.
+
+        ``status``: the caller's memory of this device's status words (``{}`` at first);
+        when given, a word's flags are reported only when its value changed since the last
+        call with this dict (see the module's docstring), and the dict is updated. The
+        caller must start again from ``{}`` whenever the alarm engine may have missed a
+        report (records not ingested, a frame decoded without it).
 
         Raises :class:`rtu.ModbusException` for an exception response and
         :class:`hub.types.DecodeError` for a bad CRC, another slave or function, or a wrong
@@ -90,7 +107,7 @@ class ModbusMapModel:
         """
         data = rtu.read_data(frame, slave, poll.function, poll.count)
         layout = self._layouts.get(poll) or self._layout(poll)
-        return self._records(device, poll, data, layout, received_at)
+        return self._records(device, poll, data, layout, received_at, status)
 
     def decode(self, device: str, payload: bytes, received_at: float) -> list[Record]:
         """Records from one complete response frame with no request in hand (a pushing
@@ -120,29 +137,36 @@ class ModbusMapModel:
     def _layout(self, poll: Poll) -> _Layout:
         points = tuple((p, p.address - poll.address) for p in self.map.points
                        if poll.covers(p.function, p.address, p.count))
-        words = tuple((w, w.address - poll.address) for w in self.map.status
+        words = tuple((w, w.address - poll.address, i) for i, w in enumerate(self.map.status)
                       if poll.covers(w.function, w.address, w.count))
         return points, words
 
     def _records(self, device: str, poll: Poll, data: bytes, layout: _Layout,
-                 ts: float) -> list[Record]:
+                 ts: float, status: dict[int, int] | None = None) -> list[Record]:
         bits = poll.function in rtu.BIT_READS
         values = rtu.bits_of(data, poll.count) if bits else rtu.registers_of(data)
         points, words = layout
         events: list[Record] = []
         flagged: dict[str, Quality] = {}
-        for word, off in words:
+        for word, off, index in words:
             if bits:
                 word_value = sum(1 << b.bit for b in word.bits if values[off + b.bit])
             else:
                 word_value = decode(values[off:off + word.count], word.type, word.byte_order,
                                     word.word_order)[1]
+            report = True
+            if status is not None:
+                report = status.get(index) != word_value
+                status[index] = word_value
+            if not word_value and not report:
+                continue  # nothing raised, nothing to report: the common case
             for flag in word.bits:
                 on = bool(word_value >> flag.bit & 1)
-                events.append(Event(device, flag.kind, flag.code,
-                                    EventState.RAISED if on else EventState.CLEARED, ts,
-                                    flag.level, flag.channel, source="device",
-                                    message=flag.message))
+                if report:
+                    events.append(Event(device, flag.kind, flag.code,
+                                        EventState.RAISED if on else EventState.CLEARED, ts,
+                                        flag.level, flag.channel, source="device",
+                                        message=flag.message))
                 if on and flag.quality is not None and flagged.get(flag.channel) != Quality.BAD:
                     flagged[flag.channel] = flag.quality
         out: list[Record] = []

@@ -1,0 +1,416 @@
+"""The ``sms`` sink service: journal → routes → storm control → provider, nothing lost.
+
+* Reads events and acknowledgements from its journal cursor (the sink's name). Each event
+  becomes one item per phone of the groups its routes notify; an item waits in the phone's
+  outbox (:mod:`.storm`) until the phone may be sent to, then goes out alone or in a
+  summary.
+* The cursor passes an event only once every item it made was accepted by the provider,
+  failed permanently, or was suppressed as a duplicate, and the :class:`hub.model.Delivery`
+  saying so is committed. A crash in between means sending again: at least once.
+* One message in flight per phone. A transient failure (the provider's Deferred fails, a
+  timeout, a result neither ok nor permanent) is recorded (``retry``) and the same
+  message, with the same key, is sent again after ``retry_initial × 2^n`` s (capped at
+  ``retry_max``, jitter ×[0.5, 1)); what arrives for that phone meanwhile waits and goes
+  as one summary after it. A permanent failure is recorded (``failed``) and raises the
+  fault ``sms_delivery_failed`` for that phone, cleared by its next delivered message.
+* Escalation (:mod:`.escalation`) from the event's raise time; an acknowledgement in the
+  journal (``hub events ack``) stops it; a recovery also goes to the groups it reached.
+* After a restart the sink reads its own recent deliveries back: items already delivered
+  are not sent again, and rate limits count the messages sent before the restart.
+
+Metrics (label ``sink``): ``sms.sent``, ``sms.summaries``, ``sms.retries``, ``sms.failed``,
+``sms.suppressed``, ``sms.alarm_latency_seconds`` (event time to the provider's accept, the
+latest alarm), ``sink.lag_records``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import weakref
+from dataclasses import dataclass, replace
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from hub.model import (
+    Acknowledgement,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventKind,
+    EventState,
+    Level,
+    event_id,
+)
+from hub.types import SendResult, SmsMessage, SmsProvider
+from plugins.sinks.sms.escalation import Escalations, Step
+from plugins.sinks.sms.options import SmsOptions
+from plugins.sinks.sms.routing import Router, message_kind
+from plugins.sinks.sms.storm import Item, Release, StormControl
+from plugins.sinks.sms.templates import DeviceInfo, Renderer
+
+_log = Logger(namespace="hub.sinks.sms")
+
+#: seconds between looks at the journal; events also wake the sink at once
+POLL_INTERVAL = 0.1
+#: events read ahead of the cursor at most (an outage must not fill memory)
+MAX_PENDING = 20000
+FAULT_CODE = "sms_delivery_failed"
+RUNNING: weakref.WeakSet[SmsSink] = weakref.WeakSet()
+_FAULT_MESSAGE = re.compile(r"^sms (?P<sink>\S+) → (?P<phone>\+\d+): ")
+
+
+@dataclass(frozen=True)
+class Payload:
+    seq: int | None  # journal seq the item holds the cursor at (None: an escalation)
+    kind: str
+    event: Event
+    fields: dict[str, str]
+
+
+@dataclass
+class Outgoing:
+    phone: str
+    items: tuple[Item, ...]
+    message: SmsMessage
+    attempts: int = 0
+
+
+class SmsSink(Service):
+    """``provider`` and ``rng`` are injectable for tests; by default the provider is built
+    from ``options.provider_type`` through the plugin registry."""
+
+    def __init__(self, hub: Any, name: str, options: SmsOptions, *,
+                 provider: SmsProvider | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.hub = hub
+        self.sink = name  # not `name`: the service tree renames services ("sinks.<name>")
+        self.options = options
+        self.clock = hub.clock
+        self.rng = rng or random.Random()
+        if provider is None:
+            ptype = hub.plugins.sms_providers[options.provider_type]
+            provider = ptype.factory(options.provider, hub.clock)
+        self.provider = provider
+        # a provider may state its own length rules (a signature it prepends, fewer parts)
+        max_parts = min(options.max_parts, getattr(provider, "max_parts", None) or 99)
+        reserved = int(getattr(provider, "reserved_chars", 0) or 0)
+        self.renderer = Renderer(options.templates, options.tz, max_parts, reserved)
+        self.router = Router(options.routes, options.recipients)
+        self.storm = StormControl(options.storm)
+        self.escalations = Escalations()
+        self.labels = {"sink": name}
+        self.watched: dict[str, Event] = {}  # raised events that may escalate
+        self.acked: set[str] = set()
+        self.pending: dict[int, int] = {}  # seq -> items not yet settled
+        self.done: set[tuple[str, str]] = set()  # (item key, phone) settled before a restart
+        self.inflight: dict[str, Outgoing] = {}
+        self.retrying: dict[str, tuple[Outgoing, IDelayedCall]] = {}
+        self.failures: dict[str, int] = {}
+        self.faults: dict[str, Event] = {}  # phone -> raised sms_delivery_failed
+        self.cursor = self.read_upto = 0
+        self._poll: task.LoopingCall | None = None
+        self._timer: IDelayedCall | None = None
+        self._wake: IDelayedCall | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        j = self.hub.journal
+        self.cursor = self.read_upto = j.get_cursor(self.sink)
+        j.set_cursor(self.sink, self.cursor)  # retention waits for us from now on
+        self._restore()
+        self._poll = task.LoopingCall(self.pump)
+        self._poll.clock = self.clock
+        self._poll.start(POLL_INTERVAL, now=True)
+        RUNNING.add(self)
+
+    def stopService(self) -> None:
+        super().stopService()
+        RUNNING.discard(self)
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        for call in [self._timer, self._wake, *(c for _, c in self.retrying.values())]:
+            if call is not None and call.active():
+                call.cancel()
+        self.retrying.clear()
+
+    def wake(self) -> None:
+        """An event was committed: read it now, not at the next poll."""
+        if self.running and (self._wake is None or not self._wake.active()):
+            self._wake = self.clock.callLater(0, self.pump)
+
+    def _restore(self) -> None:
+        j, now = self.hub.journal, self.clock.seconds()
+        s = self.options.storm
+        ladders = [r.escalate_after * len(r.escalate) for r in self.router.routes]
+        lookback = max([s.summary_window, s.dedup_window, *ladders,
+                        *(per for _, per in s.rate_limits)])
+        for _, d in j.deliveries(now - lookback, sink=self.sink):
+            if d.status is not DeliveryStatus.RETRY:
+                self.done.update((k, d.target) for k in d.items)
+            if d.status is DeliveryStatus.SENT:
+                self.storm.note_sent(d.target, d.ts)
+        active = j.active_events()
+        ids = {e.id for e in active}
+        self.acked = {a.event_id for a in j.acknowledgements() if a.event_id in ids}
+        for e in active:
+            m = _FAULT_MESSAGE.match(e.message)
+            if e.code == FAULT_CODE and m and m["sink"] == self.sink:
+                self.faults[m["phone"]] = e
+            self._watch(e)
+
+    # -- reading the journal -------------------------------------------------------------
+
+    def pump(self) -> None:
+        if not self.running:
+            return
+        try:
+            self._fill()
+            now = self.clock.seconds()
+            for step in self.escalations.due(now):
+                self._escalate(step)
+            busy = self.inflight.keys() | self.retrying.keys()
+            for release in self.storm.release(now, busy):
+                self._send(self._compose(release))
+        except Exception:
+            _log.failure("sink {sink}: internal error", sink=self.sink)
+        self._schedule()
+
+    def _fill(self) -> None:
+        j = self.hub.journal
+        size = self.options.read_ahead
+        while len(self.pending) < MAX_PENDING:
+            top = j.last_seq()
+            if top <= self.read_upto:
+                break
+            rows = j.read(self.read_upto, size, {"event", "acknowledgement"})
+            for seq, rec in rows:
+                if isinstance(rec, Event):
+                    self._event(seq, rec)
+                elif isinstance(rec, Acknowledgement):
+                    self.acked.add(rec.event_id)
+                    self.escalations.ack(rec.event_id)
+            full = len(rows) >= size
+            self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
+            if not full:
+                break
+        self._advance()
+
+    def _advance(self) -> None:
+        upto = min(self.pending) - 1 if self.pending else self.read_upto
+        if upto > self.cursor:
+            self.hub.journal.set_cursor(self.sink, upto)
+            self.cursor = upto
+        self.hub.metrics.set("sink.lag_records", self.hub.journal.last_seq() - self.cursor,
+                             sink=self.sink)
+
+    def _schedule(self) -> None:
+        due = [t for t in (self.storm.next_due(), self.escalations.next_due()) if t is not None]
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if due and self.running:
+            delay = max(0.0, min(due) - self.clock.seconds())
+            self._timer = self.clock.callLater(delay, self.pump)
+
+    # -- events into items ---------------------------------------------------------------
+
+    def info(self, device: str) -> DeviceInfo:
+        try:
+            d = self.hub.registry.get(device)
+        except LookupError:
+            return DeviceInfo("监控主机" if device == "hub" else device)
+        return DeviceInfo(d.name, d.location, d.project, d.group)
+
+    def _watch(self, e: Event) -> None:
+        """Start escalating a raised event of a route with an escalation ladder."""
+        kind = message_kind(e)
+        if kind is None or kind == "recovery" or e.id in self.acked:
+            return
+        for i, route in self.router.matching(kind, e, self.info(e.device)):
+            if route.escalate:
+                self.watched[e.id] = e
+                self.escalations.start(e.id, i, route.escalate, route.escalate_after, e.ts)
+
+    def _event(self, seq: int, e: Event) -> None:
+        kind = message_kind(e)
+        if kind is None or not e.id:
+            return
+        info = self.info(e.device)
+        routes = self.router.matching(kind, e, info)
+        groups = [g for _, r in routes for g in r.notify]
+        if kind == "recovery":
+            reached = self.escalations.stop(e.id)
+            self.watched.pop(e.id, None)
+            self.acked.discard(e.id)
+            if routes:
+                groups += reached
+        else:
+            self._watch(e)
+        fields = self.renderer.fields(e, kind, info)
+        for phone in self.router.phones(groups):
+            self._offer(phone, Payload(seq, kind, e, fields), 0, f"{e.device}/{e.code}/{e.channel}")
+
+    def _escalate(self, step: Step) -> None:
+        e = self.watched.get(step.event_id)
+        if e is None:
+            return
+        kind = message_kind(e) or "alarm"
+        fields = self.renderer.fields(e, kind, self.info(e.device), step.level, step.overdue)
+        for phone in self.router.phones([step.group]):
+            self._offer(phone, Payload(None, kind, e, fields), step.level, "")
+
+    def _offer(self, phone: str, p: Payload, step: int, dedup: str) -> None:
+        key = f"{p.event.id}:{p.event.state.value}:{step}"
+        if (key, phone) in self.done:
+            return
+        item = Item(key, dedup, p.kind != "recovery", p)
+        if not self.storm.offer(phone, item, self.clock.seconds()):
+            self.hub.metrics.inc("sms.suppressed", **self.labels)
+            self._record(phone, (item,), DeliveryStatus.SUPPRESSED, "",
+                         "the same alarm was sent within dedup_window")
+            return
+        if p.seq is not None:
+            self.pending[p.seq] = self.pending.get(p.seq, 0) + 1
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _compose(self, release: Release) -> Outgoing:
+        items = release.items
+        r = self.renderer
+        if len(items) == 1:
+            p: Payload = items[0].payload
+            text, template, params = r.text(p.kind, p.fields), p.kind, p.fields
+            key = f"{self.sink}/{release.phone}/{items[0].key}"
+        else:
+            entries = [(i.payload.kind, r.line(i.payload.kind, i.payload.fields)) for i in items]
+            params = r.summary(entries, self.clock.seconds())
+            text, template = r.text("summary", params), "summary"
+            digest = hashlib.blake2b("|".join(i.key for i in items).encode(), digest_size=6)
+            key = f"{self.sink}/{release.phone}/summary/{digest.hexdigest()}"
+        message = SmsMessage((release.phone,), text, template, dict(params), key)
+        return Outgoing(release.phone, items, message)
+
+    def _send(self, out: Outgoing) -> None:
+        self.inflight[out.phone] = out
+        out.attempts += 1
+        d = defer.maybeDeferred(self.provider.send, out.message)
+        d.addTimeout(self.options.send_timeout, self.clock)
+        d.addCallbacks(self._answered, self._failed, callbackArgs=(out,), errbackArgs=(out,))
+        d.addErrback(lambda f: _log.failure("sink {sink}: internal error after a send", f,
+                                            sink=self.sink))
+
+    def _answered(self, results: Any, out: Outgoing) -> None:
+        results = list(results or ())
+        r: SendResult | None = next((x for x in results if x.phone == out.phone),
+                                    results[0] if len(results) == 1 else None)
+        if r is None:
+            self._failed(None, out, "the provider gave no result for this phone")
+        elif r.ok:
+            self._settle(out, DeliveryStatus.SENT, r.message_id, "")
+        elif r.permanent:
+            self._settle(out, DeliveryStatus.FAILED, r.message_id, r.error)
+        else:
+            self._failed(None, out, r.error or "transient failure")
+
+    def _failed(self, failure: Any, out: Outgoing, error: str = "") -> None:
+        if self.inflight.get(out.phone) is out:
+            del self.inflight[out.phone]
+        if not self.running:
+            return
+        error = error or (failure.getErrorMessage() if failure is not None else "?")
+        n = self.failures[out.phone] = self.failures.get(out.phone, 0) + 1
+        delay = min(self.options.retry_max, self.options.retry_initial * 2.0 ** min(n - 1, 60))
+        delay *= 0.5 + 0.5 * self.rng.random()
+        self.hub.metrics.inc("sms.retries", **self.labels)
+        _log.warn("sink {sink}: sending to {phone} failed ({error}); again in {delay:.1f} s",
+                  sink=self.sink, phone=_mask(out.phone), error=error, delay=delay)
+        self._record(out.phone, out.items, DeliveryStatus.RETRY, "",
+                     f"attempt {out.attempts}: {error}", out.message.key)
+        self.retrying[out.phone] = (out, self.clock.callLater(delay, self._resend, out.phone))
+
+    def _resend(self, phone: str) -> None:
+        out, _ = self.retrying.pop(phone)
+        if self.running:
+            self._send(out)
+
+    def _settle(self, out: Outgoing, status: DeliveryStatus, message_id: str,
+                error: str) -> None:
+        """Accepted or refused for good: record it, then (after the commit) let the cursor
+        pass the events of the message."""
+        if self.inflight.get(out.phone) is out:
+            del self.inflight[out.phone]
+        if not self.running:
+            return  # not recorded: sent again after the restart (at least once)
+        now = self.clock.seconds()
+        self.failures.pop(out.phone, None)
+        if status is DeliveryStatus.SENT:
+            self.hub.metrics.inc("sms.sent", **self.labels)
+            if len(out.items) > 1:
+                self.hub.metrics.inc("sms.summaries", **self.labels)
+            alarms = [i.payload.event.ts for i in out.items if i.payload.kind == "alarm"]
+            if alarms:
+                self.hub.metrics.set("sms.alarm_latency_seconds", now - max(alarms),
+                                     **self.labels)
+            self._fault_cleared(out.phone, now)
+        else:
+            self.hub.metrics.inc("sms.failed", **self.labels)
+            _log.error("sink {sink}: {phone} refused for good: {error}", sink=self.sink,
+                       phone=_mask(out.phone), error=error)
+            self._fault(out.phone, error, now)
+        d = self._record(out.phone, out.items, status, message_id, error, out.message.key)
+        d.addCallback(lambda _: self._release(out))
+        self.pump()
+
+    def _release(self, out: Outgoing) -> None:
+        for item in out.items:
+            seq = item.payload.seq
+            if seq is None or seq not in self.pending:
+                continue
+            self.pending[seq] -= 1
+            if self.pending[seq] <= 0:
+                del self.pending[seq]
+        if self.running:
+            self._advance()
+
+    def _record(self, phone: str, items: tuple[Item, ...], status: DeliveryStatus,
+                message_id: str, detail: str, key: str = "") -> defer.Deferred:
+        devices = {i.payload.event.device for i in items}
+        rec = Delivery(self.sink, phone, status, self.clock.seconds(),
+                       devices.pop() if len(devices) == 1 else "hub",
+                       tuple(dict.fromkeys(i.payload.event.id for i in items)),
+                       tuple(i.key for i in items), message_id, detail, key)
+        d = self.hub.journal.append([rec])
+        d.addErrback(lambda f: _log.failure("sink {sink}: could not journal a delivery", f,
+                                            sink=self.sink))
+        return d
+
+    # -- our own fault ---------------------------------------------------------------------
+
+    def _fault(self, phone: str, error: str, now: float) -> None:
+        if phone in self.faults:
+            return
+        e = Event(device="hub", kind=EventKind.FAULT, code=FAULT_CODE,
+                  state=EventState.RAISED, ts=now, level=Level.FAULT,
+                  id=event_id("hub", f"{FAULT_CODE}/{self.sink}/{phone}", "", Level.FAULT, now),
+                  message=f"sms {self.sink} → {phone}: {error}")
+        self.faults[phone] = e
+        self.hub.record_events([e])
+
+    def _fault_cleared(self, phone: str, now: float) -> None:
+        e = self.faults.pop(phone, None)
+        if e is not None:
+            self.hub.record_events([replace(e, state=EventState.CLEARED, ts=now, raised_ts=e.ts,
+                                            message=f"sms {self.sink} → {phone}: delivered")])
+
+
+def _mask(phone: str) -> str:
+    """Phone numbers are personal data: logs keep the first and last digits only."""
+    return phone[:5] + "****" + phone[-4:] if len(phone) > 9 else phone

@@ -1,0 +1,34 @@
+"""Built-in SMS providers ``aliyun``, ``tencent`` and ``http``, for the ``sms`` sink.
+
+Each is a small provider behind :class:`hub.types.SmsProvider`, chosen by
+``sinks.<id>.provider.type``; the rest of that section is the provider's options (see
+README, "SMS providers"):
+
+* ``aliyun`` (:mod:`.aliyun`): Alibaba Cloud SMS, Dysmsapi ``SendSms``, RPC signature
+  HMAC-SHA1 (:mod:`.aliyun_sign`);
+* ``tencent`` (:mod:`.tencent`): Tencent Cloud SMS API 3.0 ``SendSms``, signature v3
+  TC3-HMAC-SHA256 (:mod:`.tencent_sign`);
+* ``http`` (:mod:`.generic_http`): a configurable request for local SMS gateways.
+
+Signing is pure (the timestamp and nonce are passed in); sending goes through
+:mod:`.http_client` (Twisted's Agent with a timeout). Endpoints are options, so tests and
+private deployments point them elsewhere.
+"""
+
+from __future__ import annotations
+
+from hub import hookimpl
+from hub.types import SmsProviderType
+from plugins.sinks.sms_cloud import aliyun, generic_http, tencent
+
+
+@hookimpl
+def hub_register_sms_providers() -> list[SmsProviderType]:
+    return [
+        SmsProviderType("aliyun", aliyun.factory, aliyun.check_options,
+                        "Alibaba Cloud SMS (Dysmsapi SendSms)"),
+        SmsProviderType("tencent", tencent.factory, tencent.check_options,
+                        "Tencent Cloud SMS (API 3.0 SendSms)"),
+        SmsProviderType("http", generic_http.factory, generic_http.check_options,
+                        "a local SMS gateway through a configurable HTTP request"),
+    ]

@@ -1,0 +1,162 @@
+"""Provider ``aliyun``: Alibaba Cloud SMS, Dysmsapi ``SendSms`` (version 2017-05-25).
+
+One signed POST per phone number (``PhoneNumbers`` accepts a list, but the answer then has
+one code for all of them: a single bad number would fail the others). The message's kind
+picks the ``TemplateCode``; its params become ``TemplateParam`` (JSON). ``BizId`` is the
+message id.
+
+How the answer's ``Code`` is read (codes from "API 错误码",
+https://help.aliyun.com/document_detail/101346.html): ``OK`` is success; codes that
+waiting cannot fix (a bad number, a template or signature the provider refused, parameters
+the template does not take) are permanent for that phone; everything else — throttling,
+``isv.BUSINESS_LIMIT_CONTROL`` (per-number frequency limits), day and month limits,
+system errors, and also credentials, permissions and balance, which an operator fixes
+without the alarm having to be lost — is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from hub.types import SendResult, SmsMessage
+from hub.validate import Invalid, Section, describe, number, string
+from plugins.sinks.sms_cloud import aliyun_sign, common, http_client
+
+_log = Logger(namespace="hub.sms.aliyun")
+
+ACTION = "SendSms"
+VERSION = "2017-05-25"
+
+PERMANENT_CODES = frozenset({
+    "isv.MOBILE_NUMBER_ILLEGAL", "isv.MOBILE_COUNT_OVER_LIMIT",
+    "isv.DOMESTIC_NUMBER_NOT_SUPPORTED", "isv.SMS_TEMPLATE_ILLEGAL",
+    "isv.SMS_SIGNATURE_ILLEGAL", "isv.SMS_SIGN_ILLEGAL", "isv.SIGN_STATE_ILLEGAL",
+    "isv.SMS_SIGNATURE_SCENE_ILLEGAL", "isv.TEMPLATE_MISSING_PARAMETERS",
+    "isv.TEMPLATE_PARAMS_ILLEGAL", "isv.INVALID_PARAMETERS", "isv.INVALID_JSON_PARAM",
+    "isv.PARAM_LENGTH_LIMIT", "isv.PARAM_NOT_SUPPORT_URL", "isv.SMS_CONTENT_ILLEGAL",
+    "isv.BLACK_KEY_CONTROL_LIMIT", "isv.EXTEND_CODE_ERROR", "isv.MOBILE_IN_BLACK",
+})
+
+
+@dataclass(frozen=True)
+class Template:
+    code: str
+    params: tuple[str, ...] | None = None  # None: every param of the message
+
+
+@dataclass(frozen=True)
+class AliyunOptions:
+    access_key_id: str
+    access_key_secret: str
+    sign_name: str
+    templates: Mapping[str, Template]
+    region: str = "cn-hangzhou"
+    endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    timeout: float = 10.0
+
+    def __repr__(self) -> str:  # the credentials never reach a log
+        return (f"AliyunOptions(endpoint={self.endpoint!r}, sign_name={self.sign_name!r}, "
+                f"templates={sorted(self.templates)})")
+
+
+def _template(v: Any) -> Template:
+    if isinstance(v, str) and v:
+        return Template(v)
+    if isinstance(v, dict) and set(v) <= {"code", "params"} and "code" in v:
+        code = string(r".+", "a template code")(v["code"])
+        return Template(code, common.name_list(v["params"]) if "params" in v else None)
+    raise Invalid(f"expected a template code such as SMS_123456 or {{code: ..., params: "
+                  f"[...]}}, got {describe(v)}")
+
+
+def check_options(s: Section) -> AliyunOptions:
+    opts = AliyunOptions(
+        access_key_id=s.get("access_key_id", common.maybe_secret),
+        access_key_secret=s.get("access_key_secret", common.secret),
+        sign_name=s.get("sign_name", common.non_empty("a signature name")),
+        templates=s.get("templates", common.kind_map(_template)),
+        region=s.get("region", string(r"[a-z0-9-]+", "a region id"), "cn-hangzhou"),
+        endpoint=s.get("endpoint", common.url, "https://dysmsapi.aliyuncs.com/"),
+        timeout=s.get("timeout", number(0.1, 300, "s"), 10.0),
+    )
+    s.finish(allowed_extra=("type",))
+    return opts
+
+
+class AliyunProvider:
+    """Sends through Dysmsapi; see the module docstring for how answers are read."""
+
+    name = "aliyun"
+
+    def __init__(self, options: AliyunOptions, reactor: Any,
+                 nonce: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+        self.options = options
+        self._reactor = reactor
+        self._nonce = nonce
+        self._agent = http_client.make_agent(reactor, options.timeout)
+
+    def __repr__(self) -> str:
+        return f"AliyunProvider({self.options!r})"
+
+    def request_params(self, message: SmsMessage, phone: str) -> dict[str, str] | str:
+        """The signed parameters of the request for one phone, or why there is none."""
+        o = self.options
+        template = o.templates.get(message.template)
+        if template is None:
+            return f"no template configured for message kind {message.template!r}"
+        names = template.params if template.params is not None else sorted(message.params)
+        missing = [n for n in names if n not in message.params]
+        if missing:
+            return f"message has no parameter {missing[0]!r} for template {template.code}"
+        params = {
+            "AccessKeyId": o.access_key_id, "Action": ACTION, "Format": "JSON",
+            "RegionId": o.region, "SignatureMethod": "HMAC-SHA1",
+            "SignatureNonce": self._nonce(), "SignatureVersion": "1.0",
+            "Timestamp": aliyun_sign.timestamp(self._reactor.seconds()), "Version": VERSION,
+            "PhoneNumbers": common.mainland(phone), "SignName": o.sign_name,
+            "TemplateCode": template.code,
+            "TemplateParam": json.dumps({n: message.params[n] for n in names},
+                                        ensure_ascii=False, separators=(",", ":")),
+        }
+        return aliyun_sign.sign("POST", params, o.access_key_secret)
+
+    def send(self, message: SmsMessage) -> defer.Deferred:
+        return common.gather(message, lambda phone: self._send_one(message, phone), self.name)
+
+    def _send_one(self, message: SmsMessage, phone: str) -> Any:
+        params = self.request_params(message, phone)
+        if isinstance(params, str):
+            return SendResult(phone, False, "", True, params)
+        body = urlencode(params, quote_via=quote).encode("ascii")
+        d = http_client.request(
+            self._agent, self._reactor, "POST", self.options.endpoint,
+            {"Content-Type": "application/x-www-form-urlencoded"}, body, self.options.timeout)
+        return d.addCallback(self._read, message, phone)
+
+    def _read(self, response: http_client.HttpResponse, message: SmsMessage,
+              phone: str) -> SendResult:
+        doc = common.load_json(response.body)
+        code = doc.get("Code") if isinstance(doc, dict) else None
+        if not isinstance(code, str):
+            raise common.ProviderError(self.name, f"HTTP {response.status}",
+                                       "answer without a Code")
+        text = str(doc.get("Message", ""))[:200]
+        if code == "OK":
+            return SendResult(phone, True, str(doc.get("BizId", "")))
+        if code in PERMANENT_CODES:
+            _log.warn("aliyun refused message {key}: {code} {text}", key=message.key,
+                      code=code, text=text)
+            return SendResult(phone, False, "", True, f"{code}: {text}")
+        raise common.ProviderError(self.name, code, text)
+
+
+def factory(options: AliyunOptions, reactor: Any) -> AliyunProvider:
+    return AliyunProvider(options, reactor)

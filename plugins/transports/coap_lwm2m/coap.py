@@ -1,0 +1,145 @@
+"""The aiocoap side of the transport: the server's one resource, requests to devices with a
+deadline, and observations. asyncio stays inside this module and :mod:`.service`; the rest of
+the package is sans-IO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiocoap
+from aiocoap import Code, Message
+from aiocoap.resource import Resource
+from twisted.logger import Logger
+
+from .api import Path
+from .downlink_queue import NoAnswer
+
+_log = Logger(namespace="hub.coap_lwm2m")
+
+#: RegistrationError codes → CoAP response codes
+CODES = {
+    "bad_request": Code.BAD_REQUEST,
+    "forbidden": Code.FORBIDDEN,
+    "not_found": Code.NOT_FOUND,
+    "precondition_failed": Code.PRECONDITION_FAILED,
+    "too_large": Code.REQUEST_ENTITY_TOO_LARGE,
+    "internal": Code.INTERNAL_SERVER_ERROR,
+}
+
+
+def uri_path(path: Path) -> tuple[str, ...]:
+    return tuple(str(p) for p in path)
+
+
+def code_text(code: Any) -> str:
+    """``4.04 Not Found``."""
+    return f"{code.dotted} {code.name_printable}" if hasattr(code, "dotted") else str(code)
+
+
+class Root(Resource):
+    """The server's only resource: every request goes to ``handler`` (the transport), which
+    routes by path itself (``/rd``, ``/rd/<id>``, the uplink path) and returns the response."""
+
+    def __init__(self, handler: Callable[[Message], Awaitable[Message]]) -> None:
+        super().__init__()
+        self._handler = handler
+
+    async def render(self, request: Message) -> Message:
+        return await self._handler(request)
+
+
+async def exchange(ctx: aiocoap.Context, remote: Any, code: Code, path: Path,
+                   payload: bytes = b"", content_format: int | None = None,
+                   timeout: float = 20.0) -> Message:
+    """One request to a device at ``remote`` (the address of its latest message, so the
+    answer passes its NAT); its response, whatever the code. Raises :class:`NoAnswer` when
+    nothing came back within ``timeout`` (the device went back to sleep)."""
+    msg = Message(code=code, uri_path=uri_path(path), payload=payload)
+    if content_format is not None:
+        msg.opt.content_format = content_format
+    msg.remote = remote
+    request = ctx.request(msg)
+    try:
+        return await asyncio.wait_for(request.response, timeout)
+    except (TimeoutError, aiocoap.error.TimeoutError) as e:
+        raise NoAnswer(f"no answer to {code} /{'/'.join(uri_path(path))} within "
+                       f"{timeout:g} s") from e
+    except aiocoap.error.NetworkError as e:
+        raise NoAnswer(f"{code} /{'/'.join(uri_path(path))}: {e}") from e
+
+
+class Observations:
+    """The hub's observations of each device, one asyncio task per observed path.
+
+    ``on_value(device, path, message)`` gets the first response and every notification;
+    ``on_end(device, path, reason)`` is told when an observation ends other than by
+    :meth:`cancel` (the device refused it, reset it or went silent); the next Update or
+    Register starts it again.
+    """
+
+    def __init__(self, on_value: Callable[[str, Path, Message], None],
+                 on_end: Callable[[str, Path, str], None], timeout: float) -> None:
+        self._on_value = on_value
+        self._on_end = on_end
+        self._timeout = timeout
+        self._tasks: dict[str, dict[Path, asyncio.Task]] = {}
+
+    def count(self) -> int:
+        return sum(len(t) for t in self._tasks.values())
+
+    def observed(self, device: str) -> list[Path]:
+        return list(self._tasks.get(device, ()))
+
+    def start(self, ctx: aiocoap.Context, loop: asyncio.AbstractEventLoop, device: str,
+              remote: Any, paths: list[Path]) -> None:
+        """Observe ``paths`` of ``device`` at ``remote``, replacing its observations."""
+        self.cancel(device)
+        tasks = self._tasks[device] = {}
+        for path in paths:
+            tasks[path] = loop.create_task(self._run(ctx, device, remote, path))
+
+    def cancel(self, device: str) -> None:
+        for task in self._tasks.pop(device, {}).values():
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        for device in list(self._tasks):
+            self.cancel(device)
+
+    async def _run(self, ctx: aiocoap.Context, device: str, remote: Any, path: Path) -> None:
+        msg = Message(code=Code.GET, uri_path=uri_path(path), observe=0)
+        msg.remote = remote
+        request = ctx.request(msg)
+        observation = request.observation  # held here: aiocoap keeps only a weak reference
+        reason = "ended"
+        try:
+            first = await asyncio.wait_for(request.response, self._timeout)
+            self._on_value(device, path, first)
+            if not first.code.is_successful():
+                reason = f"refused with {code_text(first.code)}"
+                return
+            if first.opt.observe is None or observation is None:
+                reason = "not observable (read once)"
+                return
+            async for note in observation:
+                self._on_value(device, path, note)
+        except asyncio.CancelledError:
+            reason = ""
+            raise
+        except (TimeoutError, aiocoap.error.TimeoutError):
+            reason = f"no answer within {self._timeout:g} s"
+        except aiocoap.error.Error as e:
+            reason = f"{type(e).__name__}: {e}"
+        finally:
+            if observation is not None and not observation.cancelled:
+                observation.cancel()
+            tasks = self._tasks.get(device)
+            if reason and tasks is not None and tasks.get(path) is asyncio.current_task():
+                del tasks[path]
+                if not tasks:
+                    del self._tasks[device]
+            if reason:
+                self._on_end(device, path, reason)

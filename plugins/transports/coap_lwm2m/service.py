@@ -1,0 +1,523 @@
+"""The ``coap_lwm2m`` transport as a Twisted service: an aiocoap server context in the
+reactor's own asyncio loop, the LwM2M registration interface, observations, the plain CoAP
+uplink, and commands held for sleeping devices.
+
+How the promises are kept:
+
+* **Known devices only.** An endpoint name resolves (bare IMEI, ``urn:imei:``,
+  ``urn:imei-imsi:``, …; see :mod:`.endpoint`) to a registry device or is refused with 4.03
+  and counted (``coap.unknown_endpoints``).
+* **Presence by lifetime.** A registration's lifetime plus the grace is the device's
+  offline timeout (:meth:`hub.core.Hub.set_offline_after`); every Register, Update,
+  notification and uplink counts as a sign of life.
+* **NAT rebinding.** Every message refreshes the device's address; observations move to a
+  new address, and downlink always goes to the latest one.
+* **Ack after commit.** A plain uplink is answered (2.04) only once its records are in the
+  journal; a refused commit answers 5.00 and the device sends again. Notifications are
+  acknowledged by aiocoap on receipt (CoAP gives the server no later moment), so the device
+  must not rely on the ack of a notification for data it cannot send again.
+* **Untrusted input.** A payload that does not decode is counted (``coap.decode_errors``),
+  logged with the device and an excerpt in hex, and changes nothing else.
+* **Queue mode.** See :mod:`.downlink_queue`; a queued command is journaled as pending and
+  ``hub command`` answers "queued" at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiocoap
+from aiocoap import Code, Message
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from hub.model import Command, CommandResult, CommandStatus
+from hub.types import DecodeError, EncodeError
+
+from . import content, endpoint, linkformat
+from .api import ContentFormat, Lwm2mModel, Lwm2mOperation, Lwm2mValue, Path
+from .coap import CODES, Observations, Root, code_text, exchange
+from .downlink_queue import DownlinkQueue, Queued, QueueFull
+from .options import PLACEHOLDER, CoapOptions
+from .registration import (
+    Registration,
+    RegistrationError,
+    RegistrationTable,
+    parse_query,
+)
+
+_log = Logger(namespace="hub.coap_lwm2m")
+
+EXCERPT = 48  # bytes of a bad payload shown in the log
+SWEEP_INTERVAL = 5.0
+RESPONSE_FIRST = 0.05  # s between answering a device and sending it requests
+#: formats a write may use, in the order the transport prefers when the device said nothing
+WRITE_FORMATS = (ContentFormat.LWM2M_TLV, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR,
+                 ContentFormat.LWM2M_CBOR, ContentFormat.LWM2M_JSON)
+
+
+def _hex(data: bytes) -> str:
+    return data[:EXCERPT].hex(" ") + (" …" if len(data) > EXCERPT else "")
+
+
+def _response(code: Code, text: str = "") -> Message:
+    return Message(code=code, payload=text.encode("utf-8")[:200])
+
+
+def _path_text(path: Path) -> str:
+    return "/" + "/".join(str(p) for p in path)
+
+
+class Lwm2mService(Service):
+    """The ``coap_lwm2m`` transport of one hub."""
+
+    def __init__(self, hub: Any, name: str, options: CoapOptions, reactor: Any = None) -> None:
+        self.hub = hub
+        self.transport_name = name
+        self.options = options
+        self._reactor = reactor
+        self.context: aiocoap.Context | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.table = RegistrationTable(hub.clock, options.grace, options.default_lifetime,
+                                       options.min_lifetime, options.max_lifetime)
+        self.queue = DownlinkQueue(hub.clock, self._reachable, self._send, self.table.silent,
+                                   options.attempts, options.max_queue)
+        self.observations = Observations(self._on_value, self._on_observation_end,
+                                         options.request_timeout)
+        self._index: dict[str, Any] = {}  # address key -> device, for endpoint resolution
+        self._sweep: task.LoopingCall | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def startService(self):
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+            self._reactor = reactor
+        loop = getattr(reactor, "_asyncioEventloop", None)
+        if loop is None:
+            raise RuntimeError(f"{self.transport_name}: the coap_lwm2m transport needs Twisted's "
+                               "asyncio reactor (`hub run` installs it)")
+        # the reactor's loop, passed explicitly: before the reactor runs, asyncio's "current"
+        # loop may be another one that never runs
+        self._loop = loop
+        opts = self.options
+        self._index = {d.address_key: d for d in self.hub.registry.on_transport(
+            self.transport_name)}
+        self.context = yield self._deferred(aiocoap.Context.create_server_context(
+            Root(self._handle), bind=(opts.host, opts.port), loop=loop, transports=["udp6"]))
+        super().startService()
+        self.hub.commands.register_target(self.transport_name, self)
+        self._sweep = task.LoopingCall(self._sweep_now)
+        self._sweep.clock = self.hub.clock
+        self._sweep.start(SWEEP_INTERVAL, now=False)
+        self._metrics_gauges()
+        _log.info("{transport}: LwM2M/CoAP server on udp {host} port {port} ({n} devices)",
+                  transport=self.transport_name, host=opts.host, port=opts.port,
+                  n=len(self._index))
+        self._resume_commands()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        self.hub.commands.unregister_target(self.transport_name)
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        self.observations.cancel_all()
+        # unfinished commands stay unfinished in the journal: the next start resumes them
+        left = self.queue.drop_all()
+        if left:
+            _log.info("{transport}: {n} commands still queued; they resume at the next start",
+                      transport=self.transport_name, n=len(left))
+        ctx, self.context = self.context, None
+        if ctx is not None:
+            yield self._deferred(ctx.shutdown())
+
+    def _deferred(self, coro: Any) -> defer.Deferred:
+        assert self._loop is not None
+        return defer.Deferred.fromFuture(self._loop.create_task(coro))
+
+    def _resume_commands(self) -> None:
+        """Hand commands accepted before a restart and not finished back to the core."""
+        devices = [d.id for d in self._index.values()]
+        since = self.hub.clock.seconds() - self.options.resume_horizon
+        commands = self.hub.journal.unfinished_commands(devices, since)
+        for command in commands:
+            self.hub.commands.resume(command)
+        if commands:
+            _log.info("{transport}: took up {n} unfinished commands from the journal",
+                      transport=self.transport_name, n=len(commands))
+
+    def _sweep_now(self) -> None:
+        for reg in self.table.expire():
+            self.observations.cancel(reg.device)
+            self.hub.metrics.inc("coap.registrations_expired", transport=self.transport_name)
+            _log.info("{transport}: registration of {device} ({ep}) expired", device=reg.device,
+                      transport=self.transport_name, ep=reg.endpoint)
+        self.queue.expire()
+        self._metrics_gauges()
+
+    def _metrics_gauges(self) -> None:
+        m, t = self.hub.metrics, self.transport_name
+        m.set("coap.registered", len(self.table), transport=t)
+        m.set("coap.observations", self.observations.count(), transport=t)
+        m.set("coap.queued_commands", self.queue.waiting(), transport=t)
+
+    # -- requests from devices -------------------------------------------------------------
+
+    async def _handle(self, request: Message) -> Message:
+        """Route one request; never raises (a bug costs this request a 5.00, not the
+        server)."""
+        try:
+            path = tuple(request.opt.uri_path)
+            if path == ("rd",) and request.code == Code.POST:
+                return await self._register(request)
+            if len(path) == 2 and path[0] == "rd":
+                if request.code == Code.POST:
+                    return self._update(request, path[1])
+                if request.code == Code.DELETE:
+                    return self._deregister(request, path[1])
+                return _response(Code.METHOD_NOT_ALLOWED)
+            ident = self._uplink_ident(path)
+            if ident is not None:
+                if request.code not in (Code.POST, Code.PUT):
+                    return _response(Code.METHOD_NOT_ALLOWED)
+                return await self._uplink(request, ident)
+            self.hub.metrics.inc("coap.not_found", transport=self.transport_name)
+            return _response(Code.NOT_FOUND)
+        except RegistrationError as e:
+            self.hub.metrics.inc("coap.bad_requests", transport=self.transport_name)
+            _log.warn("{transport}: refused {code} {path} from {remote}: {error}",
+                      transport=self.transport_name, code=request.code,
+                      path="/" + "/".join(request.opt.uri_path), remote=_remote(request),
+                      error=e)
+            return _response(CODES[e.code], str(e))
+        except Exception:
+            self.hub.metrics.inc("coap.internal_errors", transport=self.transport_name)
+            _log.failure("{transport}: error handling {code} {path} from {remote}",
+                         transport=self.transport_name, code=request.code,
+                         path="/" + "/".join(request.opt.uri_path), remote=_remote(request))
+            return _response(Code.INTERNAL_SERVER_ERROR)
+
+    def _uplink_ident(self, path: tuple[str, ...]) -> str | None:
+        template = self.options.uplink_path
+        if template is None or len(path) != len(template):
+            return None
+        ident = None
+        for want, got in zip(template, path, strict=True):
+            if want == PLACEHOLDER:
+                ident = got
+            elif want != got:
+                return None
+        return ident
+
+    def resolve(self, ep: str) -> Any:
+        """The registry device an endpoint name stands for, or ``None``. Every candidate
+        id is tried quietly; only the last resort goes through the registry's refusal
+        counting and auto-provisioning."""
+        candidates = endpoint.identities(ep) or [ep]
+        for ident in candidates:
+            device = self._index.get(ident)
+            if device is not None:
+                return device
+        device = self.hub.resolve(self.transport_name, candidates[0], identity=candidates[0])
+        if device is not None:
+            self._index[device.address_key] = device
+        return device
+
+    def _refuse(self, request: Message, ep: str) -> Message:
+        self.hub.metrics.inc("coap.unknown_endpoints", transport=self.transport_name)
+        _log.warn("{transport}: refused unknown endpoint {ep!r} from {remote}",
+                  transport=self.transport_name, ep=ep, remote=_remote(request))
+        return _response(Code.FORBIDDEN, "unknown endpoint")
+
+    def _links(self, request: Message) -> tuple[list[Path], int | None] | None:
+        """The object paths of a Register/Update payload and the content format its root
+        link announces; ``None`` for an Update without payload."""
+        if not request.payload:
+            return None
+        links = linkformat.parse_links(request.payload)
+        fmt = None
+        for link in links:
+            ct = link.attrs.get("ct")
+            if link.path is None and isinstance(ct, str) and ct.isdigit():
+                fmt = int(ct)
+        return linkformat.registered_paths(links), fmt
+
+    async def _register(self, request: Message) -> Message:
+        params = parse_query(request.opt.uri_query)
+        if not params.endpoint:
+            raise RegistrationError("bad_request", "a Register needs ep=")
+        device = self.resolve(params.endpoint)
+        if device is None:
+            return self._refuse(request, params.endpoint)
+        try:
+            paths, root_format = self._links(request) or ([], None)
+        except DecodeError as e:
+            raise RegistrationError("bad_request", str(e)) from None
+        reg, old = self.table.register(device.id, params, paths, request.remote)
+        if params.preferred_format is None and root_format is not None:
+            reg.preferred_format = root_format
+        if old is not None:
+            self.observations.cancel(device.id)
+        self.hub.metrics.inc("coap.registrations", transport=self.transport_name)
+        _log.info("{transport}: {device} registered as {ep!r} at rd/{loc} from {remote} "
+                  "(lifetime {lt:g} s, binding {b}{q}, LwM2M {v}, {n} objects)",
+                  transport=self.transport_name, device=device.id, ep=params.endpoint,
+                  loc=reg.location, remote=_remote(request), lt=reg.lifetime, b=reg.binding,
+                  q=", queue mode" if reg.queue_mode else "", v=reg.lwm2m, n=len(paths))
+        self._lifetime_changed(reg)
+        self.hub.heartbeat(device.id)
+        self._after_response(reg, observe=True)
+        return Message(code=Code.CREATED, location_path=("rd", reg.location))
+
+    def _update(self, request: Message, location: str) -> Message:
+        params = parse_query(request.opt.uri_query)
+        try:
+            links = self._links(request)
+        except DecodeError as e:
+            raise RegistrationError("bad_request", str(e)) from None
+        reg, moved = self.table.update(location, params, links[0] if links else None,
+                                       request.remote)
+        self.hub.metrics.inc("coap.updates", transport=self.transport_name)
+        if moved:
+            self.hub.metrics.inc("coap.address_changes", transport=self.transport_name)
+            _log.info("{transport}: {device} now at {remote} (NAT rebinding)",
+                      transport=self.transport_name, device=reg.device, remote=_remote(request))
+        _log.debug("{transport}: update of {device} at rd/{loc}", transport=self.transport_name,
+                   device=reg.device, loc=location)
+        if params.lifetime is not None:
+            self._lifetime_changed(reg)
+        self.hub.heartbeat(reg.device)
+        self._after_response(reg, observe=moved or links is not None
+                             or not self.observations.observed(reg.device))
+        return Message(code=Code.CHANGED)
+
+    def _deregister(self, request: Message, location: str) -> Message:
+        reg = self.table.deregister(location)
+        self.observations.cancel(reg.device)
+        self.hub.metrics.inc("coap.deregistrations", transport=self.transport_name)
+        self.hub.heartbeat(reg.device)
+        _log.info("{transport}: {device} de-registered (rd/{loc})", transport=self.transport_name,
+                  device=reg.device, loc=location)
+        return Message(code=Code.DELETED)
+
+    def _lifetime_changed(self, reg: Registration) -> None:
+        assert reg.lifetime is not None
+        self.hub.set_offline_after(reg.device, reg.lifetime + self.options.grace(reg.lifetime))
+
+    def _after_response(self, reg: Registration, observe: bool) -> None:
+        """Observe and send queued commands once the response has left: a device takes
+        requests only after it knows it is registered."""
+        def go() -> None:
+            if not self.running or self.table.get(reg.device) is not reg:
+                return
+            if observe:
+                self._observe(reg)
+            self.queue.wake(reg.device)
+            self._metrics_gauges()
+        # a short delay lets the response leave first (UDP keeps no order, but a request
+        # overtaking the 2.01 within the same host is then unlikely)
+        self.hub.clock.callLater(RESPONSE_FIRST, go)
+
+    def _observe(self, reg: Registration) -> None:
+        device = self._device(reg.device)
+        if not self.options.observe or device is None or not isinstance(device.model,
+                                                                        Lwm2mModel):
+            return
+        try:
+            paths = list(device.model.observe_paths(list(reg.paths)))
+        except Exception:
+            _log.failure("{transport}: model {model} failed choosing paths to observe for "
+                         "{device}", transport=self.transport_name, model=device.model_name,
+                         device=reg.device)
+            return
+        if paths and self.context is not None:
+            self.observations.start(self.context, self._loop, reg.device, reg.remote, paths)
+            _log.info("{transport}: observing {paths} on {device}", transport=self.transport_name,
+                      paths=", ".join(_path_text(p) for p in paths), device=reg.device)
+
+    async def _uplink(self, request: Message, ident: str) -> Message:
+        device = self.resolve(ident)
+        if device is None:
+            return self._refuse(request, ident)
+        reg, moved = self.table.uplink(device.id, request.remote)
+        if moved:
+            self.hub.metrics.inc("coap.address_changes", transport=self.transport_name)
+        self.hub.metrics.inc("coap.uplinks", transport=self.transport_name)
+        payload = request.payload
+        now = self.hub.clock.seconds()
+        try:
+            if len(payload) > self.options.max_payload:
+                raise DecodeError(f"payload of {len(payload)} bytes exceeds max_payload "
+                                  f"{self.options.max_payload}", payload[:EXCERPT])
+            records = device.model.decode(device.id, payload, now)
+        except DecodeError as e:
+            self._bad_payload(device, "uplink", e, payload)
+            self.hub.heartbeat(device.id)
+            self._after_response(reg, observe=False)
+            return _response(Code.BAD_REQUEST, str(e))
+        try:
+            await self.hub.ingest(device.id, records).asFuture(self._loop)
+        except Exception:
+            self.hub.metrics.inc("coap.ingest_errors", transport=self.transport_name)
+            _log.failure("{transport}: journal refused an uplink of {device}",
+                         transport=self.transport_name, device=device.id)
+            return _response(Code.INTERNAL_SERVER_ERROR, "not stored; send again")
+        self._after_response(reg, observe=False)
+        return Message(code=Code.CHANGED)
+
+    # -- notifications and read responses --------------------------------------------------
+
+    def _on_value(self, device_id: str, path: Path, message: Message) -> None:
+        """A notification or a read response: decode, hand to the model, ingest. Never
+        raises."""
+        try:
+            self.table.heard(device_id, message.remote)
+            self.hub.metrics.inc("coap.notifications", transport=self.transport_name)
+            if self.queue.waiting(device_id):  # it is awake now: its window is open
+                self.queue.wake(device_id)
+            if not message.code.is_successful():
+                _log.warn("{transport}: {device} answered {code} on {path}",
+                          transport=self.transport_name, device=device_id,
+                          code=code_text(message.code), path=_path_text(path))
+                return
+            self._ingest_values(device_id, path, message)
+        except Exception:
+            self.hub.metrics.inc("coap.internal_errors", transport=self.transport_name)
+            _log.failure("{transport}: error handling a notification of {device} on {path}",
+                         transport=self.transport_name, device=device_id, path=_path_text(path))
+
+    def _ingest_values(self, device_id: str, path: Path, message: Message) -> defer.Deferred:
+        device = self._device(device_id)
+        if device is None or not isinstance(device.model, Lwm2mModel):
+            self.hub.heartbeat(device_id)
+            return defer.succeed(None)
+        fmt = message.opt.content_format
+        if fmt is None:  # CoAP's default; LwM2M 1.0 devices send TLV for anything bigger
+            fmt = ContentFormat.TEXT if len(path) >= 3 else ContentFormat.LWM2M_TLV
+        now = self.hub.clock.seconds()
+        payload = message.payload
+        try:
+            if len(payload) > self.options.max_payload:
+                raise DecodeError(f"payload of {len(payload)} bytes exceeds max_payload "
+                                  f"{self.options.max_payload}", payload[:EXCERPT])
+            values = content.decode(int(fmt), payload, path, now=now)
+            records = device.model.decode_values(device_id, values, now)
+        except DecodeError as e:
+            self._bad_payload(device, f"{_path_text(path)} (format {int(fmt)})", e, payload)
+            self.hub.heartbeat(device_id)
+            return defer.succeed(None)
+        d = self.hub.ingest(device_id, records)
+        d.addErrback(lambda f: _log.failure("{transport}: journal refused values of {device}",
+                                            f, transport=self.transport_name, device=device_id))
+        return d
+
+    def _bad_payload(self, device: Any, where: str, error: Exception, payload: bytes) -> None:
+        self.hub.metrics.inc("coap.decode_errors", transport=self.transport_name,
+                             model=device.model_name)
+        excerpt = getattr(error, "excerpt", b"") or payload
+        _log.warn("{transport}: bad payload from {device} on {where}: {error}; payload "
+                  "{payload}", transport=self.transport_name, device=device.id, where=where,
+                  error=error, payload=_hex(excerpt))
+
+    def _on_observation_end(self, device: str, path: Path, reason: str) -> None:
+        self.hub.metrics.inc("coap.observe_errors", transport=self.transport_name)
+        _log.warn("{transport}: observation of {path} on {device} {reason}; renewed at its "
+                  "next update", transport=self.transport_name, path=_path_text(path),
+                  device=device, reason=reason)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def send_command(self, device: Any, command: Command) -> defer.Deferred:
+        """Encode ``command`` now (a command the model cannot express fails at once), then
+        send it in the device's next window; the Deferred fires with its result."""
+        try:
+            if isinstance(device.model, Lwm2mModel):
+                work: Any = list(device.model.encode_operations(device.id, command))
+            else:
+                work = device.model.encode_command(device.id, command)
+        except EncodeError as e:
+            return defer.fail(e)
+        try:
+            d, waiting = self.queue.submit(device.id, command, work)
+        except QueueFull as e:
+            return defer.fail(e)
+        if waiting and command.id in self.hub.commands.pending \
+                and not self._reachable(device.id):
+            self.hub.metrics.inc("coap.commands_queued", transport=self.transport_name)
+            self.hub.commands.mark_queued(command, "queued until the device's next message "
+                                          "(it sleeps or was not heard from recently)")
+            _log.info("{transport}: command {id} {action} for {device} queued ({n} waiting)",
+                      transport=self.transport_name, id=command.id, action=command.action,
+                      device=device.id, n=self.queue.waiting(device.id))
+        self._metrics_gauges()
+        return d
+
+    def _reachable(self, device: str) -> bool:
+        return self.running and self.context is not None and self.table.reachable(
+            device, self.options.queue_window)
+
+    def _send(self, item: Queued) -> defer.Deferred:
+        self.hub.commands.mark_sent(item.command)
+        self.hub.metrics.inc("coap.commands_sent", transport=self.transport_name)
+        return self._deferred(self._perform(item))
+
+    async def _perform(self, item: Queued) -> CommandResult:
+        reg = self.table.get(item.device)
+        if reg is None or self.context is None:
+            raise RuntimeError("no registration")  # not reachable: the queue never asks
+        timeout = self.options.request_timeout
+        if isinstance(item.work, bytes):
+            response = await exchange(self.context, reg.remote, Code.POST,
+                                      tuple(self.options.downlink_path), item.work,
+                                      ContentFormat.OPAQUE, timeout)
+            return self._result(item, response, "POST /" + "/".join(self.options.downlink_path))
+        for op in item.work:
+            code, payload, fmt = self._request_of(reg, op)
+            response = await exchange(self.context, reg.remote, code, op.path, payload, fmt,
+                                      timeout)
+            self.table.heard(item.device, response.remote)
+            if not response.code.is_successful():
+                return self._result(item, response, f"{op.kind} {_path_text(op.path)}")
+            if op.kind == "read":
+                self._ingest_values(item.device, op.path, response)
+        return CommandResult(item.command.id, item.command.device, CommandStatus.SUCCEEDED,
+                             self.hub.clock.seconds())
+
+    def _request_of(self, reg: Registration, op: Lwm2mOperation) -> tuple[Code, bytes,
+                                                                          int | None]:
+        if op.kind == "read":
+            return Code.GET, b"", None
+        if op.kind == "execute":
+            arg = "" if op.value is None else str(op.value)
+            return Code.POST, arg.encode("utf-8"), (ContentFormat.TEXT if arg else None)
+        fmt = reg.preferred_format if reg.preferred_format in WRITE_FORMATS else (
+            ContentFormat.SENML_JSON if reg.lwm2m != "1.0" and reg.preferred_format is not None
+            else ContentFormat.LWM2M_TLV)
+        payload = content.encode(int(fmt), [Lwm2mValue(op.path, op.value)], op.path)
+        return Code.PUT, payload, int(fmt)
+
+    def _result(self, item: Queued, response: Message, what: str) -> CommandResult:
+        ok = response.code.is_successful()
+        detail = "" if ok else f"{what}: the device answered {code_text(response.code)}"
+        return CommandResult(item.command.id, item.command.device,
+                             CommandStatus.SUCCEEDED if ok else CommandStatus.FAILED,
+                             self.hub.clock.seconds(), detail)
+
+    def _device(self, device_id: str) -> Any:
+        try:
+            return self.hub.registry.get(device_id)
+        except LookupError:
+            return None
+
+
+def _remote(request: Message) -> str:
+    remote = request.remote
+    try:
+        return remote.hostinfo
+    except Exception:  # noqa: BLE001 - only for a log line
+        return str(remote)

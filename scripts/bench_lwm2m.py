@@ -1,0 +1,342 @@
+"""Benchmark of the ``coap_lwm2m`` transport: registrations/s and notifications/s that one
+``hub run`` process decodes and commits, against the ceiling of a bare aiocoap server on the
+same machine, measured in the same run.
+
+    .venv/bin/python scripts/bench_lwm2m.py                      # ~2-3 min on 2 cores
+    .venv/bin/python scripts/bench_lwm2m.py --devices 500 --duration 20
+    .venv/bin/python scripts/bench_lwm2m.py --ceiling-only       # the bare aiocoap figure
+
+1. **Ceiling.** A bare aiocoap server (its own process) with one resource that only answers
+   2.04, hammered for ``--ceiling-duration`` s by ``--sim-procs`` processes of
+   ``--flood-contexts`` aiocoap contexts each, made exactly as the simulated endpoints make
+   theirs, each with one confirmable POST in flight (CoAP's NSTART = 1). Reported: answers/s
+   and the server's CPU (it is saturated when near 100 % of one core).
+2. **Hub.** ``hub run`` on a temporary configuration: ``--devices`` ``lwm2m_ipso`` devices
+   on one ``coap_lwm2m`` transport. ``hub simulate lwm2m`` processes (``--sim-procs``) bring
+   up as many endpoints (SenML JSON, so each notification carries the time it was rendered),
+   which register as fast as the hub answers (64 in flight per process). The hub then
+   observes the 15 instances of each endpoint. **Registrations/s** = devices / (first
+   Register sent → the hub logged the last registration). Then the endpoints notify every
+   ``--interval`` s (by default chosen so that the offered rate equals the ceiling; an
+   endpoint skips a sample while its previous notifications are unacknowledged, so a slow
+   hub slows the load instead of growing queues). Over a ``--window`` s window the bench
+   polls the journal's last seq every 2 ms to date each commit. **Notifications/s
+   committed** = distinct (device, value time) among the readings committed in the window,
+   per second (the relay and alarm-contact notifications carry no reading and are not
+   counted, so the figure is slightly low). **Latency** = commit time − the time the
+   endpoint rendered the notification (both clocks of this machine), p50/p99/max.
+
+Targets from the issue: 1,000 registrations/s; notifications/s at least 80 % of the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from scripts.bench_mqtt import CommitClock, cpu_seconds, journal_readings  # noqa: E402
+
+BIN = Path(sys.executable).parent
+IMEI_BASE = 861234567800000
+OBSERVED_PER_DEVICE = 15  # instances lwm2m_ipso observes on a simulated detector
+READING_NOTIFICATIONS = 13  # of those, the ones that carry a reading (not relay, alarm)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- the ceiling
+
+
+def _bare_server(port: int, ready: mp.Event, stop: mp.Event) -> None:
+    import aiocoap
+    import aiocoap.resource
+
+    class Answer(aiocoap.resource.Resource):
+        async def render_post(self, request):
+            return aiocoap.Message(code=aiocoap.CHANGED)
+
+    async def main() -> None:
+        site = aiocoap.resource.Site()
+        site.add_resource(["n"], Answer())
+        ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port),
+                                                          transports=["udp6"])
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        await ctx.shutdown()
+
+    asyncio.run(main())
+
+
+def _flooder(port: int, contexts: int, duration: float, out: mp.Queue) -> None:
+    from plugins.transports.lwm2m_sim.fleet import flood
+
+    payload = b'[{"bn":"/3303/0/","n":"5700","v":25.31,"t":1767225600.123}]'
+    out.put(asyncio.run(flood(("127.0.0.1", port), contexts, duration, payload=payload)))
+
+
+def bench_ceiling(args: argparse.Namespace) -> dict:
+    port = free_udp_port()
+    ready, stop = mp.Event(), mp.Event()
+    server = mp.Process(target=_bare_server, args=(port, ready, stop), daemon=True)
+    server.start()
+    if not ready.wait(30):
+        raise RuntimeError("bare aiocoap server did not start")
+    q: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_flooder, args=(port, args.flood_contexts,
+                                               args.ceiling_duration, q), daemon=True)
+             for _ in range(args.sim_procs)]
+    cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=args.ceiling_duration + 120) for _ in procs]
+    cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
+    for p in procs:
+        p.join(30)
+    stop.set()
+    server.join(10)
+    answered = sum(r["answered"] for r in results)
+    return {"ceiling_per_s": answered / args.ceiling_duration,
+            "ceiling_failed": sum(r["failed"] for r in results),
+            "ceiling_client_cpu_pct": [round(100 * r["cpu_s"] / (args.ceiling_duration + 1), 1)
+                                       for r in results],
+            "ceiling_server_cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0)}
+
+
+# ---------------------------------------------------------------------------- the hub
+
+
+def hub_config(tmp: Path, devices: int, port: int) -> Path:
+    config = {
+        "hub": {"name": "bench-lwm2m", "state_dir": str(tmp / "var"), "log_level": "info"},
+        "presence": {"heartbeat_interval": 600, "timeout_count": 3},
+        "models": {"nb-efd": {"type": "lwm2m_ipso"}},
+        "transports": {"nb": {"type": "coap_lwm2m", "host": "127.0.0.1", "port": port}},
+        "devices": [{"id": f"efd-{i:05d}", "model": "nb-efd", "transport": "nb",
+                     "address": str(IMEI_BASE + i)} for i in range(devices)],
+    }
+    path = tmp / "hub.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class LogCount:
+    """Counts lines holding a text in a growing log file."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+        self.pos, self.count, self.partial = 0, 0, ""
+
+    def update(self) -> int:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            f.seek(self.pos)
+            chunk = f.read()
+            self.pos = f.tell()
+        lines = (self.partial + chunk).split("\n")
+        self.partial = lines.pop()
+        self.count += sum(self.text in line for line in lines)
+        return self.count
+
+
+def wait_until(what: str, predicate, timeout: float, procs: list) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{what}: {p.args[:3]} exited with {p.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def bench_hub(args: argparse.Namespace, ceiling: float | None) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-lwm2m-"))
+    port = free_udp_port()
+    config = hub_config(tmp, args.devices, port)
+    log_path = tmp / "hub.log"
+    interval = args.interval or max(
+        0.5, args.devices * OBSERVED_PER_DEVICE / (ceiling or 3600.0))
+    out: dict = {"devices": args.devices, "interval_s": round(interval, 2), "tmp": str(tmp)}
+    hub_log = open(log_path, "w")
+    hub = subprocess.Popen([str(BIN / "hub"), "run", "-c", str(config)], cwd=ROOT,
+                           stdout=hub_log, stderr=subprocess.STDOUT)
+    sims: list[subprocess.Popen] = []
+    clock = None
+    try:
+        listening = LogCount(log_path, "LwM2M/CoAP server on udp")
+        wait_until("hub listening", lambda: listening.update() > 0, 120, [hub])
+        registered = LogCount(log_path, "registered as")
+        per = -(-args.devices // args.sim_procs)
+        for k in range(args.sim_procs):
+            n = min(per, args.devices - k * per)
+            if n <= 0:
+                break
+            cmd = [str(BIN / "hub"), "simulate", "lwm2m", "--server", f"127.0.0.1:{port}",
+                   "--count", str(n), "--imei-base", str(IMEI_BASE + k * per),
+                   "--format", "senml", "--interval", f"{interval:g}", "--ramp", "100000",
+                   "--concurrency", str(args.concurrency), "--lifetime", "3600",
+                   "--status-interval", "5"]
+            with open(tmp / f"sim-{k}.log", "w") as f:
+                sims.append(subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT))
+        wait_until("every device registered", lambda: registered.update() >= args.devices,
+                   args.devices / 50 + 120, [hub, *sims])
+        all_registered = time.time()
+        time.sleep(args.warmup)
+        clock = CommitClock(str(tmp / "var" / "journal.sqlite"))
+        hub_cpu0, sim_cpu0 = cpu_seconds(hub.pid), [cpu_seconds(s.pid) for s in sims]
+        wa = time.time()
+        time.sleep(args.window)
+        wb = time.time()
+        hub_cpu1, sim_cpu1 = cpu_seconds(hub.pid), [cpu_seconds(s.pid) for s in sims]
+        time.sleep(0.5)  # commits of notifications sent inside the window
+        clock.stop()
+        for s in sims:
+            s.send_signal(signal.SIGTERM)
+        summaries = []
+        for k, s in enumerate(sims):
+            s.wait(60)
+            text = (tmp / f"sim-{k}.log").read_text()
+            summaries.append(json.loads(text.rsplit("lwm2m-sim: summary ", 1)[1]))
+        first_sent = min(s["first_register_sent"] for s in summaries if s["first_register_sent"])
+        reg_s = all_registered - first_sent
+        out.update({
+            "registration_s": round(reg_s, 2),
+            "registrations_per_s": round(args.devices / reg_s, 1),
+            "register_failures": sum(s["register_failures"] for s in summaries),
+            "window_s": round(wb - wa, 1),
+            "hub_cpu_pct": round(100 * (hub_cpu1 - hub_cpu0) / (wb - wa), 1),
+            "sim_cpu_pct": [round(100 * (b - a) / (wb - wa), 1)
+                            for a, b in zip(sim_cpu0, sim_cpu1, strict=True)],
+            "sim_notifications": sum(s["notifications"] for s in summaries),
+            "sim_coalesced": sum(s["coalesced"] for s in summaries),
+        })
+    finally:
+        for s in sims:
+            if s.poll() is None:
+                s.kill()
+        if hub.poll() is None:
+            hub.send_signal(signal.SIGTERM)
+            try:
+                out["hub_exit"] = hub.wait(120)
+            except subprocess.TimeoutExpired:
+                hub.kill()
+                out["hub_exit"] = "killed"
+        hub_log.close()
+        if clock is not None:
+            clock.stop()
+    rows = journal_readings(str(tmp / "var" / "journal.sqlite"))
+    latencies, notes, idx = [], set(), 0
+    samples = clock.samples
+    for seq, device, ts, _ in rows:
+        while idx < len(samples) and samples[idx][1] < seq:
+            idx += 1
+        if idx == len(samples):
+            break
+        t = samples[idx][0]
+        if wa <= t <= wb:
+            notes.add((device, ts))
+            latencies.append(t - ts)
+    latencies.sort()
+    out.update({
+        "notifications_per_s": round(len(notes) / (wb - wa), 1),
+        "readings_per_s": round(len(latencies) / (wb - wa), 1),
+        "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
+        "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1)
+        if latencies else None,
+        "latency_max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+    })
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def report(r: dict) -> str:
+    lines = []
+    if "ceiling_per_s" in r:
+        lines.append(f"  bare aiocoap server (ceiling)   {r['ceiling_per_s']:8,.0f} answers/s "
+                     f"(server CPU {r['ceiling_server_cpu_pct']:.0f} %, load processes "
+                     f"{', '.join(f'{c:.0f} %' for c in r['ceiling_client_cpu_pct'])}, "
+                     f"{r['ceiling_failed']} failed)")
+    if "registrations_per_s" in r:
+        ok = "" if r["registrations_per_s"] >= 1000 else "   (target 1,000/s)"
+        lines += [
+            f"  devices / sample interval       {r['devices']} / {r['interval_s']} s",
+            f"  registrations/s                 {r['registrations_per_s']:8,.0f} "
+            f"({r['devices']} in {r['registration_s']} s, {r['register_failures']} retried)"
+            f"{ok}",
+            f"  notifications/s committed       {r['notifications_per_s']:8,.0f} "
+            f"(readings/s {r['readings_per_s']:,.0f}, window {r['window_s']} s)",
+        ]
+        if r.get("ceiling_per_s"):
+            share = 100 * r["notifications_per_s"] / r["ceiling_per_s"]
+            lines.append(f"  … of the ceiling                {share:8.0f} %"
+                         f"{'' if share >= 80 else '   (target 80 %)'}")
+        lines += [
+            f"  notification→commit p50/p99/max {r['latency_p50_ms']} / {r['latency_p99_ms']} / "
+            f"{r['latency_max_ms']} ms",
+            f"  hub CPU                         {r['hub_cpu_pct']} % of one core (simulators: "
+            f"{', '.join(f'{c} %' for c in r['sim_cpu_pct'])})",
+            f"  simulators sent / coalesced     {r['sim_notifications']} / {r['sim_coalesced']}",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", type=int, default=2000, help="simulated devices (default 2000)")
+    p.add_argument("--duration", type=float, help="shorthand: --window and --ceiling-duration")
+    p.add_argument("--window", type=float, default=30.0,
+                   help="measured notification window, s (default 30)")
+    p.add_argument("--warmup", type=float, default=5.0,
+                   help="s between the last registration and the window (default 5)")
+    p.add_argument("--interval", type=float,
+                   help="sample interval of the endpoints (default: offered rate = ceiling)")
+    p.add_argument("--ceiling-duration", type=float, default=15.0,
+                   help="s of load on the bare server (default 15)")
+    p.add_argument("--sim-procs", type=int, default=2, help="load processes (default 2)")
+    p.add_argument("--flood-contexts", type=int, default=32,
+                   help="contexts per load process for the ceiling (default 32)")
+    p.add_argument("--concurrency", type=int, default=64,
+                   help="registrations in flight per simulator process (default 64)")
+    p.add_argument("--ceiling-only", action="store_true", help="measure only the bare server")
+    p.add_argument("--hub-only", action="store_true", help="skip the ceiling")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = p.parse_args(argv)
+    if args.duration:
+        args.window = args.ceiling_duration = args.duration
+    result: dict = {}
+    if not args.hub_only:
+        result.update(bench_ceiling(args))
+        if not args.ceiling_only and not args.json:
+            print(report(result), flush=True)
+    if not args.ceiling_only:
+        result.update(bench_hub(args, result.get("ceiling_per_s")))
+    print(json.dumps(result) if args.json else report(result), flush=True)
+    return 0 if result.get("hub_exit", 0) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Loopback stand-ins for the SMS providers: stdlib HTTP servers in a thread.
+
+Each peer checks every request the way the provider does — the signature recomputed here
+from the providers' published algorithm descriptions, written independently of
+``plugins.sinks.sms_cloud`` (its own percent-encoding, its own canonical strings), and the
+required parameters present — and answers with the bodies the providers document. What it
+saw is kept in ``requests``; what it objected to in ``problems`` (a test asserts it is
+empty). ``answer`` decides the reply; the default is the documented success.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+#: an answer that never comes: the peer holds the request this long, then closes
+HANG = "hang"
+#: the connection is closed without an answer
+DROP = "drop"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        peer: LoopbackPeer = self.server.peer  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        seen = Seen(self.command, parts.path, dict(parse_qsl(parts.query, True)),
+                    {k.lower(): v for k, v in self.headers.items()}, body)
+        with peer.lock:
+            peer.requests.append(seen)
+        reply = peer.handle(seen)
+        if reply == HANG:
+            time.sleep(peer.hang_seconds)
+            self.close_connection = True
+            return
+        if reply == DROP:
+            self.close_connection = True
+            return
+        status, payload = reply
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = _any
+
+
+class LoopbackPeer:
+    """The server; subclasses check requests and answer as their provider does."""
+
+    hang_seconds = 3.0
+
+    def __init__(self, answer: Callable[[Seen], Any] | None = None) -> None:
+        self.requests: list[Seen] = []
+        self.problems: list[str] = []
+        self.lock = threading.Lock()
+        self.answer = answer
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.peer = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def __enter__(self) -> LoopbackPeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def problem(self, text: str) -> None:
+        with self.lock:
+            self.problems.append(text)
+
+    def handle(self, seen: Seen) -> Any:
+        return self.answer(seen) if self.answer else (200, {})
+
+
+# ------------------------------------------------------------------------------ Alibaba
+
+
+def rfc3986(text: str) -> str:
+    """Percent-encoding as Alibaba's RPC signature description states it: UTF-8 bytes;
+    A-Z a-z 0-9 '-' '_' '.' '~' unchanged; every other byte as %XX, upper-case hex."""
+    keep = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def aliyun_expected_signature(method: str, params: dict[str, str], secret: str) -> str:
+    pairs = sorted((rfc3986(k), rfc3986(v)) for k, v in params.items() if k != "Signature")
+    query = "&".join(k + "=" + v for k, v in pairs)
+    to_sign = method + "&" + rfc3986("/") + "&" + rfc3986(query)
+    mac = hmac.new((secret + "&").encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def aliyun_ok(seen: Seen) -> tuple[int, dict]:
+    return 200, {"Message": "OK", "RequestId": str(uuid.uuid4()).upper(), "Code": "OK",
+                 "BizId": f"9006197469364984{len(seen.params.get('PhoneNumbers', ''))}^0"}
+
+
+def aliyun_error(code: str, message: str, status: int = 200) -> tuple[int, dict]:
+    return status, {"Message": message, "RequestId": str(uuid.uuid4()).upper(), "Code": code}
+
+
+class AliyunPeer(LoopbackPeer):
+    """Dysmsapi ``SendSms`` (POST form or GET query), version 2017-05-25."""
+
+    def __init__(self, key_id: str, secret: str,
+                 answer: Callable[[Seen], Any] | None = None) -> None:
+        super().__init__(answer)
+        self.key_id, self.secret = key_id, secret
+        self.nonces: set[str] = set()
+
+    def handle(self, seen: Seen) -> Any:
+        if seen.method == "POST":
+            params = dict(parse_qsl(seen.body.decode("ascii"), keep_blank_values=True))
+        else:
+            params = dict(seen.query)
+        seen.params = params
+        required = {"Format": "JSON", "Version": "2017-05-25", "SignatureMethod": "HMAC-SHA1",
+                    "SignatureVersion": "1.0", "Action": "SendSms", "AccessKeyId": self.key_id}
+        for name, value in required.items():
+            if params.get(name) != value:
+                self.problem(f"{name} is {params.get(name)!r}, expected {value!r}")
+                return aliyun_error("MissingParameter", f"{name} is mandatory", 400)
+        for name in ("RegionId", "SignatureNonce", "PhoneNumbers", "SignName",
+                     "TemplateCode", "Signature"):
+            if not params.get(name):
+                self.problem(f"{name} missing")
+                return aliyun_error(f"Missing{name}", f"{name} is mandatory", 400)
+        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", params.get("Timestamp", "")):
+            self.problem(f"Timestamp {params.get('Timestamp')!r} is not ISO 8601 UTC")
+            return aliyun_error("InvalidTimeStamp.Format", "bad Timestamp", 400)
+        if not all(re.fullmatch(r"\d{5,15}", p) for p in params["PhoneNumbers"].split(",")):
+            self.problem(f"PhoneNumbers {params['PhoneNumbers']!r} (digits, no +)")
+        if "TemplateParam" in params:
+            doc = json.loads(params["TemplateParam"])
+            if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+                self.problem(f"TemplateParam {params['TemplateParam']!r}")
+        if params["SignatureNonce"] in self.nonces:
+            self.problem("SignatureNonce used twice")
+            return aliyun_error("SignatureNonceUsed", "Specified signature nonce was used "
+                                "already.", 400)
+        self.nonces.add(params["SignatureNonce"])
+        expected = aliyun_expected_signature(seen.method, params, self.secret)
+        if params["Signature"] != expected:
+            self.problem(f"Signature {params['Signature']!r} != {expected!r}")
+            return aliyun_error("SignatureDoesNotMatch", "Specified signature is not "
+                                "matched with our calculation.", 400)
+        return self.answer(seen) if self.answer else aliyun_ok(seen)
+
+
+# ------------------------------------------------------------------------------ Tencent
+
+
+def tc3_expected(seen: Seen, secret_key: str) -> tuple[str, str, str]:
+    """(expected Authorization, credential date, problem or "") from the request as it
+    arrived, following "签名方法 v3"."""
+    auth = seen.headers.get("authorization", "")
+    m = re.fullmatch(r"TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d\d-\d\d)/([a-z]+)/"
+                     r"tc3_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", auth)
+    if not m:
+        return "", "", f"Authorization {auth!r} is malformed"
+    secret_id, date, service, signed, _ = m.groups()
+    names = signed.split(";")
+    if names != sorted(names) or not {"content-type", "host"} <= set(names):
+        return "", date, f"SignedHeaders {signed!r}"
+    canonical_headers = "".join(f"{n}:{seen.headers.get(n, '').strip().lower()}\n"
+                                for n in names)
+    # a POST's canonical query string is empty
+    canonical = "\n".join([seen.method, "/", "", canonical_headers, signed,
+                           hashlib.sha256(seen.body).hexdigest()])
+    ts = seen.headers.get("x-tc-timestamp", "0")
+    to_sign = "\n".join(["TC3-HMAC-SHA256", ts, f"{date}/{service}/tc3_request",
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+
+    def mac(key: bytes, msg: str) -> bytes:
+        return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+    k = mac(mac(mac(("TC3" + secret_key).encode(), date), service), "tc3_request")
+    sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    return (f"TC3-HMAC-SHA256 Credential={secret_id}/{date}/{service}/tc3_request, "
+            f"SignedHeaders={signed}, Signature={sig}"), date, ""
+
+
+def tencent_error(code: str, message: str) -> tuple[int, dict]:
+    return 200, {"Response": {"Error": {"Code": code, "Message": message},
+                              "RequestId": str(uuid.uuid4())}}
+
+
+class TencentPeer(LoopbackPeer):
+    """SMS API 3.0 ``SendSms``, version 2021-01-11. ``codes`` maps a number to the
+    ``Code`` of its SendStatusSet entry (default ``Ok``)."""
+
+    def __init__(self, secret_id: str, secret_key: str, app_id: str,
+                 codes: dict[str, str] | None = None,
+                 answer: Callable[[Seen], Any] | None = None) -> None:
+        super().__init__(answer)
+        self.secret_id, self.secret_key, self.app_id = secret_id, secret_key, app_id
+        self.codes = codes or {}
+
+    def handle(self, seen: Seen) -> Any:
+        h = seen.headers
+        for name, value in (("x-tc-action", "SendSms"), ("x-tc-version", "2021-01-11")):
+            if h.get(name) != value:
+                self.problem(f"{name} is {h.get(name)!r}")
+                return tencent_error("InvalidAction", f"{name} is wrong")
+        if not h.get("x-tc-region"):
+            self.problem("X-TC-Region missing")
+        expected, date, trouble = tc3_expected(seen, self.secret_key)
+        if trouble:
+            self.problem(trouble)
+            return tencent_error("AuthFailure.InvalidAuthorization", trouble)
+        ts = int(h.get("x-tc-timestamp", "0"))
+        if datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d") != date:
+            self.problem(f"credential date {date} is not the UTC date of {ts}")
+            return tencent_error("AuthFailure.SignatureFailure", "date")
+        if not expected.startswith(f"TC3-HMAC-SHA256 Credential={self.secret_id}/"):
+            self.problem("unknown SecretId")
+            return tencent_error("AuthFailure.SecretIdNotFound", "SecretId")
+        if h.get("authorization") != expected:
+            self.problem(f"Authorization {h.get('authorization')!r} != {expected!r}")
+            return tencent_error("AuthFailure.SignatureFailure", "The provided credentials "
+                                 "could not be validated. Please check your signature is "
+                                 "correct.")
+        doc = json.loads(seen.body)
+        seen.params = doc
+        phones = doc.get("PhoneNumberSet")
+        if not (isinstance(phones, list) and phones
+                and all(re.fullmatch(r"\+\d{6,15}", p) for p in phones)):
+            self.problem(f"PhoneNumberSet {phones!r}")
+            return tencent_error("InvalidParameterValue.IncorrectPhoneNumber", "phones")
+        for name in ("SmsSdkAppId", "SignName", "TemplateId"):
+            if not isinstance(doc.get(name), str) or not doc[name]:
+                self.problem(f"{name} missing")
+                return tencent_error("MissingParameter", name)
+        if doc["SmsSdkAppId"] != self.app_id:
+            return tencent_error("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId")
+        tps = doc.get("TemplateParamSet", [])
+        if not isinstance(tps, list) or not all(isinstance(x, str) for x in tps):
+            self.problem(f"TemplateParamSet {tps!r}")
+        if self.answer:
+            return self.answer(seen)
+        statuses = []
+        for i, phone in enumerate(phones):
+            code = self.codes.get(phone, "Ok")
+            statuses.append({
+                "SerialNo": f"5000:10457106691570536578494996{i:02d}" if code == "Ok" else "",
+                "PhoneNumber": phone, "Fee": 1 if code == "Ok" else 0,
+                "SessionContext": doc.get("SessionContext", ""), "Code": code,
+                "Message": "send success" if code == "Ok" else code, "IsoCode": "CN"})
+        return 200, {"Response": {"SendStatusSet": statuses,
+                                  "RequestId": "a0aabda6-cf91-4f3e-a81f-9198114a2279"}}

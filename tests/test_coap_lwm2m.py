@@ -1,0 +1,650 @@
+"""The ``coap_lwm2m`` transport.
+
+Sans-IO parts on a ``task.Clock``: options, the registration query, the registration table
+(lifetime, queue mode, NAT, expiry), the downlink queue (order, window, retries, time to
+live) and the core's additions (offline after a lifetime, commands queued and resumed).
+
+Then `hub run` as a real process (it installs the asyncio reactor, as in production) against
+real UDP sockets on 127.0.0.1: devices played by aiocoap contexts that both register and
+answer the hub's requests, and by Debian's ``coap-client-notls``, a client we did not write.
+Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+import aiocoap
+import pytest
+import yaml
+from aiocoap import Code, Message
+from aiocoap import resource as coap_resource
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from hub.cli import admin_request
+from hub.journal import Journal
+from hub.model import Command, CommandResult, CommandStatus
+from hub.validate import Checker, Path, Section
+from plugins.transports.coap_lwm2m import options as coap_options
+from plugins.transports.coap_lwm2m.downlink_queue import DownlinkQueue, NoAnswer, QueueFull
+from plugins.transports.coap_lwm2m.registration import (
+    Params,
+    RegistrationError,
+    RegistrationTable,
+    parse_query,
+)
+from tests.conftest import HERE, write_distribution
+from tests.hubproc import BIN, HubProcess
+
+CWD = str(BIN.parent.parent)
+COAP_CLIENT = "/usr/bin/coap-client-notls"
+IMEI1, IMEI2, IMSI1 = "861234567890123", "861234567890124", "460001234567890"
+
+# ---------------------------------------------------------------------------- options
+
+
+def options(data: dict) -> tuple[object, list[str]]:
+    checker = Checker()
+    opts = coap_options.check_options(Section(checker, Path("hub.yaml", ("transports", "nb")),
+                                              data))
+    return opts, checker.errors
+
+
+def test_options_defaults_and_errors_name_their_key_paths():
+    opts, errors = options({})
+    assert errors == [] and opts.port == 5683 and opts.uplink_path == ("up", "{imei}")
+    assert opts.grace(100) == 30 and opts.grace(3000) == 300  # max(30 s, 10 %)
+    opts, errors = options({"uplink_path": None, "port": 0})
+    assert errors == [] and opts.uplink_path is None
+    _, errors = options({"port": 70000, "uplink_path": "up/{id}", "queue_window": 0,
+                         "lifetime_grace": -1, "colour": "red"})
+    assert "hub.yaml: transports.nb.port: 70000 is outside 0..65535" in errors
+    assert any(e.startswith("hub.yaml: transports.nb.uplink_path: 'up/{id}' must hold "
+                            "{imei}") for e in errors)
+    assert any(e.startswith("hub.yaml: transports.nb.queue_window: 0 is outside") for e in errors)
+    assert any(e.startswith("hub.yaml: transports.nb.lifetime_grace:") for e in errors)
+    assert "hub.yaml: transports.nb.colour: is not a known key here" in errors
+    _, errors = options({"uplink_path": "rd/{imei}"})
+    assert errors and "shadow" in errors[0]
+
+
+def test_check_address():
+    assert coap_options.check_address(861234567890123) == IMEI1
+    assert coap_options.check_address("urn:imei:" + IMEI1) == "urn:imei:" + IMEI1
+    for bad in ("", "a b", "x/y", None, {"imei": 1}):
+        with pytest.raises(coap_options.Invalid):
+            coap_options.check_address(bad)
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+def test_parse_query():
+    p = parse_query(["ep=" + IMEI1, "lt=300", "lwm2m=1.1", "b=U", "Q", "pct=110", "apn=x"])
+    assert p == Params(endpoint=IMEI1, lifetime=300.0, lwm2m="1.1", binding="U", queue=True,
+                       preferred_format=110)
+    assert parse_query(["b=UQ"]).binding == "UQ"
+    for bad, code in ((["lt=ten"], "bad_request"), (["b=X"], "bad_request"),
+                      (["lwm2m=2.0"], "precondition_failed"), (["ep="], "bad_request"),
+                      (["pct=json"], "bad_request")):
+        with pytest.raises(RegistrationError) as e:
+            parse_query(bad)
+        assert e.value.code == code, bad
+
+
+def table(clock: Clock) -> RegistrationTable:
+    return RegistrationTable(clock, lambda lt: max(30.0, 0.1 * lt), default_lifetime=86400,
+                             min_lifetime=10, max_lifetime=86400)
+
+
+def test_registration_lifetime_queue_mode_nat_and_expiry():
+    clock = Clock()
+    clock.advance(1000)
+    t = table(clock)
+    reg, old = t.register("efd-1", parse_query(["ep=" + IMEI1, "lt=100", "b=UQ"]),
+                          [(3, 0), (3303, 0)], "addr-1")
+    assert old is None and reg.queue_mode and reg.lifetime == 100 and reg.location
+    assert t.at(reg.location) is reg and t.get("efd-1") is reg
+    assert t.reachable("efd-1", window=20)
+    clock.advance(21)
+    assert not t.reachable("efd-1", window=20)  # asleep after its window
+    _, moved = t.update(reg.location, parse_query(["lt=200"]), None, "addr-2")
+    assert moved and reg.remote == "addr-2" and reg.lifetime == 200
+    assert t.reachable("efd-1", window=20)
+    t.silent("efd-1")  # a request went unanswered: wait until it speaks again
+    assert not t.reachable("efd-1", window=20)
+    assert not t.heard("efd-1", "addr-2") and t.reachable("efd-1", window=20)
+    # a non-queue device is reachable while registered; lifetimes are clamped
+    reg2, _ = t.register("efd-2", parse_query(["ep=x", "lt=1"]), [], "addr-3")
+    assert reg2.lifetime == 10 and not reg2.queue_mode
+    clock.advance(39)  # 10 s + 30 s grace not yet over
+    assert t.reachable("efd-2", window=20) and t.expire() == []
+    clock.advance(2)
+    assert not t.reachable("efd-2", window=20)
+    assert t.expire() == [reg2] and t.get("efd-2") is None
+    with pytest.raises(RegistrationError) as e:
+        t.update(reg2.location, Params(), None, "addr-3")
+    assert e.value.code == "not_found"
+    # registering again (a reboot) replaces the old registration and its location
+    new, old = t.register("efd-1", parse_query(["ep=" + IMEI1]), [], "addr-4")
+    assert old is reg and t.at(reg.location) is None and new.lifetime == 86400
+    assert t.deregister(new.location) is new and len(t) == 0
+    with pytest.raises(RegistrationError):
+        t.deregister(new.location)
+
+
+# ---------------------------------------------------------------------------- downlink queue
+
+
+class Harness:
+    """A DownlinkQueue whose sends the test answers by hand."""
+
+    def __init__(self, clock: Clock, attempts: int = 2, max_queue: int = 3) -> None:
+        self.clock = clock
+        self.awake = False
+        self.sent: list[tuple[str, defer.Deferred]] = []
+        self.silent: list[str] = []
+        self.q = DownlinkQueue(clock, lambda device: self.awake, self._send, self.silent.append,
+                               attempts, max_queue)
+
+    def _send(self, item):
+        d = defer.Deferred()
+        self.sent.append((item.command.action, d))
+        return d
+
+    def command(self, action: str, ttl: float = 60) -> Command:
+        return Command(f"id-{action}", "efd-1", action, self.clock.seconds(), ttl=ttl)
+
+    def ok(self, index: int) -> None:
+        action, d = self.sent[index]
+        d.callback(CommandResult(f"id-{action}", "efd-1", CommandStatus.SUCCEEDED,
+                                 self.clock.seconds()))
+
+
+def results(d: defer.Deferred) -> list:
+    out: list = []
+    d.addBoth(out.append)
+    return out
+
+
+def test_queue_sends_in_order_in_the_window_one_at_a_time():
+    clock = Clock()
+    h = Harness(clock)
+    d1, waiting = h.q.submit("efd-1", h.command("trip"), b"")
+    d2, _ = h.q.submit("efd-1", h.command("close"), b"")
+    r1, r2 = results(d1), results(d2)
+    assert waiting and h.sent == [] and h.q.waiting("efd-1") == 2
+    h.awake = True
+    h.q.wake("efd-1")
+    assert [a for a, _ in h.sent] == ["trip"]  # the second waits for the first's answer
+    h.ok(0)
+    assert r1[0].status is CommandStatus.SUCCEEDED and [a for a, _ in h.sent] == ["trip", "close"]
+    # no answer: the device fell asleep; the command is first again in the next window
+    h.sent[1][1].errback(NoAnswer("silence"))
+    assert h.silent == ["efd-1"] and r2 == [] and h.q.waiting("efd-1") == 1
+    h.q.wake("efd-1")
+    h.sent[2][1].errback(NoAnswer("silence"))  # second attempt of two
+    assert r2[0].status is CommandStatus.TIMED_OUT and "2 attempts" in r2[0].detail
+
+
+def test_queue_time_to_live_cancel_and_bounds():
+    clock = Clock()
+    h = Harness(clock)
+    r1 = results(h.q.submit("efd-1", h.command("trip", ttl=10), b"")[0])
+    d2, _ = h.q.submit("efd-1", h.command("close", ttl=3600), b"")
+    clock.advance(11)
+    h.awake = True
+    h.q.wake("efd-1")
+    assert r1[0].status is CommandStatus.TIMED_OUT and "time to live" in r1[0].detail
+    assert [a for a, _ in h.sent] == ["close"]  # expired ones are never sent
+    h.awake = False
+    h.ok(0)
+    ds = [h.q.submit("efd-1", h.command(a), b"")[0] for a in ("reset", "silence", "self_test")]
+    with pytest.raises(QueueFull):
+        h.q.submit("efd-1", h.command("trip"), b"")
+    ds[1].addErrback(lambda f: None)
+    ds[1].cancel()  # what the core does when the time to live runs out
+    assert h.q.waiting("efd-1") == 2
+    clock.advance(100)
+    assert [i.command.action for i in h.q.expire()] == ["reset", "self_test"]
+    assert h.q.waiting() == 0
+
+
+# ---------------------------------------------------------------------------- core additions
+
+CORE_CONFIG = {
+    "transports": {"nb": {"type": "coap_lwm2m"}},
+    "devices": [{"id": "efd-1", "model": "simulated", "transport": "nb", "address": IMEI1}],
+}
+
+
+def test_offline_after_a_lifetime_and_commands_queued_then_resumed(make_hub, hub_clock):
+    hub = make_hub(CORE_CONFIG)
+    hub.set_offline_after("efd-1", 40)  # default would be 60 × 3
+    hub.heartbeat("efd-1")
+    hub_clock.advance(41)
+    assert [e.device for e in hub.presence.offline()] == ["efd-1"]
+
+    class Sleepy:
+        def __init__(self):
+            self.got = []
+
+        def send_command(self, device, command):
+            self.got.append(command.id)
+            hub.commands.mark_queued(command, "asleep")
+            return defer.Deferred()
+
+    target = Sleepy()
+    hub.commands.register_target("nb", target)
+    hub.commands.execute(Command("c-q", "efd-1", "trip", hub_clock.seconds(), ttl=5,
+                                 requested_by="t"))
+    assert hub.commands.queued == {"c-q"}
+    hub_clock.advance(6)
+    assert hub.commands.queued == set()  # timed out: no longer queued
+    # commands accepted by a hub that then stopped: what has no final result comes back
+    t0 = hub_clock.seconds()
+    old = Command("c-old", "efd-1", "trip", t0, ttl=10, requested_by="t")
+    keep = Command("c-keep", "efd-1", "reset", t0, ttl=3600, requested_by="t")
+    done = Command("c-done", "efd-1", "close", t0, ttl=3600, requested_by="t")
+    hub.journal.append([old, keep, done, CommandResult("c-done", "efd-1",
+                                                       CommandStatus.SUCCEEDED, t0)])
+    hub.journal.flush()
+    assert [c.id for c in hub.journal.unfinished_commands(["efd-1"], t0)] == ["c-old", "c-keep"]
+    hub_clock.advance(20)
+    finished = [results(hub.commands.resume(c))
+                for c in hub.journal.unfinished_commands(["efd-1"], t0)]
+    hub_clock.advance(1)
+    assert finished[0][0].status is CommandStatus.TIMED_OUT and "hub was down" in \
+        finished[0][0].detail
+    assert finished[1] == [] and target.got[-1] == "c-keep" and "c-keep" in hub.commands.queued
+    hub_clock.advance(3600)
+    hub_clock.advance(1)
+    assert finished[1][0].status is CommandStatus.TIMED_OUT
+    hub.journal.flush()
+    statuses = [r.status.value for _, r in hub.journal.read(0, 1000, {"command_result"})
+                if r.command_id == "c-keep"]
+    assert statuses == ["pending", "timed_out"]
+
+
+# ---------------------------------------------------------------------------- the live hub
+
+
+@pytest.fixture
+def lwm2m_models(site_dir):
+    write_distribution(site_dir, "hubtest-lwm2m", {"hubtest_lwm2m": "hubtest_lwm2m"},
+                       {"hubtest_lwm2m": (HERE / "plugins" / "hubtest_lwm2m.py").read_text()})
+    importlib.invalidate_caches()
+    return site_dir
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(tmp_path, port: int, **transport) -> str:
+    config = {
+        "hub": {"state_dir": str(tmp_path / "var")},
+        "journal": {"commit_interval_ms": 5},
+        "transports": {"nb": {"type": "coap_lwm2m", "host": "127.0.0.1", "port": port,
+                              "request_timeout": 2, **transport}},
+        "devices": [
+            {"id": "efd-1", "model": "hubtest_lwm2m", "transport": "nb", "address": IMEI1},
+            {"id": "efd-2", "model": "hubtest_coap_plain", "transport": "nb", "address": IMEI2},
+        ],
+    }
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return str(path)
+
+
+def start_hub(config: str) -> HubProcess:
+    hub = HubProcess(config, CWD)
+    hub.wait_for("hub hub started", timeout=30)
+    return hub
+
+
+def journal_records(tmp_path, kinds: set[str]) -> list:
+    journal = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=Clock(), readonly=True)
+    journal.open()
+    try:
+        return [r for _, r in journal.read(0, 100_000, kinds)]
+    finally:
+        journal.close()
+
+
+def readings(tmp_path) -> list[float]:
+    return [r.value for r in journal_records(tmp_path, {"reading"})]
+
+
+def metrics(tmp_path) -> dict:
+    with open(tmp_path / "var" / "metrics.json", encoding="utf-8") as f:
+        doc = json.load(f)
+    out: dict[str, float] = {}
+    for m in doc["metrics"]:
+        if m["labels"].get("transport") == "nb":
+            out[m["name"]] = out.get(m["name"], 0) + m["value"]
+    return out
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Temperature(coap_resource.ObservableResource):
+    def __init__(self) -> None:
+        super().__init__()
+        self.payload, self.format = b"21.5", 0
+
+    async def render_get(self, request):
+        return Message(payload=self.payload, content_format=self.format)
+
+    def set(self, payload: bytes, fmt: int = 0) -> None:
+        self.payload, self.format = payload, fmt
+        self.updated_state()
+
+
+class Recorder(coap_resource.Resource):
+    def __init__(self, device: SimDevice, path: str) -> None:
+        super().__init__()
+        self.device, self.path = device, path
+
+    async def render_put(self, request):
+        self.device.requests.append(("PUT", self.path, request.payload,
+                                     request.opt.content_format))
+        return Message(code=Code.CHANGED)
+
+    async def render_post(self, request):
+        self.device.requests.append(("POST", self.path, request.payload,
+                                     request.opt.content_format))
+        return Message(code=Code.CHANGED)
+
+
+class SimDevice:
+    """An NB-IoT device played by aiocoap: one context that registers from its port and
+    answers the hub's requests (observe, write, execute) on it."""
+
+    def __init__(self, hub_port: int) -> None:
+        self.hub_port = hub_port
+        self.requests: list[tuple] = []
+        self.temperature = Temperature()
+        self.site = coap_resource.Site()
+        self.site.add_resource(("3303", "0", "5700"), self.temperature)
+        self.site.add_resource(("3", "0", "4"), Recorder(self, "/3/0/4"))
+        self.site.add_resource(("3312", "0", "5850"), Recorder(self, "/3312/0/5850"))
+        self.site.add_resource(("down",), Recorder(self, "/down"))
+        self.ctx: aiocoap.Context | None = None
+        self.location = ""
+
+    async def start(self) -> SimDevice:
+        self.ctx = await aiocoap.Context.create_server_context(
+            self.site, bind=("127.0.0.1", 0), transports=["udp6"])
+        return self
+
+    async def rebind(self) -> None:
+        """A new source port, as after a carrier NAT's mapping timed out."""
+        old = self.ctx
+        await self.start()
+        await old.shutdown()
+
+    async def close(self) -> None:
+        if self.ctx is not None:
+            await self.ctx.shutdown()
+
+    async def request(self, code: Code, path: str, payload: bytes = b"",
+                      fmt: int | None = None) -> Message:
+        msg = Message(code=code, uri=f"coap://127.0.0.1:{self.hub_port}/{path}",
+                      payload=payload)
+        if fmt is not None:
+            msg.opt.content_format = fmt
+        return await asyncio.wait_for(self.ctx.request(msg).response, 10)
+
+    async def register(self, ep: str, query: str = "lt=300&lwm2m=1.0&b=U",
+                       links: bytes = b"</>;rt=\"oma.lwm2m\",</3/0>,</3303/0>") -> Message:
+        r = await self.request(Code.POST, f"rd?ep={ep}&{query}", links, 40)
+        if r.code == Code.CREATED:
+            self.location = "/".join(r.opt.location_path)
+        return r
+
+
+def run(coro, timeout: float = 30.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def hub_command(config: str, device: str, action: str, ttl: float = 60) -> dict:
+    out = subprocess.run([str(BIN / "hub"), "command", "-c", config, "--device", device, action,
+                          "--json", "--ttl", str(ttl), "--by", "tester"], cwd=CWD,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode in (0, 1), out.stderr
+    return json.loads(out.stdout)
+
+
+def test_register_observe_update_nat_rebinding_deregister(lwm2m_models, tmp_path):
+    """Register with each endpoint form; observations feed the journal (text and TLV); a
+    malformed notification is counted; an Update from a new port moves the observations
+    there; unknown endpoints get 4.03, unknown locations 4.04, bad bindings 4.00."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port)
+    hub = start_hub(config)
+
+    async def scenario():
+        dev = await SimDevice(port).start()
+        try:
+            assert (await dev.register("urn:imei-imsi:000000000000000-" + IMSI1)).code == \
+                Code.FORBIDDEN
+            assert (await dev.register("12345", "b=X")).code == Code.BAD_REQUEST
+            r = await dev.register(f"urn:imei:{IMEI1}")
+            assert r.code == Code.CREATED and r.opt.location_path[0] == "rd"
+            await asyncio.to_thread(hub.wait_for, "observing /3303/0/5700 on efd-1", 10)
+            await until(lambda: dev.temperature._observations, what="the hub's observation")
+            # one at a time: Observe sends only the latest state of a resource
+            dev.temperature.set(b"22.5")
+            await until(lambda: 22.5 in readings(tmp_path), what="the first notification")
+            # TLV: resource 5700 (16-bit id) holding a 4-byte float
+            dev.temperature.set(b"\xe4\x16\x44" + struct.pack(">f", 23.5), 11542)
+            await until(lambda: 23.5 in readings(tmp_path), what="the TLV notification")
+            dev.temperature.set(b"hot")  # not a float: counted, logged, nothing else
+            await asyncio.to_thread(hub.wait_for, "bad payload from efd-1 on /3303/0/5700", 10)
+            await dev.rebind()
+            r = await dev.request(Code.POST, dev.location + "?lt=600")
+            assert r.code == Code.CHANGED
+            await asyncio.to_thread(hub.wait_for, "efd-1 now at", 10)
+            await asyncio.to_thread(hub.wait_for, "observing /3303/0/5700 on efd-1", 10)
+            await until(lambda: dev.temperature._observations, what="re-observation")
+            dev.temperature.set(b"24.5")
+            await until(lambda: 24.5 in readings(tmp_path), what="the notification after "
+                        "rebinding")
+            assert (await dev.request(Code.POST, "rd/nosuch")).code == Code.NOT_FOUND
+            assert (await dev.request(Code.DELETE, dev.location)).code == Code.DELETED
+            assert (await dev.request(Code.DELETE, dev.location)).code == Code.NOT_FOUND
+        finally:
+            await dev.close()
+
+    try:
+        run(scenario())
+    finally:
+        assert hub.stop() == 0
+    values = [(r.device, r.channel, r.value) for r in journal_records(tmp_path, {"reading"})]
+    assert values[:3] == [("efd-1", "T1", 21.5), ("efd-1", "T1", 22.5), ("efd-1", "T1", 23.5)]
+    assert values[-1] == ("efd-1", "T1", 24.5)
+    m = metrics(tmp_path)
+    assert m["coap.registrations"] == 1 and m["coap.updates"] == 1
+    assert m["coap.deregistrations"] == 1 and m["coap.unknown_endpoints"] == 1
+    assert m["coap.address_changes"] == 1 and m["coap.bad_requests"] >= 3
+    # "hot" twice: the notification, and the first answer of the re-observation
+    assert m["coap.decode_errors"] == 2 and m["coap.notifications"] >= 4
+    log = "".join(hub.lines)
+    assert re.search(r"bad payload from efd-1 on /3303/0/5700 \(format 0\):.*payload 68 6f 74",
+                     log)
+
+
+def test_queue_mode_commands_wait_for_the_window_and_survive_a_restart(lwm2m_models, tmp_path):
+    """A command for a device that is not listening is queued (`hub command` answers at
+    once); the device's next Register sends it; its lifecycle is in the journal. Queued
+    commands outlive a restart of the hub; expired ones end as timed out."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port, queue_window=1)
+    hub = start_hub(config)
+
+    async def phase1():
+        dev = await SimDevice(port).start()
+        try:
+            queued = await asyncio.to_thread(hub_command, config, "efd-1", "close")
+            assert (queued["ok"], queued["status"]) == (True, "queued"), queued
+            assert (await dev.register(IMEI1, "lt=300&lwm2m=1.1&b=U&Q")).code == Code.CREATED
+            await until(lambda: dev.requests, what="the queued write")
+            assert dev.requests[0][:2] == ("PUT", "/3312/0/5850")
+            await asyncio.to_thread(hub.wait_for, f"command {queued['command_id']} for efd-1: "
+                                    "succeeded", 10)
+            assert (await dev.request(Code.DELETE, dev.location)).code == Code.DELETED
+            # de-registered: these wait, one of them only briefly
+            for action, ttl in (("reset", 600), ("trip", 1.5)):  # straight to the socket
+                r = await asyncio.to_thread(admin_request, str(tmp_path / "var"), {
+                    "op": "command", "device": "efd-1", "action": action, "by": "tester",
+                    "ttl": ttl}, 10)
+                assert r["status"] == "queued", r
+            return time.monotonic() + 1.5  # when the trip's ttl runs out
+        finally:
+            await dev.close()
+
+    try:
+        trip_expires = run(phase1())
+    finally:
+        assert hub.stop() == 0
+    # the trip must expire while the hub is down (a fast restart would resume and send it):
+    # a bounded wait for a real process's wall-clock ttl, not a sleep standing in for a clock
+    time.sleep(max(0.0, trip_expires - time.monotonic()))
+    hub = HubProcess(config, CWD)
+    hub.wait_for_all("hub hub started", "took up 2 unfinished commands", timeout=30)
+
+    async def phase2():
+        dev = await SimDevice(port).start()
+        try:
+            assert (await dev.register(IMEI1, "lt=300&b=UQ")).code == Code.CREATED
+            await until(lambda: dev.requests, what="the resumed command")
+            assert dev.requests[0][:2] == ("POST", "/3/0/4")
+            await asyncio.to_thread(hub.wait_for, "for efd-1: succeeded", 10)
+        finally:
+            await dev.close()
+
+    try:
+        run(phase2())
+    finally:
+        assert hub.stop() == 0
+    lifecycle: dict[str, list[str]] = {}
+    actions = {}
+    for r in journal_records(tmp_path, {"command", "command_result"}):
+        if isinstance(r, Command):
+            actions[r.id] = r.action
+        else:
+            lifecycle.setdefault(actions[r.command_id], []).append(r.status.value)
+    assert lifecycle["close"] == ["pending", "sent", "succeeded"]
+    # queued before the restart, queued again after it, sent at the next Register
+    assert lifecycle["reset"] == ["pending", "pending", "sent", "succeeded"]
+    assert lifecycle["trip"] == ["pending", "timed_out"]
+
+
+def test_plain_coap_uplink_and_downlink(lwm2m_models, tmp_path):
+    """POST /up/<imei> is answered 2.04 after the commit; a bad payload gets 4.00 and is
+    counted; a command for the plain device goes to its /down within its window."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port, queue_window=5)
+    hub = start_hub(config)
+
+    async def scenario():
+        dev = await SimDevice(port).start()
+        try:
+            assert (await dev.request(Code.POST, f"up/{IMEI2}", b"T1=21.5")).code == Code.CHANGED
+            assert 21.5 in [r.value for r in journal_records(tmp_path, {"reading"})]
+            assert (await dev.request(Code.POST, f"up/{IMEI2}", b"\xff\x00")).code == \
+                Code.BAD_REQUEST
+            assert (await dev.request(Code.POST, "up/999", b"T1=1")).code == Code.FORBIDDEN
+            r = await asyncio.to_thread(admin_request, str(tmp_path / "var"), {
+                "op": "command", "device": "efd-2", "action": "reset", "by": "tester",
+                "ttl": 10}, 10)
+            assert r["status"] == "succeeded", r
+            assert dev.requests == [("POST", "/down", b"CMD:reset", 42)]
+        finally:
+            await dev.close()
+
+    try:
+        run(scenario())
+    finally:
+        assert hub.stop() == 0
+    m = metrics(tmp_path)
+    assert (m["coap.uplinks"], m["coap.decode_errors"], m["coap.unknown_endpoints"]) == (2, 1, 1)
+    assert "bad payload from efd-2 on uplink" in "".join(hub.lines)
+    assert "ff 00" in "".join(hub.lines)
+
+
+def test_registration_lifetime_drives_presence(lwm2m_models, tmp_path):
+    """No update within lifetime + grace: the device goes offline; its Update then gets
+    4.04, it registers again and is online."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port, lifetime_grace=0.5, lifetime_grace_ratio=0,
+                          observe=False)
+    hub = start_hub(config)
+
+    async def scenario():
+        dev = await SimDevice(port).start()
+        try:
+            assert (await dev.register(IMEI1, "lt=1&b=U")).code == Code.CREATED
+            await asyncio.to_thread(hub.wait_for, "device efd-1 offline", 10)
+            assert (await dev.request(Code.POST, dev.location)).code == Code.NOT_FOUND
+            assert (await dev.register(IMEI1, "lt=300&b=U")).code == Code.CREATED
+            await asyncio.to_thread(hub.wait_for, "device efd-1 online", 10)
+        finally:
+            await dev.close()
+
+    try:
+        run(scenario())
+    finally:
+        assert hub.stop() == 0
+    offline = [e for e in journal_records(tmp_path, {"event"}) if e.code == "offline"]
+    assert [e.state.value for e in offline] == ["raised", "cleared"]
+    assert offline[0].set_point == 1.5
+
+
+@pytest.mark.skipif(shutil.which(COAP_CLIENT) is None, reason="needs Debian libcoap3-bin")
+def test_coap_client_notls_registers_updates_and_deregisters(lwm2m_models, tmp_path):
+    """libcoap's client (not ours) through Register, Update and De-register."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port, observe=False)
+    hub = start_hub(config)
+
+    def coap(*args: str) -> str:
+        out = subprocess.run([COAP_CLIENT, "-B", "5", "-v", "6", *args], capture_output=True,
+                             text=True, timeout=20)
+        return out.stdout + out.stderr
+
+    try:
+        out = coap("-m", "post", "-t", "40", "-e", "</3/0>,</3303/0>",
+                   f"coap://127.0.0.1:{port}/rd?ep={IMEI1}&lt=300&lwm2m=1.0&b=U")
+        assert "c:2.01" in out, out
+        location = re.search(r"Location-Path:rd, Location-Path:(\w+)", out).group(1)
+        out = coap("-m", "post", f"coap://127.0.0.1:{port}/rd/{location}?lt=600")
+        assert "c:2.04" in out, out
+        out = coap("-m", "delete", f"coap://127.0.0.1:{port}/rd/{location}")
+        assert "c:2.02" in out, out
+        out = coap("-m", "post", f"coap://127.0.0.1:{port}/rd?ep=urn:imei:999")
+        assert "c:4.03" in out, out
+    finally:
+        assert hub.stop() == 0
+    m = metrics(tmp_path)
+    assert (m["coap.registrations"], m["coap.updates"], m["coap.deregistrations"],
+            m["coap.unknown_endpoints"]) == (1, 1, 1, 1)
+    assert "efd-1 de-registered" in "".join(hub.lines)
