@@ -162,6 +162,11 @@ class SmsProvider(Protocol):
     message, in order. It errbacks only when the attempt as a whole failed in a way worth
     retrying (no connection, a timeout, an HTTP 5xx, a modem that does not answer): the
     sink then retries the whole message with backoff.
+
+    Optional attributes the sink reads when present: ``max_parts`` (the most parts a text
+    may take), ``reserved_chars`` (room the provider's signature takes in each text) and
+    ``send_deadline`` (seconds a send handed over now may take, e.g. behind a queue; the
+    sink then waits at least that long before it counts the attempt as failed).
     """
 
     name: str

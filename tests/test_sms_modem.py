@@ -440,9 +440,24 @@ def test_readme_example_is_valid():
     import yaml
 
     readme = (FsPath(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## GSM modem (短信猫)\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("\n### GSM modem (短信猫)\n", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
     provider = dict(yaml.safe_load(block)["sinks"]["sms"]["provider"])
     provider["pin"] = Secret("1234", "env:SIM_PIN")  # what {env: SIM_PIN} becomes
     o = check(provider)
     assert o.port.startswith("/dev/serial/by-id/") and o.validity == 86400
+
+
+def test_send_deadline_covers_the_messages_queued_ahead():
+    """The sink waits at least ``send_deadline`` for a send: the modem sends one text at a
+    time, so the deadline of a message grows with the queue ahead of it."""
+    from twisted.internet.task import Clock
+
+    from plugins.sinks.sms_modem.modem import GsmModemProvider, ModemOptions
+
+    opts = ModemOptions(port="/dev/null")
+    p = GsmModemProvider(opts, Clock(), open_port=lambda proto: None)
+    one = p.send_deadline
+    assert one >= opts.max_parts * opts.send_timeout
+    p._queue.extend([(None, None)] * 3)  # three texts waiting ahead
+    assert p.send_deadline == 4 * one

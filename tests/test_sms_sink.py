@@ -303,3 +303,20 @@ def test_readme_sms_example_is_a_valid_configuration():
     options = cfg.sinks["sms"].options
     assert options.recipients["duty"] == ("+8613800138000", "+8613900139000")
     assert options.routes[0].escalate == ("managers",)
+
+
+def test_a_provider_send_deadline_longer_than_send_timeout_is_waited_for(start, control):
+    """A provider that queues (a GSM modem) says how long a send may take; the sink does
+    not give up sooner, which would only send the same text twice."""
+    hub, sink = start(routes=[{"notify": ["duty"]}])
+    sink.provider.send_deadline = 100.0
+    control.mode = "hold"
+    raise_(hub)
+    tick(hub)
+    assert len(control.attempts) == 2
+    for _ in range(45):  # 90 s: past send_timeout (30 s), within the provider's deadline
+        tick(hub, 2.0)
+    assert len(control.attempts) == 2 and not deliveries(hub)
+    for _ in range(10):  # past the deadline: the attempt counts as failed and is retried
+        tick(hub, 2.0)
+    assert len(control.attempts) > 2

@@ -301,8 +301,12 @@ class SmsSink(Service):
     def _send(self, out: Outgoing) -> None:
         self.inflight[out.phone] = out
         out.attempts += 1
+        # a provider that queues (a GSM modem sends one text at a time) says how long it
+        # may take; timing out sooner would only send the same text twice
+        timeout = max(self.options.send_timeout,
+                      float(getattr(self.provider, "send_deadline", 0) or 0))
         d = defer.maybeDeferred(self.provider.send, out.message)
-        d.addTimeout(self.options.send_timeout, self.clock)
+        d.addTimeout(timeout, self.clock)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(out,), errbackArgs=(out,))
         d.addErrback(lambda f: _log.failure("sink {sink}: internal error after a send", f,
                                             sink=self.sink))

@@ -106,6 +106,16 @@ class GsmModemProvider:
 
     # ------------------------------------------------------------------ the provider API
 
+    @property
+    def send_deadline(self) -> float:
+        """The longest a message handed over now may take: the ones queued ahead of it
+        and its own start-up, prompts and +CMGS waits. The sink waits at least this long;
+        giving up earlier would send again a text the modem is still sending."""
+        o = self.options
+        one = (6 * o.command_timeout + o.max_parts * (o.command_timeout + o.send_timeout)
+               + o.inter_message_delay)
+        return (len(self._queue) + 1 + (1 if self._running else 0)) * one
+
     def send(self, message: SmsMessage) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
         self._queue.append((message, d))
