@@ -81,11 +81,18 @@ class Observations:
     """
 
     def __init__(self, on_value: Callable[[str, Path, Message], None],
-                 on_end: Callable[[str, Path, str], None], timeout: float) -> None:
+                 on_end: Callable[[str, Path, str], None], timeout: float,
+                 max_setups: int = 256) -> None:
         self._on_value = on_value
         self._on_end = on_end
         self._timeout = timeout
         self._tasks: dict[str, dict[Path, asyncio.Task]] = {}
+        # Observations being set up at once. A burst of registrations (every device of a
+        # site after a power cut) would otherwise start thousands of exchanges together;
+        # they then time out in the socket queues and are retried, and the registrations
+        # themselves wait behind them. Queued set-ups cost nothing but a waiting task.
+        self._max_setups = max_setups
+        self._setups: asyncio.Semaphore | None = None
 
     def count(self) -> int:
         return sum(len(t) for t in self._tasks.values())
@@ -110,13 +117,19 @@ class Observations:
             self.cancel(device)
 
     async def _run(self, ctx: aiocoap.Context, device: str, remote: Any, path: Path) -> None:
-        msg = Message(code=Code.GET, uri_path=uri_path(path), observe=0)
-        msg.remote = remote
-        request = ctx.request(msg)
-        observation = request.observation  # held here: aiocoap keeps only a weak reference
+        if self._setups is None:
+            self._setups = asyncio.Semaphore(self._max_setups)
+        setups = self._setups
+        observation = None
         reason = "ended"
         try:
-            first = await asyncio.wait_for(request.response, self._timeout)
+            async with setups:
+                msg = Message(code=Code.GET, uri_path=uri_path(path), observe=0)
+                msg.remote = remote
+                request = ctx.request(msg)
+                # held here: aiocoap keeps only a weak reference
+                observation = request.observation
+                first = await asyncio.wait_for(request.response, self._timeout)
             self._on_value(device, path, first)
             if not first.code.is_successful():
                 reason = f"refused with {code_text(first.code)}"
