@@ -15,9 +15,10 @@ What it does:
    (``--sim-procs``, each dialling from its own loopback address), so the hub's CPU is
    measured alone. DTUs dial at ``--ramp`` per second; by default ``dtus / interval`` (which
    spreads the polls evenly over the interval, as DTUs that came online at random times are),
-   at most 200/s: faster bursts overflow the hub's listen backlog (Twisted's default of 50)
-   whenever its loop stalls (garbage collection), and DTUs then hang in half-open connections
-   the hub never accepts.
+   at most 200/s: faster bursts overflowed the hub's listen backlog (Twisted's default of
+   50, before the listener's ``backlog`` option, default 1024) whenever its loop stalled
+   (garbage collection), and DTUs then hung in half-open connections the hub never accepted.
+   ``--gc-freeze``/``--no-gc-freeze`` and ``--gc-threshold`` set the hub's ``hub.gc``.
 3. Waits until the hub logged every registration, lets ``--warmup`` seconds pass, and
    measures a window between two of the hub's metrics snapshots (``<state_dir>/metrics.json``,
    written every 10 s, so the window is a multiple of 10 s).

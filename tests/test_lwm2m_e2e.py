@@ -39,7 +39,8 @@ def write_config(tmp_path, port: int) -> str:
 def start_simulator(port: int) -> subprocess.Popen:
     return subprocess.Popen(
         [str(BIN / "hub"), "simulate", "lwm2m", "--server", f"127.0.0.1:{port}", "--count", "1",
-         "--scenario", "overheat", "--ramp-delay", "0", "--ramp-up", "1", "--ramp-hold", "600", "--ramp-every", "0",
+         "--scenario", "overheat", "--ramp-delay", "0", "--ramp-up", "1", "--ramp-hold", "600",
+         "--ramp-every", "0",
          "--interval", "0.5", "--lifetime", "4", "--queue-mode", "--update-interval", "1.5",
          "--window", "0.3", "--duration", "120"],
         cwd=CWD, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

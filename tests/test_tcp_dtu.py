@@ -418,6 +418,24 @@ def test_first_poll_comes_at_a_random_phase_of_the_interval(make_hub, monkeypatc
     assert link.written() == request(hub, 1)
 
 
+def test_a_registered_dtu_waits_for_its_first_poll_under_idle_timeout(make_hub, monkeypatch):
+    """Registration switches the session from registration_timeout to idle_timeout: with a
+    first poll late in a long interval, a quiet DTU must not be closed before it."""
+    import plugins.transports.tcp_dtu as tcp_dtu
+
+    monkeypatch.setattr(tcp_dtu.random, "random", lambda: 0.99)
+    cfg = config(first_poll_spread=1.0, registration_timeout=5, idle_timeout=300)
+    cfg["devices"] = cfg["devices"][:1]
+    cfg["devices"][0]["address"]["poll_interval"] = 120
+    hub = make_hub(cfg)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 118.7)  # 0.99 × 120 s
+    assert not link.tr.disconnecting and link.written() == b""
+    settle(hub, 0.1)
+    assert not link.tr.disconnecting and link.written() == request(hub, 1)
+
+
 def test_status_flags_go_to_the_engine_on_change_and_after_a_push(make_hub):
     """Polls report the status word's flags only when it changed; a frame the detector
     pushed in between makes the next poll report them all again, so the engine follows the
@@ -448,3 +466,21 @@ def test_status_flags_go_to_the_engine_on_change_and_after_a_push(make_hub):
     settle(hub)
     assert hub.alarms.active() == []
     assert hub.metrics.value("dtu.unsolicited_frames", transport="dtu") == 1
+
+
+def test_listener_and_gc_options_are_checked(make_hub):
+    """``backlog`` and ``first_poll_spread`` have sane defaults and bounds; ``hub.gc`` (the
+    collector tuning `hub run` applies for many sessions) is checked like any section."""
+    hub = make_hub(config())
+    opts = hub.config.transports["dtu"].options
+    assert (opts.backlog, opts.first_poll_spread) == (1024, 0)
+    assert hub.config.gc.freeze is True and hub.config.gc.threshold == (50_000, 20, 100)
+    plugins = make_plugins()
+    bad = config(backlog=0, first_poll_spread=2)
+    bad["hub"] = {"gc": {"freeze": "yes", "threshold": [700, 10]}}
+    with pytest.raises(ConfigError) as e:
+        check_config(bad, "hub.yaml", plugins)
+    text = str(e.value)
+    for key in ("transports.dtu.backlog", "transports.dtu.first_poll_spread", "hub.gc.freeze",
+                "hub.gc.threshold"):
+        assert key in text

@@ -319,6 +319,7 @@ class DtuProtocol(Protocol):
             old.transport.loseConnection()
             old.closed = True
         self.f.sessions[ident] = self
+        self._touch()  # from now on idle_timeout: the first poll may be a whole interval away
         _log.info("DTU {dtu} registered on {transport} from {peer}: slaves {slaves}", dtu=ident,
                   transport=self.f.name, peer=self._peer(), slaves=sorted(self.slaves))
         self._alive()
