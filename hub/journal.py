@@ -174,6 +174,10 @@ class Journal(JournalQueries):
         self._mark_every = 60.0 if retention is None else min(60.0, retention / 20)
         self._fault: Event | None = None  # the raised journal_near_full event
         self._peak = 0
+        # background checkpoints (see checkpoint_in_threads); None: SQLite's own, inline
+        self._checkpoint_runner: Callable[[Callable[[], object]], Deferred] | None = None
+        self._checkpointing = False
+        self._checkpoint_db: sqlite3.Connection | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -242,6 +246,65 @@ class Journal(JournalQueries):
         self._cancel_timer()
         self._db.close()
         self._db = None
+        if self._checkpoint_db is not None and not self._checkpointing:
+            self._checkpoint_db.close()
+            self._checkpoint_db = None
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint_in_threads(self, runner: Callable[[Callable[[], object]], Deferred]) -> None:
+        """Move WAL checkpoints off the caller's thread: ``runner(fn)`` runs ``fn`` in a
+        worker thread (``twisted.internet.threads.deferToThread``).
+
+        SQLite checkpoints inside the COMMIT that crosses ``wal_autocheckpoint`` pages, so
+        every few seconds one commit (and the reactor with it) stalls for 35-140 ms while
+        pages are copied into the database file. A PASSIVE checkpoint on a second
+        connection runs beside the writer instead (WAL allows one checkpointer with
+        concurrent writers), in a thread that releases the GIL inside SQLite.
+        """
+        if self._readonly or self._db is None:
+            return
+        self._checkpoint_runner = runner
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        # a WAL file is a 32-byte header and frames of a 24-byte header plus one page
+        self._wal_threshold = 32 + WAL_AUTOCHECKPOINT * (
+            self._db.execute("PRAGMA page_size").fetchone()[0] + 24)
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpointing or self._checkpoint_runner is None:
+            return
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        if wal < self._wal_threshold:
+            return
+        self._checkpointing = True
+        d = self._checkpoint_runner(self._checkpoint)
+        d.addCallbacks(self._checkpointed, self._checkpoint_failed)
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        """In a worker thread: one PASSIVE checkpoint on the checkpoint connection."""
+        if self._checkpoint_db is None:
+            self._checkpoint_db = sqlite3.connect(self.path, isolation_level=None,
+                                                  check_same_thread=False)
+            self._checkpoint_db.execute("PRAGMA busy_timeout = 5000")
+        busy, log_pages, done = self._checkpoint_db.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, log_pages, done
+
+    def _checkpointed(self, result: tuple[int, int, int]) -> None:
+        self._checkpointing = False
+        self._metrics.inc("journal.checkpoints")
+        self._metrics.set("journal.wal_pages", result[1])
+        if self._db is None and self._checkpoint_db is not None:  # closed meanwhile
+            self._checkpoint_db.close()
+            self._checkpoint_db = None
+
+    def _checkpoint_failed(self, failure: Failure) -> None:
+        self._checkpointing = False
+        self._metrics.inc("journal.checkpoint_errors")
+        log.failure("journal checkpoint failed", failure)
 
     def last_seq(self) -> int:
         """The seq of the newest committed record (0 for an empty journal)."""
@@ -358,6 +421,7 @@ class Journal(JournalQueries):
                 batch.deferred.errback(failure)
         if committed:
             self._check_size()
+            self._maybe_checkpoint()
         return self._last_seq
 
     def _write_alone(self, batch: _Batch) -> Failure | None:

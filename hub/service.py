@@ -20,7 +20,8 @@ import os
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from hub.admin import AdminService
@@ -132,6 +133,10 @@ class HubService(OrderedMultiService):
     @defer.inlineCallbacks
     def startService(self):
         self.hub.open()
+        if IReactorThreads.providedBy(self.hub.clock):  # a real reactor (not a test clock)
+            self.hub.journal.checkpoint_in_threads(
+                lambda fn: threads.deferToThreadPool(self.hub.clock,
+                                                     self.hub.clock.getThreadPool(), fn))
         try:
             yield super().startService()
             yield self.hub.plugins.call_in_turn("hub_startup", True, hub=self.hub)

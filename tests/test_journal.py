@@ -549,3 +549,43 @@ def test_unknown_record_type_fails_the_append_at_once(journal, clock):
     assert isinstance(got[0], Failure) and got[0].check(TypeError)
     clock.advance(TICK)
     assert journal.last_seq() == 0 and journal.read(0) == []
+
+
+def test_checkpoints_run_beside_the_writer_when_given_a_thread_runner(tmp_path):
+    """With checkpoint_in_threads, SQLite's inline autocheckpoint is off and the journal
+    runs PASSIVE checkpoints through the runner once the WAL passes the threshold; the WAL
+    is then reused from its start instead of growing."""
+    import os
+
+    from twisted.internet import defer
+
+    from hub.journal import WAL_AUTOCHECKPOINT
+
+    clock = Clock()
+    j = Journal(str(tmp_path / "j.sqlite"), clock=clock)
+    j.open()
+    ran = []
+
+    def runner(fn):  # runs the checkpoint at once, as a worker thread would
+        ran.append(fn())
+        return defer.succeed(ran[-1])
+
+    j.checkpoint_in_threads(runner)
+    assert j._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    value = 0.0
+    while not ran:
+        value += 1
+        j.append([Reading(f"d{int(value) % 50}", "voltage", value, value, "A")
+                  for _ in range(200)])
+        j.flush()
+        assert value < 20_000, "no checkpoint ran"
+    busy, log_pages, done = ran[0]
+    assert busy == 0 and done == log_pages >= WAL_AUTOCHECKPOINT
+    assert j._metrics.value("journal.checkpoints") == 1
+    size = os.path.getsize(j.path + "-wal")
+    for _ in range(50):  # the checkpointed WAL is written again from its start
+        value += 1
+        j.append([Reading("d1", "voltage", value, value, "A")])
+        j.flush()
+    assert os.path.getsize(j.path + "-wal") <= size
+    j.close()
