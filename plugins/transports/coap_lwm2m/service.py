@@ -161,6 +161,7 @@ class Lwm2mService(Service):
         self._metrics_gauges()
 
     def _metrics_gauges(self) -> None:
+        # each gauge walks every device: the sweep sets them, never a per-message path
         m, t = self.hub.metrics, self.transport_name
         m.set("coap.registered", len(self.table), transport=t)
         m.set("coap.observations", self.observations.count(), transport=t)
@@ -318,15 +319,13 @@ class Lwm2mService(Service):
             if observe:
                 self._observe(reg)
             self.queue.wake(reg.device)
-            self._metrics_gauges()
         # a short delay lets the response leave first (UDP keeps no order, but a request
         # overtaking the 2.01 within the same host is then unlikely)
         self.hub.clock.callLater(RESPONSE_FIRST, go)
 
     def _observe(self, reg: Registration) -> None:
         device = self._device(reg.device)
-        if not self.options.observe or device is None or not isinstance(device.model,
-                                                                        Lwm2mModel):
+        if not self.options.observe or device is None or not _is_lwm2m(device.model):
             return
         try:
             paths = list(device.model.observe_paths(list(reg.paths)))
@@ -393,7 +392,7 @@ class Lwm2mService(Service):
 
     def _ingest_values(self, device_id: str, path: Path, message: Message) -> defer.Deferred:
         device = self._device(device_id)
-        if device is None or not isinstance(device.model, Lwm2mModel):
+        if device is None or not _is_lwm2m(device.model):
             self.hub.heartbeat(device_id)
             return defer.succeed(None)
         fmt = message.opt.content_format
@@ -436,7 +435,7 @@ class Lwm2mService(Service):
         """Encode ``command`` now (a command the model cannot express fails at once), then
         send it in the device's next window; the Deferred fires with its result."""
         try:
-            if isinstance(device.model, Lwm2mModel):
+            if _is_lwm2m(device.model):
                 work: Any = list(device.model.encode_operations(device.id, command))
             else:
                 work = device.model.encode_command(device.id, command)
@@ -454,7 +453,6 @@ class Lwm2mService(Service):
             _log.info("{transport}: command {id} {action} for {device} queued ({n} waiting)",
                       transport=self.transport_name, id=command.id, action=command.action,
                       device=device.id, n=self.queue.waiting(device.id))
-        self._metrics_gauges()
         return d
 
     def _reachable(self, device: str) -> bool:
@@ -513,6 +511,19 @@ class Lwm2mService(Service):
             return self.hub.registry.get(device_id)
         except LookupError:
             return None
+
+
+_LWM2M_TYPES: dict[type, bool] = {}
+
+
+def _is_lwm2m(model: Any) -> bool:
+    """``isinstance(model, Lwm2mModel)``, once per model class: a runtime-checkable
+    Protocol's isinstance walks its attributes (tens of µs) and this runs per message."""
+    cls = type(model)
+    known = _LWM2M_TYPES.get(cls)
+    if known is None:
+        known = _LWM2M_TYPES[cls] = isinstance(model, Lwm2mModel)
+    return known
 
 
 def _remote(request: Message) -> str:
