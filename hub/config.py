@@ -243,7 +243,11 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
     prov = top.section("provisioning")
     prov_enabled = prov.get("enabled", boolean, False)
     rules = []
-    for i, raw in enumerate(prov.raw("rules", []) or []):
+    raw_rules = prov.raw("rules", []) or []
+    if not isinstance(raw_rules, list):
+        checker.error(prov.path / "rules", f"expected a list of rules, got {describe(raw_rules)}")
+        raw_rules = []
+    for i, raw in enumerate(raw_rules):
         rule_section = Section(checker, prov.path / "rules" / i, raw)
         rules.append(_rule(rule_section, known_models, transports))
     prov.finish()
@@ -328,7 +332,10 @@ def _threshold(rule: str, s: Section, base: Threshold | None, warning_ratio: flo
         alarm = s.get("alarm", set_point, math.nan)
     ratio = s.get("warning_ratio", number(0.1, 0.99), warning_ratio)
     if "warning" in s:
+        # a pre-alarm lies between the standard's range and the set point: above the range's
+        # low end for a high alarm, below its high end for a low one
         warning = s.get("warning", number(spec.low if spec.direction == "high" else None,
+                                          spec.high if spec.direction == "low" else None,
                                           unit=unit), None)
     elif "alarm" in s or base is None or "warning_ratio" in s:
         if ratio and alarm is not None and not math.isnan(alarm):
@@ -345,6 +352,18 @@ def _threshold(rule: str, s: Section, base: Threshold | None, warning_ratio: flo
                             f"{'below' if spec.direction == 'high' else 'above'} the alarm "
                             f"set point {alarm:g} {unit}")
     hysteresis = s.get("hysteresis", number(0, unit=unit), base.hysteresis if base else 0.0)
+    if "hysteresis" in s and hysteresis and alarm is not None and not math.isnan(alarm):
+        # the clear level must be reachable, or an alarm once raised never clears (checked
+        # where hysteresis is written, so an inherited value is reported once)
+        clear = alarm - hysteresis if spec.direction == "high" else alarm + hysteresis
+        if spec.direction == "high" and clear <= 0:
+            s.checker.error(s.path / "hysteresis", f"{hysteresis:g} {unit} would put the clear "
+                            f"level at {clear:g} {unit}; it must stay above 0 (the alarm "
+                            f"clears below set point - hysteresis)")
+        elif spec.direction == "low" and clear > spec.high:
+            s.checker.error(s.path / "hysteresis", f"{hysteresis:g} {unit} would put the clear "
+                            f"level at {clear:g} {unit}, above {spec.high:g} {unit}; the alarm "
+                            f"clears above set point + hysteresis")
     delay = s.get("delay", number(0, 3600, "s"), base.delay if base else 0.0)
     clear_delay = s.get("clear_delay", number(0, 3600, "s"), base.clear_delay if base else 0.0)
     s.finish()
@@ -518,10 +537,21 @@ def _rule(s: Section, models: set[str], transports: dict[str, TypedSection]) -> 
         match=s.get("match", regex),
         model=model,
         project=s.get("project", string(), ""),
-        name=s.get("name", string(), "{id}"),
+        name=s.get("name", _name_template, "{id}"),
     )
     s.finish()
     return rule
+
+
+def _name_template(v: Any) -> str:
+    """A provisioned device's name: ``{id}`` is the only field (checked here because a bad
+    template would otherwise fail in a transport's callback, on the first unknown device)."""
+    text = string()(v)
+    try:
+        text.format(id="861234567890123")
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        raise Invalid(f"{text!r} is not a name template: only {{id}} may be used ({e!r})") from None
+    return text
 
 
 __all__ = ["ConfigError", "HubConfig", "Invalid", "Secret", "load_config", "check_config"]

@@ -196,6 +196,20 @@ def check_channel(channel: str) -> str:
     return channel
 
 
+#: Timestamps the schema accepts: the Unix epoch up to 2100-01-01 UTC. Beyond that a device
+#: clock or a decoder is wrong, and sinks cannot represent the time (GB/T 26875's time label
+#: ends in 2099; datetime overflows long before a float does).
+TS_MIN = 0.0
+TS_MAX = 4102444800.0
+
+
+def check_ts(ts: float) -> float:
+    """Return ``ts`` if it is a finite Unix time in ``TS_MIN..TS_MAX``, else raise."""
+    if not (TS_MIN <= ts < TS_MAX):  # also false for NaN
+        raise SchemaError(f"timestamp {ts!r} is not a Unix time between 1970 and 2100")
+    return ts
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One measured value: ``(device, channel, quantity, value, time, quality)``.
@@ -223,8 +237,9 @@ class Reading:
         if self.quantity not in QUANTITIES:
             raise SchemaError(f"unknown quantity {self.quantity!r}")
         check_channel(self.channel)
-        if self.value != self.value:  # NaN carries no information and breaks comparisons
-            raise SchemaError(f"{self.quantity} value is NaN")
+        if self.value - self.value != 0:  # NaN or infinite: no information, breaks sinks
+            raise SchemaError(f"{self.quantity} value is {self.value}")
+        check_ts(self.ts)
         return self
 
 
@@ -287,6 +302,21 @@ class Event:
             "source": self.source,
             "message": self.message,
         }
+
+    def validate(self) -> Event:
+        """Raise :class:`SchemaError` unless the event fits the schema; return it."""
+        if not isinstance(self.kind, EventKind) or not isinstance(self.state, EventState):
+            raise SchemaError(f"event {self.code!r}: kind and state must be EventKind and "
+                              f"EventState, got {self.kind!r}, {self.state!r}")
+        if not isinstance(self.level, Level):
+            raise SchemaError(f"event {self.code!r}: level must be a Level, got {self.level!r}")
+        check_channel(self.channel)
+        check_ts(self.ts)
+        for name in ("value", "set_point", "peak"):
+            v = getattr(self, name)
+            if v is not None and v - v != 0:
+                raise SchemaError(f"event {self.code!r}: {name} is {v}")
+        return self
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Event:

@@ -13,6 +13,7 @@ error of a file and :class:`ConfigError` carries them all.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -165,6 +166,10 @@ def number(lo: float | None = None, hi: float | None = None, unit: str = "",
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise Invalid(f"expected a number, got {describe(v)}")
+        if not math.isfinite(v):
+            # YAML's .nan/.inf pass every comparison below (nan < lo is False) and would
+            # silently switch an alarm or a timeout off.
+            raise Invalid(f"expected a finite number, got {v}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             rng = f"{_fmt(lo)}..{_fmt(hi)}" if lo is not None and hi is not None else (
                 f">= {_fmt(lo)}" if lo is not None else f"<= {_fmt(hi)}")

@@ -199,3 +199,49 @@ def test_model_type_needing_options_cannot_be_named_directly(plugins):
     assert len(errs) == 1
     assert errs[0].startswith("conf/hub.yaml: devices[0].model: model type 'modbus_map' needs "
                               "options; declare a model under models: with type: modbus_map")
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_numbers_are_refused(plugins, value):
+    """YAML's .nan passes every range comparison; it would silently switch an alarm off."""
+    errs = errors_of(changed(["alarms", "defaults", "temperature", "alarm"], value), plugins)
+    assert errs == [f"conf/hub.yaml: alarms.defaults.temperature.alarm: expected a finite "
+                    f"number, got {value}"]
+    data = copy.deepcopy(BASE)
+    data["presence"] = {"heartbeat_interval": value}
+    assert errors_of(data, plugins) == [f"conf/hub.yaml: presence.heartbeat_interval: expected "
+                                        f"a finite number, got {value}"]
+
+
+def test_hysteresis_must_leave_a_reachable_clear_level(plugins):
+    """alarm 80 with hysteresis 100 could never clear; undervoltage 187 + 40 clears above 220."""
+    errs = errors_of(changed(["alarms", "defaults", "temperature", "hysteresis"], 100), plugins)
+    assert errs == ["conf/hub.yaml: alarms.defaults.temperature.hysteresis: 100 °C would put "
+                    "the clear level at -20 °C; it must stay above 0 (the alarm clears below "
+                    "set point - hysteresis)"]
+    data = copy.deepcopy(BASE)
+    data["alarms"]["defaults"]["undervoltage"]["hysteresis"] = 40
+    assert errors_of(data, plugins) == [
+        "conf/hub.yaml: alarms.defaults.undervoltage.hysteresis: 40 V would put the clear level "
+        "at 227 V, above 220 V; the alarm clears above set point + hysteresis"]
+
+
+def test_low_alarm_warning_stays_in_the_standard_range(plugins):
+    data = copy.deepcopy(BASE)
+    data["alarms"]["defaults"]["undervoltage"]["warning"] = 500
+    assert errors_of(data, plugins) == [
+        "conf/hub.yaml: alarms.defaults.undervoltage.warning: 500 is outside <= 220 V"]
+
+
+def test_provisioning_rules_are_checked(plugins):
+    """A rules value that is not a list, and a name template with an unknown field, are config
+    errors rather than a TypeError at load or a KeyError on the first unknown device."""
+    data = copy.deepcopy(BASE)
+    data["provisioning"] = {"enabled": True, "rules": 5}
+    assert errors_of(data, plugins) == [
+        "conf/hub.yaml: provisioning.rules: expected a list of rules, got 5"]
+    data["provisioning"]["rules"] = [{"transport": "demo", "match": ".*", "model": "simulated",
+                                      "name": "box {serial}"}]
+    errs = errors_of(data, plugins)
+    assert len(errs) == 1 and errs[0].startswith(
+        "conf/hub.yaml: provisioning.rules[0].name: 'box {serial}' is not a name template")

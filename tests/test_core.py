@@ -246,6 +246,26 @@ def test_non_canonical_readings_are_dropped_counted_and_logged(make_hub):
     assert hub.metrics.value("ingest.schema_errors", model="simulated") == 3
 
 
+def test_non_finite_values_absurd_times_and_bad_events_are_dropped(make_hub):
+    """An infinite value, a time that is not a Unix time of 1970..2100 (a decoder that read a
+    counter as a clock) and a device event on a malformed channel never reach the journal,
+    where they would stop a sink that cannot represent them; a good reading already seen
+    under the same key still passes the cached check."""
+    from hub.model import Event, EventKind
+
+    hub = make_hub(CONFIG)
+    now = hub.clock.seconds()
+    commit(hub, hub.ingest("d1", [temp(25.0, now)]))
+    frame = [temp(float("inf"), now), temp(26.0, float("inf")), temp(27.0, 1e12),
+             temp(28.0, -5.0), temp(29.0, now + 1),
+             Event("d1", EventKind.ALARM, "fault_arc", EventState.RAISED, now, channel="x1"),
+             Event("d1", EventKind.ALARM, "fault_arc", EventState.RAISED, float("nan"))]
+    commit(hub, hub.ingest("d1", frame))
+    assert [(r.value, r.ts) for r in hub.journal.latest("d1")] == [(29.0, now + 1)]
+    assert hub.metrics.value("ingest.schema_errors", model="simulated") == 6
+    assert list(hub.journal.events("d1")) == []
+
+
 def test_heartbeat_settings_resolve_device_then_model_then_hub(make_hub):
     """Offline-after is the device's setting, else its model section's, else the hub's."""
     cfg = dict(CONFIG, models={"sim60": {"type": "simulated",
