@@ -122,10 +122,15 @@ class Hub:
         self.journal.open()
         active = self.journal.active_events()
         self.alarms.restore([e for e in active if e.code != "offline"])
+        states = self.journal.device_states()
         known = {d.id for d in self.registry}
-        # devices removed from the config keep their rows in the journal; they are not watched
+        # Devices removed from the config keep their rows in the journal; they are not
+        # watched. Auto-provisioned devices are not in the config either, but they are
+        # watched: their offline fault must clear when they return, and one that never
+        # returns must go offline.
+        known |= {k for k in states if k not in known and self.registry.may_have_provisioned(k)}
         self.presence.restore(
-            {k: v for k, v in self.journal.device_states().items() if k in known},
+            {k: v for k, v in states.items() if k in known},
             [e for e in active if e.code == "offline" and e.device in known],
         )
         self.presence.track(d.id for d in self.registry)

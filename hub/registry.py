@@ -128,6 +128,22 @@ class Registry:
                   identity=identity, transport=transport)
         return None
 
+    def may_have_provisioned(self, device_id: str) -> bool:
+        """Whether an auto-provisioning rule would have given a device this id (the id is
+        the identity, or ``transport:identity`` when the identity was taken). Provisioned
+        devices live only in the journal, so after a restart this is how the hub tells one
+        from a device removed from the config."""
+        if not self._config.provisioning_enabled:
+            return False
+        for rule in self._config.provisioning:
+            identity = device_id
+            prefix = f"{rule.transport}:"
+            if identity.startswith(prefix):
+                identity = identity[len(prefix):]
+            if rule.match.fullmatch(identity):
+                return True
+        return False
+
     def _provision(self, rule: ProvisionRule, transport: str, address_key: Any,
                    identity: str) -> Device:
         device_id = identity if identity not in self._by_id else f"{transport}:{identity}"

@@ -166,6 +166,47 @@ def test_auto_provisioning_rule_accepts_matching_identity(make_hub):
     assert hub.presence.is_online(dev.id) is None  # tracked: it will time out if silent
 
 
+def test_provisioned_device_presence_survives_a_restart(make_hub):
+    """An auto-provisioned device lives only in the journal: after a restart its offline
+    fault still clears when it returns, and one that never returns still goes offline."""
+    cfg = dict(CONFIG, provisioning={"enabled": True, "rules": [
+        {"transport": "sim", "match": "8612[0-9]{11}", "model": "simulated"}]})
+    hub = make_hub(cfg)
+    t = hub.clock.seconds()
+    for ident in ("861234567890123", "861234567890124"):
+        dev = hub.resolve("sim", ident)
+        commit(hub, hub.ingest(dev.id, [temp(25.0, t, dev.id)]))
+    hub.clock.advance(31)  # both silent past the hub's 10 s × 3
+    hub.clock.advance(hub.config.journal.commit_interval)
+    offline = {e.device: e.id for e in hub.journal.active_events() if e.code == "offline"}
+    assert {"861234567890123", "861234567890124"} <= set(offline)
+    hub.close()
+
+    rec = Recorder()
+    hub2 = make_hub(cfg, extra_plugins=[("recorder", rec)])
+    dev = hub2.resolve("sim", "861234567890123")
+    commit(hub2, hub2.ingest(dev.id, [temp(26.0, hub2.clock.seconds(), dev.id)]))
+    assert ("event", "offline", "fault", "cleared", offline[dev.id]) in rec.calls
+    still = {e.device for e in hub2.journal.active_events() if e.code == "offline"}
+    assert "861234567890124" in still and dev.id not in still
+    assert hub2.presence.is_online("861234567890124") is False  # no second offline event
+    assert not [c for c in rec.calls if c[0] == "offline"]
+
+
+def test_provisioned_device_that_never_returns_goes_offline_after_a_restart(make_hub):
+    cfg = dict(CONFIG, provisioning={"enabled": True, "rules": [
+        {"transport": "sim", "match": "8612[0-9]{11}", "model": "simulated"}]})
+    hub = make_hub(cfg)
+    dev = hub.resolve("sim", "861234567890123")
+    commit(hub, hub.ingest(dev.id, [temp(25.0, hub.clock.seconds(), dev.id)]))
+    hub.close()
+    rec = Recorder()
+    hub2 = make_hub(cfg, extra_plugins=[("recorder", rec)])
+    hub2.clock.advance(31)
+    hub2.clock.advance(hub2.config.journal.commit_interval)
+    assert dev.id in [c[1] for c in rec.calls if c[0] == "offline"]
+
+
 class FakeTarget:
     """A transport's command side, answering as told (the wire is the transports' issue)."""
 
