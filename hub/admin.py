@@ -132,6 +132,21 @@ class AdminProtocol(LineOnlyReceiver):
                                           "device": event.device, "seq": seq})
 
 
+    def op_drop_cursor(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Forget a cursor no running sink owns (a removed sink), so retention may pass it.
+        A running sink's cursor is refused: it would only be set again, re-delivering."""
+        name = str(request.get("name") or "")
+        journal = self.hub.journal
+        if name not in journal.cursors():
+            return {"ok": False, "error": f"no cursor named {name!r}"}
+        if name not in journal.stale_cursors():
+            return {"ok": False, "error": f"cursor {name!r} belongs to a running sink"}
+        journal.delete_cursor(name)
+        _log.info("journal cursor {name!r} dropped by {by}", name=name,
+                  by=str(request.get("by") or "?"))
+        return {"ok": True, "name": name}
+
+
 class AdminFactory(Factory):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -367,6 +367,30 @@ def cmd_events_ack(args: argparse.Namespace) -> int:
     return 0 if answer.get("ok") else 2
 
 
+def cmd_cursors(args: argparse.Namespace) -> int:
+    """The sinks' journal cursors and how far behind each is; ``--drop`` forgets the cursor
+    of a sink removed from the configuration (through the running hub, the journal's one
+    writer), so retention no longer waits for it."""
+    _, config = _load(args)
+    if args.drop:
+        answer = admin_request(config.state_dir, {"op": "drop_cursor", "name": args.drop,
+                                                  "by": _who()}, 30.0)
+        if not answer.get("ok"):
+            return _fail(f"refused: {answer.get('error')}")
+        print(f"cursor {args.drop!r} dropped")
+        return 0
+    j = _open_journal(config)
+    cursors, last = j.cursors(), j.last_seq()
+    j.close()
+    if args.json:
+        for name, seq in cursors.items():
+            print(json.dumps({"name": name, "seq": seq, "behind": last - seq}))
+        return 0
+    print(_table([(name, seq, last - seq) for name, seq in cursors.items()],
+                 ("cursor", "delivered up to seq", "records behind")))
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -422,6 +446,13 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("devices", help="list configured devices and their state"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_devices)
+
+    sp = with_config(sub.add_parser("cursors", help="the sinks' journal cursors; drop the "
+                                    "cursor of a removed sink"))
+    sp.add_argument("--drop", metavar="NAME", help="forget this cursor (a sink removed for "
+                    "good), so journal retention no longer waits for it")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_cursors)
 
     sp = with_config(sub.add_parser("readings", help="readings of a device from the journal"))
     sp.add_argument("--device", required=True)

@@ -178,6 +178,8 @@ class Journal(JournalQueries):
         self._checkpoint_runner: Callable[[Callable[[], object]], Deferred] | None = None
         self._checkpointing = False
         self._checkpoint_db: sqlite3.Connection | None = None
+        # cursors a sink of this process has set: the others belong to no running sink
+        self._claimed: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -536,11 +538,20 @@ class Journal(JournalQueries):
             " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
             (name, seq),
         )
+        self._claimed.add(name)
 
-    def delete_cursor(self, name: str) -> None:
-        """Forget the cursor of a sink that was removed, so it no longer holds records back."""
+    def delete_cursor(self, name: str) -> bool:
+        """Forget the cursor of a sink that was removed, so it no longer holds records back;
+        False if there was none."""
         self._writable()
-        self._conn().execute("DELETE FROM cursors WHERE name = ?", (name,))
+        self._claimed.discard(name)
+        return self._conn().execute("DELETE FROM cursors WHERE name = ?", (name,)).rowcount > 0
+
+    def stale_cursors(self) -> dict[str, int]:
+        """Cursors no sink of this process has set (a sink removed from the config, or
+        renamed): name -> seq. Retention never passes them, so they hold records back until
+        they are dropped (``hub cursors --drop NAME``)."""
+        return {k: v for k, v in self.cursors().items() if k not in self._claimed}
 
     def device_states(self) -> dict[str, float]:
         """device -> last time it was seen (:meth:`touch`), including touches not committed."""

@@ -84,6 +84,7 @@ class HubService(OrderedMultiService):
         super().__init__()
         self.hub = hub
         self._closed = False
+        self._warned_cursors: set[str] = set()
         self.setName(f"hub:{hub.config.name}")
         j = hub.config.journal
         prune = TimerService(j.prune_interval, self._prune)
@@ -126,9 +127,20 @@ class HubService(OrderedMultiService):
         os.replace(tmp, path)
 
     def _prune(self) -> None:
-        deleted = self.hub.journal.prune(self.hub.clock.seconds())
+        journal = self.hub.journal
+        deleted = journal.prune(self.hub.clock.seconds())
         if deleted:
             _log.info("journal retention pruned {n} records", n=deleted)
+        # Sinks set their cursors when they start, before the first prune runs; a cursor
+        # nobody set is a sink removed or renamed, and it holds every later record back.
+        stale = journal.stale_cursors()
+        self.hub.metrics.set("journal.stale_cursors", len(stale))
+        last = journal.last_seq()
+        for name in sorted(set(stale) - self._warned_cursors):
+            _log.warn("journal cursor {name!r} belongs to no configured sink and holds "
+                      "{n} records back from retention; if that sink is gone for good: "
+                      "hub cursors --drop {name}", name=name, n=last - stale[name])
+        self._warned_cursors = set(stale)
 
     @defer.inlineCallbacks
     def startService(self):

@@ -124,3 +124,40 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
     assert {e["id"] for e in cleared} == {e["id"] for e in raised}
     temp_alarm = next(e for e in cleared if e["code"] == "temperature" and e["level"] == "alarm")
     assert temp_alarm["peak"] == 95.0
+
+
+def test_cursor_of_a_removed_sink_is_reported_and_dropped(setup, tmp_path):
+    """A cursor no configured sink sets (a sink removed from the config) would hold every
+    later record back from retention for ever: the hub says so, `hub cursors` shows it, and
+    `hub cursors --drop` forgets it through the running hub, which refuses names it does not
+    know."""
+    from twisted.internet.task import Clock
+
+    from hub.journal import Journal
+
+    config, _ = setup
+    data = yaml.safe_load(config.read_text())
+    data["journal"]["prune_interval"] = 1
+    config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    (tmp_path / "var").mkdir()
+    j = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=Clock())
+    j.open()
+    j.set_cursor("old-influx", 0)
+    j.close()
+
+    hub = HubProcess(config, tmp_path)
+    try:
+        hub.wait_for("journal cursor 'old-influx' belongs to no configured sink")
+        assert cli(config, tmp_path, "cursors") == [{"name": "old-influx", "seq": 0,
+                                                      "behind": 0}]
+        run = [str(BIN / "hub"), "cursors", "-c", str(config), "--drop"]
+        out = subprocess.run(run + ["nope"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 2 and "no cursor named 'nope'" in out.stderr
+        out = subprocess.run(run + ["old-influx"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert cli(config, tmp_path, "cursors") == []
+    finally:
+        assert hub.stop() == 0
+    assert "journal cursor 'old-influx' dropped by" in "".join(hub.lines)
