@@ -181,7 +181,8 @@ class Hub:
         out += events
         d = self.journal.append(out)
         if events:
-            d.addCallback(self._after_commit, events)
+            d.addCallbacks(self._after_commit, self._events_not_journaled,
+                           callbackArgs=(events,), errbackArgs=(events, 0, True))
         return d
 
     def _canonical(self, device: str, records: Sequence[Record]) -> Sequence[Record]:
@@ -233,11 +234,26 @@ class Hub:
     def record_events(self, events: Iterable[Event]) -> defer.Deferred:
         """Journal events decided outside :meth:`ingest` (timers, the journal's own faults)
         and tell observers after the commit."""
-        events = list(events)
+        return self._journal_events(list(events), 0)
+
+    def _journal_events(self, events: list[Event], attempt: int) -> defer.Deferred:
         d = self.journal.append(events)
-        d.addCallback(self._after_commit, events)
-        d.addErrback(lambda f: _log.failure("could not journal {n} events", f, n=len(events)))
+        d.addCallbacks(self._after_commit, self._events_not_journaled,
+                       callbackArgs=(events,), errbackArgs=(events, attempt, False))
         return d
+
+    def _events_not_journaled(self, failure: Any, events: list[Event], attempt: int,
+                              propagate: bool) -> Any:
+        """A commit that held events failed (disk full, I/O error). The alarm engine and
+        presence already count those edges as made and will not make them again, so the
+        events are appended again later, with a growing delay, until the journal takes them.
+        (Readings are the transports' to resend: their upstream was not acknowledged.)"""
+        self.metrics.inc("journal.event_retries")
+        delay = min(60.0, 2.0 ** attempt)
+        _log.failure("could not journal {n} events; trying again in {delay:g} s", failure,
+                     n=len(events), delay=delay)
+        self.clock.callLater(delay, self._journal_events, events, attempt + 1)
+        return failure if propagate else None
 
     def _after_commit(self, seq: int, events: list[Event]) -> int:
         notify = self.plugins.notify

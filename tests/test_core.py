@@ -144,6 +144,32 @@ def test_active_alarm_and_offline_survive_a_restart(make_hub, tmp_path):
     assert alarm.peak == 88.0 and alarm.raised_ts == t
 
 
+def test_events_of_a_failed_commit_are_journaled_later(make_hub):
+    """A commit that fails (a full disk) with an alarm's raise in it: the alarm engine will
+    not raise it again, so the hub appends the events again until the journal takes them;
+    the ingest itself still fails, so the transport does not acknowledge its readings."""
+    rec = Recorder()
+    hub = make_hub(CONFIG, extra_plugins=[("recorder", rec)])
+    t = hub.clock.seconds()
+    commit(hub, hub.ingest("d1", [temp(25.0, t)]))
+    db = hub.journal._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")  # a full disk, in effect
+    filler = [Reading("d1", "voltage", 220.0 + i % 7, t, "A") for i in range(4000)]
+    result = commit(hub, hub.ingest("d1", [temp(85.0, t + 1)] + filler))
+    assert result.check(Exception) and hub.metrics.value("journal.event_retries") == 1
+    assert [e for e in hub.journal.active_events() if e.device == "d1"] == []
+    db.execute("PRAGMA max_page_count = 1073741823")  # room again
+    hub.clock.advance(1.0)  # the first retry
+    hub.clock.advance(hub.config.journal.commit_interval)
+    raised = sorted(e.level.value for e in hub.journal.active_events() if e.device == "d1")
+    assert raised == ["alarm", "warning"]
+    assert sorted(c[2] for c in rec.calls if c[0] == "event") == ["alarm", "warning"]
+    hub.clock.advance(120)
+    assert hub.metrics.value("journal.event_retries") == 1  # nothing appended twice
+    assert len([e for e in hub.journal.events("d1")]) == 2
+
+
 def test_unknown_device_is_refused_and_counted(make_hub):
     """resolve() refuses an identity nobody declared and counts it."""
     hub = make_hub(CONFIG)
