@@ -25,6 +25,9 @@ The hooks fall into three groups:
   *not* the data path: readings and events reach sinks through the journal, so a slow or
   broken observer never loses data. An observer may return a Deferred or a coroutine; the
   hub does not wait for it before handling the next record, but logs its failure.
+
+No hook here is ``firstresult``: the type hooks collect every plugin's list, and lifecycle
+and observer hooks are called for every implementation.
 """
 
 from __future__ import annotations
@@ -175,9 +178,12 @@ def hub_device_online(hub: Hub, device: str, ts: float) -> Any:
 def hub_device_offline(hub: Hub, device: str, ts: float, last_seen: float | None) -> Any:
     """Nothing arrived from a device for its heartbeat interval × timeout count.
 
-    ``ts`` is when the hub decided; ``last_seen`` is when anything last arrived (``None``
-    when nothing arrived since the hub started). The ``offline`` fault event has already
-    been committed.
+    ``ts`` is the moment the device became overdue (``last_seen`` + heartbeat interval ×
+    timeout count, or, for a device never heard from, that long after the hub started or
+    the device was first tracked), which is also the offline event's ``raised_ts``; the hub
+    may decide a little later (its timer, a restart). ``last_seen`` is when anything last
+    arrived (``None`` when nothing ever did). The ``offline`` fault event has already been
+    committed.
     """
 
 
@@ -185,5 +191,5 @@ def hub_device_offline(hub: Hub, device: str, ts: float, last_seen: float | None
 def hub_command_finished(hub: Hub, command: Command, result: CommandResult) -> Any:
     """A command reached a final status (succeeded, failed or timed out).
 
-    The result is already in the journal and the audit log.
+    The command and its result (with who asked) are already committed to the journal.
     """
