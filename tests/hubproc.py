@@ -72,8 +72,8 @@ class HubProcess:
                 return
             self.lines.append(line)
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         code = self.proc.wait(timeout=30)
         while (line := self._queue.get(timeout=10)) is not None:
             self.lines.append(line)

@@ -4,8 +4,10 @@ vendor's transport, the CLI reading the live journal, SIGTERM, and a restart."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -116,8 +118,13 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
         assert dev.send({"temperature/T1": 30.0, "alarm/fault_arc": 0}).startswith("ok ")
         dev.close()
         events = cli(config, tmp_path, "events")
+        recent = cli(config, tmp_path, "readings", "--device", "efd-1", "--since", "10m")
+        assert [r["value"] for r in recent][-2:] == [95.0, 30.0]
+        future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        assert cli(config, tmp_path, "readings", "--device", "efd-1", "--since", future) == []
     finally:
-        assert hub.stop() == 0
+        assert hub.stop(signal.SIGINT) == 0  # Ctrl-C: the same clean shutdown as SIGTERM
+    assert "journal committed at seq" in "".join(hub.lines)
     raised = [e for e in events if e["state"] == "raised"]
     cleared = [e for e in events if e["state"] == "cleared"]
     assert len(raised) == 3
@@ -161,3 +168,17 @@ def test_cursor_of_a_removed_sink_is_reported_and_dropped(setup, tmp_path):
     finally:
         assert hub.stop() == 0
     assert "journal cursor 'old-influx' dropped by" in "".join(hub.lines)
+
+
+def test_parse_time_takes_durations_and_iso_times():
+    from argparse import ArgumentTypeError
+
+    from hub.cli import parse_time
+
+    assert parse_time("15m", now=10_000.0) == 10_000.0 - 900
+    assert parse_time("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_time("1.5d", now=200_000.0) == 200_000.0 - 129_600
+    assert parse_time("2026-12-04T08:00:00Z") == 1796371200.0
+    assert parse_time("2026-12-04T16:00:00+08:00") == 1796371200.0
+    with pytest.raises(ArgumentTypeError, match="neither a duration"):
+        parse_time("yesterday")
