@@ -26,6 +26,7 @@ from twisted.internet.task import Clock
 from hub.journal import Journal
 from hub.validate import Checker, Path, Section
 from plugins.transports import mqtt as transport
+from tests.conftest import HERE, write_distribution
 from tests.hubproc import BIN, HubProcess
 from tests.services import Mosquitto, TestPki, wait_until
 from tests.services import mosquitto as mosquitto  # noqa: F401  (the fixture)
@@ -218,6 +219,41 @@ def test_ingest_unknown_device_and_bad_payloads_with_mosquitto_pub(mosquitto, tm
     assert m[("registry.refused", (("transport", "broker"),))] == 1
     assert m[("mqtt.decode_errors", (("model", "acme"), ("transport", "broker")))] == 2
     assert not any(r.device == "intruder" for r in readings(tmp_path))
+
+
+@pytest.fixture
+def ingest_fault(site_dir):
+    """tests/plugins/hubtest_ingest_fault.py installed: ``HUBTEST_INGEST_FAULT`` makes the
+    hub's first ingest fail."""
+    write_distribution(site_dir, "hubtest-ingest-fault",
+                       {"ingest_fault": "hubtest_ingest_fault"},
+                       {"hubtest_ingest_fault": (HERE / "plugins" / "hubtest_ingest_fault.py")
+                        .read_text()})
+
+
+@pytest.mark.parametrize("fault", ["commit", "raise"])
+def test_a_failed_ingest_reconnects_and_the_broker_sends_again(mosquitto, tmp_path, monkeypatch,
+                                                             ingest_fault, fault):
+    """The journal refuses a batch once (a failed commit, or ingest_many raising): the hub
+    counts and logs it, drops the link and reconnects, and the broker sends the unacked
+    messages again, so every value arrives. A receive window of 20 is what a stuck ack
+    queue would fill for good."""
+    monkeypatch.setenv("HUBTEST_INGEST_FAULT", fault)
+    hub = start_hub(write_config(tmp_path, mosquitto, receive_maximum=20))
+    dev = Device(mosquitto)
+    try:
+        dev.publish_values("dev-1", range(1, 201))
+        line = hub.wait_for("journal refused")
+        assert "reconnecting so the broker sends them again" in line
+        hub.wait_for("dropped by the hub: journal refused")
+        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 201))))
+        dev.publish_values("dev-1", range(201, 221))  # and the new link carries on
+        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 221))))
+    finally:
+        dev.close()
+        assert hub.stop() == 0
+    m = metrics(tmp_path)
+    assert m[("mqtt.ingest_errors", (("transport", "broker"),))] >= 1
 
 
 def test_tls_with_a_client_certificate(mosquitto, tmp_path):

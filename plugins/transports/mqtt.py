@@ -351,6 +351,8 @@ class Connection:
         self._thread: threading.Thread | None = None
         self._filters: list[str] = []
         self._session_ok = False  # paho's thread only: a CONNACK accepted since last backoff
+        # (reason, backoff) of a link the reactor asked to drop; read by paho's thread
+        self._drop: tuple[str, float] | None = None
         # bumped by paho's thread when a link drops, read by the reactor before an ack: a
         # message id of an old link must never ack a message of the new one
         self.link_number = 0
@@ -393,9 +395,12 @@ class Connection:
                 self.service.from_thread(self.service.link_error, self, str(e))
             else:
                 self._serve()
-                if self._session_ok:
+                drop, self._drop = self._drop, None
+                if drop is not None:
+                    delay = drop[1]
+                elif self._session_ok:
                     delay = opts.reconnect_initial  # it worked: start the backoff again
-                    self._session_ok = False
+                self._session_ok = False
             if self._stopping.is_set():
                 break
             # jitter spreads the hubs (and connections) that lost one broker at one instant
@@ -469,7 +474,10 @@ class Connection:
         self.link_number += 1
         # paho reports a dropped socket as reason 0x80 "Unspecified error", which reads like
         # the broker's verdict; say which of the two it was
-        if getattr(flags, "is_disconnect_packet_from_server", False):
+        drop = self._drop
+        if drop is not None:
+            why = f"dropped by the hub: {drop[0]}"
+        elif getattr(flags, "is_disconnect_packet_from_server", False):
             why = f"the broker sent DISCONNECT: {reason}"
         else:
             why = "connection lost" if str(reason) == "Unspecified error" else str(reason)
@@ -509,6 +517,15 @@ class Connection:
             done = acks.popleft()
             if done.session == self.link_number:  # else the broker sends it again anyway
                 self.client.ack(done.mid, done.qos)
+
+    def drop(self, reason: str, delay: float) -> None:
+        """Close the current link and connect again after about ``delay`` seconds; the
+        broker then sends every message not acknowledged yet again. paho's thread sends the
+        DISCONNECT (the register-write hook wakes it) and closes the socket."""
+        if not self.connected or self._drop is not None:
+            return
+        self._drop = (reason, delay)
+        self.client.disconnect()
 
     def publish(self, topic: str, payload: bytes, correlation: bytes | None,
                 response_topic: str | None) -> None:
@@ -559,6 +576,8 @@ class MqttService(Service):
         self.connections: list[Connection] = []
         self.pending: dict[str, _Pending] = {}
         self._link_event: Event | None = None
+        # consecutive failed ingests per connection index: the reconnect backoff after them
+        self._ingest_failures: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -612,19 +631,34 @@ class MqttService(Service):
 
     def _ingest(self, conn: Any, uplinks: list[tuple[_Received, str, Any]]) -> None:
         """The decoded uplinks of one delivery, in one journal append; acked after it."""
-        d = self.hub.ingest_many([(device, records) for _, device, records in uplinks])
+        try:
+            d = self.hub.ingest_many([(device, records) for _, device, records in uplinks])
+        except Exception:  # noqa: BLE001 - the same remedy as a failed commit
+            d = defer.fail()
 
         def committed(_: Any) -> None:
+            self._ingest_failures.pop(conn.index, None)
             conn.finished_all([item for item, _, _ in uplinks])
 
-        def refused(f: Any) -> None:
-            # not acked: the broker sends them again on the next session
-            self.hub.metrics.inc("mqtt.ingest_errors", len(uplinks),
-                                 transport=self.transport_name)
-            _log.failure("{transport}: journal refused {n} messages", f,
-                         transport=conn.name, n=len(uplinks))
+        d.addCallbacks(committed, self._refused, errbackArgs=(conn, uplinks))
 
-        d.addCallbacks(committed, refused)
+    def _refused(self, failure: Any, conn: Any, uplinks: list[tuple[_Received, str, Any]]) -> None:
+        """The journal did not take these messages. Unacked, they would stay at the head of
+        the in-order ack queue and hold back every later ack, until the broker's receive
+        window is full and it sends nothing more on a link that looks healthy. So the link
+        is dropped: the broker sends every unacked message again on the next one (at least
+        once), after a backoff that grows while the journal keeps failing."""
+        n = len(uplinks)
+        self.hub.metrics.inc("mqtt.ingest_errors", n, transport=self.transport_name)
+        _log.failure("{transport}: journal refused {n} messages; reconnecting so the broker "
+                     "sends them again", failure, transport=conn.name, n=n)
+        if uplinks[0][0].session != conn.link_number:
+            return  # that link is gone already: the broker resends on the current one
+        failures = self._ingest_failures.get(conn.index, 0) + 1
+        self._ingest_failures[conn.index] = failures
+        opts = self.options
+        delay = min(opts.reconnect_initial * 2 ** (failures - 1), opts.reconnect_max)
+        conn.drop(f"journal refused {n} messages", delay)
 
     def from_thread(self, fn: Any, *args: Any) -> None:
         """Run ``fn`` in the reactor thread (called from paho's threads)."""

@@ -77,6 +77,7 @@ class _Protocol(protocol.Protocol):
         self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_payload
                                      + 65536 + 8)
         self.accepted = False
+        self.closing = False  # dropped by us: what still arrives belongs to a dead link
         self.disconnect_reason: str | None = None
         self.last_rx = 0.0
         self._timer: Any = None
@@ -110,6 +111,8 @@ class _Protocol(protocol.Protocol):
         self._schedule()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
         conn = self.conn
         try:
             packets = self.decoder.feed(data)
@@ -286,6 +289,18 @@ class NativeConnection:
                 ids.append(done.mid)
         if ids and self._proto is not None:
             self._proto.write_acks(ids)
+
+    def drop(self, reason: str, delay: float) -> None:
+        """Close the current link and connect again after about ``delay`` seconds; the
+        broker then sends every message not acknowledged yet again."""
+        proto = self._proto
+        if proto is None or proto.closing:
+            return
+        proto.closing = True
+        proto.disconnect_reason = f"dropped by the hub: {reason}"
+        self._delay = delay
+        proto.transport.write(codec.encode_disconnect())
+        proto.transport.loseConnection()
 
     def _packet_id(self) -> int:
         self._next_id = self._next_id % 0xFFFF + 1
