@@ -256,6 +256,39 @@ def test_a_failed_ingest_reconnects_and_the_broker_sends_again(mosquitto, tmp_pa
     assert m[("mqtt.ingest_errors", (("transport", "broker"),))] >= 1
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_message_far_over_max_payload_costs_only_itself(mosquitto, tmp_path, engine,
+                                                          protocol):
+    """A 300 KB payload (over max_payload + 64 KiB): with MQTT 5 the hub's Maximum Packet
+    Size has Mosquitto discard it; with 3.1.1 the hub skips it (native: counted as
+    oversized; paho: a decode error), logs the topic and an excerpt, and acknowledges it.
+    Either way the link stays up and the next message arrives."""
+    hub = start_hub(write_config(tmp_path, mosquitto, protocol=protocol))
+    big = tmp_path / "big.json"
+    big.write_text('{"leak": 1, "pad": "' + "x" * 300_000 + '"}')
+    pub = [MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", str(mosquitto.port), "-u", "dev", "-P",
+           "dev-secret", "-q", "1", "-V", "5" if protocol == "5" else "mqttv311",
+           "-t", "esm/dev-1/up"]
+    try:
+        subprocess.run([*pub, "-f", str(big)], check=True, timeout=30)
+        subprocess.run([*pub, "-m", '{"leak": 42}'], check=True, timeout=30)
+        wait_for_values(tmp_path, "dev-1", {42.0})
+        if protocol == "3.1.1":
+            line = hub.wait_for("skipped a message of" if engine == "native" else
+                                "bad payload from dev-1 on esm/dev-1/up")
+            assert "esm/dev-1/up" in line and "'{\"leak\": 1, \"pad\": \"xxx" in line, line
+        hub.drain()
+        assert not any("link down" in line for line in hub.lines), "".join(hub.lines)
+        if protocol == "5":  # the broker discarded it: the hub never saw it
+            assert not any("bad payload" in line or "skipped" in line for line in hub.lines)
+    finally:
+        assert hub.stop() == 0
+    assert {r.value for r in readings(tmp_path, "dev-1")} == {42.0}
+    m = metrics(tmp_path)
+    oversized = m.get(("mqtt.oversized", (("transport", "broker"),)), 0)
+    assert oversized == (1 if protocol == "3.1.1" and engine == "native" else 0)
+
+
 def test_tls_with_a_client_certificate(mosquitto, tmp_path):
     """The hub authenticates with a certificate from the test CA on the TLS listener."""
     cert, key = mosquitto.pki.issue("hub-client", "hub")

@@ -180,6 +180,14 @@ class MqttOptions:
     def broker_port(self) -> int:
         return self.port or (8883 if self.tls else 1883)
 
+    @property
+    def max_packet(self) -> int:
+        """The longest packet we take: a max_payload payload plus room for its topic and
+        properties. MQTT 5 tells the broker (Maximum Packet Size), which then discards
+        longer messages; longer ones that still come are skipped and acknowledged. Between
+        max_payload and this, a payload is refused as a decode error with its device."""
+        return min(self.max_payload + 65536 + 8, 268_435_460)
+
 
 def _tls(section: Section) -> TlsOptions | None:
     raw = section.raw("tls", None)
@@ -303,6 +311,7 @@ class _Received:
     correlation: bytes | None
     session: int = 0  # the link it came on: its mid means nothing on the next one
     done: bool = False
+    oversized: int = 0  # a packet of this many bytes was skipped; payload is its start
 
 
 class Connection:
@@ -373,6 +382,7 @@ class Connection:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.service.options.session_expiry
         props.ReceiveMaximum = self.service.options.receive_maximum
+        props.MaximumPacketSize = self.service.options.max_packet
         return props
 
     def _run(self) -> None:
@@ -743,6 +753,14 @@ class MqttService(Service):
         opts = self.options
         metrics = self.hub.metrics
         topic = item.topic
+        if item.oversized:
+            metrics.inc("mqtt.oversized", transport=self.transport_name)
+            _log.warn("{transport}: skipped a message of {size} bytes on {topic} (over the "
+                      "limit of {limit}); payload {payload}", transport=conn.name,
+                      size=item.oversized, topic=topic, limit=opts.max_packet,
+                      payload=_excerpt(item.payload))
+            conn.finished(item)
+            return None
         ident = opts.uplink.match(topic)
         kind = "uplink"
         if ident is None and opts.status is not None:

@@ -74,8 +74,7 @@ def describe_failure(failure: Any) -> str:
 class _Protocol(protocol.Protocol):
     def __init__(self, conn: NativeConnection) -> None:
         self.conn = conn
-        self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_payload
-                                     + 65536 + 8)
+        self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_packet)
         self.accepted = False
         self.closing = False  # dropped by us: what still arrives belongs to a dead link
         self.disconnect_reason: str | None = None
@@ -93,7 +92,8 @@ class _Protocol(protocol.Protocol):
             conn.client_id, keepalive=opts.keepalive, clean=False, v5=conn.v5,
             username=opts.username, password=opts.password,
             session_expiry=opts.session_expiry if conn.v5 else 0,
-            receive_maximum=opts.receive_maximum if conn.v5 else 0))
+            receive_maximum=opts.receive_maximum if conn.v5 else 0,
+            maximum_packet_size=opts.max_packet if conn.v5 else 0))
         self._keepalive = opts.keepalive
         self._schedule()
 
@@ -127,7 +127,7 @@ class _Protocol(protocol.Protocol):
         self.last_rx = conn.clock.seconds()
         publishes = None
         for p in packets:
-            if type(p) is codec.Publish:
+            if type(p) is codec.Publish or type(p) is codec.Oversized:
                 if publishes is None:
                     publishes = []
                 publishes.append(p)
@@ -262,12 +262,15 @@ class NativeConnection:
 
     # -- messages --------------------------------------------------------------------------
 
-    def received(self, packets: list[codec.Publish]) -> None:
+    def received(self, packets: list[codec.Publish | codec.Oversized]) -> None:
         from plugins.transports.mqtt import _Received
 
         link = self.link_number
         self.service.deliver(self, [
             _Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link)
+            if type(p) is codec.Publish else
+            _Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
+                      oversized=p.size)
             for p in packets])
 
     def finished_all(self, items: list[Any]) -> None:
