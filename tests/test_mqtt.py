@@ -398,38 +398,100 @@ def test_command_round_trip_failure_and_timeout(mosquitto, tmp_path):
             if getattr(r, "command_id", None) == reset.id] == ["sent", "succeeded"]
 
 
+class SteadyPublisher:
+    """A device publishing ``values`` at QoS 1 without pause, as a real one would through
+    a broker restart: a persistent session of its own, paho's reconnect, at most 20 messages
+    in flight, and paho's resend of whatever the broker had not acknowledged. ``reached``
+    is set once ``pause_at`` values were acknowledged; past ``hold_at`` it publishes only
+    once ``go`` is set (so the broker can be stopped before the stream is over)."""
+
+    def __init__(self, broker: Mosquitto, device: str, values: range, pause_at: int,
+                 hold_at: int) -> None:
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device}-pub",
+                                  protocol=mqtt.MQTTv311, clean_session=False)
+        self.client.username_pw_set("dev", "dev-secret")
+        self.client.reconnect_delay_set(1, 2)
+        self.client.max_inflight_messages_set(20)
+        self.window = threading.Semaphore(20)
+        self.acked = 0
+        self.reached, self.go, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.client.on_publish = self._on_publish
+        self.device, self.values, self.pause_at, self.hold_at = device, values, pause_at, hold_at
+        self.error: BaseException | None = None
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        self.acked += 1
+        if self.acked >= self.pause_at:
+            self.reached.set()
+        if self.acked == len(self.values):
+            self.done.set()
+        self.window.release()
+
+    def _run(self) -> None:
+        try:
+            for n, v in enumerate(self.values):
+                if n == self.hold_at:
+                    assert self.go.wait(60), "never told to go on"
+                assert self.window.acquire(timeout=60), "no PUBACK for 60 s"
+                self.client.publish(f"esm/{self.device}/up",
+                                    json.dumps({"ts": 1_767_225_600_000 + v, "leak": v}), qos=1)
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            self.error = e
+            self.done.set()
+
+    def close(self) -> None:
+        self.go.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def test_broker_restart_and_messages_published_while_the_hub_is_away(tmp_path):
-    """A broker restarted mid-stream: the hub reconnects (backoff), resubscribes and goes
-    on; its persistent session keeps what devices publish while the hub itself is down."""
+    """The broker is stopped mid-stream, while a device is still publishing at QoS 1 and
+    the hub has messages in flight; the hub reconnects (backoff), resubscribes and goes on,
+    and every value arrives (duplicates allowed, losses not). Its persistent session keeps
+    what devices publish while the hub itself is down."""
     broker = Mosquitto(str(tmp_path / "mosquitto"), persistence=True).start()
     config = write_config(tmp_path, broker)
     hub = start_hub(config)
     try:
-        dev = Device(broker)
-        dev.publish_values("dev-1", range(1, 201))
-        dev.close()
-        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 201))))
-        hub.drain()
-        broker.stop()
-        hub.wait_for("broker: broker link down")
-        hub.wait_for("fault broker_link raised on hub")
-        broker.start()
-        # the fault clears on CONNACK, the subscription follows: their log lines may cross
-        hub.wait_for_all("broker: subscribed to", "fault broker_link cleared on hub")
-        dev = Device(broker)
-        dev.publish_values("dev-1", range(201, 401))
-        dev.close()
-        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 401))))
+        total = 3000
+        dev = SteadyPublisher(broker, "dev-1", range(1, total + 1), pause_at=500,
+                              hold_at=1000)
+        try:
+            assert dev.reached.wait(60), "the publisher never got 500 messages acknowledged"
+            hub.drain()
+            broker.stop()  # 500..1000 acknowledged by now: mid-stream, some in flight
+            dev.go.set()
+            assert not dev.done.is_set()
+            hub.wait_for("broker: broker link down")
+            hub.wait_for("fault broker_link raised on hub")
+            assert len(readings(tmp_path, "dev-1")) < total
+            broker.start()
+            # the fault clears on CONNACK, the subscription follows: their log lines may
+            # cross
+            hub.wait_for_all("broker: subscribed to", "fault broker_link cleared on hub")
+            assert dev.done.wait(120), f"the publisher stalled at {dev.acked} acknowledged"
+            assert dev.error is None, dev.error
+        finally:
+            dev.close()
+        got = wait_for_values(tmp_path, "dev-1", set(map(float, range(1, total + 1))),
+                              timeout=60)
+        assert len(got) >= total
     finally:
         assert hub.stop() == 0
     try:
         dev = Device(broker)  # the hub is away: the broker queues for its session
-        dev.publish_values("dev-1", range(401, 601))
+        dev.publish_values("dev-1", range(5001, 5201))
         dev.close()
+        before = len(readings(tmp_path, "dev-1"))
         hub = start_hub(config)
         try:
-            got = wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 601))))
-            assert len(got) == 600  # nothing twice: every message was acked after its commit
+            got = wait_for_values(tmp_path, "dev-1", set(map(float, range(5001, 5201))))
+            assert len(got) == before + 200  # nothing twice: acked after its commit
         finally:
             assert hub.stop() == 0
     finally:
