@@ -181,6 +181,30 @@ def test_option_errors_name_their_key_paths():
     assert errs == [] and opts.broker_port == 8883 and opts.status is None
 
 
+def test_tls_files_are_checked_when_the_configuration_is(tmp_path):
+    """A missing or unreadable CA, certificate or key is an error naming its key path at
+    check time (`hub check`), not an exception when the transport starts."""
+    pki = TestPki(str(tmp_path / "pki"))
+    cert, key = pki.issue("hub-client", "hub")
+    _, other_key = pki.issue("other", "other")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    missing = str(tmp_path / "missing.pem")
+    _, errs = options({"tls": {"ca_file": missing, "cert_file": missing, "key_file": key}})
+    assert errs == [f"hub.yaml: transports.b.tls.ca_file: cannot read {missing!r}: No such "
+                    "file or directory",
+                    f"hub.yaml: transports.b.tls.cert_file: cannot read {missing!r}: No such "
+                    "file or directory"], errs
+    _, errs = options({"tls": {"ca_file": str(junk), "cert_file": cert, "key_file": other_key}})
+    assert len(errs) == 2, errs
+    assert errs[0].startswith(f"hub.yaml: transports.b.tls.ca_file: {str(junk)!r} is not a CA "
+                              "certificate in PEM"), errs
+    assert errs[1].startswith(f"hub.yaml: transports.b.tls.cert_file: {cert!r} is not a "
+                              "certificate and its key in PEM, or they do not match"), errs
+    opts, errs = options({"tls": {"ca_file": pki.ca_path, "cert_file": cert, "key_file": key}})
+    assert errs == [] and opts.tls.key_file == key
+
+
 # ---------------------------------------------------------------------------- the real broker
 
 

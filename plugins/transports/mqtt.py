@@ -189,6 +189,18 @@ class MqttOptions:
         return min(self.max_payload + 65536 + 8, 268_435_460)
 
 
+def _readable_file(v: Any) -> str:
+    """A path the hub can read now: a missing CA or key is a configuration error at check
+    time, not a reconnect loop at run time."""
+    path = string()(v)
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise Invalid(f"cannot read {path!r}: {e.strerror or e}") from None
+    return path
+
+
 def _tls(section: Section) -> TlsOptions | None:
     raw = section.raw("tls", None)
     if raw is None or raw is False:
@@ -197,11 +209,32 @@ def _tls(section: Section) -> TlsOptions | None:
         return TlsOptions()
     s = section.section("tls")
     opts = TlsOptions(
-        ca_file=s.get("ca_file", string(), None), cert_file=s.get("cert_file", string(), None),
-        key_file=s.get("key_file", string(), None), insecure=s.get("insecure", boolean, False))
+        ca_file=s.get("ca_file", _readable_file, None),
+        cert_file=s.get("cert_file", _readable_file, None),
+        key_file=s.get("key_file", _readable_file, None),
+        insecure=s.get("insecure", boolean, False))
     s.finish()
-    if (opts.cert_file is None) != (opts.key_file is None):
+    if ("cert_file" in s) != ("key_file" in s):
         section.checker.error(s.path, "cert_file and key_file go together")
+        return opts
+    if ("cert_file" in s and opts.cert_file is None) or ("key_file" in s
+                                                          and opts.key_file is None):
+        return opts  # unreadable: said already
+    # the files exist; whether they are PEM that OpenSSL takes is the next question
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for key, load in (("ca_file", lambda: ctx.load_verify_locations(cafile=opts.ca_file)),
+                      ("cert_file", lambda: ctx.load_cert_chain(opts.cert_file,
+                                                                opts.key_file))):
+        if getattr(opts, key) is None:
+            continue
+        try:
+            load()
+        except (ssl.SSLError, OSError) as e:
+            what = "a CA certificate" if key == "ca_file" else "a certificate and its key"
+            why = (e.reason or e.strerror or str(e)) if isinstance(e, ssl.SSLError) else e
+            section.checker.error(s.path / key, f"{getattr(opts, key)!r} is not {what} in "
+                                  f"PEM, or they do not match ({why})" if key == "cert_file"
+                                  else f"{opts.ca_file!r} is not {what} in PEM ({why})")
     return opts
 
 
