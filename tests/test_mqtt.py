@@ -28,7 +28,7 @@ from hub.validate import Checker, Path, Section
 from plugins.transports import mqtt as transport
 from tests.conftest import HERE, write_distribution
 from tests.hubproc import BIN, HubProcess
-from tests.services import Mosquitto, TestPki, wait_until
+from tests.services import Mosquitto, TestPki, free_port, wait_until
 from tests.services import mosquitto as mosquitto  # noqa: F401  (the fixture)
 
 CWD = str(BIN.parent.parent)
@@ -640,6 +640,67 @@ def test_hub_simulate_mqtt_publishes_and_answers_commands(mosquitto, tmp_path):
     assert "answered 1 commands" in out.splitlines()[-1]
     latest = {(r.device, r.quantity, r.channel) for r in readings(tmp_path)}
     assert ("sim-0001", "voltage", "C") in latest
+
+
+def test_hub_simulate_mqtt_says_in_one_line_that_it_cannot_connect(tmp_path, engine):
+    """No broker at the address: one line on stderr naming it, exit status 1, no
+    traceback."""
+    if engine != "paho":
+        pytest.skip("the simulator has one engine")
+    port = free_port()  # nothing listens there
+    out = subprocess.run([str(BIN / "hub"), "simulate", "mqtt", "--broker", f"127.0.0.1:{port}",
+                          "--duration", "5"], cwd=CWD, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1, out
+    assert out.stderr.strip() == f"mqtt-sim: cannot connect to 127.0.0.1:{port}: Connection " \
+        "refused", out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_hub_simulate_mqtt_modbus_frames_commands_and_retained_status(mosquitto, tmp_path):
+    """`hub simulate mqtt --model modbus` plays DTUs in MQTT mode: raw RTU answers to the
+    map's polls, decoded by modbus_payload; a trip is echoed by the simulated slave; each
+    device's retained status says online while it runs and offline after."""
+    config = write_config(tmp_path, mosquitto)
+    data = yaml.safe_load(open(config, encoding="utf-8"))
+    data["models"] = {"efd": {"type": "modbus_payload", "map": "conf/devices/efd-example.yaml"}}
+    data["devices"] = [{"id": d, "model": "efd", "transport": "broker", "address": d}
+                       for d in ("efd-0001", "efd-0002")]
+    with open(config, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f)
+    hub = start_hub(config)
+    sim = subprocess.Popen(
+        [str(BIN / "hub"), "simulate", "mqtt", "--model", "modbus", "--prefix", "efd-",
+         "--broker", f"127.0.0.1:{mosquitto.port}", "--count", "2", "--rate", "20",
+         "--username", "dev", "--password-env", "HUBTEST_DEV_PASSWORD"],
+        env={**os.environ, "HUBTEST_DEV_PASSWORD": "dev-secret"}, cwd=CWD,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "mqtt-sim: 2 devices (efd-0001..efd-0002)" in sim.stdout.readline()
+        wait_until(lambda: {(r.device, r.quantity) for r in readings(tmp_path)} >= {
+            ("efd-0001", "temperature"), ("efd-0002", "voltage")}, 30,
+            what="readings of both simulated DTUs")
+        assert retained(mosquitto, "esm/efd-0002/status") == b"online"
+        result = hub_command(config, "efd-0001", "trip")
+        assert (result["ok"], result["status"]) == (True, "succeeded"), result
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        out, _ = sim.communicate(timeout=30)
+        assert hub.stop() == 0
+    assert sim.returncode == 0, out
+    assert "answered 1 commands" in out.splitlines()[-1]
+    assert retained(mosquitto, "esm/efd-0001/status") == b"offline"
+    volts = [r.value for r in readings(tmp_path, "efd-0002") if r.quantity == "voltage"]
+    assert volts and all(200 < v < 240 for v in volts), volts
+
+
+def retained(broker: Mosquitto, topic: str) -> bytes:
+    """The retained message on ``topic``, as a new subscriber gets it."""
+    out = subprocess.run(["/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port),
+                          "-u", "dev", "-P", "dev-secret", "-t", topic, "-C", "1", "-W", "10",
+                          "--retained-only"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out
+    return out.stdout.rstrip(b"\n")
 
 
 def test_raw_modbus_frames_and_oversized_payloads_from_mosquitto_pub(mosquitto, tmp_path):
