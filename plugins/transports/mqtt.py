@@ -27,7 +27,9 @@ How the promises are kept:
   the hub is away waits in the broker. paho runs with ``manual_ack=True``: a PUBLISH is
   acknowledged only after :meth:`hub.core.Hub.ingest`'s Deferred fired, i.e. after its
   records are committed to the journal. Acks leave in the order the messages arrived
-  (MQTT 4.6); a hub killed before the commit is sent the message again.
+  (MQTT 4.6); a hub killed before the commit is sent the message again. A batch the
+  journal refuses drops that connection (see :meth:`MqttService._refused`): unacked, it
+  would hold back every later ack.
 * **paho never blocks the reactor.** paho's network loop runs in one thread per broker
   connection (our own loop around ``Client.loop()``, for jittered backoff). Received messages
   go into a deque and the reactor is woken once per batch (``callFromThread``), so records
@@ -35,7 +37,9 @@ How the promises are kept:
 * **Untrusted input.** A topic whose device part is not in the registry is refused and
   counted (``registry.refused``, ``mqtt.refused``); oversized or undecodable payloads are
   counted (``mqtt.decode_errors``) and logged with the topic and an excerpt; such messages
-  are acknowledged (there is nothing to keep) and the connection goes on.
+  are acknowledged (there is nothing to keep) and the connection goes on. Packets over
+  :attr:`MqttOptions.max_packet` are discarded by an MQTT 5 broker (Maximum Packet Size) or
+  skipped by the native decoder (``mqtt.oversized``).
 * **Link down.** Reconnects with exponential backoff and jitter; resubscribes; the gauge
   ``mqtt.connected`` and a fault event ``broker_link`` (device ``hub``) mark the outage.
 * **Commands.** The device model encodes; the payload is published to the command topic
