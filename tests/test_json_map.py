@@ -134,11 +134,23 @@ def test_timestamp_formats(fmt, raw, expected):
     (json.dumps({"data": {"leak": "high"}}).encode(), "data.leak: expected a number"),
     (json.dumps({"data": {"leak": [1]}}).encode(), "data.leak: expected a number"),
     (json.dumps({"ts": "yesterday", "data": {"leak": 1}}).encode(), "is not a epoch_ms time"),
+    # valid JSON that Python cannot take: nesting past the recursion limit, and integers
+    # that overflow a float (json.loads takes up to 4,300 digits)
+    (b"[" * 30_000 + b"]" * 30_000, "JSON nested too deeply"),  # within max_payload
+    (b'{"data": {"leak": ' + b"9" * 4000 + b"}}", r"data.leak: expected a number .* 99999"),
+    (b'{"data": {"kw": ' + b"9" * 400 + b"}}", "data.kw: expected a number"),  # scaled
+    (b'{"data": {"kw": 1e308}}', "data.kw: expected a number"),  # kW -> W: infinite
+    (b'{"ts": ' + b"9" * 400 + b', "data": {"leak": 1}}', "is not a epoch_ms time"),
 ])
 def test_bad_payloads_raise_decode_errors_with_an_excerpt(data, message):
     with pytest.raises(DecodeError, match=message) as e:
         model().decode("d1", data, T0)
     assert e.value.excerpt == data[:64]
+
+
+def test_a_deeply_nested_command_result_is_a_decode_error():
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        model().decode_command_result(b"[" * 50_000 + b"]" * 50_000)
 
 
 def test_oversized_payload():

@@ -26,8 +26,9 @@ from twisted.internet.task import Clock
 from hub.journal import Journal
 from hub.validate import Checker, Path, Section
 from plugins.transports import mqtt as transport
+from tests.conftest import HERE, write_distribution
 from tests.hubproc import BIN, HubProcess
-from tests.services import Mosquitto, TestPki, wait_until
+from tests.services import Mosquitto, TestPki, free_port, wait_until
 from tests.services import mosquitto as mosquitto  # noqa: F401  (the fixture)
 
 CWD = str(BIN.parent.parent)
@@ -180,6 +181,30 @@ def test_option_errors_name_their_key_paths():
     assert errs == [] and opts.broker_port == 8883 and opts.status is None
 
 
+def test_tls_files_are_checked_when_the_configuration_is(tmp_path):
+    """A missing or unreadable CA, certificate or key is an error naming its key path at
+    check time (`hub check`), not an exception when the transport starts."""
+    pki = TestPki(str(tmp_path / "pki"))
+    cert, key = pki.issue("hub-client", "hub")
+    _, other_key = pki.issue("other", "other")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    missing = str(tmp_path / "missing.pem")
+    _, errs = options({"tls": {"ca_file": missing, "cert_file": missing, "key_file": key}})
+    assert errs == [f"hub.yaml: transports.b.tls.ca_file: cannot read {missing!r}: No such "
+                    "file or directory",
+                    f"hub.yaml: transports.b.tls.cert_file: cannot read {missing!r}: No such "
+                    "file or directory"], errs
+    _, errs = options({"tls": {"ca_file": str(junk), "cert_file": cert, "key_file": other_key}})
+    assert len(errs) == 2, errs
+    assert errs[0].startswith(f"hub.yaml: transports.b.tls.ca_file: {str(junk)!r} is not a CA "
+                              "certificate in PEM"), errs
+    assert errs[1].startswith(f"hub.yaml: transports.b.tls.cert_file: {cert!r} is not a "
+                              "certificate and its key in PEM, or they do not match"), errs
+    opts, errs = options({"tls": {"ca_file": pki.ca_path, "cert_file": cert, "key_file": key}})
+    assert errs == [] and opts.tls.key_file == key
+
+
 # ---------------------------------------------------------------------------- the real broker
 
 
@@ -218,6 +243,74 @@ def test_ingest_unknown_device_and_bad_payloads_with_mosquitto_pub(mosquitto, tm
     assert m[("registry.refused", (("transport", "broker"),))] == 1
     assert m[("mqtt.decode_errors", (("model", "acme"), ("transport", "broker")))] == 2
     assert not any(r.device == "intruder" for r in readings(tmp_path))
+
+
+@pytest.fixture
+def ingest_fault(site_dir):
+    """tests/plugins/hubtest_ingest_fault.py installed: ``HUBTEST_INGEST_FAULT`` makes the
+    hub's first ingest fail."""
+    write_distribution(site_dir, "hubtest-ingest-fault",
+                       {"ingest_fault": "hubtest_ingest_fault"},
+                       {"hubtest_ingest_fault": (HERE / "plugins" / "hubtest_ingest_fault.py")
+                        .read_text()})
+
+
+@pytest.mark.parametrize("fault", ["commit", "raise"])
+def test_a_failed_ingest_reconnects_and_the_broker_sends_again(mosquitto, tmp_path, monkeypatch,
+                                                             ingest_fault, fault):
+    """The journal refuses a batch once (a failed commit, or ingest_many raising): the hub
+    counts and logs it, drops the link and reconnects, and the broker sends the unacked
+    messages again, so every value arrives. A receive window of 20 is what a stuck ack
+    queue would fill for good."""
+    monkeypatch.setenv("HUBTEST_INGEST_FAULT", fault)
+    hub = start_hub(write_config(tmp_path, mosquitto, receive_maximum=20))
+    dev = Device(mosquitto)
+    try:
+        dev.publish_values("dev-1", range(1, 201))
+        line = hub.wait_for("journal refused")
+        assert "reconnecting so the broker sends them again" in line
+        hub.wait_for("dropped by the hub: journal refused")
+        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 201))))
+        dev.publish_values("dev-1", range(201, 221))  # and the new link carries on
+        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 221))))
+    finally:
+        dev.close()
+        assert hub.stop() == 0
+    m = metrics(tmp_path)
+    assert m[("mqtt.ingest_errors", (("transport", "broker"),))] >= 1
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_message_far_over_max_payload_costs_only_itself(mosquitto, tmp_path, engine,
+                                                          protocol):
+    """A 300 KB payload (over max_payload + 64 KiB): with MQTT 5 the hub's Maximum Packet
+    Size has Mosquitto discard it; with 3.1.1 the hub skips it (native: counted as
+    oversized; paho: a decode error), logs the topic and an excerpt, and acknowledges it.
+    Either way the link stays up and the next message arrives."""
+    hub = start_hub(write_config(tmp_path, mosquitto, protocol=protocol))
+    big = tmp_path / "big.json"
+    big.write_text('{"leak": 1, "pad": "' + "x" * 300_000 + '"}')
+    pub = [MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", str(mosquitto.port), "-u", "dev", "-P",
+           "dev-secret", "-q", "1", "-V", "5" if protocol == "5" else "mqttv311",
+           "-t", "esm/dev-1/up"]
+    try:
+        subprocess.run([*pub, "-f", str(big)], check=True, timeout=30)
+        subprocess.run([*pub, "-m", '{"leak": 42}'], check=True, timeout=30)
+        wait_for_values(tmp_path, "dev-1", {42.0})
+        if protocol == "3.1.1":
+            line = hub.wait_for("skipped a message of" if engine == "native" else
+                                "bad payload from dev-1 on esm/dev-1/up")
+            assert "esm/dev-1/up" in line and "'{\"leak\": 1, \"pad\": \"xxx" in line, line
+        hub.drain()
+        assert not any("link down" in line for line in hub.lines), "".join(hub.lines)
+        if protocol == "5":  # the broker discarded it: the hub never saw it
+            assert not any("bad payload" in line or "skipped" in line for line in hub.lines)
+    finally:
+        assert hub.stop() == 0
+    assert {r.value for r in readings(tmp_path, "dev-1")} == {42.0}
+    m = metrics(tmp_path)
+    oversized = m.get(("mqtt.oversized", (("transport", "broker"),)), 0)
+    assert oversized == (1 if protocol == "3.1.1" and engine == "native" else 0)
 
 
 def test_tls_with_a_client_certificate(mosquitto, tmp_path):
@@ -329,38 +422,100 @@ def test_command_round_trip_failure_and_timeout(mosquitto, tmp_path):
             if getattr(r, "command_id", None) == reset.id] == ["sent", "succeeded"]
 
 
+class SteadyPublisher:
+    """A device publishing ``values`` at QoS 1 without pause, as a real one would through
+    a broker restart: a persistent session of its own, paho's reconnect, at most 20 messages
+    in flight, and paho's resend of whatever the broker had not acknowledged. ``reached``
+    is set once ``pause_at`` values were acknowledged; past ``hold_at`` it publishes only
+    once ``go`` is set (so the broker can be stopped before the stream is over)."""
+
+    def __init__(self, broker: Mosquitto, device: str, values: range, pause_at: int,
+                 hold_at: int) -> None:
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device}-pub",
+                                  protocol=mqtt.MQTTv311, clean_session=False)
+        self.client.username_pw_set("dev", "dev-secret")
+        self.client.reconnect_delay_set(1, 2)
+        self.client.max_inflight_messages_set(20)
+        self.window = threading.Semaphore(20)
+        self.acked = 0
+        self.reached, self.go, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.client.on_publish = self._on_publish
+        self.device, self.values, self.pause_at, self.hold_at = device, values, pause_at, hold_at
+        self.error: BaseException | None = None
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        self.acked += 1
+        if self.acked >= self.pause_at:
+            self.reached.set()
+        if self.acked == len(self.values):
+            self.done.set()
+        self.window.release()
+
+    def _run(self) -> None:
+        try:
+            for n, v in enumerate(self.values):
+                if n == self.hold_at:
+                    assert self.go.wait(60), "never told to go on"
+                assert self.window.acquire(timeout=60), "no PUBACK for 60 s"
+                self.client.publish(f"esm/{self.device}/up",
+                                    json.dumps({"ts": 1_767_225_600_000 + v, "leak": v}), qos=1)
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            self.error = e
+            self.done.set()
+
+    def close(self) -> None:
+        self.go.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def test_broker_restart_and_messages_published_while_the_hub_is_away(tmp_path):
-    """A broker restarted mid-stream: the hub reconnects (backoff), resubscribes and goes
-    on; its persistent session keeps what devices publish while the hub itself is down."""
+    """The broker is stopped mid-stream, while a device is still publishing at QoS 1 and
+    the hub has messages in flight; the hub reconnects (backoff), resubscribes and goes on,
+    and every value arrives (duplicates allowed, losses not). Its persistent session keeps
+    what devices publish while the hub itself is down."""
     broker = Mosquitto(str(tmp_path / "mosquitto"), persistence=True).start()
     config = write_config(tmp_path, broker)
     hub = start_hub(config)
     try:
-        dev = Device(broker)
-        dev.publish_values("dev-1", range(1, 201))
-        dev.close()
-        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 201))))
-        hub.drain()
-        broker.stop()
-        hub.wait_for("broker: broker link down")
-        hub.wait_for("fault broker_link raised on hub")
-        broker.start()
-        # the fault clears on CONNACK, the subscription follows: their log lines may cross
-        hub.wait_for_all("broker: subscribed to", "fault broker_link cleared on hub")
-        dev = Device(broker)
-        dev.publish_values("dev-1", range(201, 401))
-        dev.close()
-        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 401))))
+        total = 3000
+        dev = SteadyPublisher(broker, "dev-1", range(1, total + 1), pause_at=500,
+                              hold_at=1000)
+        try:
+            assert dev.reached.wait(60), "the publisher never got 500 messages acknowledged"
+            hub.drain()
+            broker.stop()  # 500..1000 acknowledged by now: mid-stream, some in flight
+            dev.go.set()
+            assert not dev.done.is_set()
+            hub.wait_for("broker: broker link down")
+            hub.wait_for("fault broker_link raised on hub")
+            assert len(readings(tmp_path, "dev-1")) < total
+            broker.start()
+            # the fault clears on CONNACK, the subscription follows: their log lines may
+            # cross
+            hub.wait_for_all("broker: subscribed to", "fault broker_link cleared on hub")
+            assert dev.done.wait(120), f"the publisher stalled at {dev.acked} acknowledged"
+            assert dev.error is None, dev.error
+        finally:
+            dev.close()
+        got = wait_for_values(tmp_path, "dev-1", set(map(float, range(1, total + 1))),
+                              timeout=60)
+        assert len(got) >= total
     finally:
         assert hub.stop() == 0
     try:
         dev = Device(broker)  # the hub is away: the broker queues for its session
-        dev.publish_values("dev-1", range(401, 601))
+        dev.publish_values("dev-1", range(5001, 5201))
         dev.close()
+        before = len(readings(tmp_path, "dev-1"))
         hub = start_hub(config)
         try:
-            got = wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 601))))
-            assert len(got) == 600  # nothing twice: every message was acked after its commit
+            got = wait_for_values(tmp_path, "dev-1", set(map(float, range(5001, 5201))))
+            assert len(got) == before + 200  # nothing twice: acked after its commit
         finally:
             assert hub.stop() == 0
     finally:
@@ -485,6 +640,67 @@ def test_hub_simulate_mqtt_publishes_and_answers_commands(mosquitto, tmp_path):
     assert "answered 1 commands" in out.splitlines()[-1]
     latest = {(r.device, r.quantity, r.channel) for r in readings(tmp_path)}
     assert ("sim-0001", "voltage", "C") in latest
+
+
+def test_hub_simulate_mqtt_says_in_one_line_that_it_cannot_connect(tmp_path, engine):
+    """No broker at the address: one line on stderr naming it, exit status 1, no
+    traceback."""
+    if engine != "paho":
+        pytest.skip("the simulator has one engine")
+    port = free_port()  # nothing listens there
+    out = subprocess.run([str(BIN / "hub"), "simulate", "mqtt", "--broker", f"127.0.0.1:{port}",
+                          "--duration", "5"], cwd=CWD, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1, out
+    assert out.stderr.strip() == f"mqtt-sim: cannot connect to 127.0.0.1:{port}: Connection " \
+        "refused", out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_hub_simulate_mqtt_modbus_frames_commands_and_retained_status(mosquitto, tmp_path):
+    """`hub simulate mqtt --model modbus` plays DTUs in MQTT mode: raw RTU answers to the
+    map's polls, decoded by modbus_payload; a trip is echoed by the simulated slave; each
+    device's retained status says online while it runs and offline after."""
+    config = write_config(tmp_path, mosquitto)
+    data = yaml.safe_load(open(config, encoding="utf-8"))
+    data["models"] = {"efd": {"type": "modbus_payload", "map": "conf/devices/efd-example.yaml"}}
+    data["devices"] = [{"id": d, "model": "efd", "transport": "broker", "address": d}
+                       for d in ("efd-0001", "efd-0002")]
+    with open(config, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f)
+    hub = start_hub(config)
+    sim = subprocess.Popen(
+        [str(BIN / "hub"), "simulate", "mqtt", "--model", "modbus", "--prefix", "efd-",
+         "--broker", f"127.0.0.1:{mosquitto.port}", "--count", "2", "--rate", "20",
+         "--username", "dev", "--password-env", "HUBTEST_DEV_PASSWORD"],
+        env={**os.environ, "HUBTEST_DEV_PASSWORD": "dev-secret"}, cwd=CWD,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "mqtt-sim: 2 devices (efd-0001..efd-0002)" in sim.stdout.readline()
+        wait_until(lambda: {(r.device, r.quantity) for r in readings(tmp_path)} >= {
+            ("efd-0001", "temperature"), ("efd-0002", "voltage")}, 30,
+            what="readings of both simulated DTUs")
+        assert retained(mosquitto, "esm/efd-0002/status") == b"online"
+        result = hub_command(config, "efd-0001", "trip")
+        assert (result["ok"], result["status"]) == (True, "succeeded"), result
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        out, _ = sim.communicate(timeout=30)
+        assert hub.stop() == 0
+    assert sim.returncode == 0, out
+    assert "answered 1 commands" in out.splitlines()[-1]
+    assert retained(mosquitto, "esm/efd-0001/status") == b"offline"
+    volts = [r.value for r in readings(tmp_path, "efd-0002") if r.quantity == "voltage"]
+    assert volts and all(200 < v < 240 for v in volts), volts
+
+
+def retained(broker: Mosquitto, topic: str) -> bytes:
+    """The retained message on ``topic``, as a new subscriber gets it."""
+    out = subprocess.run(["/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port),
+                          "-u", "dev", "-P", "dev-secret", "-t", topic, "-C", "1", "-W", "10",
+                          "--retained-only"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out
+    return out.stdout.rstrip(b"\n")
 
 
 def test_raw_modbus_frames_and_oversized_payloads_from_mosquitto_pub(mosquitto, tmp_path):

@@ -131,9 +131,41 @@ def test_malformed_packets_raise_protocol_errors(v5, data, message):
         codec.Decoder(v5=v5).feed(data)
 
 
-def test_a_packet_over_the_limit_is_refused_before_it_is_buffered():
+def test_a_packet_over_the_limit_that_is_no_publish_is_refused_before_it_is_buffered():
     with pytest.raises(codec.ProtocolError, match="exceeds the limit of 1000"):
-        codec.Decoder(v5=False, max_packet=1000).feed(bytes([0x30, 0x80, 0x80, 0x01]))
+        codec.Decoder(v5=False, max_packet=1000).feed(bytes([0x90, 0x80, 0x80, 0x01]))
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_a_publish_over_the_limit_is_skipped_and_the_stream_goes_on(v5):
+    """An oversized PUBLISH comes out as Oversized (topic, packet id, the start of its
+    payload) and its bytes are dropped as they arrive, never buffered whole; the packets
+    after it decode, at every cut of the stream."""
+    big = codec.encode_publish("esm/d1/up", b"A" * 300_000, qos=1, packet_id=9, v5=v5,
+                               correlation=b"c" if v5 else None)
+    small = codec.encode_publish("esm/d1/up", b"ok", qos=1, packet_id=10, v5=v5)
+    stream = small + big + small + bytes([0xD0, 0x00])
+    expected = [codec.Publish("esm/d1/up", b"ok", 1, 10),
+                codec.Oversized("esm/d1/up", 1, 9, len(big) - 4, b"A" * 64),
+                codec.Publish("esm/d1/up", b"ok", 1, 10), codec.PingResp()]
+    assert codec.Decoder(v5=v5, max_packet=1000).feed(stream) == expected
+    for cut in [*range(1, 40), len(small) + 80, len(stream) - 20, *range(5000, 300_000, 70_001)]:
+        d = codec.Decoder(v5=v5, max_packet=1000)
+        assert d.feed(stream[:cut]) + d.feed(stream[cut:]) == expected, cut
+    d = codec.Decoder(v5=v5, max_packet=1000)
+    out = []
+    for i in range(0, len(stream), 4096):
+        out += d.feed(stream[i:i + 4096])
+        assert len(d._buf) < 5000  # never the whole oversized packet
+    assert out == expected
+
+
+def test_connect_v5_carries_the_maximum_packet_size():
+    packet = codec.encode_connect("hub", keepalive=60, clean=False, v5=True,
+                                  maximum_packet_size=131_080)
+    body = packet[2:]
+    # properties: length 5 = 0x27 + four-byte integer (MQTT 5.0 §3.1.2.11.4)
+    assert body[10:16] == bytes([5, 0x27, 0x00, 0x02, 0x00, 0x08])
 
 
 @settings(max_examples=400, deadline=None)

@@ -338,6 +338,8 @@ class JsonMapModel:
             doc = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise DecodeError(f"not JSON: {e}", payload[:EXCERPT]) from None
+        except RecursionError:  # json recurses per nesting level: "[[[[..." in a 64 KiB payload
+            raise DecodeError("JSON nested too deeply", payload[:EXCERPT]) from None
         items = doc if isinstance(doc, list) else [doc]
         out: list[Record] = []
         for item in items:
@@ -375,13 +377,21 @@ class JsonMapModel:
                     raw = float(raw)  # some vendors quote their numbers
                 except ValueError:
                     raw = None
-            if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            try:
+                # an int of hundreds of digits is valid JSON; float() of it overflows
+                if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+                    raise ValueError
+                if p.scale == 1.0 and p.offset == 0.0 and p.factor == 1.0 \
+                        and p.unit_offset == 0.0:
+                    value = float(raw)  # the common case: no arithmetic, so no float noise
+                else:
+                    value = float(f"{(raw * p.scale + p.offset) * p.factor + p.unit_offset:.12g}")
+                if not math.isfinite(value):
+                    raise ValueError  # scaled out of range
+            except (ValueError, OverflowError):
                 raise DecodeError(f"{_path_text(p.path)}: expected a number for {p.quantity}, "
-                                  f"got {describe(_lookup(doc, p.path))}", payload[:EXCERPT])
-            if p.scale == 1.0 and p.offset == 0.0 and p.factor == 1.0 and p.unit_offset == 0.0:
-                value = float(raw)  # the common case: no arithmetic, so no float noise to round
-            else:
-                value = float(f"{(raw * p.scale + p.offset) * p.factor + p.unit_offset:.12g}")
+                                  f"got {_excerpt_value(_lookup(doc, p.path))}",
+                                  payload[:EXCERPT]) from None
             quality = Quality.BAD if p.channel and p.channel in bad_channels else Quality.GOOD
             readings.append(Reading(device, p.quantity, value, ts, p.channel, quality))
         return readings + events
@@ -410,9 +420,9 @@ class JsonMapModel:
             if t.tzinfo is None:
                 t = t.replace(tzinfo=spec.tz)
             return t.timestamp()
-        except (TypeError, ValueError) as e:
-            raise DecodeError(f"{_path_text(spec.path)}: {raw!r} is not a {spec.format} time "
-                              f"({e})", payload[:EXCERPT]) from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DecodeError(f"{_path_text(spec.path)}: {_excerpt_value(raw)} is not a "
+                              f"{spec.format} time ({e})", payload[:EXCERPT]) from None
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -441,6 +451,9 @@ class JsonMapModel:
             doc = json.loads(payload)
         except (UnicodeDecodeError, ValueError) as e:
             raise DecodeError(f"command result is not JSON: {e}", payload[:EXCERPT]) from None
+        except RecursionError:
+            raise DecodeError("command result: JSON nested too deeply",
+                              payload[:EXCERPT]) from None
         if not isinstance(doc, dict):
             raise DecodeError("command result is not a JSON object", payload[:EXCERPT])
         spec = self.options.result
@@ -450,6 +463,12 @@ class JsonMapModel:
         return CommandOutcome(None if cid is _MISSING else str(cid),
                               status is not _MISSING and status in spec.ok,
                               "" if detail is _MISSING else str(detail))
+
+
+def _excerpt_value(v: Any) -> str:
+    """A JSON value for an error message, cut short (a 4,000-digit number stays readable)."""
+    text = describe(v)
+    return text if len(text) <= 40 else text[:40] + " …"
 
 
 def _fill(template: Any, values: Mapping[str, Any]) -> Any:

@@ -27,7 +27,9 @@ How the promises are kept:
   the hub is away waits in the broker. paho runs with ``manual_ack=True``: a PUBLISH is
   acknowledged only after :meth:`hub.core.Hub.ingest`'s Deferred fired, i.e. after its
   records are committed to the journal. Acks leave in the order the messages arrived
-  (MQTT 4.6); a hub killed before the commit is sent the message again.
+  (MQTT 4.6); a hub killed before the commit is sent the message again. A batch the
+  journal refuses drops that connection (see :meth:`MqttService._refused`): unacked, it
+  would hold back every later ack.
 * **paho never blocks the reactor.** paho's network loop runs in one thread per broker
   connection (our own loop around ``Client.loop()``, for jittered backoff). Received messages
   go into a deque and the reactor is woken once per batch (``callFromThread``), so records
@@ -35,7 +37,9 @@ How the promises are kept:
 * **Untrusted input.** A topic whose device part is not in the registry is refused and
   counted (``registry.refused``, ``mqtt.refused``); oversized or undecodable payloads are
   counted (``mqtt.decode_errors``) and logged with the topic and an excerpt; such messages
-  are acknowledged (there is nothing to keep) and the connection goes on.
+  are acknowledged (there is nothing to keep) and the connection goes on. Packets over
+  :attr:`MqttOptions.max_packet` are discarded by an MQTT 5 broker (Maximum Packet Size) or
+  skipped by the native decoder (``mqtt.oversized``).
 * **Link down.** Reconnects with exponential backoff and jitter; resubscribes; the gauge
   ``mqtt.connected`` and a fault event ``broker_link`` (device ``hub``) mark the outage.
 * **Commands.** The device model encodes; the payload is published to the command topic
@@ -180,6 +184,26 @@ class MqttOptions:
     def broker_port(self) -> int:
         return self.port or (8883 if self.tls else 1883)
 
+    @property
+    def max_packet(self) -> int:
+        """The longest packet we take: a max_payload payload plus room for its topic and
+        properties. MQTT 5 tells the broker (Maximum Packet Size), which then discards
+        longer messages; longer ones that still come are skipped and acknowledged. Between
+        max_payload and this, a payload is refused as a decode error with its device."""
+        return min(self.max_payload + 65536 + 8, 268_435_460)
+
+
+def _readable_file(v: Any) -> str:
+    """A path the hub can read now: a missing CA or key is a configuration error at check
+    time, not a reconnect loop at run time."""
+    path = string()(v)
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise Invalid(f"cannot read {path!r}: {e.strerror or e}") from None
+    return path
+
 
 def _tls(section: Section) -> TlsOptions | None:
     raw = section.raw("tls", None)
@@ -189,11 +213,32 @@ def _tls(section: Section) -> TlsOptions | None:
         return TlsOptions()
     s = section.section("tls")
     opts = TlsOptions(
-        ca_file=s.get("ca_file", string(), None), cert_file=s.get("cert_file", string(), None),
-        key_file=s.get("key_file", string(), None), insecure=s.get("insecure", boolean, False))
+        ca_file=s.get("ca_file", _readable_file, None),
+        cert_file=s.get("cert_file", _readable_file, None),
+        key_file=s.get("key_file", _readable_file, None),
+        insecure=s.get("insecure", boolean, False))
     s.finish()
-    if (opts.cert_file is None) != (opts.key_file is None):
+    if ("cert_file" in s) != ("key_file" in s):
         section.checker.error(s.path, "cert_file and key_file go together")
+        return opts
+    if ("cert_file" in s and opts.cert_file is None) or ("key_file" in s
+                                                          and opts.key_file is None):
+        return opts  # unreadable: said already
+    # the files exist; whether they are PEM that OpenSSL takes is the next question
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for key, load in (("ca_file", lambda: ctx.load_verify_locations(cafile=opts.ca_file)),
+                      ("cert_file", lambda: ctx.load_cert_chain(opts.cert_file,
+                                                                opts.key_file))):
+        if getattr(opts, key) is None:
+            continue
+        try:
+            load()
+        except (ssl.SSLError, OSError) as e:
+            what = "a CA certificate" if key == "ca_file" else "a certificate and its key"
+            why = (e.reason or e.strerror or str(e)) if isinstance(e, ssl.SSLError) else e
+            section.checker.error(s.path / key, f"{getattr(opts, key)!r} is not {what} in "
+                                  f"PEM, or they do not match ({why})" if key == "cert_file"
+                                  else f"{opts.ca_file!r} is not {what} in PEM ({why})")
     return opts
 
 
@@ -303,6 +348,7 @@ class _Received:
     correlation: bytes | None
     session: int = 0  # the link it came on: its mid means nothing on the next one
     done: bool = False
+    oversized: int = 0  # a packet of this many bytes was skipped; payload is its start
 
 
 class Connection:
@@ -351,6 +397,8 @@ class Connection:
         self._thread: threading.Thread | None = None
         self._filters: list[str] = []
         self._session_ok = False  # paho's thread only: a CONNACK accepted since last backoff
+        # (reason, backoff) of a link the reactor asked to drop; read by paho's thread
+        self._drop: tuple[str, float] | None = None
         # bumped by paho's thread when a link drops, read by the reactor before an ack: a
         # message id of an old link must never ack a message of the new one
         self.link_number = 0
@@ -371,6 +419,7 @@ class Connection:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.service.options.session_expiry
         props.ReceiveMaximum = self.service.options.receive_maximum
+        props.MaximumPacketSize = self.service.options.max_packet
         return props
 
     def _run(self) -> None:
@@ -393,9 +442,12 @@ class Connection:
                 self.service.from_thread(self.service.link_error, self, str(e))
             else:
                 self._serve()
-                if self._session_ok:
+                drop, self._drop = self._drop, None
+                if drop is not None:
+                    delay = drop[1]
+                elif self._session_ok:
                     delay = opts.reconnect_initial  # it worked: start the backoff again
-                    self._session_ok = False
+                self._session_ok = False
             if self._stopping.is_set():
                 break
             # jitter spreads the hubs (and connections) that lost one broker at one instant
@@ -469,7 +521,10 @@ class Connection:
         self.link_number += 1
         # paho reports a dropped socket as reason 0x80 "Unspecified error", which reads like
         # the broker's verdict; say which of the two it was
-        if getattr(flags, "is_disconnect_packet_from_server", False):
+        drop = self._drop
+        if drop is not None:
+            why = f"dropped by the hub: {drop[0]}"
+        elif getattr(flags, "is_disconnect_packet_from_server", False):
             why = f"the broker sent DISCONNECT: {reason}"
         else:
             why = "connection lost" if str(reason) == "Unspecified error" else str(reason)
@@ -509,6 +564,15 @@ class Connection:
             done = acks.popleft()
             if done.session == self.link_number:  # else the broker sends it again anyway
                 self.client.ack(done.mid, done.qos)
+
+    def drop(self, reason: str, delay: float) -> None:
+        """Close the current link and connect again after about ``delay`` seconds; the
+        broker then sends every message not acknowledged yet again. paho's thread sends the
+        DISCONNECT (the register-write hook wakes it) and closes the socket."""
+        if not self.connected or self._drop is not None:
+            return
+        self._drop = (reason, delay)
+        self.client.disconnect()
 
     def publish(self, topic: str, payload: bytes, correlation: bytes | None,
                 response_topic: str | None) -> None:
@@ -559,6 +623,8 @@ class MqttService(Service):
         self.connections: list[Connection] = []
         self.pending: dict[str, _Pending] = {}
         self._link_event: Event | None = None
+        # consecutive failed ingests per connection index: the reconnect backoff after them
+        self._ingest_failures: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -612,19 +678,34 @@ class MqttService(Service):
 
     def _ingest(self, conn: Any, uplinks: list[tuple[_Received, str, Any]]) -> None:
         """The decoded uplinks of one delivery, in one journal append; acked after it."""
-        d = self.hub.ingest_many([(device, records) for _, device, records in uplinks])
+        try:
+            d = self.hub.ingest_many([(device, records) for _, device, records in uplinks])
+        except Exception:  # noqa: BLE001 - the same remedy as a failed commit
+            d = defer.fail()
 
         def committed(_: Any) -> None:
+            self._ingest_failures.pop(conn.index, None)
             conn.finished_all([item for item, _, _ in uplinks])
 
-        def refused(f: Any) -> None:
-            # not acked: the broker sends them again on the next session
-            self.hub.metrics.inc("mqtt.ingest_errors", len(uplinks),
-                                 transport=self.transport_name)
-            _log.failure("{transport}: journal refused {n} messages", f,
-                         transport=conn.name, n=len(uplinks))
+        d.addCallbacks(committed, self._refused, errbackArgs=(conn, uplinks))
 
-        d.addCallbacks(committed, refused)
+    def _refused(self, failure: Any, conn: Any, uplinks: list[tuple[_Received, str, Any]]) -> None:
+        """The journal did not take these messages. Unacked, they would stay at the head of
+        the in-order ack queue and hold back every later ack, until the broker's receive
+        window is full and it sends nothing more on a link that looks healthy. So the link
+        is dropped: the broker sends every unacked message again on the next one (at least
+        once), after a backoff that grows while the journal keeps failing."""
+        n = len(uplinks)
+        self.hub.metrics.inc("mqtt.ingest_errors", n, transport=self.transport_name)
+        _log.failure("{transport}: journal refused {n} messages; reconnecting so the broker "
+                     "sends them again", failure, transport=conn.name, n=n)
+        if uplinks[0][0].session != conn.link_number:
+            return  # that link is gone already: the broker resends on the current one
+        failures = self._ingest_failures.get(conn.index, 0) + 1
+        self._ingest_failures[conn.index] = failures
+        opts = self.options
+        delay = min(opts.reconnect_initial * 2 ** (failures - 1), opts.reconnect_max)
+        conn.drop(f"journal refused {n} messages", delay)
 
     def from_thread(self, fn: Any, *args: Any) -> None:
         """Run ``fn`` in the reactor thread (called from paho's threads)."""
@@ -709,6 +790,14 @@ class MqttService(Service):
         opts = self.options
         metrics = self.hub.metrics
         topic = item.topic
+        if item.oversized:
+            metrics.inc("mqtt.oversized", transport=self.transport_name)
+            _log.warn("{transport}: skipped a message of {size} bytes on {topic} (over the "
+                      "limit of {limit}); payload {payload}", transport=conn.name,
+                      size=item.oversized, topic=topic, limit=opts.max_packet,
+                      payload=_excerpt(item.payload))
+            conn.finished(item)
+            return None
         ident = opts.uplink.match(topic)
         kind = "uplink"
         if ident is None and opts.status is not None:

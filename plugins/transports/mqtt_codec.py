@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 __all__ = [
-    "ConnAck", "Decoder", "Disconnect", "PingResp", "ProtocolError", "PubAck", "Publish",
+    "ConnAck", "Decoder", "Disconnect", "Oversized", "PingResp", "ProtocolError", "PubAck",
+    "Publish",
     "SubAck", "encode_connect", "encode_disconnect", "encode_pingreq", "encode_puback",
     "encode_publish", "encode_subscribe",
 ]
@@ -40,6 +41,7 @@ _PROPERTY_TYPES: dict[int, str] = {
 }
 RESPONSE_TOPIC, CORRELATION_DATA, SESSION_EXPIRY = 0x08, 0x09, 0x11
 SERVER_KEEP_ALIVE, REASON_STRING, RECEIVE_MAXIMUM, TOPIC_ALIAS = 0x13, 0x1F, 0x21, 0x23
+MAXIMUM_PACKET_SIZE = 0x27
 USER_PROPERTY = 0x26
 
 #: 5.0 §2.4 reason codes as the log shows them (the ones a broker sends a subscriber).
@@ -91,6 +93,19 @@ class Publish:
 
 
 @dataclass(slots=True)
+class Oversized:
+    """A PUBLISH longer than the decoder's limit: its header and the start of its payload;
+    the rest of its bytes were skipped. Acknowledging it lets the stream go on (an
+    unacknowledged message would come back on every new connection)."""
+
+    topic: str
+    qos: int
+    packet_id: int | None
+    size: int  # the packet's remaining length
+    excerpt: bytes
+
+
+@dataclass(slots=True)
 class ConnAck:
     session_present: bool
     reason: int  # 5.0 reason code, or the 3.1.1 return code
@@ -120,7 +135,9 @@ class Disconnect:
     properties: dict[int, Any] = field(default_factory=dict)
 
 
-Packet = Union[Publish, ConnAck, SubAck, PubAck, PingResp, Disconnect]
+Packet = Union[Publish, Oversized, ConnAck, SubAck, PubAck, PingResp, Disconnect]
+
+_HEAD = 64  # payload bytes an Oversized keeps for the log
 
 
 class Decoder:
@@ -128,15 +145,24 @@ class Decoder:
 
     ``feed(data)`` returns every packet completed by ``data``, in order, and keeps the rest
     for the next call. A malformed packet raises :class:`ProtocolError` (the caller closes
-    the connection; MQTT has no way to resynchronise a byte stream).
+    the connection; MQTT has no way to resynchronise a byte stream). A PUBLISH longer than
+    ``max_packet`` is not buffered: once its header is in, it comes out as
+    :class:`Oversized` and the rest of its bytes are skipped as they arrive, so a broker
+    that ignores (or, in 3.1.1, cannot be told) our Maximum Packet Size costs one message,
+    not the connection.
     """
 
     def __init__(self, v5: bool, max_packet: int = 1 << 20) -> None:
         self.v5 = v5
         self.max_packet = max_packet
         self._buf = b""
+        self._skip = 0  # bytes of an oversized PUBLISH still to come and be dropped
 
     def feed(self, data: bytes) -> list[Packet]:
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
         buf = self._buf + data if self._buf else data
         out: list[Packet] = []
         pos, end = 0, len(buf)
@@ -162,10 +188,21 @@ class Decoder:
                     if mult > 128 ** 3:
                         raise ProtocolError("remaining length longer than 4 bytes")
                 body = i
-            if length > self.max_packet:
-                raise ProtocolError(f"packet of {length} bytes exceeds the limit of "
-                                    f"{self.max_packet}")
             stop = body + length
+            if length > self.max_packet:
+                if first >> 4 != PUBLISH:
+                    raise ProtocolError(f"packet of {length} bytes exceeds the limit of "
+                                        f"{self.max_packet}")
+                big = _oversized(first, buf, body, stop, end, length, v5)
+                if big is None:
+                    break  # its header is not complete yet
+                out.append(big)
+                if stop > end:
+                    self._skip = stop - end
+                    self._buf = b""
+                    return out
+                pos = stop
+                continue
             if stop > end:
                 break
             kind = first >> 4
@@ -293,6 +330,36 @@ def _publish(first: int, buf: bytes, pos: int, stop: int, v5: bool) -> Publish:
                    correlation, response)
 
 
+def _oversized(first: int, buf: bytes, pos: int, stop: int, end: int, length: int,
+               v5: bool) -> Oversized | None:
+    """The header of a PUBLISH too long to buffer, or ``None`` until enough of it is in."""
+    qos = (first >> 1) & 3
+    if qos == 3:
+        raise ProtocolError("PUBLISH with QoS 3")
+    if end - pos < 2:
+        return None
+    n = (buf[pos] << 8) | buf[pos + 1]
+    head = pos + 2 + n + (2 if qos else 0)
+    if head > stop:
+        raise ProtocolError("the topic name runs past the end of its packet")
+    if end < min(head + _HEAD, stop):
+        return None
+    try:
+        topic = buf[pos + 2:pos + 2 + n].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError("topic name is not valid UTF-8") from e
+    packet_id = (buf[head - 2] << 8) | buf[head - 1] if qos else None
+    if qos and not packet_id:
+        raise ProtocolError("PUBLISH with packet identifier 0")
+    if v5:  # the properties are skipped if they are in the buffer, else shown as payload
+        try:
+            _, after = _properties(buf, head, min(stop, end))
+            head = after
+        except ProtocolError:
+            pass
+    return Oversized(topic, qos, packet_id, length, bytes(buf[head:min(head + _HEAD, end)]))
+
+
 def _puback(buf: bytes, pos: int, stop: int, v5: bool) -> PubAck:
     _need(buf, pos, 2, stop, "the packet identifier")
     packet_id = (buf[pos] << 8) | buf[pos + 1]
@@ -364,9 +431,12 @@ def _props(items: list[bytes]) -> bytes:
 
 def encode_connect(client_id: str, *, keepalive: int, clean: bool, v5: bool,
                    username: str | None = None, password: str | None = None,
-                   session_expiry: int = 0, receive_maximum: int = 0) -> bytes:
+                   session_expiry: int = 0, receive_maximum: int = 0,
+                   maximum_packet_size: int = 0) -> bytes:
     """CONNECT (§3.1). Clean start off plus a session expiry (5.0) or clean session off
-    (3.1.1) keeps the subscription and its QoS 1 queue while the hub is away."""
+    (3.1.1) keeps the subscription and its QoS 1 queue while the hub is away. A Maximum
+    Packet Size (5.0 §3.1.2.11.4) has the broker discard longer messages instead of
+    sending them."""
     flags = 0x02 if clean else 0
     if username is not None:
         flags |= 0x80
@@ -379,6 +449,8 @@ def encode_connect(client_id: str, *, keepalive: int, clean: bool, v5: bool,
             props.append(bytes((SESSION_EXPIRY,)) + struct.pack(">I", session_expiry))
         if receive_maximum:
             props.append(bytes((RECEIVE_MAXIMUM,)) + struct.pack(">H", receive_maximum))
+        if maximum_packet_size:
+            props.append(bytes((MAXIMUM_PACKET_SIZE,)) + struct.pack(">I", maximum_packet_size))
         body += _props(props)
     body += _str(client_id)
     if username is not None:

@@ -74,9 +74,9 @@ def describe_failure(failure: Any) -> str:
 class _Protocol(protocol.Protocol):
     def __init__(self, conn: NativeConnection) -> None:
         self.conn = conn
-        self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_payload
-                                     + 65536 + 8)
+        self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_packet)
         self.accepted = False
+        self.closing = False  # dropped by us: what still arrives belongs to a dead link
         self.disconnect_reason: str | None = None
         self.last_rx = 0.0
         self._timer: Any = None
@@ -92,7 +92,8 @@ class _Protocol(protocol.Protocol):
             conn.client_id, keepalive=opts.keepalive, clean=False, v5=conn.v5,
             username=opts.username, password=opts.password,
             session_expiry=opts.session_expiry if conn.v5 else 0,
-            receive_maximum=opts.receive_maximum if conn.v5 else 0))
+            receive_maximum=opts.receive_maximum if conn.v5 else 0,
+            maximum_packet_size=opts.max_packet if conn.v5 else 0))
         self._keepalive = opts.keepalive
         self._schedule()
 
@@ -110,6 +111,8 @@ class _Protocol(protocol.Protocol):
         self._schedule()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
         conn = self.conn
         try:
             packets = self.decoder.feed(data)
@@ -124,7 +127,7 @@ class _Protocol(protocol.Protocol):
         self.last_rx = conn.clock.seconds()
         publishes = None
         for p in packets:
-            if type(p) is codec.Publish:
+            if type(p) is codec.Publish or type(p) is codec.Oversized:
                 if publishes is None:
                     publishes = []
                 publishes.append(p)
@@ -259,12 +262,15 @@ class NativeConnection:
 
     # -- messages --------------------------------------------------------------------------
 
-    def received(self, packets: list[codec.Publish]) -> None:
+    def received(self, packets: list[codec.Publish | codec.Oversized]) -> None:
         from plugins.transports.mqtt import _Received
 
         link = self.link_number
         self.service.deliver(self, [
             _Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link)
+            if type(p) is codec.Publish else
+            _Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
+                      oversized=p.size)
             for p in packets])
 
     def finished_all(self, items: list[Any]) -> None:
@@ -286,6 +292,18 @@ class NativeConnection:
                 ids.append(done.mid)
         if ids and self._proto is not None:
             self._proto.write_acks(ids)
+
+    def drop(self, reason: str, delay: float) -> None:
+        """Close the current link and connect again after about ``delay`` seconds; the
+        broker then sends every message not acknowledged yet again."""
+        proto = self._proto
+        if proto is None or proto.closing:
+            return
+        proto.closing = True
+        proto.disconnect_reason = f"dropped by the hub: {reason}"
+        self._delay = delay
+        proto.transport.write(codec.encode_disconnect())
+        proto.transport.loseConnection()
 
     def _packet_id(self) -> int:
         self._next_id = self._next_id % 0xFFFF + 1

@@ -15,8 +15,19 @@ and answers every command it receives on ``esm/<id>/down`` on the response topic
 correlation data. The json_map model that reads this format is in the README ("MQTT").
 Scenarios: ``normal``; ``overheat`` (T1 of every tenth device climbs to 95 °C and back
 over ``--period``); ``leak`` (residual current of every tenth device climbs to 600 mA).
+
+``--model modbus`` plays a 4G DTU in MQTT mode instead, for the ``modbus_payload`` model:
+each message is the raw RTU response frames of one round of the register map's polls
+(``--map``, slave ``--slave``), answered by :class:`plugins.transports.dtu_sim.SimulatedSlave`
+with the ``hub simulate dtu`` scenarios (``leak`` is its ``leakage``); a write command is
+answered with the slave's echo (or Modbus exception) on the ack topic.
+
+Every device publishes a retained ``online`` on ``esm/<id>/status`` (``--topic-status``)
+once connected, and a retained ``offline`` when the simulator stops.
+
 One paho client carries every simulated device (a load generator, not a device farm);
-for rates beyond a few thousand messages/s use scripts/bench_mqtt.py.
+for rates beyond a few thousand messages/s use scripts/bench_mqtt.py. A broker that cannot
+be reached, or that refuses the connection, is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from hub import hookimpl
 __all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload"]
 
 SCENARIOS = ("normal", "overheat", "leak")
+_DTU_SCENARIO = {"normal": "normal", "overheat": "overheat", "leak": "leakage"}
 
 
 def device_ids(prefix: str, count: int) -> list[str]:
@@ -67,6 +79,34 @@ def payload(index: int, now: float, scenario: str = "normal", period: float = 60
     }
 
 
+class ModbusDevices:
+    """The ``--model modbus`` payloads: one simulated RTU slave per device, polled with the
+    register map's plan each time the device publishes."""
+
+    def __init__(self, args: argparse.Namespace, ids: list[str]) -> None:
+        from plugins.devices.modbus import rtu
+        from plugins.devices.modbus.model import ModbusMapModel
+        from plugins.devices.modbus.registermap import load_map
+        from plugins.transports.dtu_sim import Scenario, SimulatedSlave, SlaveLayout
+
+        regmap = load_map(args.map)
+        assert regmap is not None
+        layout = SlaveLayout(regmap)
+        scenario = Scenario(_DTU_SCENARIO[args.scenario], args.period)
+        self.requests = [rtu.read_request(args.slave, p.function, p.address, p.count)
+                         for p in ModbusMapModel(regmap).plan()]
+        self.slaves = {d: SimulatedSlave(layout, args.slave, scenario, seed=f"{args.seed}/{d}")
+                       for d in ids}
+        self.t0 = time.monotonic()
+
+    def payload(self, device: str) -> bytes:
+        slave, t = self.slaves[device], time.monotonic() - self.t0
+        return b"".join(slave.handle(r, t) or b"" for r in self.requests)
+
+    def answer(self, device: str, request: bytes) -> bytes | None:
+        return self.slaves[device].handle(request, time.monotonic() - self.t0)
+
+
 class Simulator:
     """One paho client publishing for every device and answering their commands."""
 
@@ -77,9 +117,11 @@ class Simulator:
         self.ids = ids
         self.index = {d: i for i, d in enumerate(ids, 1)}
         self.rng = random.Random(args.seed)
+        self.modbus = ModbusDevices(args, ids) if args.model == "modbus" else None
         self.published = 0
         self.commands = 0
         self.connected = threading.Event()
+        self.refused: str | None = None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"hub-sim-{os.getpid()}", protocol=mqtt.MQTTv5)
         if args.username:
@@ -94,9 +136,13 @@ class Simulator:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
-            print(f"mqtt-sim: connection refused: {reason}", file=sys.stderr, flush=True)
+            self.refused = str(reason)
+            self.connected.set()
             return
         client.subscribe(self.args.topic_down.replace("{device}", "+"), qos=1)
+        for device in self.ids:  # retained: whoever subscribes later still sees it
+            client.publish(self.args.topic_status.replace("{device}", device), "online",
+                           qos=1, retain=True)
         self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -107,11 +153,6 @@ class Simulator:
         device = msg.topic[len(head):len(msg.topic) - len(tail)]
         if device not in self.index:
             return
-        try:
-            body = json.loads(msg.payload)
-            cid = body.get("id") if isinstance(body, dict) else None
-        except ValueError:
-            cid = None
         props = getattr(msg, "properties", None)
         corr = getattr(props, "CorrelationData", None)
         topic = getattr(props, "ResponseTopic", None) or \
@@ -119,16 +160,34 @@ class Simulator:
         out = Properties(PacketTypes.PUBLISH)
         if corr:
             out.CorrelationData = corr
+        if self.modbus is not None:
+            answer = self.modbus.answer(device, msg.payload)
+            if answer is None:  # not a frame for this slave: a real one stays silent
+                return
+            client.publish(topic, answer, qos=1, properties=out if corr else None)
+            self.commands += 1
+            return
+        try:
+            body = json.loads(msg.payload)
+            cid = body.get("id") if isinstance(body, dict) else None
+        except ValueError:
+            cid = None
         client.publish(topic, json.dumps({"id": cid, "status": "ok"}), qos=1,
                        properties=out if corr else None)
         self.commands += 1
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event) -> str | None:
+        """Publish until ``stop``; the reason it could not start, else ``None``."""
         host, port = self.args.broker
-        self.client.connect(host, port)
+        try:
+            self.client.connect(host, port)
+        except (OSError, ValueError) as e:  # refused, unreachable, TLS handshake, bad host
+            return f"cannot connect to {host}:{port}: {getattr(e, 'strerror', None) or e}"
         self.client.loop_start()
-        if not self.connected.wait(30):
-            raise SystemExit("mqtt-sim: no connection to the broker within 30 s")
+        if not self.connected.wait(30) or self.refused is not None:
+            self.client.loop_stop()
+            return (f"{host}:{port} refused the connection: {self.refused}" if self.refused
+                    else f"no answer from {host}:{port} within 30 s")
         print(f"mqtt-sim: {len(self.ids)} devices ({self.ids[0]}..{self.ids[-1]}), scenario "
               f"{self.args.scenario}, {self.args.rate:g} msg/s to {host}:{port}", flush=True)
         interval = 1.0 / self.args.rate
@@ -141,17 +200,27 @@ class Simulator:
             if wait > 0 and stop.wait(wait):
                 break
             device = self.ids[n % len(self.ids)]
-            doc = payload(self.index[device], time.time(), self.args.scenario,
-                          self.args.period, self.rng)
-            self.client.publish(self.args.topic_up.replace("{device}", device),
-                                json.dumps(doc, separators=(",", ":")), qos=1)
+            if self.modbus is not None:
+                body: bytes | str = self.modbus.payload(device)
+            else:
+                body = json.dumps(payload(self.index[device], time.time(), self.args.scenario,
+                                          self.args.period, self.rng), separators=(",", ":"))
+            self.client.publish(self.args.topic_up.replace("{device}", device), body, qos=1)
             n += 1
             self.published = n
             if time.monotonic() - last_status >= self.args.status_interval:
                 last_status = time.monotonic()
                 print(self.status_line(), flush=True)
+        infos = [self.client.publish(self.args.topic_status.replace("{device}", d), "offline",
+                                     qos=1, retain=True) for d in self.ids]
+        for info in infos:
+            try:
+                info.wait_for_publish(5)
+            except (RuntimeError, ValueError):
+                break  # the link is gone: the retained "online" stays, presence decides
         self.client.disconnect()
         self.client.loop_stop()
+        return None
 
     def status_line(self) -> str:
         return f"mqtt-sim: published {self.published}, answered {self.commands} commands"
@@ -162,6 +231,12 @@ def _broker(text: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+def _slave(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 247:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a slave address 1..247")
+    return int(text)
 
 
 def _positive(text: str) -> float:
@@ -175,13 +250,29 @@ def cmd_simulate_mqtt(args: argparse.Namespace) -> int:
     if args.count < 1:
         print("mqtt-sim: --count must be at least 1", file=sys.stderr)
         return 2
-    sim = Simulator(args, device_ids(args.prefix, args.count))
+    from hub.validate import ConfigError
+
+    try:
+        sim = Simulator(args, device_ids(args.prefix, args.count))
+    except ConfigError as e:
+        print(f"mqtt-sim: {'; '.join(e.errors)}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:  # a TLS file paho cannot load, a bad register map
+        print(f"mqtt-sim: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    if args.duration:
-        threading.Timer(args.duration, stop.set).start()
-    sim.run(stop)
+    timer = threading.Timer(args.duration, stop.set) if args.duration else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    error = sim.run(stop)
+    if timer is not None:
+        timer.cancel()
+    if error is not None:
+        print(f"mqtt-sim: {error}", file=sys.stderr)
+        return 1
     print(sim.status_line(), flush=True)
     return 0
 
@@ -197,8 +288,13 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
         f"MQTT broker and answer commands; scenarios {', '.join(SCENARIOS)}.")
     p.add_argument("--broker", required=True, type=_broker, metavar="HOST:PORT")
     p.add_argument("--count", type=int, default=1, help="devices to simulate (default 1)")
-    p.add_argument("--model", choices=("json",), default="json",
-                   help="payload format (json: the README's json_map example)")
+    p.add_argument("--model", choices=("json", "modbus"), default="json",
+                   help="payload format (json: the README's json_map example; modbus: raw "
+                   "RTU response frames for the modbus_payload model)")
+    p.add_argument("--map", default="conf/devices/efd-example.yaml",
+                   help="register map of --model modbus (default conf/devices/efd-example.yaml)")
+    p.add_argument("--slave", type=_slave, default=1, metavar="1..247",
+                   help="RTU slave address of --model modbus (default 1)")
     p.add_argument("--rate", type=_positive, default=1.0,
                    help="messages per second over all devices (default 1)")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal")
@@ -214,6 +310,7 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topic-up", default="esm/{device}/up")
     p.add_argument("--topic-down", default="esm/{device}/down")
     p.add_argument("--topic-ack", default="esm/{device}/ack")
+    p.add_argument("--topic-status", default="esm/{device}/status")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S")
