@@ -20,6 +20,7 @@ from hub.config import Secret
 from hub.pluginmanager import make_plugins
 from hub.types import SendResult, SmsMessage, SmsProviderType
 from hub.validate import Checker, Path, Section
+from plugins.sinks.sms.templates import EVENT_FIELDS
 from plugins.sinks.sms_cloud import aliyun, aliyun_sign, generic_http, tencent, tencent_sign
 from plugins.sinks.sms_cloud.common import ProviderError
 from plugins.sinks.sms_cloud.http_client import TransportError
@@ -533,33 +534,104 @@ def test_secrets_stay_out_of_reprs_errors_and_logs():
     assert any("ContainSensitiveWord" in formatEvent(e) for e in events)
 
 
-def test_readme_examples_are_valid_options():
+def readme_sms_configs(tmp_path, monkeypatch) -> list[tuple[str, Any]]:
+    """Every ``sinks.sms`` YAML block of the README's SMS sections, each as ``hub check``
+    reads it: {env:} variables set, {file:} secrets pointed at a file that exists."""
     import re
     from pathlib import Path as FsPath
 
     import yaml
 
-    readme = (FsPath(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    readme = readme.split("\n## SMS providers\n", 1)[1].split("\n## ", 1)[0]
-    checks = {"aliyun": aliyun.check_options, "tencent": tencent.check_options,
-              "http": generic_http.check_options}
+    text = (FsPath(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    text = text.split("\n## SMS alarms", 1)[1].split("\n## NB-IoT", 1)[0]
+    secret_file = tmp_path / "secret.key"
+    secret_file.write_text("1234\n")
 
     def secrets(node: Any) -> Any:
         if isinstance(node, dict):
-            if len(node) == 1 and next(iter(node)) in ("env", "file"):
-                return Secret("x", "env:X")
+            if len(node) == 1 and next(iter(node)) == "env":
+                monkeypatch.setenv(node["env"], "1234")  # also a valid SIM PIN
+                return node
+            if len(node) == 1 and next(iter(node)) == "file":
+                return {"file": str(secret_file)}
             return {k: secrets(v) for k, v in node.items()}
         return node
 
-    seen = set()
-    for block in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S):
+    out = []
+    for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S):
         doc = yaml.safe_load(block)
-        sink = (doc.get("sinks") or {}).get("sms") if isinstance(doc, dict) else None
-        provider = sink.get("provider") if isinstance(sink, dict) else None
-        if isinstance(provider, dict) and provider.get("type") in checks:
-            seen.add(provider["type"])
-            assert errors(checks[provider["type"]], secrets(provider)) == []
-    assert seen == set(checks)
+        if isinstance(doc, dict) and "sms" in (doc.get("sinks") or {}):
+            out.append((doc["sinks"]["sms"]["provider"]["type"], secrets(doc)))
+    return out
+
+
+def test_readme_sms_configurations_pass_hub_check(tmp_path, monkeypatch):
+    """Each README example is a whole configuration ``hub check`` accepts, and the
+    template providers' examples have a template for every kind their routes send plus
+    ``summary`` (which storm control sends), so no text of theirs fails for want of one."""
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+
+    plugins = make_plugins()
+    configs = readme_sms_configs(tmp_path, monkeypatch)
+    assert sorted(t for t, _ in configs) == ["aliyun", "gsm_modem", "http", "http", "tencent"]
+    for ptype, doc in configs:
+        cfg = check_config(doc, str(tmp_path / "hub.yaml"), plugins)
+        options = cfg.sinks["sms"].options
+        assert options.provider_type == ptype
+        if ptype in ("aliyun", "tencent"):
+            assert set(options.provider.templates) == {
+                "alarm", "fault", "offline", "recovery", "summary"}
+
+
+def test_a_template_provider_without_a_template_for_a_routed_kind_is_refused(
+        tmp_path, monkeypatch):
+    """The README's Tencent example as it was (no ``fault``, no ``summary``): refused at
+    configuration time, naming the key path and the missing kinds, instead of every fault
+    and every summary failing for good at 3 a.m."""
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+    from hub.validate import ConfigError
+
+    plugins = make_plugins()
+    doc = dict(readme_sms_configs(tmp_path, monkeypatch))["tencent"]
+    sink = doc["sinks"]["sms"]
+    templates = sink["provider"]["templates"]
+    del templates["fault"], templates["summary"]
+    with pytest.raises(ConfigError) as e:
+        check_config(doc, "hub.yaml", plugins)
+    lines = str(e.value).splitlines()
+    p = "hub.yaml: sinks.sms.provider.templates: no template for message kind "
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(p + "'fault'") and "routes[0] sends fault messages" in lines[0]
+    assert lines[1].startswith(p + "'summary'") and "storm control" in lines[1]
+    # routes that never send faults need no fault template; a summary is still needed
+    sink["routes"] = [{"notify": ["duty"], "kinds": ["alarm", "offline", "recovery"]}]
+    with pytest.raises(ConfigError) as e:
+        check_config(doc, "hub.yaml", plugins)
+    assert [line.split(": ", 2)[2][:40] for line in str(e.value).splitlines()] == [
+        "no template for message kind 'summary', "]
+    templates["summary"] = {"id": 449743, "params": ["count", "device"]}
+    with pytest.raises(ConfigError, match=r"sinks\.sms\.provider\.templates\.summary\.params: "
+                                          r"'device' is not a field of summary messages"):
+        check_config(doc, "hub.yaml", plugins)
+    templates["summary"] = {"id": 449743, "params": ["count", "items"]}
+    assert check_config(doc, "hub.yaml", plugins).sinks["sms"].options.routes[0].kinds == {
+        "alarm", "offline", "recovery"}
+
+
+def test_aliyun_template_params_must_be_message_fields(tmp_path, monkeypatch):
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+    from hub.validate import ConfigError
+
+    doc = dict(readme_sms_configs(tmp_path, monkeypatch))["aliyun"]
+    doc["sinks"]["sms"]["provider"]["templates"]["fault"]["params"] = ["device", "code"]
+    with pytest.raises(ConfigError) as e:
+        check_config(doc, "hub.yaml", make_plugins())
+    assert str(e.value) == ("hub.yaml: sinks.sms.provider.templates.fault.params: 'code' is "
+                            "not a field of fault messages; known: "
+                            + ", ".join(sorted(EVENT_FIELDS)))
 
 
 # ------------------------------------------------------------------ the hook
