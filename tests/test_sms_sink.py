@@ -112,6 +112,26 @@ def test_alarm_is_texted_recorded_and_the_cursor_moves(start, control):
     assert hub.metrics.value("sms.alarm_latency_seconds", sink="sms") == pytest.approx(0.2)
 
 
+def test_alarm_latency_histogram_gives_p50_and_p99(start, control):
+    """Six alarms texted 1 s after they were raised, four held by storm control for two
+    minutes: the buckets count every alarm, p50 is 1 s, p99 the held ones."""
+    hub, sink = start(routes=[{"notify": ["mgr"]}], summary_after=6, summary_window=300)
+    for n in range(1, 11):
+        raise_(hub, n)
+        tick(hub, 1)
+    tick(hub, 120)
+    tick(hub, 300)
+    assert [m.template for m in control.sent] == ["alarm"] * 6 + ["summary"]
+    buckets = {m["labels"]["le"]: m["value"] for m in hub.metrics.snapshot()
+               if m["name"] == "sms.alarm_latency_ms"}
+    assert buckets == {"1000": 6, "600000": 4}
+    assert hub.metrics.value("sms.alarm_latency_p50_ms", sink="sms") == 1000
+    assert hub.metrics.value("sms.alarm_latency_p99_ms", sink="sms") == 600_000
+    # a latency beyond the last bucket: the longest seen, not infinity
+    sink._latencies([7200.0] * 10)
+    assert hub.metrics.value("sms.alarm_latency_p99_ms", sink="sms") == 7_200_000
+
+
 def test_escalation_after_the_configured_time_and_ack_stops_it(start, control):
     hub, sink = start(routes=[{"notify": ["duty"], "escalate": ["mgr", "duty"],
                                "escalate_after": 600}])

@@ -20,7 +20,11 @@
 
 Metrics (label ``sink``): ``sms.sent``, ``sms.summaries``, ``sms.retries``, ``sms.failed``,
 ``sms.suppressed``, ``sms.alarm_latency_seconds`` (event time to the provider's accept, the
-latest alarm), ``sink.lag_records``.
+latest alarm), ``sms.alarm_latency_ms`` (the same for every alarm texted, as a histogram in
+the manner of ``dtu.round_trip_ms``: label ``le``, counts per bucket, not cumulative),
+``sms.alarm_latency_p50_ms`` and ``sms.alarm_latency_p99_ms`` (the upper bound of the bucket
+holding that quantile since the start; the longest seen beyond the last bucket),
+``sink.lag_records``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import hashlib
 import random
 import re
 import weakref
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,6 +67,11 @@ POLL_INTERVAL = 0.1
 MAX_PENDING = 20000
 FAULT_CODE = "sms_delivery_failed"
 RUNNING: weakref.WeakSet[SmsSink] = weakref.WeakSet()
+#: Upper bounds (ms) of the ``sms.alarm_latency_ms`` buckets: from a loopback provider's
+#: tens of milliseconds to storm holds, rate limits and retries of many minutes.
+LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000,
+                      120_000, 300_000, 600_000, 1_800_000, 3_600_000)
+_LATENCY_LABELS = tuple(f"{b:g}" for b in LATENCY_BUCKETS_MS) + ("+Inf",)
 _FAULT_MESSAGE = re.compile(r"^sms (?P<sink>\S+) → (?P<phone>\+\d+): ")
 
 
@@ -114,6 +124,8 @@ class SmsSink(Service):
         self.failures: dict[str, int] = {}
         self.faults: dict[str, Event] = {}  # phone -> raised sms_delivery_failed
         self.cursor = self.read_upto = 0
+        self.latency_counts = [0] * len(_LATENCY_LABELS)
+        self.latency_max_ms = 0.0
         self._poll: task.LoopingCall | None = None
         self._timer: IDelayedCall | None = None
         self._wake: IDelayedCall | None = None
@@ -363,6 +375,7 @@ class SmsSink(Service):
             if alarms:
                 self.hub.metrics.set("sms.alarm_latency_seconds", now - max(alarms),
                                      **self.labels)
+                self._latencies([now - ts for ts in alarms])
             self._fault_cleared(out.phone, now)
         else:
             self.hub.metrics.inc("sms.failed", **self.labels)
@@ -372,6 +385,26 @@ class SmsSink(Service):
         d = self._record(out.phone, out.items, status, message_id, error, out.message.key)
         d.addCallback(lambda _: self._release(out))
         self.pump()
+
+    def _latencies(self, seconds: list[float]) -> None:
+        m = self.hub.metrics
+        for latency in seconds:
+            ms = latency * 1000
+            self.latency_max_ms = max(self.latency_max_ms, ms)
+            i = bisect_left(LATENCY_BUCKETS_MS, ms)
+            self.latency_counts[i] += 1
+            m.inc("sms.alarm_latency_ms", le=_LATENCY_LABELS[i], **self.labels)
+        total = sum(self.latency_counts)
+        for q, name in ((0.5, "sms.alarm_latency_p50_ms"), (0.99, "sms.alarm_latency_p99_ms")):
+            seen = 0
+            for i, n in enumerate(self.latency_counts):
+                seen += n
+                if seen >= q * total:
+                    # beyond the last bucket: the longest seen (JSON has no infinity)
+                    bound = (LATENCY_BUCKETS_MS[i] if i < len(LATENCY_BUCKETS_MS)
+                             else self.latency_max_ms)
+                    m.set(name, bound, **self.labels)
+                    break
 
     def _release(self, out: Outgoing) -> None:
         for item in out.items:
