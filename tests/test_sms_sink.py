@@ -293,6 +293,60 @@ def test_restart_resends_only_what_was_not_delivered(start, control, make_hub):
     assert not sink2.pending and hub.journal.get_cursor("sms") >= 1
 
 
+def again(hub, n, state=EventState.RAISED, id_=""):
+    """Alarm ``n`` (same device, code, channel) once more, as a new event."""
+    now = hub.clock.seconds()
+    e = Event(device=f"efd-{n}", kind=EventKind.ALARM, code="temperature", state=state,
+              ts=now, level=Level.ALARM, channel="T1", id=id_ or f"a{n}-{now:g}", value=95.0,
+              raised_ts=now - 1 if state is EventState.CLEARED else None)
+    hub.journal.append([e])
+    return hub.journal.flush()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_dedup_window_holds_across_a_restart(start, control, restart):
+    """A phone told of an alarm a minute ago is not told again when it flaps, whether or
+    not the hub restarted in between (the window is restored from the deliveries)."""
+    hub, sink = start(routes=[{"notify": ["mgr"], "kinds": ["alarm"]}])
+    raise_(hub, 1)
+    tick(hub)
+    raise_(hub, 1, state=EventState.CLEARED)  # recoveries are not routed: the phone
+    tick(hub, 30)                               # still believes "raised"
+    if restart:
+        sink.stopService()
+        hub, sink = start(hub=hub)
+    tick(hub, 30)
+    seq = again(hub, 1)
+    tick(hub)
+    assert [m.params["event_id"] for m in control.sent] == ["a1"]
+    assert [d.status for d in deliveries(hub)] == [DeliveryStatus.SENT,
+                                                   DeliveryStatus.SUPPRESSED]
+    assert hub.journal.get_cursor("sms") >= seq
+    tick(hub, 600)  # the window is over: told again
+    again(hub, 1)
+    tick(hub)
+    assert len(control.sent) == 2
+
+
+def test_a_recovery_told_before_a_restart_lets_the_next_raise_through(start, control):
+    """Restored in order: raised, then recovered, told before the restart; raised again
+    after it: the phone must hear of it. Recovered again at once: a flap, not told."""
+    hub, sink = start(routes=[{"notify": ["mgr"]}], summary_after=100)
+    raise_(hub, 1)
+    tick(hub)
+    raise_(hub, 1, state=EventState.CLEARED)
+    tick(hub)
+    sink.stopService()
+    hub, sink = start(hub=hub)
+    tick(hub, 10)
+    again(hub, 1, id_="a1-second")
+    tick(hub)
+    again(hub, 1, state=EventState.CLEARED, id_="a1-second")
+    tick(hub)
+    assert [m.template for m in control.sent] == ["alarm", "recovery", "alarm"]
+    assert [d.status for d in deliveries(hub)][-1] is DeliveryStatus.SUPPRESSED
+
+
 def test_acknowledgement_read_from_the_journal_after_restart_stops_escalation(start, control):
     hub, sink = start()
     raise_(hub)

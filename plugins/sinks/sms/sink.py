@@ -16,7 +16,8 @@
 * Escalation (:mod:`.escalation`) from the event's raise time; an acknowledgement in the
   journal (``hub events ack``) stops it; a recovery also goes to the groups it reached.
 * After a restart the sink reads its own recent deliveries back: items already delivered
-  are not sent again, and rate limits count the messages sent before the restart.
+  are not sent again, rate limits count the messages sent before the restart, and what each
+  phone was told within ``dedup_window`` still suppresses the same alarm raised again.
 
 Metrics (label ``sink``): ``sms.sent``, ``sms.summaries``, ``sms.retries``, ``sms.failed``,
 ``sms.suppressed``, ``sms.alarm_latency_seconds`` (event time to the provider's accept, the
@@ -65,6 +66,10 @@ _log = Logger(namespace="hub.sinks.sms")
 POLL_INTERVAL = 0.1
 #: events read ahead of the cursor at most (an outage must not fill memory)
 MAX_PENDING = 20000
+#: events read back at a restart to restore what phones were told (see _restore_told)
+RESTORE_EVENTS = 50_000
+#: told events older than those looked up one by one at most (each lookup scans)
+RESTORE_LOOKUPS = 50
 FAULT_CODE = "sms_delivery_failed"
 RUNNING: weakref.WeakSet[SmsSink] = weakref.WeakSet()
 #: Upper bounds (ms) of the ``sms.alarm_latency_ms`` buckets: from a loopback provider's
@@ -164,12 +169,15 @@ class SmsSink(Service):
         ladders = [r.escalate_after * len(r.escalate) for r in self.router.routes]
         lookback = max([s.summary_window, s.dedup_window, *ladders,
                         *(per for _, per in s.rate_limits)])
+        sent = []
         for _, d in j.deliveries(now - lookback, sink=self.sink):
             if d.status is not DeliveryStatus.RETRY:
                 self.done.update((k, d.target) for k in d.items)
             if d.status is DeliveryStatus.SENT:
                 self.storm.note_sent(d.target, d.ts)
+                sent.append(d)
         active = j.active_events()
+        self._restore_told(sent, active, now)
         ids = {e.id for e in active}
         self.acked = {a.event_id for a in j.acknowledgements() if a.event_id in ids}
         for e in active:
@@ -177,6 +185,37 @@ class SmsSink(Service):
             if e.code == FAULT_CODE and m and m["sink"] == self.sink:
                 self.faults[m["phone"]] = e
             self._watch(e)
+
+    def _restore_told(self, sent: list[Delivery], active: list[Event], now: float) -> None:
+        """Which alarms each phone was told of (raised or recovered) within dedup_window,
+        from the sent deliveries, in order: without it, an alarm that flaps just after a
+        restart is texted again although the phone was told of it a minute before. The
+        deliveries name events by id; device, code and channel come from the journal's
+        events (the window's in one query, any older ones one by one, a few at most; an
+        event not found is not deduplicated: sent again rather than lost)."""
+        w = self.options.storm.dedup_window
+        told = []
+        for d in sent:
+            if d.ts <= now - w:
+                continue
+            for key in d.items:
+                event_id, state, step = key.rsplit(":", 2)
+                if step == "0" and state in (EventState.RAISED, EventState.CLEARED):
+                    told.append((d, event_id, state == EventState.RAISED))
+        if not told:
+            return
+        j = self.hub.journal
+        events: dict[str, Event | None] = {
+            e.id: e for e in j.events(since=now - 2 * w, limit=RESTORE_EVENTS)}
+        events.update((e.id, e) for e in active)
+        lookups = 0
+        for d, event_id, raised in told:
+            if event_id not in events and lookups < RESTORE_LOOKUPS:
+                lookups += 1
+                events[event_id] = j.event(event_id)
+            e = events.get(event_id)
+            if e is not None:
+                self.storm.note_told(d.target, dedup_key(e), raised, d.ts)
 
     # -- reading the journal -------------------------------------------------------------
 
@@ -268,7 +307,7 @@ class SmsSink(Service):
             self._watch(e)
         fields = self.renderer.fields(e, kind, info)
         for phone in self.router.phones(groups):
-            self._offer(phone, Payload(seq, kind, e, fields), 0, f"{e.device}/{e.code}/{e.channel}")
+            self._offer(phone, Payload(seq, kind, e, fields), 0, dedup_key(e))
 
     def _escalate(self, step: Step) -> None:
         e = self.watched.get(step.event_id)
@@ -446,6 +485,11 @@ class SmsSink(Service):
         if e is not None:
             self.hub.record_events([replace(e, state=EventState.CLEARED, ts=now, raised_ts=e.ts,
                                             message=f"sms {self.sink} → {phone}: delivered")])
+
+
+def dedup_key(e: Event) -> str:
+    """What makes two events "the same alarm" for storm control's dedup_window."""
+    return f"{e.device}/{e.code}/{e.channel}"
 
 
 def _mask(phone: str) -> str:
