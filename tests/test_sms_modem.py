@@ -274,18 +274,31 @@ def run(reactor, d: defer.Deferred, timeout: float = 5.0):
     return box[0]
 
 
-def pause(reactor, seconds: float) -> None:
-    run(reactor, task.deferLater(reactor, seconds, lambda: None), seconds + 5)
+def wait_for(reactor, condition, what: str, timeout: float = 5.0) -> None:
+    """Iterate ``reactor`` until ``condition()`` holds (at most ``timeout`` s): the pty is
+    real, so its bytes take real time, but no test sleeps a fixed time for them."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        reactor.iterate(0.01)
+
+
+def fired(d: defer.Deferred) -> list:
+    box: list = []
+    d.addBoth(box.append)
+    return box
 
 
 def message(text: str, *phones: str) -> SmsMessage:
     return SmsMessage(phones=phones, text=text, template="alarm", params={}, key="k1")
 
 
-def provider(reactor, port: str, **kw) -> GsmModemProvider:
+def provider(reactor, port: str, clock=None, **kw) -> GsmModemProvider:
+    """The provider on ``reactor`` for the pty; its timeouts, backoff and pacing on
+    ``clock`` when given (a task.Clock the test advances: no waiting in real time)."""
     kw.setdefault("inter_message_delay", 0.0)
     kw.setdefault("reopen_initial", 0.1)
-    return GsmModemProvider(ModemOptions(port=port, **kw), reactor)
+    return GsmModemProvider(ModemOptions(port=port, **kw), reactor, clock=clock)
 
 
 def test_long_chinese_to_two_phones(reactor, tmp_path):
@@ -326,11 +339,13 @@ def test_gsm7_text_with_pin_through_a_symlinked_port(reactor, tmp_path):
 
 def test_a_refused_pin_is_sent_only_once(reactor):
     modem = scripted(reactor, Script(pin="2468"))
-    p = provider(reactor, modem.path, pin=Secret("1111", "env:SIM_PIN"), reopen_initial=0.01)
+    clock = task.Clock()
+    p = provider(reactor, modem.path, clock, pin=Secret("1111", "env:SIM_PIN"),
+                 reopen_initial=10)
     try:
         with pytest.raises(ModemUnavailable, match="refused the PIN"):
             run(reactor, p.send(message("x", "+8613800138000")))
-        pause(reactor, 0.05)
+        clock.advance(10)  # the backoff is over: the port is opened again
         with pytest.raises(ModemUnavailable, match="no pin is set"):
             run(reactor, p.send(message("x", "+8613800138000")))
     finally:
@@ -355,17 +370,22 @@ def test_cms_errors_permanent_and_transient(reactor):
 
 def test_silent_modem_errbacks_then_recovers(reactor):
     modem = scripted(reactor, Script(silent_from=0))
-    p = provider(reactor, modem.path, command_timeout=0.3, send_timeout=0.3)
+    clock = task.Clock()
+    p = provider(reactor, modem.path, clock, command_timeout=5, send_timeout=30,
+                 reopen_initial=10)
     try:
-        started = time.monotonic()
-        with pytest.raises(ModemUnavailable, match="did not answer"):
-            run(reactor, p.send(message("hello", "+8613800138000")))
-        assert time.monotonic() - started < 3
+        result = fired(p.send(message("hello", "+8613800138000")))
+        wait_for(reactor, lambda: modem.swallowed == 1, "the PDU the modem swallows")
+        clock.advance(29.9)
+        assert result == []  # send_timeout (30 s) for +CMGS, not command_timeout (5 s)
+        clock.advance(0.1)
+        [failure] = result
+        assert failure.check(ModemUnavailable) and "did not answer" in str(failure.value)
         # within the backoff the port stays closed and send fails at once
         with pytest.raises(ModemUnavailable, match="reopening"):
             run(reactor, p.send(message("hello", "+8613800138000")))
         modem.script.silent_from = None
-        pause(reactor, 0.15)
+        clock.advance(10)
         (r,) = run(reactor, p.send(message("hello", "+8613800138000")))
     finally:
         p.close()
@@ -375,25 +395,89 @@ def test_silent_modem_errbacks_then_recovers(reactor):
 def test_port_disappears_and_comes_back(reactor, tmp_path):
     link = str(tmp_path / "ttyUSB-modem")
     modem = scripted(reactor, link=link)
-    p = provider(reactor, link)
+    clock = task.Clock()
+    p = provider(reactor, link, clock, reopen_initial=10)
     try:
         (r,) = run(reactor, p.send(message("one", "+8613800138000")))
         assert r.ok
         modem.vanish()
-        deadline = time.monotonic() + 5
-        while p._ready:  # the provider notices the hangup by itself
-            assert time.monotonic() < deadline
-            reactor.iterate(0.01)
-        pause(reactor, 0.15)
+        # the provider notices the hangup by itself
+        wait_for(reactor, lambda: not p._ready, "the provider to see the port go")
+        with pytest.raises(ModemUnavailable, match="reopening"):
+            run(reactor, p.send(message("two", "+8613800138000")))
+        clock.advance(10)
         with pytest.raises(ModemUnavailable, match="cannot open"):
             run(reactor, p.send(message("two", "+8613800138000")))
         again = scripted(reactor, link=link)
-        pause(reactor, 0.25)
+        with pytest.raises(ModemUnavailable, match="reopening"):  # the backoff doubled
+            run(reactor, p.send(message("three", "+8613800138000")))
+        clock.advance(20)
         (r,) = run(reactor, p.send(message("three", "+8613800138000")))
     finally:
         p.close()
     assert r.ok and [s.text for s in again.submits] == ["three"]
     assert not os.path.exists(link) or os.path.islink(link)
+
+
+def test_the_sink_cuts_texts_to_the_modems_max_parts(reactor, make_hub):
+    """The sink allows 10 parts, the modem 2: the sink reads the modem's ``max_parts`` and
+    cuts the alarm to 2 parts (with …), which the modem sends, instead of handing over a
+    text the modem can only refuse for good."""
+    import random
+
+    from hub.model import DeliveryStatus, Event, EventKind, EventState, Level
+    from plugins.sinks.sms.sink import SmsSink
+    from plugins.sinks.sms.textparts import parts
+
+    modem = scripted(reactor)
+    long = ("【电气火灾报警】{where}{what}：{reading}。"
+            + "请立即派人到现场检查配电箱并切断电源。" * 10)
+    hub = make_hub({"sinks": {"sms": {
+        "type": "sms", "max_parts": 10, "templates": {"alarm": long},
+        "provider": {"type": "gsm_modem", "port": modem.path, "max_parts": 2},
+        "recipients": {"duty": ["13800138000"]}, "routes": [{"notify": ["duty"]}]}},
+        "devices": [{"id": "efd-1", "model": "simulated", "name": "1号配电箱"}]})
+    options = hub.config.sinks["sms"].options
+    modem_provider = GsmModemProvider(options.provider, reactor, clock=hub.clock)
+    sink = SmsSink(hub, "sms", options, provider=modem_provider, rng=random.Random(1))
+    sink.startService()
+    try:
+        hub.journal.append([Event(device="efd-1", kind=EventKind.ALARM, code="temperature",
+                                  state=EventState.RAISED, ts=hub.clock.seconds(),
+                                  level=Level.ALARM, channel="T1", id="a1", value=92.5,
+                                  set_point=80.0)])
+        hub.journal.flush()
+        hub.clock.advance(0.2)
+
+        def delivered():
+            hub.journal.flush()
+            return hub.journal.read(0, 100, {"delivery"})
+
+        wait_for(reactor, delivered, "the delivery record")
+    finally:
+        sink.stopService()
+        modem_provider.close()
+    [(_, d)] = delivered()
+    assert (d.status, d.detail) == (DeliveryStatus.SENT, "")
+    assert len(modem.submits) == 2 and modem.problems == []
+    [(phone, text)] = reassemble(modem.submits)
+    assert phone == "+8613800138000" and text.endswith("…") and parts(text) == 2
+    assert text.startswith("【电气火灾报警】1号配电箱T1温度报警：温度92.5°C")
+    assert parts(long) > 2  # without the cut the modem would have refused it
+
+
+@pytest.mark.parametrize("text", [
+    "x" * 152 + "€" + "y" * 152,  # an escape pair across the 153-septet boundary
+    "中" * 66 + "😀" + "文" * 66,  # a surrogate pair across the 67-unit boundary
+    "a" * 160, "a" * 161, "中" * 70, "中" * 71, "中" * 134, "中" * 135,
+])
+def test_part_count_of_the_sink_agrees_with_the_pdu_encoder(text):
+    from plugins.sinks.sms import textparts
+
+    assert textparts.parts(text) == len(pdu.split_text(text)[1])
+    for n in (1, 2, 3):
+        cut = textparts.fit(text, n)
+        assert len(pdu.split_text(cut)[1]) <= n
 
 
 # ---- options ---------------------------------------------------------------------------------

@@ -200,6 +200,7 @@ class ScriptedModem:
         self.commands: list[str] = []
         self.submits: list[Submit] = []
         self.problems: list[str] = []
+        self.swallowed = 0  # PDUs left unanswered (``silent_from``)
         self.on_submit: Callable[[Submit], None] | None = None
         self._buf = bytearray()
         self._pdu: bytearray | None = None
@@ -315,6 +316,7 @@ class ScriptedModem:
         call = self._cmgs_calls
         self._cmgs_calls += 1
         if self.script.silent_from is not None and call >= self.script.silent_from:
+            self.swallowed += 1
             return
         try:
             sub = decode_submit(pdu_hex)

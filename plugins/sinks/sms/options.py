@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,7 +12,13 @@ from hub.validate import Invalid, Section, describe, integer, number, string
 from plugins.sinks.sms.phones import normalise
 from plugins.sinks.sms.routing import Route
 from plugins.sinks.sms.storm import StormSettings
-from plugins.sinks.sms.templates import MESSAGE_KINDS, TEMPLATE_NAMES, check_template
+from plugins.sinks.sms.templates import (
+    EVENT_FIELDS,
+    MESSAGE_KINDS,
+    SUMMARY_FIELDS,
+    TEMPLATE_NAMES,
+    check_template,
+)
 
 GROUP_NAME = r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}"
 
@@ -159,6 +166,51 @@ def _rate_limits(v: Any) -> tuple[tuple[int, float], ...]:
     return tuple(out)
 
 
+def kinds_sent(routes: tuple[Route, ...]) -> dict[str, int]:
+    """Every message kind the sink can hand the provider, each with the index of the first
+    route that makes it. Escalations repeat a route's own kinds; storm control turns any
+    two texts waiting for one phone into a ``summary``, so with any route at all a summary
+    can go out (index -1: no route asks for it, storm control makes it)."""
+    out: dict[str, int] = {}
+    for i, r in enumerate(routes):
+        for kind in MESSAGE_KINDS:
+            if r.kinds is None or kind in r.kinds:
+                out.setdefault(kind, i)
+    if out:
+        out["summary"] = -1
+    return out
+
+
+def _provider_templates(s: Section, provider: Any, routes: tuple[Route, ...]) -> None:
+    """A provider that sends only pre-approved templates (its checked options have
+    ``templates``: message kind -> template, each with optional ``params``) would refuse
+    for good every text of a kind it has no template for: an alarm never received. So a
+    missing kind, or a parameter no message of that kind has, is a configuration error."""
+    templates = getattr(provider, "templates", None)
+    if not isinstance(templates, Mapping):
+        return
+    path = s.path / "provider" / "templates"
+    for kind, route in kinds_sent(routes).items():
+        if kind in templates:
+            continue
+        if route < 0:
+            why = ("storm control sends one summary when several texts wait for a phone (a "
+                   f"storm, a rate limit, a retry); add 'summary: <template>' with fields "
+                   f"from {', '.join(sorted(SUMMARY_FIELDS))}")
+        else:
+            by = " (it names no kinds: all of them)" if routes[route].kinds is None else ""
+            why = (f"routes[{route}] sends {kind} messages{by}; add '{kind}: <template>' or "
+                   f"leave {kind} out of the routes' kinds")
+        s.checker.error(path, f"no template for message kind {kind!r}, so those texts "
+                        f"would fail for good: {why}")
+    for kind, template in templates.items():
+        allowed = SUMMARY_FIELDS if kind == "summary" else EVENT_FIELDS
+        for name in getattr(template, "params", None) or ():
+            if name not in allowed:
+                s.checker.error(path / kind / "params", f"{name!r} is not a field of {kind} "
+                                f"messages; known: {', '.join(sorted(allowed))}")
+
+
 def check_options(s: Section) -> SmsOptions:
     provider_type, provider = _provider(s)
     recipients = _recipients(s)
@@ -185,6 +237,7 @@ def check_options(s: Section) -> SmsOptions:
         send_timeout=s.get("send_timeout", number(1, 600, "s"), 30.0),
         read_ahead=s.get("read_ahead", integer(1, 10000), 500),
     )
+    _provider_templates(s, provider, routes)
     if opts.retry_max is not None and opts.retry_initial is not None \
             and opts.retry_max < opts.retry_initial:
         s.checker.error(s.path / "retry_max", "is below retry_initial")

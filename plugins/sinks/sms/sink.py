@@ -16,11 +16,16 @@
 * Escalation (:mod:`.escalation`) from the event's raise time; an acknowledgement in the
   journal (``hub events ack``) stops it; a recovery also goes to the groups it reached.
 * After a restart the sink reads its own recent deliveries back: items already delivered
-  are not sent again, and rate limits count the messages sent before the restart.
+  are not sent again, rate limits count the messages sent before the restart, and what each
+  phone was told within ``dedup_window`` still suppresses the same alarm raised again.
 
 Metrics (label ``sink``): ``sms.sent``, ``sms.summaries``, ``sms.retries``, ``sms.failed``,
 ``sms.suppressed``, ``sms.alarm_latency_seconds`` (event time to the provider's accept, the
-latest alarm), ``sink.lag_records``.
+latest alarm), ``sms.alarm_latency_ms`` (the same for every alarm texted, as a histogram in
+the manner of ``dtu.round_trip_ms``: label ``le``, counts per bucket, not cumulative),
+``sms.alarm_latency_p50_ms`` and ``sms.alarm_latency_p99_ms`` (the upper bound of the bucket
+holding that quantile since the start; the longest seen beyond the last bucket),
+``sink.lag_records``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import hashlib
 import random
 import re
 import weakref
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,8 +66,17 @@ _log = Logger(namespace="hub.sinks.sms")
 POLL_INTERVAL = 0.1
 #: events read ahead of the cursor at most (an outage must not fill memory)
 MAX_PENDING = 20000
+#: events read back at a restart to restore what phones were told (see _restore_told)
+RESTORE_EVENTS = 50_000
+#: told events older than those looked up one by one at most (each lookup scans)
+RESTORE_LOOKUPS = 50
 FAULT_CODE = "sms_delivery_failed"
 RUNNING: weakref.WeakSet[SmsSink] = weakref.WeakSet()
+#: Upper bounds (ms) of the ``sms.alarm_latency_ms`` buckets: from a loopback provider's
+#: tens of milliseconds to storm holds, rate limits and retries of many minutes.
+LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000,
+                      120_000, 300_000, 600_000, 1_800_000, 3_600_000)
+_LATENCY_LABELS = tuple(f"{b:g}" for b in LATENCY_BUCKETS_MS) + ("+Inf",)
 _FAULT_MESSAGE = re.compile(r"^sms (?P<sink>\S+) → (?P<phone>\+\d+): ")
 
 
@@ -114,6 +129,8 @@ class SmsSink(Service):
         self.failures: dict[str, int] = {}
         self.faults: dict[str, Event] = {}  # phone -> raised sms_delivery_failed
         self.cursor = self.read_upto = 0
+        self.latency_counts = [0] * len(_LATENCY_LABELS)
+        self.latency_max_ms = 0.0
         self._poll: task.LoopingCall | None = None
         self._timer: IDelayedCall | None = None
         self._wake: IDelayedCall | None = None
@@ -152,12 +169,15 @@ class SmsSink(Service):
         ladders = [r.escalate_after * len(r.escalate) for r in self.router.routes]
         lookback = max([s.summary_window, s.dedup_window, *ladders,
                         *(per for _, per in s.rate_limits)])
+        sent = []
         for _, d in j.deliveries(now - lookback, sink=self.sink):
             if d.status is not DeliveryStatus.RETRY:
                 self.done.update((k, d.target) for k in d.items)
             if d.status is DeliveryStatus.SENT:
                 self.storm.note_sent(d.target, d.ts)
+                sent.append(d)
         active = j.active_events()
+        self._restore_told(sent, active, now)
         ids = {e.id for e in active}
         self.acked = {a.event_id for a in j.acknowledgements() if a.event_id in ids}
         for e in active:
@@ -165,6 +185,37 @@ class SmsSink(Service):
             if e.code == FAULT_CODE and m and m["sink"] == self.sink:
                 self.faults[m["phone"]] = e
             self._watch(e)
+
+    def _restore_told(self, sent: list[Delivery], active: list[Event], now: float) -> None:
+        """Which alarms each phone was told of (raised or recovered) within dedup_window,
+        from the sent deliveries, in order: without it, an alarm that flaps just after a
+        restart is texted again although the phone was told of it a minute before. The
+        deliveries name events by id; device, code and channel come from the journal's
+        events (the window's in one query, any older ones one by one, a few at most; an
+        event not found is not deduplicated: sent again rather than lost)."""
+        w = self.options.storm.dedup_window
+        told = []
+        for d in sent:
+            if d.ts <= now - w:
+                continue
+            for key in d.items:
+                event_id, state, step = key.rsplit(":", 2)
+                if step == "0" and state in (EventState.RAISED, EventState.CLEARED):
+                    told.append((d, event_id, state == EventState.RAISED))
+        if not told:
+            return
+        j = self.hub.journal
+        events: dict[str, Event | None] = {
+            e.id: e for e in j.events(since=now - 2 * w, limit=RESTORE_EVENTS)}
+        events.update((e.id, e) for e in active)
+        lookups = 0
+        for d, event_id, raised in told:
+            if event_id not in events and lookups < RESTORE_LOOKUPS:
+                lookups += 1
+                events[event_id] = j.event(event_id)
+            e = events.get(event_id)
+            if e is not None:
+                self.storm.note_told(d.target, dedup_key(e), raised, d.ts)
 
     # -- reading the journal -------------------------------------------------------------
 
@@ -256,7 +307,7 @@ class SmsSink(Service):
             self._watch(e)
         fields = self.renderer.fields(e, kind, info)
         for phone in self.router.phones(groups):
-            self._offer(phone, Payload(seq, kind, e, fields), 0, f"{e.device}/{e.code}/{e.channel}")
+            self._offer(phone, Payload(seq, kind, e, fields), 0, dedup_key(e))
 
     def _escalate(self, step: Step) -> None:
         e = self.watched.get(step.event_id)
@@ -363,6 +414,7 @@ class SmsSink(Service):
             if alarms:
                 self.hub.metrics.set("sms.alarm_latency_seconds", now - max(alarms),
                                      **self.labels)
+                self._latencies([now - ts for ts in alarms])
             self._fault_cleared(out.phone, now)
         else:
             self.hub.metrics.inc("sms.failed", **self.labels)
@@ -372,6 +424,26 @@ class SmsSink(Service):
         d = self._record(out.phone, out.items, status, message_id, error, out.message.key)
         d.addCallback(lambda _: self._release(out))
         self.pump()
+
+    def _latencies(self, seconds: list[float]) -> None:
+        m = self.hub.metrics
+        for latency in seconds:
+            ms = latency * 1000
+            self.latency_max_ms = max(self.latency_max_ms, ms)
+            i = bisect_left(LATENCY_BUCKETS_MS, ms)
+            self.latency_counts[i] += 1
+            m.inc("sms.alarm_latency_ms", le=_LATENCY_LABELS[i], **self.labels)
+        total = sum(self.latency_counts)
+        for q, name in ((0.5, "sms.alarm_latency_p50_ms"), (0.99, "sms.alarm_latency_p99_ms")):
+            seen = 0
+            for i, n in enumerate(self.latency_counts):
+                seen += n
+                if seen >= q * total:
+                    # beyond the last bucket: the longest seen (JSON has no infinity)
+                    bound = (LATENCY_BUCKETS_MS[i] if i < len(LATENCY_BUCKETS_MS)
+                             else self.latency_max_ms)
+                    m.set(name, bound, **self.labels)
+                    break
 
     def _release(self, out: Outgoing) -> None:
         for item in out.items:
@@ -413,6 +485,11 @@ class SmsSink(Service):
         if e is not None:
             self.hub.record_events([replace(e, state=EventState.CLEARED, ts=now, raised_ts=e.ts,
                                             message=f"sms {self.sink} → {phone}: delivered")])
+
+
+def dedup_key(e: Event) -> str:
+    """What makes two events "the same alarm" for storm control's dedup_window."""
+    return f"{e.device}/{e.code}/{e.channel}"
 
 
 def _mask(phone: str) -> str:

@@ -88,6 +88,13 @@ class StormControl:
         self._phone(phone).pending.append(item)
         return True
 
+    def note_told(self, phone: str, dedup: str, raise_: bool, ts: float) -> None:
+        """A phone was told of a raise or a recovery before a restart, so the dedup window
+        holds across it (in the order told)."""
+        raised, last_raise, last_clear = self._told.get((phone, dedup), (False, -1e18, -1e18))
+        self._told[(phone, dedup)] = ((True, ts, last_clear) if raise_
+                                      else (False, last_raise, ts))
+
     def note_sent(self, phone: str, ts: float) -> None:
         """A send made before a restart, so rate limits hold across it."""
         self._phone(phone).sent.append(ts)

@@ -21,20 +21,33 @@ def is_gsm7(text: str) -> bool:
     return all(c in GSM_BASIC or c in GSM_EXTENSION for c in text)
 
 
+def _sizes(text: str) -> list[int]:
+    """Per character: septets for a GSM-7 text, UTF-16 code units otherwise."""
+    if is_gsm7(text):
+        return [2 if c in GSM_EXTENSION else 1 for c in text]
+    return [len(c.encode("utf-16-le")) // 2 for c in text]
+
+
 def units(text: str) -> int:
     """Septets for a GSM-7 text, UTF-16 code units otherwise."""
-    if is_gsm7(text):
-        return sum(2 if c in GSM_EXTENSION else 1 for c in text)
-    return len(text.encode("utf-16-le")) // 2
+    return sum(_sizes(text))
 
 
 def parts(text: str) -> int:
-    """Number of parts ``text`` is sent as (0 for an empty text)."""
-    n = units(text)
+    """Number of parts ``text`` is sent as (0 for an empty text). A character is never
+    split between parts (an escape pair, a surrogate pair), as a modem's PDU encoder
+    splits it: counting units / 153 would sometimes promise one part too few."""
+    sizes = _sizes(text)
+    n = sum(sizes)
     single, part = (GSM7_SINGLE, GSM7_PART) if is_gsm7(text) else (UCS2_SINGLE, UCS2_PART)
     if n <= single:
         return 1 if n else 0
-    return -(-n // part)
+    count, used = 1, 0
+    for size in sizes:
+        if used + size > part:
+            count, used = count + 1, 0
+        used += size
+    return count
 
 
 def capacity(gsm7: bool, max_parts: int) -> int:
@@ -46,7 +59,8 @@ def capacity(gsm7: bool, max_parts: int) -> int:
 def fit(text: str, max_parts: int, reserved: int = 0) -> str:
     """``text`` cut (with "…") to fit ``max_parts`` parts, ``reserved`` units being taken by
     the provider (a signature such as 【某某物业】 that cloud providers prepend)."""
-    if parts(text + "中" * reserved) <= max_parts:  # a signature is Chinese: UCS-2
+    pad = "中" * reserved  # a signature is Chinese: UCS-2
+    if parts(text + pad) <= max_parts:
         return text
     room = capacity(False, max_parts) - reserved - 1  # "…" makes it UCS-2
     out, used = [], 0
@@ -56,4 +70,6 @@ def fit(text: str, max_parts: int, reserved: int = 0) -> str:
             break
         out.append(c)
         used += u
+    while out and parts("".join(out) + "…" + pad) > max_parts:
+        out.pop()  # a surrogate pair at a part boundary takes a unit more
     return "".join(out) + "…"

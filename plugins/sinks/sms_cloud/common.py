@@ -58,7 +58,10 @@ def non_empty(what: str) -> Callable[[Any], str]:
 
 def kind_map(check_value: Callable[[Any], Any]) -> Callable[[Any], dict[str, Any]]:
     """A mapping from message kinds to ``check_value(entry)``; unknown kinds are errors
-    (a typo such as ``alram`` would otherwise silently leave alarms unsent)."""
+    (a typo such as ``alram`` would otherwise silently leave alarms unsent). A provider
+    keeps it as ``templates`` in its options: the ``sms`` sink's own check then requires a
+    template for every kind its routes and storm control send, and checks each template's
+    ``params`` against the fields of that kind."""
 
     def check(v: Any) -> dict[str, Any]:
         if not isinstance(v, dict) or not v:

@@ -63,11 +63,16 @@ def string_to_sign(timestamp: int, service: str, canonical: str) -> str:
                       sha256_hex(canonical.encode())])
 
 
-def signing_key(secret_key: str, timestamp: int, service: str) -> bytes:
-    """SecretSigning, derived from the secret key through the date and the service."""
+def derivation(secret_key: str, timestamp: int, service: str) -> tuple[bytes, bytes, bytes]:
+    """(SecretDate, SecretService, SecretSigning): the steps the documentation prints."""
     secret_date = _hmac(f"TC3{secret_key}".encode(), utc_date(timestamp))
     secret_service = _hmac(secret_date, service)
-    return _hmac(secret_service, "tc3_request")
+    return secret_date, secret_service, _hmac(secret_service, "tc3_request")
+
+
+def signing_key(secret_key: str, timestamp: int, service: str) -> bytes:
+    """SecretSigning, derived from the secret key through the date and the service."""
+    return derivation(secret_key, timestamp, service)[2]
 
 
 def signature(key: bytes, text: str) -> str:

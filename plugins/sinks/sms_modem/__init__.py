@@ -11,7 +11,7 @@ Configuration (the ``provider`` section of an ``sms`` sink)::
       validity: 86400               # s, optional TP-VP (relative); default: the SMSC's
       command_timeout: 5            # s per AT command and for the "> " prompt
       send_timeout: 60              # s for +CMGS after the PDU (the network answers)
-      max_parts: 6                  # a longer text fails permanently
+      max_parts: 6                  # the sms sink cuts its texts to fit
       inter_message_delay: 2        # s between two SMS
       reopen_initial: 1             # s before reopening after an error; doubles ...
       reopen_max: 60                # ... up to this

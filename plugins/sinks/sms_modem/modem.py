@@ -75,15 +75,19 @@ class GsmModemProvider:
 
     ``open_port(protocol)`` connects ``protocol`` to the modem and returns the transport
     (default: :class:`twisted.internet.serialport.SerialPort` on ``options.port``); tests
-    pass their own to run on a memory reactor.
+    pass their own to run on a memory reactor. ``clock`` (default: ``reactor``) times the
+    AT dialogue, the backoff and the pacing, so a test can drive a real pty with a
+    :class:`twisted.internet.task.Clock` and never wait for a timeout in real time.
     """
 
     name = "gsm_modem"
 
     def __init__(self, options: ModemOptions, reactor: Any,
-                 open_port: Callable[[Protocol], Any] | None = None) -> None:
+                 open_port: Callable[[Protocol], Any] | None = None,
+                 clock: Any = None) -> None:
         self.options = options
         self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
         self._open_port = open_port or serial_opener(options, reactor)
         self._queue: deque[tuple[SmsMessage, defer.Deferred]] = deque()
         self._running = False
@@ -105,6 +109,12 @@ class GsmModemProvider:
         self._reference = random.randrange(256)
 
     # ------------------------------------------------------------------ the provider API
+
+    @property
+    def max_parts(self) -> int:
+        """The most parts a text may take: the sink cuts its texts to fit, instead of the
+        modem refusing a longer one for good."""
+        return self.options.max_parts
 
     @property
     def send_deadline(self) -> float:
@@ -168,7 +178,7 @@ class GsmModemProvider:
                 # some phones already have the text: failing them all would send it twice
                 results.extend(SendResult(p, False, error=str(e)) for p in message.phones[i:])
                 return results
-            self._last_sent_at = self.reactor.seconds()
+            self._last_sent_at = self.clock.seconds()
             if isinstance(event, Submitted):
                 refs = ",".join(map(str, event.references))
                 results.append(SendResult(phone, True, message_id=refs))
@@ -190,8 +200,8 @@ class GsmModemProvider:
         # operators throttle or flag SIMs that send bursts; keep a gap between messages
         if self._last_sent_at is None:
             return defer.succeed(None)
-        wait = self._last_sent_at + self.options.inter_message_delay - self.reactor.seconds()
-        return task.deferLater(self.reactor, wait, lambda: None) if wait > 0 else \
+        wait = self._last_sent_at + self.options.inter_message_delay - self.clock.seconds()
+        return task.deferLater(self.clock, wait, lambda: None) if wait > 0 else \
             defer.succeed(None)
 
     # ------------------------------------------------------------------ port and session
@@ -200,7 +210,7 @@ class GsmModemProvider:
     def _ensure_ready(self) -> Generator[Any, Any, None]:
         if self._ready:
             return
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         if now < self._retry_at:
             raise ModemUnavailable(f"{self._last_error}; reopening {self.options.port} in "
                                    f"{self._retry_at - now:.1f} s")
@@ -267,7 +277,7 @@ class GsmModemProvider:
             self._timer_gen = s.timer
             self._cancel_timer()
             if s.timeout is not None:
-                self._timer = self.reactor.callLater(s.timeout, self._timed_out, s)
+                self._timer = self.clock.callLater(s.timeout, self._timed_out, s)
         while (event := s.next_event()) is not None:
             self._event(event)
 
@@ -297,7 +307,7 @@ class GsmModemProvider:
 
     def _failed(self, message: str) -> None:
         self._last_error = message
-        self._retry_at = self.reactor.seconds() + self._backoff
+        self._retry_at = self.clock.seconds() + self._backoff
         _log.warn("{message}; next attempt in {delay:.1f} s", message=message,
                   delay=self._backoff)
         self._backoff = min(self._backoff * 2, self.options.reopen_max)
