@@ -315,19 +315,25 @@ def test_bad_addresses_and_options_are_named():
     ]
 
 
-@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
-def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
-    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
-    echoed but did not take the write fails the command."""
+def readback_hub(make_hub, tmp_path):
+    """A hub whose map asks for a read-back after a trip."""
     import yaml
 
-    data = yaml.safe_load(open(MAP, encoding="utf-8"))
+    with open(MAP, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
     data["readback"] = ["trip"]
     path = tmp_path / "efd-readback.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     cfg = config()
     cfg["models"]["efd"]["map"] = str(path)
-    hub = make_hub(cfg)
+    return make_hub(cfg)
+
+
+@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
+def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
+    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
+    echoed but did not take the write fails the command."""
+    hub = readback_hub(make_hub, tmp_path)
     link = Link(hub)
     link.send(IMEI.encode())
     settle(hub, 0.02)
@@ -484,3 +490,86 @@ def test_listener_and_gc_options_are_checked(make_hub):
     for key in ("transports.dtu.backlog", "transports.dtu.first_poll_spread", "hub.gc.freeze",
                 "hub.gc.threshold"):
         assert key in text
+
+
+class SessionTarget:
+    """Carries commands to one test link's session, as DtuService does to the live one."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def send_command(self, device, command):
+        return self.link.proto.enqueue_command(device, command)
+
+
+def execute(hub, link, action, ttl):
+    """Run a command through ``Commands.execute`` (its TTL cancels the Deferred)."""
+    hub.commands.register_target("dtu", SessionTarget(link))
+    results = []
+    hub.commands.execute(Command("c1", "efd-1", action, hub.clock.seconds(), ttl=ttl)) \
+        .addCallback(results.append)
+    return results
+
+
+def test_a_command_that_timed_out_in_the_queue_is_never_written(hub):
+    """A trip still queued behind an outstanding poll when its TTL runs out ends timed out
+    and is dropped from the queue: the line goes on with the polls, the trip is never sent."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    results = execute(hub, link, "trip", ttl=1)
+    settle(hub, 1.0)  # TTL over; the poll (response_timeout 2) is still outstanding
+    assert [r.status.value for r in results] == ["timed_out"]
+    link.send(answer(hub, 1))
+    settle(hub)
+    assert link.written() == request(hub, 2)
+    link.send(answer(hub, 2))
+    settle(hub, 30)
+    assert rtu.write_coil(1, 0x0003, True) not in link.written()
+
+
+def test_a_command_that_timed_out_on_the_wire_is_not_retried(hub):
+    """A write on the wire when the TTL runs out is left to its own response timeout (half
+    duplex), but is not resent."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub)
+    link.written()
+    results = execute(hub, link, "trip", ttl=1)
+    trip = rtu.write_coil(1, 0x0003, True)
+    assert link.written() == trip
+    settle(hub, 1.0)
+    assert [r.status.value for r in results] == ["timed_out"]
+    settle(hub, 1.0)  # the write's response timeout: retries=1 would resend it
+    assert link.written() == b""
+    settle(hub, 8.0)  # the next cycle's polls still run
+    assert link.written() == request(hub, 1)
+
+
+def test_a_timed_out_write_starts_no_readback(make_hub, tmp_path):
+    """With `readback: [trip]`, an echo arriving after the TTL ran out does not start the
+    read-back: the command stays timed out and the next poll follows."""
+    hub = readback_hub(make_hub, tmp_path)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub)
+    link.written()
+    results = execute(hub, link, "trip", ttl=1)
+    trip = rtu.write_coil(1, 0x0003, True)
+    assert link.written() == trip
+    settle(hub, 1.0)
+    link.send(rtu.write_response(trip))
+    settle(hub)
+    assert link.written() == b""  # no read of the coil
+    settle(hub, 9.0)
+    assert link.written() == request(hub, 1)  # the line is free for the next cycle
+    assert [r.status.value for r in results] == ["timed_out"]

@@ -170,7 +170,11 @@ class _CommandRun:
     command: Command
     device: Any
     writes: list[bytes]
-    deferred: defer.Deferred
+    deferred: defer.Deferred = field(default_factory=defer.Deferred)
+    #: its time to live ran out (``Commands`` cancelled the Deferred): a write already on the
+    #: wire may finish, but nothing more of it is written, so a trip journaled as timed out
+    #: cannot happen later
+    cancelled: bool = False
 
 
 class DtuProtocol(Protocol):
@@ -415,7 +419,8 @@ class DtuProtocol(Protocol):
         if req is None:
             return
         self.hub.metrics.inc("dtu.response_timeouts", transport=self.f.name)
-        if req.tries <= self.opts.retries:
+        cancelled = req.command is not None and req.command.cancelled
+        if req.tries <= self.opts.retries and not cancelled:
             self._write(req)
             return
         self.outstanding = None
@@ -513,10 +518,21 @@ class DtuProtocol(Protocol):
     def enqueue_command(self, device: Any, command: Command) -> defer.Deferred:
         slave = device.address_key[1]
         writes = device.model.command_requests(command, slave)  # may raise EncodeError
-        run = _CommandRun(command, device, list(writes), defer.Deferred())
+        run = _CommandRun(command, device, list(writes))
+        run.deferred = defer.Deferred(lambda _: self._cancel(run))
         self._queue_write(run)
         self._send_next()
         return run.deferred
+
+    def _cancel(self, run: _CommandRun) -> None:
+        """The Deferred's canceller: drop the run's writes not yet sent. A write on the wire
+        is left to its answer or timeout (the line is half duplex: the next request must not
+        overlap it), but is not retried and starts no read-back or further write."""
+        run.cancelled = True
+        run.writes.clear()
+        if self.commands:
+            self.commands = deque(r for r in self.commands if r.command is not run)
+        # not called back here: the Deferred errbacks with CancelledError by itself
 
     def _queue_write(self, run: _CommandRun) -> None:
         frame = run.writes.pop(0)
@@ -527,6 +543,8 @@ class DtuProtocol(Protocol):
 
     def _command_step(self, req: _Request, frame: Frame) -> None:
         run = req.command
+        if run.cancelled:
+            return
         assert self.commands is not None  # req came from it
         model = req.device.model
         try:
