@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 
 from hub.config import check_config
 from hub.model import Command, EventState, Quality
@@ -83,13 +84,35 @@ def hub(make_hub):
     return make_hub(config())
 
 
-def test_unknown_dtu_is_refused_and_counted(hub):
-    """A registration id nobody declared closes the connection and is counted."""
+@pytest.fixture
+def logged():
+    """The transport's log lines, formatted."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield lambda: [formatEvent(e) for e in events
+                   if e.get("log_namespace") == "hub.tcp_dtu"]
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_unknown_dtu_is_refused_and_counted(hub, logged):
+    """A registration id nobody declared closes the connection, is counted and logged with
+    a hex excerpt."""
     link = Link(hub)
     link.send(b"999999999999999")
     assert link.tr.disconnecting
     assert hub.metrics.value("registry.refused", transport="dtu") == 1
+    assert hub.metrics.value("dtu.refused", transport="dtu") == 1
     assert link.written() == b""
+    assert [line for line in logged() if "refused" in line] == [
+        "dtu: refused 192.168.1.1:54321: unknown DTU id '999999999999999'; first bytes "
+        + b"999999999999999".hex(" ")]
+
+
+def no_frame_errors(hub, link, skipped=0):
+    """Nothing was thrown away as garbage but ``skipped`` bytes: the patterns were
+    recognised, not skipped past byte by byte."""
+    assert link.proto.framer.skipped == skipped
+    assert hub.metrics.value("dtu.frame_errors") == 0
 
 
 def test_polls_one_request_at_a_time_and_commits_before_the_next(hub):
@@ -115,10 +138,39 @@ def test_answer_split_with_heartbeats_and_garbage(hub):
     settle(hub, 0.02)
     link.written()
     link.send(b"\xfe\xfe")  # heartbeat: dropped, counts as liveness
-    for b in b"\x00\x13" + answer(hub, 1, {0x0000: 120}):
+    for b in b"\x00\x13\xfe\xfe" + answer(hub, 1, {0x0000: 120}):
         link.send(bytes([b]))
     settle(hub)
     assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [120.0]
+    no_frame_errors(hub, link, skipped=2)  # the noise only, not the heartbeats
+    assert link.proto.framer.ignored == 2
+
+
+def test_a_heartbeat_split_across_reads_or_after_garbage_keeps_the_dtu_online(make_hub):
+    """Between two polls far apart only heartbeats arrive, in pieces and after noise: each
+    is recognised (not skipped as garbage) and keeps the answering slave online."""
+    cfg = config()
+    cfg["devices"] = cfg["devices"][:1]
+    cfg["devices"][0]["address"]["poll_interval"] = 1000
+    hub = make_hub(cfg)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    link.send(answer(hub, 1))
+    settle(hub)
+    window = hub.registry.get("efd-1").offline_after
+    for i in range(int(window * 3 / 5)):
+        settle(hub, 5)
+        if i % 2:
+            link.send(b"\xfe")
+            link.send(b"\xfe")
+        else:
+            link.send(b"\x00\x13\xfe")
+            link.send(b"\xfe")
+    assert hub.presence.is_online("efd-1") is True
+    assert not [e for e in hub.journal.events("efd-1") if e.code == "offline"]
+    no_frame_errors(hub, link, skipped=2 * int(window * 3 / 10))
 
 
 def test_dead_slave_times_out_without_stalling_the_other(hub):
@@ -278,6 +330,28 @@ def test_prefix_mode_strips_the_id_from_every_packet(make_hub):
     link.send(IMEI.encode() + answer(hub, 1, {0x0000: 77}))
     settle(hub)
     assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [77.0]
+    no_frame_errors(hub, link)
+
+
+def test_prefix_mode_with_hex_ids_strips_the_raw_id(make_hub):
+    """With ``encoding: hex`` the id is the hex text of the raw bytes; the DTU repeats the
+    raw bytes, and those are what is stripped (also where a frame is split between two
+    packets)."""
+    raw = bytes.fromhex("8612345678901231")
+    cfg = config(registration={"mode": "prefix", "length": 8, "encoding": "hex"})
+    for d in cfg["devices"]:
+        d["address"]["dtu"] = raw.hex().upper()
+    hub = make_hub(cfg)
+    link = Link(hub)
+    link.send(raw)
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    frame = answer(hub, 1, {0x0000: 77})
+    link.send(raw + frame[:7])
+    link.send(raw + frame[7:])
+    settle(hub)
+    assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [77.0]
+    no_frame_errors(hub, link)
 
 
 def test_unsolicited_frame_from_a_pushing_detector(hub):

@@ -42,9 +42,11 @@ class RegistrationRule:
     pattern: re.Pattern[bytes] | None = None
     encoding: str = "ascii"  # "ascii" or "hex": how the id bytes become the id string
 
-    def extract(self, data: bytes, first_read: bool) -> tuple[str, bytes] | None:
-        """``(id, remaining bytes)`` once ``data`` (everything received so far) holds the id;
-        ``None`` while more bytes are needed. Raises :class:`RegistrationError`."""
+    def extract(self, data: bytes, first_read: bool) -> tuple[str, bytes, bytes] | None:
+        """``(id, its raw bytes, remaining bytes)`` once ``data`` (everything received so
+        far) holds the id; ``None`` while more bytes are needed. The raw bytes are what a
+        ``prefix`` DTU repeats (with ``encoding: hex`` the id is their hex text, not them).
+        Raises :class:`RegistrationError`."""
         if self.mode == "first_packet":
             if not first_read:
                 raise RegistrationError("first_packet mode takes the id from the first read")
@@ -64,7 +66,7 @@ class RegistrationRule:
             rest = data[m.end() :]
         if not raw or len(raw) > MAX_ID_BYTES:
             raise RegistrationError(f"a registration id of {len(raw)} bytes")
-        return self.id_of(raw), rest
+        return self.id_of(raw), raw, rest
 
     def id_of(self, raw: bytes) -> str:
         if self.encoding == "hex":

@@ -14,9 +14,11 @@ line imposes, and how this module keeps them:
   does not answer is retried, counted and skipped until its next cycle, and gets no liveness
   credit from the DTU's heartbeats, so presence marks it offline while its neighbours go on.
 * **Untrusted bytes.** An unknown registration id closes the connection (counted, logged with a
-  hex excerpt). Heartbeats and a repeated id prefix are dropped between frames; garbage and CRC
-  failures are skipped by the framer and counted; the receive buffer is bounded. Nothing a
-  device sends can raise out of ``dataReceived``.
+  hex excerpt). Heartbeats and a repeated id prefix are recognised by the framer wherever they
+  arrive between frames, even split across reads, and dropped (a repeated id prefix is also
+  dropped at the start of each read, where the DTU puts it); garbage and CRC failures are
+  skipped by the framer and counted; the receive buffer is bounded. Nothing a device sends can
+  raise out of ``dataReceived``.
 * **Sessions.** A DTU that reconnects replaces its old session (the old socket is closed);
   a session with no traffic for ``idle_timeout`` is closed; at most ``max_connections`` sockets
   per listener.
@@ -190,7 +192,7 @@ class DtuProtocol(Protocol):
         self.failing: set[int] = set()
         self._pre = b""
         self._reads = 0
-        self._strip: tuple[bytes, ...] = self.opts.heartbeats
+        self._prefix: tuple[bytes, ...] = ()  # the raw id, in prefix registration mode
         self.framer: ResponseFramer | None = None
         # created on the first command: most DTUs never get one, and an empty deque is
         # 600+ bytes per session (the polls of one cycle are a few: a list does)
@@ -281,15 +283,18 @@ class DtuProtocol(Protocol):
                 if len(self._pre) > 256:
                     self._refuse("no registration id in the first 256 bytes", self._pre)
                 return
-            ident, data = got
+            ident, raw_id, data = got
             self._pre = b""
-            if not self._register(ident):
+            if not self._register(ident, raw_id):
                 return
             if not data:
                 return
-        data, beats = strip_leading(data, self._strip)
-        if beats:
-            self._alive()
+        if self._prefix:
+            # the DTU puts its id in front of each packet, which may split a frame: strip it
+            # here too, where a read starts, not only where the framer finds it between frames
+            data, beats = strip_leading(data, self._prefix)
+            if beats:
+                self._alive()
         assert self.framer is not None
         self.framer.feed(data)
         self._drain()
@@ -301,21 +306,22 @@ class DtuProtocol(Protocol):
         self.transport.loseConnection()
         self.closed = True
 
-    def _register(self, ident: str) -> bool:
+    def _register(self, ident: str, raw_id: bytes) -> bool:
         devices = self.f.devices_of(ident)
         if not devices:
             # not declared: the registry refuses and counts it, or provisions slave 1
             device = self.hub.resolve(self.f.name, (ident, 1), identity=ident)
             if device is None:
-                self._refuse(f"unknown DTU id {ident!r}", ident.encode(errors="replace"))
+                self._refuse(f"unknown DTU id {ident!r}", raw_id)
                 return False
             self.f.provisioned(device)
             devices = [device]
         self.dtu_id = ident
         self.slaves = {d.address_key[1]: d for d in devices}
         if self.opts.registration.mode == "prefix":
-            self._strip = self.opts.heartbeats + (ident.encode(),)
-        self.framer = ResponseFramer(self.opts.max_buffer, self.slaves)
+            self._prefix = (raw_id,)
+        self.framer = ResponseFramer(self.opts.max_buffer, self.slaves,
+                                     self.opts.heartbeats + self._prefix)
         old = self.f.sessions.get(ident)
         if old is not None and old is not self:
             _log.info("DTU {dtu} reconnected: replacing its old session", dtu=ident)
@@ -346,10 +352,11 @@ class DtuProtocol(Protocol):
     def _drain(self) -> None:
         framer = self.framer
         assert framer is not None
+        beats = framer.ignored
         while not self.closed:
             item = framer.next_frame()
             if item is None:
-                return
+                break
             if isinstance(item, FrameError):
                 self.hub.metrics.inc("dtu.frame_errors", transport=self.f.name,
                                      reason=item.reason)
@@ -361,11 +368,8 @@ class DtuProtocol(Protocol):
                 self._answered(self.outstanding, item)
             else:
                 self._unsolicited(item)
-            rest, beats = strip_leading(framer.buffered, self._strip)
-            if beats:
-                framer.clear()
-                framer.feed(rest)
-                self._alive()
+        if framer.ignored != beats and not self.closed:
+            self._alive()
 
     # -- requests out ----------------------------------------------------------------------
 
