@@ -303,8 +303,10 @@ def test_idle_and_unregistered_sessions_time_out(hub):
     assert link.tr.disconnecting
 
 
-def test_garbage_flood_is_bounded_and_counted(hub):
-    """Megabytes of noise neither grow memory past the bound nor close the connection."""
+def test_garbage_flood_is_bounded_and_counted(hub, logged):
+    """Megabytes of noise neither grow memory past the bound nor close the connection; every
+    error is counted, but the log gets one line per minute per session, naming the device
+    awaited and with a hex excerpt."""
     link = Link(hub)
     link.send(IMEI.encode())
     settle(hub, 0.02)
@@ -313,7 +315,20 @@ def test_garbage_flood_is_bounded_and_counted(hub):
         link.send(bytes([1, 4, 36]) + b"\x00" * 4000)
     assert len(link.proto.framer.buffered) <= 4096
     assert not link.tr.disconnecting
-    assert hub.metrics.value("dtu.frame_errors") > 0
+    errors = hub.metrics.value("dtu.frame_errors")
+    assert errors >= 100
+    lines = [line for line in logged() if "dropped bytes" in line]
+    assert lines == ["dtu: DTU 861234567890123 (awaiting efd-1): dropped bytes (crc): "
+                     "01 04 24" + " 00" * 29]  # the framer's 32-byte excerpt
+    settle(hub, 59)
+    link.send(bytes([1, 4, 36]) + b"\x00" * 60)
+    assert len([line for line in logged() if "dropped bytes" in line]) == 1
+    settle(hub, 1)
+    link.send(bytes([1, 4, 36]) + b"\x00" * 60)
+    lines = [line for line in logged() if "dropped bytes" in line]
+    unlogged = int(hub.metrics.value("dtu.frame_errors") - 2)
+    assert len(lines) == 2
+    assert lines[1].endswith(f"; {unlogged} more not logged in the last 60 s")
     link.proto.framer.clear()
     link.send(answer(hub, 1))
     settle(hub)

@@ -66,6 +66,10 @@ ROUND_TRIP_BUCKETS_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500,
                          5000)
 _BUCKET_LABELS = tuple(f"{b:g}" for b in ROUND_TRIP_BUCKETS_MS) + ("+Inf",)
 
+#: Seconds between two log lines about one session's dropped bytes: a noisy line yields a
+#: CRC failure per byte, and a warning each would flood the log (all are counted anyway).
+FRAME_ERROR_LOG_INTERVAL = 60.0
+
 
 def _interval(device: Any) -> float:
     """Seconds between two polls of ``device``: its address's ``poll_interval``, or its
@@ -204,6 +208,8 @@ class DtuProtocol(Protocol):
         self._idle_timer: IDelayedCall | None = None
         self._poll_timers: dict[int, IDelayedCall] = {}
         self._status: dict[int, dict[int, int]] = {}  # slave -> its status words last polled
+        self._errors_logged_at: float | None = None  # when dropped bytes were last logged
+        self._errors_unlogged = 0  # dropped since, counted but not logged
         self.closed = False
 
     # -- connection lifecycle --------------------------------------------------------------
@@ -235,6 +241,9 @@ class DtuProtocol(Protocol):
         self.outstanding = None
         for run in {id(r.command): r.command for r in pending}.values():
             self._command_done(run, CommandStatus.FAILED, "the DTU disconnected")
+        if self._errors_unlogged:
+            _log.warn("{transport}: DTU {dtu}: {n} more frame errors before it disconnected",
+                      transport=self.f.name, dtu=self.dtu_id, n=self._errors_unlogged)
         if self.dtu_id is not None:
             _log.info("DTU {dtu} disconnected from {transport}", dtu=self.dtu_id,
                       transport=self.f.name)
@@ -358,11 +367,7 @@ class DtuProtocol(Protocol):
             if item is None:
                 break
             if isinstance(item, FrameError):
-                self.hub.metrics.inc("dtu.frame_errors", transport=self.f.name,
-                                     reason=item.reason)
-                _log.warn("{transport}: DTU {dtu}: dropped bytes ({reason}): {hex}",
-                          transport=self.f.name, dtu=self.dtu_id, reason=item.reason,
-                          hex=item.data.hex(" "))
+                self._frame_error(item)
                 continue
             if item.solicited and self.outstanding is not None:
                 self._answered(self.outstanding, item)
@@ -370,6 +375,27 @@ class DtuProtocol(Protocol):
                 self._unsolicited(item)
         if framer.ignored != beats and not self.closed:
             self._alive()
+
+    def _frame_error(self, error: FrameError) -> None:
+        """Count every error; log the first, then at most one line (with how many were not
+        logged) per FRAME_ERROR_LOG_INTERVAL."""
+        self.hub.metrics.inc("dtu.frame_errors", transport=self.f.name, reason=error.reason)
+        now = self.clock.seconds()
+        if self._errors_logged_at is not None \
+                and now - self._errors_logged_at < FRAME_ERROR_LOG_INTERVAL:
+            self._errors_unlogged += 1
+            return
+        req = self.outstanding
+        more = ""
+        if self._errors_unlogged and self._errors_logged_at is not None:
+            more = (f"; {self._errors_unlogged} more not logged in the last "
+                    f"{now - self._errors_logged_at:.0f} s")
+        _log.warn("{transport}: DTU {dtu} ({device}): dropped bytes ({reason}): {hex}{more}",
+                  transport=self.f.name, dtu=self.dtu_id,
+                  device=f"awaiting {req.device.id}" if req is not None else "nothing awaited",
+                  reason=error.reason, hex=_hex(error.data), more=more)
+        self._errors_logged_at = now
+        self._errors_unlogged = 0
 
     # -- requests out ----------------------------------------------------------------------
 
