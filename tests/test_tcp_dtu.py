@@ -280,14 +280,20 @@ def test_exception_response_fails_the_command_with_its_code(hub):
 
 
 def test_reconnect_replaces_the_old_session(hub):
-    """A DTU that connects again takes over; the old socket is closed."""
+    """A DTU that connects again takes over; the old socket is aborted (not left to flush)
+    and its outstanding poll is not retried on it, while the new session polls."""
     first = Link(hub)
     first.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert first.written() == request(hub, 1)
     second = Link(hub)
     second.send(IMEI.encode())
-    assert first.tr.disconnecting and not second.tr.disconnecting
+    assert first.tr.disconnected and not second.tr.disconnecting
     assert second.factory.sessions[IMEI] is second.proto
     assert hub.metrics.value("dtu.replaced_sessions", transport="dtu") == 1
+    settle(hub, 2.0)  # the old poll's response timeout: retries=1 would resend it
+    assert first.written() == b""
+    assert second.written() == request(hub, 1)  # the new session polls
 
 
 def test_idle_and_unregistered_sessions_time_out(hub):

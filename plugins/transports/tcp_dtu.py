@@ -19,7 +19,8 @@ line imposes, and how this module keeps them:
   dropped at the start of each read, where the DTU puts it); garbage and CRC failures are
   skipped by the framer and counted; the receive buffer is bounded. Nothing a device sends can
   raise out of ``dataReceived``.
-* **Sessions.** A DTU that reconnects replaces its old session (the old socket is closed);
+* **Sessions.** A DTU that reconnects replaces its old session (the old socket is aborted and
+  nothing more is written to it);
   a session with no traffic for ``idle_timeout`` is closed; at most ``max_connections`` sockets
   per listener.
 
@@ -335,7 +336,9 @@ class DtuProtocol(Protocol):
         if old is not None and old is not self:
             _log.info("DTU {dtu} reconnected: replacing its old session", dtu=ident)
             self.hub.metrics.inc("dtu.replaced_sessions", transport=self.f.name)
-            old.transport.loseConnection()
+            # abort, not close: loseConnection waits to flush, and a half-open old socket
+            # (the usual reason a DTU dials again) may never take the bytes
+            old.transport.abortConnection()
             old.closed = True
         self.f.sessions[ident] = self
         self._touch()  # from now on idle_timeout: the first poll may be a whole interval away
@@ -446,7 +449,7 @@ class DtuProtocol(Protocol):
     def _timed_out(self) -> None:
         self._response_timer = None
         req = self.outstanding
-        if req is None:
+        if req is None or self.closed:  # replaced or refused: its socket must not be written
             return
         self.hub.metrics.inc("dtu.response_timeouts", transport=self.f.name)
         cancelled = req.command is not None and req.command.cancelled
