@@ -440,7 +440,7 @@ class SimProcess(HubProcess):
     """`hub simulate dtu` in a subprocess, its output read like the hub's (a thread copies
     the lines into a queue; waiting is a get with a deadline, never a sleep)."""
 
-    def __init__(self, argv: list[str], cwd: Path):  # noqa: D107 - HubProcess's pump, other argv
+    def __init__(self, argv: list[str], cwd: Path):  # HubProcess's pump, another command
         self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.lines = []

@@ -13,6 +13,7 @@ line imposes, and how this module keeps them:
 * **A dead slave costs only its own timeouts.** Each slave has its own poll schedule; one that
   does not answer is retried, counted and skipped until its next cycle, and gets no liveness
   credit from the DTU's heartbeats, so presence marks it offline while its neighbours go on.
+  While it keeps failing it is tried once per cycle, without retries, until it answers.
 * **Untrusted bytes.** An unknown registration id closes the connection (counted, logged with a
   hex excerpt). Heartbeats and a repeated id prefix are recognised by the framer wherever they
   arrive between frames, even split across reads, and dropped (a repeated id prefix is also
@@ -452,14 +453,19 @@ class DtuProtocol(Protocol):
         if req is None or self.closed:  # replaced or refused: its socket must not be written
             return
         self.hub.metrics.inc("dtu.response_timeouts", transport=self.f.name)
-        cancelled = req.command is not None and req.command.cancelled
-        if req.tries <= self.opts.retries and not cancelled:
+        slave = req.frame[0]
+        if req.command is not None:
+            retries = 0 if req.command.cancelled else self.opts.retries
+        else:
+            # a slave already known not to answer gets one try per cycle: its retries would
+            # only hold the line (and its neighbours' polls) for nothing, cycle after cycle
+            retries = 0 if slave in self.failing else self.opts.retries
+        if req.tries <= retries:
             self._write(req)
             return
         self.outstanding = None
         assert self.framer is not None
         self.framer.expect_nothing()
-        slave = req.frame[0]
         if req.command is not None:
             self._command_done(req.command, CommandStatus.TIMED_OUT,
                                f"no answer from slave {slave} after {req.tries} tries")
