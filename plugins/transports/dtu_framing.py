@@ -113,11 +113,12 @@ def parse_bytes(value: object) -> bytes:
 
 
 def strip_leading(data: bytes, patterns: tuple[bytes, ...]) -> tuple[bytes, int]:
-    """Drop any of ``patterns`` (heartbeats, a repeated id prefix) from the start of
-    ``data``, repeatedly. Returns the rest and how many patterns were dropped.
+    """Drop any of ``patterns`` (a repeated id prefix) from the start of ``data``,
+    repeatedly. Returns the rest and how many patterns were dropped.
 
-    Only the start is examined: heartbeats arrive *between* frames, so after each complete
-    frame the transport strips again; bytes inside a frame are never touched.
+    Only the start is examined: the transport applies it where a read starts, where a DTU
+    puts its prefix (which may fall inside a frame the DTU sent in two packets). Between
+    frames the framer recognises the patterns itself (``ResponseFramer(ignore=...)``).
     """
     dropped = 0
     changed = True

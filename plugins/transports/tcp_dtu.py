@@ -188,6 +188,12 @@ class _CommandRun:
 class DtuProtocol(Protocol):
     """One DTU's socket: registration, then the half-duplex request/response loop."""
 
+    # Rarely set, so class defaults: an instance holds them only once it needs them, which
+    # matters at 50,000 sessions.
+    _prefix: tuple[bytes, ...] = ()  # the raw id, in prefix registration mode
+    _errors_logged_at: float | None = None  # when dropped bytes were last logged
+    _errors_unlogged = 0  # dropped since, counted but not logged
+
     def __init__(self, factory: DtuFactory) -> None:
         self.f = factory
         self.hub = factory.hub
@@ -198,7 +204,6 @@ class DtuProtocol(Protocol):
         self.failing: set[int] = set()
         self._pre = b""
         self._reads = 0
-        self._prefix: tuple[bytes, ...] = ()  # the raw id, in prefix registration mode
         self.framer: ResponseFramer | None = None
         # created on the first command: most DTUs never get one, and an empty deque is
         # 600+ bytes per session (the polls of one cycle are a few: a list does)
@@ -210,8 +215,6 @@ class DtuProtocol(Protocol):
         self._idle_timer: IDelayedCall | None = None
         self._poll_timers: dict[int, IDelayedCall] = {}
         self._status: dict[int, dict[int, int]] = {}  # slave -> its status words last polled
-        self._errors_logged_at: float | None = None  # when dropped bytes were last logged
-        self._errors_unlogged = 0  # dropped since, counted but not logged
         self.closed = False
 
     # -- connection lifecycle --------------------------------------------------------------

@@ -87,7 +87,8 @@ class ResponseFramer:
         self._buf = bytearray()
         self._errors: list[FrameError] = []  # rare: a list is 500 bytes less than a deque
         self._expected: tuple[int, int, int] | None = None
-        self.ignore = tuple(p for p in ignore if p)
+        # shared, not copied, when it is already a tuple: one framer per DTU session
+        self.ignore = tuple(ignore) if all(ignore) else tuple(p for p in ignore if p)
         self.frames = self.crc_errors = self.skipped = self.overflows = self.ignored = 0
 
     @property
