@@ -434,10 +434,10 @@ def report(r: dict) -> str:
         f"(simulators: {', '.join(f'{c} %' for c in r['sim_cpu_pct'])})",
         f"  hub RSS                            {r['hub_rss_before_mib']} → "
         f"{r['hub_rss_after_mib']} MiB: {r['hub_kib_per_session']} KiB per session",
-        f"    (the {r['hub_rss_before_mib']} MiB baseline is taken once the hub listens: the "
-        f"configuration and registry of all {r['dtus']} devices are in it, so per session is "
-        "what the sockets, sessions and their polls add; all in, "
-        f"{r['hub_kib_per_dtu_all_in']} KiB per DTU)",
+        f"    baseline {r['hub_rss_before_mib']} MiB taken once the hub listened, with the "
+        f"registry of all {r['dtus']} devices built:",
+        "    per session is what sockets, sessions and polls add, not what a device costs;",
+        f"    all in (interpreter and registry too): {r['hub_kib_per_dtu_all_in']} KiB per DTU",
     ])
 
 
