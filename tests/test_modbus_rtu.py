@@ -164,6 +164,30 @@ def test_heartbeat_and_noise_before_the_answer_are_skipped():
     assert (framer.skipped, framer.frames, framer.expected) == (len(noise), 1, None)
 
 
+def test_ignored_patterns_are_dropped_whole_however_split():
+    """Heartbeats between frames are recognised at the front of the buffer (split across
+    reads, after noise, or shaped like the expected answer's start), dropped whole and
+    counted apart from garbage; a partial one waits for the rest."""
+    beat = b"\xfe\xfe"
+    lookalike = h("11 03 06 41 42")  # the expected slave, function and byte count
+    data = beat + b"\x00" + beat + lookalike + RESPONSE + beat
+    make = expecting(ignore=(beat, lookalike))
+    check_stream(make, data, [frame(RESPONSE)], trailing=b"\xfe")
+    for pieces in ([data], [bytes([b]) for b in data]):
+        framer = make()
+        for piece in pieces:
+            framer.feed(piece)
+            while framer.next_frame() is not NEED_DATA:
+                pass
+        assert (framer.ignored, framer.skipped, framer.crc_errors) == (4, 1, 0)
+    framer = ResponseFramer(ignore=(beat,))
+    framer.feed(b"\xfe")
+    assert framer.next_frame() is NEED_DATA and framer.buffered == b"\xfe"
+    framer.feed(b"\x00")  # not a heartbeat after all: both bytes are garbage
+    assert framer.next_frame() is NEED_DATA
+    assert (framer.ignored, framer.skipped, framer.buffered) == (0, 2, b"")
+
+
 def test_corrupted_frame_is_reported_and_the_framer_resynchronises():
     bad = RESPONSE[:4] + b"\xff" + RESPONSE[5:]
     check_stream(expecting(), bad + RESPONSE, [FrameError("crc", bad), frame(RESPONSE)])

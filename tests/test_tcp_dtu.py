@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 
 from hub.config import check_config
 from hub.model import Command, EventState, Quality
@@ -83,13 +84,35 @@ def hub(make_hub):
     return make_hub(config())
 
 
-def test_unknown_dtu_is_refused_and_counted(hub):
-    """A registration id nobody declared closes the connection and is counted."""
+@pytest.fixture
+def logged():
+    """The transport's log lines, formatted."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield lambda: [formatEvent(e) for e in events
+                   if e.get("log_namespace") == "hub.tcp_dtu"]
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_unknown_dtu_is_refused_and_counted(hub, logged):
+    """A registration id nobody declared closes the connection, is counted and logged with
+    a hex excerpt."""
     link = Link(hub)
     link.send(b"999999999999999")
     assert link.tr.disconnecting
     assert hub.metrics.value("registry.refused", transport="dtu") == 1
+    assert hub.metrics.value("dtu.refused", transport="dtu") == 1
     assert link.written() == b""
+    assert [line for line in logged() if "refused" in line] == [
+        "dtu: refused 192.168.1.1:54321: unknown DTU id '999999999999999'; first bytes "
+        + b"999999999999999".hex(" ")]
+
+
+def no_frame_errors(hub, link, skipped=0):
+    """Nothing was thrown away as garbage but ``skipped`` bytes: the patterns were
+    recognised, not skipped past byte by byte."""
+    assert link.proto.framer.skipped == skipped
+    assert hub.metrics.value("dtu.frame_errors") == 0
 
 
 def test_polls_one_request_at_a_time_and_commits_before_the_next(hub):
@@ -115,15 +138,46 @@ def test_answer_split_with_heartbeats_and_garbage(hub):
     settle(hub, 0.02)
     link.written()
     link.send(b"\xfe\xfe")  # heartbeat: dropped, counts as liveness
-    for b in b"\x00\x13" + answer(hub, 1, {0x0000: 120}):
+    for b in b"\x00\x13\xfe\xfe" + answer(hub, 1, {0x0000: 120}):
         link.send(bytes([b]))
     settle(hub)
     assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [120.0]
+    no_frame_errors(hub, link, skipped=2)  # the noise only, not the heartbeats
+    assert link.proto.framer.ignored == 2
+
+
+def test_a_heartbeat_split_across_reads_or_after_garbage_keeps_the_dtu_online(make_hub):
+    """Between two polls far apart only heartbeats arrive, in pieces and after noise: each
+    is recognised (not skipped as garbage) and keeps the answering slave online."""
+    cfg = config()
+    cfg["devices"] = cfg["devices"][:1]
+    cfg["devices"][0]["address"]["poll_interval"] = 1000
+    hub = make_hub(cfg)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    link.send(answer(hub, 1))
+    settle(hub)
+    window = hub.registry.get("efd-1").offline_after
+    for i in range(int(window * 3 / 5)):
+        settle(hub, 5)
+        if i % 2:
+            link.send(b"\xfe")
+            link.send(b"\xfe")
+        else:
+            link.send(b"\x00\x13\xfe")
+            link.send(b"\xfe")
+    assert hub.presence.is_online("efd-1") is True
+    assert not [e for e in hub.journal.events("efd-1") if e.code == "offline"]
+    no_frame_errors(hub, link, skipped=2 * int(window * 3 / 10))
 
 
 def test_dead_slave_times_out_without_stalling_the_other(hub):
     """A silent slave is retried, then skipped; its neighbour keeps being polled, and the
-    silent one goes offline by presence while heartbeats keep the healthy one online."""
+    silent one goes offline by presence while heartbeats keep the healthy one online. While
+    it stays silent it is asked once per cycle, without retries; once it answers again, a
+    later failure is retried again."""
     link = Link(hub)
     link.send(IMEI.encode())
     settle(hub, 0.02)
@@ -147,10 +201,30 @@ def test_dead_slave_times_out_without_stalling_the_other(hub):
             link.send(answer(hub, 2))
     cycles = int(window // 10)
     assert asked[2] >= cycles  # every 10 s, not held up by slave 1's timeouts
-    assert asked[1] >= 2 * cycles  # still asked (and retried) every cycle
+    # still asked every cycle, but once: retries were for its first failure only
+    assert cycles <= asked[1] <= cycles + 1
     offline = [e for e in hub.journal.active_events() if e.code == "offline"]
     assert [e.device for e in offline] == ["efd-1"]
     assert hub.presence.is_online("efd-2") is True
+    # slave 1 answers once: it is back, and its next silence is retried again
+    sent = b""
+    while request(hub, 1) not in sent:
+        settle(hub, 0.5)
+        sent = link.written()
+        if request(hub, 2) in sent:
+            link.send(answer(hub, 2))
+    link.send(answer(hub, 1))
+    settle(hub)
+    assert hub.presence.is_online("efd-1") is True
+    link.written()
+    sent = b""
+    for _ in range(2 * 13):  # the next cycle (10 s), its 2 s response timeout, not the next
+        settle(hub, 0.5)
+        sent += link.written()
+        if request(hub, 2) in sent:
+            link.send(answer(hub, 2))
+            sent = sent.replace(request(hub, 2), b"")
+    assert sent == request(hub, 1) * 2
 
 
 def test_status_bits_raise_and_clear_device_alarms(hub):
@@ -228,14 +302,20 @@ def test_exception_response_fails_the_command_with_its_code(hub):
 
 
 def test_reconnect_replaces_the_old_session(hub):
-    """A DTU that connects again takes over; the old socket is closed."""
+    """A DTU that connects again takes over; the old socket is aborted (not left to flush)
+    and its outstanding poll is not retried on it, while the new session polls."""
     first = Link(hub)
     first.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert first.written() == request(hub, 1)
     second = Link(hub)
     second.send(IMEI.encode())
-    assert first.tr.disconnecting and not second.tr.disconnecting
+    assert first.tr.disconnected and not second.tr.disconnecting
     assert second.factory.sessions[IMEI] is second.proto
     assert hub.metrics.value("dtu.replaced_sessions", transport="dtu") == 1
+    settle(hub, 2.0)  # the old poll's response timeout: retries=1 would resend it
+    assert first.written() == b""
+    assert second.written() == request(hub, 1)  # the new session polls
 
 
 def test_idle_and_unregistered_sessions_time_out(hub):
@@ -251,8 +331,10 @@ def test_idle_and_unregistered_sessions_time_out(hub):
     assert link.tr.disconnecting
 
 
-def test_garbage_flood_is_bounded_and_counted(hub):
-    """Megabytes of noise neither grow memory past the bound nor close the connection."""
+def test_garbage_flood_is_bounded_and_counted(hub, logged):
+    """Megabytes of noise neither grow memory past the bound nor close the connection; every
+    error is counted, but the log gets one line per minute per session, naming the device
+    awaited and with a hex excerpt."""
     link = Link(hub)
     link.send(IMEI.encode())
     settle(hub, 0.02)
@@ -261,7 +343,20 @@ def test_garbage_flood_is_bounded_and_counted(hub):
         link.send(bytes([1, 4, 36]) + b"\x00" * 4000)
     assert len(link.proto.framer.buffered) <= 4096
     assert not link.tr.disconnecting
-    assert hub.metrics.value("dtu.frame_errors") > 0
+    errors = hub.metrics.value("dtu.frame_errors")
+    assert errors >= 100
+    lines = [line for line in logged() if "dropped bytes" in line]
+    assert lines == ["dtu: DTU 861234567890123 (awaiting efd-1): dropped bytes (crc): "
+                     "01 04 24" + " 00" * 29]  # the framer's 32-byte excerpt
+    settle(hub, 59)
+    link.send(bytes([1, 4, 36]) + b"\x00" * 60)
+    assert len([line for line in logged() if "dropped bytes" in line]) == 1
+    settle(hub, 1)
+    link.send(bytes([1, 4, 36]) + b"\x00" * 60)
+    lines = [line for line in logged() if "dropped bytes" in line]
+    unlogged = int(hub.metrics.value("dtu.frame_errors") - 2)
+    assert len(lines) == 2
+    assert lines[1].endswith(f"; {unlogged} more not logged in the last 60 s")
     link.proto.framer.clear()
     link.send(answer(hub, 1))
     settle(hub)
@@ -278,6 +373,28 @@ def test_prefix_mode_strips_the_id_from_every_packet(make_hub):
     link.send(IMEI.encode() + answer(hub, 1, {0x0000: 77}))
     settle(hub)
     assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [77.0]
+    no_frame_errors(hub, link)
+
+
+def test_prefix_mode_with_hex_ids_strips_the_raw_id(make_hub):
+    """With ``encoding: hex`` the id is the hex text of the raw bytes; the DTU repeats the
+    raw bytes, and those are what is stripped (also where a frame is split between two
+    packets)."""
+    raw = bytes.fromhex("8612345678901231")
+    cfg = config(registration={"mode": "prefix", "length": 8, "encoding": "hex"})
+    for d in cfg["devices"]:
+        d["address"]["dtu"] = raw.hex().upper()
+    hub = make_hub(cfg)
+    link = Link(hub)
+    link.send(raw)
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    frame = answer(hub, 1, {0x0000: 77})
+    link.send(raw + frame[:7])
+    link.send(raw + frame[7:])
+    settle(hub)
+    assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [77.0]
+    no_frame_errors(hub, link)
 
 
 def test_unsolicited_frame_from_a_pushing_detector(hub):
@@ -315,19 +432,25 @@ def test_bad_addresses_and_options_are_named():
     ]
 
 
-@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
-def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
-    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
-    echoed but did not take the write fails the command."""
+def readback_hub(make_hub, tmp_path):
+    """A hub whose map asks for a read-back after a trip."""
     import yaml
 
-    data = yaml.safe_load(open(MAP, encoding="utf-8"))
+    with open(MAP, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
     data["readback"] = ["trip"]
     path = tmp_path / "efd-readback.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     cfg = config()
     cfg["models"]["efd"]["map"] = str(path)
-    hub = make_hub(cfg)
+    return make_hub(cfg)
+
+
+@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
+def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
+    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
+    echoed but did not take the write fails the command."""
+    hub = readback_hub(make_hub, tmp_path)
     link = Link(hub)
     link.send(IMEI.encode())
     settle(hub, 0.02)
@@ -484,3 +607,86 @@ def test_listener_and_gc_options_are_checked(make_hub):
     for key in ("transports.dtu.backlog", "transports.dtu.first_poll_spread", "hub.gc.freeze",
                 "hub.gc.threshold"):
         assert key in text
+
+
+class SessionTarget:
+    """Carries commands to one test link's session, as DtuService does to the live one."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def send_command(self, device, command):
+        return self.link.proto.enqueue_command(device, command)
+
+
+def execute(hub, link, action, ttl):
+    """Run a command through ``Commands.execute`` (its TTL cancels the Deferred)."""
+    hub.commands.register_target("dtu", SessionTarget(link))
+    results = []
+    hub.commands.execute(Command("c1", "efd-1", action, hub.clock.seconds(), ttl=ttl)) \
+        .addCallback(results.append)
+    return results
+
+
+def test_a_command_that_timed_out_in_the_queue_is_never_written(hub):
+    """A trip still queued behind an outstanding poll when its TTL runs out ends timed out
+    and is dropped from the queue: the line goes on with the polls, the trip is never sent."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    assert link.written() == request(hub, 1)
+    results = execute(hub, link, "trip", ttl=1)
+    settle(hub, 1.0)  # TTL over; the poll (response_timeout 2) is still outstanding
+    assert [r.status.value for r in results] == ["timed_out"]
+    link.send(answer(hub, 1))
+    settle(hub)
+    assert link.written() == request(hub, 2)
+    link.send(answer(hub, 2))
+    settle(hub, 30)
+    assert rtu.write_coil(1, 0x0003, True) not in link.written()
+
+
+def test_a_command_that_timed_out_on_the_wire_is_not_retried(hub):
+    """A write on the wire when the TTL runs out is left to its own response timeout (half
+    duplex), but is not resent."""
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub)
+    link.written()
+    results = execute(hub, link, "trip", ttl=1)
+    trip = rtu.write_coil(1, 0x0003, True)
+    assert link.written() == trip
+    settle(hub, 1.0)
+    assert [r.status.value for r in results] == ["timed_out"]
+    settle(hub, 1.0)  # the write's response timeout: retries=1 would resend it
+    assert link.written() == b""
+    settle(hub, 8.0)  # the next cycle's polls still run
+    assert link.written() == request(hub, 1)
+
+
+def test_a_timed_out_write_starts_no_readback(make_hub, tmp_path):
+    """With `readback: [trip]`, an echo arriving after the TTL ran out does not start the
+    read-back: the command stays timed out and the next poll follows."""
+    hub = readback_hub(make_hub, tmp_path)
+    link = Link(hub)
+    link.send(IMEI.encode())
+    settle(hub, 0.02)
+    link.send(answer(hub, 1))
+    settle(hub)
+    link.send(answer(hub, 2))
+    settle(hub)
+    link.written()
+    results = execute(hub, link, "trip", ttl=1)
+    trip = rtu.write_coil(1, 0x0003, True)
+    assert link.written() == trip
+    settle(hub, 1.0)
+    link.send(rtu.write_response(trip))
+    settle(hub)
+    assert link.written() == b""  # no read of the coil
+    settle(hub, 9.0)
+    assert link.written() == request(hub, 1)  # the line is free for the next cycle
+    assert [r.status.value for r in results] == ["timed_out"]

@@ -42,9 +42,11 @@ class RegistrationRule:
     pattern: re.Pattern[bytes] | None = None
     encoding: str = "ascii"  # "ascii" or "hex": how the id bytes become the id string
 
-    def extract(self, data: bytes, first_read: bool) -> tuple[str, bytes] | None:
-        """``(id, remaining bytes)`` once ``data`` (everything received so far) holds the id;
-        ``None`` while more bytes are needed. Raises :class:`RegistrationError`."""
+    def extract(self, data: bytes, first_read: bool) -> tuple[str, bytes, bytes] | None:
+        """``(id, its raw bytes, remaining bytes)`` once ``data`` (everything received so
+        far) holds the id; ``None`` while more bytes are needed. The raw bytes are what a
+        ``prefix`` DTU repeats (with ``encoding: hex`` the id is their hex text, not them).
+        Raises :class:`RegistrationError`."""
         if self.mode == "first_packet":
             if not first_read:
                 raise RegistrationError("first_packet mode takes the id from the first read")
@@ -64,7 +66,7 @@ class RegistrationRule:
             rest = data[m.end() :]
         if not raw or len(raw) > MAX_ID_BYTES:
             raise RegistrationError(f"a registration id of {len(raw)} bytes")
-        return self.id_of(raw), rest
+        return self.id_of(raw), raw, rest
 
     def id_of(self, raw: bytes) -> str:
         if self.encoding == "hex":
@@ -111,11 +113,12 @@ def parse_bytes(value: object) -> bytes:
 
 
 def strip_leading(data: bytes, patterns: tuple[bytes, ...]) -> tuple[bytes, int]:
-    """Drop any of ``patterns`` (heartbeats, a repeated id prefix) from the start of
-    ``data``, repeatedly. Returns the rest and how many patterns were dropped.
+    """Drop any of ``patterns`` (a repeated id prefix) from the start of ``data``,
+    repeatedly. Returns the rest and how many patterns were dropped.
 
-    Only the start is examined: heartbeats arrive *between* frames, so after each complete
-    frame the transport strips again; bytes inside a frame are never touched.
+    Only the start is examined: the transport applies it where a read starts, where a DTU
+    puts its prefix (which may fall inside a frame the DTU sent in two packets). Between
+    frames the framer recognises the patterns itself (``ResponseFramer(ignore=...)``).
     """
     dropped = 0
     changed = True

@@ -13,11 +13,15 @@ line imposes, and how this module keeps them:
 * **A dead slave costs only its own timeouts.** Each slave has its own poll schedule; one that
   does not answer is retried, counted and skipped until its next cycle, and gets no liveness
   credit from the DTU's heartbeats, so presence marks it offline while its neighbours go on.
+  While it keeps failing it is tried once per cycle, without retries, until it answers.
 * **Untrusted bytes.** An unknown registration id closes the connection (counted, logged with a
-  hex excerpt). Heartbeats and a repeated id prefix are dropped between frames; garbage and CRC
-  failures are skipped by the framer and counted; the receive buffer is bounded. Nothing a
-  device sends can raise out of ``dataReceived``.
-* **Sessions.** A DTU that reconnects replaces its old session (the old socket is closed);
+  hex excerpt). Heartbeats and a repeated id prefix are recognised by the framer wherever they
+  arrive between frames, even split across reads, and dropped (a repeated id prefix is also
+  dropped at the start of each read, where the DTU puts it); garbage and CRC failures are
+  skipped by the framer and counted; the receive buffer is bounded. Nothing a device sends can
+  raise out of ``dataReceived``.
+* **Sessions.** A DTU that reconnects replaces its old session (the old socket is aborted and
+  nothing more is written to it);
   a session with no traffic for ``idle_timeout`` is closed; at most ``max_connections`` sockets
   per listener.
 
@@ -63,6 +67,10 @@ _log = Logger(namespace="hub.tcp_dtu")
 ROUND_TRIP_BUCKETS_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000,
                          5000)
 _BUCKET_LABELS = tuple(f"{b:g}" for b in ROUND_TRIP_BUCKETS_MS) + ("+Inf",)
+
+#: Seconds between two log lines about one session's dropped bytes: a noisy line yields a
+#: CRC failure per byte, and a warning each would flood the log (all are counted anyway).
+FRAME_ERROR_LOG_INTERVAL = 60.0
 
 
 def _interval(device: Any) -> float:
@@ -170,11 +178,21 @@ class _CommandRun:
     command: Command
     device: Any
     writes: list[bytes]
-    deferred: defer.Deferred
+    deferred: defer.Deferred = field(default_factory=defer.Deferred)
+    #: its time to live ran out (``Commands`` cancelled the Deferred): a write already on the
+    #: wire may finish, but nothing more of it is written, so a trip journaled as timed out
+    #: cannot happen later
+    cancelled: bool = False
 
 
 class DtuProtocol(Protocol):
     """One DTU's socket: registration, then the half-duplex request/response loop."""
+
+    # Rarely set, so class defaults: an instance holds them only once it needs them, which
+    # matters at 50,000 sessions.
+    _prefix: tuple[bytes, ...] = ()  # the raw id, in prefix registration mode
+    _errors_logged_at: float | None = None  # when dropped bytes were last logged
+    _errors_unlogged = 0  # dropped since, counted but not logged
 
     def __init__(self, factory: DtuFactory) -> None:
         self.f = factory
@@ -186,7 +204,6 @@ class DtuProtocol(Protocol):
         self.failing: set[int] = set()
         self._pre = b""
         self._reads = 0
-        self._strip: tuple[bytes, ...] = self.opts.heartbeats
         self.framer: ResponseFramer | None = None
         # created on the first command: most DTUs never get one, and an empty deque is
         # 600+ bytes per session (the polls of one cycle are a few: a list does)
@@ -229,6 +246,9 @@ class DtuProtocol(Protocol):
         self.outstanding = None
         for run in {id(r.command): r.command for r in pending}.values():
             self._command_done(run, CommandStatus.FAILED, "the DTU disconnected")
+        if self._errors_unlogged:
+            _log.warn("{transport}: DTU {dtu}: {n} more frame errors before it disconnected",
+                      transport=self.f.name, dtu=self.dtu_id, n=self._errors_unlogged)
         if self.dtu_id is not None:
             _log.info("DTU {dtu} disconnected from {transport}", dtu=self.dtu_id,
                       transport=self.f.name)
@@ -277,15 +297,18 @@ class DtuProtocol(Protocol):
                 if len(self._pre) > 256:
                     self._refuse("no registration id in the first 256 bytes", self._pre)
                 return
-            ident, data = got
+            ident, raw_id, data = got
             self._pre = b""
-            if not self._register(ident):
+            if not self._register(ident, raw_id):
                 return
             if not data:
                 return
-        data, beats = strip_leading(data, self._strip)
-        if beats:
-            self._alive()
+        if self._prefix:
+            # the DTU puts its id in front of each packet, which may split a frame: strip it
+            # here too, where a read starts, not only where the framer finds it between frames
+            data, beats = strip_leading(data, self._prefix)
+            if beats:
+                self._alive()
         assert self.framer is not None
         self.framer.feed(data)
         self._drain()
@@ -297,26 +320,29 @@ class DtuProtocol(Protocol):
         self.transport.loseConnection()
         self.closed = True
 
-    def _register(self, ident: str) -> bool:
+    def _register(self, ident: str, raw_id: bytes) -> bool:
         devices = self.f.devices_of(ident)
         if not devices:
             # not declared: the registry refuses and counts it, or provisions slave 1
             device = self.hub.resolve(self.f.name, (ident, 1), identity=ident)
             if device is None:
-                self._refuse(f"unknown DTU id {ident!r}", ident.encode(errors="replace"))
+                self._refuse(f"unknown DTU id {ident!r}", raw_id)
                 return False
             self.f.provisioned(device)
             devices = [device]
         self.dtu_id = ident
         self.slaves = {d.address_key[1]: d for d in devices}
         if self.opts.registration.mode == "prefix":
-            self._strip = self.opts.heartbeats + (ident.encode(),)
-        self.framer = ResponseFramer(self.opts.max_buffer, self.slaves)
+            self._prefix = (raw_id,)
+        self.framer = ResponseFramer(self.opts.max_buffer, self.slaves,
+                                     self.opts.heartbeats + self._prefix)
         old = self.f.sessions.get(ident)
         if old is not None and old is not self:
             _log.info("DTU {dtu} reconnected: replacing its old session", dtu=ident)
             self.hub.metrics.inc("dtu.replaced_sessions", transport=self.f.name)
-            old.transport.loseConnection()
+            # abort, not close: loseConnection waits to flush, and a half-open old socket
+            # (the usual reason a DTU dials again) may never take the bytes
+            old.transport.abortConnection()
             old.closed = True
         self.f.sessions[ident] = self
         self._touch()  # from now on idle_timeout: the first poll may be a whole interval away
@@ -342,26 +368,41 @@ class DtuProtocol(Protocol):
     def _drain(self) -> None:
         framer = self.framer
         assert framer is not None
+        beats = framer.ignored
         while not self.closed:
             item = framer.next_frame()
             if item is None:
-                return
+                break
             if isinstance(item, FrameError):
-                self.hub.metrics.inc("dtu.frame_errors", transport=self.f.name,
-                                     reason=item.reason)
-                _log.warn("{transport}: DTU {dtu}: dropped bytes ({reason}): {hex}",
-                          transport=self.f.name, dtu=self.dtu_id, reason=item.reason,
-                          hex=item.data.hex(" "))
+                self._frame_error(item)
                 continue
             if item.solicited and self.outstanding is not None:
                 self._answered(self.outstanding, item)
             else:
                 self._unsolicited(item)
-            rest, beats = strip_leading(framer.buffered, self._strip)
-            if beats:
-                framer.clear()
-                framer.feed(rest)
-                self._alive()
+        if framer.ignored != beats and not self.closed:
+            self._alive()
+
+    def _frame_error(self, error: FrameError) -> None:
+        """Count every error; log the first, then at most one line (with how many were not
+        logged) per FRAME_ERROR_LOG_INTERVAL."""
+        self.hub.metrics.inc("dtu.frame_errors", transport=self.f.name, reason=error.reason)
+        now = self.clock.seconds()
+        if self._errors_logged_at is not None \
+                and now - self._errors_logged_at < FRAME_ERROR_LOG_INTERVAL:
+            self._errors_unlogged += 1
+            return
+        req = self.outstanding
+        more = ""
+        if self._errors_unlogged and self._errors_logged_at is not None:
+            more = (f"; {self._errors_unlogged} more not logged in the last "
+                    f"{now - self._errors_logged_at:.0f} s")
+        _log.warn("{transport}: DTU {dtu} ({device}): dropped bytes ({reason}): {hex}{more}",
+                  transport=self.f.name, dtu=self.dtu_id,
+                  device=f"awaiting {req.device.id}" if req is not None else "nothing awaited",
+                  reason=error.reason, hex=_hex(error.data), more=more)
+        self._errors_logged_at = now
+        self._errors_unlogged = 0
 
     # -- requests out ----------------------------------------------------------------------
 
@@ -412,16 +453,22 @@ class DtuProtocol(Protocol):
     def _timed_out(self) -> None:
         self._response_timer = None
         req = self.outstanding
-        if req is None:
+        if req is None or self.closed:  # replaced or refused: its socket must not be written
             return
         self.hub.metrics.inc("dtu.response_timeouts", transport=self.f.name)
-        if req.tries <= self.opts.retries:
+        slave = req.frame[0]
+        if req.command is not None:
+            retries = 0 if req.command.cancelled else self.opts.retries
+        else:
+            # a slave already known not to answer gets one try per cycle: its retries would
+            # only hold the line (and its neighbours' polls) for nothing, cycle after cycle
+            retries = 0 if slave in self.failing else self.opts.retries
+        if req.tries <= retries:
             self._write(req)
             return
         self.outstanding = None
         assert self.framer is not None
         self.framer.expect_nothing()
-        slave = req.frame[0]
         if req.command is not None:
             self._command_done(req.command, CommandStatus.TIMED_OUT,
                                f"no answer from slave {slave} after {req.tries} tries")
@@ -513,10 +560,21 @@ class DtuProtocol(Protocol):
     def enqueue_command(self, device: Any, command: Command) -> defer.Deferred:
         slave = device.address_key[1]
         writes = device.model.command_requests(command, slave)  # may raise EncodeError
-        run = _CommandRun(command, device, list(writes), defer.Deferred())
+        run = _CommandRun(command, device, list(writes))
+        run.deferred = defer.Deferred(lambda _: self._cancel(run))
         self._queue_write(run)
         self._send_next()
         return run.deferred
+
+    def _cancel(self, run: _CommandRun) -> None:
+        """The Deferred's canceller: drop the run's writes not yet sent. A write on the wire
+        is left to its answer or timeout (the line is half duplex: the next request must not
+        overlap it), but is not retried and starts no read-back or further write."""
+        run.cancelled = True
+        run.writes.clear()
+        if self.commands:
+            self.commands = deque(r for r in self.commands if r.command is not run)
+        # not called back here: the Deferred errbacks with CancelledError by itself
 
     def _queue_write(self, run: _CommandRun) -> None:
         frame = run.writes.pop(0)
@@ -527,6 +585,8 @@ class DtuProtocol(Protocol):
 
     def _command_step(self, req: _Request, frame: Frame) -> None:
         run = req.command
+        if run.cancelled:
+            return
         assert self.commands is not None  # req came from it
         model = req.device.model
         try:

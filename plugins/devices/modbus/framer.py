@@ -15,6 +15,12 @@ Two modes:
   that arrived after its poll timed out. Their length comes from the frame itself: read
   responses by their byte count, exceptions 5 bytes, write echoes 8.
 
+**Ignored patterns** (a DTU's heartbeat, its id repeated in front of its packets) are
+recognised at the front of the buffer wherever the framer would otherwise skip a byte:
+dropped whole and counted (``ignored``), not skipped byte by byte as garbage, and a
+partial pattern at the end of the buffer waits for more bytes. A valid frame still wins
+over a pattern that happens to start it.
+
 Every decision depends only on bytes already received, never on how they were split, so
 the same stream gives the same results fed whole or byte by byte. A candidate whose CRC
 fails is reported as a :class:`FrameError` value and the framer resynchronises one byte
@@ -66,12 +72,14 @@ class ResponseFramer:
         so a peer that sends garbage forever cannot grow memory. At least 256, the longest
         frame.
     :param slaves: slave addresses accepted in idle mode (``None``: any of 1..247).
+    :param ignore: byte strings dropped whole between frames (heartbeats, an id prefix).
 
     Counters for metrics: ``frames``, ``crc_errors``, ``skipped`` (garbage bytes),
-    ``overflows``.
+    ``overflows``, ``ignored`` (patterns dropped).
     """
 
-    def __init__(self, max_buffer: int = 1024, slaves: Collection[int] | None = None) -> None:
+    def __init__(self, max_buffer: int = 1024, slaves: Collection[int] | None = None,
+                 ignore: Collection[bytes] = ()) -> None:
         if max_buffer < _LONGEST:
             raise ValueError(f"max_buffer {max_buffer} is shorter than a frame ({_LONGEST})")
         self.max_buffer = max_buffer
@@ -79,7 +87,9 @@ class ResponseFramer:
         self._buf = bytearray()
         self._errors: list[FrameError] = []  # rare: a list is 500 bytes less than a deque
         self._expected: tuple[int, int, int] | None = None
-        self.frames = self.crc_errors = self.skipped = self.overflows = 0
+        # shared, not copied, when it is already a tuple: one framer per DTU session
+        self.ignore = tuple(ignore) if all(ignore) else tuple(p for p in ignore if p)
+        self.frames = self.crc_errors = self.skipped = self.overflows = self.ignored = 0
 
     @property
     def buffered(self) -> bytes:
@@ -131,13 +141,26 @@ class ResponseFramer:
             if n == _WAIT:
                 return NEED_DATA
             if n == _SKIP:
-                del buf[:1]
-                self.skipped += 1
+                k = self._ignorable()
+                if k == _WAIT:
+                    return NEED_DATA
+                del buf[:k or 1]
+                if k:
+                    self.ignored += 1
+                else:
+                    self.skipped += 1
                 continue
             if len(buf) < n:
                 return NEED_DATA
             raw = bytes(buf[:n])
             if not crc_ok(raw):
+                k = self._ignorable()
+                if k == _WAIT:
+                    return NEED_DATA
+                if k:  # a pattern that looked like the start of a frame
+                    del buf[:k]
+                    self.ignored += 1
+                    continue
                 # Resynchronise: the frame, if any, starts at one of the following bytes.
                 del buf[:1]
                 self.crc_errors += 1
@@ -148,6 +171,18 @@ class ResponseFramer:
             self._expected = None
             return Frame(raw[0], raw[1], raw[2:-2], raw, solicited)
         return NEED_DATA
+
+    def _ignorable(self) -> int:
+        """The length of an ignored pattern at the front of the buffer, :data:`_WAIT` if the
+        buffer is the start of one, else 0."""
+        buf = self._buf
+        wait = False
+        for p in self.ignore:
+            if buf.startswith(p):
+                return len(p)
+            if len(buf) < len(p) and p.startswith(buf):
+                wait = True
+        return _WAIT if wait else 0
 
     def _expected_candidate(self) -> int:
         slave, function, length = self._expected  # type: ignore[misc]
