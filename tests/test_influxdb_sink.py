@@ -23,6 +23,7 @@ import pytest
 import yaml
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 
 from hub.config import check_config
 from hub.journal import Journal
@@ -310,6 +311,56 @@ def test_a_record_line_protocol_cannot_carry_is_dead_lettered_without_a_request(
     assert entry["status"] is None
     assert entry["message"] == "not encodable: value inf is not finite; line protocol " \
                                "cannot carry it"
+
+
+@pytest.fixture
+def logged():
+    """Every log line (formatted) emitted during the test."""
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+def test_an_unreadable_journal_row_is_dead_lettered_and_the_stream_goes_on(start, logged):
+    """A row this version cannot read back (an event kind it does not know, after a
+    downgrade; JSON cut short) goes to the dead-letter table with the reason and its seq,
+    instead of being read again every ``retry_max`` forever."""
+    server = Server(lambda body: None)
+    hub, sink = start(server, retry_max=5)
+    append(hub, [*readings(2),
+                 Event("efd-1", EventKind.ALARM, "temperature", EventState.RAISED, T + 3,
+                       Level.ALARM, "T1", "e1", value=91.5),
+                 CommandResult("c-1", "efd-1", CommandStatus.SUCCEEDED, T + 4),
+                 *readings(2, start=5)])
+    db = sqlite3.connect(hub.journal.path)  # corrupt the rows behind the journal's back
+    with db:
+        db.execute("UPDATE records SET data = json_set(data, '$.kind', 'sparkle')"
+                   " WHERE seq = 3")
+        db.execute("UPDATE records SET data = substr(data, 1, 20) WHERE seq = 4")
+    db.close()
+    hub.clock.advance(1.0)
+    assert hub.journal.get_cursor("db") == 6
+    assert [line.split(" value=")[1] for c in server.calls for line in c.lines] == [
+        f"{200.0 + i} {timestamp_ns(T + i)}" for i in (0, 1, 5, 6)]
+    entries = DeadLetters(deadletter_path(hub.config.state_dir)).entries("db")
+    assert [(e["first_seq"], e["last_seq"], e["status"], e["points"]) for e in entries] == [
+        (3, 3, None, 1), (4, 4, None, 1)]
+    assert entries[0]["message"] == ("unreadable journal row: ValueError: 'sparkle' is not "
+                                     "a valid EventKind")
+    assert entries[1]["message"].startswith("unreadable journal row: JSONDecodeError: ")
+    assert '"kind":"sparkle"' in entries[0]["lines"]  # the row as stored, for forensics
+    assert hub.metrics.value("sink.unreadable_records", sink="db") == 2
+    assert hub.metrics.value("sink.deadletter_points", sink="db") == 2
+    assert hub.metrics.value("sink.internal_errors", sink="db") == 0
+    assert any("journal seq 3 not written (unreadable journal row: ValueError" in line
+               for line in logged)
+    hub.clock.advance(30)  # nothing is read again
+    assert len(server.calls) == 1
 
 
 def test_kinds_not_written_are_passed_over(start):
