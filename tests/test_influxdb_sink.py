@@ -581,6 +581,38 @@ def test_every_kind_reaches_the_database_with_its_series_and_timestamp(victoria,
     }
 
 
+def test_a_line_the_database_refuses_is_dead_lettered_with_its_answer(victoria, make_hub):
+    """A real 400: VictoriaMetrics refuses a request holding a line longer than its
+    ``-influx.maxLineSize`` (256 KiB by default), here a command result with a long detail.
+    (It skips lines it cannot parse with a 204, so a malformed line cannot make it answer
+    400.) The batch is split down to that line, which lands in the dead-letter table with
+    the server's message; every other point is written and the cursor moves past it."""
+    cfg = config(url=victoria.url, retry_initial=0.01, retry_max=0.01)
+    hub = make_hub(cfg)
+    opts = hub.config.sinks["db"].options
+    writer = InfluxWriter(opts)
+    sink = InfluxSink(hub, "db", opts, send=lambda body: defer.maybeDeferred(writer.write, body))
+    sink.startService()
+    detail = "无响应 " * 100_000  # 700 KB of UTF-8
+    seq = append(hub, [*readings(5),
+                       CommandResult("c-1", "efd-1", CommandStatus.FAILED, T + 5, detail),
+                       *readings(5, start=6)])
+    hub.clock.advance(1.0)
+    assert hub.journal.get_cursor("db") == seq == 11
+    sink.stopService()
+    writer.close()
+    [entry] = DeadLetters(deadletter_path(hub.config.state_dir)).entries("db")
+    assert (entry["first_seq"], entry["last_seq"], entry["status"], entry["points"]) == (
+        6, 6, 400, 1)
+    assert "too long line: more than 262144 bytes" in entry["message"]
+    assert entry["lines"].startswith("command_results,device=efd-1,model=simulated,"
+                                     "project=campus-a,status=failed command_id=\"c-1\",")
+    assert hub.metrics.value("sink.write_errors", sink="db", status="400") >= 1
+    assert hub.metrics.value("sink.deadletter_points", sink="db") == 1
+    got = {(ms, v) for _, ms, v in victoria.settled_points('{__name__="voltage_value"}')}
+    assert got == {(round((T + i) * 1000), 200.0 + i) for i in (*range(5), *range(6, 11))}
+
+
 # ------------------------------------------------------------------------------ hub process
 
 PER_DEVICE, DEVICES, BATCH = 600, 20, 500
