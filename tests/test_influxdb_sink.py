@@ -406,6 +406,30 @@ def test_two_sinks_keep_their_own_cursors(start):
     assert len(up.accepted) == 4
 
 
+def test_two_sinks_lagging_at_the_same_instant_are_two_series(start):
+    """Both sinks check their lag on the same clock tick, so their sink_lagging faults
+    carry the same timestamp; the tag event_id keeps them apart in the database."""
+    down = [Server(lambda body: WriteError(503, "unavailable")) for _ in range(2)]
+    hub, first = start(down[0], max_lag_seconds=5, retry_initial=0.5, retry_max=0.5)
+    _, second = start(down[1], name="db2", hub=hub)
+    append(hub, readings(3))
+    for _ in range(14):
+        hub.clock.advance(0.5)
+        hub.journal.flush()
+    raised = [e for e in events_of(hub, "sink_lagging") if e.state is EventState.RAISED]
+    assert len(raised) == 2 and raised[0].ts == raised[1].ts
+    for server in down:
+        server.policy = lambda body: None
+    hub.clock.advance(1.0)
+    lines = [line for line in down[0].accepted if "code=sink_lagging" in line
+             and "state=raised" in line]
+    assert len(lines) == 2
+    assert len({line.split(" ")[0] for line in lines}) == 2  # two series ...
+    assert len({line.rsplit(" ", 1)[1] for line in lines}) == 1  # ... at one timestamp
+    assert {f"event_id={e.id}" for e in raised} == {
+        tag for line in lines for tag in line.split(" ")[0].split(",") if "event_id" in tag}
+
+
 def test_stop_waits_for_the_write_in_flight(start):
     server = Server()
     hub, sink = start(server)

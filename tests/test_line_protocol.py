@@ -190,3 +190,20 @@ def test_rows_that_cannot_be_read_back_are_reported_and_local_failures_propagate
     j.close()
     with pytest.raises(JournalClosedError):
         LineEncoder().encode_rows([bad_series], j.series_key, j.record)
+
+
+def test_the_hubs_own_events_are_told_apart_by_their_id():
+    enc = LineEncoder(tags)
+    first, second = (Event("hub", EventKind.FAULT, "sink_lagging", EventState.RAISED, T,
+                           Level.FAULT, id=i) for i in ("a1", "b2"))
+    lines = [enc.event(first), enc.event(second)]
+    assert lines[0] == ('events,code=sink_lagging,device=hub,event_id=a1,kind=fault,'
+                        'level=fault,source=hub,state=raised id="a1",message="" '
+                        '1767225600123000000')
+    series = {line.split(" ")[0] for line in lines}
+    assert len(series) == 2
+    notice = Event("hub", EventKind.STATE, "duty_check", EventState.NOTICE, T, Level.INFO)
+    assert "event_id" not in enc.event(notice)  # no id: no empty tag
+    device = Event("efd-1", EventKind.ALARM, "temperature", EventState.RAISED, T,
+                   Level.ALARM, "T1", "9f3c")
+    assert "event_id" not in enc.event(device)  # its id derives from its tags already

@@ -18,7 +18,9 @@ command_id="c-17",detail="",ok=1i …
   ``quality="uncertain"|"bad"`` is added only when the reading is not good.
 * Tags: ``device``, ``channel``, and the device's ``model`` and ``project`` from the
   configuration (omitted when empty: line protocol has no empty tag values). Tag keys are
-  written sorted, as InfluxDB recommends.
+  written sorted, as InfluxDB recommends. Events of the hub itself (device ``hub``) also
+  carry their id as the tag ``event_id``, so two of them at the same instant (two sinks
+  lagging) stay two points.
 * Timestamps: ``round(ts * 1e6) * 1000`` nanoseconds. A float epoch time carries about
   0.24 µs of resolution today, so anything finer is noise; rounding to the microsecond first
   gives the instant the device meant (a millisecond timestamp stays on its millisecond, where
@@ -63,6 +65,9 @@ _STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 #: Series prefixes kept per encoder before the cache starts over (bounds memory).
 MAX_CACHED_SERIES = 500_000
+
+#: The device name of the hub's own events (sink lag, broker link, journal space).
+HUB_DEVICE = "hub"
 
 #: How :meth:`LineEncoder.encode_rows` starts the reason of a row it could not turn back
 #: into a record (corrupt JSON, an enum value this version does not know after a
@@ -158,6 +163,13 @@ class LineEncoder:
         tags = [("device", e.device), ("channel", e.channel), ("kind", e.kind.value),
                 ("code", e.code), ("level", e.level.value), ("state", e.state.value),
                 ("source", e.source), *self._device_tags(e.device)]
+        if e.device == HUB_DEVICE:
+            # What tells the hub's own events apart (which sink lags, which broker link or
+            # SMS recipient failed) is only in their id: without it two of them at the same
+            # microsecond would be one point. A device's event id derives from its tags and
+            # raise time, so device events need no such tag (and get none: a tag per
+            # occurrence is a series per occurrence).
+            tags.append(("event_id", e.id))
         fields = [f'id="{escape_string(e.id)}"', f'message="{escape_string(e.message)}"']
         duration = e.duration
         for name, v in (("value", e.value), ("set_point", e.set_point), ("peak", e.peak),
