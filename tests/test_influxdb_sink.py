@@ -430,6 +430,28 @@ def test_two_sinks_lagging_at_the_same_instant_are_two_series(start):
         tag for line in lines for tag in line.split(" ")[0].split(",") if "event_id" in tag}
 
 
+def test_tags_are_taken_at_delivery_time(start, make_hub):
+    """Pins documented behaviour, not a wish: model and project come from the configuration
+    the sink runs with, not from the time of the reading. A backlog written under project
+    campus-a and delivered after the device moved to campus-b lands in campus-b's series
+    (the journal does not record a device's tags; see the README)."""
+    hub, sink = start(Server(lambda body: WriteError(503, "unavailable")))
+    seq = append(hub, readings(2))
+    hub.clock.advance(1.0)
+    assert hub.journal.get_cursor("db") == 0
+    sink.stopService()
+    hub.close()
+    moved = config()
+    moved["devices"][0]["project"] = "campus-b"
+    server = Server(lambda body: None)
+    hub, sink = start(server, hub=make_hub(moved))
+    hub.clock.advance(1.0)
+    assert hub.journal.get_cursor("db") == seq
+    assert server.accepted == [
+        f"voltage,channel=A,device=efd-1,model=simulated,project=campus-b "
+        f"value={200.0 + i} {timestamp_ns(T + i)}" for i in range(2)]
+
+
 def test_stop_waits_for_the_write_in_flight(start):
     server = Server()
     hub, sink = start(server)
