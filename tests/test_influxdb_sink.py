@@ -452,6 +452,19 @@ def test_tags_are_taken_at_delivery_time(start, make_hub):
         f"value={200.0 + i} {timestamp_ns(T + i)}" for i in range(2)]
 
 
+def test_write_rate_is_points_per_second_over_the_last_lag_check(start):
+    server = Server(lambda body: None)
+    hub, sink = start(server, batch_size=100)
+    seen = []
+    for n in (300, 0, 40, 0):
+        append(hub, readings(n, start=len(server.accepted)))
+        hub.clock.advance(1.0)
+        seen.append(hub.metrics.value("sink.write_rate", sink="db"))
+    # the points written in each second, as the lag check that ends it sees them
+    assert hub.journal.get_cursor("db") == 340
+    assert seen == [300.0, 0.0, 40.0, 0.0]
+
+
 def test_stop_waits_for_the_write_in_flight(start):
     server = Server()
     hub, sink = start(server)
@@ -657,6 +670,58 @@ def test_a_line_the_database_refuses_is_dead_lettered_with_its_answer(victoria, 
     assert hub.metrics.value("sink.deadletter_points", sink="db") == 1
     got = {(ms, v) for _, ms, v in victoria.settled_points('{__name__="voltage_value"}')}
     assert got == {(round((T + i) * 1000), 200.0 + i) for i in (*range(5), *range(6, 11))}
+
+
+def test_two_sinks_write_two_databases_each_from_its_own_cursor(make_victoria, make_hub):
+    """Two sinks, two buckets on two databases. One database stops: its sink waits at its
+    cursor while the other keeps writing; it comes back and the waiting sink catches up.
+    Each database ends with every reading, once."""
+    vms = {"a": make_victoria(), "b": make_victoria()}
+    cfg = config()
+    cfg["sinks"] = {name: {"type": "influxdb", "url": vm.url, "bucket": f"fire-{name}",
+                           "retry_initial": 0.05, "retry_max": 0.2}
+                    for name, vm in vms.items()}
+    hub = make_hub(cfg)
+    sinks, writers = {}, []
+    for name in vms:
+        opts = hub.config.sinks[name].options
+        writer = InfluxWriter(opts)
+        writers.append(writer)
+        sinks[name] = InfluxSink(hub, name, opts,
+                                 send=lambda body, w=writer: defer.maybeDeferred(w.write, body))
+        sinks[name].startService()
+
+    def run(seconds: float) -> dict[str, list[float]]:
+        """Advance in half seconds; the write rate of each sink after every step."""
+        rates: dict[str, list[float]] = {name: [] for name in sinks}
+        for _ in range(int(seconds / 0.5)):
+            hub.clock.advance(0.5)
+            for name in sinks:
+                rates[name].append(hub.metrics.value("sink.write_rate", sink=name))
+        return rates
+
+    append(hub, readings(10))
+    run(3)
+    assert hub.journal.cursors() == {"a": 10, "b": 10}
+    vms["a"].stop()
+    append(hub, readings(10, start=10))
+    rates = run(3)
+    assert hub.journal.cursors() == {"a": 10, "b": 20}  # b went on, a waits at its own
+    assert set(rates["a"]) == {0.0} and max(rates["b"]) == 10.0
+    assert hub.metrics.value("sink.write_errors", sink="a", status="connection") > 0
+    assert hub.metrics.value("sink.lag_records", sink="a") == 10
+    vms["a"].start()
+    rates = run(3)
+    assert hub.journal.cursors() == {"a": 20, "b": 20}
+    assert max(rates["a"]) == 10.0 and set(rates["b"]) == {0.0}  # a caught up alone
+    for sink in sinks.values():
+        sink.stopService()
+    for writer in writers:
+        writer.close()
+    expected = {(round((T + i) * 1000), 200.0 + i) for i in range(20)}
+    for vm in vms.values():
+        got = [(ms, v) for _, ms, v in vm.settled_points('{__name__="voltage_value"}')]
+        assert sorted(got) == sorted(expected)
 
 
 # ------------------------------------------------------------------------------ hub process
