@@ -9,8 +9,11 @@ points become visible about a second after they were written, so reads poll with
 InfluxDB keeps one value per series and timestamp (a second write of the same point replaces
 the first); VictoriaMetrics keeps every sample unless ``-dedup.minScrapeInterval`` is set.
 :class:`VictoriaMetrics` sets it to 1 ms by default, so the database behaves as InfluxDB
-does for points a millisecond or more apart, and :meth:`VictoriaMetrics.rows_inserted`
-still counts every row received (re-deliveries included).
+does for points a millisecond or more apart (a re-delivered point is merged away, whatever
+its value), and :meth:`VictoriaMetrics.rows_inserted` still counts every row received
+(re-deliveries included). With ``dedup=None`` every sample is kept and exported, so a test
+can see each re-delivery: the fixture ``victoria`` takes ``{"dedup": None}`` through
+indirect parametrization, and ``make_victoria(dedup=...)`` starts more than one.
 """
 
 from __future__ import annotations
@@ -151,6 +154,17 @@ class VictoriaMetrics:
             out += [(key, ts, v) for ts, v in zip(s["timestamps"], s["values"], strict=True)]
         return out
 
+    def settled_points(self, match: str = '{__name__=~".+"}') -> list[tuple[tuple, int, float]]:
+        """Every sample accepted so far, re-deliveries included (unless dedup merged them).
+
+        :meth:`wait_for_points` stops once enough samples are visible, so a duplicate still
+        in VictoriaMetrics' in-memory buffers could go unseen. A restart flushes those
+        buffers to disk (SIGTERM), and after it every accepted sample is searchable at once.
+        """
+        self.stop()
+        self.start()
+        return self.points(match)
+
     def wait_for_points(self, count: int, match: str = '{__name__=~".+"}',
                         timeout: float = 30.0) -> list[tuple[tuple, int, float]]:
         """Poll the export until at least ``count`` samples match (or the deadline)."""
@@ -168,12 +182,31 @@ class VictoriaMetrics:
 
 
 @pytest.fixture
-def victoria(tmp_path):
-    """A VictoriaMetrics for one test (its own port and data directory), stopped after it."""
-    vm = VictoriaMetrics(str(tmp_path / "vm-data"))
+def victoria(tmp_path, request):
+    """A VictoriaMetrics for one test (its own port and data directory), stopped after it.
+
+    Deduplicating (as InfluxDB overwrites) unless the test asks for every sample with
+    ``@pytest.mark.parametrize("victoria", [{"dedup": None}], indirect=True)``."""
+    vm = VictoriaMetrics(str(tmp_path / "vm-data"), **getattr(request, "param", {}))
     vm.start()
     yield vm
     vm.stop()
+
+
+@pytest.fixture
+def make_victoria(tmp_path):
+    """``make_victoria(dedup="1ms")`` -> one more started VictoriaMetrics (its own port and
+    data directory); every one is stopped after the test."""
+    started: list[VictoriaMetrics] = []
+
+    def make(dedup: str | None = "1ms") -> VictoriaMetrics:
+        vm = VictoriaMetrics(str(tmp_path / f"vm-data-{len(started) + 1}"), dedup=dedup)
+        started.append(vm)
+        return vm.start()
+
+    yield make
+    for vm in started:
+        vm.stop()
 
 
 # ---------------------------------------------------------------------------- Mosquitto

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 
 import pytest
 from twisted.internet.task import Clock
 
-from hub.journal import Journal
+from hub.journal import Journal, JournalClosedError
 from hub.model import (
     Command,
     CommandResult,
@@ -159,3 +160,50 @@ def test_rows_from_the_journal_encode_exactly_as_their_records(tmp_path):
     assert fast == slow
     assert len(fast[0]) == 22 and len(fast[2]) == 1
     j.close()
+
+
+def test_rows_that_cannot_be_read_back_are_reported_and_local_failures_propagate(tmp_path):
+    j = Journal(str(tmp_path / "j.sqlite"), clock=Clock())
+    j.open()
+    j.append([Reading("efd-1", "temperature", 20.0, T, "T1"),
+              Event("efd-1", EventKind.FAULT, "offline", EventState.RAISED, T + 1,
+                    Level.FAULT, id="abc"),
+              Reading("efd-1", "temperature", 21.0, T + 2, "T1")])
+    j.flush()
+    rows = j.read_rows(0, 10)
+    bad_event = (*rows[1][:6], rows[1][6].replace('"kind":"fault"', '"kind":"sparkle"'))
+    assert bad_event != rows[1]
+    bad_series = (4, 0, 999, T + 3, 1.0, None, None)  # a series id with no name
+    lines, seqs, failed = LineEncoder(tags).encode_rows(
+        [rows[0], bad_event, bad_series, rows[2]], j.series_key, j.record)
+    assert seqs == [1, 3] and len(lines) == 2
+    assert [(seq, reason) for seq, _, reason in failed] == [
+        (2, "unreadable journal row: ValueError: 'sparkle' is not a valid EventKind"),
+        (4, "unreadable journal row: JournalError: record refers to unknown series 999")]
+    assert failed[0][1] == repr(bad_event)
+
+    def broken(row):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):  # the machine's failure, not the row's
+        LineEncoder().encode_rows([rows[1]], j.series_key, broken)
+    j.close()
+    with pytest.raises(JournalClosedError):
+        LineEncoder().encode_rows([bad_series], j.series_key, j.record)
+
+
+def test_the_hubs_own_events_are_told_apart_by_their_id():
+    enc = LineEncoder(tags)
+    first, second = (Event("hub", EventKind.FAULT, "sink_lagging", EventState.RAISED, T,
+                           Level.FAULT, id=i) for i in ("a1", "b2"))
+    lines = [enc.event(first), enc.event(second)]
+    assert lines[0] == ('events,code=sink_lagging,device=hub,event_id=a1,kind=fault,'
+                        'level=fault,source=hub,state=raised id="a1",message="" '
+                        '1767225600123000000')
+    series = {line.split(" ")[0] for line in lines}
+    assert len(series) == 2
+    notice = Event("hub", EventKind.STATE, "duty_check", EventState.NOTICE, T, Level.INFO)
+    assert "event_id" not in enc.event(notice)  # no id: no empty tag
+    device = Event("efd-1", EventKind.ALARM, "temperature", EventState.RAISED, T,
+                   Level.ALARM, "T1", "9f3c")
+    assert "event_id" not in enc.event(device)  # its id derives from its tags already

@@ -25,7 +25,7 @@ from plugins.sinks.influx_options import (
     InfluxOptions,
 )
 from plugins.sinks.influx_writer import InfluxWriter, WriteError
-from plugins.sinks.line_protocol import LineEncoder
+from plugins.sinks.line_protocol import UNREADABLE, LineEncoder
 
 _log = Logger(namespace="hub.sinks.influxdb")
 
@@ -46,6 +46,8 @@ class _Batch:
     dead: list[tuple[int, int, int | None, str, str, int]] = field(default_factory=list)
     splits: int = 0
     written: int = 0
+    #: rows of the journal that could not be read back (in ``dead`` too)
+    unreadable: int = 0
 
     def payload(self, lo: int, hi: int) -> bytes:
         if lo == 0 and hi == len(self.lines):
@@ -210,8 +212,12 @@ class InfluxSink(Service):
             batch = _Batch(end, lines, seqs, "\n".join(lines).encode())
             if lines:
                 batch.chunks.append((0, len(lines)))
-            for seq, rec, reason in failed:
-                batch.dead.append((seq, seq, None, f"not encodable: {reason}", rec, 1))
+            for seq, text, reason in failed:
+                if reason.startswith(UNREADABLE):
+                    batch.unreadable += 1
+                else:
+                    reason = f"not encodable: {reason}"
+                batch.dead.append((seq, seq, None, reason, text, 1))
             self._batches.append(batch)
             self._read_upto = end
             if not full:
@@ -312,6 +318,14 @@ class InfluxSink(Service):
             self._deadletters.add(self.sink, batch.dead, self.clock.seconds())
             self.hub.metrics.inc("sink.deadletter_points", sum(e[5] for e in batch.dead),
                                  **self._labels)
+            if batch.unreadable:
+                self.hub.metrics.inc("sink.unreadable_records", batch.unreadable,
+                                     **self._labels)
+            for first, _, status, message, _, _ in batch.dead:
+                if status is None:  # refused here, not by the server (that is logged there)
+                    _log.error("sink {sink}: journal seq {seq} not written ({message}); kept "
+                               "in the dead-letter table", sink=self.sink, seq=first,
+                               message=message)
         if batch.end > self.cursor:
             self.hub.journal.set_cursor(self.sink, batch.end)
             self.cursor = batch.end

@@ -35,6 +35,9 @@ How delivery works (the whole of the "lose nothing" promise):
   line of the batch, so a crash or an outage at any instant means the batch is sent again.
   Re-sent points are identical (same measurement, tags, fields and nanosecond timestamp):
   InfluxDB keeps one value per series and timestamp, so the database ends with exactly one.
+  The tags ``model`` and ``project`` are the exception: they are looked up in the running
+  configuration at delivery time, because the journal does not keep them with a record,
+  so a backlog delivered after a device changed project lands in the new series.
 * influxdb-client's batching and retries are not used (they drop a batch after their last
   retry): the client is built with ``retries=False`` and every failure comes back here.
 * Transient failures (connection refused or reset, timeout, 5xx, 429, and 401/403/404:
@@ -47,7 +50,11 @@ How delivery works (the whole of the "lose nothing" promise):
   sent again, down to single lines (at most ``MAX_SPLITS`` splits per batch), so only the
   offending lines end in the dead-letter table, with the server's message; the rest is
   written and the cursor moves on. A record the encoder refuses (an infinite value) goes
-  there too, without a request.
+  there too, without a request, and so does a journal row that cannot be read back (an
+  enum value this version does not know, corrupt JSON): the stored row with the reason
+  ``unreadable journal row: ...``, logged with its seq, so one bad row never holds the
+  stream back. Database and OS errors while reading are not the row's fault: they make
+  the sink read again from its cursor (``sink.internal_errors``).
 * Dead letters live in ``<state_dir>/deadletter.sqlite`` (table ``deadletter``: sink,
   first_seq, last_seq, status, message, lines, points, at), written and committed before
   the cursor passes them. ``hub deadletter`` lists them; after fixing the cause an operator
@@ -58,7 +65,8 @@ Metrics (label ``sink=<name>``): ``sink.lag_records`` (journal seqs not yet pass
 committed; for records already there when the hub started, their own timestamp),
 ``sink.write_rate`` (points/s over the last second), ``sink.points_written``,
 ``sink.batches_written``, ``sink.write_errors`` (label ``status``: an HTTP status or
-``connection``), ``sink.deadletter_points``, ``sink.internal_errors`` (the journal or the
+``connection``), ``sink.deadletter_points``, ``sink.unreadable_records`` (journal rows
+that could not be read back, dead-lettered), ``sink.internal_errors`` (the journal or the
 dead-letter file failed locally; the sink reads again from its cursor after ``retry_max``).
 When ``sink.lag_seconds`` passes ``max_lag_seconds`` the sink raises the fault event
 ``sink_lagging`` (device ``hub``) and clears it, with the peak lag, once it is back under

@@ -18,7 +18,9 @@ command_id="c-17",detail="",ok=1i …
   ``quality="uncertain"|"bad"`` is added only when the reading is not good.
 * Tags: ``device``, ``channel``, and the device's ``model`` and ``project`` from the
   configuration (omitted when empty: line protocol has no empty tag values). Tag keys are
-  written sorted, as InfluxDB recommends.
+  written sorted, as InfluxDB recommends. Events of the hub itself (device ``hub``) also
+  carry their id as the tag ``event_id``, so two of them at the same instant (two sinks
+  lagging) stay two points.
 * Timestamps: ``round(ts * 1e6) * 1000`` nanoseconds. A float epoch time carries about
   0.24 µs of resolution today, so anything finer is noise; rounding to the microsecond first
   gives the instant the device meant (a millisecond timestamp stays on its millisecond, where
@@ -36,11 +38,14 @@ names and tags).
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
+from hub.journal_query import JournalClosedError
 from hub.model import CommandResult, CommandStatus, Event, Quality, Reading
 
 __all__ = [
+    "UNREADABLE",
     "EncodeError",
     "LineEncoder",
     "escape_measurement",
@@ -60,6 +65,17 @@ _STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 #: Series prefixes kept per encoder before the cache starts over (bounds memory).
 MAX_CACHED_SERIES = 500_000
+
+#: The device name of the hub's own events (sink lag, broker link, journal space).
+HUB_DEVICE = "hub"
+
+#: How :meth:`LineEncoder.encode_rows` starts the reason of a row it could not turn back
+#: into a record (corrupt JSON, an enum value this version does not know after a
+#: downgrade, a series id with no name).
+UNREADABLE = "unreadable journal row"
+#: Failures of the machine, not of the row: reading the row again later may succeed, so
+#: they propagate (the sink reads again from its cursor) instead of condemning the row.
+_LOCAL_ERRORS = (sqlite3.Error, OSError, MemoryError, JournalClosedError)
 
 
 class EncodeError(ValueError):
@@ -147,6 +163,13 @@ class LineEncoder:
         tags = [("device", e.device), ("channel", e.channel), ("kind", e.kind.value),
                 ("code", e.code), ("level", e.level.value), ("state", e.state.value),
                 ("source", e.source), *self._device_tags(e.device)]
+        if e.device == HUB_DEVICE:
+            # What tells the hub's own events apart (which sink lags, which broker link or
+            # SMS recipient failed) is only in their id: without it two of them at the same
+            # microsecond would be one point. A device's event id derives from its tags and
+            # raise time, so device events need no such tag (and get none: a tag per
+            # occurrence is a series per occurrence).
+            tags.append(("event_id", e.id))
         fields = [f'id="{escape_string(e.id)}"', f'message="{escape_string(e.message)}"']
         duration = e.duration
         for name, v in (("value", e.value), ("set_point", e.set_point), ("peak", e.peak),
@@ -174,7 +197,11 @@ class LineEncoder:
         ``(seq, kind, series, ts, value, quality, data)``. A reading is encoded from its row
         with a line prefix cached per series id (no :class:`Reading` is built), which is
         what lets one process write well over 100,000 points a second; other kinds go
-        through ``record(row)`` and :meth:`encode`."""
+        through ``record(row)`` and :meth:`encode`.
+
+        A row that cannot be read back (``record`` or ``series_key`` raises) comes back in
+        ``failed`` as ``(seq, repr of the row, "unreadable journal row: ...")``: one corrupt
+        row must not stop the rows after it."""
         lines: list[str] = []
         seqs: list[int] = []
         failed: list[tuple[int, str, str]] = []
@@ -185,14 +212,20 @@ class LineEncoder:
             if kind == 0:
                 prefix = prefixes.get(sid)
                 if prefix is None:
-                    prefix = self._series_prefix(sid, series_key)
+                    try:
+                        prefix = self._series_prefix(sid, series_key)
+                    except _LOCAL_ERRORS:
+                        raise
+                    except Exception as e:
+                        failed.append(_unreadable(row, e))
+                        continue
                 if type(value) is float and value - value == 0.0:
                     text = repr(value)
                 else:
                     try:
                         text = format_float(value)
                     except (EncodeError, ValueError, TypeError) as e:
-                        failed.append((seq, repr(record(row)), str(e)))
+                        failed.append((seq, _record_text(row, record), str(e)))
                         continue
                 if quality is None:
                     add_line(f"{prefix}{text} {round(ts * 1_000_000) * 1000}")
@@ -201,7 +234,14 @@ class LineEncoder:
                              f"{round(ts * 1_000_000) * 1000}")
                 add_seq(seq)
             else:
-                more, more_seqs, more_failed = self.encode([(seq, record(row))])
+                try:
+                    rec = record(row)
+                except _LOCAL_ERRORS:
+                    raise
+                except Exception as e:
+                    failed.append(_unreadable(row, e))
+                    continue
+                more, more_seqs, more_failed = self.encode([(seq, rec)])
                 lines += more
                 seqs += more_seqs
                 failed += more_failed
@@ -245,3 +285,18 @@ class LineEncoder:
                 continue
             add_seq(seq)
         return lines, seqs, failed
+
+
+def _unreadable(row: tuple, error: Exception) -> tuple[int, str, str]:
+    return row[0], repr(row), f"{UNREADABLE}: {type(error).__name__}: {error}"
+
+
+def _record_text(row: tuple, record: Callable[[tuple], object]) -> str:
+    """The record of a row that cannot be encoded, as text for the dead-letter table; the
+    row itself when even the record cannot be rebuilt."""
+    try:
+        return repr(record(row))
+    except _LOCAL_ERRORS:
+        raise
+    except Exception:
+        return repr(row)
