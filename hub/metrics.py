@@ -7,8 +7,9 @@ exporters read :meth:`Metrics.snapshot`; tests read single values with :meth:`Me
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -52,3 +53,48 @@ class Metrics:
             for (n, lb), v in self._gauges.items()
         ]
         return sorted(out, key=lambda m: (m["name"], sorted(m["labels"].items())))
+
+
+class Histogram:
+    """A distribution (a round trip, an alarm's latency) as counts per bucket under one
+    metric name of ``metrics``: label ``le`` is the bucket's upper bound, ``+Inf`` beyond
+    the last; counts are per bucket, not cumulative.
+
+    ``quantiles`` maps a quantile to the name of a gauge kept at that quantile's bucket
+    bound (the largest value seen when it lies beyond the last bound; JSON has no
+    infinity), so ``hub metrics`` shows p50/p99 directly. ``observe`` is cheap enough for a
+    per-message path when no quantile gauges are kept.
+    """
+
+    def __init__(self, metrics: Metrics, name: str, bounds: Sequence[float],
+                 quantiles: Mapping[float, str] | None = None, **labels: str) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.max = 0.0
+        self._counters = metrics._counters
+        self._gauges = metrics._gauges
+        self._keys = [(name, _labels({**labels, "le": f"{b:g}"})) for b in self.bounds]
+        self._keys.append((name, _labels({**labels, "le": "+Inf"})))
+        self._quantiles = [(q, (gauge, _labels(labels))) for q, gauge in
+                           (quantiles or {}).items()]
+
+    def observe(self, value: float) -> None:
+        i = bisect_left(self.bounds, value)
+        self.counts[i] += 1
+        self._counters[self._keys[i]] += 1
+        if value > self.max:
+            self.max = value
+        for q, key in self._quantiles:
+            self._gauges[key] = self.quantile(q)
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the ``q`` quantile; None before any value."""
+        total = sum(self.counts)
+        if not total:
+            return None
+        seen = 0
+        for i, n in enumerate(self.counts):
+            seen += n
+            if seen >= q * total:
+                return self.bounds[i] if i < len(self.bounds) else self.max
+        return self.max

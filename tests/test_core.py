@@ -342,3 +342,16 @@ def test_heartbeat_settings_resolve_device_then_model_then_hub(make_hub):
     assert hub.registry.get("d2").offline_after == 10  # its own 5 s × 2
     assert hub.registry.get("d3").offline_after == 120  # the model section's 60 s × 2
     assert hub.registry.get("d1").offline_after == 30  # the hub's 10 s × 3
+
+
+def test_histogram_counts_per_bucket_and_keeps_quantile_gauges():
+    from hub.metrics import Histogram, Metrics
+
+    m = Metrics()
+    h = Histogram(m, "x_ms", (10, 20, 50), {0.5: "x_p50_ms", 0.99: "x_p99_ms"}, sink="s")
+    assert h.quantile(0.5) is None
+    for v in (1, 10, 11, 19, 49, 70, 3):
+        h.observe(v)
+    assert [m.value("x_ms", sink="s", le=le) for le in ("10", "20", "50", "+Inf")] == [3, 2, 1, 1]
+    assert m.value("x_p50_ms", sink="s") == 20  # the 4th of 7 lies in the bucket up to 20
+    assert m.value("x_p99_ms", sink="s") == 70  # beyond the last bound: the largest seen

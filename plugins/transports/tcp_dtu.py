@@ -32,7 +32,6 @@ Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}`
 from __future__ import annotations
 
 import random
-from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from hub import hookimpl
+from hub.metrics import Histogram
 from hub.model import Command, CommandResult, CommandStatus
 from hub.types import DecodeError, TransportType
 from hub.validate import Invalid, Section, describe, integer, number, string
@@ -66,7 +66,6 @@ _log = Logger(namespace="hub.tcp_dtu")
 #: ``le``; ``+Inf`` beyond the last), so the counts are per bucket, not cumulative.
 ROUND_TRIP_BUCKETS_MS = (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000,
                          5000)
-_BUCKET_LABELS = tuple(f"{b:g}" for b in ROUND_TRIP_BUCKETS_MS) + ("+Inf",)
 
 #: Seconds between two log lines about one session's dropped bytes: a noisy line yields a
 #: CRC failure per byte, and a warning each would flood the log (all are counted anyway).
@@ -486,9 +485,7 @@ class DtuProtocol(Protocol):
             self._response_timer.cancel()
         self._response_timer = None
         self.outstanding = None
-        rtt_ms = (self.clock.seconds() - req.sent_at) * 1000
-        self.hub.metrics.inc("dtu.round_trip_ms", transport=self.f.name,
-                             le=_BUCKET_LABELS[bisect_left(ROUND_TRIP_BUCKETS_MS, rtt_ms)])
+        self.f.round_trip.observe((self.clock.seconds() - req.sent_at) * 1000)
         device = req.device
         if req.command is not None:
             self._command_step(req, frame)
@@ -626,6 +623,8 @@ class DtuFactory(Factory):
         self.sessions: dict[str, DtuProtocol] = {}
         self.connections: set[DtuProtocol] = set()
         self._by_dtu: dict[str, list[Any]] | None = None
+        self.round_trip = Histogram(hub.metrics, "dtu.round_trip_ms", ROUND_TRIP_BUCKETS_MS,
+                                    transport=name)
 
     def buildProtocol(self, addr: Any) -> DtuProtocol:
         p = DtuProtocol(self)

@@ -34,7 +34,6 @@ import hashlib
 import random
 import re
 import weakref
-from bisect import bisect_left
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +42,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from hub.metrics import Histogram
 from hub.model import (
     Acknowledgement,
     Delivery,
@@ -76,7 +76,6 @@ RUNNING: weakref.WeakSet[SmsSink] = weakref.WeakSet()
 #: tens of milliseconds to storm holds, rate limits and retries of many minutes.
 LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000,
                       120_000, 300_000, 600_000, 1_800_000, 3_600_000)
-_LATENCY_LABELS = tuple(f"{b:g}" for b in LATENCY_BUCKETS_MS) + ("+Inf",)
 _FAULT_MESSAGE = re.compile(r"^sms (?P<sink>\S+) → (?P<phone>\+\d+): ")
 
 
@@ -129,8 +128,9 @@ class SmsSink(Service):
         self.failures: dict[str, int] = {}
         self.faults: dict[str, Event] = {}  # phone -> raised sms_delivery_failed
         self.cursor = self.read_upto = 0
-        self.latency_counts = [0] * len(_LATENCY_LABELS)
-        self.latency_max_ms = 0.0
+        self.latency = Histogram(self.hub.metrics, "sms.alarm_latency_ms", LATENCY_BUCKETS_MS,
+                                 {0.5: "sms.alarm_latency_p50_ms",
+                                  0.99: "sms.alarm_latency_p99_ms"}, **self.labels)
         self._poll: task.LoopingCall | None = None
         self._timer: IDelayedCall | None = None
         self._wake: IDelayedCall | None = None
@@ -426,24 +426,8 @@ class SmsSink(Service):
         self.pump()
 
     def _latencies(self, seconds: list[float]) -> None:
-        m = self.hub.metrics
         for latency in seconds:
-            ms = latency * 1000
-            self.latency_max_ms = max(self.latency_max_ms, ms)
-            i = bisect_left(LATENCY_BUCKETS_MS, ms)
-            self.latency_counts[i] += 1
-            m.inc("sms.alarm_latency_ms", le=_LATENCY_LABELS[i], **self.labels)
-        total = sum(self.latency_counts)
-        for q, name in ((0.5, "sms.alarm_latency_p50_ms"), (0.99, "sms.alarm_latency_p99_ms")):
-            seen = 0
-            for i, n in enumerate(self.latency_counts):
-                seen += n
-                if seen >= q * total:
-                    # beyond the last bucket: the longest seen (JSON has no infinity)
-                    bound = (LATENCY_BUCKETS_MS[i] if i < len(LATENCY_BUCKETS_MS)
-                             else self.latency_max_ms)
-                    m.set(name, bound, **self.labels)
-                    break
+            self.latency.observe(latency * 1000)
 
     def _release(self, out: Outgoing) -> None:
         for item in out.items:
