@@ -142,6 +142,22 @@ def test_registration_lifetime_queue_mode_nat_and_expiry():
         t.deregister(new.location)
 
 
+def test_a_device_without_queue_mode_silent_past_recent_traffic_is_not_reachable():
+    """b=U without Q: reachable while recently heard (``recent``), then its commands wait
+    for its next message, as for a sleeping device; any message opens it again."""
+    clock = Clock()
+    t = table(clock)
+    reg, _ = t.register("efd-1", parse_query(["ep=" + IMEI1, "lt=86400", "b=U"]), [], "a")
+    assert not reg.queue_mode
+    clock.advance(59)
+    assert t.reachable("efd-1", window=20, recent=60)
+    clock.advance(2)
+    assert not t.reachable("efd-1", window=20, recent=60)
+    assert t.reachable("efd-1", window=20)  # no recent-traffic rule: the lifetime decides
+    t.heard("efd-1", "a")
+    assert t.reachable("efd-1", window=20, recent=60)
+
+
 # ---------------------------------------------------------------------------- downlink queue
 
 
@@ -273,6 +289,68 @@ def test_offline_after_a_lifetime_and_commands_queued_then_resumed(make_hub, hub
     statuses = [r.status.value for _, r in hub.journal.read(0, 1000, {"command_result"})
                 if r.command_id == "c-keep"]
     assert statuses == ["pending", "timed_out"]
+
+
+IPSO_CONFIG = {
+    "models": {"nb-efd": {"type": "lwm2m_ipso"}},
+    "transports": {"nb": {"type": "coap_lwm2m"}},
+    "devices": [{"id": "efd-1", "model": "nb-efd", "transport": "nb", "address": IMEI1}],
+}
+
+
+class ClockedService:
+    """The transport's service on the hub's ``task.Clock`` without sockets: requests to the
+    device are Deferreds the test answers (the aiocoap exchange is the only part left out)."""
+
+    @staticmethod
+    def make(hub, **options):
+        from plugins.transports.coap_lwm2m.service import Lwm2mService
+
+        class Service(Lwm2mService):
+            def _deferred(self, coro):
+                coro.close()  # the aiocoap exchange; the test answers instead
+                d = defer.Deferred()
+                self.requests.append(d)
+                return d
+
+        svc = Service(hub, "nb", coap_options.CoapOptions(**options))
+        svc.requests = []
+        svc.running, svc.context = True, object()
+        hub.commands.register_target("nb", svc)
+        return svc
+
+
+def lifecycle(hub, command_id: str) -> list[str]:
+    hub.journal.flush()
+    return [r.status.value for _, r in hub.journal.read(0, 1000, {"command_result"})
+            if r.command_id == command_id]
+
+
+def test_silent_unqueued_device_gets_commands_queued_and_a_no_answer_requeues_them(
+        make_hub, hub_clock):
+    """A b=U device not heard for longer than recent_traffic: the command is queued at once
+    (`hub command` answers "queued"), not sent into a 20 s timeout. When a sent command gets
+    no answer it is journaled as queued again, and sent again at the device's next message."""
+    hub = make_hub(IPSO_CONFIG)
+    svc = ClockedService.make(hub, recent_traffic=60, attempts=3)
+    svc.table.register("efd-1", parse_query(["ep=" + IMEI1, "lt=86400", "b=U"]), [], "addr")
+    hub_clock.advance(61)
+    command = Command("c-1", "efd-1", "trip", hub_clock.seconds(), ttl=3600, requested_by="t")
+    done = results(hub.commands.execute(command))
+    assert svc.requests == [] and hub.commands.queued == {"c-1"}
+    assert lifecycle(hub, "c-1") == ["pending"]
+    svc.table.heard("efd-1", "addr")  # it spoke: its commands go out
+    svc.queue.wake("efd-1")
+    assert len(svc.requests) == 1 and hub.commands.queued == set()
+    svc.requests[0].errback(NoAnswer("silence"))
+    assert hub.commands.queued == {"c-1"} and done == []
+    assert lifecycle(hub, "c-1") == ["pending", "sent", "pending"]
+    svc.table.heard("efd-1", "addr")
+    svc.queue.wake("efd-1")
+    svc.requests[1].callback(CommandResult("c-1", "efd-1", CommandStatus.SUCCEEDED,
+                                           hub_clock.seconds()))
+    assert lifecycle(hub, "c-1") == ["pending", "sent", "pending", "sent", "succeeded"]
+    assert done[0].status is CommandStatus.SUCCEEDED
 
 
 # ---------------------------------------------------------------------------- the live hub

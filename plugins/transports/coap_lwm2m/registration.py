@@ -226,10 +226,11 @@ class RegistrationTable:
         if reg is not None and reg.silent_since is None:
             reg.silent_since = self._clock.seconds()
 
-    def reachable(self, device: str, window: float) -> bool:
+    def reachable(self, device: str, window: float, recent: float | None = None) -> bool:
         """Whether a request to ``device`` may go out now: it is registered (or sent an
-        uplink), has not ignored a request since it last spoke, and, in queue mode, spoke
-        less than ``window`` seconds ago."""
+        uplink), has not ignored a request since it last spoke, and spoke less than
+        ``window`` seconds ago in queue mode, or less than ``recent`` seconds ago otherwise
+        (``None``: any time within its lifetime)."""
         reg = self._by_device.get(device)
         if reg is None or reg.silent_since is not None or reg.remote is None:
             return False
@@ -237,7 +238,11 @@ class RegistrationTable:
         expires = reg.expires_at(self._grace)
         if expires is not None and now > expires:
             return False
-        return not reg.queue_mode or now - reg.last_heard < window
+        if reg.queue_mode:
+            return now - reg.last_heard < window
+        # an NB-IoT module without queue mode still loses its NAT mapping or drops into
+        # PSM: after a long silence a request would cost a timeout, so it waits instead
+        return recent is None or now - reg.last_heard < recent
 
     def expire(self) -> list[Registration]:
         """Forget registrations whose lifetime and grace ran out; returns them."""

@@ -83,7 +83,7 @@ class Lwm2mService(Service):
         self.table = RegistrationTable(hub.clock, options.grace, options.default_lifetime,
                                        options.min_lifetime, options.max_lifetime)
         self.queue = DownlinkQueue(hub.clock, self._reachable, self._send, self.table.silent,
-                                   options.attempts, options.max_queue)
+                                   options.attempts, options.max_queue, self._requeued)
         self.observations = Observations(self._on_value, self._on_observation_end,
                                          options.request_timeout)
         self._index: dict[str, Any] = {}  # address key -> device, for endpoint resolution
@@ -455,9 +455,19 @@ class Lwm2mService(Service):
                       device=device.id, n=self.queue.waiting(device.id))
         return d
 
+    def _requeued(self, item: Queued) -> None:
+        """A sent command got no answer: it waits again, and the journal says so."""
+        self.hub.metrics.inc("coap.commands_queued", transport=self.transport_name)
+        self.hub.commands.mark_queued(item.command, "no answer: queued again until the "
+                                      "device's next message", again=True)
+        _log.info("{transport}: command {id} {action} for {device} got no answer; queued "
+                  "for its next message (attempt {n} of {of})", transport=self.transport_name,
+                  id=item.command.id, action=item.command.action, device=item.device,
+                  n=item.attempts, of=self.options.attempts)
+
     def _reachable(self, device: str) -> bool:
         return self.running and self.context is not None and self.table.reachable(
-            device, self.options.queue_window)
+            device, self.options.queue_window, self.options.recent_traffic)
 
     def _send(self, item: Queued) -> defer.Deferred:
         self.hub.commands.mark_sent(item.command)
