@@ -99,6 +99,34 @@ def test_parse_query():
         with pytest.raises(RegistrationError) as e:
             parse_query(bad)
         assert e.value.code == code, bad
+    # numbers too long for float() or int(): a bad request, not an internal error
+    for bad in (["lt=" + "9" * 400], ["pct=" + "1" * 5000], ["lt=" + "1" * 11],
+                ["pct=000110"]):
+        with pytest.raises(RegistrationError) as e:
+            parse_query(bad)
+        assert e.value.code == "bad_request" and len(str(e.value)) < 80, bad
+    assert parse_query(["lt=9999999999", "pct=00110"]).lifetime == 9999999999.0
+
+
+def test_an_update_keeps_queue_mode_under_1_1_and_changes_it_with_a_1_0_binding():
+    """LwM2M 1.1: queue mode is the Register's Q parameter; an Update carries none, so an
+    Update repeating b=U keeps it. LwM2M 1.0: queue mode is in the binding (UQ), so an
+    Update to b=U turns it off."""
+    clock = Clock()
+    t = table(clock)
+    reg, _ = t.register("efd-1", parse_query(["ep=a", "lwm2m=1.1", "b=U", "Q"]), [], "x")
+    assert reg.queue_mode
+    t.update(reg.location, parse_query(["lt=300", "b=U"]), None, "x")
+    assert reg.queue_mode and reg.binding == "U"
+    old, _ = t.register("efd-2", parse_query(["ep=b", "lwm2m=1.0", "b=UQ"]), [], "y")
+    assert old.queue_mode
+    t.update(old.location, parse_query(["b=U"]), None, "y")
+    assert not old.queue_mode
+    t.update(old.location, parse_query(["b=UQ"]), None, "y")
+    assert old.queue_mode
+    plain, _ = t.register("efd-3", parse_query(["ep=c", "lwm2m=1.1", "b=U"]), [], "z")
+    t.update(plain.location, parse_query(["b=U", "Q"]), None, "z")
+    assert plain.queue_mode  # a Q on an Update is not 1.1, but its meaning is plain
 
 
 def table(clock: Clock) -> RegistrationTable:
@@ -568,6 +596,49 @@ def test_register_observe_update_nat_rebinding_deregister(lwm2m_models, tmp_path
     log = "".join(hub.lines)
     assert re.search(r"bad payload from efd-1 on /3303/0/5700 \(format 0\):.*payload 68 6f 74",
                      log)
+
+
+def test_an_update_renews_ended_observations_and_bad_numbers_get_4_00(lwm2m_models,
+                                                                       tmp_path):
+    """One observation is refused (the device has no /3303/1/5700 yet) while /3303/0/5700
+    lives on; the next Update observes /3303/1/5700 again, and its values arrive. A Register
+    with a 400-digit lifetime or a 600-digit pct gets 4.00, counted, not a 5.00 (longer
+    ones do not fit a datagram; parse_query is tested with 5,000 digits)."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port)
+    hub = start_hub(config)
+
+    async def scenario():
+        dev = await SimDevice(port).start()
+        try:
+            for query in ("lt=" + "9" * 400, "pct=" + "1" * 600):
+                assert (await dev.register(IMEI1, query)).code == Code.BAD_REQUEST
+            r = await dev.register(IMEI1, links=b"</3/0>,</3303/0>,</3303/1>")
+            assert r.code == Code.CREATED
+            await asyncio.to_thread(hub.wait_for, "observation of /3303/1/5700 on efd-1 "
+                                    "refused with 4.04", 10)
+            await until(lambda: dev.temperature._observations, what="the live observation")
+            second = Temperature()
+            second.payload = b"30.5"
+            dev.site.add_resource(("3303", "1", "5700"), second)
+            assert (await dev.request(Code.POST, dev.location)).code == Code.CHANGED
+            await asyncio.to_thread(hub.wait_for, "observing /3303/1/5700 on efd-1 again", 10)
+            await until(lambda: second._observations, what="the renewed observation")
+            second.set(b"31.5")
+            await until(lambda: 31.5 in readings(tmp_path), what="the renewed notification")
+        finally:
+            await dev.close()
+
+    try:
+        run(scenario())
+    finally:
+        assert hub.stop() == 0
+    values = [(r.channel, r.value) for r in journal_records(tmp_path, {"reading"})]
+    assert ("T2", 30.5) in values and ("T2", 31.5) in values and ("T1", 21.5) in values
+    m = metrics(tmp_path)
+    assert m["coap.bad_requests"] == 2 and m.get("coap.internal_errors", 0) == 0
+    # the live observation of /3303/0/5700 was not restarted by the Update
+    assert "".join(hub.lines).count("observing /3303/0/5700") == 1
 
 
 def test_queue_mode_commands_wait_for_the_window_and_survive_a_restart(lwm2m_models, tmp_path):

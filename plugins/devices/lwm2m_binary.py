@@ -20,6 +20,7 @@ the frame carries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from hub import hookimpl
 from hub.model import Command, Record
 from hub.types import DecodeError, DeviceModel, DeviceModelType
 from hub.validate import Invalid, Section, describe
-from plugins.devices.lwm2m_options import parse_path, path_text
+from plugins.devices.lwm2m_options import check_time, parse_path, path_text
 from plugins.transports.coap_lwm2m.api import Lwm2mOperation, Lwm2mValue, Path
 
 __all__ = ["BinaryOptions", "Lwm2mBinaryModel", "check_options", "factory"]
@@ -137,7 +138,7 @@ class Lwm2mBinaryModel:
         base = received_at
         for v in values:
             if v.path == self.uplink[:2] + (_CREATION_TIME,):
-                t = _time(v.value)
+                t = check_time(_time(v.value), v.path)
                 base = t if t is not None else base
         out: list[Record] = []
         for v in values:
@@ -147,7 +148,7 @@ class Lwm2mBinaryModel:
                 raise DecodeError(f"{path_text(v.path)}: expected opaque bytes, got "
                                   f"{type(v.value).__name__} {v.value!r:.40}",
                                   str(v.value).encode()[:64])
-            ts = v.ts if v.ts is not None else base
+            ts = check_time(v.ts, v.path) or base
             try:
                 out += self.frames.decode(device, v.value, ts)
             except DecodeError as e:
@@ -168,11 +169,16 @@ class Lwm2mBinaryModel:
 
 
 def _time(x: Any) -> float | None:
-    """A Time value (epoch seconds) as the codec gave it; untyped TLV is a big-endian int."""
+    """A Time value (epoch seconds) as the codec gave it; untyped TLV is a big-endian int.
+    ``None`` for a value of another type; ``inf`` for an integer beyond any float (which
+    :func:`check_time` then refuses)."""
     if isinstance(x, bytes) and len(x) in (1, 2, 4, 8):
         x = int.from_bytes(x, "big", signed=True)
-    if isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0:
-        return float(x)
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        try:
+            return float(x)
+        except OverflowError:
+            return math.inf if x > 0 else -math.inf
     return None
 
 

@@ -27,6 +27,7 @@ from .api import Path
 #: Binding letters: UDP, TCP, SMS, Non-IP; Q is LwM2M 1.0's queue-mode suffix.
 _BINDING = re.compile(r"[UTSNQ]{1,6}")
 _VERSION = re.compile(r"1\.[0-9]{1,2}")
+_MAX_DIGITS = 10  # of a lifetime: 9,999,999,999 s, far beyond any bound configured
 
 
 class RegistrationError(Exception):
@@ -64,8 +65,11 @@ def parse_query(query: Sequence[str]) -> Params:
     lifetime = None
     if values.get("lt") is not None:
         text = values["lt"] or ""
-        if not text.isascii() or not text.isdigit():
-            raise RegistrationError("bad_request", f"lt={text!r} is not a number of seconds")
+        # digits capped before int(): 400 of them overflow float(), 5,000 hit Python's
+        # int-from-text limit; both are a bad request, not an internal error
+        if not text.isascii() or not text.isdigit() or len(text) > _MAX_DIGITS:
+            raise RegistrationError("bad_request", f"lt={text[:20]!r} is not a number of "
+                                    "seconds")
         lifetime = float(int(text))
     lwm2m = values.get("lwm2m")
     if lwm2m is not None and not _VERSION.fullmatch(lwm2m):
@@ -75,8 +79,9 @@ def parse_query(query: Sequence[str]) -> Params:
         raise RegistrationError("bad_request", f"b={binding!r} is not a binding (U, UQ, S, "
                                 "SQ, US, UQS or letters of UTSN)")
     pct = values.get("pct")
-    if pct is not None and not (pct.isascii() and pct.isdigit() and int(pct) < 65536):
-        raise RegistrationError("bad_request", f"pct={pct!r} is not a content format")
+    if pct is not None and not (pct.isascii() and pct.isdigit() and len(pct) <= 5
+                                and int(pct) < 65536):
+        raise RegistrationError("bad_request", f"pct={pct[:20]!r} is not a content format")
     if "ep" in values and not values["ep"]:
         raise RegistrationError("bad_request", "ep= is empty")
     return Params(endpoint=values.get("ep"), lifetime=lifetime, lwm2m=lwm2m, binding=binding,
@@ -180,9 +185,14 @@ class RegistrationTable:
             reg.lifetime = self.lifetime(params.lifetime)
         if params.binding is not None:
             reg.binding = params.binding
+        if reg.lwm2m == "1.0" and params.binding is not None:
+            # 1.0: queue mode is part of the binding (UQ, SQ, UQS), so a new binding says
+            # whether the device still sleeps
             reg.queue_mode = queue_mode(params.binding, params.queue)
-        elif params.queue:
+        elif params.queue or params.binding is not None and "Q" in params.binding:
             reg.queue_mode = True
+        # 1.1 and later: queue mode is the Register's Q parameter, which an Update does not
+        # carry; an Update repeating b=U leaves the mode chosen at Register alone
         if params.sms is not None:
             reg.sms = params.sms
         if paths is not None:

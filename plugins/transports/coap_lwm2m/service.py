@@ -293,8 +293,9 @@ class Lwm2mService(Service):
         if params.lifetime is not None:
             self._lifetime_changed(reg)
         self.hub.heartbeat(reg.device)
-        self._after_response(reg, observe=moved or links is not None
-                             or not self.observations.observed(reg.device))
+        # a new address or object list: observe everything anew; otherwise renew only the
+        # observations that ended (refused, reset, timed out) while the others live on
+        self._after_response(reg, observe=True, only_ended=not (moved or links is not None))
         return Message(code=Code.CHANGED)
 
     def _deregister(self, request: Message, location: str) -> Message:
@@ -310,20 +311,22 @@ class Lwm2mService(Service):
         assert reg.lifetime is not None
         self.hub.set_offline_after(reg.device, reg.lifetime + self.options.grace(reg.lifetime))
 
-    def _after_response(self, reg: Registration, observe: bool) -> None:
+    def _after_response(self, reg: Registration, observe: bool,
+                        only_ended: bool = False) -> None:
         """Observe and send queued commands once the response has left: a device takes
         requests only after it knows it is registered."""
         def go() -> None:
             if not self.running or self.table.get(reg.device) is not reg:
                 return
             if observe:
-                self._observe(reg)
+                self._observe(reg, only_ended)
             self.queue.wake(reg.device)
         # a short delay lets the response leave first (UDP keeps no order, but a request
         # overtaking the 2.01 within the same host is then unlikely)
         self.hub.clock.callLater(RESPONSE_FIRST, go)
 
-    def _observe(self, reg: Registration) -> None:
+    def _observe(self, reg: Registration, only_ended: bool = False) -> None:
+        """Observe the paths the model chooses (``only_ended``: those not observed now)."""
         device = self._device(reg.device)
         if not self.options.observe or device is None or not _is_lwm2m(device.model):
             return
@@ -333,6 +336,15 @@ class Lwm2mService(Service):
             _log.failure("{transport}: model {model} failed choosing paths to observe for "
                          "{device}", transport=self.transport_name, model=device.model_name,
                          device=reg.device)
+            return
+        if only_ended:
+            live = set(self.observations.observed(reg.device))
+            paths = [p for p in paths if p not in live]
+            if paths and self.context is not None:
+                self.observations.add(self.context, self._loop, reg.device, reg.remote, paths)
+                _log.info("{transport}: observing {paths} on {device} again",
+                          transport=self.transport_name, device=reg.device,
+                          paths=", ".join(_path_text(p) for p in paths))
             return
         if paths and self.context is not None:
             self.observations.start(self.context, self._loop, reg.device, reg.remote, paths)
