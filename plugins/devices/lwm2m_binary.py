@@ -9,11 +9,14 @@ and OneNET) and leave the decoding to a model that reads bytes::
           type: modbus_payload                 # any device model type that decodes bytes
           map: conf/devices/efd-example.yaml
         uplink: /19/0/0                        # observed; every resource instance is a frame
-        downlink: /19/1/0                      # commands are written here
+        downlink: /19/1/0                      # commands are written here (instance 0)
 
 ``frames`` names a device model type and gives its options, checked by that type (errors
 name ``models.<id>.frames.<key>``). An uplink value that is not opaque bytes is an error;
-an empty one is skipped. A frame's time is its value's own ``ts`` (SenML), else the uplink
+an empty one is skipped. A ``downlink`` on a resource (``/19/1/0``, a multiple resource)
+is written whole with the frame as its instance 0, the form Leshan and wakaama accept (and
+LwM2M 1.0, which has no Write on a resource instance); ``/19/1/0/0`` writes the instance
+itself (LwM2M 1.1). A frame's time is its value's own ``ts`` (SenML), else the uplink
 instance's 2 Data Creation Time, else ``received_at``; the frame model may still use a time
 the frame carries.
 """

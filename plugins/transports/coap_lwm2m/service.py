@@ -47,6 +47,7 @@ from .registration import (
     RegistrationTable,
     parse_query,
 )
+from .resources import is_multiple
 
 _log = Logger(namespace="hub.coap_lwm2m")
 
@@ -518,7 +519,14 @@ class Lwm2mService(Service):
         fmt = reg.preferred_format if reg.preferred_format in WRITE_FORMATS else (
             ContentFormat.SENML_JSON if reg.lwm2m != "1.0" and reg.preferred_format is not None
             else ContentFormat.LWM2M_TLV)
-        payload = content.encode(int(fmt), [Lwm2mValue(op.path, op.value)], op.path)
+        value = Lwm2mValue(op.path, op.value)
+        if len(op.path) == 3 and is_multiple(op.path):
+            # a multiple resource (19/x/0 Data) takes its instances, never a bare value:
+            # TLV 0x8_ around 0x4_, as Leshan and wakaama require; a Write on the resource
+            # path replaces it with instance 0, which LwM2M 1.0 devices accept too (1.0
+            # has no Write on a resource instance path)
+            value = Lwm2mValue(op.path + (0,), op.value)
+        payload = content.encode(int(fmt), [value], op.path)
         return Code.PUT, payload, int(fmt)
 
     def _result(self, item: Queued, response: Message, what: str) -> CommandResult:
