@@ -381,6 +381,22 @@ def test_silent_unqueued_device_gets_commands_queued_and_a_no_answer_requeues_th
     assert done[0].status is CommandStatus.SUCCEEDED
 
 
+def test_a_write_to_a_multiple_resource_carries_its_instance_0(make_hub):
+    """/19/1/0 (Binary App Data Container Data) is a multiple resource: the frame goes as
+    a TLV multiple resource (0x84 00) around resource instance 0 (0x42 00), the form Leshan
+    and wakaama accept, never as a bare single-resource TLV (C2 00 ...)."""
+    from plugins.transports.coap_lwm2m.api import Lwm2mOperation
+
+    svc = ClockedService.make(make_hub(IPSO_CONFIG))
+    reg, _ = svc.table.register("efd-1", parse_query(["ep=" + IMEI1]), [], "addr")
+    code, payload, fmt = svc._request_of(reg, Lwm2mOperation("write", (19, 1, 0), b"\x01\x02"))
+    assert (code, payload, fmt) == (Code.PUT, bytes.fromhex("84 00 42 00 01 02"), 11542)
+    _, payload, _ = svc._request_of(reg, Lwm2mOperation("write", (19, 1, 0, 0), b"\x01\x02"))
+    assert payload == bytes.fromhex("42 00 01 02")  # an instance path (1.1) writes itself
+    _, payload, _ = svc._request_of(reg, Lwm2mOperation("write", (3312, 0, 5850), False))
+    assert payload == bytes.fromhex("e1 16 da 00")  # a single resource stays single
+
+
 # ---------------------------------------------------------------------------- the live hub
 
 
