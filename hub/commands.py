@@ -105,9 +105,14 @@ class Commands:
         d.addCallback(self._finish, command)
         return d
 
-    def mark_queued(self, command: Command, detail: str) -> None:
+    def mark_queued(self, command: Command, detail: str, again: bool = False) -> None:
         """A transport holds the command until its device can hear it: recorded as pending
-        with ``detail``, and ``hub command`` answers "queued" instead of waiting."""
+        with ``detail``, and ``hub command`` answers "queued" instead of waiting.
+
+        ``again``: the command was sent, got no answer and waits once more (the transport
+        says so only for a command that has not ended); the next send is journaled again."""
+        if again and command.id not in self.pending and command.id not in self.queued:
+            self.pending[command.id] = command
         if command.id in self.pending and command.id not in self.queued:
             self.queued.add(command.id)
             self.hub.journal.append([CommandResult(command.id, command.device,

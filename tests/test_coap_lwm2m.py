@@ -99,6 +99,34 @@ def test_parse_query():
         with pytest.raises(RegistrationError) as e:
             parse_query(bad)
         assert e.value.code == code, bad
+    # numbers too long for float() or int(): a bad request, not an internal error
+    for bad in (["lt=" + "9" * 400], ["pct=" + "1" * 5000], ["lt=" + "1" * 11],
+                ["pct=000110"]):
+        with pytest.raises(RegistrationError) as e:
+            parse_query(bad)
+        assert e.value.code == "bad_request" and len(str(e.value)) < 80, bad
+    assert parse_query(["lt=9999999999", "pct=00110"]).lifetime == 9999999999.0
+
+
+def test_an_update_keeps_queue_mode_under_1_1_and_changes_it_with_a_1_0_binding():
+    """LwM2M 1.1: queue mode is the Register's Q parameter; an Update carries none, so an
+    Update repeating b=U keeps it. LwM2M 1.0: queue mode is in the binding (UQ), so an
+    Update to b=U turns it off."""
+    clock = Clock()
+    t = table(clock)
+    reg, _ = t.register("efd-1", parse_query(["ep=a", "lwm2m=1.1", "b=U", "Q"]), [], "x")
+    assert reg.queue_mode
+    t.update(reg.location, parse_query(["lt=300", "b=U"]), None, "x")
+    assert reg.queue_mode and reg.binding == "U"
+    old, _ = t.register("efd-2", parse_query(["ep=b", "lwm2m=1.0", "b=UQ"]), [], "y")
+    assert old.queue_mode
+    t.update(old.location, parse_query(["b=U"]), None, "y")
+    assert not old.queue_mode
+    t.update(old.location, parse_query(["b=UQ"]), None, "y")
+    assert old.queue_mode
+    plain, _ = t.register("efd-3", parse_query(["ep=c", "lwm2m=1.1", "b=U"]), [], "z")
+    t.update(plain.location, parse_query(["b=U", "Q"]), None, "z")
+    assert plain.queue_mode  # a Q on an Update is not 1.1, but its meaning is plain
 
 
 def table(clock: Clock) -> RegistrationTable:
@@ -140,6 +168,22 @@ def test_registration_lifetime_queue_mode_nat_and_expiry():
     assert t.deregister(new.location) is new and len(t) == 0
     with pytest.raises(RegistrationError):
         t.deregister(new.location)
+
+
+def test_a_device_without_queue_mode_silent_past_recent_traffic_is_not_reachable():
+    """b=U without Q: reachable while recently heard (``recent``), then its commands wait
+    for its next message, as for a sleeping device; any message opens it again."""
+    clock = Clock()
+    t = table(clock)
+    reg, _ = t.register("efd-1", parse_query(["ep=" + IMEI1, "lt=86400", "b=U"]), [], "a")
+    assert not reg.queue_mode
+    clock.advance(59)
+    assert t.reachable("efd-1", window=20, recent=60)
+    clock.advance(2)
+    assert not t.reachable("efd-1", window=20, recent=60)
+    assert t.reachable("efd-1", window=20)  # no recent-traffic rule: the lifetime decides
+    t.heard("efd-1", "a")
+    assert t.reachable("efd-1", window=20, recent=60)
 
 
 # ---------------------------------------------------------------------------- downlink queue
@@ -273,6 +317,84 @@ def test_offline_after_a_lifetime_and_commands_queued_then_resumed(make_hub, hub
     statuses = [r.status.value for _, r in hub.journal.read(0, 1000, {"command_result"})
                 if r.command_id == "c-keep"]
     assert statuses == ["pending", "timed_out"]
+
+
+IPSO_CONFIG = {
+    "models": {"nb-efd": {"type": "lwm2m_ipso"}},
+    "transports": {"nb": {"type": "coap_lwm2m"}},
+    "devices": [{"id": "efd-1", "model": "nb-efd", "transport": "nb", "address": IMEI1}],
+}
+
+
+class ClockedService:
+    """The transport's service on the hub's ``task.Clock`` without sockets: requests to the
+    device are Deferreds the test answers (the aiocoap exchange is the only part left out)."""
+
+    @staticmethod
+    def make(hub, **options):
+        from plugins.transports.coap_lwm2m.service import Lwm2mService
+
+        class Service(Lwm2mService):
+            def _deferred(self, coro):
+                coro.close()  # the aiocoap exchange; the test answers instead
+                d = defer.Deferred()
+                self.requests.append(d)
+                return d
+
+        svc = Service(hub, "nb", coap_options.CoapOptions(**options))
+        svc.requests = []
+        svc.running, svc.context = True, object()
+        hub.commands.register_target("nb", svc)
+        return svc
+
+
+def lifecycle(hub, command_id: str) -> list[str]:
+    hub.journal.flush()
+    return [r.status.value for _, r in hub.journal.read(0, 1000, {"command_result"})
+            if r.command_id == command_id]
+
+
+def test_silent_unqueued_device_gets_commands_queued_and_a_no_answer_requeues_them(
+        make_hub, hub_clock):
+    """A b=U device not heard for longer than recent_traffic: the command is queued at once
+    (`hub command` answers "queued"), not sent into a 20 s timeout. When a sent command gets
+    no answer it is journaled as queued again, and sent again at the device's next message."""
+    hub = make_hub(IPSO_CONFIG)
+    svc = ClockedService.make(hub, recent_traffic=60, attempts=3)
+    svc.table.register("efd-1", parse_query(["ep=" + IMEI1, "lt=86400", "b=U"]), [], "addr")
+    hub_clock.advance(61)
+    command = Command("c-1", "efd-1", "trip", hub_clock.seconds(), ttl=3600, requested_by="t")
+    done = results(hub.commands.execute(command))
+    assert svc.requests == [] and hub.commands.queued == {"c-1"}
+    assert lifecycle(hub, "c-1") == ["pending"]
+    svc.table.heard("efd-1", "addr")  # it spoke: its commands go out
+    svc.queue.wake("efd-1")
+    assert len(svc.requests) == 1 and hub.commands.queued == set()
+    svc.requests[0].errback(NoAnswer("silence"))
+    assert hub.commands.queued == {"c-1"} and done == []
+    assert lifecycle(hub, "c-1") == ["pending", "sent", "pending"]
+    svc.table.heard("efd-1", "addr")
+    svc.queue.wake("efd-1")
+    svc.requests[1].callback(CommandResult("c-1", "efd-1", CommandStatus.SUCCEEDED,
+                                           hub_clock.seconds()))
+    assert lifecycle(hub, "c-1") == ["pending", "sent", "pending", "sent", "succeeded"]
+    assert done[0].status is CommandStatus.SUCCEEDED
+
+
+def test_a_write_to_a_multiple_resource_carries_its_instance_0(make_hub):
+    """/19/1/0 (Binary App Data Container Data) is a multiple resource: the frame goes as
+    a TLV multiple resource (0x84 00) around resource instance 0 (0x42 00), the form Leshan
+    and wakaama accept, never as a bare single-resource TLV (C2 00 ...)."""
+    from plugins.transports.coap_lwm2m.api import Lwm2mOperation
+
+    svc = ClockedService.make(make_hub(IPSO_CONFIG))
+    reg, _ = svc.table.register("efd-1", parse_query(["ep=" + IMEI1]), [], "addr")
+    code, payload, fmt = svc._request_of(reg, Lwm2mOperation("write", (19, 1, 0), b"\x01\x02"))
+    assert (code, payload, fmt) == (Code.PUT, bytes.fromhex("84 00 42 00 01 02"), 11542)
+    _, payload, _ = svc._request_of(reg, Lwm2mOperation("write", (19, 1, 0, 0), b"\x01\x02"))
+    assert payload == bytes.fromhex("42 00 01 02")  # an instance path (1.1) writes itself
+    _, payload, _ = svc._request_of(reg, Lwm2mOperation("write", (3312, 0, 5850), False))
+    assert payload == bytes.fromhex("e1 16 da 00")  # a single resource stays single
 
 
 # ---------------------------------------------------------------------------- the live hub
@@ -492,6 +614,49 @@ def test_register_observe_update_nat_rebinding_deregister(lwm2m_models, tmp_path
                      log)
 
 
+def test_an_update_renews_ended_observations_and_bad_numbers_get_4_00(lwm2m_models,
+                                                                       tmp_path):
+    """One observation is refused (the device has no /3303/1/5700 yet) while /3303/0/5700
+    lives on; the next Update observes /3303/1/5700 again, and its values arrive. A Register
+    with a 400-digit lifetime or a 600-digit pct gets 4.00, counted, not a 5.00 (longer
+    ones do not fit a datagram; parse_query is tested with 5,000 digits)."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port)
+    hub = start_hub(config)
+
+    async def scenario():
+        dev = await SimDevice(port).start()
+        try:
+            for query in ("lt=" + "9" * 400, "pct=" + "1" * 600):
+                assert (await dev.register(IMEI1, query)).code == Code.BAD_REQUEST
+            r = await dev.register(IMEI1, links=b"</3/0>,</3303/0>,</3303/1>")
+            assert r.code == Code.CREATED
+            await asyncio.to_thread(hub.wait_for, "observation of /3303/1/5700 on efd-1 "
+                                    "refused with 4.04", 10)
+            await until(lambda: dev.temperature._observations, what="the live observation")
+            second = Temperature()
+            second.payload = b"30.5"
+            dev.site.add_resource(("3303", "1", "5700"), second)
+            assert (await dev.request(Code.POST, dev.location)).code == Code.CHANGED
+            await asyncio.to_thread(hub.wait_for, "observing /3303/1/5700 on efd-1 again", 10)
+            await until(lambda: second._observations, what="the renewed observation")
+            second.set(b"31.5")
+            await until(lambda: 31.5 in readings(tmp_path), what="the renewed notification")
+        finally:
+            await dev.close()
+
+    try:
+        run(scenario())
+    finally:
+        assert hub.stop() == 0
+    values = [(r.channel, r.value) for r in journal_records(tmp_path, {"reading"})]
+    assert ("T2", 30.5) in values and ("T2", 31.5) in values and ("T1", 21.5) in values
+    m = metrics(tmp_path)
+    assert m["coap.bad_requests"] == 2 and m.get("coap.internal_errors", 0) == 0
+    # the live observation of /3303/0/5700 was not restarted by the Update
+    assert "".join(hub.lines).count("observing /3303/0/5700") == 1
+
+
 def test_queue_mode_commands_wait_for_the_window_and_survive_a_restart(lwm2m_models, tmp_path):
     """A command for a device that is not listening is queued (`hub command` answers at
     once); the device's next Register sends it; its lifecycle is in the journal. Queued
@@ -511,23 +676,27 @@ def test_queue_mode_commands_wait_for_the_window_and_survive_a_restart(lwm2m_mod
             await asyncio.to_thread(hub.wait_for, f"command {queued['command_id']} for efd-1: "
                                     "succeeded", 10)
             assert (await dev.request(Code.DELETE, dev.location)).code == Code.DELETED
-            # de-registered: these wait, one of them only briefly
-            for action, ttl in (("reset", 600), ("trip", 1.5)):  # straight to the socket
-                r = await asyncio.to_thread(admin_request, str(tmp_path / "var"), {
-                    "op": "command", "device": "efd-1", "action": action, "by": "tester",
-                    "ttl": ttl}, 10)
-                assert r["status"] == "queued", r
-            return time.monotonic() + 1.5  # when the trip's ttl runs out
+            # de-registered: this waits (straight to the socket)
+            r = await asyncio.to_thread(admin_request, str(tmp_path / "var"), {
+                "op": "command", "device": "efd-1", "action": "reset", "by": "tester",
+                "ttl": 600}, 10)
+            assert r["status"] == "queued", r
         finally:
             await dev.close()
 
     try:
-        trip_expires = run(phase1())
+        run(phase1())
     finally:
         assert hub.stop() == 0
-    # the trip must expire while the hub is down (a fast restart would resume and send it):
-    # a bounded wait for a real process's wall-clock ttl, not a sleep standing in for a clock
-    time.sleep(max(0.0, trip_expires - time.monotonic()))
+    # a trip accepted before the hub went down whose time to live ran out while it was down:
+    # written to the (stopped) hub's own journal rather than waited for on the wall clock
+    wall = Clock()
+    wall.advance(time.time())  # the journal dates what it stores by its clock
+    journal = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=wall)
+    journal.open()
+    journal.append([Command("c-trip", "efd-1", "trip", time.time() - 60, ttl=1.5,
+                            requested_by="tester")])
+    journal.close()
     hub = HubProcess(config, CWD)
     hub.wait_for_all("hub hub started", "took up 2 unfinished commands", timeout=30)
 
@@ -555,7 +724,9 @@ def test_queue_mode_commands_wait_for_the_window_and_survive_a_restart(lwm2m_mod
     assert lifecycle["close"] == ["pending", "sent", "succeeded"]
     # queued before the restart, queued again after it, sent at the next Register
     assert lifecycle["reset"] == ["pending", "pending", "sent", "succeeded"]
-    assert lifecycle["trip"] == ["pending", "timed_out"]
+    assert lifecycle["trip"] == ["timed_out"]
+    assert "command c-trip for efd-1: timed_out its time to live ran out while the hub was " \
+        "down" in "".join(hub.lines)
 
 
 def test_plain_coap_uplink_and_downlink(lwm2m_models, tmp_path):

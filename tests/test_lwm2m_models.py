@@ -562,10 +562,40 @@ def test_binary_option_errors_name_their_key_paths(plugins):
 def test_the_readme_example_is_valid(plugins):
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
-                 if "type: lwm2m_ipso" in b)
+                 if "type: lwm2m_binary" in b)  # the models section's block
     cfg = check_config({"transports": {"demo": {"type": "simulator"}},
                         **yaml.safe_load(block)}, "README.md", plugins)
     ipso = plugins.models["lwm2m_ipso"].factory(cfg.models["nb-efd"].options)
     assert ipso.actions == {"reboot", "trip", "close", "set_threshold", "reset", "silence"}
     frames = plugins.models["lwm2m_binary"].factory(cfg.models["nb-efd-frames"].options)
     assert frames.observe_paths([]) == [(19, 0)]
+
+
+@pytest.mark.parametrize("stamp", [math.inf, "inf", -math.nan, 10**400, -5, 5_000_000_000,
+                                   (2**62).to_bytes(8, "big")])
+def test_a_5518_timestamp_that_is_no_date_is_a_decode_error(stamp):
+    """Not finite, before 1970, after 2100 or beyond any float: refused, naming the path
+    (a record dated there would be garbage, and a huge int used to raise OverflowError)."""
+    with pytest.raises(DecodeError, match=r"^/3303/0/5518: "):
+        decode(IpsoModel(), [V((3303, 0, 5700), 20.0), V((3303, 0, 5518), stamp)])
+
+
+def test_a_value_whose_own_time_is_no_date_is_a_decode_error_and_0_means_unset():
+    with pytest.raises(DecodeError, match=r"^/3303/0/5700: time inf"):
+        decode(IpsoModel(), [V((3303, 0, 5700), 20.0, ts=math.inf)])
+    records = decode(IpsoModel(), [V((3303, 0, 5700), 20.0), V((3303, 0, 5518), 0)])
+    assert records[0].ts == T0  # a clock never set: the time it arrived
+
+
+def test_a_cbor_bignum_where_a_number_belongs_is_a_decode_error():
+    with pytest.raises(DecodeError, match=r"/3303/0/5700: expected a number, got an integer "
+                                          r"of 1329 bits") as e:
+        decode(IpsoModel(), [V((3303, 0, 5700), 10**400)])
+    assert e.value.excerpt.startswith(b"an integer")
+
+
+@pytest.mark.parametrize("stamp", [math.inf, 10**400, -1, 5_000_000_000])
+def test_a_data_creation_time_that_is_no_date_is_a_decode_error(plugins, stamp):
+    model = binary(plugins)
+    with pytest.raises(DecodeError, match=r"^/19/0/2: "):
+        decode(model, [V((19, 0, 2), stamp), V((19, 0, 0, 0), efd_frame())])

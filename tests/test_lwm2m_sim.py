@@ -9,6 +9,7 @@ import json
 import shutil
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -249,6 +250,40 @@ def test_relay_write_opens_the_breaker_and_currents_drop():
         req.observation.cancel()
 
     run(test, interval=5)
+
+
+def test_object_19_carries_frames_up_and_takes_multiple_resource_writes_down():
+    """/19/0 holds the device's own frame (its measurements as JSON) and its creation time;
+    /19/1/0 is a multiple resource: a TLV multiple resource (or SenML /19/1/0/<n>) is taken,
+    a bare single-resource TLV refused with 4.00, as Leshan and wakaama do."""
+    async def test(h: Harness) -> None:
+        await h.rd.next("register")
+        r = await h.request(Code.GET, "/19/0", accept=TLV)
+        # raw bytes, not our decoder: object-less instance 0 → multiple resource 0 (0x88
+        # with an 8-bit length) → resource instance 0 (0x48 or 0x50, the frame)
+        assert r.payload[:2] == b"\x88\x00" and r.payload[3:5] in (b"\x48\x00", b"\x50\x00")
+        values = tlv_values(r.payload, (19, 0))
+        doc = json.loads(values[(19, 0, 0, 0)])
+        assert len(doc["T"]) == 4 and doc["relay"] == 1 and doc["leak"] >= 0
+        assert abs(values[(19, 0, 2)] - time.time()) < 60
+        trip = b'{"cmd":"trip"}'
+        single = bytes([0xC8, 0, len(trip)]) + trip  # what the hub used to send
+        r = await h.request(Code.PUT, "/19/1/0", payload=single, content_format=TLV)
+        assert r.code == Code.BAD_REQUEST and b"multiple" in r.payload
+        assert h.ep.device.relay_closed and h.ep.device.state.downlinks == []
+        inner = bytes([0x48, 0, len(trip)]) + trip
+        r = await h.request(Code.PUT, "/19/1/0", payload=bytes([0x88, 0, len(inner)]) + inner,
+                            content_format=TLV)
+        assert r.code == Code.CHANGED and not h.ep.device.relay_closed
+        r = await h.request(Code.PUT, "/19/1/0", content_format=SENML,
+                            payload=b'[{"bn":"/19/1/0/","n":"0","vd":"eyJjbWQiOiJjbG9zZSJ9"}]')
+        assert r.code == Code.CHANGED and h.ep.device.relay_closed
+        assert h.ep.device.state.downlinks == [trip, b'{"cmd":"close"}']
+        r = await h.request(Code.PUT, "/19/0/0", payload=bytes([0x88, 0, len(inner)]) + inner,
+                            content_format=TLV)
+        assert r.code == Code.METHOD_NOT_ALLOWED  # the uplink container is the device's
+
+    run(test)
 
 
 def test_execute_reboot_registers_again():

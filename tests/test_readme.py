@@ -50,3 +50,26 @@ def test_readme_dtu_configuration_is_valid():
     cfg = check_config(yaml.safe_load(dtu), "README.md", make_plugins())
     assert [d.address_key for d in cfg.devices] == [("861234567890123", 1),
                                                      ("861234567890123", 2)]
+
+
+def test_readme_lwm2m_configurations_are_valid(monkeypatch):
+    """The NB-IoT examples in the README (the transport with its device, the two LwM2M
+    models) pass the configuration check; so does the package docstring's example."""
+    import yaml
+
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+    from plugins.transports import coap_lwm2m
+
+    monkeypatch.chdir(Path(__file__).parent.parent)  # the frame model's map is repo-relative
+    blocks = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    nb = next(b for b in blocks if "type: coap_lwm2m" in b)
+    models = next(b for b in blocks if "type: lwm2m_binary" in b)
+    doc = coap_lwm2m.__doc__.split("::", 1)[1].split("\n\n")[1]
+    plugins = make_plugins()
+    cfg = check_config(yaml.safe_load(nb), "README.md", plugins)
+    assert [(d.id, d.model) for d in cfg.devices] == [("efd-21", "nb-efd")]
+    assert check_config(yaml.safe_load(doc), "coap_lwm2m", plugins).devices[0].id == "efd-1"
+    both = {**yaml.safe_load(models), "transports": yaml.safe_load(nb)["transports"]}
+    cfg = check_config(both, "README.md", plugins)
+    assert set(cfg.models) == {"nb-efd", "nb-efd-frames"}

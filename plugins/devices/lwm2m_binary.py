@@ -9,17 +9,21 @@ and OneNET) and leave the decoding to a model that reads bytes::
           type: modbus_payload                 # any device model type that decodes bytes
           map: conf/devices/efd-example.yaml
         uplink: /19/0/0                        # observed; every resource instance is a frame
-        downlink: /19/1/0                      # commands are written here
+        downlink: /19/1/0                      # commands are written here (instance 0)
 
 ``frames`` names a device model type and gives its options, checked by that type (errors
 name ``models.<id>.frames.<key>``). An uplink value that is not opaque bytes is an error;
-an empty one is skipped. A frame's time is its value's own ``ts`` (SenML), else the uplink
+an empty one is skipped. A ``downlink`` on a resource (``/19/1/0``, a multiple resource)
+is written whole with the frame as its instance 0, the form Leshan and wakaama accept (and
+LwM2M 1.0, which has no Write on a resource instance); ``/19/1/0/0`` writes the instance
+itself (LwM2M 1.1). A frame's time is its value's own ``ts`` (SenML), else the uplink
 instance's 2 Data Creation Time, else ``received_at``; the frame model may still use a time
 the frame carries.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +32,7 @@ from hub import hookimpl
 from hub.model import Command, Record
 from hub.types import DecodeError, DeviceModel, DeviceModelType
 from hub.validate import Invalid, Section, describe
-from plugins.devices.lwm2m_options import parse_path, path_text
+from plugins.devices.lwm2m_options import check_time, parse_path, path_text
 from plugins.transports.coap_lwm2m.api import Lwm2mOperation, Lwm2mValue, Path
 
 __all__ = ["BinaryOptions", "Lwm2mBinaryModel", "check_options", "factory"]
@@ -137,7 +141,7 @@ class Lwm2mBinaryModel:
         base = received_at
         for v in values:
             if v.path == self.uplink[:2] + (_CREATION_TIME,):
-                t = _time(v.value)
+                t = check_time(_time(v.value), v.path)
                 base = t if t is not None else base
         out: list[Record] = []
         for v in values:
@@ -147,7 +151,7 @@ class Lwm2mBinaryModel:
                 raise DecodeError(f"{path_text(v.path)}: expected opaque bytes, got "
                                   f"{type(v.value).__name__} {v.value!r:.40}",
                                   str(v.value).encode()[:64])
-            ts = v.ts if v.ts is not None else base
+            ts = check_time(v.ts, v.path) or base
             try:
                 out += self.frames.decode(device, v.value, ts)
             except DecodeError as e:
@@ -168,11 +172,16 @@ class Lwm2mBinaryModel:
 
 
 def _time(x: Any) -> float | None:
-    """A Time value (epoch seconds) as the codec gave it; untyped TLV is a big-endian int."""
+    """A Time value (epoch seconds) as the codec gave it; untyped TLV is a big-endian int.
+    ``None`` for a value of another type; ``inf`` for an integer beyond any float (which
+    :func:`check_time` then refuses)."""
     if isinstance(x, bytes) and len(x) in (1, 2, 4, 8):
         x = int.from_bytes(x, "big", signed=True)
-    if isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0:
-        return float(x)
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        try:
+            return float(x)
+        except OverflowError:
+            return math.inf if x > 0 else -math.inf
     return None
 
 

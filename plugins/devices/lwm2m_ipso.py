@@ -91,6 +91,7 @@ from plugins.devices.lwm2m_options import (
     IpsoOptions,
     PointSpec,
     check_options,
+    check_time,
     device_unit,
     path_text,
 )
@@ -227,7 +228,7 @@ class IpsoModel:
             spec = self._spec(state, path)
             if spec is None:
                 continue
-            ts = v.ts if v.ts is not None else times.get(path[:2], received_at)
+            ts = check_time(v.ts, path) or times.get(path[:2], received_at)
             if isinstance(spec, PointSpec):
                 reading = self._reading(device, state, v, spec, ts)
                 if reading is not None:
@@ -266,7 +267,7 @@ class IpsoModel:
             key = (v.path[0], v.path[1])
             res = v.path[2]
             if res == _TIMESTAMP:
-                t = _number(v, integer=True)
+                t = check_time(_number(v, integer=True), v.path)
                 if t is not None:
                     times[key] = t
                 continue
@@ -363,7 +364,8 @@ class IpsoModel:
     def _error_codes(self, device: str, values: list[Lwm2mValue],
                      times: Mapping[tuple[int, int], float], received_at: float) -> Event:
         codes = [c for c in (_number(v, integer=True) for v in values) if c]
-        ts = next((v.ts for v in values if v.ts is not None), times.get((3, 0), received_at))
+        ts = next((t for v in values if (t := check_time(v.ts, v.path)) is not None),
+                  times.get((3, 0), received_at))
         return Event(device, EventKind.FAULT, "self_fault",
                      EventState.RAISED if codes else EventState.CLEARED, ts, Level.FAULT,
                      source="device",
@@ -460,14 +462,25 @@ def _number(v: Lwm2mValue, integer: bool = False) -> float | None:
         if len(x) in (4, 8):
             return struct.unpack(">f" if len(x) == 4 else ">d", x)[0]
     elif isinstance(x, (bool, int, float)):
-        return float(x)
+        try:
+            return float(x)
+        except OverflowError:  # a CBOR bignum beyond any float
+            pass
     elif isinstance(x, str):
         try:
             return float(x)
         except ValueError:
             pass
-    raise DecodeError(f"{path_text(v.path)}: expected a number, got {x!r}",
-                      x if isinstance(x, bytes) else str(x).encode()[:64])
+    shown = _show(x)
+    raise DecodeError(f"{path_text(v.path)}: expected a number, got {shown}",
+                      x if isinstance(x, bytes) else shown.encode()[:64])
+
+
+def _show(x: Value) -> str:
+    # repr() of an int of more than 4,300 digits raises ValueError: give its size instead
+    if isinstance(x, int) and x.bit_length() > 128:
+        return f"an integer of {x.bit_length()} bits"
+    return f"{x!r:.40}"
 
 
 def _boolean(v: Lwm2mValue) -> bool:

@@ -23,7 +23,7 @@ from hub.model import (
     SchemaError,
     check_channel,
 )
-from hub.types import EncodeError
+from hub.types import DecodeError, EncodeError
 from hub.validate import Checker, Invalid, Section, boolean, choice, describe, number, string
 from plugins.devices.modbus.values import conversion, tidy
 from plugins.transports.coap_lwm2m.api import Lwm2mOperation, Path
@@ -37,6 +37,7 @@ __all__ = [
     "ResidualRule",
     "ThresholdSpec",
     "check_options",
+    "check_time",
     "device_unit",
     "parse_path",
     "path_text",
@@ -83,6 +84,24 @@ def parse_path(v: Any, lengths: tuple[int, ...] = (2, 3)) -> Path:
 
 def path_text(path: Path) -> str:
     return "/" + "/".join(str(p) for p in path)
+
+
+#: The latest time a device may claim (2100-01-01 UTC): beyond it a Time value is garbage,
+#: and a record dated there would outlive every retention and sort after all real data.
+LATEST_TIME = 4_102_444_800.0
+
+
+def check_time(t: float | None, path: Path) -> float | None:
+    """A Time value (epoch seconds) a device sent, as a record's ``ts``: ``None`` stays
+    ``None`` (the caller falls back to another time), and so does 0 (a module whose clock
+    was never set sends it); a time that is not finite, before 1970 or after
+    :data:`LATEST_TIME` raises :class:`DecodeError` naming ``path``."""
+    if t is None or t == 0:
+        return None
+    if not math.isfinite(t) or not 0 < t <= LATEST_TIME:
+        raise DecodeError(f"{path_text(path)}: time {t!r:.30} is not a date between 1970 and "
+                          "2100", str(t).encode()[:32])
+    return t
 
 
 # ---------------------------------------------------------------------------- the specs

@@ -19,6 +19,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 
 from hub import hookimpl
 
@@ -81,6 +82,9 @@ async def run_fleet(args: argparse.Namespace) -> int:
           f"{args.scenario}, {args.format}, {'queue mode, ' if args.queue_mode else ''}"
           f"server {args.server[0]}:{args.server[1]}", flush=True)
     await fleet.open()
+    if args.start_at is not None:
+        # several load processes begin together, whenever each finished starting up
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
     starting = asyncio.create_task(fleet.start())
 
     async def status() -> None:
@@ -158,6 +162,9 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="registrations in flight at most (default 64)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                    help="local address of the endpoints' sockets (default 127.0.0.1)")
+    p.add_argument("--start-at", type=_positive, metavar="EPOCH",
+                   help="open the sockets, then start registering at this wall-clock time "
+                   "(Unix seconds), to line up several simulator processes")
     p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S",
                    help="seconds between status lines (default 5)")

@@ -7,8 +7,10 @@ observations, queue mode) and a plain CoAP uplink for NB-IoT detectors.
       nb:
         type: coap_lwm2m
         port: 5683
+    models:
+      nb-efd: {type: lwm2m_ipso}
     devices:
-      - {id: efd-1, model: ipso, transport: nb, address: "861234567890123"}
+      - {id: efd-1, model: nb-efd, transport: nb, address: "861234567890123"}
 
 A device's ``address`` is its IMEI, or any id its endpoint name resolves to
 (``861234567890123``, ``urn:imei:861234567890123`` and ``urn:imei-imsi:<IMEI>-<IMSI>`` all

@@ -108,6 +108,15 @@ class Observations:
         for path in paths:
             tasks[path] = loop.create_task(self._run(ctx, device, remote, path))
 
+    def add(self, ctx: aiocoap.Context, loop: asyncio.AbstractEventLoop, device: str,
+            remote: Any, paths: list[Path]) -> None:
+        """Observe ``paths`` of ``device`` besides those observed already (an observation
+        that ended is started again; a live one is left alone)."""
+        tasks = self._tasks.setdefault(device, {})
+        for path in paths:
+            if path not in tasks:
+                tasks[path] = loop.create_task(self._run(ctx, device, remote, path))
+
     def cancel(self, device: str) -> None:
         for task in self._tasks.pop(device, {}).values():
             task.cancel()

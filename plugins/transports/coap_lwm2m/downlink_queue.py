@@ -61,15 +61,19 @@ class DownlinkQueue:
     :param send: ``send(item)`` → a Deferred firing with the :class:`CommandResult`, or
         failing with :class:`NoAnswer` (or any other error, which fails the command).
     :param on_silent: told that ``device`` ignored a request (it is asleep).
+    :param on_requeued: told that a sent command got no answer and waits again for the
+        device's next window (the core records it as queued, not as on the wire).
     """
 
     def __init__(self, clock: IReactorTime, reachable: Callable[[str], bool],
                  send: Callable[[Queued], defer.Deferred], on_silent: Callable[[str], None],
-                 attempts: int = 3, max_queue: int = 100) -> None:
+                 attempts: int = 3, max_queue: int = 100,
+                 on_requeued: Callable[[Queued], None] | None = None) -> None:
         self._clock = clock
         self._reachable = reachable
         self._send = send
         self._on_silent = on_silent
+        self._on_requeued = on_requeued
         self._attempts = attempts
         self._max_queue = max_queue
         self._queues: dict[str, deque[Queued]] = {}
@@ -183,6 +187,8 @@ class DownlinkQueue:
                 return  # cancelled meanwhile: its time to live ran out
             if item.attempts < self._attempts and now < item.expires_at:
                 self._queues.setdefault(item.device, deque()).appendleft(item)
+                if self._on_requeued is not None:
+                    self._on_requeued(item)
                 return  # the next window sends it again, first
             self._end(item, CommandStatus.TIMED_OUT, f"no answer to {item.attempts} attempts")
             return

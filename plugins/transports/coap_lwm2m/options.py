@@ -12,6 +12,8 @@
         lifetime_grace: 30         # s added to a registration's lifetime before offline ...
         lifetime_grace_ratio: 0.1  # ... or this share of the lifetime, whichever is longer
         queue_window: 20           # s a queue-mode device listens after it sent something
+        recent_traffic: 60         # s after its last message a device without queue mode
+                                   # is still sent commands at once; later they wait
         request_timeout: 20        # s to wait for a device's answer to one request
         max_queue: 100             # commands waiting per device
 """
@@ -63,6 +65,7 @@ class CoapOptions:
     lifetime_grace: float = 30.0
     lifetime_grace_ratio: float = 0.1
     queue_window: float = 20.0
+    recent_traffic: float = 60.0
     request_timeout: float = 20.0
     attempts: int = 3  # sends of one command before it fails (no answer each time)
     max_queue: int = 100
@@ -96,6 +99,8 @@ def check_options(section: Section) -> CoapOptions:
         lifetime_grace_ratio=section.get("lifetime_grace_ratio", number(0, 10),
                                          d.lifetime_grace_ratio),
         queue_window=section.get("queue_window", number(0.1, 3600, "s"), d.queue_window),
+        recent_traffic=section.get("recent_traffic", number(0.1, 30 * 86400, "s"),
+                                   d.recent_traffic),
         request_timeout=section.get("request_timeout", number(0.1, 600, "s"), d.request_timeout),
         attempts=section.get("attempts", integer(1, 100), d.attempts),
         max_queue=section.get("max_queue", integer(1, 100000), d.max_queue),

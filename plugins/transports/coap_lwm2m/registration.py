@@ -27,6 +27,7 @@ from .api import Path
 #: Binding letters: UDP, TCP, SMS, Non-IP; Q is LwM2M 1.0's queue-mode suffix.
 _BINDING = re.compile(r"[UTSNQ]{1,6}")
 _VERSION = re.compile(r"1\.[0-9]{1,2}")
+_MAX_DIGITS = 10  # of a lifetime: 9,999,999,999 s, far beyond any bound configured
 
 
 class RegistrationError(Exception):
@@ -64,8 +65,11 @@ def parse_query(query: Sequence[str]) -> Params:
     lifetime = None
     if values.get("lt") is not None:
         text = values["lt"] or ""
-        if not text.isascii() or not text.isdigit():
-            raise RegistrationError("bad_request", f"lt={text!r} is not a number of seconds")
+        # digits capped before int(): 400 of them overflow float(), 5,000 hit Python's
+        # int-from-text limit; both are a bad request, not an internal error
+        if not text.isascii() or not text.isdigit() or len(text) > _MAX_DIGITS:
+            raise RegistrationError("bad_request", f"lt={text[:20]!r} is not a number of "
+                                    "seconds")
         lifetime = float(int(text))
     lwm2m = values.get("lwm2m")
     if lwm2m is not None and not _VERSION.fullmatch(lwm2m):
@@ -75,8 +79,9 @@ def parse_query(query: Sequence[str]) -> Params:
         raise RegistrationError("bad_request", f"b={binding!r} is not a binding (U, UQ, S, "
                                 "SQ, US, UQS or letters of UTSN)")
     pct = values.get("pct")
-    if pct is not None and not (pct.isascii() and pct.isdigit() and int(pct) < 65536):
-        raise RegistrationError("bad_request", f"pct={pct!r} is not a content format")
+    if pct is not None and not (pct.isascii() and pct.isdigit() and len(pct) <= 5
+                                and int(pct) < 65536):
+        raise RegistrationError("bad_request", f"pct={pct[:20]!r} is not a content format")
     if "ep" in values and not values["ep"]:
         raise RegistrationError("bad_request", "ep= is empty")
     return Params(endpoint=values.get("ep"), lifetime=lifetime, lwm2m=lwm2m, binding=binding,
@@ -180,9 +185,14 @@ class RegistrationTable:
             reg.lifetime = self.lifetime(params.lifetime)
         if params.binding is not None:
             reg.binding = params.binding
+        if reg.lwm2m == "1.0" and params.binding is not None:
+            # 1.0: queue mode is part of the binding (UQ, SQ, UQS), so a new binding says
+            # whether the device still sleeps
             reg.queue_mode = queue_mode(params.binding, params.queue)
-        elif params.queue:
+        elif params.queue or params.binding is not None and "Q" in params.binding:
             reg.queue_mode = True
+        # 1.1 and later: queue mode is the Register's Q parameter, which an Update does not
+        # carry; an Update repeating b=U leaves the mode chosen at Register alone
         if params.sms is not None:
             reg.sms = params.sms
         if paths is not None:
@@ -226,10 +236,11 @@ class RegistrationTable:
         if reg is not None and reg.silent_since is None:
             reg.silent_since = self._clock.seconds()
 
-    def reachable(self, device: str, window: float) -> bool:
+    def reachable(self, device: str, window: float, recent: float | None = None) -> bool:
         """Whether a request to ``device`` may go out now: it is registered (or sent an
-        uplink), has not ignored a request since it last spoke, and, in queue mode, spoke
-        less than ``window`` seconds ago."""
+        uplink), has not ignored a request since it last spoke, and spoke less than
+        ``window`` seconds ago in queue mode, or less than ``recent`` seconds ago otherwise
+        (``None``: any time within its lifetime)."""
         reg = self._by_device.get(device)
         if reg is None or reg.silent_since is not None or reg.remote is None:
             return False
@@ -237,7 +248,11 @@ class RegistrationTable:
         expires = reg.expires_at(self._grace)
         if expires is not None and now > expires:
             return False
-        return not reg.queue_mode or now - reg.last_heard < window
+        if reg.queue_mode:
+            return now - reg.last_heard < window
+        # an NB-IoT module without queue mode still loses its NAT mapping or drops into
+        # PSM: after a long silence a request would cost a timeout, so it waits instead
+        return recent is None or now - reg.last_heard < recent
 
     def expire(self) -> list[Registration]:
         """Forget registrations whose lifetime and grace ran out; returns them."""

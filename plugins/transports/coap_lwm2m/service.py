@@ -47,6 +47,7 @@ from .registration import (
     RegistrationTable,
     parse_query,
 )
+from .resources import is_multiple
 
 _log = Logger(namespace="hub.coap_lwm2m")
 
@@ -83,7 +84,7 @@ class Lwm2mService(Service):
         self.table = RegistrationTable(hub.clock, options.grace, options.default_lifetime,
                                        options.min_lifetime, options.max_lifetime)
         self.queue = DownlinkQueue(hub.clock, self._reachable, self._send, self.table.silent,
-                                   options.attempts, options.max_queue)
+                                   options.attempts, options.max_queue, self._requeued)
         self.observations = Observations(self._on_value, self._on_observation_end,
                                          options.request_timeout)
         self._index: dict[str, Any] = {}  # address key -> device, for endpoint resolution
@@ -293,8 +294,9 @@ class Lwm2mService(Service):
         if params.lifetime is not None:
             self._lifetime_changed(reg)
         self.hub.heartbeat(reg.device)
-        self._after_response(reg, observe=moved or links is not None
-                             or not self.observations.observed(reg.device))
+        # a new address or object list: observe everything anew; otherwise renew only the
+        # observations that ended (refused, reset, timed out) while the others live on
+        self._after_response(reg, observe=True, only_ended=not (moved or links is not None))
         return Message(code=Code.CHANGED)
 
     def _deregister(self, request: Message, location: str) -> Message:
@@ -310,20 +312,22 @@ class Lwm2mService(Service):
         assert reg.lifetime is not None
         self.hub.set_offline_after(reg.device, reg.lifetime + self.options.grace(reg.lifetime))
 
-    def _after_response(self, reg: Registration, observe: bool) -> None:
+    def _after_response(self, reg: Registration, observe: bool,
+                        only_ended: bool = False) -> None:
         """Observe and send queued commands once the response has left: a device takes
         requests only after it knows it is registered."""
         def go() -> None:
             if not self.running or self.table.get(reg.device) is not reg:
                 return
             if observe:
-                self._observe(reg)
+                self._observe(reg, only_ended)
             self.queue.wake(reg.device)
         # a short delay lets the response leave first (UDP keeps no order, but a request
         # overtaking the 2.01 within the same host is then unlikely)
         self.hub.clock.callLater(RESPONSE_FIRST, go)
 
-    def _observe(self, reg: Registration) -> None:
+    def _observe(self, reg: Registration, only_ended: bool = False) -> None:
+        """Observe the paths the model chooses (``only_ended``: those not observed now)."""
         device = self._device(reg.device)
         if not self.options.observe or device is None or not _is_lwm2m(device.model):
             return
@@ -333,6 +337,15 @@ class Lwm2mService(Service):
             _log.failure("{transport}: model {model} failed choosing paths to observe for "
                          "{device}", transport=self.transport_name, model=device.model_name,
                          device=reg.device)
+            return
+        if only_ended:
+            live = set(self.observations.observed(reg.device))
+            paths = [p for p in paths if p not in live]
+            if paths and self.context is not None:
+                self.observations.add(self.context, self._loop, reg.device, reg.remote, paths)
+                _log.info("{transport}: observing {paths} on {device} again",
+                          transport=self.transport_name, device=reg.device,
+                          paths=", ".join(_path_text(p) for p in paths))
             return
         if paths and self.context is not None:
             self.observations.start(self.context, self._loop, reg.device, reg.remote, paths)
@@ -455,9 +468,19 @@ class Lwm2mService(Service):
                       device=device.id, n=self.queue.waiting(device.id))
         return d
 
+    def _requeued(self, item: Queued) -> None:
+        """A sent command got no answer: it waits again, and the journal says so."""
+        self.hub.metrics.inc("coap.commands_queued", transport=self.transport_name)
+        self.hub.commands.mark_queued(item.command, "no answer: queued again until the "
+                                      "device's next message", again=True)
+        _log.info("{transport}: command {id} {action} for {device} got no answer; queued "
+                  "for its next message (attempt {n} of {of})", transport=self.transport_name,
+                  id=item.command.id, action=item.command.action, device=item.device,
+                  n=item.attempts, of=self.options.attempts)
+
     def _reachable(self, device: str) -> bool:
         return self.running and self.context is not None and self.table.reachable(
-            device, self.options.queue_window)
+            device, self.options.queue_window, self.options.recent_traffic)
 
     def _send(self, item: Queued) -> defer.Deferred:
         self.hub.commands.mark_sent(item.command)
@@ -496,7 +519,14 @@ class Lwm2mService(Service):
         fmt = reg.preferred_format if reg.preferred_format in WRITE_FORMATS else (
             ContentFormat.SENML_JSON if reg.lwm2m != "1.0" and reg.preferred_format is not None
             else ContentFormat.LWM2M_TLV)
-        payload = content.encode(int(fmt), [Lwm2mValue(op.path, op.value)], op.path)
+        value = Lwm2mValue(op.path, op.value)
+        if len(op.path) == 3 and is_multiple(op.path):
+            # a multiple resource (19/x/0 Data) takes its instances, never a bare value:
+            # TLV 0x8_ around 0x4_, as Leshan and wakaama require; a Write on the resource
+            # path replaces it with instance 0, which LwM2M 1.0 devices accept too (1.0
+            # has no Write on a resource instance path)
+            value = Lwm2mValue(op.path + (0,), op.value)
+        payload = content.encode(int(fmt), [value], op.path)
         return Code.PUT, payload, int(fmt)
 
     def _result(self, item: Queued, response: Message, what: str) -> CommandResult:

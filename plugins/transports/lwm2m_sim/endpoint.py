@@ -91,6 +91,8 @@ class Stats:
     reboots: int = 0
     first_register_sent: float | None = None  # wall clock
     last_registration: float | None = None  # wall clock of the latest 2.01
+    #: wall clock of each endpoint's first 2.01 (re-registrations not included)
+    first_registered_at: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, what: str) -> None:
@@ -205,6 +207,7 @@ class Endpoint:
         self._sleep_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._ever_registered = False
         #: caps the registrations in flight across a fleet (set by the fleet)
         self.register_slots: asyncio.Semaphore | None = None
 
@@ -342,6 +345,9 @@ class Endpoint:
         self.stats.registrations += 1
         self.stats.registered += 1
         self.stats.last_registration = time.time()
+        if not self._ever_registered:
+            self._ever_registered = True
+            self.stats.first_registered_at.append(self.stats.last_registration)
         return True
 
     async def update(self) -> bool:

@@ -16,16 +16,26 @@ Objects (IPSO/OMA ids; what the ``lwm2m_ipso`` device model reads)::
     /3331/0   Energy: 5700 Wh, 5701 "Wh"
     /3312/0   Power control: 5850 relay (RW, true = closed)
     /3200/0   Digital input: 5500 alarm contact (true while the detector's own alarm is on)
+    /19/0     BinaryAppDataContainer, uplink: 0 Data (multiple; instance 0 is the device's
+              own frame, see :func:`frame`), 2 Data Creation Time
+    /19/1     BinaryAppDataContainer, downlink: 0 Data (RW, multiple): each instance written
+              is a frame for the device (``{"cmd": "trip"}`` / ``{"cmd": "close"}``)
 
-Opening the relay (writing false to /3312/0/5850) drops the phase and residual currents and
-the power to 0, as the breaker downstream of the detector would.
+Opening the relay (writing false to /3312/0/5850, or the frame ``{"cmd": "trip"}`` to
+/19/1/0) drops the phase and residual currents and the power to 0, as the breaker downstream
+of the detector would.
+
+Like Leshan and wakaama, a write to the multiple resource /19/1/0 must carry resource
+instances (a TLV multiple resource, or SenML names ``/19/1/0/<n>``); a bare single value is
+refused with 4.00.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from plugins.transports.coap_lwm2m.api import Lwm2mValue, Path, Value
@@ -48,7 +58,7 @@ __all__ = [
 ALARM_TEMPERATURE_C = 80.0  # the detector's own set points, for its alarm contact
 ALARM_RESIDUAL_MA = 300.0
 
-Kind = Literal["string", "integer", "float", "boolean", "time", "none"]
+Kind = Literal["string", "integer", "float", "boolean", "time", "opaque", "none"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Resource:
     name: str
     kind: Kind
     ops: Literal["R", "RW", "E"] = "R"
+    multiple: bool = False  # a multiple-instance resource: values at /o/i/r/<n>
 
 
 def _sensor(unit: str, **extra: Resource) -> dict[int, Resource]:
@@ -84,6 +95,9 @@ OBJECTS: dict[tuple[int, int], dict[int, Resource]] = {
     (3331, 0): _sensor("Wh"),
     (3312, 0): {5850: Resource("On/Off", "boolean", "RW")},
     (3200, 0): {5500: Resource("Digital Input State", "boolean")},
+    (19, 0): {0: Resource("Data", "opaque", multiple=True),
+              2: Resource("Data Creation Time", "time")},
+    (19, 1): {0: Resource("Data", "opaque", "RW", multiple=True)},
 }
 _UNITS = {3303: "Cel", 3316: "V", 3317: "A", 3328: "W", 3331: "Wh"}
 
@@ -122,10 +136,30 @@ def registration_query(endpoint: str, lifetime: int, queue: bool,
     return (*query, "Q") if queue else query
 
 
+def frame(values: dict[Path, Value]) -> bytes:
+    """The detector's own frame in /19/0/0/0: its measurements as compact JSON (what a
+    vendor's transparent-mode firmware sends; ``lwm2m_binary`` with a ``json_map`` frame
+    model decodes it)::
+
+        {"T": [T1, T2, T3, T4], "U": [A, B, C], "I": [A, B, C], "leak": mA, "relay": 1}
+    """
+    doc = {"T": [values[(3303, i, 5700)] for i in range(4)],
+           "U": [values[(3316, i, 5700)] for i in range(3)],
+           "I": [values[(3317, i, 5700)] for i in range(3)],
+           "leak": values[(3317, 10, 5700)], "relay": int(bool(values[(3312, 0, 5850)]))}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
 def _coerce(kind: Kind, value: Value) -> Value:
     """A written value as the resource's type. TLV carries no types, so a TLV write arrives
     as bytes and is read the way the resource's type says."""
     try:
+        if kind == "opaque":
+            if isinstance(value, str):
+                return value.encode("utf-8")
+            if not isinstance(value, bytes):
+                raise ValueError(f"{value!r} is not opaque bytes")
+            return value
         if isinstance(value, bytes):
             if kind == "boolean":
                 if len(value) != 1 or value[0] > 1:
@@ -166,6 +200,9 @@ class _State:
     clock_offset: float = 0.0  # written Current Time minus our wall clock
     energy_wh: float = ENERGY_START
     energy_t: float = 0.0
+    #: frames written to /19/1/0, by instance, the latest write's only
+    downlink: dict[int, bytes] = field(default_factory=dict)
+    downlinks: list[bytes] = field(default_factory=list)  # every frame received, in order
 
 
 class SimDevice:
@@ -220,6 +257,10 @@ class SimDevice:
         for (obj, inst), _ in OBJECTS.items():
             if obj in _UNITS and (obj, inst, 5701) not in v:
                 v[(obj, inst, 5701)] = _UNITS[obj]
+        v[(19, 0, 0, 0)] = frame(v)
+        v[(19, 0, 2)] = int(wall + st.clock_offset)
+        for n, data in st.downlink.items():
+            v[(19, 1, 0, n)] = data
         return v
 
     def read(self, path: Path, t: float, wall: float,
@@ -241,19 +282,36 @@ class SimDevice:
         if len(path) < 2:
             raise MethodNotAllowed("write an instance or a resource, not an object")
         updates: dict[Path, Value] = {}
+        frames: dict[int, bytes] = {}
         for item in values:
             p = item.path[:3]
-            if len(item.path) != 3 or p[:len(path)] != path:
+            if len(item.path) not in (3, 4) or item.path[:len(path)] != path:
                 raise BadRequest(f"value for {item.path} outside {path}")
             self._check(p)
             res = OBJECTS[p[:2]][p[2]]
             if res.ops != "RW":
                 raise MethodNotAllowed(f"/{'/'.join(map(str, p))} ({res.name}) is not writable")
-            updates[p] = _coerce(res.kind, item.value)
-        if not updates:
+            if res.multiple != (len(item.path) == 4):
+                # what Leshan and wakaama answer to a bare value for a multiple resource
+                raise BadRequest(f"/{'/'.join(map(str, p))} is a "
+                                 f"{'multiple' if res.multiple else 'single'} resource: "
+                                 f"{'write its instances' if res.multiple else 'no instances'}")
+            value = _coerce(res.kind, item.value)
+            if res.multiple:
+                frames[item.path[3]] = value  # type: ignore[assignment]
+            else:
+                updates[p] = value
+        if not updates and not frames:
             raise BadRequest("nothing to write")
         changed: set[Path] = set()
         st = self.state
+        if frames:
+            st.downlink = frames
+            for n in sorted(frames):
+                st.downlinks.append(frames[n])
+                closed = _frame_command(frames[n])
+                if closed is not None:
+                    updates[(3312, 0, 5850)] = closed
         for p, value in updates.items():
             if p == (3312, 0, 5850) and value != st.relay_closed:
                 st.relay_closed = bool(value)
@@ -272,7 +330,7 @@ class SimDevice:
         """Refuse a write on ``path`` before its payload is decoded (a read-only resource
         answers 4.05 whatever was sent)."""
         self._check(path)
-        if len(path) == 3 and OBJECTS[path[:2]][path[2]].ops != "RW":
+        if len(path) >= 3 and OBJECTS[path[:2]][path[2]].ops != "RW":
             raise MethodNotAllowed(f"/{'/'.join(map(str, path))} is not writable")
 
     def execute(self, path: Path) -> Literal["reboot", "update"]:
@@ -291,6 +349,11 @@ class SimDevice:
 
     @staticmethod
     def _check(path: Sequence[int]) -> None:
+        if len(path) == 4:  # a resource instance: only of a multiple resource
+            SimDevice._check(path[:3])
+            if not OBJECTS[tuple(path[:2])][path[2]].multiple:
+                raise NotFound(f"/{'/'.join(map(str, path[:3]))} has no instances")
+            return
         if not 1 <= len(path) <= 3:
             raise NotFound(f"{path} is not an object, instance or resource path")
         if len(path) == 1:
@@ -301,3 +364,14 @@ class SimDevice:
             raise NotFound(f"no instance /{path[0]}/{path[1]}")
         if len(path) == 3 and path[2] not in OBJECTS[tuple(path[:2])]:
             raise NotFound(f"no resource /{path[0]}/{path[1]}/{path[2]}")
+
+
+def _frame_command(data: bytes) -> bool | None:
+    """The relay state a downlink frame asks for (``True`` closed), ``None`` for any other
+    frame (kept, not acted on)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    cmd = doc.get("cmd") if isinstance(doc, dict) else None
+    return {"trip": False, "close": True}.get(cmd) if isinstance(cmd, str) else None
