@@ -4,6 +4,7 @@ frames built here from the standard's rules (confirm = same serial, addresses sw
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from twisted.internet.testing import StringTransport
@@ -324,3 +325,198 @@ def test_several_centres_have_their_own_cursors(start):
                                        {"host": "b", "port": 2, "name": "district"}])
     assert [link.cursor_name for link in sink.links] == ["gc/city", "gc/district"]
     assert set(hub.journal.cursors()) >= {"gc/city", "gc/district"}
+
+
+def backlog(hub, n, device="efd-2", channel="", start=0):
+    """``n`` offline-style faults (each its own upload), as after a power cut."""
+    hub.journal.append([Event(device=device, kind=EventKind.FAULT, code=f"fault{i}",
+                              state=EventState.RAISED, ts=hub.clock.seconds(),
+                              level=Level.FAULT, channel=channel, id=f"f{i}")
+                        for i in range(start, start + n)])
+    hub.journal.flush()
+    return hub.journal.last_seq()
+
+
+def drain(hub, centre, limit=2000):
+    """Confirm every upload until the link is idle; the uploads' objects, in order."""
+    sent = []
+    for _ in range(limit):
+        frames = centre.frames()
+        if not frames:
+            hub.clock.advance(0.05)
+            frames = centre.frames()
+            if not frames:
+                return sent
+        [f] = frames
+        sent.append(f)
+        centre.answer(f)
+    raise AssertionError("the link never went idle")
+
+
+def test_late_fire_alarm_overtakes_a_long_backlog_and_nothing_is_lost(start):
+    hub, sink, centre = start()
+    link = sink.links[0]
+    centre.accept()
+    last_fault = backlog(hub, 300)
+    hub.clock.advance(0.05)
+    for _ in range(3):  # the backlog is being sent, well over the 64 queued uploads
+        [f] = centre.frames()
+        centre.answer(f)
+    assert len(link.other) > 64 and link.read_upto < last_fault
+    alarm_seq = alarm(hub, value=None)
+    [in_flight] = centre.frames()  # sent before the alarm was committed
+    centre.answer(in_flight)
+    [g] = centre.frames()  # the very next upload is the fire alarm
+    assert g.app_data().objects[0].state & c.STATE_FIRE
+    assert g.app_data().objects[0].comp_addr == (1 << 16) | 0x101
+    hub.clock.advance(0.5)
+    centre.answer(g)
+    latency = hub.metrics.value("gb26875.alarm_latency_seconds", sink="gc",
+                                centre="127.0.0.1:9")
+    assert latency == pytest.approx(0.5)
+    # the cursor has not jumped over the unsent backlog with it: the four confirmed faults
+    assert hub.journal.get_cursor("gc") == 4
+    rest = drain(hub, centre)
+    states = [f.app_data().objects[0] for f in rest]
+    faults = [o for o in states if o.state == c.STATE_NORMAL | c.STATE_FAULT]
+    assert len(faults) == 300 - 4  # every fault of the backlog: none lost...
+    assert not [o for o in states if o.state & c.STATE_FIRE]  # ...and the alarm once only
+    assert hub.journal.get_cursor("gc") == alarm_seq
+
+
+def test_overtaking_alarm_goes_again_when_an_older_state_of_its_component_follows(start):
+    hub, sink, centre = start()
+    centre.accept()
+    backlog(hub, 250)
+    # the alarm's own component has an older record in the backlog, not read yet (past
+    # read_ahead): a fault
+    backlog(hub, 1, device="efd-1", channel="T1", start=250)
+    backlog(hub, 50, start=251)
+    hub.clock.advance(0.05)
+    [f] = centre.frames()
+    alarm_seq = alarm(hub, value=None)
+    centre.answer(f)
+    t1 = (1 << 16) | 0x101
+    sent = [(o.comp_addr, o.state) for fr in drain(hub, centre)
+            for o in fr.app_data().objects]
+    mine = [s for a, s in sent if a == t1]
+    fire, fault, normal = c.STATE_FIRE, c.STATE_FAULT, c.STATE_NORMAL
+    # first the alarm (overtaking), then the older fault, then the alarm again on top of it
+    assert mine == [normal | fire, normal | fault, normal | fire | fault]
+    assert sent[0] == (t1, normal | fire)
+    assert hub.journal.get_cursor("gc") == alarm_seq
+
+
+def test_overtaking_alarm_confirmed_before_a_reconnect_is_not_sent_again(start):
+    hub, sink, centre = start(reconnect_initial=1, reconnect_max=1)
+    centre.accept()
+    backlog(hub, 100)
+    hub.clock.advance(0.05)
+    [f] = centre.frames()
+    alarm_seq = alarm(hub, value=None)
+    centre.answer(f)
+    [g] = centre.frames()
+    assert g.app_data().objects[0].state & c.STATE_FIRE
+    centre.answer(g)
+    centre.proto.connectionLost(None)  # the backlog is still unconfirmed
+    hub.clock.advance(1)
+    centre.accept()
+    rest = drain(hub, centre)
+    assert len(rest) == 99
+    assert not [f for f in rest if f.app_data().objects[0].state & c.STATE_FIRE]
+    assert hub.journal.get_cursor("gc") == alarm_seq
+
+
+def test_unconfirmed_overtaking_alarm_is_sent_again_after_a_reconnect(start):
+    hub, sink, centre = start(reconnect_initial=1, reconnect_max=1)
+    centre.accept()
+    backlog(hub, 100)
+    hub.clock.advance(0.05)
+    [f] = centre.frames()
+    alarm_seq = alarm(hub, value=None)
+    centre.answer(f)
+    [g] = centre.frames()
+    assert g.app_data().objects[0].state & c.STATE_FIRE
+    centre.proto.connectionLost(None)  # lost before the confirm
+    hub.clock.advance(1)
+    centre.accept()
+    rest = drain(hub, centre)
+    assert rest[0].app_data().objects[0].state & c.STATE_FIRE  # overtakes again
+    assert len([f for f in rest if f.app_data().objects[0].state & c.STATE_FIRE]) == 1
+    assert len(rest) == 1 + 99
+    assert hub.journal.get_cursor("gc") == alarm_seq
+
+
+def test_time_outside_2000_2099_gets_the_hubs_clock_and_the_alarm_goes(start):
+    hub, sink, centre = start()
+    centre.accept()
+    e = Event(device="efd-1", kind=EventKind.ALARM, code="temperature",
+              state=EventState.RAISED, ts=0.0, level=Level.ALARM, channel="T1", id="a70",
+              value=float("inf"))  # a 1970 device clock, and a value no int16 holds
+    hub.journal.append([e, replace(e, id="a71", channel="T2", ts=5e9)])  # 2128
+    hub.journal.flush()
+    hub.clock.advance(0.05)
+    labels = []
+    for _ in range(2):
+        [f] = centre.frames()
+        [obj] = f.app_data().objects
+        assert obj.state & c.STATE_FIRE
+        labels.append(obj.time)
+        centre.answer(f)
+    assert centre.frames() == []  # the infinite value is not sent as type 3
+    assert labels == [f.time, f.time]  # the hub's clock stood in for both
+    assert hub.metrics.value("gb26875.time_labels_clamped", sink="gc",
+                             centre="127.0.0.1:9") == 2
+    assert hub.journal.get_cursor("gc") == hub.journal.last_seq()
+
+
+def test_record_that_cannot_be_encoded_is_a_dead_letter_and_the_rest_goes(start, monkeypatch):
+    hub, sink, centre = start(readings=True)
+    link = sink.links[0]
+    real = link.mapper.comp_addr
+    # an address no 4-byte field holds (a mapping bug, say), for efd-2 only
+    monkeypatch.setattr(link.mapper, "comp_addr",
+                        lambda d, ch: -1 if d == "efd-2" else real(d, ch))
+    centre.accept()
+    t = hub.clock.seconds()
+    hub.journal.append([Reading("efd-1", "voltage", 230.0, t, "A"),
+                        Reading("efd-2", "voltage", 231.0, t, "A"),
+                        Reading("efd-1", "voltage", 232.0, t, "B")])
+    hub.journal.flush()
+    alarm(hub, device="efd-2", value=None)
+    hub.clock.advance(0.05)
+    # the efd-2 alarm cannot be encoded: it is not skipped silently, and nothing stalls
+    [f] = centre.frames()
+    assert [o.value for o in f.app_data().objects] == [2300, 2320]
+    centre.answer(f)
+    assert centre.frames() == []
+    assert hub.metrics.value("gb26875.dead_letters", sink="gc", centre="127.0.0.1:9") == 2
+    hub.journal.flush()
+    notes = [r for _, r in hub.journal.read(0, 100, {"event"}) if r.code == "gb26875_dead_letter"]
+    assert len(notes) == 2 and all(n.level is Level.FAULT for n in notes)
+    assert "2" in notes[0].message  # names the journal record
+    hub.clock.advance(0.05)
+    assert hub.journal.get_cursor("gc") == hub.journal.last_seq()
+
+
+def test_record_the_mapper_chokes_on_does_not_stall_the_link(start, monkeypatch):
+    hub, sink, centre = start()
+    link = sink.links[0]
+    real = link.mapper.event
+
+    def event(seq, e):
+        if e.id == "bad":
+            raise OverflowError("cannot convert float infinity to integer")
+        return real(seq, e)
+
+    monkeypatch.setattr(link.mapper, "event", event)
+    centre.accept()
+    alarm(hub, eid="bad", value=None)
+    seq = alarm(hub, eid="good", channel="T2", value=None)
+    for _ in range(3):  # polls: before the fix each one started again from the cursor
+        hub.clock.advance(0.05)
+    [f] = centre.frames()
+    assert f.app_data().objects[0].comp_addr == (1 << 16) | 0x102
+    centre.answer(f)
+    assert hub.journal.get_cursor("gc") >= seq  # past the bad one too (and its note)
+    assert hub.metrics.value("gb26875.dead_letters", sink="gc", centre="127.0.0.1:9") == 1

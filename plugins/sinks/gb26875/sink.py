@@ -12,7 +12,16 @@ One :class:`CentreLink` per configured centre, each with its own durable journal
   from the cursor. The cursor moves only past records whose every upload was confirmed, so
   a record is never dropped (a crash means it is sent again: at least once).
 * Fire alarms first: uploads carrying a raised fire alarm wait in their own queue, which is
-  always emptied before the other one (faults, clears, values, liveness).
+  always emptied before the other one (faults, clears, values, liveness). Before anything
+  is sent from the other queue, raised fire alarms past the read position are looked up
+  in the journal's active events and queued too, so a backlog (500 offline faults after a
+  power cut) does not hold a new alarm back; see :meth:`CentreLink.overtake`.
+* A record that cannot be encoded never stalls the link: a time no label carries (before
+  2000, after 2099, not finite) gets the hub's clock (counted in
+  ``gb26875.time_labels_clamped``, logged once per device); what still cannot be encoded
+  is a dead letter: counted (``gb26875.dead_letters``), logged, noted in the journal as a
+  fault-level ``gb26875_dead_letter`` state event, and passed over; the rest of its upload
+  still goes.
 * Liveness: a type 21 (or 28) upload every ``liveness_interval`` s.
 * The centre's traffic: reads (command 4; 61-68, 81-88) are answered (command 5) with the
   matching upload type; 89 initialise, 90 clock sync and 91 duty check are confirmed
@@ -24,15 +33,20 @@ One :class:`CentreLink` per configured centre, each with its own durable journal
 Metrics (label ``sink``, ``centre``): ``gb26875.uploads_confirmed``,
 ``gb26875.retransmissions``, ``gb26875.denied``, ``gb26875.exchanges_failed``,
 ``gb26875.connected`` (0/1), ``gb26875.alarm_latency_seconds`` (reading to confirm of the
-last fire alarm), ``sink.lag_records``.
+last fire alarm), ``gb26875.alarm_latency_ms`` (histogram of the same, label ``le``, see
+:data:`LATENCY_BUCKETS_MS`), ``gb26875.time_labels_clamped``, ``gb26875.dead_letters``,
+``sink.lag_records``.
 """
 
 from __future__ import annotations
 
 import random
+import struct
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import Service
@@ -55,6 +69,19 @@ POLL_INTERVAL = 0.05
 #: running sinks, for the observer to wake
 RUNNING: weakref.WeakSet[GBSink] = weakref.WeakSet()
 DUTY_CODE = "gb26875_duty_check"
+DEAD_LETTER_CODE = "gb26875_dead_letter"
+#: uploads read ahead into the queues; past this, records wait in the journal
+QUEUE_LIMIT = 64
+#: raised fire alarms taken per look past the read position (each look is one query)
+OVERTAKE_LIMIT = 16
+#: Upper bounds (ms) of the ``gb26875.alarm_latency_ms`` buckets, as ``dtu.round_trip_ms``:
+#: each fire alarm counts once, in the first bucket whose bound it does not exceed (label
+#: ``le``, ``+Inf`` beyond the last); per-bucket counts, not cumulative. 10 s is the limit
+#: of GB 26875.1.
+LATENCY_BUCKETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+_LATENCY_LABELS = tuple(f"{b:g}" for b in LATENCY_BUCKETS_MS) + ("+Inf",)
+#: what encoding a mapped object can raise besides EncodeError (struct, int.to_bytes)
+_ENCODE_ERRORS = (EncodeError, struct.error, OverflowError, ValueError, TypeError)
 
 
 class _Proto(protocol.Protocol):
@@ -90,6 +117,18 @@ class _Factory(protocol.ClientFactory):
         self.link.lost(None, reason)
 
 
+@dataclass
+class _Overtaking:
+    """A raised fire alarm queued ahead of the journal order (see :meth:`CentreLink.overtake`).
+
+    ``dirty``: an older state of the same component was queued after it, so it must go
+    again when read in order; ``confirmed``: the centre has it."""
+
+    components: set[tuple[int, int, int]]
+    dirty: bool = False
+    confirmed: bool = False
+
+
 class CentreLink:
     """Delivery to one centre: cursor, queues, the upload in flight, the connection."""
 
@@ -100,7 +139,8 @@ class CentreLink:
         self.centre = centre
         self.cursor_name = cursor_name
         self.clock = sink.clock
-        self.mapper = Mapper(self.o, sink.device_info)
+        self.mapper = Mapper(self.o, sink.device_info, self.clock.seconds, self._clamped)
+        self._clamped_devices: set[str] = set()
         self.labels = {"sink": sink.name, "centre": centre.name}
         self.proto: _Proto | None = None
         self.serial = 0
@@ -118,6 +158,10 @@ class CentreLink:
         self.duty_records: deque[c.UitdOperation] = deque(maxlen=102)
         self.stopping = False
         self.alarm_ts: dict[int, float] = {}  # seq -> event ts of fire alarms, for latency
+        #: seq -> fire alarms queued past the read position; ``looked``: the highest seq
+        #: the look ahead has seen, so an idle look costs one comparison
+        self.early: dict[int, _Overtaking] = {}
+        self.looked = 0
 
     # -- time ----------------------------------------------------------------------------
 
@@ -183,19 +227,24 @@ class CentreLink:
         return base * (0.5 + 0.5 * self.sink.rng.random())
 
     def _restart_from_cursor(self) -> None:
-        """Forget what was read but not confirmed: it is read again from the cursor."""
+        """Forget what was read but not confirmed: it is read again from the cursor.
+
+        Fire alarms that overtook the backlog and were confirmed stay known (the centre has
+        them: they are not sent again unless an older state of their component goes after
+        them); unconfirmed ones are looked up again."""
         self.fire.clear()
         self.other.clear()
         self.pending.clear()
         self.alarm_ts.clear()
         self.inflight = None
-        self.read_upto = self.cursor
+        self.read_upto = self.looked = self.cursor
+        self.early = {s: e for s, e in self.early.items() if e.confirmed and s > self.cursor}
 
     # -- reading the journal -------------------------------------------------------------
 
     def fill(self) -> None:
         journal = self.hub.journal
-        while len(self.fire) + len(self.other) < 64:
+        while len(self.fire) + len(self.other) < QUEUE_LIMIT:
             top = journal.last_seq()
             if top <= self.read_upto:
                 return
@@ -208,22 +257,86 @@ class CentreLink:
                     readings.append((seq, rec))
                 elif isinstance(rec, Event):
                     if readings:
-                        self._queue(self.mapper.readings(readings))
+                        self._queue(self._map_readings(readings))
                         readings = []
-                    ups = self.mapper.event(seq, rec)
-                    if ups and ups[0].fire:
-                        self.alarm_ts[seq] = rec.ts
-                    self._queue(ups)
-            self._queue(self.mapper.readings(readings))
+                    self._queue(self._map_event(seq, rec))
+            self._queue(self._map_readings(readings))
             self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
             self._advance()
             if not full:
                 return
 
-    def _queue(self, uploads: list[Upload]) -> None:
+    def _map_event(self, seq: int, e: Event) -> list[Upload]:
+        """The uploads of an event read in journal order ([] for one that overtook and
+        needs no second sending)."""
+        try:
+            ups = self.mapper.event(seq, e)
+        except Exception as err:  # a record the mapper chokes on must not stall the link
+            self._dead_letter((seq,), err, repr(e))
+            return []
+        early = self.early.pop(seq, None)
+        if early is not None:
+            # the centre has (or is being sent) this alarm already; again only if an older
+            # state of its component went after it, so the centre does not end on that
+            return ups if early.dirty else []
+        if ups and ups[0].fire:
+            self.alarm_ts[seq] = e.ts
+        return ups
+
+    def _map_readings(self, rows: list[tuple[int, Reading]]) -> list[Upload]:
+        try:
+            return self.mapper.readings(rows)
+        except Exception:  # find the culprit(s) one by one; the rest still go
+            out: list[Upload] = []
+            for seq, r in rows:
+                try:
+                    out += self.mapper.readings([(seq, r)])
+                except Exception as err:
+                    self._dead_letter((seq,), err, repr(r))
+            return out
+
+    def overtake(self) -> None:
+        """Queue the raised fire alarms the journal holds past the read position, ahead of
+        the backlog (offline faults after a power cut, readings after an outage) so that
+        they do not wait behind it (GB 26875.1: 10 s to the centre).
+
+        They are found through the journal's active events (live alarms only: a cheap,
+        bounded query however long the backlog). Cursor: such an upload carries its seq
+        like any other, so the cursor, which never passes the read position nor an
+        unconfirmed seq, still moves only past confirmed records. When the journal order
+        reaches the alarm it is not queued again (``early``), unless an older state of its
+        component was queued after it: then it goes again, so the centre ends on the
+        newest state. An alarm raised and cleared before a look finds it goes in order.
+        """
+        journal = self.hub.journal
+        after = max(self.read_upto, self.looked)
+        top = journal.last_seq()
+        if top <= after:
+            return
+        rows = journal.active_after(after, OVERTAKE_LIMIT, kind=EventKind.ALARM.value)
+        self.looked = rows[-1][0] if len(rows) >= OVERTAKE_LIMIT else top
+        for seq, e in rows:
+            if seq in self.early:
+                continue
+            try:
+                ups = self.mapper.overtaking(seq, e)
+            except Exception:  # it is read in order later, with the error handling there
+                continue
+            if not ups:
+                continue
+            self.early[seq] = _Overtaking(_components(ups[0]))
+            self.alarm_ts[seq] = e.ts
+            self._queue(ups, overtaking=True)
+
+    def _queue(self, uploads: list[Upload], overtaking: bool = False) -> None:
         for u in uploads:
             for s in u.seqs:
                 self.pending[s] = self.pending.get(s, 0) + 1
+            if self.early and not overtaking and u.app.type == 2 and u.seqs:
+                keys = _components(u)
+                for seq, early in self.early.items():
+                    if seq > max(u.seqs) and early.components & keys:
+                        early.dirty = True
             if u.fire:
                 # the component's earlier uploads (a clear, a fault) go with it, still
                 # before it: a centre must never end with an older state of a component
@@ -238,7 +351,8 @@ class CentreLink:
                 self.other.append(u)
 
     def _advance(self) -> None:
-        upto = min(self.pending) - 1 if self.pending else self.read_upto
+        # an overtaking alarm is pending past the read position: never beyond the latter
+        upto = min(min(self.pending) - 1, self.read_upto) if self.pending else self.read_upto
         if upto > self.cursor:
             self.hub.journal.set_cursor(self.cursor_name, upto)
             self.cursor = upto
@@ -251,24 +365,86 @@ class CentreLink:
         if self.proto is None or self.inflight is not None:
             return
         self.fill()
+        if not self.fire and self.other:
+            self.overtake()
         while self.fire or self.other:
             up = (self.fire or self.other).popleft()
-            try:
-                data = up.app.encode()
-            except EncodeError as e:  # cannot be expressed: would block the link forever
-                _log.error("sink {sink}: cannot encode an upload ({error}); skipped",
-                           sink=self.sink.name, error=e)
-                self._done(up)
+            sendable = self._encodable(up)
+            if sendable is None:
                 continue
+            up, data = sendable
             frame = c.Frame(self.serial, c.CMD_SEND, self.now(), self.o.source_address,
                             self.o.destination_address, data, c.MAIN_VERSION,
                             self.o.user_version)
+            try:
+                raw = frame.encode()
+            except EncodeError as e:  # the header is ours and checked: should not happen
+                self._dead_letter(up.seqs, e, data.hex(" ")[:96])
+                self._done(up, confirmed=False)
+                continue
             self.serial = (self.serial + 1) & 0xFFFF
-            raw = frame.encode()
             self.inflight = (up, frame.serial, raw)
             self.attempts = 0
             self._send(raw)
             return
+
+    def _encodable(self, up: Upload) -> tuple[Upload, bytes] | None:
+        """``up`` and its application data, or, when some of its objects cannot be encoded,
+        the upload of the others (the rest are dead letters); None if nothing is left."""
+        try:
+            return up, up.app.encode()
+        except _ENCODE_ERRORS:
+            pass
+        objs = up.app.objects
+        paired = len(up.seqs) == len(objs)  # readings: one seq per object
+        keep: list[int] = []
+        for i, obj in enumerate(objs):
+            try:
+                c.AppData(up.app.type, (obj,)).encode()
+            except _ENCODE_ERRORS as e:
+                if paired or len(objs) == 1:
+                    self._dead_letter((up.seqs[i],) if paired else up.seqs, e, repr(obj))
+                continue
+            keep.append(i)
+        if not keep:
+            if not (paired or len(objs) == 1):
+                self._dead_letter(up.seqs, EncodeError("no object encodes"), repr(objs[0]))
+            self._done(up, confirmed=False)
+            return None
+        kept_seqs = tuple(up.seqs[i] for i in keep) if paired else up.seqs
+        lost = tuple(s for s in up.seqs if s not in kept_seqs)
+        if lost:
+            self._done(Upload(up.app, lost), confirmed=False)
+        new = Upload(c.AppData(up.app.type, tuple(objs[i] for i in keep)), kept_seqs, up.fire)
+        try:
+            return new, new.app.encode()
+        except _ENCODE_ERRORS as e:  # each encodes alone, together too long: cannot be
+            self._dead_letter(new.seqs, e, repr(objs[keep[0]]))
+            self._done(new, confirmed=False)
+            return None
+
+    def _dead_letter(self, seqs: tuple[int, ...], error: Exception, excerpt: str) -> None:
+        """Records that can never be sent to this centre: counted, logged and noted in the
+        journal as a fault-level event, then passed over so the link does not stall."""
+        self.hub.metrics.inc("gb26875.dead_letters", len(seqs) or 1, **self.labels)
+        _log.error("sink {sink}: records {seqs} cannot be encoded for centre {centre} "
+                   "({error}): {excerpt}; not sent, the journal keeps them",
+                   sink=self.sink.name, seqs=list(seqs), centre=self.centre.name,
+                   error=error, excerpt=excerpt[:200])
+        self.hub.record_events([Event(
+            device="hub", kind=EventKind.STATE, code=DEAD_LETTER_CODE,
+            state=EventState.NOTICE, ts=self.clock.seconds(), level=Level.FAULT,
+            source="hub", message=f"centre {self.centre.name}: journal records "
+                                  f"{', '.join(map(str, seqs))} cannot be encoded ({error})")])
+
+    def _clamped(self, device: str, ts: float) -> None:
+        self.hub.metrics.inc("gb26875.time_labels_clamped", **self.labels)
+        if device not in self._clamped_devices:  # once per device: its clock stays wrong
+            self._clamped_devices.add(device)
+            _log.warn("sink {sink}: device {device} time {ts!r} is outside what a time "
+                      "label carries (2000-2099); the hub's clock stands in (logged once "
+                      "per device, counted in gb26875.time_labels_clamped)",
+                      sink=self.sink.name, device=device or "?", ts=ts)
 
     def _send(self, raw: bytes) -> None:
         assert self.proto is not None
@@ -303,22 +479,30 @@ class CentreLink:
                   why=why, serial=serial, n=self.attempts, m=self.o.retries)
         self._send(raw)
 
-    def _done(self, up: Upload) -> None:
+    def _done(self, up: Upload, confirmed: bool = True) -> None:
         now = self.clock.seconds()
         for s in up.seqs:
             left = self.pending.get(s, 0) - 1
             if left <= 0:
                 self.pending.pop(s, None)
-                if s in self.alarm_ts:
-                    latency = now - self.alarm_ts.pop(s)
-                    self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3),
-                                         **self.labels)
-                    _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
-                              "latency={latency:.3f} s after the reading", sink=self.sink.name,
-                              seq=s, centre=self.centre.name, latency=latency)
+                early = self.early.get(s)
+                if early is not None:
+                    early.confirmed = confirmed
+                ts = self.alarm_ts.pop(s, None)
+                if ts is not None and confirmed:
+                    self._latency(s, now - ts)
             else:
                 self.pending[s] = left
         self._advance()
+
+    def _latency(self, seq: int, latency: float) -> None:
+        labels = self.labels
+        self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3), **labels)
+        self.hub.metrics.inc("gb26875.alarm_latency_ms", **labels, le=_LATENCY_LABELS[
+            bisect_left(LATENCY_BUCKETS_MS, latency * 1000)])
+        _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
+                  "latency={latency:.3f} s after the reading", sink=self.sink.name,
+                  seq=seq, centre=self.centre.name, latency=latency)
 
     # -- frames from the centre ----------------------------------------------------------
 
