@@ -9,7 +9,18 @@ from dataclasses import replace
 import pytest
 from twisted.internet.testing import StringTransport
 
-from hub.model import Event, EventKind, EventState, Level, Reading
+import hub as hub_pkg
+from hub.model import (
+    Acknowledgement,
+    Command,
+    CommandResult,
+    CommandStatus,
+    Event,
+    EventKind,
+    EventState,
+    Level,
+    Reading,
+)
 from hub.validate import ConfigError
 from plugins.sinks.gb26875 import codec as c
 from plugins.sinks.gb26875.sink import GBSink
@@ -520,3 +531,96 @@ def test_record_the_mapper_chokes_on_does_not_stall_the_link(start, monkeypatch)
     centre.answer(f)
     assert hub.journal.get_cursor("gc") >= seq  # past the bad one too (and its note)
     assert hub.metrics.value("gb26875.dead_letters", sink="gc", centre="127.0.0.1:9") == 1
+
+
+# -- the centre's reads, built byte by byte from §8.3's layouts (not through our encoder) --
+
+def _time(t):
+    return bytes((t.second, t.minute, t.hour, t.day, t.month, t.year - 2000))
+
+
+def _read(centre, serial, type_flag, *objects: bytes) -> c.Frame:
+    data = bytes((type_flag, len(objects))) + b"".join(objects)
+    centre.proto.dataReceived(c.Frame(serial, c.CMD_REQUEST, _T, CENTRE, UITD, data).encode())
+    [f] = centre.frames()
+    assert f.serial == serial and f.destination == CENTRE
+    return f
+
+
+def _system(sys_type=129, sys_addr=1) -> bytes:
+    return bytes((sys_type, sys_addr))
+
+
+def _component(comp_addr, sys_type=129, sys_addr=1) -> bytes:
+    return bytes((sys_type, sys_addr)) + comp_addr.to_bytes(4, "little")
+
+
+def test_centre_reads_every_system_and_component_type(start):
+    hub, sink, centre = start()
+    centre.accept()
+    now = hub.clock.seconds()
+    t1 = (1 << 16) | 0x101
+    hub.journal.append([Reading("efd-1", "temperature", 65.5, now, "T1")])
+    alarm(hub, value=None)
+    hub.journal.append([
+        Command("c1", "efd-1", "reset", now), CommandResult("c1", "efd-1",
+                                                            CommandStatus.SUCCEEDED, now + 1),
+        Command("c2", "efd-1", "silence", now), CommandResult("c2", "efd-1",
+                                                              CommandStatus.FAILED, now + 2),
+        Acknowledgement("a1", "duty officer", now + 3, "efd-1")])
+    hub.journal.flush()
+    hub.clock.advance(0.05)
+    centre.answer(centre.frames()[0])  # the alarm's upload
+
+    f = _read(centre, 1, 61, _system())  # system state: the fire alarm shows
+    assert f.command == c.CMD_ANSWER and f.data[:4] == bytes((1, 1, 129, 1))
+    assert int.from_bytes(f.data[4:6], "little") & c.STATE_FIRE
+    f = _read(centre, 2, 63, _component(t1))  # the component's latest analog value
+    assert f.data[:2] == bytes((3, 1))
+    [a] = f.app_data().objects
+    assert (a.comp_addr, a.analog_type, a.value) == (t1, 3, 655)
+    query = bytes((129, 1, 10)) + _time(_T.replace(year=2001))
+    f = _read(centre, 3, 64, query)  # operations: the reset that succeeded, the ack
+    assert f.command == c.CMD_ANSWER and f.data[:2] == bytes((4, 2))
+    assert [o.flags for o in f.app_data().objects] == [1 << 0, 1 << 5]
+    assert all((o.sys_type, o.sys_addr) == (129, 1) for o in f.app_data().objects)
+    f = _read(centre, 4, 64, bytes((129, 1, 1)) + _time(_T.replace(year=2001)))
+    assert [o.flags for o in f.app_data().objects] == [1 << 0]  # the count is honoured
+    later = _time(f.app_data().objects[0].time.replace(year=2090))
+    assert _read(centre, 5, 64, bytes((129, 1, 10)) + later).command == c.CMD_DENY
+    f = _read(centre, 6, 65, _system())
+    major, minor = (int(x) for x in hub_pkg.__version__.split(".")[:2])
+    assert f.data == bytes((5, 1, 129, 1, major, minor))
+    f = _read(centre, 7, 66, _system())
+    assert f.data[:5] == bytes((6, 1, 129, 1, len("电气火灾监控系统".encode("gb18030"))))
+    assert f.app_data().objects[0].description == "电气火灾监控系统"
+    f = _read(centre, 8, 67, _component(t1))
+    assert f.data[:5] == bytes((7, 1, 129, 1, 18))
+    assert int.from_bytes(f.data[5:9], "little") == t1
+    assert f.app_data().objects[0].description == "A栋1层 1号配电箱"
+    f = _read(centre, 9, 68, _system())
+    assert f.data[:4] == bytes((8, 1, 129, 1)) and len(f.data) == 4 + 6
+    assert f.app_data().objects[0].time == f.time
+    f = _read(centre, 10, 86, b"\x00")
+    assert f.data[0] == 26
+    assert f.app_data().objects[0].description == f"hub {hub_pkg.__version__} 2 devices"
+    for t, obj in ((61, _system(1, 9)), (65, _system(1, 9)), (66, _system(129, 7)),
+                   (67, _component(t1, 1, 9)), (68, _system(3, 1)), (63, _component(99)),
+                   (64, bytes((1, 9, 10)) + _time(_T))):
+        assert _read(centre, 20 + t, t, obj).command == c.CMD_DENY, t  # not ours
+
+
+def test_initialise_resets_our_serial(start):
+    hub, sink, centre = start()
+    centre.accept()
+    for i in range(3):
+        alarm(hub, eid=f"a{i}", value=None)
+        hub.clock.advance(0.05)
+        [f] = centre.frames()
+        assert f.serial == i
+        centre.answer(f)
+    centre.send(c.CMD_CONTROL, 89, [c.Reserved()], serial=40)
+    assert centre.frames()[0].command == c.CMD_CONFIRM
+    alarm(hub, eid="a9", value=None)
+    hub.clock.advance(0.05)
+    assert centre.frames()[0].serial == 0

@@ -24,9 +24,14 @@ One :class:`CentreLink` per configured centre, each with its own durable journal
   still goes.
 * Liveness: a type 21 (or 28) upload every ``liveness_interval`` s.
 * The centre's traffic: reads (command 4; 61-68, 81-88) are answered (command 5) with the
-  matching upload type; 89 initialise, 90 clock sync and 91 duty check are confirmed
-  (command 3), whichever command byte they came with. A clock sync sets the skew applied to
-  our time labels (the host clock itself belongs to NTP). A duty check is answered at once
+  matching upload type, or denied when there is nothing to give (a system or component
+  not ours, no records); 89 initialise, 90 clock sync and 91 duty check are confirmed
+  (command 3), whichever command byte they came with. Initialise starts our serial again
+  from 0. A clock sync sets the skew applied to our time labels (the host clock itself
+  belongs to NTP). Read 64 (facility operations, type 4) answers from the reset, silence
+  and self-test commands the devices carried out and the acknowledgements that this link
+  has read from the journal since the sink started (the newest 1024), as read 84 answers
+  from the duty checks since then. A duty check is answered at once
   with a type 24 upload, operation flag bit 5 (查岗应答), queued behind fire alarms, and
   recorded in the journal as the state event ``gb26875_duty_check``.
 
@@ -55,7 +60,17 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 import hub as hub_pkg
-from hub.model import Event, EventKind, EventState, Level, Reading
+from hub.model import (
+    Acknowledgement,
+    Command,
+    CommandResult,
+    CommandStatus,
+    Event,
+    EventKind,
+    EventState,
+    Level,
+    Reading,
+)
 from hub.types import EncodeError
 from plugins.sinks.gb26875 import codec as c
 from plugins.sinks.gb26875.mapping import Mapper, Upload, to_label
@@ -70,6 +85,12 @@ POLL_INTERVAL = 0.05
 RUNNING: weakref.WeakSet[GBSink] = weakref.WeakSet()
 DUTY_CODE = "gb26875_duty_check"
 DEAD_LETTER_CODE = "gb26875_dead_letter"
+#: hub command actions that are facility operations of Fig. 8 (bits of type 4), done when
+#: the device confirmed them; an operator's acknowledgement is 确认 (bit 5)
+OPERATION_FLAGS = {"reset": 1 << 0, "silence": 1 << 1, "self_test": 1 << 4}
+ACK_FLAG = 1 << 5
+#: facility operations kept for read 64 (per link, newest last)
+OPERATIONS_KEPT = 1024
 #: uploads read ahead into the queues; past this, records wait in the journal
 QUEUE_LIMIT = 64
 #: raised fire alarms taken per look past the read position (each look is one query)
@@ -156,6 +177,10 @@ class CentreLink:
         self.failures = 0
         self.skew = 0.0
         self.duty_records: deque[c.UitdOperation] = deque(maxlen=102)
+        #: journal seq -> (device, flags, ts) of facility operations seen in the stream,
+        #: for read 64; keyed by seq so a re-read from the cursor does not count twice
+        self.operations: dict[int, tuple[str, int, float]] = {}
+        self._commands: dict[str, tuple[str, int]] = {}  # id -> (device, flags), not final
         self.stopping = False
         self.alarm_ts: dict[int, float] = {}  # seq -> event ts of fire alarms, for latency
         #: seq -> fire alarms queued past the read position; ``looked``: the highest seq
@@ -248,7 +273,9 @@ class CentreLink:
             top = journal.last_seq()
             if top <= self.read_upto:
                 return
-            kinds = {"event", "reading"} if self.o.readings else {"event"}
+            kinds = {"event", "command", "command_result", "acknowledgement"}
+            if self.o.readings:
+                kinds.add("reading")
             rows = journal.read(self.read_upto, self.o.read_ahead, kinds)
             full = len(rows) >= self.o.read_ahead
             readings: list[tuple[int, Reading]] = []
@@ -260,6 +287,8 @@ class CentreLink:
                         self._queue(self._map_readings(readings))
                         readings = []
                     self._queue(self._map_event(seq, rec))
+                else:
+                    self._operation(seq, rec)
             self._queue(self._map_readings(readings))
             self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
             self._advance()
@@ -282,6 +311,28 @@ class CentreLink:
         if ups and ups[0].fire:
             self.alarm_ts[seq] = e.ts
         return ups
+
+    def _operation(self, seq: int, rec: object) -> None:
+        """Keep the facility operations (type 4) a read 64 asks for: reset, silence and
+        self-test commands the device carried out, and acknowledgements."""
+        if isinstance(rec, Command):
+            flags = OPERATION_FLAGS.get(rec.action)
+            if flags is not None:
+                self._commands[rec.id] = (rec.device, flags)
+            return
+        if isinstance(rec, CommandResult):
+            if not rec.status.final:
+                return
+            cmd = self._commands.pop(rec.command_id, None)
+            if cmd is None or rec.status is not CommandStatus.SUCCEEDED:
+                return
+            self.operations[seq] = (cmd[0], cmd[1], rec.ts)
+        elif isinstance(rec, Acknowledgement):
+            self.operations[seq] = (rec.device, ACK_FLAG, rec.ts)
+        else:
+            return
+        while len(self.operations) > OPERATIONS_KEPT:
+            del self.operations[next(iter(self.operations))]
 
     def _map_readings(self, rows: list[tuple[int, Reading]]) -> list[Upload]:
         try:
@@ -554,14 +605,23 @@ class CentreLink:
             elif t == 91:
                 self._duty_check(app.objects[0])
             else:
+                # our next frame starts the serial again from 0, as after a connect; an
+                # upload in flight keeps its serial, its confirm still matches it
+                self.serial = 0
                 _log.info("sink {sink}: centre {centre} asked to initialise; serial reset",
                           sink=self.sink.name, centre=self.centre.name)
             return
-        answer = self._answer(app) if t in c.READ_ANSWERS else None
+        try:
+            answer = self._answer(app) if t in c.READ_ANSWERS else None
+            if answer is not None:
+                self._reply(f, c.CMD_ANSWER, answer)
+        except _ENCODE_ERRORS as e:  # an answer we cannot build is denied, not a crash
+            _log.error("sink {sink}: cannot answer read {type} from centre {centre} "
+                       "({error}); denied", sink=self.sink.name, type=t,
+                       centre=self.centre.name, error=e)
+            answer = None
         if answer is None:
             self._reply(f, c.CMD_DENY)
-        else:
-            self._reply(f, c.CMD_ANSWER, answer)
         self.pump()
 
     def _duty_check(self, obj: Any) -> None:
@@ -615,6 +675,8 @@ class CentreLink:
                 objs.append(c.FacilityConfig(q.sys_type, q.sys_addr, "电气火灾监控系统"))
             elif t == 68:
                 objs.append(c.FacilityTime(q.sys_type, q.sys_addr, now))
+            elif t == 64:
+                objs += self._operations(q)
             elif t in (62, 63, 67):
                 where = self.sink.find(q.comp_addr)
                 if where is None:
@@ -631,13 +693,25 @@ class CentreLink:
                         a = m.analog(dev, r.channel, r.quantity, r.value, r.ts)
                         if r.channel == ch and a is not None:
                             objs.append(a)
-            else:
-                return None  # 64: the hub keeps no facility operation records
         objs = [o for o in objs if o is not None]
         if not objs:
             return None
         limit = c.LAYOUTS[c.READ_ANSWERS[t]][1]
         return c.AppData(c.READ_ANSWERS[t], tuple(objs[:limit]))
+
+
+    def _operations(self, q: c.RecordQuery) -> list[c.FacilityOperation]:
+        """Up to ``q.count`` facility operations of the system ``q`` asks for, from
+        ``q.start`` on, oldest first."""
+        m = self.mapper
+        out = []
+        for device, flags, ts in self.operations.values():
+            if m.system(device) != (q.sys_type, q.sys_addr):
+                continue
+            label = m.label(ts, device)
+            if label >= q.start:
+                out.append(c.FacilityOperation(q.sys_type, q.sys_addr, flags, 0, label))
+        return out[:max(1, q.count)]
 
 
 def _components(u: Upload) -> set[tuple[int, int, int]]:
