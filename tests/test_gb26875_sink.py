@@ -130,10 +130,31 @@ def test_fire_alarm_goes_as_type_2_then_3_and_cursor_moves_on_confirm(start):
     [a] = g.app_data().objects
     assert (a.analog_type, a.value, a.comp_addr) == (3, 725, obj.comp_addr)
     assert hub.journal.get_cursor("gc") == seq - 1  # the type 3 is not confirmed yet
+    hub.clock.advance(0.25)  # the centre takes its time with the second confirm
     centre.answer(g)
     assert hub.journal.get_cursor("gc") == seq
-    assert hub.metrics.value("gb26875.alarm_latency_seconds", sink="gc",
-                           centre="127.0.0.1:9") >= 0
+    # from the reading (the event's ts) to the confirm of its last upload
+    labels = {"sink": "gc", "centre": "127.0.0.1:9"}
+    assert hub.metrics.value("gb26875.alarm_latency_seconds", **labels) == 0.3
+    assert hub.metrics.value("gb26875.alarm_latency_ms", **labels, le="500") == 1
+    assert hub.metrics.value("gb26875.alarm_latency_ms") == 1  # in that bucket only
+
+
+def test_alarm_latency_histogram_buckets(start):
+    hub, sink, centre = start()
+    centre.accept()
+    for i, wait in enumerate((0.01, 0.02, 0.1, 12.0)):
+        alarm(hub, eid=f"a{i}", value=None)
+        hub.clock.advance(0.05)  # the poll sends it
+        [f] = centre.frames()
+        hub.clock.advance(wait)
+        centre.answer(f)
+        alarm(hub, eid=f"a{i}", state=EventState.CLEARED, value=None)
+        hub.clock.advance(0.05)
+        centre.answer(centre.frames()[0])
+    got = {m["labels"]["le"]: m["value"] for m in hub.metrics.snapshot()
+           if m["name"] == "gb26875.alarm_latency_ms"}
+    assert got == {"100": 2, "200": 1, "30000": 1}  # 60, 70, 150 ms and 12.05 s
 
 
 def test_clear_gives_normal_and_fault_gives_fault_bit(start):
@@ -212,12 +233,44 @@ def test_fire_alarms_go_before_other_traffic(start):
     assert third.app_data().objects[0].comp_type == 17
 
 
-def test_refused_connection_backs_off(start):
-    hub, sink, centre = start(reconnect_initial=1, reconnect_max=4)
-    for _ in range(4):
+class _Rng(random.Random):
+    """random() is always ``x``: the jitter factor is then 0.5 + 0.5 x."""
+
+    def __init__(self, x):
+        super().__init__(0)
+        self.x = x
+
+    def random(self):
+        return self.x
+
+
+@pytest.mark.parametrize("x", [0.0, 0.999])
+def test_refused_connection_backs_off_doubling_up_to_the_cap(make_hub, x):
+    hub = make_hub(config(reconnect_initial=1, reconnect_max=8))
+    centre = Centre()
+    sink = GBSink(hub, "gc", hub.config.sinks["gc"].options, connect=centre, rng=_Rng(x))
+    sink.startService()
+    jitter = 0.5 + 0.5 * x
+    delays = []
+    for _ in range(6):
+        attempts = len(centre.factories)
         centre.factories[-1].clientConnectionFailed(None, None)
-        hub.clock.advance(4)
-    assert len(centre.factories) == 5
+        t0 = hub.clock.seconds()
+        while len(centre.factories) == attempts:  # step 10 ms until the next attempt
+            hub.clock.advance(0.01)
+            assert hub.clock.seconds() - t0 < 60
+        delays.append(hub.clock.seconds() - t0)
+    want = [b * jitter for b in (1, 2, 4, 8, 8, 8)]
+    assert delays == pytest.approx(want, abs=0.011)
+    # a connection that succeeds starts the doubling again
+    centre.accept()
+    centre.proto.connectionLost(None)
+    t0, attempts = hub.clock.seconds(), len(centre.factories)
+    hub.clock.advance(jitter - 0.02)
+    assert len(centre.factories) == attempts
+    hub.clock.advance(0.03)
+    assert len(centre.factories) == attempts + 1
+    sink.stopService()
 
 
 def test_centre_reads_controls_and_duty_check(start):
@@ -331,11 +384,54 @@ def test_clock_sync_shifts_time_labels(start):
     assert f.time == ahead and f.app_data().objects[0].time == ahead
 
 
-def test_several_centres_have_their_own_cursors(start):
-    hub, sink, centre = start(centres=[{"host": "a", "port": 1, "name": "city"},
-                                       {"host": "b", "port": 2, "name": "district"}])
+class Centres:
+    """Several centres: the connection attempts by host, each accepted on its own transport."""
+
+    def __init__(self):
+        self.factories = {}
+        self.centres = {}
+
+    def __call__(self, host, port, factory):
+        self.factories[host] = factory
+
+    def accept(self, host) -> Centre:
+        one = Centre()
+        one.factories = [self.factories[host]]
+        one.accept()
+        self.centres[host] = one
+        return one
+
+
+def test_several_centres_each_get_every_upload_on_their_own_cursor(make_hub):
+    hub = make_hub(config(centres=[{"host": "a", "port": 1, "name": "city"},
+                                   {"host": "b", "port": 2, "name": "district"}]))
+    conn = Centres()
+    sink = GBSink(hub, "gc", hub.config.sinks["gc"].options, connect=conn)
+    sink.startService()
     assert [link.cursor_name for link in sink.links] == ["gc/city", "gc/district"]
-    assert set(hub.journal.cursors()) >= {"gc/city", "gc/district"}
+    city, district = conn.accept("a"), conn.accept("b")
+    s1 = alarm(hub, eid="a1", value=None)
+    hub.clock.advance(0.05)
+    [f1], [g1] = city.frames(), district.frames()  # each on its own connection
+    assert f1.app_data() == g1.app_data() and f1.serial == g1.serial == 0
+    city.answer(f1)  # only the city confirms
+    assert hub.journal.get_cursor("gc/city") == s1
+    assert hub.journal.get_cursor("gc/district") == s1 - 1
+    s2 = alarm(hub, eid="a2", channel="T2", value=None)
+    hub.clock.advance(0.05)
+    [f2] = city.frames()
+    assert f2.app_data().objects[0].comp_addr == (1 << 16) | 0x102
+    assert district.frames() == []  # still waiting for its first confirm
+    city.answer(f2)
+    assert hub.journal.get_cursor("gc/city") == s2
+    district.answer(g1)  # the district catches up on its own
+    [g2] = district.frames()
+    assert g2.app_data() == f2.app_data()
+    district.answer(g2)
+    assert hub.journal.get_cursor("gc/district") == s2
+    for name in ("city", "district"):
+        assert hub.metrics.value("gb26875.uploads_confirmed", sink="gc", centre=name) == 2
+    sink.stopService()
 
 
 def backlog(hub, n, device="efd-2", channel="", start=0):
