@@ -491,7 +491,7 @@ def test_late_fire_alarm_overtakes_a_long_backlog_and_nothing_is_lost(start):
     assert hub.journal.get_cursor("gc") == alarm_seq
 
 
-def test_overtaking_alarm_goes_again_when_an_older_state_of_its_component_follows(start):
+def test_overtaking_alarm_goes_again_right_behind_an_older_state_of_its_component(start):
     hub, sink, centre = start()
     centre.accept()
     backlog(hub, 250)
@@ -508,9 +508,13 @@ def test_overtaking_alarm_goes_again_when_an_older_state_of_its_component_follow
             for o in fr.app_data().objects]
     mine = [s for a, s in sent if a == t1]
     fire, fault, normal = c.STATE_FIRE, c.STATE_FAULT, c.STATE_NORMAL
-    # first the alarm (overtaking), then the older fault, then the alarm again on top of it
+    # first the alarm (overtaking), then the older fault, then the alarm again on top of it,
+    # right behind the fault (not 50 uploads later, where the journal order has it)
     assert mine == [normal | fire, normal | fault, normal | fire | fault]
     assert sent[0] == (t1, normal | fire)
+    i = sent.index((t1, normal | fault))
+    assert sent[i + 1] == (t1, normal | fire | fault)
+    assert len(sent) == 1 + 249 + 1 + 1 + 50  # (one fault was in flight) nothing else twice
     assert hub.journal.get_cursor("gc") == alarm_seq
 
 

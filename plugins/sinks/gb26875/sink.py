@@ -140,13 +140,11 @@ class _Factory(protocol.ClientFactory):
 
 @dataclass
 class _Overtaking:
-    """A raised fire alarm queued ahead of the journal order (see :meth:`CentreLink.overtake`).
+    """A raised fire alarm queued ahead of the journal order (see :meth:`CentreLink.overtake`);
+    ``confirmed``: the centre has it."""
 
-    ``dirty``: an older state of the same component was queued after it, so it must go
-    again when read in order; ``confirmed``: the centre has it."""
-
+    event: Event
     components: set[tuple[int, int, int]]
-    dirty: bool = False
     confirmed: bool = False
 
 
@@ -303,11 +301,8 @@ class CentreLink:
         except Exception as err:  # a record the mapper chokes on must not stall the link
             self._dead_letter((seq,), err, repr(e))
             return []
-        early = self.early.pop(seq, None)
-        if early is not None:
-            # the centre has (or is being sent) this alarm already; again only if an older
-            # state of its component went after it, so the centre does not end on that
-            return ups if early.dirty else []
+        if self.early.pop(seq, None) is not None:
+            return []  # the centre has it, or it is on its way (see overtake)
         if ups and ups[0].fire:
             self.alarm_ts[seq] = e.ts
         return ups
@@ -355,9 +350,11 @@ class CentreLink:
         bounded query however long the backlog). Cursor: such an upload carries its seq
         like any other, so the cursor, which never passes the read position nor an
         unconfirmed seq, still moves only past confirmed records. When the journal order
-        reaches the alarm it is not queued again (``early``), unless an older state of its
-        component was queued after it: then it goes again, so the centre ends on the
-        newest state. An alarm raised and cleared before a look finds it goes in order.
+        reaches the alarm it is not queued again (``early``). An older state of its
+        component read later from the backlog (the clear of the previous alarm, a fault) is
+        followed at once by the alarm's state again (:meth:`_restate`), so a centre that
+        keeps the last state it received shows the fire alarm all along, except for one
+        upload's time. An alarm raised and cleared before a look finds it goes in order.
         """
         journal = self.hub.journal
         after = max(self.read_upto, self.looked)
@@ -375,7 +372,7 @@ class CentreLink:
                 continue
             if not ups:
                 continue
-            self.early[seq] = _Overtaking(_components(ups[0]))
+            self.early[seq] = _Overtaking(e, _components(ups[0]))
             self.alarm_ts[seq] = e.ts
             self._queue(ups, overtaking=True)
 
@@ -383,11 +380,6 @@ class CentreLink:
         for u in uploads:
             for s in u.seqs:
                 self.pending[s] = self.pending.get(s, 0) + 1
-            if self.early and not overtaking and u.app.type == 2 and u.seqs:
-                keys = _components(u)
-                for seq, early in self.early.items():
-                    if seq > max(u.seqs) and early.components & keys:
-                        early.dirty = True
             if u.fire:
                 # the component's earlier uploads (a clear, a fault) go with it, still
                 # before it: a centre must never end with an older state of a component
@@ -400,6 +392,22 @@ class CentreLink:
                 self.fire.append(u)
             else:
                 self.other.append(u)
+            if self.early and not overtaking and u.app.type == 2 and u.seqs:
+                self._restate(u, self.fire if u.fire else self.other)
+
+    def _restate(self, stale: Upload, queue: deque[Upload]) -> None:
+        """``stale``, a component state older than a fire alarm of that component which
+        overtook it, was just queued in ``queue``: queue the alarm's state right behind it
+        (the state as known now, with the fire-alarm bit), so that the centre does not end
+        on the older one."""
+        keys = _components(stale)
+        newest = max((s for s, e in self.early.items()
+                      if s > max(stale.seqs) and e.components & keys), default=None)
+        if newest is None:
+            return
+        for u in self.mapper.overtaking(newest, self.early[newest].event)[:1]:  # the state
+            self.pending[newest] = self.pending.get(newest, 0) + 1
+            queue.append(u)
 
     def _advance(self) -> None:
         # an overtaking alarm is pending past the read position: never beyond the latter
