@@ -724,3 +724,23 @@ def test_initialise_resets_our_serial(start):
     alarm(hub, eid="a9", value=None)
     hub.clock.advance(0.05)
     assert centre.frames()[0].serial == 0
+
+
+def test_fire_alarm_does_not_wait_for_queued_values_of_its_component(start):
+    hub, sink, centre = start(readings=True)
+    centre.accept()
+    t = hub.clock.seconds()
+    hub.journal.append([Reading("efd-1", "temperature", 30.0 + i / 100, t, "T1")
+                        for i in range(63 * 10)])  # ten type 3 uploads of that component
+    hub.journal.flush()
+    hub.clock.advance(0.05)
+    [f] = centre.frames()
+    alarm(hub, value=None)
+    centre.answer(f)
+    [g] = centre.frames()
+    assert g.app_data().type == 2 and g.app_data().objects[0].state & c.STATE_FIRE
+    centre.answer(g)
+    rest = drain(hub, centre)
+    assert {r.app_data().type for r in rest} == {3}
+    values = [o.value for r in rest for o in r.app_data().objects]
+    assert len(values) == 63 * 9 and values == sorted(values)  # all, in their order

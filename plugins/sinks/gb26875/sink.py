@@ -381,11 +381,14 @@ class CentreLink:
             for s in u.seqs:
                 self.pending[s] = self.pending.get(s, 0) + 1
             if u.fire:
-                # the component's earlier uploads (a clear, a fault) go with it, still
-                # before it: a centre must never end with an older state of a component
+                # the component's earlier states (a clear, a fault) go with it, still
+                # before it: a centre must never end with an older state of a component.
+                # Values (type 3) keep their place: with readings on, nearly every queued
+                # upload holds one of the component's, and the alarm would wait for them all
                 keys = _components(u)
                 if keys:
-                    earlier = [o for o in self.other if _components(o) & keys]
+                    earlier = [o for o in self.other if o.app.type == 2
+                               and _components(o) & keys]
                     for o in earlier:
                         self.other.remove(o)
                     self.fire.extend(earlier)
