@@ -16,7 +16,11 @@ The 2011 tables have no electrical-fire system code, so every choice is an optio
   state is recomputed from every active event of the component, so a clear gives "normal"
   only when nothing else is active there; device offline is a fault;
 * values → type 3 with ``analog_types`` codes, raw = round(value / resolution), clamped to
-  int16; an alarm's own value always travels as type 3 right after its type 2.
+  int16; an alarm's own value always travels as type 3 right after its type 2; a value
+  that is not finite is not mapped;
+* time labels: the record's time in local time (``utc_offset``), years 2000-2099 only; a
+  time outside that (a device clock at 1970) gets the hub's clock instead, and the sink is
+  told (``clamped``).
 """
 
 from __future__ import annotations
