@@ -464,6 +464,23 @@ class JournalQueries:
             _event(data) for (data,) in self._conn().execute("SELECT data FROM active ORDER BY seq")
         ]
 
+    def active_after(
+        self, after: int, limit: int = 100, kind: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """``(seq, event)`` of the events still active (raised, not cleared) whose raise has
+        ``seq > after``, of ``kind`` (an :class:`EventKind` value) if given, in seq order, at
+        most ``limit``.
+
+        For a sink with a backlog that lets new alarms overtake it: the ``active`` table holds
+        only live alarms and faults, so the look stays cheap however long the backlog is."""
+        sql = "SELECT seq, data FROM active WHERE seq > ?"
+        args: list[Any] = [after]
+        if kind is not None:
+            sql += " AND json_extract(data, '$.kind') = ?"
+            args.append(kind)
+        rows = self._conn().execute(sql + " ORDER BY seq LIMIT ?", [*args, limit])
+        return [(seq, _event(data)) for seq, data in rows]
+
     def event(self, event_id: str) -> Event | None:
         """The newest record of the event ``event_id`` (raised or cleared), or ``None``."""
         row = self._conn().execute("SELECT data FROM active WHERE id = ?", (event_id,)).fetchone()

@@ -16,11 +16,16 @@ The 2011 tables have no electrical-fire system code, so every choice is an optio
   state is recomputed from every active event of the component, so a clear gives "normal"
   only when nothing else is active there; device offline is a fault;
 * values → type 3 with ``analog_types`` codes, raw = round(value / resolution), clamped to
-  int16; an alarm's own value always travels as type 3 right after its type 2.
+  int16; an alarm's own value always travels as type 3 right after its type 2; a value
+  that is not finite is not mapped;
+* time labels: the record's time in local time (``utc_offset``), years 2000-2099 only; a
+  time outside that (a device clock at 1970) gets the hub's clock instead, and the sink is
+  told (``clamped``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,14 +49,36 @@ class Upload:
     fire: bool = False
 
 
-def to_label(ts: float, utc_offset: float | None, skew: float = 0.0) -> datetime:
+#: the range a 6-byte time label can carry (the year is sent as year - 2000, §8.2.2)
+LABEL_MIN = datetime(2000, 1, 1)
+LABEL_MAX = datetime(2099, 12, 31, 23, 59, 59)
+
+
+def label_or_none(ts: float, utc_offset: float | None, skew: float = 0.0) -> datetime | None:
     """A time label (naive local time): UTC + ``utc_offset`` hours, or the host's zone;
-    ``skew`` is what a centre's clock sync said our clock is behind."""
+    ``skew`` is what a centre's clock sync said our clock is behind. ``None`` when ``ts`` is
+    not finite or its label falls outside 2000-2099, which no frame can carry."""
     ts += skew
-    if utc_offset is None:
-        return datetime.fromtimestamp(ts).replace(microsecond=0)
-    return (datetime.fromtimestamp(ts, UTC) + timedelta(hours=utc_offset)).replace(
-        tzinfo=None, microsecond=0)
+    if not math.isfinite(ts):
+        return None
+    try:
+        if utc_offset is None:
+            t = datetime.fromtimestamp(ts).replace(microsecond=0)
+        else:
+            t = (datetime.fromtimestamp(ts, UTC) + timedelta(hours=utc_offset)).replace(
+                tzinfo=None, microsecond=0)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return t if LABEL_MIN <= t <= LABEL_MAX else None
+
+
+def to_label(ts: float, utc_offset: float | None, skew: float = 0.0) -> datetime:
+    """:func:`label_or_none`, pinned to the nearest end of 2000-2099 when out of range (the
+    label of our own clock: a frame must still go out when the host's clock is wrong)."""
+    t = label_or_none(ts, utc_offset, skew)
+    if t is not None:
+        return t
+    return LABEL_MAX if ts + skew > 0 else LABEL_MIN
 
 
 class Mapper:
@@ -59,9 +86,15 @@ class Mapper:
     ``(position, name, location, project)`` or ``None`` for a device the registry lacks."""
 
     def __init__(self, options: GBOptions,
-                 device_info: Callable[[str], tuple[int, str, str, str] | None]) -> None:
+                 device_info: Callable[[str], tuple[int, str, str, str] | None],
+                 now: Callable[[], float] | None = None,
+                 clamped: Callable[[str, float], None] | None = None) -> None:
         self.o = options
         self.device_info = device_info
+        #: the hub's clock, which stands in for a record's time that no label can carry
+        self.now = now
+        #: told ``(device, ts)`` whenever that happens (the sink counts and logs it)
+        self.clamped = clamped
         #: seconds a centre's clock sync (type 90) said our clock is behind
         self.skew = 0.0
         #: component key -> ids of its active alarms and faults
@@ -113,27 +146,39 @@ class Mapper:
             state |= c.STATE_FIRE if e.kind is EventKind.ALARM else c.STATE_FAULT
         return state
 
-    def component_state(self, device: str, channel: str, ts: float) -> c.ComponentState | None:
+    def component_state(self, device: str, channel: str, ts: float,
+                        state: int | None = None) -> c.ComponentState | None:
         sysref = self.system(device)
         if sysref is None:
             return None
+        if state is None:
+            state = self.state_of(device, channel)
         return c.ComponentState(*sysref, self.comp_type(channel),
-                                self.comp_addr(device, channel),
-                                self.state_of(device, channel), self.description(device),
-                                self.label(ts))
+                                self.comp_addr(device, channel), state,
+                                self.description(device), self.label(ts, device))
 
     def analog(self, device: str, channel: str, quantity: str, value: float,
                ts: float) -> c.ComponentAnalog | None:
         sysref = self.system(device)
-        if sysref is None or quantity not in self.o.analog_types or value != value:
+        # infinity too: round(inf / res) raises instead of giving a value to clamp
+        if sysref is None or quantity not in self.o.analog_types or not math.isfinite(value):
             return None
         code, res = self.o.analog_types[quantity]
         raw = max(-32768, min(32767, round(value / res)))
         return c.ComponentAnalog(*sysref, self.comp_type(channel),
-                                 self.comp_addr(device, channel), code, raw, self.label(ts))
+                                 self.comp_addr(device, channel), code, raw,
+                                 self.label(ts, device))
 
-    def label(self, ts: float) -> datetime:
-        return to_label(ts, self.o.utc_offset, self.skew)
+    def label(self, ts: float, device: str = "") -> datetime:
+        """The time label of ``ts``; a time no label can carry (a device clock at 1970, past
+        2099, not finite) gets the hub's clock instead, so the record still goes out."""
+        t = label_or_none(ts, self.o.utc_offset, self.skew)
+        if t is not None:
+            return t
+        if self.clamped is not None:
+            self.clamped(device, ts)
+        return to_label(self.now() if self.now is not None else ts, self.o.utc_offset,
+                        self.skew)
 
     def restore(self, events: list[Event]) -> None:
         """Active events from before a restart (``journal.active_events()``)."""
@@ -157,9 +202,22 @@ class Mapper:
             self.active.get(key, {}).pop(e.id, None)
         else:
             return []
-        obj = self.component_state(e.device, e.channel, e.ts)
-        assert obj is not None
         fire = e.kind is EventKind.ALARM and e.state is EventState.RAISED
+        return self._uploads(seq, e, self.state_of(e.device, e.channel), fire)
+
+    def overtaking(self, seq: int, e: Event) -> list[Upload]:
+        """The uploads of a raised fire alarm sent ahead of journal order (read from the
+        journal's active events past the read position): the component's state as known so
+        far plus the fire-alarm bit; :attr:`active` is left alone, the alarm reaches it when
+        read in order."""
+        if not (self._tracked(e) and e.kind is EventKind.ALARM
+                and e.state is EventState.RAISED) or self.system(e.device) is None:
+            return []
+        return self._uploads(seq, e, self.state_of(e.device, e.channel) | c.STATE_FIRE, True)
+
+    def _uploads(self, seq: int, e: Event, state: int, fire: bool) -> list[Upload]:
+        obj = self.component_state(e.device, e.channel, e.ts, state)
+        assert obj is not None
         out = [Upload(c.AppData(2, (obj,)), (seq,), fire)]
         quantity = RULE_QUANTITY.get(e.code, e.code)
         if e.value is not None and e.state is EventState.RAISED:

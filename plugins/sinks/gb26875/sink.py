@@ -12,27 +12,46 @@ One :class:`CentreLink` per configured centre, each with its own durable journal
   from the cursor. The cursor moves only past records whose every upload was confirmed, so
   a record is never dropped (a crash means it is sent again: at least once).
 * Fire alarms first: uploads carrying a raised fire alarm wait in their own queue, which is
-  always emptied before the other one (faults, clears, values, liveness).
+  always emptied before the other one (faults, clears, values, liveness). Before anything
+  is sent from the other queue, raised fire alarms past the read position are looked up
+  in the journal's active events and queued too, so a backlog (500 offline faults after a
+  power cut) does not hold a new alarm back; see :meth:`CentreLink.overtake`.
+* A record that cannot be encoded never stalls the link: a time no label carries (before
+  2000, after 2099, not finite) gets the hub's clock (counted in
+  ``gb26875.time_labels_clamped``, logged once per device); what still cannot be encoded
+  is a dead letter: counted (``gb26875.dead_letters``), logged, noted in the journal as a
+  fault-level ``gb26875_dead_letter`` state event, and passed over; the rest of its upload
+  still goes.
 * Liveness: a type 21 (or 28) upload every ``liveness_interval`` s.
 * The centre's traffic: reads (command 4; 61-68, 81-88) are answered (command 5) with the
-  matching upload type; 89 initialise, 90 clock sync and 91 duty check are confirmed
-  (command 3), whichever command byte they came with. A clock sync sets the skew applied to
-  our time labels (the host clock itself belongs to NTP). A duty check is answered at once
+  matching upload type, or denied when there is nothing to give (a system or component
+  not ours, no records); 89 initialise, 90 clock sync and 91 duty check are confirmed
+  (command 3), whichever command byte they came with. Initialise starts our serial again
+  from 0. A clock sync sets the skew applied to our time labels (the host clock itself
+  belongs to NTP). Read 64 (facility operations, type 4) answers from the reset, silence
+  and self-test commands the devices carried out and the acknowledgements that this link
+  has read from the journal since the sink started (the newest 1024), as read 84 answers
+  from the duty checks since then. A duty check is answered at once
   with a type 24 upload, operation flag bit 5 (查岗应答), queued behind fire alarms, and
   recorded in the journal as the state event ``gb26875_duty_check``.
 
 Metrics (label ``sink``, ``centre``): ``gb26875.uploads_confirmed``,
 ``gb26875.retransmissions``, ``gb26875.denied``, ``gb26875.exchanges_failed``,
 ``gb26875.connected`` (0/1), ``gb26875.alarm_latency_seconds`` (reading to confirm of the
-last fire alarm), ``sink.lag_records``.
+last fire alarm), ``gb26875.alarm_latency_ms`` (histogram of the same, label ``le``, see
+:data:`LATENCY_BUCKETS_MS`), ``gb26875.time_labels_clamped``, ``gb26875.dead_letters``,
+``sink.lag_records``.
 """
 
 from __future__ import annotations
 
 import random
+import struct
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import Service
@@ -41,7 +60,17 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 import hub as hub_pkg
-from hub.model import Event, EventKind, EventState, Level, Reading
+from hub.model import (
+    Acknowledgement,
+    Command,
+    CommandResult,
+    CommandStatus,
+    Event,
+    EventKind,
+    EventState,
+    Level,
+    Reading,
+)
 from hub.types import EncodeError
 from plugins.sinks.gb26875 import codec as c
 from plugins.sinks.gb26875.mapping import Mapper, Upload, to_label
@@ -55,6 +84,25 @@ POLL_INTERVAL = 0.05
 #: running sinks, for the observer to wake
 RUNNING: weakref.WeakSet[GBSink] = weakref.WeakSet()
 DUTY_CODE = "gb26875_duty_check"
+DEAD_LETTER_CODE = "gb26875_dead_letter"
+#: hub command actions that are facility operations of Fig. 8 (bits of type 4), done when
+#: the device confirmed them; an operator's acknowledgement is 确认 (bit 5)
+OPERATION_FLAGS = {"reset": 1 << 0, "silence": 1 << 1, "self_test": 1 << 4}
+ACK_FLAG = 1 << 5
+#: facility operations kept for read 64 (per link, newest last)
+OPERATIONS_KEPT = 1024
+#: uploads read ahead into the queues; past this, records wait in the journal
+QUEUE_LIMIT = 64
+#: raised fire alarms taken per look past the read position (each look is one query)
+OVERTAKE_LIMIT = 16
+#: Upper bounds (ms) of the ``gb26875.alarm_latency_ms`` buckets, as ``dtu.round_trip_ms``:
+#: each fire alarm counts once, in the first bucket whose bound it does not exceed (label
+#: ``le``, ``+Inf`` beyond the last); per-bucket counts, not cumulative. 10 s is the limit
+#: of GB 26875.1.
+LATENCY_BUCKETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+_LATENCY_LABELS = tuple(f"{b:g}" for b in LATENCY_BUCKETS_MS) + ("+Inf",)
+#: what encoding a mapped object can raise besides EncodeError (struct, int.to_bytes)
+_ENCODE_ERRORS = (EncodeError, struct.error, OverflowError, ValueError, TypeError)
 
 
 class _Proto(protocol.Protocol):
@@ -90,6 +138,16 @@ class _Factory(protocol.ClientFactory):
         self.link.lost(None, reason)
 
 
+@dataclass
+class _Overtaking:
+    """A raised fire alarm queued ahead of the journal order (see :meth:`CentreLink.overtake`);
+    ``confirmed``: the centre has it."""
+
+    event: Event
+    components: set[tuple[int, int, int]]
+    confirmed: bool = False
+
+
 class CentreLink:
     """Delivery to one centre: cursor, queues, the upload in flight, the connection."""
 
@@ -100,7 +158,8 @@ class CentreLink:
         self.centre = centre
         self.cursor_name = cursor_name
         self.clock = sink.clock
-        self.mapper = Mapper(self.o, sink.device_info)
+        self.mapper = Mapper(self.o, sink.device_info, self.clock.seconds, self._clamped)
+        self._clamped_devices: set[str] = set()
         self.labels = {"sink": sink.name, "centre": centre.name}
         self.proto: _Proto | None = None
         self.serial = 0
@@ -116,8 +175,16 @@ class CentreLink:
         self.failures = 0
         self.skew = 0.0
         self.duty_records: deque[c.UitdOperation] = deque(maxlen=102)
+        #: journal seq -> (device, flags, ts) of facility operations seen in the stream,
+        #: for read 64; keyed by seq so a re-read from the cursor does not count twice
+        self.operations: dict[int, tuple[str, int, float]] = {}
+        self._commands: dict[str, tuple[str, int]] = {}  # id -> (device, flags), not final
         self.stopping = False
         self.alarm_ts: dict[int, float] = {}  # seq -> event ts of fire alarms, for latency
+        #: seq -> fire alarms queued past the read position; ``looked``: the highest seq
+        #: the look ahead has seen, so an idle look costs one comparison
+        self.early: dict[int, _Overtaking] = {}
+        self.looked = 0
 
     # -- time ----------------------------------------------------------------------------
 
@@ -183,23 +250,30 @@ class CentreLink:
         return base * (0.5 + 0.5 * self.sink.rng.random())
 
     def _restart_from_cursor(self) -> None:
-        """Forget what was read but not confirmed: it is read again from the cursor."""
+        """Forget what was read but not confirmed: it is read again from the cursor.
+
+        Fire alarms that overtook the backlog and were confirmed stay known (the centre has
+        them: they are not sent again unless an older state of their component goes after
+        them); unconfirmed ones are looked up again."""
         self.fire.clear()
         self.other.clear()
         self.pending.clear()
         self.alarm_ts.clear()
         self.inflight = None
-        self.read_upto = self.cursor
+        self.read_upto = self.looked = self.cursor
+        self.early = {s: e for s, e in self.early.items() if e.confirmed and s > self.cursor}
 
     # -- reading the journal -------------------------------------------------------------
 
     def fill(self) -> None:
         journal = self.hub.journal
-        while len(self.fire) + len(self.other) < 64:
+        while len(self.fire) + len(self.other) < QUEUE_LIMIT:
             top = journal.last_seq()
             if top <= self.read_upto:
                 return
-            kinds = {"event", "reading"} if self.o.readings else {"event"}
+            kinds = {"event", "command", "command_result", "acknowledgement"}
+            if self.o.readings:
+                kinds.add("reading")
             rows = journal.read(self.read_upto, self.o.read_ahead, kinds)
             full = len(rows) >= self.o.read_ahead
             readings: list[tuple[int, Reading]] = []
@@ -208,37 +282,139 @@ class CentreLink:
                     readings.append((seq, rec))
                 elif isinstance(rec, Event):
                     if readings:
-                        self._queue(self.mapper.readings(readings))
+                        self._queue(self._map_readings(readings))
                         readings = []
-                    ups = self.mapper.event(seq, rec)
-                    if ups and ups[0].fire:
-                        self.alarm_ts[seq] = rec.ts
-                    self._queue(ups)
-            self._queue(self.mapper.readings(readings))
+                    self._queue(self._map_event(seq, rec))
+                else:
+                    self._operation(seq, rec)
+            self._queue(self._map_readings(readings))
             self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
             self._advance()
             if not full:
                 return
 
-    def _queue(self, uploads: list[Upload]) -> None:
+    def _map_event(self, seq: int, e: Event) -> list[Upload]:
+        """The uploads of an event read in journal order ([] for one that overtook and
+        needs no second sending)."""
+        try:
+            ups = self.mapper.event(seq, e)
+        except Exception as err:  # a record the mapper chokes on must not stall the link
+            self._dead_letter((seq,), err, repr(e))
+            return []
+        if self.early.pop(seq, None) is not None:
+            return []  # the centre has it, or it is on its way (see overtake)
+        if ups and ups[0].fire:
+            self.alarm_ts[seq] = e.ts
+        return ups
+
+    def _operation(self, seq: int, rec: object) -> None:
+        """Keep the facility operations (type 4) a read 64 asks for: reset, silence and
+        self-test commands the device carried out, and acknowledgements."""
+        if isinstance(rec, Command):
+            flags = OPERATION_FLAGS.get(rec.action)
+            if flags is not None:
+                self._commands[rec.id] = (rec.device, flags)
+            return
+        if isinstance(rec, CommandResult):
+            if not rec.status.final:
+                return
+            cmd = self._commands.pop(rec.command_id, None)
+            if cmd is None or rec.status is not CommandStatus.SUCCEEDED:
+                return
+            self.operations[seq] = (cmd[0], cmd[1], rec.ts)
+        elif isinstance(rec, Acknowledgement):
+            self.operations[seq] = (rec.device, ACK_FLAG, rec.ts)
+        else:
+            return
+        while len(self.operations) > OPERATIONS_KEPT:
+            del self.operations[next(iter(self.operations))]
+
+    def _map_readings(self, rows: list[tuple[int, Reading]]) -> list[Upload]:
+        try:
+            return self.mapper.readings(rows)
+        except Exception:  # find the culprit(s) one by one; the rest still go
+            out: list[Upload] = []
+            for seq, r in rows:
+                try:
+                    out += self.mapper.readings([(seq, r)])
+                except Exception as err:
+                    self._dead_letter((seq,), err, repr(r))
+            return out
+
+    def overtake(self) -> None:
+        """Queue the raised fire alarms the journal holds past the read position, ahead of
+        the backlog (offline faults after a power cut, readings after an outage) so that
+        they do not wait behind it (GB 26875.1: 10 s to the centre).
+
+        They are found through the journal's active events (live alarms only: a cheap,
+        bounded query however long the backlog). Cursor: such an upload carries its seq
+        like any other, so the cursor, which never passes the read position nor an
+        unconfirmed seq, still moves only past confirmed records. When the journal order
+        reaches the alarm it is not queued again (``early``). An older state of its
+        component read later from the backlog (the clear of the previous alarm, a fault) is
+        followed at once by the alarm's state again (:meth:`_restate`), so a centre that
+        keeps the last state it received shows the fire alarm all along, except for one
+        upload's time. An alarm raised and cleared before a look finds it goes in order.
+        """
+        journal = self.hub.journal
+        after = max(self.read_upto, self.looked)
+        top = journal.last_seq()
+        if top <= after:
+            return
+        rows = journal.active_after(after, OVERTAKE_LIMIT, kind=EventKind.ALARM.value)
+        self.looked = rows[-1][0] if len(rows) >= OVERTAKE_LIMIT else top
+        for seq, e in rows:
+            if seq in self.early:
+                continue
+            try:
+                ups = self.mapper.overtaking(seq, e)
+            except Exception:  # it is read in order later, with the error handling there
+                continue
+            if not ups:
+                continue
+            self.early[seq] = _Overtaking(e, _components(ups[0]))
+            self.alarm_ts[seq] = e.ts
+            self._queue(ups, overtaking=True)
+
+    def _queue(self, uploads: list[Upload], overtaking: bool = False) -> None:
         for u in uploads:
             for s in u.seqs:
                 self.pending[s] = self.pending.get(s, 0) + 1
             if u.fire:
-                # the component's earlier uploads (a clear, a fault) go with it, still
-                # before it: a centre must never end with an older state of a component
+                # the component's earlier states (a clear, a fault) go with it, still
+                # before it: a centre must never end with an older state of a component.
+                # Values (type 3) keep their place: with readings on, nearly every queued
+                # upload holds one of the component's, and the alarm would wait for them all
                 keys = _components(u)
                 if keys:
-                    earlier = [o for o in self.other if _components(o) & keys]
+                    earlier = [o for o in self.other if o.app.type == 2
+                               and _components(o) & keys]
                     for o in earlier:
                         self.other.remove(o)
                     self.fire.extend(earlier)
                 self.fire.append(u)
             else:
                 self.other.append(u)
+            if self.early and not overtaking and u.app.type == 2 and u.seqs:
+                self._restate(u, self.fire if u.fire else self.other)
+
+    def _restate(self, stale: Upload, queue: deque[Upload]) -> None:
+        """``stale``, a component state older than a fire alarm of that component which
+        overtook it, was just queued in ``queue``: queue the alarm's state right behind it
+        (the state as known now, with the fire-alarm bit), so that the centre does not end
+        on the older one."""
+        keys = _components(stale)
+        newest = max((s for s, e in self.early.items()
+                      if s > max(stale.seqs) and e.components & keys), default=None)
+        if newest is None:
+            return
+        for u in self.mapper.overtaking(newest, self.early[newest].event)[:1]:  # the state
+            self.pending[newest] = self.pending.get(newest, 0) + 1
+            queue.append(u)
 
     def _advance(self) -> None:
-        upto = min(self.pending) - 1 if self.pending else self.read_upto
+        # an overtaking alarm is pending past the read position: never beyond the latter
+        upto = min(min(self.pending) - 1, self.read_upto) if self.pending else self.read_upto
         if upto > self.cursor:
             self.hub.journal.set_cursor(self.cursor_name, upto)
             self.cursor = upto
@@ -251,24 +427,86 @@ class CentreLink:
         if self.proto is None or self.inflight is not None:
             return
         self.fill()
+        if not self.fire and self.other:
+            self.overtake()
         while self.fire or self.other:
             up = (self.fire or self.other).popleft()
-            try:
-                data = up.app.encode()
-            except EncodeError as e:  # cannot be expressed: would block the link forever
-                _log.error("sink {sink}: cannot encode an upload ({error}); skipped",
-                           sink=self.sink.name, error=e)
-                self._done(up)
+            sendable = self._encodable(up)
+            if sendable is None:
                 continue
+            up, data = sendable
             frame = c.Frame(self.serial, c.CMD_SEND, self.now(), self.o.source_address,
                             self.o.destination_address, data, c.MAIN_VERSION,
                             self.o.user_version)
+            try:
+                raw = frame.encode()
+            except EncodeError as e:  # the header is ours and checked: should not happen
+                self._dead_letter(up.seqs, e, data.hex(" ")[:96])
+                self._done(up, confirmed=False)
+                continue
             self.serial = (self.serial + 1) & 0xFFFF
-            raw = frame.encode()
             self.inflight = (up, frame.serial, raw)
             self.attempts = 0
             self._send(raw)
             return
+
+    def _encodable(self, up: Upload) -> tuple[Upload, bytes] | None:
+        """``up`` and its application data, or, when some of its objects cannot be encoded,
+        the upload of the others (the rest are dead letters); None if nothing is left."""
+        try:
+            return up, up.app.encode()
+        except _ENCODE_ERRORS:
+            pass
+        objs = up.app.objects
+        paired = len(up.seqs) == len(objs)  # readings: one seq per object
+        keep: list[int] = []
+        for i, obj in enumerate(objs):
+            try:
+                c.AppData(up.app.type, (obj,)).encode()
+            except _ENCODE_ERRORS as e:
+                if paired or len(objs) == 1:
+                    self._dead_letter((up.seqs[i],) if paired else up.seqs, e, repr(obj))
+                continue
+            keep.append(i)
+        if not keep:
+            if not (paired or len(objs) == 1):
+                self._dead_letter(up.seqs, EncodeError("no object encodes"), repr(objs[0]))
+            self._done(up, confirmed=False)
+            return None
+        kept_seqs = tuple(up.seqs[i] for i in keep) if paired else up.seqs
+        lost = tuple(s for s in up.seqs if s not in kept_seqs)
+        if lost:
+            self._done(Upload(up.app, lost), confirmed=False)
+        new = Upload(c.AppData(up.app.type, tuple(objs[i] for i in keep)), kept_seqs, up.fire)
+        try:
+            return new, new.app.encode()
+        except _ENCODE_ERRORS as e:  # each encodes alone, together too long: cannot be
+            self._dead_letter(new.seqs, e, repr(objs[keep[0]]))
+            self._done(new, confirmed=False)
+            return None
+
+    def _dead_letter(self, seqs: tuple[int, ...], error: Exception, excerpt: str) -> None:
+        """Records that can never be sent to this centre: counted, logged and noted in the
+        journal as a fault-level event, then passed over so the link does not stall."""
+        self.hub.metrics.inc("gb26875.dead_letters", len(seqs) or 1, **self.labels)
+        _log.error("sink {sink}: records {seqs} cannot be encoded for centre {centre} "
+                   "({error}): {excerpt}; not sent, the journal keeps them",
+                   sink=self.sink.name, seqs=list(seqs), centre=self.centre.name,
+                   error=error, excerpt=excerpt[:200])
+        self.hub.record_events([Event(
+            device="hub", kind=EventKind.STATE, code=DEAD_LETTER_CODE,
+            state=EventState.NOTICE, ts=self.clock.seconds(), level=Level.FAULT,
+            source="hub", message=f"centre {self.centre.name}: journal records "
+                                  f"{', '.join(map(str, seqs))} cannot be encoded ({error})")])
+
+    def _clamped(self, device: str, ts: float) -> None:
+        self.hub.metrics.inc("gb26875.time_labels_clamped", **self.labels)
+        if device not in self._clamped_devices:  # once per device: its clock stays wrong
+            self._clamped_devices.add(device)
+            _log.warn("sink {sink}: device {device} time {ts!r} is outside what a time "
+                      "label carries (2000-2099); the hub's clock stands in (logged once "
+                      "per device, counted in gb26875.time_labels_clamped)",
+                      sink=self.sink.name, device=device or "?", ts=ts)
 
     def _send(self, raw: bytes) -> None:
         assert self.proto is not None
@@ -303,22 +541,30 @@ class CentreLink:
                   why=why, serial=serial, n=self.attempts, m=self.o.retries)
         self._send(raw)
 
-    def _done(self, up: Upload) -> None:
+    def _done(self, up: Upload, confirmed: bool = True) -> None:
         now = self.clock.seconds()
         for s in up.seqs:
             left = self.pending.get(s, 0) - 1
             if left <= 0:
                 self.pending.pop(s, None)
-                if s in self.alarm_ts:
-                    latency = now - self.alarm_ts.pop(s)
-                    self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3),
-                                         **self.labels)
-                    _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
-                              "latency={latency:.3f} s after the reading", sink=self.sink.name,
-                              seq=s, centre=self.centre.name, latency=latency)
+                early = self.early.get(s)
+                if early is not None:
+                    early.confirmed = confirmed
+                ts = self.alarm_ts.pop(s, None)
+                if ts is not None and confirmed:
+                    self._latency(s, now - ts)
             else:
                 self.pending[s] = left
         self._advance()
+
+    def _latency(self, seq: int, latency: float) -> None:
+        labels = self.labels
+        self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3), **labels)
+        self.hub.metrics.inc("gb26875.alarm_latency_ms", **labels, le=_LATENCY_LABELS[
+            bisect_left(LATENCY_BUCKETS_MS, latency * 1000)])
+        _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
+                  "latency={latency:.3f} s after the reading", sink=self.sink.name,
+                  seq=seq, centre=self.centre.name, latency=latency)
 
     # -- frames from the centre ----------------------------------------------------------
 
@@ -370,14 +616,23 @@ class CentreLink:
             elif t == 91:
                 self._duty_check(app.objects[0])
             else:
+                # our next frame starts the serial again from 0, as after a connect; an
+                # upload in flight keeps its serial, its confirm still matches it
+                self.serial = 0
                 _log.info("sink {sink}: centre {centre} asked to initialise; serial reset",
                           sink=self.sink.name, centre=self.centre.name)
             return
-        answer = self._answer(app) if t in c.READ_ANSWERS else None
+        try:
+            answer = self._answer(app) if t in c.READ_ANSWERS else None
+            if answer is not None:
+                self._reply(f, c.CMD_ANSWER, answer)
+        except _ENCODE_ERRORS as e:  # an answer we cannot build is denied, not a crash
+            _log.error("sink {sink}: cannot answer read {type} from centre {centre} "
+                       "({error}); denied", sink=self.sink.name, type=t,
+                       centre=self.centre.name, error=e)
+            answer = None
         if answer is None:
             self._reply(f, c.CMD_DENY)
-        else:
-            self._reply(f, c.CMD_ANSWER, answer)
         self.pump()
 
     def _duty_check(self, obj: Any) -> None:
@@ -431,6 +686,8 @@ class CentreLink:
                 objs.append(c.FacilityConfig(q.sys_type, q.sys_addr, "电气火灾监控系统"))
             elif t == 68:
                 objs.append(c.FacilityTime(q.sys_type, q.sys_addr, now))
+            elif t == 64:
+                objs += self._operations(q)
             elif t in (62, 63, 67):
                 where = self.sink.find(q.comp_addr)
                 if where is None:
@@ -447,13 +704,25 @@ class CentreLink:
                         a = m.analog(dev, r.channel, r.quantity, r.value, r.ts)
                         if r.channel == ch and a is not None:
                             objs.append(a)
-            else:
-                return None  # 64: the hub keeps no facility operation records
         objs = [o for o in objs if o is not None]
         if not objs:
             return None
         limit = c.LAYOUTS[c.READ_ANSWERS[t]][1]
         return c.AppData(c.READ_ANSWERS[t], tuple(objs[:limit]))
+
+
+    def _operations(self, q: c.RecordQuery) -> list[c.FacilityOperation]:
+        """Up to ``q.count`` facility operations of the system ``q`` asks for, from
+        ``q.start`` on, oldest first."""
+        m = self.mapper
+        out = []
+        for device, flags, ts in self.operations.values():
+            if m.system(device) != (q.sys_type, q.sys_addr):
+                continue
+            label = m.label(ts, device)
+            if label >= q.start:
+                out.append(c.FacilityOperation(q.sys_type, q.sys_addr, flags, 0, label))
+        return out[:max(1, q.count)]
 
 
 def _components(u: Upload) -> set[tuple[int, int, int]]:
