@@ -48,7 +48,6 @@ from __future__ import annotations
 import random
 import struct
 import weakref
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 import hub as hub_pkg
+from hub.metrics import Histogram
 from hub.model import (
     Acknowledgement,
     Command,
@@ -100,7 +100,6 @@ OVERTAKE_LIMIT = 16
 #: ``le``, ``+Inf`` beyond the last); per-bucket counts, not cumulative. 10 s is the limit
 #: of GB 26875.1.
 LATENCY_BUCKETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
-_LATENCY_LABELS = tuple(f"{b:g}" for b in LATENCY_BUCKETS_MS) + ("+Inf",)
 #: what encoding a mapped object can raise besides EncodeError (struct, int.to_bytes)
 _ENCODE_ERRORS = (EncodeError, struct.error, OverflowError, ValueError, TypeError)
 
@@ -161,6 +160,10 @@ class CentreLink:
         self.mapper = Mapper(self.o, sink.device_info, self.clock.seconds, self._clamped)
         self._clamped_devices: set[str] = set()
         self.labels = {"sink": sink.name, "centre": centre.name}
+        self.latency = Histogram(self.hub.metrics, "gb26875.alarm_latency_ms",
+                                 LATENCY_BUCKETS_MS, {0.5: "gb26875.alarm_latency_p50_ms",
+                                                      0.99: "gb26875.alarm_latency_p99_ms"},
+                                 **self.labels)
         self.proto: _Proto | None = None
         self.serial = 0
         self.cursor = 0
@@ -560,8 +563,7 @@ class CentreLink:
     def _latency(self, seq: int, latency: float) -> None:
         labels = self.labels
         self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3), **labels)
-        self.hub.metrics.inc("gb26875.alarm_latency_ms", **labels, le=_LATENCY_LABELS[
-            bisect_left(LATENCY_BUCKETS_MS, latency * 1000)])
+        self.latency.observe(latency * 1000)
         _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
                   "latency={latency:.3f} s after the reading", sink=self.sink.name,
                   seq=seq, centre=self.centre.name, latency=latency)
