@@ -27,9 +27,16 @@ system-deps:
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
+# Each prints its figures; together about 15 minutes on 2 cores. Not part of `make test`.
 bench: $(STAMP) system-deps
 	$(BIN)/python scripts/bench_journal.py
 	$(BIN)/python scripts/bench_influx.py
+	$(BIN)/python scripts/bench_dtu.py
+	$(BIN)/python scripts/bench_mqtt.py --broker-only
+	$(BIN)/python scripts/bench_mqtt.py --engine native
+	$(BIN)/python scripts/bench_lwm2m.py
+	$(BIN)/python scripts/bench_sms.py --alarms 200
+	$(BIN)/python scripts/bench_gb26875.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info
