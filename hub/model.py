@@ -95,11 +95,25 @@ QUANTITIES: dict[str, Quantity] = dict(
         _q("current_thd", "%", "电流谐波畸变率", "table 2"),
         _q("voltage_thd", "%", "电压谐波畸变率", "table 2"),
         _q("outage", "", "停电", "table 2", "bool"),
+        # harmonic content of order n (谐波含有率, % of the fundamental), orders 2..31 as
+        # power-quality meters report them (GB/T 14549)
+        *(_q(f"current_harmonic_{n}", "%", f"{n}次电流谐波含有率", "table 2")
+          for n in range(2, 32)),
+        *(_q(f"voltage_harmonic_{n}", "%", f"{n}次电压谐波含有率", "table 2")
+          for n in range(2, 32)),
         # Not in the tables but reported by nearly every DTU and NB-IoT module
         _q("signal_strength", "dBm", "信号强度", "device"),
         _q("battery_voltage", "V", "电池电压", "device"),
     ]
 )
+
+
+def quantity_names() -> str:
+    """Every quantity name for an error message, the harmonic orders folded
+    (``current_harmonic_2..31``) so the list stays readable."""
+    names = [q for q in QUANTITIES if not re.fullmatch(r"\w+_harmonic_\d+", q)]
+    names += [f"{k}_harmonic_2..31" for k in ("current", "voltage")]
+    return ", ".join(names)
 
 
 class Level(StrEnum):

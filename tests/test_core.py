@@ -355,3 +355,17 @@ def test_histogram_counts_per_bucket_and_keeps_quantile_gauges():
     assert [m.value("x_ms", sink="s", le=le) for le in ("10", "20", "50", "+Inf")] == [3, 2, 1, 1]
     assert m.value("x_p50_ms", sink="s") == 20  # the 4th of 7 lies in the bucket up to 20
     assert m.value("x_p99_ms", sink="s") == 70  # beyond the last bound: the largest seen
+
+
+def test_harmonic_orders_are_canonical_quantities():
+    """Table 2's harmonic currents and voltages: orders 2..31 per phase, in % of the
+    fundamental; error messages fold the orders into one entry."""
+    from hub.model import QUANTITIES, SchemaError, quantity_names
+
+    assert Reading("d1", "current_harmonic_5", 3.2, 1.0e9, "A").validate().unit == "%"
+    assert QUANTITIES["voltage_harmonic_31"].label == "31次电压谐波含有率"
+    with pytest.raises(SchemaError):
+        Reading("d1", "current_harmonic_32", 1.0, 1.0e9, "A").validate()
+    names = quantity_names()
+    assert "current_harmonic_2..31" in names and "current_harmonic_5" not in names
+    assert "residual_current" in names

@@ -18,7 +18,6 @@ from hub.config import check_config
 from hub.model import (
     ALARM_RULES,
     COMMAND_ACTIONS,
-    QUANTITIES,
     Command,
     Event,
     EventKind,
@@ -26,6 +25,7 @@ from hub.model import (
     Level,
     Quality,
     Reading,
+    quantity_names,
 )
 from hub.pluginmanager import make_plugins
 from hub.testing import check_decode
@@ -432,7 +432,7 @@ def test_ipso_option_errors_name_their_key_paths(plugins):
         m + "map./3303: '/3303' is not a /object/instance or /object/instance/resource path",
         m + "map./26241/0: object 26241 has no default value resource: give /26241/0/<resource>",
         m + "map./3303/5.quantity: 'temprature' is not a canonical quantity (one of "
-            + ", ".join(QUANTITIES) + ")",
+            + quantity_names() + ")",
         m + "map./3303/6.channel: channel 'X1' is not one of '', A, B, C, N, T<n> "
             "(temperature), L<n> (circuit)",
         m + "map./3303/6.unit: 'furlong' cannot be converted to '°C', the unit of temperature "

@@ -61,6 +61,7 @@ from hub.model import (
     Record,
     SchemaError,
     check_channel,
+    quantity_names,
 )
 from hub.types import DecodeError, DeviceModelType, EncodeError
 from hub.validate import Invalid, Section, choice, describe, integer, number, string
@@ -168,7 +169,7 @@ class JsonMapOptions:
 def _quantity(v: Any) -> str:
     if v not in QUANTITIES:
         raise Invalid(f"{describe(v)} is not a canonical quantity (one of "
-                      f"{', '.join(QUANTITIES)})")
+                      f"{quantity_names()})")
     return v
 
 

@@ -22,6 +22,7 @@ from hub.model import (
     Level,
     SchemaError,
     check_channel,
+    quantity_names,
 )
 from hub.types import DecodeError, EncodeError
 from hub.validate import Checker, Invalid, Section, boolean, choice, describe, number, string
@@ -197,7 +198,7 @@ def _channel(v: Any) -> str:
 def _quantity(v: Any) -> str:
     if v not in QUANTITIES:
         raise Invalid(f"{describe(v)} is not a canonical quantity (one of "
-                      f"{', '.join(QUANTITIES)})")
+                      f"{quantity_names()})")
     return v
 
 

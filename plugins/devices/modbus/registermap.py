@@ -20,7 +20,15 @@ from typing import Any
 
 import yaml
 
-from hub.model import QUANTITIES, EventKind, Level, Quality, SchemaError, check_channel
+from hub.model import (
+    QUANTITIES,
+    EventKind,
+    Level,
+    Quality,
+    SchemaError,
+    check_channel,
+    quantity_names,
+)
 from hub.validate import (
     Checker,
     Invalid,
@@ -270,7 +278,7 @@ def channel(v: Any) -> str:
 def quantity(v: Any) -> str:
     if v not in QUANTITIES:
         raise Invalid(f"{describe(v)} is not a canonical quantity "
-                      f"(one of {', '.join(QUANTITIES)})")
+                      f"(one of {quantity_names()})")
     return v
 
 
