@@ -328,6 +328,40 @@ def test_refused_commands_and_dropped_cursors_are_audited(make_hub, tmp_path):
     assert rows[1][3]["reason"] == "unknown device 'zz'"
 
 
+def test_an_acknowledgement_is_audited_with_its_event_and_device(make_hub):
+    from hub.admin import AdminProtocol
+    from hub.model import Reading
+
+    hub = make_hub(CONFIG)
+    now = hub.clock.seconds()
+    hub.ingest("d1", [Reading("d1", "temperature", 91.0, now, "T1")])
+    hub.clock.advance(0.05)
+    alarm = next(e for e in hub.journal.active_events() if e.level.value == "alarm")
+    answers = fired(AdminProtocol(hub).op_ack({"op": "ack", "event_id": alarm.id, "by": "carol",
+                                               "note": "breaker checked"}))
+    assert answers == []  # answered after both commits
+    hub.clock.advance(0.05)
+    assert answers[0]["ok"] is True
+    actor, action, subject, details = audit_rows(hub)[-1]
+    assert (actor, action, subject) == ("carol", "event.acknowledged", alarm.id)
+    assert details == {"device": "d1", "code": "temperature", "kind": "alarm",
+                       "channel": "T1", "note": "breaker checked"}
+
+
+def test_a_resumed_command_is_audited_before_it_is_sent_again(make_hub):
+    from hub.model import Command
+
+    hub = make_hub(CONFIG)
+    target = AuditingTarget(hub.audit.path)
+    hub.commands.register_target("sim", target)
+    cmd = Command("c7", "d1", "silence", hub.clock.seconds() - 5, ttl=30, requested_by="dan")
+    hub.commands.resume(cmd)  # accepted before a restart, journaled then
+    assert target.seen_at_send == [[("command.resumed", "c7")]]
+    hub.clock.advance(0.01)
+    resumed = audit_rows(hub)[1]
+    assert resumed[:3] == ("dan", "command.resumed", "d1") and resumed[3]["ttl_left"] == 25.0
+
+
 def test_hub_start_makes_a_private_key_exports_the_public_one_and_records_the_config(
         make_hub, tmp_path):
     hub = make_hub(CONFIG)
