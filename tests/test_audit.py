@@ -237,6 +237,35 @@ def test_a_checkpoint_forged_with_another_key_is_refused(trail):
     assert check(trail, other).first_broken == 4
 
 
+@pytest.fixture
+def logged():
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+def test_an_edit_made_while_the_hub_was_down_is_reported_when_it_reopens(trail, logged):
+    """The unsigned tail and the last checkpoint are checked at open: the hub still starts,
+    but says so (and counts it) before it chains anything onto the edited entry."""
+    log, _ = make_log(Path(trail).parent)
+    assert log._metrics.value("audit.tamper_suspected") == 0
+    log._key = None  # closed without the shutdown checkpoint: seqs 5..6 stay unsigned
+    log.close()
+    sql(trail, "UPDATE entries SET body = replace(body, '\"trip\"', '\"close\"') WHERE seq = 5")
+    log, _ = make_log(Path(trail).parent)
+    assert log._metrics.value("audit.tamper_suspected") == 1
+    assert any("was altered while the hub was not running: seq 5: entry edited" in line
+               for line in logged)
+    log.close()
+
+
 # ---------------------------------------------------------------- the hub's lifecycle
 
 from tests.test_core import CONFIG, FakeTarget  # noqa: E402

@@ -120,8 +120,11 @@ def _parse(body: bytes) -> dict[str, Any] | None:
 
 
 def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
-           verify_signature: Any) -> Report:
+           verify_signature: Any, *, after: tuple[int, bytes] = (0, GENESIS)) -> Report:
     """Recompute the chain of ``entries`` (in stored seq order) and check every checkpoint.
+
+    ``after``: (seq, hash) of a trusted entry the given entries follow (the head of a
+    verified checkpoint), to check only a file's tail.
 
     ``verify_signature(signature: bytes, message: bytes) -> bool`` checks with the trusted
     public key. Every problem is reported with the seq it is first seen at; the chain goes
@@ -129,8 +132,7 @@ def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
     """
     report = Report()
     heads: dict[int, str] = {}  # seq → recomputed hash, for the checkpoints
-    prev = GENESIS
-    expected = 1
+    expected, prev = after[0] + 1, after[1]
     for row in entries:
         report.entries += 1
         body = bytes(row.body) if not isinstance(row.body, str) else row.body.encode()
@@ -164,7 +166,7 @@ def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
             prev = computed
         expected = max(expected, row.seq + 1)
     last = expected - 1
-    last_good_checkpoint = 0
+    last_good_checkpoint = after[0]
     for cp in checkpoints:
         report.checkpoints += 1
         body = bytes(cp.body) if not isinstance(cp.body, str) else cp.body.encode()

@@ -39,8 +39,9 @@ from hub.audit.chain import (
     checkpoint_body,
     entry_body,
     utc_time,
+    verify,
 )
-from hub.audit.keys import key_fingerprint
+from hub.audit.keys import key_fingerprint, verifier
 from hub.metrics import Metrics
 
 _log = Logger(namespace="hub.audit")
@@ -127,12 +128,54 @@ class AuditLog:
             db.close()
             raise
         self._db = db
+        self._check_tail()
         if row is not None:
             self._seq, self._head = row[0], bytes.fromhex(row[1])
         self._committed = (self._seq, self._head)
         self._signed = signed or 0
         if self._seq > self._signed:
             self._schedule_checkpoint()
+
+    def _check_tail(self) -> None:
+        """Check what was written since the last checkpoint, and that checkpoint, before
+        appending to them: an edit made while the hub was down is reported at once (the
+        hub still starts: fire monitoring must not stop for it; ``hub audit verify`` names
+        every broken seq)."""
+        db = self._conn()
+        problems: list[str] = []
+        after: tuple[int, bytes] = (0, GENESIS)
+        last = db.execute("SELECT seq, body, signature, key FROM checkpoints "
+                          "ORDER BY rowid DESC LIMIT 1").fetchone()
+        if last is not None:
+            seq, body, signature, key = last
+            stored = db.execute("SELECT hash FROM entries WHERE seq = ?", (seq,)).fetchone()
+            signed_here = self._key is not None and key == self.fingerprint
+            if self._key is not None and not signed_here:
+                _log.warn("audit log {path}: checkpoints up to seq {seq} were signed by another "
+                          "key ({old}); verifying them needs its public key", path=self.path,
+                          seq=seq, old=key)
+            if stored is None:
+                problems.append(f"seq {seq}: signed by the last checkpoint, but gone")
+            elif not self._signs(body, signature, stored[0], signed_here):
+                problems.append(f"seq {seq}: the last checkpoint does not sign this entry")
+            else:
+                after = (seq, bytes.fromhex(stored[0]))
+        tail = verify(read_entries(db, after=after[0]), [], None, after=after)
+        problems += [f"seq {seq}: {text}" for seq, text in tail.errors]
+        self._metrics.set("audit.tamper_suspected", len(problems))
+        if problems:
+            _log.error("audit log {path} was altered while the hub was not running: "
+                       "{problems}; see `hub audit verify`", path=self.path,
+                       problems="; ".join(problems))
+
+    def _signs(self, body: str, signature: str, head: str, ours: bool) -> bool:
+        try:
+            if json.loads(body).get("head") != head:
+                return False
+            return not ours or verifier(self._key.public_key())(bytes.fromhex(signature),
+                                                                body.encode("utf-8"))
+        except (ValueError, AttributeError):
+            return False
 
     def close(self) -> None:
         """Sign what is unsigned, commit, close."""
@@ -287,17 +330,16 @@ def open_readonly(path: str) -> sqlite3.Connection:
 
 
 def read_entries(db: sqlite3.Connection, *, subject: str | None = None,
-                 since: str | None = None) -> Iterator[EntryRow]:
+                 since: str | None = None, after: int = 0) -> Iterator[EntryRow]:
     sql = "SELECT seq, time, actor, action, subject, body, hash FROM entries"
-    where, args = [], []
+    where, args = ["seq > ?"], [after]
     if subject is not None:
         where.append("(subject = ? OR json_extract(body, '$.details.device') = ?)")
         args += [subject, subject]
     if since is not None:
         where.append("time >= ?")
         args.append(since)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+    sql += " WHERE " + " AND ".join(where)
     for row in db.execute(sql + " ORDER BY seq", args):
         body = row[5].encode("utf-8") if isinstance(row[5], str) else bytes(row[5])
         yield EntryRow(row[0], row[1], row[2], row[3], row[4], body, row[6])
