@@ -2,8 +2,8 @@
 
 ``hub run`` installs Twisted's asyncio reactor before anything imports
 ``twisted.internet.reactor`` (aiocoap shares that loop); the other commands never start a
-reactor. ``devices``, ``readings`` and ``events`` open the journal read-only, so they work
-while the hub runs.
+reactor. ``devices``, ``readings`` and ``events`` open the journal read-only, and ``audit``
+the audit log, so they work while the hub runs.
 """
 
 from __future__ import annotations

@@ -157,6 +157,11 @@ class Hub:
     def _open_audit(self) -> None:
         a = self.audit_settings
         key, created = load_or_create(a.key_file)
+        mode = os.stat(a.key_file).st_mode & 0o777
+        if mode & 0o077:
+            _log.warn("audit key {key} is readable or writable by others (mode {mode:o}): "
+                      "anyone who reads it can sign a forged audit log; chmod 600 it",
+                      key=a.key_file, mode=mode)
         self.audit.set_key(key)
         self.audit.open()
         _log.info("audit log {path} open at seq {seq}; checkpoints signed by {fp} ({how} "

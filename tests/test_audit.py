@@ -391,8 +391,33 @@ def test_a_resumed_command_is_audited_before_it_is_sent_again(make_hub):
     assert resumed[:3] == ("dan", "command.resumed", "d1") and resumed[3]["ttl_left"] == 25.0
 
 
-def test_hub_start_makes_a_private_key_exports_the_public_one_and_records_the_config(
-        make_hub, tmp_path):
+def test_every_start_records_the_configuration_file_and_its_hash(tmp_path, hub_clock):
+    """A changed configuration shows as a sha256 unlike the previous start's."""
+    from hub.config import load_config
+    from hub.core import Hub
+    from hub.pluginmanager import make_plugins
+
+    path = tmp_path / "hub.yaml"
+    plugins = make_plugins()
+    details, digests = [], []
+    for name in ("a", "b"):
+        text = (f"hub: {{name: {name}}}\njournal: {{path: {tmp_path / 'j.sqlite'}}}\n"
+                f"audit: {{path: {tmp_path / 'a.sqlite'}, key_file: k.pem}}\n")
+        path.write_text(text)
+        digests.append(hashlib.sha256(text.encode()).hexdigest())
+        hub = Hub(load_config(str(path), plugins), plugins, hub_clock)
+        hub.open()
+        hub.close()
+        details.append(audit_rows(hub)[-1])
+    assert [(d[1], d[2]) for d in details] == [("config.loaded", str(path))] * 2
+    assert [d[3] for d in details] == [
+        {"path": str(path), "sha256": digests[0], "previous_sha256": None},
+        {"path": str(path), "sha256": digests[1], "previous_sha256": digests[0]}]
+    assert (tmp_path / "k.pem").exists() and (tmp_path / "k.pub.pem").exists()
+
+
+def test_hub_start_makes_a_private_key_exports_the_public_one_and_logs_its_fingerprint(
+        make_hub, tmp_path, logged):
     hub = make_hub(CONFIG)
     key_file = Path(hub.audit_settings.key_file)
     assert key_file == tmp_path / "var" / "audit_key.pem"
@@ -401,8 +426,15 @@ def test_hub_start_makes_a_private_key_exports_the_public_one_and_records_the_co
     assert not created
     assert Path(public_path(str(key_file))).read_bytes().startswith(b"-----BEGIN PUBLIC KEY")
     assert hub.audit.fingerprint == key_fingerprint(key.public_key())
+    assert any(f"checkpoints signed by {hub.audit.fingerprint} (new key" in line
+               for line in logged)
     hub.close()
     assert verify(*read_snapshot(hub.audit.path), verifier(key.public_key())).ok
+    assert not any("readable or writable by others" in line for line in logged)
+    key_file.chmod(0o644)
+    make_hub(CONFIG)
+    assert any("audit key " + str(key_file) + " is readable or writable by others (mode 644)"
+               in line for line in logged)
 
 
 # ---------------------------------------------------------------- configuration and CLI
