@@ -335,7 +335,8 @@ def _audit(s: Section, state_dir: str, base: str) -> AuditSettings:
         key_file = os.path.join(state_dir, "audit_key.pem")
     elif not os.path.isabs(key_file):
         key_file = os.path.join(base, key_file)  # like {file: ...}: next to the config
-    if key_file is not None and os.path.exists(key_file):
+    # only the hub's user may read the key: other users' `hub events` must still load this
+    if os.path.exists(key_file) and os.access(key_file, os.R_OK):
         from hub.audit.keys import AuditKeyError, load_private
 
         try:
