@@ -47,12 +47,12 @@ def test_entry_hash_and_checkpoint_signature_vectors():
     head = hashlib.sha256(bytes(32) + body).hexdigest()
     assert head == "db41e4f11e2802bb5c6cd02384ead6a482a9d33b4ff8dfa2d41188469bc366ac"
     assert chain_hash(GENESIS, body).hex() == head
-    cp = checkpoint_body(1, head, T0 + 1)
-    assert cp == (b'{"head":"' + head.encode() + b'","seq":1,"time":'
+    cp = checkpoint_body(1, head, T0 + 1, 1000)
+    assert cp == (b'{"every":1000,"head":"' + head.encode() + b'","seq":1,"time":'
                   b'"2026-01-01T00:00:01.000000Z","type":"hub.audit.checkpoint","v":1}')
     assert FIXED_KEY.sign(cp).hex() == (
-        "860ab18f50b5dab3a4b4ec12cba85e77c6265051ecec5a54abd452e9ec0f4e52"
-        "6e90d6abd0f75be71035fa2ab8f36b59ddf5453b91a3b8ff09be474f9668a602")
+        "88f3414865575bdb74bcc028c6edc68fb04a07e5bceeafdc7a50bb29237495fd"
+        "baa4c736420fd3e2a6be296e79af48f162cb4c6d2e41dbadc845d7478741e700")
     assert key_fingerprint(FIXED_KEY.public_key()) == (
         "SHA256:56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c")
 
@@ -220,13 +220,51 @@ def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(trail):
                                  "recomputed chain: an entry in seqs 1..4 was changed")]
 
 
+def test_deleted_checkpoints_and_a_rewritten_chain_break_the_signed_promise(tmp_path):
+    """Each checkpoint signs how soon the next one comes: deleting the later checkpoints to
+    rewrite the entries they signed leaves that promise broken."""
+    log, clock = make_log(tmp_path, checkpoint_every=2)
+    for i in range(1, 7):
+        log.record("alice", "command.requested", f"efd-{i}", {"action": "trip"})
+    log.close()
+    db = sqlite3.connect(log.path)
+    assert [r[0] for r in db.execute("SELECT seq FROM checkpoints")] == [2, 4, 6]
+    db.execute("DELETE FROM checkpoints WHERE seq > 2")
+    prev = bytes.fromhex(db.execute("SELECT hash FROM entries WHERE seq = 2").fetchone()[0])
+    for seq, body in db.execute("SELECT seq, body FROM entries WHERE seq > 2").fetchall():
+        body = body.replace('"trip"', '"close"')
+        prev = chain_hash(prev, body.encode())
+        db.execute("UPDATE entries SET body = ?, hash = ? WHERE seq = ?", (body, prev.hex(), seq))
+    db.commit()
+    db.close()
+    assert check(log.path).errors == [(3, "checkpoints missing: the one at seq 2 promised the "
+                                          "next within 2 entries, but none signs seqs 3..6")]
+
+
+def test_a_raised_checkpoint_every_keeps_the_last_checkpoints_promise(tmp_path):
+    log, clock = make_log(tmp_path, checkpoint_every=2)
+    for _ in range(2):
+        log.record("a", "event.acknowledged", "e", {})
+    log.flush()
+    log._key, key = None, log._key  # a crash: no shutdown checkpoint
+    log.close()
+    log, _ = make_log(tmp_path, clock, key=key, checkpoint_every=1000)
+    for _ in range(3):
+        log.record("a", "event.acknowledged", "e", {})
+    log.flush()
+    db = sqlite3.connect(log.path)
+    assert [r[0] for r in db.execute("SELECT seq FROM checkpoints")] == [2, 4]
+    log.close()
+    assert check(log.path).ok
+
+
 def test_a_checkpoint_forged_with_another_key_is_refused(trail):
     """A forger signs the rewritten head with a key of their own: the trusted key refuses
     it; with the forger's key as the trusted one the real checkpoint fails instead."""
     db = sqlite3.connect(trail)
     head = db.execute("SELECT hash FROM entries WHERE seq = 6").fetchone()[0]
     other = Ed25519PrivateKey.generate()
-    body = checkpoint_body(6, head, T0 + 10)
+    body = checkpoint_body(6, head, T0 + 10, 4)
     db.execute("INSERT INTO checkpoints VALUES (6, ?, ?, 'forged')",
                (body.decode(), other.sign(body).hex()))
     db.commit()

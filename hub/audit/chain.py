@@ -15,8 +15,9 @@ and an Ed25519 library):
   the previous entry (32 zero bytes before seq 1); stored as lowercase hex. Seqs start at 1
   and have no gaps.
 * **checkpoint**: the canonical JSON of ``{"type": "hub.audit.checkpoint", "v": 1, "seq",
-  "head", "time"}`` (``head`` = the hex hash of entry ``seq``), signed with Ed25519; the
-  64-byte signature is stored as hex.
+  "head", "time", "every"}`` (``head`` = the hex hash of entry ``seq``; ``every`` = the
+  hub's promise that the next checkpoint comes within that many entries), signed with
+  Ed25519; the 64-byte signature is stored as hex.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def chain_hash(prev: bytes, body: bytes) -> bytes:
     return hashlib.sha256(prev + body).digest()
 
 
-def checkpoint_body(seq: int, head: str, ts: float) -> bytes:
+def checkpoint_body(seq: int, head: str, ts: float, every: int) -> bytes:
+    """``every``: the signed promise that the next checkpoint comes within that many entries,
+    so checkpoints deleted after this one (and the entries they signed rewritten) show."""
     return canonical({"type": CHECKPOINT_TYPE, "v": VERSION, "seq": seq, "head": head,
-                      "time": utc_time(ts)})
+                      "time": utc_time(ts), "every": every})
 
 
 def fingerprint(public_raw: bytes) -> str:
@@ -167,6 +170,7 @@ def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
         expected = max(expected, row.seq + 1)
     last = expected - 1
     last_good_checkpoint = after[0]
+    promises: list[tuple[int, int]] = []  # (seq, every) of good checkpoints
     for cp in checkpoints:
         report.checkpoints += 1
         body = bytes(cp.body) if not isinstance(cp.body, str) else cp.body.encode()
@@ -193,6 +197,17 @@ def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
                                   f"{last_good_checkpoint + 1}..{seq} was changed"))
         else:
             last_good_checkpoint = max(last_good_checkpoint, seq)
+            every = obj.get("every")
+            if isinstance(every, int) and every > 0:
+                promises.append((seq, every))
+    # a checkpoint deleted (with the entries it signed rewritten) breaks a signed promise
+    signed_seqs = sorted({s for s, _ in promises})
+    for seq, every in promises:
+        following = next((s for s in signed_seqs if s > seq), last)
+        if following - seq > every:
+            report.errors.append((seq + 1, f"checkpoints missing: the one at seq {seq} "
+                                  f"promised the next within {every} entries, but none signs "
+                                  f"seqs {seq + 1}..{following}"))
     report.last_signed = last_good_checkpoint
     if last > last_good_checkpoint and not report.errors:
         report.warnings.append(

@@ -92,6 +92,8 @@ class AuditLog:
         self._head = GENESIS  # its hash
         self._committed: tuple[int, bytes] = (0, GENESIS)
         self._signed = 0  # last seq a checkpoint signs (committed or buffered)
+        # the last checkpoint's signed promise: the next comes within that many entries
+        self._promised = checkpoint_every
         self._rows: list[tuple] = []
         self._checkpoints: list[tuple] = []
         self._waiting: list[Deferred] = []
@@ -124,6 +126,8 @@ class AuditLog:
                 raise AuditError(f"{self.path}: schema {version}, expected {SCHEMA_VERSION}")
             row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
             signed = db.execute("SELECT max(seq) FROM checkpoints").fetchone()[0]
+            promise = db.execute("SELECT json_extract(body, '$.every') FROM checkpoints "
+                                 "ORDER BY rowid DESC LIMIT 1").fetchone()
         except BaseException:
             db.close()
             raise
@@ -133,6 +137,8 @@ class AuditLog:
             self._seq, self._head = row[0], bytes.fromhex(row[1])
         self._committed = (self._seq, self._head)
         self._signed = signed or 0
+        if promise is not None and isinstance(promise[0], int) and promise[0] > 0:
+            self._promised = promise[0]  # kept even if checkpoint_every was raised since
         if self._seq > self._signed:
             self._schedule_checkpoint()
 
@@ -232,7 +238,7 @@ class AuditLog:
         d: Deferred = Deferred()
         d.addCallback(lambda _: seq)
         self._waiting.append(d)
-        if seq - self._signed >= self._checkpoint_every:
+        if seq - self._signed >= min(self._checkpoint_every, self._promised):
             self._add_checkpoint()
         elif seq == self._signed + 1:
             self._schedule_checkpoint()
@@ -260,10 +266,12 @@ class AuditLog:
     def _add_checkpoint(self) -> None:
         if self._key is None:
             return
-        body = checkpoint_body(self._seq, self._head.hex(), self._clock.seconds())
+        body = checkpoint_body(self._seq, self._head.hex(), self._clock.seconds(),
+                               self._checkpoint_every)
         self._checkpoints.append((self._seq, body.decode("utf-8"), self._key.sign(body).hex(),
                                   self.fingerprint))
         self._signed = self._seq
+        self._promised = self._checkpoint_every
         if self._cp_timer is not None and self._cp_timer.active():
             self._cp_timer.cancel()
         self._cp_timer = None
