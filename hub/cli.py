@@ -415,7 +415,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return _fail(f"public key: {e}")
     path = _audit_path(config)
     entries, checkpoints = read_snapshot(path)
-    report = verify(entries, checkpoints, verifier(key))
+    report = verify(entries, checkpoints, verifier(key),
+                    expect_every=config.audit.checkpoint_every)
     print(f"audit log {path}: {report.entries} entries, {report.checkpoints} checkpoints; "
           f"public key {key_fingerprint(key)} ({pub_file})")
     for seq, text in report.errors:

@@ -241,6 +241,16 @@ def test_deleted_checkpoints_and_a_rewritten_chain_break_the_signed_promise(tmp_
                                           "next within 2 entries, but none signs seqs 3..6")]
 
 
+def test_a_trail_longer_than_checkpoint_every_without_any_checkpoint_fails(trail):
+    sql(trail, "DELETE FROM checkpoints")
+    report = verify(*read_snapshot(trail), verifier(FIXED_KEY.public_key()), expect_every=4)
+    assert report.errors == [(1, "checkpoints missing: none signs seqs 1..6, though the hub "
+                                 "signs every 4 entries (deleted, unless the hub ran with a "
+                                 "larger audit.checkpoint_every)")]
+    assert verify(*read_snapshot(trail), verifier(FIXED_KEY.public_key()),
+                  expect_every=6).ok
+
+
 def test_a_raised_checkpoint_every_keeps_the_last_checkpoints_promise(tmp_path):
     log, clock = make_log(tmp_path, checkpoint_every=2)
     for _ in range(2):

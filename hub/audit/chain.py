@@ -123,11 +123,13 @@ def _parse(body: bytes) -> dict[str, Any] | None:
 
 
 def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
-           verify_signature: Any, *, after: tuple[int, bytes] = (0, GENESIS)) -> Report:
+           verify_signature: Any, *, after: tuple[int, bytes] = (0, GENESIS),
+           expect_every: int | None = None) -> Report:
     """Recompute the chain of ``entries`` (in stored seq order) and check every checkpoint.
 
     ``after``: (seq, hash) of a trusted entry the given entries follow (the head of a
-    verified checkpoint), to check only a file's tail.
+    verified checkpoint), to check only a file's tail. ``expect_every``: the configured
+    ``checkpoint_every``, which a trail without any checkpoint must not be longer than.
 
     ``verify_signature(signature: bytes, message: bytes) -> bool`` checks with the trusted
     public key. Every problem is reported with the seq it is first seen at; the chain goes
@@ -208,6 +210,11 @@ def verify(entries: Iterable[EntryRow], checkpoints: Iterable[CheckpointRow],
             report.errors.append((seq + 1, f"checkpoints missing: the one at seq {seq} "
                                   f"promised the next within {every} entries, but none signs "
                                   f"seqs {seq + 1}..{following}"))
+    if expect_every and not promises and last - after[0] > expect_every:
+        report.errors.append((after[0] + 1, f"checkpoints missing: none signs seqs "
+                              f"{after[0] + 1}..{last}, though the hub signs every "
+                              f"{expect_every} entries (deleted, unless the hub ran with a "
+                              "larger audit.checkpoint_every)"))
     report.last_signed = last_good_checkpoint
     if last > last_good_checkpoint and not report.errors:
         report.warnings.append(

@@ -321,6 +321,9 @@ class AuditLog:
         self._metrics.inc("audit.entries", len(rows))
         if cps:
             self._metrics.inc("audit.checkpoints", len(cps))
+            # in the hub's log too, which may be shipped elsewhere: an outside witness
+            _log.info("audit log signed up to seq {seq}, head {head}", seq=cps[-1][0],
+                      head=json.loads(cps[-1][1])["head"])
         for d in waiting:
             d.callback(None)
 
