@@ -35,6 +35,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
+from hub.audit import AuditError
 from hub.commands import CommandError, new_command_id
 from hub.model import Acknowledgement, Command, EventKind
 
@@ -128,8 +129,12 @@ class AdminProtocol(LineOnlyReceiver):
         ack = Acknowledgement(event_id, by, self.hub.clock.seconds(), event.device,
                               str(request.get("note") or ""))
         d = self.hub.journal.append([ack])
-        return d.addCallback(lambda seq: {"ok": True, "event_id": event_id,
-                                          "device": event.device, "seq": seq})
+        audited = self.hub.audit.record(by, "event.acknowledged", event_id, {
+            "device": event.device, "code": event.code, "kind": event.kind.value,
+            "channel": event.channel, "note": ack.note})
+        both = defer.gatherResults([d, audited], consumeErrors=True)
+        return both.addCallback(lambda seqs: {"ok": True, "event_id": event_id,
+                                              "device": event.device, "seq": seqs[0]})
 
 
     def op_drop_cursor(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -141,9 +146,14 @@ class AdminProtocol(LineOnlyReceiver):
             return {"ok": False, "error": f"no cursor named {name!r}"}
         if name not in journal.stale_cursors():
             return {"ok": False, "error": f"cursor {name!r} belongs to a running sink"}
+        by = str(request.get("by") or "?")
+        try:  # on disk before the change, like a command's entry
+            self.hub.audit.record_now(by, "cursor.dropped", name,
+                                      {"cursor": name, "seq": journal.cursors()[name]})
+        except AuditError as e:
+            return {"ok": False, "error": f"not dropped: the audit log cannot record it ({e})"}
         journal.delete_cursor(name)
-        _log.info("journal cursor {name!r} dropped by {by}", name=name,
-                  by=str(request.get("by") or "?"))
+        _log.info("journal cursor {name!r} dropped by {by}", name=name, by=by)
         return {"ok": True, "name": name}
 
 

@@ -2,8 +2,8 @@
 
 ``hub run`` installs Twisted's asyncio reactor before anything imports
 ``twisted.internet.reactor`` (aiocoap shares that loop); the other commands never start a
-reactor. ``devices``, ``readings`` and ``events`` open the journal read-only, so they work
-while the hub runs.
+reactor. ``devices``, ``readings`` and ``events`` open the journal read-only, and ``audit``
+the audit log, so they work while the hub runs.
 """
 
 from __future__ import annotations
@@ -391,6 +391,75 @@ def cmd_cursors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_path(config) -> str:
+    import os
+
+    path = config.audit.path
+    if not os.path.exists(path):
+        raise SystemExit(_fail(f"no audit log at {path} (has the hub run with {config.file}?)",
+                               1))
+    return path
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Recompute the audit chain and check every checkpoint's signature (read-only; works
+    while the hub runs). Exit 0 when intact, 1 when anything was changed or removed."""
+    from hub.audit import AuditKeyError, load_public, public_path, read_snapshot, verify
+    from hub.audit.keys import key_fingerprint, verifier
+
+    _, config = _load(args)
+    pub_file = args.public_key or public_path(config.audit.key_file)
+    try:
+        key = load_public(pub_file)
+    except AuditKeyError as e:
+        return _fail(f"public key: {e}")
+    path = _audit_path(config)
+    entries, checkpoints = read_snapshot(path)
+    report = verify(entries, checkpoints, verifier(key),
+                    expect_every=config.audit.checkpoint_every)
+    print(f"audit log {path}: {report.entries} entries, {report.checkpoints} checkpoints; "
+          f"public key {key_fingerprint(key)} ({pub_file})")
+    for seq, text in report.errors:
+        print(f"BROKEN at seq {seq}: {text}")
+    for text in report.warnings:
+        print(f"warning: {text}")
+    if not report.ok:
+        print(f"FAILED: the audit log was altered; first broken seq {report.first_broken}")
+        return 1
+    print(f"OK: the chain is intact and signed up to seq {report.last_signed}")
+    return 0
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    """The audit trail, oldest first (read-only; works while the hub runs)."""
+    from hub.audit.chain import utc_time
+    from hub.audit.store import open_readonly, read_entries
+
+    _, config = _load(args)
+    db = open_readonly(_audit_path(config))
+    try:
+        since = utc_time(args.since) if args.since is not None else None
+        rows = list(read_entries(db, subject=args.device, since=since))
+    finally:
+        db.close()
+    out = []
+    for r in rows:
+        try:
+            details = json.loads(r.body).get("details", {})
+        except ValueError:
+            details = {"unreadable body": r.body.decode("utf-8", "replace")}
+        out.append({"seq": r.seq, "time": r.time, "actor": r.actor, "action": r.action,
+                    "subject": r.subject, "details": details, "hash": r.hash})
+    if args.json:
+        for o in out:
+            print(json.dumps(o, ensure_ascii=False))
+        return 0
+    print(_table([(o["seq"], o["time"], o["actor"], o["action"], o["subject"],
+                   json.dumps(o["details"], ensure_ascii=False, sort_keys=True))
+                  for o in out], ("seq", "time (UTC)", "actor", "action", "subject", "details")))
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -482,6 +551,19 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     ack.add_argument("-c", "--config", default=argparse.SUPPRESS)
     ack.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     ack.set_defaults(func=cmd_events_ack)
+
+    audit = command_group(sub, "audit", "the tamper-evident audit log of commands and "
+                          "configuration changes")
+    sp = with_config(audit.add_parser("verify", help="recompute the hash chain and check the "
+                                      "signed checkpoints; exit 1 if anything was altered"))
+    sp.add_argument("--public-key", metavar="PEM", help="the checkpoint key to trust (default: "
+                    "the .pub.pem beside audit.key_file; better: a copy kept elsewhere)")
+    sp.set_defaults(func=cmd_audit_verify)
+    sp = with_config(audit.add_parser("list", help="show the audit trail"))
+    sp.add_argument("--device", help="entries about this device (or with this subject)")
+    sp.add_argument("--since", type=parse_time, help="15m, 2h, 7d or an ISO 8601 time")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.set_defaults(func=cmd_audit_list)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hub.audit import AuditError
 from hub.model import Command, CommandResult, CommandStatus, SchemaError
 
 if TYPE_CHECKING:
@@ -38,6 +39,16 @@ def new_command_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def _audit_details(command: Command, transport: str | None = None) -> dict[str, Any]:
+    """What the audit log keeps of a command (JSON only: params come from JSON already)."""
+    out: dict[str, Any] = {"command_id": command.id, "action": command.action,
+                           "channel": command.channel, "params": dict(command.params or {}),
+                           "ttl": command.ttl}
+    if transport is not None:
+        out["transport"] = transport
+    return out
+
+
 class Commands:
     """Runs commands for one hub; transports register themselves as targets on start."""
 
@@ -57,8 +68,32 @@ class Commands:
     def execute(self, command: Command) -> defer.Deferred:
         """Start ``command``; the Deferred fires with its final :class:`CommandResult`.
 
-        Raises :class:`CommandError` at once for a command that cannot be accepted.
+        Raises :class:`CommandError` at once for a command that cannot be accepted. The
+        audit entry of an accepted command is on disk before the transport gets it; if it
+        cannot be written the command is refused: nothing reaches a device unaudited.
         """
+        try:
+            device, target = self._accept(command)
+        except CommandError as e:
+            self._audit_later(command, "command.refused", {"reason": str(e)})
+            raise
+        hub = self.hub
+        try:
+            hub.audit.record_now(command.requested_by or "", "command.requested",
+                                 command.device, _audit_details(command, device.transport))
+        except AuditError as e:
+            raise CommandError(f"not sent: the audit log cannot record it ({e})") from None
+        self.pending[command.id] = command
+        hub.journal.append([command])
+        _log.info("command {id} {action} for {device} by {by}", id=command.id,
+                  action=command.action, device=command.device, by=command.requested_by or "-")
+        d = defer.maybeDeferred(target.send_command, device, command)
+        d.addTimeout(command.ttl, hub.clock)
+        d.addCallbacks(self._result_of(command), self._failure_of(command))
+        d.addCallback(self._finish, command)
+        return d
+
+    def _accept(self, command: Command) -> tuple[Any, CommandTarget]:
         try:
             command.validate()
         except SchemaError as e:
@@ -71,15 +106,14 @@ class Commands:
         if target is None:
             raise CommandError(f"device {device.id!r} has no running transport that carries "
                                "commands")
-        self.pending[command.id] = command
-        hub.journal.append([command])
-        _log.info("command {id} {action} for {device} by {by}", id=command.id,
-                  action=command.action, device=command.device, by=command.requested_by or "-")
-        d = defer.maybeDeferred(target.send_command, device, command)
-        d.addTimeout(command.ttl, hub.clock)
-        d.addCallbacks(self._result_of(command), self._failure_of(command))
-        d.addCallback(self._finish, command)
-        return d
+        return device, target
+
+    def _audit_later(self, command: Command, action: str, extra: dict[str, Any]) -> None:
+        """An entry that does not gate the command (its end, a refusal): committed with the
+        next group; a failure to write it is logged and counted by the audit log."""
+        d = self.hub.audit.record(command.requested_by or "", action, command.device,
+                                  {**_audit_details(command), **extra})
+        d.addErrback(lambda f: None)
 
     def resume(self, command: Command) -> defer.Deferred:
         """Take up again a command accepted before a restart that has no final result in the
@@ -96,6 +130,14 @@ class Commands:
                               (CommandStatus.FAILED, "its device or transport is gone"))
             return self._finish(CommandResult(command.id, command.device, status, now, detail),
                                 command)
+        try:
+            hub.audit.record_now(command.requested_by or "", "command.resumed", command.device,
+                                 {**_audit_details(command, device.transport),
+                                  "ttl_left": round(left, 3)})
+        except AuditError as e:
+            return self._finish(CommandResult(command.id, command.device, CommandStatus.FAILED,
+                                              now, f"not resumed: the audit log cannot record "
+                                              f"it ({e})"), command)
         self.pending[command.id] = command
         _log.info("command {id} {action} for {device} resumed ({left:.0f} s to live)",
                   id=command.id, action=command.action, device=command.device, left=left)
@@ -150,6 +192,8 @@ class Commands:
         self.queued.discard(command.id)
         _log.info("command {id} for {device}: {status} {detail}", id=command.id,
                   device=command.device, status=result.status.value, detail=result.detail)
+        self._audit_later(command, "command.finished", {"status": result.status.value,
+                                                        "detail": result.detail})
         d = self.hub.journal.append([result])
 
         def tell(_: object) -> CommandResult:

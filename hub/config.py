@@ -12,6 +12,8 @@ the trailing newline stripped). They become :class:`Secret` values that print as
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -172,6 +174,20 @@ class DeviceSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The audit log (``audit``): its file, the checkpoint key and how often to sign."""
+
+    path: str
+    #: Ed25519 private key in PEM (mode 0600), generated on first start; its public half
+    #: is written beside it as ``<name>.pub.pem``
+    key_file: str
+    #: a signed checkpoint after this many entries ...
+    checkpoint_every: int = 1000
+    #: ... or this many seconds after the first unsigned one, and at every clean shutdown
+    checkpoint_interval: float = 300.0
+
+
+@dataclass(frozen=True)
 class HubConfig:
     file: str
     name: str
@@ -188,6 +204,9 @@ class HubConfig:
     provisioning: list[ProvisionRule]
     provisioning_enabled: bool
     gc: GcSettings = GcSettings()
+    audit: AuditSettings | None = None
+    #: SHA-256 (hex) of the file's bytes as loaded; "" for a configuration built in memory
+    sha256: str = ""
 
 
 # ---------------------------------------------------------------- loading
@@ -197,8 +216,9 @@ def load_config(path: str, plugins: HubPlugins) -> HubConfig:
     """Read, check and return the configuration at ``path``; raise :class:`ConfigError`
     listing every problem otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
+        with open(path, "rb") as f:
+            raw = f.read()
+        data = yaml.load(raw, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
     except yaml.YAMLError as e:
@@ -206,7 +226,9 @@ def load_config(path: str, plugins: HubPlugins) -> HubConfig:
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError([f"{path}:{where}: not valid YAML: {problem}"]) from None
-    return check_config(data, path, plugins)
+    config = check_config(data, path, plugins)
+    # the audit log records which configuration the hub ran with
+    return dataclasses.replace(config, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
@@ -230,6 +252,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
     hub.finish()
 
     journal = _journal(top.section("journal"), state_dir)
+    audit = _audit(top.section("audit"), state_dir, base)
     presence = _presence(top.section("presence"))
     alarm_defaults = _alarm_defaults(top.section("alarms"))
 
@@ -269,6 +292,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
         provisioning=rules,
         provisioning_enabled=prov_enabled,
         gc=gc,
+        audit=audit,
     )
 
 
@@ -299,6 +323,34 @@ def _journal(s: Section, state_dir: str) -> JournalSettings:
         retention=days * 86400 if days else None,
         synchronous=s.get("synchronous", choice("normal", "full"), "normal"),
         prune_interval=s.get("prune_interval", number(1), 60),
+    )
+    s.finish()
+    return out
+
+
+def _audit(s: Section, state_dir: str, base: str) -> AuditSettings:
+    path = s.get("path", string(), os.path.join(state_dir, "audit.sqlite"))
+    key_file = s.get("key_file", string(), None)
+    if key_file is None:
+        key_file = os.path.join(state_dir, "audit_key.pem")
+    elif not os.path.isabs(key_file):
+        key_file = os.path.join(base, key_file)  # like {file: ...}: next to the config
+    # only the hub's user may read the key: other users' `hub events` must still load this
+    if os.path.exists(key_file) and os.access(key_file, os.R_OK):
+        from hub.audit.keys import AuditKeyError, load_private
+
+        try:
+            load_private(key_file)
+        except AuditKeyError as e:
+            s.checker.error(s.path / "key_file", f"expected an Ed25519 private key in PEM "
+                            f"(or no file, to have one generated): {e}")
+    out = AuditSettings(
+        path=path,
+        key_file=key_file,
+        checkpoint_every=s.get("checkpoint_every", integer(1, 1_000_000),
+                               AuditSettings.checkpoint_every),
+        checkpoint_interval=s.get("checkpoint_interval", number(1, 86400, "s"),
+                                  AuditSettings.checkpoint_interval),
     )
     s.finish()
     return out

@@ -16,6 +16,8 @@ Timers in the alarm engine (delays) and in presence (offline) come back through
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,8 +26,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from hub.alarms import AlarmEngine, Threshold
+from hub.audit import AuditLog, load_or_create, public_path
 from hub.commands import Commands
-from hub.config import HubConfig
+from hub.config import AuditSettings, HubConfig
 from hub.journal import Journal
 from hub.metrics import Metrics
 from hub.model import (
@@ -44,6 +47,14 @@ from hub.registry import Device, Registry
 from hub.types import DeviceModel
 
 _log = Logger(namespace="hub.core")
+
+
+def _process_user() -> str:
+    """Who runs the hub: the actor of what the hub records on its own behalf."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container with a bare uid)
+        return f"uid:{os.getuid()}"
 
 _NO_THRESHOLDS: dict[str, Threshold] = {}
 
@@ -72,6 +83,13 @@ class Hub:
         self.alarms = AlarmEngine(clock, self._thresholds, self.record_events)
         self.presence = Presence(clock, self._offline_after, self.record_events)
         self.commands = Commands(self)
+        a = config.audit or AuditSettings(
+            os.path.join(config.state_dir, "audit.sqlite"),
+            os.path.join(config.state_dir, "audit_key.pem"))
+        self.audit_settings = a
+        # the key is loaded (or made) by open(), which touches the disk
+        self.audit = AuditLog(a.path, clock=clock, checkpoint_every=a.checkpoint_every,
+                              checkpoint_interval=a.checkpoint_interval, metrics=self.metrics)
         self._offline_overrides: dict[str, float] = {}  # set by transports (LwM2M lifetime)
         self._valid_keys: set[tuple[str, str]] = set()  # (quantity, channel) already checked
 
@@ -115,9 +133,8 @@ class Hub:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
-        """Open the journal and restore alarm and presence state from it."""
-        import os
-
+        """Open the audit log and the journal; restore alarm and presence state from it."""
+        self._open_audit()
         os.makedirs(os.path.dirname(os.path.abspath(self.config.journal.path)), exist_ok=True)
         self.journal.open()
         active = self.journal.active_events()
@@ -137,10 +154,33 @@ class Hub:
         _log.info("journal {path} open at seq {seq}; {n} active alarms/faults restored",
                   path=self.config.journal.path, seq=self.journal.last_seq(), n=len(active))
 
+    def _open_audit(self) -> None:
+        a = self.audit_settings
+        key, created = load_or_create(a.key_file)
+        mode = os.stat(a.key_file).st_mode & 0o777
+        if mode & 0o077:
+            _log.warn("audit key {key} is readable or writable by others (mode {mode:o}): "
+                      "anyone who reads it can sign a forged audit log; chmod 600 it",
+                      key=a.key_file, mode=mode)
+        self.audit.set_key(key)
+        self.audit.open()
+        _log.info("audit log {path} open at seq {seq}; checkpoints signed by {fp} ({how} "
+                  "{key}; public key {pub})", path=a.path, seq=self.audit.last_seq,
+                  fp=self.audit.fingerprint, how="new key" if created else "key",
+                  key=a.key_file, pub=public_path(a.key_file))
+        config_file = os.path.abspath(self.config.file)
+        previous = self.audit.last_config()
+        self.audit.record_now(_process_user(), "config.loaded", config_file, {
+            "path": config_file, "sha256": self.config.sha256 or None,
+            # a change of configuration shows as a sha256 unlike the previous start's
+            "previous_sha256": previous,
+        })
+
     def close(self) -> None:
         self.alarms.stop()
         self.presence.stop()
         self.journal.close()
+        self.audit.close()
 
     # ------------------------------------------------------------------ the data path
 
