@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,7 +101,18 @@ class Stats:
 
 
 async def open_context(site: Any, host: str, port: int = 0) -> aiocoap.Context:
-    """An aiocoap context serving ``site`` on one UDP socket of ``host`` (``port`` 0: any)."""
+    """An aiocoap context serving ``site`` on one UDP socket of ``host`` (``port`` 0: any),
+    a port no other socket holds."""
+    # aiocoap sets SO_REUSEPORT on every server socket, and Linux gives a port-0 bind with
+    # SO_REUSEPORT an ephemeral port that another SO_REUSEPORT socket of the same user may
+    # already hold (122 of 2,000 endpoint sockets shared a port here). Datagrams to a
+    # shared port all reach one of its sockets (the kernel hashes the sender's address), so
+    # one endpoint of each pair never heard its 2.01 while the other got both and answered
+    # the hub's requests for both devices. aiocoap's documented switch turns it off; it is
+    # read at every bind and it is process-wide, which suits a load generator: a server
+    # bound to a fixed port in the same process then refuses a second bind loudly instead
+    # of sharing its traffic.
+    os.environ["AIOCOAP_REUSE_PORT"] = "0"
     return await aiocoap.Context.create_server_context(site, bind=(host, port),
                                                        transports=["udp6"])
 
