@@ -65,9 +65,12 @@ def test_options_defaults_and_errors_name_their_key_paths():
     assert opts.grace(100) == 30 and opts.grace(3000) == 300  # max(30 s, 10 %)
     opts, errors = options({"uplink_path": None, "port": 0})
     assert errors == [] and opts.uplink_path is None
-    _, errors = options({"port": 70000, "uplink_path": "up/{id}", "queue_window": 0,
-                         "lifetime_grace": -1, "colour": "red"})
+    assert opts.receive_buffer == 4 << 20
+    _, errors = options({"port": 70000, "receive_buffer": -1, "uplink_path": "up/{id}",
+                         "queue_window": 0, "lifetime_grace": -1, "colour": "red"})
     assert "hub.yaml: transports.nb.port: 70000 is outside 0..65535" in errors
+    assert any(e.startswith("hub.yaml: transports.nb.receive_buffer: -1 is outside")
+               for e in errors)
     assert any(e.startswith("hub.yaml: transports.nb.uplink_path: 'up/{id}' must hold "
                             "{imei}") for e in errors)
     assert any(e.startswith("hub.yaml: transports.nb.queue_window: 0 is outside") for e in errors)
@@ -558,10 +561,14 @@ def hub_command(config: str, device: str, action: str, ttl: float = 60) -> dict:
 def test_register_observe_update_nat_rebinding_deregister(lwm2m_models, tmp_path):
     """Register with each endpoint form; observations feed the journal (text and TLV); a
     malformed notification is counted; an Update from a new port moves the observations
-    there; unknown endpoints get 4.03, unknown locations 4.04, bad bindings 4.00."""
+    there; unknown endpoints get 4.03, unknown locations 4.04, bad bindings 4.00. The
+    server socket gets the receive buffer asked for (as far as net.core.rmem_max allows)."""
     port = free_udp_port()
-    config = write_config(tmp_path, port)
+    config = write_config(tmp_path, port, receive_buffer=1 << 20)
     hub = start_hub(config)
+    with open("/proc/sys/net/core/rmem_max") as f:
+        granted = min(1 << 20, int(f.read()))
+    assert f"(2 devices, receive buffer {granted} bytes)" in "".join(hub.lines)
 
     async def scenario():
         dev = await SimDevice(port).start()
