@@ -527,6 +527,9 @@ class Endpoint:
             if not force and now - obs.last_sent < self.options.interval \
                     and _values_key(sample, obs.path) == obs.last:
                 continue
+            # the tick it is due for, not the moment it leaves: sent later, it would
+            # otherwise seem less than an interval old at the next tick and skip it
+            obs.last_sent = now
             self._due[key] = obs
         self._send_due()
 
@@ -559,7 +562,7 @@ class Endpoint:
             msg = self._content(obs.path, obs.fmt, now, values)
             if not confirmable:
                 msg.transport_tuning = Unreliable()
-            obs.last, obs.last_sent = tuple(v.value for v in values), now
+            obs.last = tuple(v.value for v in values)
             obs.servobs.trigger(msg)
             self.stats.notifications += 1
             if confirmable:
