@@ -826,3 +826,47 @@ def test_coap_client_notls_registers_updates_and_deregisters(lwm2m_models, tmp_p
     assert (m["coap.registrations"], m["coap.updates"], m["coap.deregistrations"],
             m["coap.unknown_endpoints"]) == (1, 1, 1, 1)
     assert "efd-1 de-registered" in "".join(hub.lines)
+
+
+def test_a_burst_of_registers_is_answered_first_and_observed_after(make_hub, hub_clock):
+    """A lone Register is observed right after its answer. In a burst (every device of a
+    site after a power cut) the observations wait until Registers stop coming for
+    BURST_QUIET s, then all start, in order; a burst that never ends holds them
+    BURST_HOLD_MAX s at most."""
+    from plugins.transports.coap_lwm2m import service
+
+    base = 861234567800000
+    hub = make_hub({**IPSO_CONFIG, "devices": [
+        {"id": f"efd-{i}", "model": "nb-efd", "transport": "nb", "address": str(base + i)}
+        for i in range(800)]})
+    svc = ClockedService.make(hub)
+    observed: list[str] = []
+    svc._observe = lambda reg, only_ended=False: observed.append(reg.device)
+
+    def register(i: int) -> None:
+        msg = Message(code=Code.POST, uri_path=("rd",), uri_query=(f"ep={base + i}", "lt=300"),
+                      payload=b"</3303/0>", content_format=40)
+        msg.remote = f"addr-{i}"
+        with pytest.raises(StopIteration) as answer:  # the coroutine never waits
+            svc._register(msg).send(None)
+        assert answer.value.value.code == Code.CREATED
+
+    register(0)
+    hub_clock.advance(service.RESPONSE_FIRST)
+    assert observed == ["efd-0"]
+    for i in range(1, 100):  # 100 per second
+        register(i)
+        hub_clock.advance(0.01)
+    during = len(observed)
+    assert during < 100
+    hub_clock.advance(service.BURST_QUIET / 2)
+    assert len(observed) == during  # still within the quiet time
+    hub_clock.advance(service.BURST_QUIET)
+    assert observed == [f"efd-{i}" for i in range(100)]
+    # a burst that goes on for 7 s: the first held are let go after BURST_HOLD_MAX s
+    for i in range(100, 800):
+        register(i)
+        hub_clock.advance(0.01)
+        if i == 100 + int(100 * (service.BURST_HOLD_MAX - 1)):
+            assert len(observed) < 150  # held for 4 s so far
+    assert set(observed) >= {f"efd-{i}" for i in range(100, 500)}

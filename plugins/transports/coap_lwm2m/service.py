@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from typing import Any
 
 import aiocoap
@@ -55,6 +56,14 @@ _log = Logger(namespace="hub.coap_lwm2m")
 EXCERPT = 48  # bytes of a bad payload shown in the log
 SWEEP_INTERVAL = 5.0
 RESPONSE_FIRST = 0.05  # s between answering a device and sending it requests
+#: A burst of Registers (every device of a site after a power cut) is answered first and
+#: observed after: each observation set-up costs the hub as much as a Register, and 15 per
+#: device took a third of the registration rate (1,115/s without observing, 650-850/s
+#: with, 2,000 devices). A burst is BURST_REGISTERS Registers within BURST_QUIET s; the
+#: set-ups wait until BURST_QUIET s pass without one, BURST_HOLD_MAX s at most.
+BURST_REGISTERS = 20
+BURST_QUIET = 0.2
+BURST_HOLD_MAX = 5.0
 #: formats a write may use, in the order the transport prefers when the device said nothing
 WRITE_FORMATS = (ContentFormat.LWM2M_TLV, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR,
                  ContentFormat.LWM2M_CBOR, ContentFormat.LWM2M_JSON)
@@ -90,6 +99,10 @@ class Lwm2mService(Service):
                                          options.request_timeout)
         self._index: dict[str, Any] = {}  # address key -> device, for endpoint resolution
         self._sweep: task.LoopingCall | None = None
+        self._recent_registers: deque[float] = deque()
+        self._held: list[tuple[Registration, bool]] = []  # observations a burst holds back
+        self._held_since = 0.0
+        self._release: Any = None  # the DelayedCall that lets them go
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,6 +164,9 @@ class Lwm2mService(Service):
         self.hub.commands.unregister_target(self.transport_name)
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
+        if self._release is not None and self._release.active():
+            self._release.cancel()
+        self._release, self._held = None, []
         self.observations.cancel_all()
         # unfinished commands stay unfinished in the journal: the next start resumes them
         left = self.queue.drop_all()
@@ -290,6 +306,11 @@ class Lwm2mService(Service):
         if old is not None:
             self.observations.cancel(device.id)
         self.hub.metrics.inc("coap.registrations", transport=self.transport_name)
+        now = self.hub.clock.seconds()
+        recent = self._recent_registers
+        recent.append(now)
+        while recent[0] < now - BURST_QUIET:
+            recent.popleft()
         _log.info("{transport}: {device} registered as {ep!r} at rd/{loc} from {remote} "
                   "(lifetime {lt:g} s, binding {b}{q}, LwM2M {v}, {n} objects)",
                   transport=self.transport_name, device=device.id, ep=params.endpoint,
@@ -344,11 +365,38 @@ class Lwm2mService(Service):
             if not self.running or self.table.get(reg.device) is not reg:
                 return
             if observe:
-                self._observe(reg, only_ended)
+                self._observe_soon(reg, only_ended)
             self.queue.wake(reg.device)
         # a short delay lets the response leave first (UDP keeps no order, but a request
         # overtaking the 2.01 within the same host is then unlikely)
         self.hub.clock.callLater(RESPONSE_FIRST, go)
+
+    def _in_burst(self, now: float) -> bool:
+        recent = self._recent_registers
+        return len(recent) >= BURST_REGISTERS and recent[-1] >= now - BURST_QUIET
+
+    def _observe_soon(self, reg: Registration, only_ended: bool) -> None:
+        """Observe now, or after the burst of Registers going on (see BURST_REGISTERS)."""
+        now = self.hub.clock.seconds()
+        if not self._held and not self._in_burst(now):
+            self._observe(reg, only_ended)
+            return
+        if not self._held:
+            self._held_since = now
+        self._held.append((reg, only_ended))
+        if self._release is None:
+            self._release = self.hub.clock.callLater(BURST_QUIET, self._release_held)
+
+    def _release_held(self) -> None:
+        now = self.hub.clock.seconds()
+        if self._in_burst(now) and now - self._held_since < BURST_HOLD_MAX:
+            self._release = self.hub.clock.callLater(BURST_QUIET, self._release_held)
+            return
+        self._release = None
+        held, self._held = self._held, []
+        for reg, only_ended in held:
+            if self.running and self.table.get(reg.device) is reg:
+                self._observe(reg, only_ended)
 
     def _observe(self, reg: Registration, only_ended: bool = False) -> None:
         """Observe the paths the model chooses (``only_ended``: those not observed now)."""
