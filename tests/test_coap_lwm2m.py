@@ -870,3 +870,35 @@ def test_a_burst_of_registers_is_answered_first_and_observed_after(make_hub, hub
         if i == 100 + int(100 * (service.BURST_HOLD_MAX - 1)):
             assert len(observed) < 150  # held for 4 s so far
     assert set(observed) >= {f"efd-{i}" for i in range(100, 500)}
+
+
+def test_notifications_reach_the_journal_in_one_batch(make_hub, hub_clock):
+    """Notifications arriving together go to the core as one batch (one journal append,
+    one Deferred) INGEST_DELAY s after the first; stopping the transport hands over what
+    waits."""
+    from plugins.transports.coap_lwm2m import service
+
+    hub = make_hub(IPSO_CONFIG)
+    svc = ClockedService.make(hub)
+    appends: list[int] = []
+    append = hub.journal.append
+    hub.journal.append = lambda records: appends.append(len(records)) or append(records)
+
+    def notify(value: bytes) -> None:
+        msg = Message(code=Code.CONTENT, payload=value, content_format=0)
+        msg.remote = "addr"
+        svc._on_value("efd-1", (3303, 0, 5700), msg)
+
+    def journaled() -> list[float]:
+        hub.journal.flush()
+        return [r.value for _, r in hub.journal.read(0, 1000, {"reading"})]
+
+    for value in (b"21.5", b"22.5", b"23.5"):
+        notify(value)
+    assert appends == [] and journaled() == []
+    hub_clock.advance(service.INGEST_DELAY)
+    assert appends == [3] and journaled() == [21.5, 22.5, 23.5]
+    notify(b"24.5")
+    svc.context = None  # no socket to close here
+    svc.stopService()
+    assert appends == [3, 1] and journaled() == [21.5, 22.5, 23.5, 24.5]

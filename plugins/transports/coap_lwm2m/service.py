@@ -64,6 +64,11 @@ RESPONSE_FIRST = 0.05  # s between answering a device and sending it requests
 BURST_REGISTERS = 20
 BURST_QUIET = 0.2
 BURST_HOLD_MAX = 5.0
+#: Notifications' records go to the core together (one journal append and one Deferred
+#: per batch, not per notification): a batch leaves after INGEST_DELAY s or at
+#: INGEST_BATCH records, well inside the journal's own commit interval.
+INGEST_DELAY = 0.005
+INGEST_BATCH = 512
 #: formats a write may use, in the order the transport prefers when the device said nothing
 WRITE_FORMATS = (ContentFormat.LWM2M_TLV, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR,
                  ContentFormat.LWM2M_CBOR, ContentFormat.LWM2M_JSON)
@@ -103,6 +108,9 @@ class Lwm2mService(Service):
         self._held: list[tuple[Registration, bool]] = []  # observations a burst holds back
         self._held_since = 0.0
         self._release: Any = None  # the DelayedCall that lets them go
+        self._batch: list[tuple[str, Any]] = []  # (device, records) waiting for the core
+        self._batch_records = 0
+        self._batch_call: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -161,6 +169,7 @@ class Lwm2mService(Service):
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
+        self._flush_ingest()
         self.hub.commands.unregister_target(self.transport_name)
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
@@ -475,11 +484,11 @@ class Lwm2mService(Service):
             _log.failure("{transport}: error handling a notification of {device} on {path}",
                          transport=self.transport_name, device=device_id, path=_path_text(path))
 
-    def _ingest_values(self, device_id: str, path: Path, message: Message) -> defer.Deferred:
+    def _ingest_values(self, device_id: str, path: Path, message: Message) -> None:
         device = self._device(device_id)
         if device is None or not _is_lwm2m(device.model):
             self.hub.heartbeat(device_id)
-            return defer.succeed(None)
+            return
         fmt = message.opt.content_format
         if fmt is None:  # CoAP's default; LwM2M 1.0 devices send TLV for anything bigger
             fmt = ContentFormat.TEXT if len(path) >= 3 else ContentFormat.LWM2M_TLV
@@ -494,11 +503,27 @@ class Lwm2mService(Service):
         except DecodeError as e:
             self._bad_payload(device, f"{_path_text(path)} (format {int(fmt)})", e, payload)
             self.hub.heartbeat(device_id)
-            return defer.succeed(None)
-        d = self.hub.ingest(device_id, records)
-        d.addErrback(lambda f: _log.failure("{transport}: journal refused values of {device}",
-                                            f, transport=self.transport_name, device=device_id))
-        return d
+            return
+        self._batch.append((device_id, records))
+        self._batch_records += len(records)
+        if self._batch_records >= INGEST_BATCH:
+            self._flush_ingest()
+        elif self._batch_call is None:
+            self._batch_call = self.hub.clock.callLater(INGEST_DELAY, self._flush_ingest)
+
+    def _flush_ingest(self) -> None:
+        """Hand the waiting notifications' records to the core in one batch."""
+        if self._batch_call is not None and self._batch_call.active():
+            self._batch_call.cancel()
+        self._batch_call = None
+        batch, self._batch, self._batch_records = self._batch, [], 0
+        if batch:
+            self.hub.ingest_many(batch).addErrback(self._not_journaled, batch)
+
+    def _not_journaled(self, failure: Any, batch: list[tuple[str, Any]]) -> None:
+        devices = sorted({device for device, _ in batch})
+        _log.failure("{transport}: journal refused values of {devices}", failure,
+                     transport=self.transport_name, devices=", ".join(devices))
 
     def _bad_payload(self, device: Any, where: str, error: Exception, payload: bytes) -> None:
         self.hub.metrics.inc("coap.decode_errors", transport=self.transport_name,
