@@ -902,3 +902,40 @@ def test_notifications_reach_the_journal_in_one_batch(make_hub, hub_clock):
     svc.context = None  # no socket to close here
     svc.stopService()
     assert appends == [3, 1] and journaled() == [21.5, 22.5, 23.5, 24.5]
+
+
+def test_observation_set_ups_take_one_slot_per_device():
+    """aiocoap sends one request at a time to a device, so a device's set-ups go one after
+    the other and take one of the max_setups slots between them: two slots serve two
+    devices at once, not two set-ups of the same device of which one waits."""
+    from plugins.transports.coap_lwm2m.coap import Observations
+
+    class Ctx:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, tuple[str, ...]]] = []
+            self.pending: list[asyncio.Future] = []
+
+        def request(self, msg: Message):
+            self.sent.append((msg.remote, tuple(msg.opt.uri_path)))
+            fut = asyncio.get_running_loop().create_future()
+            self.pending.append(fut)
+            return type("Request", (), {"observation": None, "response": fut})()
+
+    async def main() -> None:
+        ctx, loop = Ctx(), asyncio.get_running_loop()
+        values: list[str] = []
+        obs = Observations(lambda device, path, m: values.append(device),
+                           lambda *end: None, timeout=5, max_setups=2)
+        paths = [(3303, 0), (3303, 1), (3303, 2)]
+        obs.start(ctx, loop, "d1", "addr-1", paths)
+        obs.start(ctx, loop, "d2", "addr-2", paths)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ctx.sent == [("addr-1", ("3303", "0")), ("addr-2", ("3303", "0"))]
+        ctx.pending[0].set_result(Message(code=Code.CONTENT, payload=b"1"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ctx.sent[2] == ("addr-1", ("3303", "1")) and values == ["d1"]
+        obs.cancel_all()
+
+    asyncio.run(main())
