@@ -65,9 +65,12 @@ def test_options_defaults_and_errors_name_their_key_paths():
     assert opts.grace(100) == 30 and opts.grace(3000) == 300  # max(30 s, 10 %)
     opts, errors = options({"uplink_path": None, "port": 0})
     assert errors == [] and opts.uplink_path is None
-    _, errors = options({"port": 70000, "uplink_path": "up/{id}", "queue_window": 0,
-                         "lifetime_grace": -1, "colour": "red"})
+    assert opts.receive_buffer == 4 << 20
+    _, errors = options({"port": 70000, "receive_buffer": -1, "uplink_path": "up/{id}",
+                         "queue_window": 0, "lifetime_grace": -1, "colour": "red"})
     assert "hub.yaml: transports.nb.port: 70000 is outside 0..65535" in errors
+    assert any(e.startswith("hub.yaml: transports.nb.receive_buffer: -1 is outside")
+               for e in errors)
     assert any(e.startswith("hub.yaml: transports.nb.uplink_path: 'up/{id}' must hold "
                             "{imei}") for e in errors)
     assert any(e.startswith("hub.yaml: transports.nb.queue_window: 0 is outside") for e in errors)
@@ -558,10 +561,14 @@ def hub_command(config: str, device: str, action: str, ttl: float = 60) -> dict:
 def test_register_observe_update_nat_rebinding_deregister(lwm2m_models, tmp_path):
     """Register with each endpoint form; observations feed the journal (text and TLV); a
     malformed notification is counted; an Update from a new port moves the observations
-    there; unknown endpoints get 4.03, unknown locations 4.04, bad bindings 4.00."""
+    there; unknown endpoints get 4.03, unknown locations 4.04, bad bindings 4.00. The
+    server socket gets the receive buffer asked for (as far as net.core.rmem_max allows)."""
     port = free_udp_port()
-    config = write_config(tmp_path, port)
+    config = write_config(tmp_path, port, receive_buffer=1 << 20)
     hub = start_hub(config)
+    with open("/proc/sys/net/core/rmem_max") as f:
+        granted = min(1 << 20, int(f.read()))
+    assert f"(2 devices, receive buffer {granted} bytes)" in "".join(hub.lines)
 
     async def scenario():
         dev = await SimDevice(port).start()
@@ -819,3 +826,116 @@ def test_coap_client_notls_registers_updates_and_deregisters(lwm2m_models, tmp_p
     assert (m["coap.registrations"], m["coap.updates"], m["coap.deregistrations"],
             m["coap.unknown_endpoints"]) == (1, 1, 1, 1)
     assert "efd-1 de-registered" in "".join(hub.lines)
+
+
+def test_a_burst_of_registers_is_answered_first_and_observed_after(make_hub, hub_clock):
+    """A lone Register is observed right after its answer. In a burst (every device of a
+    site after a power cut) the observations wait until Registers stop coming for
+    BURST_QUIET s, then all start, in order; a burst that never ends holds them
+    BURST_HOLD_MAX s at most."""
+    from plugins.transports.coap_lwm2m import service
+
+    base = 861234567800000
+    hub = make_hub({**IPSO_CONFIG, "devices": [
+        {"id": f"efd-{i}", "model": "nb-efd", "transport": "nb", "address": str(base + i)}
+        for i in range(800)]})
+    svc = ClockedService.make(hub)
+    observed: list[str] = []
+    svc._observe = lambda reg, only_ended=False: observed.append(reg.device)
+
+    def register(i: int) -> None:
+        msg = Message(code=Code.POST, uri_path=("rd",), uri_query=(f"ep={base + i}", "lt=300"),
+                      payload=b"</3303/0>", content_format=40)
+        msg.remote = f"addr-{i}"
+        with pytest.raises(StopIteration) as answer:  # the coroutine never waits
+            svc._register(msg).send(None)
+        assert answer.value.value.code == Code.CREATED
+
+    register(0)
+    hub_clock.advance(service.RESPONSE_FIRST)
+    assert observed == ["efd-0"]
+    for i in range(1, 100):  # 100 per second
+        register(i)
+        hub_clock.advance(0.01)
+    during = len(observed)
+    assert during < 100
+    hub_clock.advance(service.BURST_QUIET / 2)
+    assert len(observed) == during  # still within the quiet time
+    hub_clock.advance(service.BURST_QUIET)
+    assert observed == [f"efd-{i}" for i in range(100)]
+    # a burst that goes on for 7 s: the first held are let go after BURST_HOLD_MAX s
+    for i in range(100, 800):
+        register(i)
+        hub_clock.advance(0.01)
+        if i == 100 + int(100 * (service.BURST_HOLD_MAX - 1)):
+            assert len(observed) < 150  # held for 4 s so far
+    assert set(observed) >= {f"efd-{i}" for i in range(100, 500)}
+
+
+def test_notifications_reach_the_journal_in_one_batch(make_hub, hub_clock):
+    """Notifications arriving together go to the core as one batch (one journal append,
+    one Deferred) INGEST_DELAY s after the first; stopping the transport hands over what
+    waits."""
+    from plugins.transports.coap_lwm2m import service
+
+    hub = make_hub(IPSO_CONFIG)
+    svc = ClockedService.make(hub)
+    appends: list[int] = []
+    append = hub.journal.append
+    hub.journal.append = lambda records: appends.append(len(records)) or append(records)
+
+    def notify(value: bytes) -> None:
+        msg = Message(code=Code.CONTENT, payload=value, content_format=0)
+        msg.remote = "addr"
+        svc._on_value("efd-1", (3303, 0, 5700), msg)
+
+    def journaled() -> list[float]:
+        hub.journal.flush()
+        return [r.value for _, r in hub.journal.read(0, 1000, {"reading"})]
+
+    for value in (b"21.5", b"22.5", b"23.5"):
+        notify(value)
+    assert appends == [] and journaled() == []
+    hub_clock.advance(service.INGEST_DELAY)
+    assert appends == [3] and journaled() == [21.5, 22.5, 23.5]
+    notify(b"24.5")
+    svc.context = None  # no socket to close here
+    svc.stopService()
+    assert appends == [3, 1] and journaled() == [21.5, 22.5, 23.5, 24.5]
+
+
+def test_observation_set_ups_take_one_slot_per_device():
+    """aiocoap sends one request at a time to a device, so a device's set-ups go one after
+    the other and take one of the max_setups slots between them: two slots serve two
+    devices at once, not two set-ups of the same device of which one waits."""
+    from plugins.transports.coap_lwm2m.coap import Observations
+
+    class Ctx:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, tuple[str, ...]]] = []
+            self.pending: list[asyncio.Future] = []
+
+        def request(self, msg: Message):
+            self.sent.append((msg.remote, tuple(msg.opt.uri_path)))
+            fut = asyncio.get_running_loop().create_future()
+            self.pending.append(fut)
+            return type("Request", (), {"observation": None, "response": fut})()
+
+    async def main() -> None:
+        ctx, loop = Ctx(), asyncio.get_running_loop()
+        values: list[str] = []
+        obs = Observations(lambda device, path, m: values.append(device),
+                           lambda *end: None, timeout=5, max_setups=2)
+        paths = [(3303, 0), (3303, 1), (3303, 2)]
+        obs.start(ctx, loop, "d1", "addr-1", paths)
+        obs.start(ctx, loop, "d2", "addr-2", paths)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ctx.sent == [("addr-1", ("3303", "0")), ("addr-2", ("3303", "0"))]
+        ctx.pending[0].set_result(Message(code=Code.CONTENT, payload=b"1"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ctx.sent[2] == ("addr-1", ("3303", "1")) and values == ["d1"]
+        obs.cancel_all()
+
+    asyncio.run(main())

@@ -189,3 +189,61 @@ def test_object_19_frames_up_and_a_trip_frame_down_as_a_multiple_resource(tmp_pa
                  if r.command_id == answer["command_id"]]
     assert lifecycle[-2:] == ["sent", "succeeded"]
     assert "bad payload" not in "".join(hub.lines)
+
+
+def test_every_endpoint_of_a_fleet_gets_its_own_2_01_and_its_own_observations(tmp_path):
+    """400 simulated endpoints of one process register with a real hub at once. Each gets
+    its 2.01 and is known to the hub at its own port: no two endpoint sockets share a port
+    (aiocoap's SO_REUSEPORT let a port-0 bind land on a port another endpoint held, and
+    one endpoint of each such pair never heard its 2.01 while the other answered for
+    both devices)."""
+    import asyncio
+
+    from plugins.transports.lwm2m_sim.endpoint import EndpointOptions
+    from plugins.transports.lwm2m_sim.fleet import Fleet, imeis
+    from plugins.transports.lwm2m_sim.scenario import Scenario
+
+    count, base = 400, int(IMEI)
+    port = free_udp_port()
+    config = {
+        "hub": {"state_dir": str(tmp_path / "var")},
+        "models": {"nb-efd": {"type": "lwm2m_ipso"}},
+        # registrations only: the hub's observations would add 6,000 exchanges to wait for
+        "transports": {"nb": {"type": "coap_lwm2m", "host": "127.0.0.1", "port": port,
+                              "observe": False}},
+        "devices": [{"id": f"efd-{i}", "model": "nb-efd", "transport": "nb",
+                     "address": str(base + i)} for i in range(count)],
+    }
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    hub = HubProcess(str(path), CWD)
+
+    async def fleet_run() -> dict[str, int]:
+        options = EndpointOptions(server=("127.0.0.1", port), lifetime=3600, interval=3600)
+        fleet = Fleet(options, imeis(base, count), lambda imei: Scenario("normal", seed=imei),
+                      ramp=100_000)
+        await fleet.open()
+        await fleet.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while fleet.stats.registrations < count:
+                # every endpoint sent its Register at once: CoAP retransmits a lost one
+                # within 3 s, so a missing 2.01 after 30 s was never coming
+                assert asyncio.get_running_loop().time() < deadline, \
+                    f"{count - fleet.stats.registrations} endpoints without their 2.01"
+                await asyncio.sleep(0.05)
+            assert all(ep.location is not None for ep in fleet.endpoints)
+            return {ep.device.endpoint: ep.port for ep in fleet.endpoints}
+        finally:
+            await fleet.stop(timeout=10)
+
+    try:
+        hub.wait_for("hub hub started", timeout=30)
+        ports = asyncio.run(fleet_run())
+        hub.wait_for_all(*(f"efd-{i} de-registered" for i in range(count)), timeout=30)
+    finally:
+        assert hub.stop() == 0
+    assert len(set(ports.values())) == count
+    seen = dict(re.findall(r"registered as '([^']+)' at rd/\S+ from 127\.0\.0\.1:(\d+)",
+                           "".join(hub.lines)))
+    assert {ep: int(p) for ep, p in seen.items()} == ports

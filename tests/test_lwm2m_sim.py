@@ -385,6 +385,27 @@ def test_imeis_are_fifteen_digits():
         imeis(999999999999999, 2)
 
 
+def test_endpoint_sockets_hold_their_ports_alone():
+    """A port-0 bind with SO_REUSEPORT (aiocoap's default) may be given a port another such
+    socket holds, and then one of the two endpoints hears nothing; the simulator's sockets
+    must not set it, so the kernel hands every one a port of its own."""
+    import socket
+
+    async def main() -> None:
+        ctxs = [await open_context(None, "127.0.0.1") for _ in range(50)]
+        try:
+            socks = [ctx.request_interfaces[0].token_interface.message_interface.transport
+                     .get_extra_info("socket") for ctx in ctxs]
+            assert [s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in socks] == \
+                [0] * len(socks)
+            assert len({s.getsockname()[1] for s in socks}) == len(socks)
+        finally:
+            for ctx in ctxs:
+                await ctx.shutdown()
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ peers we did not write
 
 

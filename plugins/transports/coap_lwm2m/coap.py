@@ -93,6 +93,11 @@ class Observations:
         # themselves wait behind them. Queued set-ups cost nothing but a waiting task.
         self._max_setups = max_setups
         self._setups: asyncio.Semaphore | None = None
+        # A device's set-ups queue here, outside the semaphore: aiocoap sends one request
+        # at a time to a peer (NSTART = 1), so the 15 set-ups of one device held 15 slots
+        # while 14 waited, and 256 slots kept one exchange in flight for each of 17
+        # devices. One slot per device keeps 256 devices going.
+        self._device_turn: dict[str, asyncio.Lock] = {}
 
     def count(self) -> int:
         return sum(len(t) for t in self._tasks.values())
@@ -120,6 +125,7 @@ class Observations:
     def cancel(self, device: str) -> None:
         for task in self._tasks.pop(device, {}).values():
             task.cancel()
+        self._device_turn.pop(device, None)
 
     def cancel_all(self) -> None:
         for device in list(self._tasks):
@@ -131,8 +137,11 @@ class Observations:
         setups = self._setups
         observation = None
         reason = "ended"
+        turn = self._device_turn.get(device)
+        if turn is None:
+            turn = self._device_turn[device] = asyncio.Lock()
         try:
-            async with setups:
+            async with turn, setups:
                 msg = Message(code=Code.GET, uri_path=uri_path(path), observe=0)
                 msg.remote = remote
                 request = ctx.request(msg)

@@ -71,6 +71,8 @@ class CoapOptions:
     max_queue: int = 100
     max_payload: int = 16384
     observe: bool = True
+    #: SO_RCVBUF of the server socket, bytes (the kernel caps it at net.core.rmem_max)
+    receive_buffer: int = 4 << 20
     #: how far back the journal is searched at start for commands still to deliver
     resume_horizon: float = 7 * 86400.0
 
@@ -106,6 +108,7 @@ def check_options(section: Section) -> CoapOptions:
         max_queue=section.get("max_queue", integer(1, 100000), d.max_queue),
         max_payload=section.get("max_payload", integer(16, 1 << 20), d.max_payload),
         observe=section.get("observe", boolean, d.observe),
+        receive_buffer=section.get("receive_buffer", integer(0, 1 << 30), d.receive_buffer),
         resume_horizon=section.get("resume_horizon", number(0, 365 * 86400, "s"),
                                    d.resume_horizon),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 import aiocoap
 import aiocoap.resource
-from aiocoap import Code, Message
+from aiocoap import CON, Code, Message
 from aiocoap.numbers import ContentFormat as CoapFormat
 from aiocoap.numbers.constants import Unreliable
 
@@ -85,7 +86,8 @@ class Stats:
     executes: int = 0
     observations: int = 0  # active now
     notifications: int = 0
-    coalesced: int = 0  # ticks skipped: the previous notifications were not yet acknowledged
+    #: notifications merged into one still waiting to be sent (it leaves with the latest values)
+    coalesced: int = 0
     dropped_asleep: int = 0  # datagrams that reached a sleeping endpoint
     sleeps: int = 0
     reboots: int = 0
@@ -100,7 +102,18 @@ class Stats:
 
 
 async def open_context(site: Any, host: str, port: int = 0) -> aiocoap.Context:
-    """An aiocoap context serving ``site`` on one UDP socket of ``host`` (``port`` 0: any)."""
+    """An aiocoap context serving ``site`` on one UDP socket of ``host`` (``port`` 0: any),
+    a port no other socket holds."""
+    # aiocoap sets SO_REUSEPORT on every server socket, and Linux gives a port-0 bind with
+    # SO_REUSEPORT an ephemeral port that another SO_REUSEPORT socket of the same user may
+    # already hold (122 of 2,000 endpoint sockets shared a port here). Datagrams to a
+    # shared port all reach one of its sockets (the kernel hashes the sender's address), so
+    # one endpoint of each pair never heard its 2.01 while the other got both and answered
+    # the hub's requests for both devices. aiocoap's documented switch turns it off; it is
+    # read at every bind and it is process-wide, which suits a load generator: a server
+    # bound to a fixed port in the same process then refuses a second bind loudly instead
+    # of sharing its traffic.
+    os.environ["AIOCOAP_REUSE_PORT"] = "0"
     return await aiocoap.Context.create_server_context(site, bind=(host, port),
                                                        transports=["udp6"])
 
@@ -208,6 +221,10 @@ class Endpoint:
         self._tick_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._ever_registered = False
+        #: observations with a notification to send, in the order they became due
+        self._due: dict[int, _Observation] = {}
+        #: the observation whose notification was handed to aiocoap and is not yet on the wire
+        self._handed: int | None = None
         #: caps the registrations in flight across a fleet (set by the fleet)
         self.register_slots: asyncio.Semaphore | None = None
 
@@ -225,10 +242,14 @@ class Endpoint:
         def gated_receive(data: bytes, ancdata: Any, flags: int, address: Any) -> None:
             if self.awake:
                 receive(data, ancdata, flags, address)
+                if self._due:  # perhaps the ACK of the notification in flight
+                    self._send_due()
             else:
                 self.stats.dropped_asleep += 1
 
         def gated_send(message: Message) -> None:
+            if message.mtype == CON and message.code.is_response():
+                self._handed = None  # on the wire now: aiocoap counts it as pending
             if self.awake:
                 self.last_send = self.loop.time()
                 send(message)
@@ -241,6 +262,8 @@ class Endpoint:
         if ctx is not None:
             obs = len(self.root.observations)
             self.root.observations.clear()
+            self._due.clear()
+            self._handed = None
             self.stats.observations -= obs
             await ctx.shutdown()
 
@@ -487,34 +510,68 @@ class Endpoint:
         self.notify()
 
     def notify(self, force: bool = False) -> None:
-        """Notify every observation whose values changed, or whose last notification is an
-        interval old (``force``: all). Skipped while earlier notifications of this endpoint
-        are unacknowledged, so a slow server slows the fleet instead of growing queues."""
+        """Queue a notification of every observation whose values changed, or whose last
+        notification is an interval old (``force``: all), and send the first. An
+        observation already waiting is not queued twice: it leaves once, with the latest
+        values (counted as coalesced), so a slow server slows the fleet instead of
+        growing queues."""
         if not self.awake or not self.root.observations or self.ctx is None:
             return
-        if self.options.confirmable and _pending(self.ctx):
-            self.stats.coalesced += 1
-            return
         now = self.loop.time()
-        t = now - self.started
-        wall = time.time()
-        sample = self.device.sample(t, wall)
+        sample = self.device.sample(now - self.started, time.time())
         self._alarm = bool(sample[(3200, 0, 5500)])
-        for obs in list(self.root.observations.values()):
-            n = len(obs.path)
-            # each notification stamped when it is rendered: the bench dates its commit
-            ts = time.time()
-            values = [Lwm2mValue(p, x, ts) for p, x in sorted(sample.items())
-                      if p[:n] == obs.path]
-            key = tuple(v.value for v in values)
-            if not force and key == obs.last and now - obs.last_sent < self.options.interval:
+        for key, obs in self.root.observations.items():
+            if key in self._due:
+                self.stats.coalesced += 1
                 continue
+            if not force and now - obs.last_sent < self.options.interval \
+                    and _values_key(sample, obs.path) == obs.last:
+                continue
+            # the tick it is due for, not the moment it leaves: sent later, it would
+            # otherwise seem less than an interval old at the next tick and skip it
+            obs.last_sent = now
+            self._due[key] = obs
+        self._send_due()
+
+    def _send_due(self) -> None:
+        """Send queued notifications: confirmable ones one at a time, each rendered as it
+        leaves. CoAP sends one CON at a time to a peer (NSTART = 1); rendered all at once,
+        the 15th notification of a tick would carry values and a timestamp of the tick
+        while it waited for 14 round trips in aiocoap's backlog, which a sensor reporting
+        its current state does not do (and the bench would date that wait as the
+        hub's)."""
+        if not self.awake or self.ctx is None:
+            return
+        observations = self.root.observations
+        confirmable = self.options.confirmable
+        while self._due:
+            if confirmable and ((self._handed is not None and self._handed in observations)
+                                or _pending(self.ctx)):
+                return  # the next goes when this one is acknowledged (or given up)
+            key = next(iter(self._due))
+            obs = self._due.pop(key)
+            if key not in observations:
+                continue
+            now = self.loop.time()
+            # stamped when rendered: the bench dates its commit from this
+            wall = time.time()
+            sample = self.device.sample(now - self.started, wall)
+            n = len(obs.path)
+            values = [Lwm2mValue(p, x, wall) for p, x in sorted(sample.items())
+                      if p[:n] == obs.path]
             msg = self._content(obs.path, obs.fmt, now, values)
-            if not self.options.confirmable:
+            if not confirmable:
                 msg.transport_tuning = Unreliable()
-            obs.last, obs.last_sent = key, now
+            obs.last = tuple(v.value for v in values)
             obs.servobs.trigger(msg)
             self.stats.notifications += 1
+            if confirmable:
+                self._handed = key
+
+
+def _values_key(sample: dict[Path, Any], path: Path) -> tuple:
+    n = len(path)
+    return tuple(x for p, x in sorted(sample.items()) if p[:n] == path)
 
 
 def describe(stats: Stats, total: int, clock: Callable[[], float] = time.time) -> str:
