@@ -797,6 +797,24 @@ def test_registration_lifetime_drives_presence(lwm2m_models, tmp_path):
     assert offline[0].set_point == 1.5
 
 
+def test_a_second_hub_on_the_same_port_fails_to_start(lwm2m_models, tmp_path):
+    """With aiocoap's default SO_REUSEPORT a second hub would bind the same UDP port and
+    silently receive part of the devices' traffic; it must refuse to start instead."""
+    port = free_udp_port()
+    first = tmp_path / "a"
+    second = tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    hub = start_hub(write_config(first, port, observe=False))
+    try:
+        other = HubProcess(write_config(second, port, observe=False), CWD)
+        other.wait_for("failed to start", timeout=30)
+        assert other.stop() != 0  # it exited by itself; this collects the rest of its log
+        assert "Address already in use" in "".join(other.lines)
+    finally:
+        assert hub.stop() == 0
+
+
 @pytest.mark.skipif(shutil.which(COAP_CLIENT) is None, reason="needs Debian libcoap3-bin")
 def test_coap_client_notls_registers_updates_and_deregisters(lwm2m_models, tmp_path):
     """libcoap's client (not ours) through Register, Update and De-register."""

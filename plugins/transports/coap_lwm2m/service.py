@@ -25,6 +25,7 @@ How the promises are kept:
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections import deque
 from typing import Any
@@ -130,6 +131,10 @@ class Lwm2mService(Service):
         opts = self.options
         self._index = {d.address_key: d for d in self.hub.registry.on_transport(
             self.transport_name)}
+        # aiocoap sets SO_REUSEPORT on its server socket unless told not to: a second hub
+        # (or any SO_REUSEPORT socket) on this port would then bind too and silently take a
+        # share of the devices' datagrams. Without it that second bind fails loudly.
+        os.environ.setdefault("AIOCOAP_REUSE_PORT", "0")
         self.context = yield self._deferred(aiocoap.Context.create_server_context(
             Root(self._handle), bind=(opts.host, opts.port), loop=loop, transports=["udp6"]))
         rcvbuf = self._grow_receive_buffer(opts.receive_buffer)
