@@ -7,6 +7,7 @@ exporters read :meth:`Metrics.snapshot`; tests read single values with :meth:`Me
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -98,3 +99,16 @@ class Histogram:
             if seen >= q * total:
                 return self.bounds[i] if i < len(self.bounds) else self.max
         return self.max
+
+
+def bucket_quantile(counts: Mapping[float, float], q: float) -> float:
+    """The upper bound of the bucket holding the ``q`` quantile, from a histogram's counts
+    per bucket bound as ``hub metrics --json`` shows them (``+Inf`` as ``math.inf``);
+    NaN when empty. For tools that read a running hub's metrics."""
+    total = sum(counts.values())
+    seen = 0.0
+    for le in sorted(counts):
+        seen += counts[le]
+        if total and seen >= q * total:
+            return le
+    return math.nan

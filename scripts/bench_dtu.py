@@ -72,6 +72,8 @@ from typing import Any
 
 import yaml
 
+from hub.metrics import bucket_quantile
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MAP = ROOT / "conf/devices/efd-example.yaml"
@@ -223,17 +225,6 @@ def buckets(doc: dict) -> dict[float, float]:
     return out
 
 
-def quantile(counts: dict[float, float], q: float) -> float:
-    """The upper bound of the bucket holding the ``q`` quantile."""
-    total = sum(counts.values())
-    seen = 0.0
-    for le in sorted(counts):
-        seen += counts[le]
-        if total and seen >= q * total:
-            return le
-    return math.nan
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -366,8 +357,8 @@ def run(args: argparse.Namespace) -> dict:
             "expected_polls_per_s": round(args.dtus / args.interval, 1),
             "readings_per_s": round((metric(b, "ingest.readings") -
                                      metric(a, "ingest.readings")) / span, 1),
-            "rtt_p50_ms_le": quantile(counts, 0.5),
-            "rtt_p99_ms_le": quantile(counts, 0.99),
+            "rtt_p50_ms_le": bucket_quantile(counts, 0.5),
+            "rtt_p99_ms_le": bucket_quantile(counts, 0.99),
             "rtt_max_ms_le": max((le for le, n in counts.items() if n), default=math.nan),
             "response_timeouts": metric(b, "dtu.response_timeouts") -
             metric(a, "dtu.response_timeouts"),

@@ -62,6 +62,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hub.metrics import bucket_quantile  # noqa: E402
 from plugins.sinks.gb26875 import codec as c  # noqa: E402
 from plugins.sinks.gb26875.centre import CentreOptions, CentreSession  # noqa: E402
 
@@ -164,17 +165,6 @@ def write_config(tmp: Path, centre_port: int, backlog: bool, args: argparse.Name
 def quantile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))] if s else math.nan
-
-
-def bucket_quantile(counts: dict[float, float], q: float) -> float:
-    """The upper bound of the histogram bucket holding the ``q`` quantile."""
-    total = sum(counts.values())
-    seen = 0.0
-    for le in sorted(counts):
-        seen += counts[le]
-        if total and seen >= q * total:
-            return le
-    return math.nan
 
 
 def alarm_times(journal: Path) -> tuple[list[float], int, int]:

@@ -369,3 +369,15 @@ def test_harmonic_orders_are_canonical_quantities():
     names = quantity_names()
     assert "current_harmonic_2..31" in names and "current_harmonic_5" not in names
     assert "residual_current" in names
+
+
+def test_bucket_quantile_reads_a_histogram_snapshot():
+    import math
+
+    from hub.metrics import bucket_quantile
+
+    counts = {1.0: 3, 2.0: 2, math.inf: 1}
+    assert bucket_quantile(counts, 0.5) == 1.0
+    assert bucket_quantile(counts, 0.8) == 2.0
+    assert bucket_quantile(counts, 0.99) == math.inf
+    assert math.isnan(bucket_quantile({}, 0.5))
