@@ -173,6 +173,30 @@ def test_registration_lifetime_queue_mode_nat_and_expiry():
         t.deregister(new.location)
 
 
+def test_an_address_another_device_took_over_is_no_longer_the_first_devices():
+    """A carrier NAT may hand the binding one module left to another: from then on the
+    first device's requests (observations, a trip) must not go there, but wait until it
+    speaks again from wherever it is."""
+    clock = Clock()
+    t = table(clock)
+    told = []
+    t.on_displaced = lambda reg, by: told.append((reg.device, by))
+    a, _ = t.register("efd-1", parse_query(["ep=" + IMEI1, "b=U"]), [], "addr-1")
+    b, _ = t.register("efd-2", parse_query(["ep=" + IMEI2, "b=U"]), [], "addr-2")
+    assert t.reachable("efd-1", window=20) and told == []
+    t.update(b.location, Params(), None, "addr-1")  # efd-2 now speaks from efd-1's address
+    assert told == [("efd-1", "efd-2")] and a.remote is None and b.remote == "addr-1"
+    assert not t.reachable("efd-1", window=20) and t.reachable("efd-2", window=20)
+    t.heard("efd-1", "addr-9")  # it speaks again: reachable at its new address
+    assert a.remote == "addr-9" and t.reachable("efd-1", window=20)
+    t.heard("efd-2", "addr-2")  # moving back frees addr-1 without displacing anyone
+    t.heard("efd-1", "addr-1")
+    assert told == [("efd-1", "efd-2")] and b.remote == "addr-2"
+    t.deregister(b.location)  # a device that left does not hold its address
+    t.uplink("efd-3", "addr-2")
+    assert told == [("efd-1", "efd-2")]
+
+
 def test_a_device_without_queue_mode_silent_past_recent_traffic_is_not_reachable():
     """b=U without Q: reachable while recently heard (``recent``), then its commands wait
     for its next message, as for a sleeping device; any message opens it again."""

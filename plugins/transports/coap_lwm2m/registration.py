@@ -130,13 +130,21 @@ class RegistrationTable:
 
     def __init__(self, clock: IReactorTime, grace: Callable[[float], float],
                  default_lifetime: float = 86400.0, min_lifetime: float = 1.0,
-                 max_lifetime: float = 30 * 86400.0) -> None:
+                 max_lifetime: float = 30 * 86400.0,
+                 on_displaced: Callable[[Registration, str], object] | None = None) -> None:
         self._clock = clock
         self._grace = grace
         self._default_lifetime = default_lifetime
         self._bounds = (min_lifetime, max_lifetime)
         self._by_location: dict[str, Registration] = {}
         self._by_device: dict[str, Registration] = {}
+        # address -> the device that last spoke from it. A carrier NAT may hand a binding
+        # that one module gave up to another module: requests for the first device (its
+        # observations, a trip) must not go to the second.
+        self._by_remote: dict[Any, str] = {}
+        #: told ``(registration, device now at its address)`` when a device's address was
+        #: taken by another device; the registration's ``remote`` is then ``None``
+        self.on_displaced = on_displaced
 
     def __len__(self) -> int:
         return len(self._by_location)
@@ -173,6 +181,7 @@ class RegistrationTable:
             last_heard=now, remote=remote)
         self._by_location[location] = reg
         self._by_device[device] = reg
+        self._claim(reg, remote)
         return reg, old
 
     def update(self, location: str, params: Params, paths: Sequence[Path] | None,
@@ -213,7 +222,7 @@ class RegistrationTable:
             return False
         changed = remote is not None and reg.remote is not None and remote != reg.remote
         if remote is not None:
-            reg.remote = remote
+            self._claim(reg, remote)
         reg.last_heard = self._clock.seconds()
         reg.silent_since = None
         return changed
@@ -227,6 +236,7 @@ class RegistrationTable:
             reg = Registration(device=device, endpoint=device, location=None, lifetime=None,
                                queue_mode=True, updated_at=now, last_heard=now, remote=remote)
             self._by_device[device] = reg
+            self._claim(reg, remote)
             return reg, False
         return reg, self.heard(device, remote)
 
@@ -277,4 +287,25 @@ class RegistrationTable:
         reg = self._by_device.pop(device, None)
         if reg is not None and reg.location is not None:
             self._by_location.pop(reg.location, None)
+        if reg is not None and reg.remote is not None and self._by_remote.get(reg.remote) == device:
+            del self._by_remote[reg.remote]
         return reg
+
+    def _claim(self, reg: Registration, remote: Any) -> None:
+        """``reg``'s device spoke from ``remote``: the address is its own from now on."""
+        if remote is None:
+            return
+        if reg.remote is not None and reg.remote != remote and (
+                self._by_remote.get(reg.remote) == reg.device):
+            del self._by_remote[reg.remote]
+        reg.remote = remote
+        other = self._by_remote.get(remote)
+        self._by_remote[remote] = reg.device
+        if other is None or other == reg.device:
+            return
+        before = self._by_device.get(other)
+        if before is not None and before.remote == remote:
+            # not reachable until it speaks again, from wherever it is now
+            before.remote = None
+            if self.on_displaced is not None:
+                self.on_displaced(before, reg.device)

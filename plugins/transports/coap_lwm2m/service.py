@@ -98,7 +98,8 @@ class Lwm2mService(Service):
         self.context: aiocoap.Context | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.table = RegistrationTable(hub.clock, options.grace, options.default_lifetime,
-                                       options.min_lifetime, options.max_lifetime)
+                                       options.min_lifetime, options.max_lifetime,
+                                       self._displaced)
         self.queue = DownlinkQueue(hub.clock, self._reachable, self._send, self.table.silent,
                                    options.attempts, options.max_queue, self._requeued)
         self.observations = Observations(self._on_value, self._on_observation_end,
@@ -366,6 +367,16 @@ class Lwm2mService(Service):
         _log.info("{transport}: {device} de-registered (rd/{loc})", transport=self.transport_name,
                   device=reg.device, loc=location)
         return Message(code=Code.DELETED)
+
+    def _displaced(self, reg: Registration, by: str) -> None:
+        """Another device now speaks from ``reg``'s address (a carrier NAT reused the
+        binding): its observations there would be answered by the other device, and its
+        commands would reach the wrong breaker. They wait until it speaks again."""
+        self.observations.cancel(reg.device)
+        self.hub.metrics.inc("coap.addresses_taken", transport=self.transport_name)
+        _log.warn("{transport}: {device}'s address is now {other}'s; its requests wait until "
+                  "it speaks again", transport=self.transport_name, device=reg.device,
+                  other=by)
 
     def _lifetime_changed(self, reg: Registration) -> None:
         assert reg.lifetime is not None
