@@ -830,12 +830,15 @@ def test_a_second_hub_on_the_same_port_fails_to_start(lwm2m_models, tmp_path):
     first.mkdir()
     second.mkdir()
     hub = start_hub(write_config(first, port, observe=False))
+    other = None
     try:
         other = HubProcess(write_config(second, port, observe=False), CWD)
         other.wait_for("failed to start", timeout=30)
         assert other.stop() != 0  # it exited by itself; this collects the rest of its log
         assert "Address already in use" in "".join(other.lines)
     finally:
+        if other is not None and other.proc.poll() is None:
+            other.stop()  # it started after all (the test fails): do not leave it running
         assert hub.stop() == 0
 
 
