@@ -52,3 +52,18 @@ def vendor_dist(site_dir):
                        {"hubtest_vendor": (HERE / "plugins" / "hubtest_vendor.py").read_text()})
     importlib.invalidate_caches()
     return site_dir
+
+
+@pytest.fixture
+def logged():
+    """Every log line (formatted) emitted during the test."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)

@@ -285,20 +285,6 @@ def test_a_checkpoint_forged_with_another_key_is_refused(trail):
     assert check(trail, other).first_broken == 4
 
 
-@pytest.fixture
-def logged():
-    from twisted.logger import formatEvent, globalLogPublisher
-
-    lines: list[str] = []
-
-    def observe(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
-
-
 def test_an_edit_made_while_the_hub_was_down_is_reported_when_it_reopens(trail, logged):
     """The unsigned tail and the last checkpoint are checked at open: the hub still starts,
     but says so (and counts it) before it chains anything onto the edited entry."""

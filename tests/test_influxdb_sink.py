@@ -23,7 +23,6 @@ import pytest
 import yaml
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent, globalLogPublisher
 
 from hub.config import check_config
 from hub.journal import Journal
@@ -311,19 +310,6 @@ def test_a_record_line_protocol_cannot_carry_is_dead_lettered_without_a_request(
     assert entry["status"] is None
     assert entry["message"] == "not encodable: value inf is not finite; line protocol " \
                                "cannot carry it"
-
-
-@pytest.fixture
-def logged():
-    """Every log line (formatted) emitted during the test."""
-    lines: list[str] = []
-
-    def observe(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def test_an_unreadable_journal_row_is_dead_lettered_and_the_stream_goes_on(start, logged):

@@ -446,11 +446,8 @@ def readback_hub(make_hub, tmp_path):
     return make_hub(cfg)
 
 
-@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
-def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
-    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
-    echoed but did not take the write fails the command."""
-    hub = readback_hub(make_hub, tmp_path)
+def through_first_cycle(hub) -> Link:
+    """A DTU that registered and answered both slaves' first polls; its output drained."""
     link = Link(hub)
     link.send(IMEI.encode())
     settle(hub, 0.02)
@@ -459,6 +456,15 @@ def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, 
     link.send(answer(hub, 2))
     settle(hub)
     link.written()
+    return link
+
+
+@pytest.mark.parametrize("coil,status", [(True, "succeeded"), (False, "failed")])
+def test_readback_confirms_a_write_where_the_map_asks(make_hub, tmp_path, coil, status):
+    """With `readback: [trip]` the echo is followed by a read of the coil; a slave that
+    echoed but did not take the write fails the command."""
+    hub = readback_hub(make_hub, tmp_path)
+    link = through_first_cycle(hub)
     results = run_command(hub, link, "trip")
     trip = rtu.write_coil(1, 0x0003, True)
     assert link.written() == trip
@@ -649,14 +655,7 @@ def test_a_command_that_timed_out_in_the_queue_is_never_written(hub):
 def test_a_command_that_timed_out_on_the_wire_is_not_retried(hub):
     """A write on the wire when the TTL runs out is left to its own response timeout (half
     duplex), but is not resent."""
-    link = Link(hub)
-    link.send(IMEI.encode())
-    settle(hub, 0.02)
-    link.send(answer(hub, 1))
-    settle(hub)
-    link.send(answer(hub, 2))
-    settle(hub)
-    link.written()
+    link = through_first_cycle(hub)
     results = execute(hub, link, "trip", ttl=1)
     trip = rtu.write_coil(1, 0x0003, True)
     assert link.written() == trip
@@ -672,14 +671,7 @@ def test_a_timed_out_write_starts_no_readback(make_hub, tmp_path):
     """With `readback: [trip]`, an echo arriving after the TTL ran out does not start the
     read-back: the command stays timed out and the next poll follows."""
     hub = readback_hub(make_hub, tmp_path)
-    link = Link(hub)
-    link.send(IMEI.encode())
-    settle(hub, 0.02)
-    link.send(answer(hub, 1))
-    settle(hub)
-    link.send(answer(hub, 2))
-    settle(hub)
-    link.written()
+    link = through_first_cycle(hub)
     results = execute(hub, link, "trip", ttl=1)
     trip = rtu.write_coil(1, 0x0003, True)
     assert link.written() == trip

@@ -16,7 +16,6 @@ import hmac
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
             peer.requests.append(seen)
         reply = peer.handle(seen)
         if reply == HANG:
-            time.sleep(peer.hang_seconds)
+            # hold the request unanswered (the client must time out) until the test ends
+            peer.stopping.wait(peer.hang_seconds)
             self.close_connection = True
             return
         if reply == DROP:
@@ -85,6 +85,7 @@ class LoopbackPeer:
         self.problems: list[str] = []
         self.lock = threading.Lock()
         self.answer = answer
+        self.stopping = threading.Event()  # releases requests held by HANG
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.peer = self  # type: ignore[attr-defined]
@@ -99,6 +100,7 @@ class LoopbackPeer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
