@@ -8,6 +8,16 @@ their type.
 Secrets never need to sit in the file: wherever a string is expected, ``{env: NAME}`` reads
 an environment variable and ``{file: PATH}`` reads a file (relative to the config file, with
 the trailing newline stripped). They become :class:`Secret` values that print as ``***``.
+
+Relative paths in the file (``hub.state_dir``, ``journal.path``, ``audit.path``,
+``audit.key_file``, secret files, a model's ``map:``) are relative to the directory of the
+configuration file, never to the working directory: ``hub devices -c /etc/hub/hub.yaml``
+reads the same journal from anywhere. (A ``map:`` not found there is still looked up in the
+working directory, for configurations written relative to a checkout.)
+
+A value of the wrong type is a configuration error naming its key, never a traceback: a
+check that fails yields ``None`` (see :meth:`hub.validate.Section.get`), so nothing here
+computes with a checked value before it knows the check passed.
 """
 
 from __future__ import annotations
@@ -242,16 +252,14 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
 
     hub = top.section("hub")
     name = hub.get("name", string(NAME, "a name of letters, digits, _ and -"), "hub")
-    state_dir = hub.get("state_dir", string(), "var")
-    if not os.path.isabs(state_dir):
-        # relative to the working directory: `make run` runs from the checkout
-        state_dir = os.path.normpath(state_dir)
+    # a wrong value is reported; the default stands in so the other keys are still checked
+    state_dir = _path(base, hub.get("state_dir", string(), "var") or "var")
     log_level = hub.get("log_level", choice("debug", "info", "warn", "error"), "info")
     log_format = hub.get("log_format", choice("text", "json"), "text")
     gc = _gc(hub.section("gc"))
     hub.finish()
 
-    journal = _journal(top.section("journal"), state_dir)
+    journal = _journal(top.section("journal"), state_dir, base)
     audit = _audit(top.section("audit"), state_dir, base)
     presence = _presence(top.section("presence"))
     alarm_defaults = _alarm_defaults(top.section("alarms"))
@@ -309,14 +317,27 @@ def _gc(s: Section) -> GcSettings:
     return GcSettings(freeze, tuple(threshold))  # type: ignore[arg-type]
 
 
-def _journal(s: Section, state_dir: str) -> JournalSettings:
-    path = s.get("path", string(), os.path.join(state_dir, "journal.sqlite"))
+def _path(base: str, path: str) -> str:
+    """``path`` as written in the file at ``base``: relative to that file's directory."""
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _or(value: Any, default: Any) -> Any:
+    """A checked value, or ``default`` where the check failed (its error is recorded)."""
+    return default if value is None else value
+
+
+def _journal(s: Section, state_dir: str, base: str) -> JournalSettings:
+    path = s.get("path", string(), None)
+    path = _path(base, path) if path else os.path.join(state_dir, "journal.sqlite")
     max_mb = s.get("max_size_mb", number(1), None)
     days = s.get("retention_days", number(1), 730)
+    interval_ms = _or(s.get("commit_interval_ms", number(0, 1000, "ms"),
+                            JournalSettings.commit_interval * 1000),
+                      JournalSettings.commit_interval * 1000)
     out = JournalSettings(
         path=path,
-        commit_interval=s.get("commit_interval_ms", number(0, 1000),
-                              JournalSettings.commit_interval * 1000) / 1000,
+        commit_interval=interval_ms / 1000,
         max_batch=s.get("max_batch", integer(1, 1_000_000), JournalSettings.max_batch),
         max_bytes=int(max_mb * 1024 * 1024) if max_mb else None,
         warn_ratio=s.get("warn_ratio", number(0.1, 1), 0.9),
@@ -329,12 +350,13 @@ def _journal(s: Section, state_dir: str) -> JournalSettings:
 
 
 def _audit(s: Section, state_dir: str, base: str) -> AuditSettings:
-    path = s.get("path", string(), os.path.join(state_dir, "audit.sqlite"))
+    path = s.get("path", string(), None)
+    path = _path(base, path) if path else os.path.join(state_dir, "audit.sqlite")
     key_file = s.get("key_file", string(), None)
     if key_file is None:
         key_file = os.path.join(state_dir, "audit_key.pem")
-    elif not os.path.isabs(key_file):
-        key_file = os.path.join(base, key_file)  # like {file: ...}: next to the config
+    else:
+        key_file = _path(base, key_file)  # like {file: ...}: next to the config
     # only the hub's user may read the key: other users' `hub events` must still load this
     if os.path.exists(key_file) and os.access(key_file, os.R_OK):
         from hub.audit.keys import AuditKeyError, load_private

@@ -166,15 +166,15 @@ def load_map(path: str, checker: Checker | None = None, at: Path | None = None,
 
     Without ``checker`` every problem is raised together as :class:`ConfigError`. With one
     (``hub check``), problems are added to it and ``None`` is returned; ``at`` is the key
-    that named the file, for "cannot read" errors. A relative ``path`` is looked up in the
-    working directory, then in ``base`` (the directory of ``hub.yaml``).
+    that named the file, for "cannot read" errors. A relative ``path`` is looked up in
+    ``base`` (the directory of ``hub.yaml``), then in the working directory (configurations
+    written relative to a checkout).
     """
     own = checker is None
     checker = checker or Checker()
     found = path
-    if base and not os.path.isabs(path) and not os.path.exists(path):
-        if os.path.exists(os.path.join(base, path)):
-            found = os.path.join(base, path)
+    if base and not os.path.isabs(path) and os.path.exists(os.path.join(base, path)):
+        found = os.path.join(base, path)
     regmap = None
     try:
         with open(found, encoding="utf-8") as f:
