@@ -241,3 +241,12 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert err == ""
+
+
+def test_the_default_config_missing_here_says_how_to_name_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["devices"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert f"conf/hub.yaml: not found in {tmp_path}" in err and "-c /etc/hub/hub.yaml" in err

@@ -132,3 +132,23 @@ def test_hub_check_reports_instead_of_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}: journal.commit_interval_ms: expected a number, got '20'" in err
     assert f"{path}: hub.state_dir: expected a string, got a list" in err
+
+
+def test_a_check_that_crashes_on_a_type_is_still_a_config_error():
+    """A plugin's check_options that did not expect a list (``quantity: [a, b]`` looked up
+    in a dict raised TypeError in json_map, lwm2m and sms options) reports that key and
+    lets the other errors through, instead of a traceback."""
+    from hub.validate import Checker, Path
+
+    def check_options(options):
+        return {"temperature": 1}[options["quantity"]]
+
+    checker = Checker()
+    root = Path(FILE)
+    assert checker.check(root / "models" / "m", check_options, {"quantity": ["a"]}) is None
+    checker.error(root / "hub" / "name", "another error")
+    with pytest.raises(ConfigError) as e:
+        checker.raise_if_any()
+    assert e.value.errors[0].startswith(f"{FILE}: models.m: could not be checked: TypeError: "
+                                        "unhashable type: 'list'")
+    assert len(e.value.errors) == 2

@@ -119,6 +119,9 @@ def load_config(args: argparse.Namespace) -> tuple[Any, Any]:
     from hub.pluginmanager import PluginError, make_plugins
     from hub.validate import ConfigError
 
+    if args.config == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+        die(f"{DEFAULT_CONFIG}: not found in {os.getcwd()} (the default -c is relative to the "
+            "current directory: run from the checkout, or give -c, e.g. -c /etc/hub/hub.yaml)")
     try:
         plugins = make_plugins()
         return plugins, load(args.config, plugins)
