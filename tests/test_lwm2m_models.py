@@ -564,7 +564,9 @@ def test_the_readme_example_is_valid(plugins):
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
                  if "type: lwm2m_binary" in b)  # the models section's block
     cfg = check_config({"transports": {"demo": {"type": "simulator"}},
-                        **yaml.safe_load(block)}, "README.md", plugins)
+                        **yaml.safe_load(block)},
+                       str(Path(__file__).parent.parent / "conf" / "hub.yaml"),  # map beside it
+                       plugins)
     ipso = plugins.models["lwm2m_ipso"].factory(cfg.models["nb-efd"].options)
     assert ipso.actions == {"reboot", "trip", "close", "set_threshold", "reset", "silence"}
     frames = plugins.models["lwm2m_binary"].factory(cfg.models["nb-efd-frames"].options)
