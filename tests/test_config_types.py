@@ -60,13 +60,18 @@ def leaves(node: Any, path: tuple = ()) -> list[tuple]:
     return out
 
 
-def with_value(path: tuple, value: Any) -> dict:
-    data = copy.deepcopy(FULL)
+def set_at(base: dict, path: tuple, value: Any) -> dict:
+    """A deep copy of ``base`` with ``value`` at the key ``path``."""
+    data = copy.deepcopy(base)
     node = data
     for k in path[:-1]:
         node = node[k]
     node[path[-1]] = value
     return data
+
+
+def with_value(path: tuple, value: Any) -> dict:
+    return set_at(FULL, path, value)
 
 
 def dotted(path: tuple) -> str:

@@ -97,6 +97,20 @@ def add_output_arguments(parser: argparse.ArgumentParser, times: bool = True
     return parser
 
 
+def subcommand(subparsers: argparse._SubParsersAction, name: str, func: Any, help: str, *,
+               config: bool = True, json: bool = False, times: bool = False
+               ) -> argparse.ArgumentParser:
+    """``hub <name>`` running ``func(args)``: with ``-c`` (``config``), ``--json`` and, with
+    ``times``, ``--utc``. Returns the parser for the command's own arguments."""
+    parser = subparsers.add_parser(name, help=help)
+    if config:
+        add_config_argument(parser)
+    if json or times:
+        add_output_arguments(parser, times=times)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def time_argument(text: str) -> str:
     """An argparse ``type`` for ``--since``/``--until``: checked now, converted with
     :func:`arg_time` once ``--utc`` is known."""

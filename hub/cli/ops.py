@@ -6,41 +6,29 @@ import argparse
 import json
 import sys
 
-from hub.cli.helpers import (
-    add_config_argument,
-    add_output_arguments,
-    admin_request,
-    fail,
-    format_time,
-    hub_status,
-    load_config,
-    not_running_text,
-    open_journal,
-    table,
-    who,
-)
+from hub.cli import helpers as h
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     from hub.service import metrics_path
 
-    _, config = load_config(args)
+    _, config = h.load_config(args)
     path = metrics_path(config.state_dir)
-    status = hub_status(config.state_dir)
+    status = h.hub_status(config.state_dir)
     doc = status.metrics
     if doc is None:
-        return fail(f"no metrics at {path} (the hub writes them every few seconds while it "
+        return h.fail(f"no metrics at {path} (the hub writes them every few seconds while it "
                     "runs)", 1)
     stopped = status.running is False
     if stopped:  # the figures are the last snapshot, not the present
-        print(f"note: {not_running_text(status, args.utc)}; these figures are its last",
+        print(f"note: {h.not_running_text(status, args.utc)}; these figures are its last",
               file=sys.stderr)
     if args.json:
         print(json.dumps({**doc, "running": status.running}, ensure_ascii=False))
         return 0
-    print(f"hub {doc['hub']} at {format_time(doc['ts'], args.utc)}"
+    print(f"hub {doc['hub']} at {h.format_time(doc['ts'], args.utc)}"
           + (" (its last snapshot: the hub is not running)" if stopped else ""))
-    print(table([(m["name"], ",".join(f"{k}={v}" for k, v in m["labels"].items()) or "-",
+    print(h.table([(m["name"], ",".join(f"{k}={v}" for k, v in m["labels"].items()) or "-",
                   f"{m['value']:g}") for m in doc["metrics"]], ("metric", "labels", "value")))
     return 0
 
@@ -49,37 +37,33 @@ def cmd_cursors(args: argparse.Namespace) -> int:
     """The sinks' journal cursors and how far behind each is; ``--drop`` forgets the cursor
     of a sink removed from the configuration (through the running hub, the journal's one
     writer), so retention no longer waits for it."""
-    _, config = load_config(args)
+    _, config = h.load_config(args)
     if args.drop:
-        answer = admin_request(config.state_dir, {"op": "drop_cursor", "name": args.drop,
-                                                  "by": who()}, 30.0)
+        answer = h.admin_request(config.state_dir, {"op": "drop_cursor", "name": args.drop,
+                                                  "by": h.who()}, 30.0)
         if not answer.get("ok"):
-            return fail(f"refused: {answer.get('error')}")
+            return h.fail(f"refused: {answer.get('error')}")
         print(f"cursor {args.drop!r} dropped")
         return 0
-    j = open_journal(config)
+    j = h.open_journal(config)
     cursors, last = j.cursors(), j.last_seq()
     j.close()
     if args.json:
         for name, seq in cursors.items():
             print(json.dumps({"name": name, "seq": seq, "behind": last - seq}))
         return 0
-    print(table([(name, seq, last - seq) for name, seq in cursors.items()],
+    print(h.table([(name, seq, last - seq) for name, seq in cursors.items()],
                 ("cursor", "delivered up to seq", "records behind")))
     return 0
 
 
 def add_metrics_parser(sub: argparse._SubParsersAction) -> None:
-    sp = add_config_argument(sub.add_parser("metrics",
-                                            help="counters and gauges of the running hub"))
-    add_output_arguments(sp)
-    sp.set_defaults(func=cmd_metrics)
+    h.subcommand(sub, "metrics", cmd_metrics, "counters and gauges of the running hub",
+               times=True)
 
 
 def add_cursors_parser(sub: argparse._SubParsersAction) -> None:
-    sp = add_config_argument(sub.add_parser("cursors", help="the sinks' journal cursors; drop "
-                                            "the cursor of a removed sink"))
+    sp = h.subcommand(sub, "cursors", cmd_cursors, "the sinks' journal cursors; drop the "
+                    "cursor of a removed sink", json=True)
     sp.add_argument("--drop", metavar="NAME", help="forget this cursor (a sink removed for "
                     "good), so journal retention no longer waits for it")
-    sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=cmd_cursors)

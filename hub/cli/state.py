@@ -11,8 +11,6 @@ from typing import Any
 
 from hub.cli.helpers import (
     EXIT_USAGE,
-    add_config_argument,
-    add_output_arguments,
     arg_time,
     fail,
     format_time,
@@ -22,6 +20,7 @@ from hub.cli.helpers import (
     note,
     open_journal,
     print_json_lines,
+    subcommand,
     table,
     time_argument,
     time_header,
@@ -142,15 +141,13 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def add_devices_parser(sub: argparse._SubParsersAction) -> None:
-    sp = add_config_argument(sub.add_parser("devices",
-                                            help="list configured devices and their state"))
-    add_output_arguments(sp)
-    sp.set_defaults(func=cmd_devices)
+    subcommand(sub, "devices", cmd_devices, "list configured devices and their state",
+               times=True)
 
 
 def add_readings_parser(sub: argparse._SubParsersAction) -> None:
-    sp = add_config_argument(sub.add_parser("readings", help="readings of a device from the "
-                                            "journal"))
+    sp = subcommand(sub, "readings", cmd_readings, "readings of a device from the journal",
+                    times=True)
     sp.add_argument("--device", required=True)
     sp.add_argument("--quantity", help="e.g. temperature, residual_current, voltage")
     sp.add_argument("--channel")
@@ -159,18 +156,14 @@ def add_readings_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--until", type=time_argument)
     sp.add_argument("--limit", type=int, default=1000)
     sp.add_argument("--latest", action="store_true", help="latest value per channel/quantity")
-    add_output_arguments(sp)
-    sp.set_defaults(func=cmd_readings)
 
 
 def add_events_parser(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """``hub events``; returns its subparsers (``hub events ack`` is added there)."""
-    sp = add_config_argument(sub.add_parser("events", help="alarms, faults and state events"))
+    sp = subcommand(sub, "events", cmd_events, "alarms, faults and state events", times=True)
     sp.add_argument("--device")
     sp.add_argument("--since", type=time_argument, help="15m, 2h, 7d or an ISO 8601 time")
     sp.add_argument("--limit", type=int, default=1000)
     sp.add_argument("--active", action="store_true", help="only raised, not yet cleared")
-    add_output_arguments(sp)
-    sp.set_defaults(func=cmd_events)
     # optional: plain `hub events` still lists
     return sp.add_subparsers(dest="events_command", metavar="WHAT")
