@@ -19,17 +19,17 @@ import pytest
 from aiocoap import Code, Message
 from aiocoap.numbers.constants import Unreliable
 
-from plugins.transports.coap_lwm2m.api import Lwm2mValue
-from plugins.transports.lwm2m_sim import codec
-from plugins.transports.lwm2m_sim.endpoint import EndpointOptions, open_context
-from plugins.transports.lwm2m_sim.fleet import Fleet, imeis
-from plugins.transports.lwm2m_sim.objects import (
+from plugins.simulators.lwm2m import codec
+from plugins.simulators.lwm2m.endpoint import EndpointOptions, open_context
+from plugins.simulators.lwm2m.fleet import Fleet, imeis
+from plugins.simulators.lwm2m.objects import (
     ALARM_RESIDUAL_MA,
     ALARM_TEMPERATURE_C,
     SimDevice,
     link_payload,
 )
-from plugins.transports.lwm2m_sim.scenario import Ramp, Scenario
+from plugins.simulators.lwm2m.scenario import Ramp, Scenario
+from plugins.transports.coap_lwm2m.api import Lwm2mValue
 
 ROOT = Path(__file__).resolve().parent.parent
 TLV, SENML, TEXT = 11542, 110, 0

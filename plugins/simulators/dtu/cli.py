@@ -4,9 +4,9 @@ listener and answer its Modbus RTU polls, for commissioning, demos, tests and be
 Each simulated DTU connects, sends its registration id (the whole first packet, as a USR
 DTU in "connect with" mode does), sends its heartbeat when the line has been idle for the
 heartbeat interval, and answers the requests for its slaves from
-:class:`plugins.transports.dtu_sim.SimulatedSlave` stores driven by a scenario. A DTU whose
+:class:`plugins.simulators.dtu.slave.SimulatedSlave` stores driven by a scenario. A DTU whose
 connection is lost dials again (with a growing, jittered delay, so a restarted hub is not
-hit by every DTU at once). The register logic is in :mod:`plugins.transports.dtu_sim`; this
+hit by every DTU at once). The register logic is in :mod:`plugins.simulators.dtu.slave`; this
 module is the Twisted client and the command line::
 
     hub simulate dtu --connect 127.0.0.1:9000 --id 861234567890000 --count 100 \\
@@ -33,7 +33,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ClientFactory, Protocol
 
 from hub import hookimpl
-from plugins.transports.dtu_sim import SCENARIOS, DtuLine, Scenario, SimulatedSlave, SlaveLayout
+from plugins.simulators.dtu.slave import SCENARIOS, DtuLine, Scenario, SimulatedSlave, SlaveLayout
 
 __all__ = ["Fleet", "FleetOptions", "SimulatedDtu", "dtu_ids", "hub_add_commands"]
 

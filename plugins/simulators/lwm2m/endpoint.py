@@ -32,9 +32,8 @@ from aiocoap import CON, Code, Message
 from aiocoap.numbers import ContentFormat as CoapFormat
 from aiocoap.numbers.constants import Unreliable
 
-from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
-from plugins.transports.lwm2m_sim import codec
-from plugins.transports.lwm2m_sim.objects import (
+from plugins.simulators.lwm2m import codec
+from plugins.simulators.lwm2m.objects import (
     OBJECTS,
     BadRequest,
     Lwm2mError,
@@ -42,6 +41,7 @@ from plugins.transports.lwm2m_sim.objects import (
     link_payload,
     registration_query,
 )
+from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
 
 __all__ = ["Endpoint", "EndpointOptions", "Stats", "describe", "open_context"]
 

@@ -1,6 +1,6 @@
 """Simulated Modbus RTU slaves behind a simulated DTU: pure code, no sockets, no clock.
 
-What ``hub simulate dtu`` (:mod:`plugins.transports.dtu_simulator`) puts behind each
+What ``hub simulate dtu`` (:mod:`plugins.simulators.dtu.cli`) puts behind each
 simulated DTU, kept apart so it can be tested frame by frame:
 
 * :class:`Scenario`: the canonical values a detector reports at a time ``t`` (seconds since

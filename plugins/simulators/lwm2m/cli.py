@@ -7,7 +7,7 @@ and executes, send notifications, and in queue mode sleep and wake::
         --update-interval 60 --format senml
 
 Endpoints are ``urn:imei:<IMEI>`` with IMEIs from ``--imei-base`` up. The objects, the
-scenarios and queue mode are described in :mod:`plugins.transports.lwm2m_sim`. A status line
+scenarios and queue mode are described in :mod:`plugins.simulators.lwm2m`. A status line
 goes to stdout every ``--status-interval`` s; SIGINT, SIGTERM or ``--duration`` de-registers
 every endpoint and exits with status 0, after a last line ``lwm2m-sim: summary {json}``.
 """
@@ -57,9 +57,9 @@ def _non_negative(text: str) -> float:
 
 
 async def run_fleet(args: argparse.Namespace) -> int:
-    from plugins.transports.lwm2m_sim.endpoint import EndpointOptions
-    from plugins.transports.lwm2m_sim.fleet import Fleet, imeis
-    from plugins.transports.lwm2m_sim.scenario import Ramp, Scenario
+    from plugins.simulators.lwm2m.endpoint import EndpointOptions
+    from plugins.simulators.lwm2m.fleet import Fleet, imeis
+    from plugins.simulators.lwm2m.scenario import Ramp, Scenario
 
     try:
         ids = imeis(args.imei_base, args.count)

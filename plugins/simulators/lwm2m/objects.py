@@ -38,8 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from plugins.simulators.lwm2m.scenario import ENERGY_START, Scenario
 from plugins.transports.coap_lwm2m.api import Lwm2mValue, Path, Value
-from plugins.transports.lwm2m_sim.scenario import ENERGY_START, Scenario
 
 __all__ = [
     "ALARM_RESIDUAL_MA",

@@ -18,7 +18,7 @@ over ``--period``); ``leak`` (residual current of every tenth device climbs to 6
 
 ``--model modbus`` plays a 4G DTU in MQTT mode instead, for the ``modbus_payload`` model:
 each message is the raw RTU response frames of one round of the register map's polls
-(``--map``, slave ``--slave``), answered by :class:`plugins.transports.dtu_sim.SimulatedSlave`
+(``--map``, slave ``--slave``), answered by :class:`plugins.simulators.dtu.slave.SimulatedSlave`
 with the ``hub simulate dtu`` scenarios (``leak`` is its ``leakage``); a write command is
 answered with the slave's echo (or Modbus exception) on the ack topic.
 
@@ -87,7 +87,7 @@ class ModbusDevices:
         from plugins.devices.modbus import rtu
         from plugins.devices.modbus.model import ModbusMapModel
         from plugins.devices.modbus.registermap import load_map
-        from plugins.transports.dtu_sim import Scenario, SimulatedSlave, SlaveLayout
+        from plugins.simulators.dtu.slave import Scenario, SimulatedSlave, SlaveLayout
 
         regmap = load_map(args.map)
         assert regmap is not None
