@@ -201,7 +201,7 @@ def test_every_endpoint_of_a_fleet_gets_its_own_2_01_and_its_own_observations(tm
 
     from plugins.simulators.lwm2m.endpoint import EndpointOptions
     from plugins.simulators.lwm2m.fleet import Fleet, imeis
-    from plugins.simulators.lwm2m.scenario import Scenario
+    from plugins.simulators.scenario import Scenario
 
     count, base = 400, int(IMEI)
     port = free_udp_port()

@@ -28,7 +28,7 @@ from plugins.simulators.lwm2m.objects import (
     SimDevice,
     link_payload,
 )
-from plugins.simulators.lwm2m.scenario import Ramp, Scenario
+from plugins.simulators.scenario import Ramp, Scenario
 from plugins.transports.coap_lwm2m.api import Lwm2mValue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -345,7 +345,8 @@ def test_scenario_ramps_cross_the_thresholds_and_come_back():
     above = [t for t, x in enumerate(t1) if x > ALARM_TEMPERATURE_C]
     assert 20 < above[0] < 30 and 40 < above[-1] < 55  # on the ramps, not at their ends
     assert hot.sample(35, 0)[(3200, 0, 5500)] and not hot.sample(5, 0)[(3200, 0, 5500)]
-    assert Scenario("overheat", Ramp(every=100), "x").temperature(0, 150) > 80  # repeats
+    repeating = Scenario("overheat", Ramp(every=100), "x")
+    assert repeating.value("temperature", "T1", 150) > 80  # repeats
     with pytest.raises(ValueError):
         Ramp(delay=50, up=50, hold=50, down=50, every=100)
 

@@ -5,7 +5,8 @@ it produces a frame for each one according to the device's ``address``, which na
 profile, and hands the frame to the device's model like any transport would. The
 ``simulated`` device model decodes those frames (``temperature/T1=25.3;voltage/A=220.1``).
 
-Profiles (deterministic: the noise is seeded by the device id):
+Profiles (deterministic: the noise is seeded by the device id; the values come from the
+shared scenario engine, :mod:`plugins.simulators.scenario`):
 
 * ``normal``: values near nominal: 220 V, 10 A, 25 °C, 30 mA residual current.
 * ``overheat``: temperature T1 climbs from 30 °C to 95 °C over ``period`` seconds, then
@@ -14,24 +15,46 @@ Profiles (deterministic: the noise is seeded by the device id):
 * ``flaky``: reports for half of every period and is silent for the other half, so it goes
   offline and comes back when its heartbeat timeout is shorter than half the period.
 * ``silent``: never reports (offline once its timeout passes).
+
+The transport carries commands: ``reset``, ``silence``, ``self_test``, ``trip`` and
+``close`` (:mod:`plugins.simulators.demo.device` says what each does to the values). A
+command is sent at once, acknowledged ``response_delay`` seconds later (succeeded, with
+the device's acknowledgement as detail) and followed by a frame of that device, so its
+effect shows without waiting for the next tick. A device that is silent at that moment
+cannot hear it: the command fails. With ``latching: true`` the devices also report their
+own alarms, latched until ``reset``.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.application.internet import TimerService
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from hub import hookimpl
-from hub.model import QUANTITIES, Reading, SchemaError, check_channel
+from hub.model import (
+    ALARM_RULES,
+    QUANTITIES,
+    Command,
+    CommandResult,
+    CommandStatus,
+    Event,
+    EventKind,
+    EventState,
+    Level,
+    Reading,
+    SchemaError,
+    check_channel,
+)
 from hub.types import DecodeError, DeviceModelType, EncodeError, TransportType
-from hub.validate import Invalid, Section, number
+from hub.validate import Invalid, Section, boolean, number
+from plugins.simulators.demo.device import ACTIONS, PROFILES, DemoDevice, Refused
 
-PROFILES = ("normal", "overheat", "leakage", "flaky", "silent")
+__all__ = ["PROFILES", "SimulatedModel", "SimulatorOptions", "SimulatorService"]
 
 _log = Logger(namespace="hub.simulator")
 
@@ -40,12 +63,16 @@ _log = Logger(namespace="hub.simulator")
 class SimulatorOptions:
     interval: float = 10.0
     period: float = 600.0
+    latching: bool = False  # devices report their own alarms, latched until reset
+    response_delay: float = 0.2  # s from a command to its acknowledgement
 
 
 def check_options(section: Section) -> SimulatorOptions:
     opts = SimulatorOptions(
         interval=section.get("interval", number(0.01, 3600, "s"), 10.0),
         period=section.get("period", number(1, 86400, "s"), 600.0),
+        latching=section.get("latching", boolean, False),
+        response_delay=section.get("response_delay", number(0, 60, "s"), 0.2),
     )
     section.finish()
     return opts
@@ -57,33 +84,16 @@ def check_address(address: object) -> str:
     return str(address)
 
 
-def frame(profile: str, t: float, period: float, rng: random.Random) -> bytes | None:
-    """The frame a simulated device of ``profile`` sends at time ``t``, or None."""
-    phase = (t % period) / period
-    if profile == "silent" or (profile == "flaky" and phase >= 0.5):
-        return None
-    temp = 25 + rng.uniform(-0.5, 0.5)
-    if profile == "overheat":
-        temp = 30 + 65 * math.sin(math.pi * phase)
-    residual = 30 + rng.uniform(-3, 3)
-    if profile == "leakage" and phase < 0.2:
-        residual = 450 + rng.uniform(-10, 10)
-    volts = [220 + rng.uniform(-2, 2) for _ in "ABC"]
-    amps = [10 + rng.uniform(-1, 1) for _ in "ABC"]
-    points = [("temperature", "T1", temp), ("residual_current", "L1", residual)]
-    points += [("voltage", p, v) for p, v in zip("ABC", volts, strict=True)]
-    points += [("current", p, a) for p, a in zip("ABC", amps, strict=True)]
-    return ";".join(f"{q}/{c}={v:.2f}" for q, c, v in points).encode()
-
-
 class SimulatedModel:
-    """Decodes ``quantity/channel=value;...`` frames. Pure, like every device model."""
+    """Decodes the demo devices' frames (:mod:`plugins.simulators.demo.device`) and encodes
+    their commands. Pure, like every device model."""
 
     heartbeat_interval = None
     timeout_count = None
 
-    def decode(self, device: str, payload: bytes, received_at: float) -> Sequence[Reading]:
-        out = []
+    def decode(self, device: str, payload: bytes,
+               received_at: float) -> Sequence[Reading | Event]:
+        out: list[Reading | Event] = []
         try:
             text = payload.decode("ascii")
         except UnicodeDecodeError as e:
@@ -91,21 +101,40 @@ class SimulatedModel:
         for item in filter(None, text.split(";")):
             try:
                 key, value = item.split("=")
-                quantity, _, channel = key.partition("/")
-                if quantity not in QUANTITIES:
-                    raise SchemaError(f"unknown quantity {quantity!r}")
-                out.append(Reading(device, quantity, float(value), received_at,
-                                   check_channel(channel)))
+                kind, _, key = key.rpartition(":")
+                name, _, channel = key.partition("/")
+                check_channel(channel)
+                if kind == "event":
+                    out.append(Event(device, EventKind.STATE, name, EventState.NOTICE,
+                                     received_at, Level.INFO, channel, source="device",
+                                     message=value))
+                elif kind == "alarm":
+                    if name not in ALARM_RULES or value not in ("0", "1"):
+                        raise SchemaError(f"unknown alarm {name!r} or state {value!r}")
+                    out.append(Event(device, EventKind.ALARM, name,
+                                     EventState.RAISED if value == "1" else EventState.CLEARED,
+                                     received_at, Level.ALARM, channel, source="device",
+                                     message="latched by the detector until reset"))
+                elif kind:
+                    raise SchemaError(f"unknown item kind {kind!r}")
+                else:
+                    if name not in QUANTITIES:
+                        raise SchemaError(f"unknown quantity {name!r}")
+                    out.append(Reading(device, name, float(value), received_at, channel))
             except (ValueError, SchemaError) as e:
                 raise DecodeError(f"bad item {item!r}: {e}", item.encode()[:32]) from None
         return out
 
-    def encode_command(self, device: str, command: object) -> bytes:
-        raise EncodeError("simulated devices take no commands")
+    def encode_command(self, device: str, command: Command) -> bytes:
+        if command.action not in ACTIONS:
+            raise EncodeError(f"the demo detector takes {', '.join(ACTIONS)}, "
+                              f"not {command.action!r}")
+        return f"cmd:{command.action}".encode("ascii")
 
 
 class SimulatorService(TimerService):
-    """Ticks every ``interval`` and feeds each simulated device's frame through the hub."""
+    """Ticks every ``interval`` and feeds each simulated device's frame through the hub;
+    carries commands to the simulated devices."""
 
     def __init__(self, hub, name: str, options: SimulatorOptions) -> None:
         super().__init__(options.interval, self.tick)
@@ -113,23 +142,69 @@ class SimulatorService(TimerService):
         self.hub = hub
         self.transport = name
         self.options = options
-        self.rngs: dict[str, random.Random] = {}
+        self.devices: dict[str, DemoDevice] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        self.hub.commands.register_target(self.transport, self)
+
+    def stopService(self) -> Any:
+        self.hub.commands.unregister_target(self.transport)
+        return super().stopService()
+
+    def device(self, device: Any) -> DemoDevice:
+        sim = self.devices.get(device.id)
+        if sim is None:
+            sim = self.devices[device.id] = DemoDevice(
+                device.address_key, self.options.period, device.id, self.options.latching)
+        return sim
 
     def tick(self) -> None:
-        now = self.hub.clock.seconds()
         for device in self.hub.registry.on_transport(self.transport):
-            rng = self.rngs.setdefault(device.id, random.Random(device.id))
-            data = frame(device.address_key, now, self.options.period, rng)
-            if data is None:
-                continue
+            self.report(device)
+
+    def report(self, device: Any) -> None:
+        """Hand the frame ``device`` sends now (if any) to its model and the hub."""
+        now = self.hub.clock.seconds()
+        data = self.device(device).frame(now)
+        if data is None:
+            return
+        try:
+            records = device.model.decode(device.id, data, now)
+        except DecodeError as e:
+            self.hub.metrics.inc("transport.decode_errors", transport=self.transport)
+            _log.warn("bad frame from {device}: {error} ({hex})", device=device.id,
+                      error=e, hex=e.excerpt.hex(" "))
+            return
+        self.hub.ingest(device.id, records, now)
+
+    def send_command(self, device: Any, command: Command) -> defer.Deferred:
+        """Encode ``command`` with the device's model, hand it to the simulated device and
+        answer with its acknowledgement after ``response_delay``."""
+        sim = self.device(device)
+        if sim.silent(self.clock.seconds()):
+            return defer.fail(ConnectionError(f"{device.id} is not reachable now (profile "
+                                              f"{device.address_key})"))
+        data = device.model.encode_command(device.id, command)  # EncodeError: the command fails
+        self.hub.commands.mark_sent(command)
+        d: defer.Deferred = defer.Deferred()
+
+        def answer() -> None:
+            if d.called:  # timed out or cancelled meanwhile
+                return
             try:
-                records = device.model.decode(device.id, data, now)
-            except DecodeError as e:
-                self.hub.metrics.inc("transport.decode_errors", transport=self.transport)
-                _log.warn("bad frame from {device}: {error} ({hex})", device=device.id,
-                          error=e, hex=e.excerpt.hex(" "))
-                continue
-            self.hub.ingest(device.id, records, now)
+                ack = sim.receive(data)
+            except Refused as e:
+                d.callback(CommandResult(command.id, device.id, CommandStatus.FAILED,
+                                         self.clock.seconds(), str(e)))
+                return
+            self.report(device)  # the effect shows at once, not at the next tick
+            d.callback(CommandResult(command.id, device.id, CommandStatus.SUCCEEDED,
+                                     self.clock.seconds(), ack))
+
+        call = self.clock.callLater(self.options.response_delay, answer)
+        d.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
+        return d
 
 
 @hookimpl

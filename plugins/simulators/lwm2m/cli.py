@@ -59,7 +59,7 @@ def _non_negative(text: str) -> float:
 async def run_fleet(args: argparse.Namespace) -> int:
     from plugins.simulators.lwm2m.endpoint import EndpointOptions
     from plugins.simulators.lwm2m.fleet import Fleet, imeis
-    from plugins.simulators.lwm2m.scenario import Ramp, Scenario
+    from plugins.simulators.scenario import Ramp, Scenario
 
     try:
         ids = imeis(args.imei_base, args.count)

@@ -19,7 +19,7 @@ from plugins.simulators.lwm2m.endpoint import (
     open_context,
 )
 from plugins.simulators.lwm2m.objects import SimDevice
-from plugins.simulators.lwm2m.scenario import Scenario
+from plugins.simulators.scenario import Scenario
 
 __all__ = ["IMEI_BASE", "Fleet", "flood", "imeis"]
 

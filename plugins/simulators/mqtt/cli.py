@@ -33,8 +33,8 @@ be reached, or that refuses the connection, is one line on stderr and exit statu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
 import os
 import random
 import signal
@@ -44,8 +44,9 @@ import time
 from typing import Any
 
 from hub import hookimpl
+from plugins.simulators.scenario import Scenario, Wave, leakage, overheat
 
-__all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload"]
+__all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload", "scenario"]
 
 SCENARIOS = ("normal", "overheat", "leak")
 _DTU_SCENARIO = {"normal": "normal", "overheat": "overheat", "leak": "leakage"}
@@ -57,23 +58,32 @@ def device_ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(1, count + 1)]
 
 
-def payload(index: int, now: float, scenario: str = "normal", period: float = 60.0,
+@functools.lru_cache(maxsize=1 << 16)  # one per device: built once, not per message
+def scenario(index: int, name: str = "normal", period: float = 60.0) -> Scenario:
+    """What device number ``index`` measures: every tenth device has the episode of ``name``
+    (T1 from 25 to 95 °C, or residual current from 30 to 600 mA, and back, along a wave of
+    ``period`` s whose phase differs per device); the others, and ``normal``, stay normal."""
+    if index % 10 or name == "normal":
+        return Scenario()
+    shape = Wave(period, index / 7)
+    episode = (overheat(shape, base=25.0) if name == "overheat"
+               else leakage(shape, peak=600.0, swing=0.0, base=30.0))
+    return Scenario(_DTU_SCENARIO[name], shape, episodes=(episode,))
+
+
+def payload(index: int, now: float, scenario_name: str = "normal", period: float = 60.0,
             rng: random.Random | None = None) -> dict[str, Any]:
     """The JSON document device number ``index`` publishes at ``now``."""
     rng = rng or random
-    phase = (math.sin(2 * math.pi * ((now / period) + index / 7)) + 1) / 2  # 0..1
-    affected = index % 10 == 0
-    leak = 30 + 10 * rng.random()
-    t1 = 25 + 3 * rng.random()
-    if affected and scenario == "leak":
-        leak = 30 + 570 * phase
-    if affected and scenario == "overheat":
-        t1 = 25 + 70 * phase
+    sc = scenario(index, scenario_name, period)
+    leak = sc.value("residual_current", "L1", now, rng.uniform(-1, 1))
+    t1 = sc.value("temperature", "T1", now, rng.uniform(-1, 1))
+    t2 = sc.value("temperature", "T2", now, rng.uniform(-1, 1))
     return {
         "ts": int(now * 1000),
         "leak": round(leak),
-        "temp": [round(t1, 1), round(24 + 2 * rng.random(), 1)],
-        "v": [round(220 + rng.uniform(-2, 2), 1) for _ in range(3)],
+        "temp": [round(t1, 1), round(t2, 1)],
+        "v": [round(sc.value("voltage", p, now, rng.uniform(-1, 1)), 1) for p in "ABC"],
         "alarm": {"leak": int(leak >= 500), "temp1": int(t1 >= 90)},
         "fault": {"probe2": 0},
     }
@@ -87,12 +97,13 @@ class ModbusDevices:
         from plugins.devices.modbus import rtu
         from plugins.devices.modbus.model import ModbusMapModel
         from plugins.devices.modbus.registermap import load_map
-        from plugins.simulators.dtu.slave import Scenario, SimulatedSlave, SlaveLayout
+        from plugins.simulators.dtu.slave import Scenario as DtuScenario
+        from plugins.simulators.dtu.slave import SimulatedSlave, SlaveLayout
 
         regmap = load_map(args.map)
         assert regmap is not None
         layout = SlaveLayout(regmap)
-        scenario = Scenario(_DTU_SCENARIO[args.scenario], args.period)
+        scenario = DtuScenario(_DTU_SCENARIO[args.scenario], args.period)
         self.requests = [rtu.read_request(args.slave, p.function, p.address, p.count)
                          for p in ModbusMapModel(regmap).plan()]
         self.slaves = {d: SimulatedSlave(layout, args.slave, scenario, seed=f"{args.seed}/{d}")
