@@ -36,20 +36,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hub import hookimpl
-from hub.model import (
-    ALARM_RULES,
-    QUANTITIES,
-    Command,
-    CommandResult,
-    CommandStatus,
-    Event,
-    EventKind,
-    EventState,
-    Level,
-    Reading,
-    SchemaError,
-    check_channel,
-)
+from hub import model as m
 from hub.types import DecodeError, DeviceModelType, EncodeError, TransportType
 from hub.validate import Invalid, Section, boolean, number
 from plugins.simulators.demo.device import ACTIONS, PROFILES, DemoDevice, Refused
@@ -92,8 +79,8 @@ class SimulatedModel:
     timeout_count = None
 
     def decode(self, device: str, payload: bytes,
-               received_at: float) -> Sequence[Reading | Event]:
-        out: list[Reading | Event] = []
+               received_at: float) -> Sequence[m.Reading | m.Event]:
+        out: list[m.Reading | m.Event] = []
         try:
             text = payload.decode("ascii")
         except UnicodeDecodeError as e:
@@ -103,29 +90,29 @@ class SimulatedModel:
                 key, value = item.split("=")
                 kind, _, key = key.rpartition(":")
                 name, _, channel = key.partition("/")
-                check_channel(channel)
+                m.check_channel(channel)
                 if kind == "event":
-                    out.append(Event(device, EventKind.STATE, name, EventState.NOTICE,
-                                     received_at, Level.INFO, channel, source="device",
-                                     message=value))
+                    out.append(m.Event(device, m.EventKind.STATE, name, m.EventState.NOTICE,
+                                       received_at, m.Level.INFO, channel, source="device",
+                                       message=value))
                 elif kind == "alarm":
-                    if name not in ALARM_RULES or value not in ("0", "1"):
-                        raise SchemaError(f"unknown alarm {name!r} or state {value!r}")
-                    out.append(Event(device, EventKind.ALARM, name,
-                                     EventState.RAISED if value == "1" else EventState.CLEARED,
-                                     received_at, Level.ALARM, channel, source="device",
-                                     message="latched by the detector until reset"))
+                    if name not in m.ALARM_RULES or value not in ("0", "1"):
+                        raise m.SchemaError(f"unknown alarm {name!r} or state {value!r}")
+                    state = m.EventState.RAISED if value == "1" else m.EventState.CLEARED
+                    out.append(m.Event(device, m.EventKind.ALARM, name, state, received_at,
+                                       m.Level.ALARM, channel, source="device",
+                                       message="latched by the detector until reset"))
                 elif kind:
-                    raise SchemaError(f"unknown item kind {kind!r}")
+                    raise m.SchemaError(f"unknown item kind {kind!r}")
                 else:
-                    if name not in QUANTITIES:
-                        raise SchemaError(f"unknown quantity {name!r}")
-                    out.append(Reading(device, name, float(value), received_at, channel))
-            except (ValueError, SchemaError) as e:
+                    if name not in m.QUANTITIES:
+                        raise m.SchemaError(f"unknown quantity {name!r}")
+                    out.append(m.Reading(device, name, float(value), received_at, channel))
+            except (ValueError, m.SchemaError) as e:
                 raise DecodeError(f"bad item {item!r}: {e}", item.encode()[:32]) from None
         return out
 
-    def encode_command(self, device: str, command: Command) -> bytes:
+    def encode_command(self, device: str, command: m.Command) -> bytes:
         if command.action not in ACTIONS:
             raise EncodeError(f"the demo detector takes {', '.join(ACTIONS)}, "
                               f"not {command.action!r}")
@@ -178,7 +165,7 @@ class SimulatorService(TimerService):
             return
         self.hub.ingest(device.id, records, now)
 
-    def send_command(self, device: Any, command: Command) -> defer.Deferred:
+    def send_command(self, device: Any, command: m.Command) -> defer.Deferred:
         """Encode ``command`` with the device's model, hand it to the simulated device and
         answer with its acknowledgement after ``response_delay``."""
         sim = self.device(device)
@@ -195,16 +182,21 @@ class SimulatorService(TimerService):
             try:
                 ack = sim.receive(data)
             except Refused as e:
-                d.callback(CommandResult(command.id, device.id, CommandStatus.FAILED,
-                                         self.clock.seconds(), str(e)))
+                d.callback(m.CommandResult(command.id, device.id, m.CommandStatus.FAILED,
+                                           self.clock.seconds(), str(e)))
                 return
             self.report(device)  # the effect shows at once, not at the next tick
-            d.callback(CommandResult(command.id, device.id, CommandStatus.SUCCEEDED,
-                                     self.clock.seconds(), ack))
+            d.callback(m.CommandResult(command.id, device.id, m.CommandStatus.SUCCEEDED,
+                                       self.clock.seconds(), ack))
 
         call = self.clock.callLater(self.options.response_delay, answer)
-        d.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
-        return d
+
+        def forget(result: object) -> object:  # the hub gave up (time to live): no answer
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addBoth(forget)
 
 
 @hookimpl

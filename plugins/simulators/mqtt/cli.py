@@ -44,6 +44,7 @@ import time
 from typing import Any
 
 from hub import hookimpl
+from plugins.simulators.cli_args import add_run_options, endpoint, positive, simulate_parser
 from plugins.simulators.scenario import Scenario, Wave, leakage, overheat
 
 __all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload", "scenario"]
@@ -237,24 +238,10 @@ class Simulator:
         return f"mqtt-sim: published {self.published}, answered {self.commands} commands"
 
 
-def _broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
 def _slave(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 247:
         raise argparse.ArgumentTypeError(f"{text!r} is not a slave address 1..247")
     return int(text)
-
-
-def _positive(text: str) -> float:
-    v = float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return v
 
 
 def cmd_simulate_mqtt(args: argparse.Namespace) -> int:
@@ -290,14 +277,11 @@ def cmd_simulate_mqtt(args: argparse.Namespace) -> int:
 
 @hookimpl
 def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from hub.cli import command_group
-
-    group = command_group(subparsers, "simulate", "simulators of devices and peers")
-    p = group.add_parser(
-        "mqtt", help="simulated detectors publishing JSON through an MQTT broker",
+    p = simulate_parser(
+        subparsers, "mqtt", help="simulated detectors publishing JSON through an MQTT broker",
         description="Simulated detectors that publish JSON readings at QoS 1 through an "
         f"MQTT broker and answer commands; scenarios {', '.join(SCENARIOS)}.")
-    p.add_argument("--broker", required=True, type=_broker, metavar="HOST:PORT")
+    p.add_argument("--broker", required=True, type=endpoint, metavar="HOST:PORT")
     p.add_argument("--count", type=int, default=1, help="devices to simulate (default 1)")
     p.add_argument("--model", choices=("json", "modbus"), default="json",
                    help="payload format (json: the README's json_map example; modbus: raw "
@@ -306,10 +290,10 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="register map of --model modbus (default conf/devices/efd-example.yaml)")
     p.add_argument("--slave", type=_slave, default=1, metavar="1..247",
                    help="RTU slave address of --model modbus (default 1)")
-    p.add_argument("--rate", type=_positive, default=1.0,
+    p.add_argument("--rate", type=positive, default=1.0,
                    help="messages per second over all devices (default 1)")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal")
-    p.add_argument("--period", type=_positive, default=60.0, metavar="S",
+    p.add_argument("--period", type=positive, default=60.0, metavar="S",
                    help="scenario period in seconds (default 60)")
     p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
     p.add_argument("--username")
@@ -323,6 +307,5 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topic-ack", default="esm/{device}/ack")
     p.add_argument("--topic-status", default="esm/{device}/status")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
-    p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S")
+    add_run_options(p)
     p.set_defaults(func=cmd_simulate_mqtt)
