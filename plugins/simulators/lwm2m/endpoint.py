@@ -13,6 +13,10 @@ silence rather than an ICMP error) and nothing is sent; it wakes every ``update_
 seconds to send a registration Update, then sends the notifications that are due, then stays
 awake for the window. An alarm contact that changes while asleep wakes it at once, as a fire
 detector would. The observations survive sleep, as LwM2M asks.
+
+Over 500 lines on purpose: registration, observation and sleep share one endpoint's state
+and timers (a wake-up sends the Update, then the due notifications, then opens the window),
+and split across modules they would only pass that state back and forth.
 """
 
 from __future__ import annotations
@@ -32,9 +36,8 @@ from aiocoap import CON, Code, Message
 from aiocoap.numbers import ContentFormat as CoapFormat
 from aiocoap.numbers.constants import Unreliable
 
-from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
-from plugins.transports.lwm2m_sim import codec
-from plugins.transports.lwm2m_sim.objects import (
+from plugins.simulators.lwm2m import codec
+from plugins.simulators.lwm2m.objects import (
     OBJECTS,
     BadRequest,
     Lwm2mError,
@@ -42,6 +45,7 @@ from plugins.transports.lwm2m_sim.objects import (
     link_payload,
     registration_query,
 )
+from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
 
 __all__ = ["Endpoint", "EndpointOptions", "Stats", "describe", "open_context"]
 

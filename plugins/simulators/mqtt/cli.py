@@ -18,7 +18,7 @@ over ``--period``); ``leak`` (residual current of every tenth device climbs to 6
 
 ``--model modbus`` plays a 4G DTU in MQTT mode instead, for the ``modbus_payload`` model:
 each message is the raw RTU response frames of one round of the register map's polls
-(``--map``, slave ``--slave``), answered by :class:`plugins.transports.dtu_sim.SimulatedSlave`
+(``--map``, slave ``--slave``), answered by :class:`plugins.simulators.dtu.slave.SimulatedSlave`
 with the ``hub simulate dtu`` scenarios (``leak`` is its ``leakage``); a write command is
 answered with the slave's echo (or Modbus exception) on the ack topic.
 
@@ -33,8 +33,8 @@ be reached, or that refuses the connection, is one line on stderr and exit statu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
 import os
 import random
 import signal
@@ -44,8 +44,10 @@ import time
 from typing import Any
 
 from hub import hookimpl
+from plugins.simulators.cli_args import add_run_options, endpoint, positive, simulate_parser
+from plugins.simulators.scenario import Scenario, Wave, leakage, overheat
 
-__all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload"]
+__all__ = ["SCENARIOS", "device_ids", "hub_add_commands", "payload", "scenario"]
 
 SCENARIOS = ("normal", "overheat", "leak")
 _DTU_SCENARIO = {"normal": "normal", "overheat": "overheat", "leak": "leakage"}
@@ -57,23 +59,32 @@ def device_ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(1, count + 1)]
 
 
-def payload(index: int, now: float, scenario: str = "normal", period: float = 60.0,
+@functools.lru_cache(maxsize=1 << 16)  # one per device: built once, not per message
+def scenario(index: int, name: str = "normal", period: float = 60.0) -> Scenario:
+    """What device number ``index`` measures: every tenth device has the episode of ``name``
+    (T1 from 25 to 95 °C, or residual current from 30 to 600 mA, and back, along a wave of
+    ``period`` s whose phase differs per device); the others, and ``normal``, stay normal."""
+    if index % 10 or name == "normal":
+        return Scenario()
+    shape = Wave(period, index / 7)
+    episode = (overheat(shape, base=25.0) if name == "overheat"
+               else leakage(shape, peak=600.0, swing=0.0, base=30.0))
+    return Scenario(_DTU_SCENARIO[name], shape, episodes=(episode,))
+
+
+def payload(index: int, now: float, scenario_name: str = "normal", period: float = 60.0,
             rng: random.Random | None = None) -> dict[str, Any]:
     """The JSON document device number ``index`` publishes at ``now``."""
     rng = rng or random
-    phase = (math.sin(2 * math.pi * ((now / period) + index / 7)) + 1) / 2  # 0..1
-    affected = index % 10 == 0
-    leak = 30 + 10 * rng.random()
-    t1 = 25 + 3 * rng.random()
-    if affected and scenario == "leak":
-        leak = 30 + 570 * phase
-    if affected and scenario == "overheat":
-        t1 = 25 + 70 * phase
+    sc = scenario(index, scenario_name, period)
+    leak = sc.value("residual_current", "L1", now, rng.uniform(-1, 1))
+    t1 = sc.value("temperature", "T1", now, rng.uniform(-1, 1))
+    t2 = sc.value("temperature", "T2", now, rng.uniform(-1, 1))
     return {
         "ts": int(now * 1000),
         "leak": round(leak),
-        "temp": [round(t1, 1), round(24 + 2 * rng.random(), 1)],
-        "v": [round(220 + rng.uniform(-2, 2), 1) for _ in range(3)],
+        "temp": [round(t1, 1), round(t2, 1)],
+        "v": [round(sc.value("voltage", p, now, rng.uniform(-1, 1)), 1) for p in "ABC"],
         "alarm": {"leak": int(leak >= 500), "temp1": int(t1 >= 90)},
         "fault": {"probe2": 0},
     }
@@ -87,12 +98,13 @@ class ModbusDevices:
         from plugins.devices.modbus import rtu
         from plugins.devices.modbus.model import ModbusMapModel
         from plugins.devices.modbus.registermap import load_map
-        from plugins.transports.dtu_sim import Scenario, SimulatedSlave, SlaveLayout
+        from plugins.simulators.dtu.slave import Scenario as DtuScenario
+        from plugins.simulators.dtu.slave import SimulatedSlave, SlaveLayout
 
         regmap = load_map(args.map)
         assert regmap is not None
         layout = SlaveLayout(regmap)
-        scenario = Scenario(_DTU_SCENARIO[args.scenario], args.period)
+        scenario = DtuScenario(_DTU_SCENARIO[args.scenario], args.period)
         self.requests = [rtu.read_request(args.slave, p.function, p.address, p.count)
                          for p in ModbusMapModel(regmap).plan()]
         self.slaves = {d: SimulatedSlave(layout, args.slave, scenario, seed=f"{args.seed}/{d}")
@@ -226,24 +238,10 @@ class Simulator:
         return f"mqtt-sim: published {self.published}, answered {self.commands} commands"
 
 
-def _broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
 def _slave(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 247:
         raise argparse.ArgumentTypeError(f"{text!r} is not a slave address 1..247")
     return int(text)
-
-
-def _positive(text: str) -> float:
-    v = float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return v
 
 
 def cmd_simulate_mqtt(args: argparse.Namespace) -> int:
@@ -279,14 +277,11 @@ def cmd_simulate_mqtt(args: argparse.Namespace) -> int:
 
 @hookimpl
 def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from hub.cli import command_group
-
-    group = command_group(subparsers, "simulate", "simulators of devices and peers")
-    p = group.add_parser(
-        "mqtt", help="simulated detectors publishing JSON through an MQTT broker",
+    p = simulate_parser(
+        subparsers, "mqtt", help="simulated detectors publishing JSON through an MQTT broker",
         description="Simulated detectors that publish JSON readings at QoS 1 through an "
         f"MQTT broker and answer commands; scenarios {', '.join(SCENARIOS)}.")
-    p.add_argument("--broker", required=True, type=_broker, metavar="HOST:PORT")
+    p.add_argument("--broker", required=True, type=endpoint, metavar="HOST:PORT")
     p.add_argument("--count", type=int, default=1, help="devices to simulate (default 1)")
     p.add_argument("--model", choices=("json", "modbus"), default="json",
                    help="payload format (json: the README's json_map example; modbus: raw "
@@ -295,10 +290,10 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="register map of --model modbus (default conf/devices/efd-example.yaml)")
     p.add_argument("--slave", type=_slave, default=1, metavar="1..247",
                    help="RTU slave address of --model modbus (default 1)")
-    p.add_argument("--rate", type=_positive, default=1.0,
+    p.add_argument("--rate", type=positive, default=1.0,
                    help="messages per second over all devices (default 1)")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal")
-    p.add_argument("--period", type=_positive, default=60.0, metavar="S",
+    p.add_argument("--period", type=positive, default=60.0, metavar="S",
                    help="scenario period in seconds (default 60)")
     p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
     p.add_argument("--username")
@@ -312,6 +307,5 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topic-ack", default="esm/{device}/ack")
     p.add_argument("--topic-status", default="esm/{device}/status")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
-    p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S")
+    add_run_options(p)
     p.set_defaults(func=cmd_simulate_mqtt)

@@ -1,6 +1,6 @@
 """Simulated Modbus RTU slaves behind a simulated DTU: pure code, no sockets, no clock.
 
-What ``hub simulate dtu`` (:mod:`plugins.transports.dtu_simulator`) puts behind each
+What ``hub simulate dtu`` (:mod:`plugins.simulators.dtu.cli`) puts behind each
 simulated DTU, kept apart so it can be tested frame by frame:
 
 * :class:`Scenario`: the canonical values a detector reports at a time ``t`` (seconds since
@@ -19,8 +19,8 @@ simulated DTU, kept apart so it can be tested frame by frame:
 
 Scenarios (``period`` in seconds, ``phase`` = ``(t % period) / period``):
 
-* ``normal``: values near nominal (:data:`NOMINAL`: 220 V, 10 A, 25 °C, 30 mA residual
-  current), each wobbling slowly within its swing.
+* ``normal``: values near nominal (:data:`plugins.simulators.scenario.NOMINAL`: 220 V,
+  10 A, 25 °C, 30 mA residual current), each wobbling slowly within its swing.
 * ``overheat``: temperature T1 follows ``30 + 65 sin(π phase)`` °C: past 80 °C from phase
   0.29 to 0.71, peak 95 °C at mid-period, back to 30 °C at its end.
 * ``leakage``: residual current (every channel) at 450 ± 10 mA for the first fifth of each
@@ -39,7 +39,6 @@ clear.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -48,6 +47,8 @@ from hub.types import EncodeError
 from plugins.devices.modbus import rtu
 from plugins.devices.modbus.registermap import Point, RegisterMap, StatusWord
 from plugins.devices.modbus.values import TYPES, decode, encode, from_raw, to_raw
+from plugins.simulators import scenario as engine
+from plugins.simulators.scenario import DEVICE_SET_POINTS, NOMINAL
 
 __all__ = [
     "DEVICE_SET_POINTS",
@@ -63,47 +64,6 @@ __all__ = [
 
 SCENARIOS = ("normal", "overheat", "leakage", "silent", "drop")
 
-#: Canonical nominal value and swing (the most it wobbles either way) per quantity in the
-#: ``normal`` scenario; quantities not listed read 0.
-NOMINAL: dict[str, tuple[float, float]] = {
-    "voltage": (220.0, 2.0),
-    "current": (10.0, 1.0),
-    "temperature": (25.0, 0.5),
-    "residual_current": (30.0, 3.0),
-    "residual_current_full_wave": (32.0, 3.0),
-    "resistive_leakage_current": (10.0, 1.0),
-    "active_power": (6400.0, 200.0),
-    "reactive_power": (1300.0, 100.0),
-    "apparent_power": (6600.0, 200.0),
-    "power_factor": (0.97, 0.01),
-    "frequency": (50.0, 0.02),
-    "voltage_unbalance": (1.0, 0.2),
-    "current_unbalance": (3.0, 0.5),
-    "current_thd": (4.0, 0.5),
-    "voltage_thd": (2.0, 0.3),
-    "signal_strength": (-75.0, 3.0),
-    "battery_voltage": (3.6, 0.05),
-}
-
-#: Energy counters only go up: (value at t = 0, growth per hour) in the canonical unit.
-ENERGY: dict[str, tuple[float, float]] = {
-    "active_energy": (12000.0, 6.4),
-    "reactive_energy": (2400.0, 1.3),
-}
-
-#: The detector's own set points (canonical units) until the hub writes others.
-DEVICE_SET_POINTS: dict[str, float] = {
-    "temperature": 80.0,
-    "residual_current": 300.0,
-    "overvoltage": 264.0,
-    "undervoltage": 187.0,
-    "overcurrent": 32.0,
-}
-
-OVERHEAT_BASE, OVERHEAT_RISE = 30.0, 65.0  # T1 = base + rise * sin(pi * phase)
-LEAKAGE_VALUE, LEAKAGE_SWING, LEAKAGE_SHARE = 450.0, 10.0, 0.2
-
-_WOBBLE_PERIOD = 47.0  # s; slow, and unrelated to any poll interval
 _READ_TABLE = {1: 1, 2: 2, 3: 3, 4: 4}  # read function → table (coils, inputs, holding, input)
 _WRITE_TABLE = {rtu.WRITE_SINGLE_COIL: 1, rtu.WRITE_SINGLE_REGISTER: 3,
                 rtu.WRITE_MULTIPLE_REGISTERS: 3}
@@ -114,7 +74,9 @@ _WRITE_TABLE = {rtu.WRITE_SINGLE_COIL: 1, rtu.WRITE_SINGLE_REGISTER: 3,
 
 @dataclass(frozen=True)
 class Scenario:
-    """The values a simulated detector reports over time (see the module docstring)."""
+    """A DTU scenario (see the module docstring): the values of
+    :class:`plugins.simulators.scenario.Scenario` over ``period``, and what the DTU and its
+    line do (``silent``, ``drop``)."""
 
     name: str = "normal"
     period: float = 60.0
@@ -122,8 +84,9 @@ class Scenario:
     def __post_init__(self) -> None:
         if self.name not in SCENARIOS:
             raise ValueError(f"{self.name!r} is not a scenario; one of {', '.join(SCENARIOS)}")
-        if not self.period > 0:
-            raise ValueError(f"period must be positive, got {self.period!r}")
+        values = "normal" if self.name in ("silent", "drop") else self.name
+        # validates the period too
+        object.__setattr__(self, "values", engine.Scenario.periodic(values, self.period))
 
     def phase(self, t: float) -> float:
         """Where ``t`` falls in the current period, 0 ≤ phase < 1."""
@@ -132,16 +95,7 @@ class Scenario:
     def value(self, quantity: str, channel: str, t: float, jitter: float = 0.0) -> float:
         """The canonical value of ``quantity``/``channel`` at ``t``; ``jitter`` in -1..1
         picks a value within the quantity's normal swing."""
-        if self.name == "overheat" and quantity == "temperature" and channel == "T1":
-            return OVERHEAT_BASE + OVERHEAT_RISE * math.sin(math.pi * self.phase(t))
-        if (self.name == "leakage" and quantity == "residual_current"
-                and self.phase(t) < LEAKAGE_SHARE):
-            return LEAKAGE_VALUE + LEAKAGE_SWING * jitter
-        if quantity in ENERGY:
-            start, per_hour = ENERGY[quantity]
-            return start + per_hour * t / 3600
-        nominal, swing = NOMINAL.get(quantity, (0.0, 0.0))
-        return nominal + swing * jitter
+        return self.values.value(quantity, channel, t, jitter)  # type: ignore[attr-defined]
 
     def answers(self, slave: int) -> bool:
         """Whether ``slave`` answers at all (``silent``: slave 1 never does)."""
@@ -275,7 +229,10 @@ class SimulatedSlave:
         self.tables: dict[int, dict[int, int]] = {t: dict(v) for t, v in layout.initial.items()}
         #: (table, address) the hub wrote: the scenario leaves them alone from then on
         self.pinned: set[tuple[int, int]] = set()
-        self._phase = random.Random(f"{seed}/{address}").random() * 2 * math.pi
+        #: each point's wobble phase, by its index in the map
+        self._phases = tuple(engine.wobble_phase(f"{seed}/{address}/{i}")
+                             for i in range(len(layout.map.points)))
+        self._value = scenario.values.value  # type: ignore[attr-defined]
         self.requests = 0
         self.answered = 0
 
@@ -283,13 +240,12 @@ class SimulatedSlave:
 
     def jitter(self, index: int, t: float) -> float:
         """A slow, seeded wobble in -1..1 for the point at ``index`` of the map."""
-        return math.sin(2 * math.pi * t / _WOBBLE_PERIOD + self._phase + index * 2.399)
+        return engine.wobble(self._phases[index], t)
 
     def values_at(self, t: float) -> dict[tuple[str, str], float]:
         """The canonical value of every point of the map at ``t``: what a poll at ``t``
         decodes to (to the registers' resolution), unless the hub wrote a point's register."""
-        return {(p.quantity, p.channel): self.scenario.value(p.quantity, p.channel, t,
-                                                             self.jitter(i, t))
+        return {(p.quantity, p.channel): self._value(p.quantity, p.channel, t, self.jitter(i, t))
                 for i, p in enumerate(self.layout.map.points)}
 
     def set_point(self, rule: str, channel: str) -> float:
@@ -326,7 +282,7 @@ class SimulatedSlave:
         pinned = self.pinned
         values: dict[tuple[str, str], float] = {}
         for point, index in self.layout.points[table]:
-            value = self.scenario.value(point.quantity, point.channel, t, self.jitter(index, t))
+            value = self._value(point.quantity, point.channel, t, self.jitter(index, t))
             values[(point.quantity, point.channel)] = value
             if pinned and any((table, point.address + i) in pinned for i in range(point.count)):
                 continue

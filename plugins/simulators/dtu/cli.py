@@ -4,9 +4,9 @@ listener and answer its Modbus RTU polls, for commissioning, demos, tests and be
 Each simulated DTU connects, sends its registration id (the whole first packet, as a USR
 DTU in "connect with" mode does), sends its heartbeat when the line has been idle for the
 heartbeat interval, and answers the requests for its slaves from
-:class:`plugins.transports.dtu_sim.SimulatedSlave` stores driven by a scenario. A DTU whose
+:class:`plugins.simulators.dtu.slave.SimulatedSlave` stores driven by a scenario. A DTU whose
 connection is lost dials again (with a growing, jittered delay, so a restarted hub is not
-hit by every DTU at once). The register logic is in :mod:`plugins.transports.dtu_sim`; this
+hit by every DTU at once). The register logic is in :mod:`plugins.simulators.dtu.slave`; this
 module is the Twisted client and the command line::
 
     hub simulate dtu --connect 127.0.0.1:9000 --id 861234567890000 --count 100 \\
@@ -33,7 +33,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ClientFactory, Protocol
 
 from hub import hookimpl
-from plugins.transports.dtu_sim import SCENARIOS, DtuLine, Scenario, SimulatedSlave, SlaveLayout
+from plugins.simulators.cli_args import add_run_options, endpoint, positive, simulate_parser
+from plugins.simulators.dtu.slave import SCENARIOS, DtuLine, Scenario, SimulatedSlave, SlaveLayout
 
 __all__ = ["Fleet", "FleetOptions", "SimulatedDtu", "dtu_ids", "hub_add_commands"]
 
@@ -299,13 +300,6 @@ class Fleet:
 # ---------------------------------------------------------------------------- CLI
 
 
-def _endpoint(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 def _slaves(text: str) -> tuple[int, ...]:
     try:
         slaves = tuple(int(s) for s in text.split(",") if s.strip())
@@ -324,16 +318,6 @@ def _hex(text: str) -> bytes:
     if not 1 <= len(data) <= 40:  # what USR DTUs allow
         raise argparse.ArgumentTypeError("a heartbeat is 1..40 bytes")
     return data
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
 
 
 def cmd_simulate_dtu(args: argparse.Namespace) -> int:
@@ -397,15 +381,12 @@ def cmd_simulate_dtu(args: argparse.Namespace) -> int:
 
 @hookimpl
 def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from hub.cli import command_group
-
-    group = command_group(subparsers, "simulate", "simulators of devices and peers")
-    p = group.add_parser(
-        "dtu", help="simulated 4G DTUs with Modbus RTU slaves behind them",
+    p = simulate_parser(
+        subparsers, "dtu", help="simulated 4G DTUs with Modbus RTU slaves behind them",
         description="Simulated 4G DTUs that dial a tcp_dtu listener, register, send "
         "heartbeats and answer Modbus RTU polls from a register map and a scenario "
         f"({', '.join(SCENARIOS)}).")
-    p.add_argument("--connect", required=True, type=_endpoint, metavar="HOST:PORT",
+    p.add_argument("--connect", required=True, type=endpoint, metavar="HOST:PORT",
                    help="the hub's tcp_dtu listener")
     p.add_argument("--id", required=True, help="registration id of the first DTU (an IMEI)")
     p.add_argument("--map", required=True, metavar="FILE", help="register map of the slaves")
@@ -413,18 +394,16 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slaves", type=_slaves, default=(1,), metavar="1,2",
                    help="slave addresses behind each DTU (default 1)")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal")
-    p.add_argument("--period", type=_positive, default=60.0, metavar="S",
+    p.add_argument("--period", type=positive, default=60.0, metavar="S",
                    help="scenario period in seconds (default 60)")
     p.add_argument("--heartbeat", type=_hex, metavar="HEX",
                    help="heartbeat bytes sent when the line is idle (default: none)")
-    p.add_argument("--heartbeat-interval", type=_positive, default=30.0, metavar="S",
+    p.add_argument("--heartbeat-interval", type=positive, default=30.0, metavar="S",
                    help="seconds of idle line before a heartbeat (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the values' wobble")
-    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
-    p.add_argument("--ramp", type=_positive, default=500.0, metavar="N",
+    p.add_argument("--ramp", type=positive, default=500.0, metavar="N",
                    help="connections started per second (default 500)")
     p.add_argument("--bind", metavar="ADDR", help="local address to dial from")
-    p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S",
-                   help="seconds between status lines (default 5)")
+    add_run_options(p)
     p.set_defaults(func=cmd_simulate_dtu)
 

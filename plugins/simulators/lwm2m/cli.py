@@ -7,7 +7,7 @@ and executes, send notifications, and in queue mode sleep and wake::
         --update-interval 60 --format senml
 
 Endpoints are ``urn:imei:<IMEI>`` with IMEIs from ``--imei-base`` up. The objects, the
-scenarios and queue mode are described in :mod:`plugins.transports.lwm2m_sim`. A status line
+scenarios and queue mode are described in :mod:`plugins.simulators.lwm2m`. A status line
 goes to stdout every ``--status-interval`` s; SIGINT, SIGTERM or ``--duration`` de-registers
 every endpoint and exits with status 0, after a last line ``lwm2m-sim: summary {json}``.
 """
@@ -23,43 +23,23 @@ import sys
 import time
 
 from hub import hookimpl
+from plugins.simulators.cli_args import (
+    add_run_options,
+    endpoint,
+    non_negative,
+    positive,
+    simulate_parser,
+)
 
 __all__ = ["hub_add_commands"]
 
 FORMATS = {"tlv": 11542, "senml": 110, "senml-cbor": 112}
 
 
-def _endpoint(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number ≥ 0")
-    return value
-
-
 async def run_fleet(args: argparse.Namespace) -> int:
-    from plugins.transports.lwm2m_sim.endpoint import EndpointOptions
-    from plugins.transports.lwm2m_sim.fleet import Fleet, imeis
-    from plugins.transports.lwm2m_sim.scenario import Ramp, Scenario
+    from plugins.simulators.lwm2m.endpoint import EndpointOptions
+    from plugins.simulators.lwm2m.fleet import Fleet, imeis
+    from plugins.simulators.scenario import Ramp, Scenario
 
     try:
         ids = imeis(args.imei_base, args.count)
@@ -138,57 +118,52 @@ def cmd_simulate_lwm2m(args: argparse.Namespace) -> int:
 
 @hookimpl
 def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from hub.cli import command_group
-
-    group = command_group(subparsers, "simulate", "simulators of devices and peers")
-    p = group.add_parser(
-        "lwm2m", help="simulated NB-IoT detectors speaking LwM2M over CoAP",
+    p = simulate_parser(
+        subparsers, "lwm2m", help="simulated NB-IoT detectors speaking LwM2M over CoAP",
         description="Simulated NB-IoT electrical-fire detectors (aiocoap LwM2M clients) that "
         "register with a LwM2M server, answer reads/observes/writes/executes, notify, and in "
         "queue mode sleep between updates.")
-    p.add_argument("--server", required=True, type=_endpoint, metavar="HOST:PORT",
+    p.add_argument("--server", required=True, type=endpoint, metavar="HOST:PORT",
                    help="the hub's coap_lwm2m transport")
     p.add_argument("--count", type=int, default=1, help="endpoints to simulate (default 1)")
     p.add_argument("--imei-base", type=int, default=861234567890000, metavar="IMEI",
                    help="IMEI of the first endpoint (default 861234567890000)")
     p.add_argument("--scenario", choices=("normal", "overheat", "leakage"), default="normal")
-    p.add_argument("--ramp-delay", type=_non_negative, default=10.0, metavar="S",
+    p.add_argument("--ramp-delay", type=non_negative, default=10.0, metavar="S",
                    help="seconds before the scenario's excursion starts (default 10)")
-    p.add_argument("--ramp-up", type=_non_negative, default=30.0, metavar="S",
+    p.add_argument("--ramp-up", type=non_negative, default=30.0, metavar="S",
                    help="seconds the excursion climbs (default 30)")
-    p.add_argument("--ramp-hold", type=_non_negative, default=30.0, metavar="S",
+    p.add_argument("--ramp-hold", type=non_negative, default=30.0, metavar="S",
                    help="seconds at its peak (default 30)")
-    p.add_argument("--ramp-down", type=_non_negative, default=30.0, metavar="S",
+    p.add_argument("--ramp-down", type=non_negative, default=30.0, metavar="S",
                    help="seconds it falls back (default 30)")
-    p.add_argument("--ramp-every", type=_non_negative, default=300.0, metavar="S",
+    p.add_argument("--ramp-every", type=non_negative, default=300.0, metavar="S",
                    help="the excursion repeats every S seconds; 0: once (default 300)")
     p.add_argument("--format", choices=tuple(FORMATS), default="tlv",
                    help="content format of answers when the request has no Accept "
                    "(default tlv)")
-    p.add_argument("--interval", type=_positive, default=10.0, metavar="S",
+    p.add_argument("--interval", type=positive, default=10.0, metavar="S",
                    help="seconds between samples; observed values notify at least this "
                    "often (default 10)")
     p.add_argument("--lifetime", type=int, default=300, metavar="S",
                    help="registration lifetime; Updates every half of it (default 300)")
     p.add_argument("--queue-mode", action="store_true",
                    help="sleep between updates (LwM2M queue mode)")
-    p.add_argument("--update-interval", type=_positive, default=60.0, metavar="S",
+    p.add_argument("--update-interval", type=positive, default=60.0, metavar="S",
                    help="queue mode: seconds between wake-ups with an Update (default 60)")
-    p.add_argument("--window", type=_positive, default=10.0, metavar="S",
+    p.add_argument("--window", type=positive, default=10.0, metavar="S",
                    help="queue mode: seconds it receives after it last sent (default 10)")
     p.add_argument("--non", action="store_true",
                    help="send notifications non-confirmable (default confirmable)")
-    p.add_argument("--ramp", type=_positive, default=200.0, metavar="N",
+    p.add_argument("--ramp", type=positive, default=200.0, metavar="N",
                    help="registrations started per second (default 200)")
     p.add_argument("--concurrency", type=int, default=64, metavar="N",
                    help="registrations in flight at most (default 64)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                    help="local address of the endpoints' sockets (default 127.0.0.1)")
-    p.add_argument("--start-at", type=_positive, metavar="EPOCH",
+    p.add_argument("--start-at", type=positive, metavar="EPOCH",
                    help="open the sockets, then start registering at this wall-clock time "
                    "(Unix seconds), to line up several simulator processes")
-    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
-    p.add_argument("--status-interval", type=_positive, default=5.0, metavar="S",
-                   help="seconds between status lines (default 5)")
+    add_run_options(p)
     p.add_argument("--verbose", action="store_true", help="show aiocoap's warnings")
     p.set_defaults(func=cmd_simulate_lwm2m)

@@ -11,15 +11,15 @@ from dataclasses import asdict
 
 from aiocoap import Code, Message
 
-from plugins.transports.lwm2m_sim.endpoint import (
+from plugins.simulators.lwm2m.endpoint import (
     Endpoint,
     EndpointOptions,
     Stats,
     describe,
     open_context,
 )
-from plugins.transports.lwm2m_sim.objects import SimDevice
-from plugins.transports.lwm2m_sim.scenario import Scenario
+from plugins.simulators.lwm2m.objects import SimDevice
+from plugins.simulators.scenario import Scenario
 
 __all__ = ["IMEI_BASE", "Fleet", "flood", "imeis"]
 

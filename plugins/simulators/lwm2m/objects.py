@@ -38,8 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from plugins.simulators.scenario import DEVICE_SET_POINTS, ENERGY, Scenario
 from plugins.transports.coap_lwm2m.api import Lwm2mValue, Path, Value
-from plugins.transports.lwm2m_sim.scenario import ENERGY_START, Scenario
 
 __all__ = [
     "ALARM_RESIDUAL_MA",
@@ -55,8 +55,9 @@ __all__ = [
     "registration_query",
 ]
 
-ALARM_TEMPERATURE_C = 80.0  # the detector's own set points, for its alarm contact
-ALARM_RESIDUAL_MA = 300.0
+ALARM_TEMPERATURE_C = DEVICE_SET_POINTS["temperature"]  # the detector's own set points, for
+ALARM_RESIDUAL_MA = DEVICE_SET_POINTS["residual_current"]  # its alarm contact
+ENERGY_START = ENERGY["active_energy"][0] * 1000  # Wh at t = 0
 
 Kind = Literal["string", "integer", "float", "boolean", "time", "opaque", "none"]
 
@@ -231,10 +232,10 @@ class SimDevice:
     def sample(self, t: float, wall: float) -> dict[Path, Value]:
         """Every readable resource's value at ``t``."""
         sc, closed = self.scenario, self.state.relay_closed
-        temps = [round(sc.temperature(i, t), 2) for i in range(4)]
-        volts = [round(sc.voltage(p, t), 2) for p in range(3)]
-        amps = [round(sc.current(p, t), 3) if closed else 0.0 for p in range(3)]
-        residual = round(sc.residual_current(t), 2) if closed else 0.0
+        temps = [round(sc.value("temperature", f"T{i + 1}", t), 2) for i in range(4)]
+        volts = [round(sc.value("voltage", p, t), 2) for p in "ABC"]
+        amps = [round(sc.value("current", p, t), 3) if closed else 0.0 for p in "ABC"]
+        residual = round(sc.value("residual_current", "L1", t), 2) if closed else 0.0
         power = round(sum(v * a for v, a in zip(volts, amps, strict=True)), 1)
         st = self.state
         if t > st.energy_t:  # integrate; a sample out of order adds nothing
@@ -245,7 +246,7 @@ class SimDevice:
             (1, 0, 0): 1, (1, 0, 1): st.lifetime, (1, 0, 6): True,
             (1, 0, 7): "UQ" if self.queue else "U",
             (3, 0, 0): "Hub Simulator", (3, 0, 1): self.model, (3, 0, 2): f"SN{self.imei[-8:]}",
-            (3, 0, 3): "1.0.0", (3, 0, 9): round(sc.nominal("battery", "", t)),
+            (3, 0, 3): "1.0.0", (3, 0, 9): round(sc.value("battery_level", "", t)),
             (3, 0, 13): int(wall + st.clock_offset),
             (3317, 10, 5700): residual, (3317, 10, 5701): "mA", (3317, 10, 5750): "residual",
             (3328, 0, 5700): power, (3331, 0, 5700): round(st.energy_wh, 1),
