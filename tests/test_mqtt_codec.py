@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.transports import mqtt_codec as codec
+from plugins.transports.mqtt import codec
 
 
 @pytest.mark.parametrize("value, encoded", [

@@ -1,5 +1,5 @@
 """The ``native`` engine of the ``mqtt`` transport: one broker connection as a Twisted
-protocol over :mod:`plugins.transports.mqtt_codec`, in the reactor thread.
+protocol over :mod:`plugins.transports.codec`, in the reactor thread.
 
 It offers the service exactly what the paho engine's ``Connection`` offers (``start``,
 ``stop``, ``finished``, ``publish``, the link flags) and keeps the same promises: QoS 1 on a
@@ -20,10 +20,11 @@ from twisted.internet import ssl as tssl
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.logger import Logger
 
-from plugins.transports import mqtt_codec as codec
+from plugins.transports.mqtt import codec
 
 if TYPE_CHECKING:
-    from plugins.transports.mqtt import MqttOptions, MqttService
+    from plugins.transports.mqtt.options import MqttOptions
+    from plugins.transports.mqtt.service import MqttService
 
 _log = Logger(namespace="hub.mqtt")
 
@@ -263,13 +264,13 @@ class NativeConnection:
     # -- messages --------------------------------------------------------------------------
 
     def received(self, packets: list[codec.Publish | codec.Oversized]) -> None:
-        from plugins.transports.mqtt import _Received
+        from plugins.transports.mqtt.engine import Received
 
         link = self.link_number
         self.service.deliver(self, [
-            _Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link)
+            Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link)
             if type(p) is codec.Publish else
-            _Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
+            Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
                       oversized=p.size)
             for p in packets])
 
