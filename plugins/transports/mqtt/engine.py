@@ -41,6 +41,9 @@ class Received:
     session: int = 0  # the link it came on: its mid means nothing on the next one
     done: bool = False
     oversized: int = 0  # a packet of this many bytes was skipped; payload is its start
+    #: the topic as it came if it is not UTF-8 (``topic`` shows it with escapes): such a
+    #: message is counted, logged and acknowledged, never handled
+    bad_topic: bytes | None = None
 
 
 class Engine(Protocol):

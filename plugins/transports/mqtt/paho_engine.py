@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from twisted.internet import defer, threads
+from twisted.internet import defer
+from twisted.logger import Logger
 
+from hub.supervisor import Supervisor, run_in_thread
 from plugins.transports.mqtt.engine import Received
 
 if TYPE_CHECKING:
     from plugins.transports.mqtt.service import MqttService
 
+_log = Logger(namespace="hub.mqtt")
 
 def _no_op(*args: Any) -> None:
     return None
@@ -103,7 +106,8 @@ class Connection:
         self._wake_pending = False
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.supervisor: Supervisor | None = None
+        self._dialled = False  # connect() got through once: reconnect() from then on
         self._filters: list[str] = []
         self._session_ok = False  # paho's thread only: a CONNACK accepted since last backoff
         # (reason, backoff) of a link the reactor asked to drop; read by paho's thread
@@ -118,9 +122,37 @@ class Connection:
     # -- paho's thread ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.name}",
-                                        daemon=True)
-        self._thread.start()
+        """Start paho's thread under a supervisor: should it die (a bug in paho or in our
+        callbacks), it is logged, counted and started again (see :mod:`hub.supervisor`)."""
+        self.supervisor = self.service.supervise(self, "paho engine", self._start_thread,
+                                                 self._crashed)
+        self.supervisor.start()
+
+    def _start_thread(self) -> defer.Deferred:
+        return run_in_thread(self.service._reactor, self._main, f"mqtt-{self.name}")
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException:
+            # the broker must see this link end, or it would wait for our acks on it until
+            # the keep-alive runs out; the restart's reconnect() opens a new socket
+            sock = self.client.socket()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            raise
+
+    def _crashed(self, failure: Any) -> None:
+        """After paho's thread died, in the reactor thread (so nothing races us on the
+        client): the link is down, whatever paho's state says."""
+        self.link_number += 1
+        self._session_ok = False
+        self._drop = None
+        self.service.link_down(self, f"the paho engine's thread crashed "
+                                     f"({failure.type.__name__}: {failure.getErrorMessage()})")
 
     def _connect_properties(self) -> Any:
         if not self.v5:
@@ -135,16 +167,15 @@ class Connection:
         """Connect, serve the socket until the link drops, wait (backoff with jitter), again."""
         opts = self.service.options
         delay = opts.reconnect_initial
-        first = True
         while not self._stopping.is_set():
             self.client.reset_buffer()
             try:
-                if first:
+                if not self._dialled:
                     kwargs: dict[str, Any] = {"keepalive": opts.keepalive}
                     if self.v5:
                         kwargs.update(clean_start=False, properties=self._connect_properties())
                     self.client.connect(opts.host, opts.broker_port, **kwargs)
-                    first = False
+                    self._dialled = True
                 else:
                     self.client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as e:
@@ -242,7 +273,16 @@ class Connection:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         props = getattr(msg, "properties", None)
         corr = getattr(props, "CorrelationData", None) if props is not None else None
-        item = Received(msg.topic, msg.payload, msg.mid, msg.qos, corr, self.link_number)
+        try:
+            topic, bad = msg.topic, None
+        except UnicodeDecodeError:
+            # paho decodes the topic on each read of .topic; the bytes are only in _topic.
+            # Raising here would end paho's loop and this thread (issue 12): the service
+            # counts, logs and acknowledges the message instead.
+            bad = bytes(getattr(msg, "_topic", b""))
+            topic = bad.decode("utf-8", "backslashreplace")
+        item = Received(topic, msg.payload, msg.mid, msg.qos, corr, self.link_number,
+                        bad_topic=bad)
         with self._lock:
             self._inbox.append(item)
             if self._wake_pending:
@@ -297,14 +337,16 @@ class Connection:
             raise ConnectionError(f"publish to {topic} failed: rc {info.rc}")
 
     def stop(self) -> defer.Deferred:
+        """Fires when paho's thread has ended (or after 10 s if it hangs)."""
+        ended = self.supervisor.stop() if self.supervisor is not None else defer.succeed(None)
         self._stopping.set()
         try:
             self.client.disconnect()
         except Exception:  # noqa: BLE001 - already down: nothing to say goodbye to
             pass
         self._wake()
-        thread = self._thread
-        if thread is None:
-            return defer.succeed(None)
-        return threads.deferToThread(thread.join, 10)
+        ended.addTimeout(10, self.service._reactor)
+        ended.addErrback(lambda f: _log.warn("{transport}: paho's thread did not end within "
+                                             "10 s", transport=self.name))
+        return ended
 

@@ -5,12 +5,14 @@ The promises it keeps are in the package's docstring (:mod:`plugins.transports.m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from hub.model import (
     Command,
@@ -22,6 +24,7 @@ from hub.model import (
     Level,
     event_id,
 )
+from hub.supervisor import Supervisor
 from hub.types import DecodeError, EncodeError
 from plugins.transports.mqtt.engine import EXCERPT, Engine, Received
 from plugins.transports.mqtt.engine import excerpt as _excerpt
@@ -86,6 +89,17 @@ class MqttService(Service):
         yield defer.gatherResults([c.stop() for c in self.connections], consumeErrors=True)
         for p in list(self.pending.values()):
             self._complete(p, CommandStatus.FAILED, "the hub is stopping")
+
+    def supervise(self, conn: Engine, what: str, run: Callable[[], defer.Deferred],
+                  on_crash: Callable[[Failure], object]) -> Supervisor:
+        """The supervisor of one engine connection's thread or loop: restarts with the
+        reconnect backoff, healthy again after ten initial backoffs (1-60 s) without a
+        crash. ``on_crash`` marks the link down (gauge, acks, ``broker_link``)."""
+        opts = self.options
+        return Supervisor(self.hub, "mqtt", f"{conn.name} ({what})", run,
+                          labels={"transport": self.transport_name}, on_crash=on_crash,
+                          initial=opts.reconnect_initial, maximum=opts.reconnect_max,
+                          stable_after=min(60.0, max(1.0, 10 * opts.reconnect_initial)))
 
     def deliver(self, conn: Any, items: list[Received]) -> None:
         """Received PUBLISHes of ``conn``, in arrival order, in the reactor thread."""
@@ -219,6 +233,13 @@ class MqttService(Service):
         opts = self.options
         metrics = self.hub.metrics
         topic = item.topic
+        if item.bad_topic is not None:
+            metrics.inc("mqtt.bad_topics", transport=self.transport_name)
+            _log.warn("{transport}: dropped a message whose topic is not UTF-8 ({raw}, shown "
+                      "as {topic!r}), payload {payload}", transport=conn.name,
+                      raw=item.bad_topic.hex(" "), topic=topic, payload=_excerpt(item.payload))
+            conn.finished(item)
+            return None
         if item.oversized:
             metrics.inc("mqtt.oversized", transport=self.transport_name)
             _log.warn("{transport}: skipped a message of {size} bytes on {topic} (over the "
