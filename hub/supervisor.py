@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from hub.model import Event, EventKind, EventState, Level, event_id
@@ -186,8 +186,8 @@ class Supervisor:
         delay = base * (0.5 + self._rng() / 2)
         self.host.metrics.inc(f"{self.component}.crashes", **self.labels)
         _log.failure("{name}: crashed ({error}); restarting in {delay:.2f} s (crash {n})",
-                     failure, name=self.name, error=_describe(failure), delay=delay,
-                     n=self.crashes)
+                     failure, level=LogLevel.error, name=self.name,
+                     error=_describe(failure), delay=delay, n=self.crashes)
         if self._event is None:
             now = self.host.clock.seconds()
             self._event = Event(
