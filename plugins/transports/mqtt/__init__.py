@@ -42,6 +42,11 @@ How the promises are kept:
   skipped by the native decoder (``mqtt.oversized``).
 * **Link down.** Reconnects with exponential backoff and jitter; resubscribes; the gauge
   ``mqtt.connected`` and a fault event ``broker_link`` (device ``hub``) mark the outage.
+* **Supervised.** Each connection's thread (paho) or loop (native) runs under
+  :class:`hub.supervisor.Supervisor`: a bug that kills it is logged with its traceback,
+  counted (``mqtt.crashes``), raises ``component_crashed``, marks the link down and the
+  engine starts again. A topic that is not UTF-8 is counted (``mqtt.bad_topics``), logged
+  and acknowledged, never handed on.
 * **Commands.** The device model encodes; the payload is published to the command topic
   with the command id as MQTT 5 correlation data and the result topic as response topic
   (models with a JSON format also carry the id in the payload). A message on the result
@@ -49,6 +54,11 @@ How the promises are kept:
 
 The broker must not drop what the hub has not acknowledged: see the README section "MQTT"
 (``max_queued_messages``).
+
+The modules, one job each, imported in this order (no cycle): :mod:`.options` (options and
+topic templates), :mod:`.engine` (what an engine offers the service, the received message),
+:mod:`.codec` (sans-IO MQTT), :mod:`.paho_engine` and :mod:`.native_engine` (one broker
+connection each way), :mod:`.service` (the Twisted service).
 """
 
 from hub import hookimpl

@@ -90,7 +90,7 @@ class MqttOptions:
     command_timeout: float = 30.0
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
-    engine: str = "paho"  # or "native": our own codec on the reactor (see mqtt_native)
+    engine: str = "paho"  # or "native": our own codec on the reactor (native_engine)
 
     @property
     def broker_port(self) -> int:
