@@ -797,6 +797,7 @@ def test_an_engine_that_dies_is_logged_counted_faulted_and_restarted(mosquitto, 
     assert journal_events(tmp_path, "broker_link")  # the link was down meanwhile
     m = metrics(tmp_path)
     assert m[("mqtt.crashes", (("transport", "broker"),))] == 1
+    assert m[("mqtt.disconnects", (("transport", "broker"),))] >= 1  # link_down: gauge 0
     assert m[("mqtt.connected", (("transport", "broker"),))] == 0  # stopped: gauge at 0
     crashes = [line for line in hub.lines if "[hub.supervisor#error]" in line]
     assert len(crashes) == 1, crashes

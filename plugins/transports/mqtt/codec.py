@@ -11,6 +11,9 @@ PUBLISH here is a few slices of one buffer (see ``scripts/bench_mqtt.py``).
 
 References: MQTT Version 3.1.1 (OASIS Standard, 2014) §2–3 and MQTT Version 5.0 (OASIS
 Standard, 2019) §2–3; section numbers below are of 5.0 unless marked.
+
+Just over 500 lines, on purpose: the decoder and the encoders share the packet types, the
+property table and the reason codes, and each half is read against the other.
 """
 
 from __future__ import annotations
