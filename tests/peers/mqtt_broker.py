@@ -12,14 +12,7 @@ import socket
 import threading
 import time
 
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from plugins.transports.mqtt.codec import _encode_varint as _varint
 
 
 class FakeBroker:

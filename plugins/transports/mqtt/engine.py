@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet import defer
 
@@ -73,3 +73,29 @@ class Engine(Protocol):
 
     def publish(self, topic: str, payload: bytes, correlation: bytes | None,
                 response_topic: str | None) -> None: ...
+
+
+class EngineBase:
+    """What both engines' connections hold alike; each engine subclasses it."""
+
+    def __init__(self, service: Any, index: int) -> None:
+        self.service = service
+        self.index = index
+        opts = service.options
+        self.name, self.client_id = opts.connection_names(service.transport_name, index)
+        self.v5 = opts.protocol == "5"
+        # bumped when a link drops: a message id of an old link must never ack a message
+        # of the new one
+        self.link_number = 0
+        self.acks: deque[Received] = deque()  # reactor thread only
+        self.connected = False
+        self.ever_connected = False
+
+    def finished(self, item: Received) -> None:  # pragma: no cover - each engine's own
+        raise NotImplementedError
+
+    def finished_all(self, items: list[Received]) -> None:
+        """The messages of one commit may be acknowledged."""
+        for item in items:
+            item.done = True
+        self.finished(items[-1])

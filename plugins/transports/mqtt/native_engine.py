@@ -12,7 +12,6 @@ service in the same call, and PUBACKs of one commit leave in one write.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from twisted.python.failure import Failure
 
 from hub.supervisor import Supervisor
 from plugins.transports.mqtt import codec
+from plugins.transports.mqtt.engine import EngineBase, Received
 
 if TYPE_CHECKING:
     from plugins.transports.mqtt.options import MqttOptions
@@ -191,23 +191,16 @@ class _Protocol(protocol.Protocol):
         self.conn.lost(self, why)
 
 
-class NativeConnection:
+class NativeConnection(EngineBase):
     """One broker connection on the reactor; see the module docstring."""
 
+    service: MqttService
+
     def __init__(self, service: MqttService, index: int) -> None:
-        self.service = service
-        self.index = index
+        super().__init__(service, index)
         opts = service.options
-        self.name = service.transport_name + (f"#{index}" if opts.connections > 1 else "")
-        base = opts.client_id or f"hub-{service.transport_name}"
-        self.client_id = base + (f"-{index}" if opts.connections > 1 else "")
-        self.v5 = opts.protocol == "5"
         self.clock = service.hub.clock
         self.reactor = service._reactor
-        self.link_number = 0
-        self.acks: deque = deque()
-        self.connected = False
-        self.ever_connected = False
         self._proto: _Protocol | None = None  # the accepted (CONNACK) link
         self._current: _Protocol | None = None  # the latest attempt, accepted or not
         self._filters: list[str] = []
@@ -298,11 +291,7 @@ class NativeConnection:
     def accepted(self, proto: _Protocol, session_present: bool) -> None:
         self._proto = proto
         self._delay = self.service.options.reconnect_initial
-        opts = self.service.options
-        share = f"$share/{opts.shared_group}/" if opts.shared_group else ""
-        filters = [opts.uplink.filter]
-        filters += [t.filter for t in (opts.status, opts.result) if t is not None]
-        self._filters = [share + f for f in filters]
+        self._filters = self.service.options.subscriptions()
         proto.transport.write(codec.encode_subscribe(
             self._packet_id(), [(f, 1) for f in self._filters], v5=self.v5))
         self.service.link_up(self, session_present)
@@ -329,8 +318,6 @@ class NativeConnection:
     # -- messages --------------------------------------------------------------------------
 
     def received(self, packets: list[codec.Publish | codec.Oversized]) -> None:
-        from plugins.transports.mqtt.engine import Received
-
         link = self.link_number
         self.service.deliver(self, [
             Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link,
@@ -339,11 +326,6 @@ class NativeConnection:
             Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
                       oversized=p.size)
             for p in packets])
-
-    def finished_all(self, items: list[Any]) -> None:
-        for item in items:
-            item.done = True
-        self.finished(items[-1])
 
     def finished(self, item: Any) -> None:
         """``item`` may be acknowledged; acks leave in arrival order, one write per sweep."""

@@ -92,6 +92,21 @@ class MqttOptions:
     reconnect_max: float = 60.0
     engine: str = "paho"  # or "native": our own codec on the reactor (native_engine)
 
+    def subscriptions(self) -> list[str]:
+        """The topic filters a connection subscribes to (QoS 1), each under
+        ``$share/<shared_group>/`` if the stream is shared."""
+        share = f"$share/{self.shared_group}/" if self.shared_group else ""
+        templates = [self.uplink] + [t for t in (self.status, self.result) if t is not None]
+        return [share + t.filter for t in templates]
+
+    def connection_names(self, transport: str, index: int) -> tuple[str, str]:
+        """(the name in log lines, the client id) of connection ``index``: with several
+        connections each has its own, since the broker keeps one session per client id."""
+        several = self.connections > 1
+        base = self.client_id or f"hub-{transport}"
+        return (transport + (f"#{index}" if several else ""),
+                base + (f"-{index}" if several else ""))
+
     @property
     def broker_port(self) -> int:
         return self.port or (8883 if self.tls else 1883)

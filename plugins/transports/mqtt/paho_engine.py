@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hub.supervisor import Supervisor, run_in_thread
-from plugins.transports.mqtt.engine import Received
+from plugins.transports.mqtt.engine import EngineBase, Received
 
 if TYPE_CHECKING:
     from plugins.transports.mqtt.service import MqttService
@@ -63,17 +63,14 @@ class _BufferedClient(mqtt.Client):
         """Forget what the previous connection left unread."""
         self._rbuf, self._rpos = b"", 0
 
-class Connection:
+class Connection(EngineBase):
     """One paho client and the thread that runs its network loop."""
 
+    service: MqttService
+
     def __init__(self, service: MqttService, index: int) -> None:
-        self.service = service
-        self.index = index
+        super().__init__(service, index)
         opts = service.options
-        self.name = service.transport_name + (f"#{index}" if opts.connections > 1 else "")
-        base = opts.client_id or f"hub-{service.transport_name}"
-        self.client_id = base + (f"-{index}" if opts.connections > 1 else "")
-        self.v5 = opts.protocol == "5"
         self.client = _BufferedClient(
             mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
@@ -112,12 +109,6 @@ class Connection:
         self._session_ok = False  # paho's thread only: a CONNACK accepted since last backoff
         # (reason, backoff) of a link the reactor asked to drop; read by paho's thread
         self._drop: tuple[str, float] | None = None
-        # bumped by paho's thread when a link drops, read by the reactor before an ack: a
-        # message id of an old link must never ack a message of the new one
-        self.link_number = 0
-        self.acks: deque[Received] = deque()  # reactor thread only
-        self.connected = False
-        self.ever_connected = False
 
     # -- paho's thread ---------------------------------------------------------------------
 
@@ -241,11 +232,7 @@ class Connection:
                                      f"connection refused: {reason}")
             return
         self._session_ok = True
-        opts = self.service.options
-        share = f"$share/{opts.shared_group}/" if opts.shared_group else ""
-        filters = [opts.uplink.filter]
-        filters += [t.filter for t in (opts.status, opts.result) if t is not None]
-        self._filters = [share + f for f in filters]
+        self._filters = self.service.options.subscriptions()
         client.subscribe([(f, 1) for f in self._filters])
         self.service.from_thread(self.service.link_up, self,
                                  bool(getattr(flags, "session_present", False)))
@@ -299,11 +286,6 @@ class Connection:
             self._inbox.clear()
             self._wake_pending = False
         self.service.deliver(self, items)
-
-    def finished_all(self, items: list[Received]) -> None:
-        for item in items:
-            item.done = True
-        self.finished(items[-1])
 
     def finished(self, item: Received) -> None:
         """``item`` may be acknowledged; acks leave in arrival order."""
