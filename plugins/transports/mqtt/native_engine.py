@@ -95,7 +95,7 @@ class _Protocol(protocol.Protocol):
 
     def _connection_made(self) -> None:
         conn = self.conn
-        if conn._stopping:  # the hub stopped while we were dialling
+        if conn._stopping or self is not conn._current:  # stopped or crashed meanwhile
             self.transport.loseConnection()
             return
         opts = conn.service.options
@@ -252,7 +252,10 @@ class NativeConnection(EngineBase):
             if proto._timer is not None and proto._timer.active():
                 proto._timer.cancel()
             if proto.transport is not None:
-                proto.transport.abortConnection()
+                try:
+                    proto.transport.abortConnection()
+                except Exception:  # noqa: BLE001 - closed already: what we wanted
+                    pass
         life.errback(failure)
 
     def _crashed(self, failure: Failure) -> None:
@@ -271,9 +274,13 @@ class NativeConnection(EngineBase):
             except Exception as e:  # noqa: BLE001 - unreadable CA or key: say so, retry
                 self._failed(f"TLS set-up failed: {e}")
                 return
-        self._current = _Protocol(self)
-        d = connectProtocol(endpoint, self._current)
-        d.addErrback(lambda f: self.guarded(lambda: self._failed(describe_failure(f))))
+        proto = self._current = _Protocol(self)
+        d = connectProtocol(endpoint, proto)
+        d.addErrback(lambda f: self.guarded(self._connect_failed, proto, f))
+
+    def _connect_failed(self, proto: _Protocol, failure: Any) -> None:
+        if proto is self._current:  # else a run that crashed meanwhile tried it
+            self._failed(describe_failure(failure))
 
     def _failed(self, reason: str) -> None:
         self.service.link_error(self, reason)
