@@ -1,5 +1,5 @@
 """The ``native`` engine of the ``mqtt`` transport: one broker connection as a Twisted
-protocol over :mod:`plugins.transports.mqtt_codec`, in the reactor thread.
+protocol over :mod:`plugins.transports.codec`, in the reactor thread.
 
 It offers the service exactly what the paho engine's ``Connection`` offers (``start``,
 ``stop``, ``finished``, ``publish``, the link flags) and keeps the same promises: QoS 1 on a
@@ -12,18 +12,22 @@ service in the same call, and PUBACKs of one commit leave in one write.
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, protocol
 from twisted.internet import ssl as tssl
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from plugins.transports import mqtt_codec as codec
+from hub.supervisor import Supervisor
+from plugins.transports.mqtt import codec
+from plugins.transports.mqtt.engine import EngineBase, Received
 
 if TYPE_CHECKING:
-    from plugins.transports.mqtt import MqttOptions, MqttService
+    from plugins.transports.mqtt.options import MqttOptions
+    from plugins.transports.mqtt.service import MqttService
 
 _log = Logger(namespace="hub.mqtt")
 
@@ -74,16 +78,24 @@ def describe_failure(failure: Any) -> str:
 class _Protocol(protocol.Protocol):
     def __init__(self, conn: NativeConnection) -> None:
         self.conn = conn
-        self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_packet)
+        self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_packet,
+                                     lenient_topics=True)
         self.accepted = False
         self.closing = False  # dropped by us: what still arrives belongs to a dead link
         self.disconnect_reason: str | None = None
         self.last_rx = 0.0
         self._timer: Any = None
 
+    # Every entry point from the reactor goes through conn.guarded: an exception there would
+    # be logged by Twisted and the engine would carry on without its loop (no reconnect, no
+    # acks); the supervisor restarts it instead.
+
     def connectionMade(self) -> None:
+        self.conn.guarded(self._connection_made)
+
+    def _connection_made(self) -> None:
         conn = self.conn
-        if conn._stopping:  # the hub stopped while we were dialling
+        if conn._stopping or self is not conn._current:  # stopped or crashed meanwhile
             self.transport.loseConnection()
             return
         opts = conn.service.options
@@ -100,7 +112,8 @@ class _Protocol(protocol.Protocol):
     # keep-alive: PINGREQ every half period; nothing heard for 1.5 periods means a dead link
     # (MQTT 3.1.2.10: the broker drops us after 1.5 periods of silence from our side)
     def _schedule(self) -> None:
-        self._timer = self.conn.clock.callLater(self._keepalive / 2, self._tick)
+        self._timer = self.conn.clock.callLater(self._keepalive / 2, self.conn.guarded,
+                                                self._tick)
 
     def _tick(self) -> None:
         if self.conn.clock.seconds() - self.last_rx > 1.5 * self._keepalive:
@@ -111,6 +124,9 @@ class _Protocol(protocol.Protocol):
         self._schedule()
 
     def dataReceived(self, data: bytes) -> None:
+        self.conn.guarded(self._data_received, data)
+
+    def _data_received(self, data: bytes) -> None:
         if self.closing:
             return
         conn = self.conn
@@ -166,29 +182,25 @@ class _Protocol(protocol.Protocol):
         self.transport.write(b"".join(map(_ACK, packet_ids)))
 
     def connectionLost(self, reason: Any) -> None:
+        self.conn.guarded(self._connection_lost, reason)
+
+    def _connection_lost(self, reason: Any) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         why = self.disconnect_reason or describe_failure(reason)
         self.conn.lost(self, why)
 
 
-class NativeConnection:
+class NativeConnection(EngineBase):
     """One broker connection on the reactor; see the module docstring."""
 
+    service: MqttService
+
     def __init__(self, service: MqttService, index: int) -> None:
-        self.service = service
-        self.index = index
+        super().__init__(service, index)
         opts = service.options
-        self.name = service.transport_name + (f"#{index}" if opts.connections > 1 else "")
-        base = opts.client_id or f"hub-{service.transport_name}"
-        self.client_id = base + (f"-{index}" if opts.connections > 1 else "")
-        self.v5 = opts.protocol == "5"
         self.clock = service.hub.clock
         self.reactor = service._reactor
-        self.link_number = 0
-        self.acks: deque = deque()
-        self.connected = False
-        self.ever_connected = False
         self._proto: _Protocol | None = None  # the accepted (CONNACK) link
         self._current: _Protocol | None = None  # the latest attempt, accepted or not
         self._filters: list[str] = []
@@ -197,11 +209,59 @@ class NativeConnection:
         self._delay = opts.reconnect_initial
         self._next_id = 0
         self._closed: defer.Deferred | None = None
+        self.supervisor: Supervisor | None = None
+        self._life: defer.Deferred | None = None  # one run: fails when the engine crashes
 
     # -- connecting ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._connect()
+        """Run under a supervisor (see :mod:`hub.supervisor`): a bug in a callback of this
+        engine is logged, counted and the connection started again."""
+        self.supervisor = self.service.supervise(self, "native engine", self._run,
+                                                 self._crashed)
+        self.supervisor.start()
+
+    def _run(self) -> defer.Deferred:
+        """One run: connect and reconnect until :meth:`stop`, or until :meth:`crashed`."""
+        self._life = life = defer.Deferred()
+        self._delay = self.service.options.reconnect_initial
+        self.guarded(self._connect)
+        return life
+
+    def guarded(self, fn: Callable[..., object], *args: Any) -> None:
+        """``fn(*args)``, for a call from the reactor; an exception ends this run."""
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - whatever it is, the supervisor takes it
+            self.crashed(Failure())
+
+    def crashed(self, failure: Failure) -> None:
+        """End this run with ``failure``: close the link without a word (the broker sends
+        again what we did not ack) and leave the restart to the supervisor."""
+        life = self._life
+        if life is None or life.called:
+            _log.failure("{transport}: error after the engine stopped", failure,
+                         transport=self.name)
+            return
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        proto, self._current, self._proto = self._current, None, None
+        if proto is not None:
+            proto.closing = True
+            if proto._timer is not None and proto._timer.active():
+                proto._timer.cancel()
+            if proto.transport is not None:
+                try:
+                    proto.transport.abortConnection()
+                except Exception:  # noqa: BLE001 - closed already: what we wanted
+                    pass
+        life.errback(failure)
+
+    def _crashed(self, failure: Failure) -> None:
+        self.link_number += 1
+        self.service.link_down(self, f"the native engine crashed "
+                                     f"({failure.type.__name__}: {failure.getErrorMessage()})")
 
     def _connect(self) -> None:
         self._retry = None
@@ -214,9 +274,13 @@ class NativeConnection:
             except Exception as e:  # noqa: BLE001 - unreadable CA or key: say so, retry
                 self._failed(f"TLS set-up failed: {e}")
                 return
-        self._current = _Protocol(self)
-        d = connectProtocol(endpoint, self._current)
-        d.addErrback(lambda f: self._failed(describe_failure(f)))
+        proto = self._current = _Protocol(self)
+        d = connectProtocol(endpoint, proto)
+        d.addErrback(lambda f: self.guarded(self._connect_failed, proto, f))
+
+    def _connect_failed(self, proto: _Protocol, failure: Any) -> None:
+        if proto is self._current:  # else a run that crashed meanwhile tried it
+            self._failed(describe_failure(failure))
 
     def _failed(self, reason: str) -> None:
         self.service.link_error(self, reason)
@@ -228,17 +292,13 @@ class NativeConnection:
         opts = self.service.options
         # jitter spreads the hubs (and connections) that lost one broker at one instant
         self._retry = self.clock.callLater(self._delay * random.uniform(0.5, 1.0),
-                                           self._connect)
+                                           self.guarded, self._connect)
         self._delay = min(self._delay * 2, opts.reconnect_max)
 
     def accepted(self, proto: _Protocol, session_present: bool) -> None:
         self._proto = proto
         self._delay = self.service.options.reconnect_initial
-        opts = self.service.options
-        share = f"$share/{opts.shared_group}/" if opts.shared_group else ""
-        filters = [opts.uplink.filter]
-        filters += [t.filter for t in (opts.status, opts.result) if t is not None]
-        self._filters = [share + f for f in filters]
+        self._filters = self.service.options.subscriptions()
         proto.transport.write(codec.encode_subscribe(
             self._packet_id(), [(f, 1) for f in self._filters], v5=self.v5))
         self.service.link_up(self, session_present)
@@ -249,6 +309,8 @@ class NativeConnection:
         self.service.subscribed(self, self._filters, failed)
 
     def lost(self, proto: _Protocol, reason: str) -> None:
+        if proto is not self._current:
+            return  # the link of a run that crashed: the supervisor restarts
         if proto is self._proto:
             self._proto = None
         self.link_number += 1
@@ -263,20 +325,14 @@ class NativeConnection:
     # -- messages --------------------------------------------------------------------------
 
     def received(self, packets: list[codec.Publish | codec.Oversized]) -> None:
-        from plugins.transports.mqtt import _Received
-
         link = self.link_number
         self.service.deliver(self, [
-            _Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link)
+            Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link,
+                     bad_topic=p.raw_topic)
             if type(p) is codec.Publish else
-            _Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
+            Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
                       oversized=p.size)
             for p in packets])
-
-    def finished_all(self, items: list[Any]) -> None:
-        for item in items:
-            item.done = True
-        self.finished(items[-1])
 
     def finished(self, item: Any) -> None:
         """``item`` may be acknowledged; acks leave in arrival order, one write per sweep."""
@@ -319,6 +375,11 @@ class NativeConnection:
             response_topic=response_topic if self.v5 else None))
 
     def stop(self) -> defer.Deferred:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        life, self._life = self._life, None
+        if life is not None and not life.called:
+            life.callback(None)
         self._stopping = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
