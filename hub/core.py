@@ -29,6 +29,7 @@ from hub.alarms import AlarmEngine, Threshold
 from hub.audit import AuditLog, load_or_create, public_path
 from hub.commands import Commands
 from hub.config import AuditSettings, HubConfig
+from hub.contracts import DeviceModel
 from hub.journal import Journal
 from hub.metrics import Metrics
 from hub.model import (
@@ -44,7 +45,6 @@ from hub.model import (
 from hub.pluginmanager import HubPlugins
 from hub.presence import Presence
 from hub.registry import Device, Registry
-from hub.types import DeviceModel
 
 _log = Logger(namespace="hub.core")
 

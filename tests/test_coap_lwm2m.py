@@ -412,7 +412,7 @@ def test_a_write_to_a_multiple_resource_carries_its_instance_0(make_hub):
     """/19/1/0 (Binary App Data Container Data) is a multiple resource: the frame goes as
     a TLV multiple resource (0x84 00) around resource instance 0 (0x42 00), the form Leshan
     and wakaama accept, never as a bare single-resource TLV (C2 00 ...)."""
-    from plugins.transports.coap_lwm2m.api import Lwm2mOperation
+    from hub.contracts.lwm2m import Lwm2mOperation
 
     svc = ClockedService.make(make_hub(IPSO_CONFIG))
     reg, _ = svc.table.register("efd-1", parse_query(["ep=" + IMEI1]), [], "addr")

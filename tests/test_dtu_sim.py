@@ -15,8 +15,8 @@ import pytest
 import yaml
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from hub.contracts import EncodeError
 from hub.model import Command, Event, EventState, Reading
-from hub.types import EncodeError
 from plugins.devices.modbus import ModbusMapModel, rtu, values
 from plugins.devices.modbus.registermap import Point, load_map
 from plugins.transports.dtu_sim import (

@@ -19,7 +19,7 @@ import pytest
 from aiocoap import Code, Message
 from aiocoap.numbers.constants import Unreliable
 
-from plugins.transports.coap_lwm2m.api import Lwm2mValue
+from hub.contracts.lwm2m import Lwm2mValue
 from plugins.transports.lwm2m_sim import codec
 from plugins.transports.lwm2m_sim.endpoint import EndpointOptions, open_context
 from plugins.transports.lwm2m_sim.fleet import Fleet, imeis

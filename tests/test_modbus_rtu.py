@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from hub.contracts import DecodeError, EncodeError
 from hub.testing import check_stream
-from hub.types import DecodeError, EncodeError
 from plugins.devices.modbus import rtu
 from plugins.devices.modbus.framer import NEED_DATA, FrameError, ResponseFramer, scan_frames
 from plugins.devices.modbus.rtu import Frame, ModbusException

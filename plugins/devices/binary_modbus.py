@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType
 from hub.model import Command, Record
-from hub.types import DecodeError, DeviceModelType
 from hub.validate import Section, choice, integer
 from plugins.devices import modbus
 from plugins.devices.json_map import CommandOutcome

@@ -43,8 +43,8 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from hub.contracts import EncodeError
 from hub.model import ALARM_RULES, EventKind
-from hub.types import EncodeError
 from plugins.devices.modbus import rtu
 from plugins.devices.modbus.registermap import Point, RegisterMap, StatusWord
 from plugins.devices.modbus.values import TYPES, decode, encode, from_raw, to_raw

@@ -70,6 +70,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from hub import hookimpl
+from hub.contracts import DecodeError, EncodeError, TransportType
 from hub.model import (
     Command,
     CommandResult,
@@ -80,7 +81,6 @@ from hub.model import (
     Level,
     event_id,
 )
-from hub.types import DecodeError, EncodeError, TransportType
 from hub.validate import Invalid, Section, boolean, choice, describe, integer, number, string
 
 _log = Logger(namespace="hub.mqtt")

@@ -27,8 +27,8 @@ from twisted.application.internet import TimerService
 from twisted.logger import Logger
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType, EncodeError, TransportType
 from hub.model import QUANTITIES, Reading, SchemaError, check_channel
-from hub.types import DecodeError, DeviceModelType, EncodeError, TransportType
 from hub.validate import Invalid, Section, number
 
 PROFILES = ("normal", "overheat", "leakage", "flaky", "silent")

@@ -43,9 +43,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from hub import hookimpl
+from hub.contracts import DecodeError, TransportType
 from hub.metrics import Histogram
 from hub.model import Command, CommandResult, CommandStatus
-from hub.types import DecodeError, TransportType
 from hub.validate import Invalid, Section, describe, integer, number, string
 from plugins.devices.modbus import rtu
 from plugins.devices.modbus.framer import FrameError, ResponseFramer

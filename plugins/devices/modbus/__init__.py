@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from hub import hookimpl
-from hub.types import DeviceModelType
+from hub.contracts import DeviceModelType
 from hub.validate import Section, integer, number, string
 from plugins.devices.modbus.framer import NEED_DATA, FrameError, ResponseFramer, scan_frames
 from plugins.devices.modbus.model import ModbusMapModel

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from hub.contracts import EncodeError
 from hub.model import ALARM_RULES, COMMAND_ACTIONS, QUANTITIES, Command
-from hub.types import EncodeError
 from hub.validate import (
     Checker,
     Invalid,

@@ -4,8 +4,8 @@ Pure functions over bytes, no I/O. An RTU frame is ``slave | function | data | C
 CRC-16/MODBUS sent low byte first; a transparent DTU carries these frames unchanged over TCP
 (no MBAP header), so the same bytes serve a DTU, a serial line and an MQTT payload.
 
-Builders refuse arguments the protocol cannot carry with :class:`hub.types.EncodeError`;
-parsers refuse bad frames with :class:`hub.types.DecodeError` (excerpt and offset set), and
+Builders refuse arguments the protocol cannot carry with :class:`hub.contracts.EncodeError`;
+parsers refuse bad frames with :class:`hub.contracts.DecodeError` (excerpt and offset set), and
 an exception response (``function | 0x80``) with :class:`ModbusException`, which carries
 the exception code.
 
@@ -19,7 +19,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hub.types import DecodeError, EncodeError
+from hub.contracts import DecodeError, EncodeError
 
 __all__ = [
     "BIT_READS",

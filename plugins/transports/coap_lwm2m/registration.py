@@ -22,7 +22,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from .api import Path
+from hub.contracts.lwm2m import Path
 
 #: Binding letters: UDP, TCP, SMS, Non-IP; Q is LwM2M 1.0's queue-mode suffix.
 _BINDING = re.compile(r"[UTSNQ]{1,6}")

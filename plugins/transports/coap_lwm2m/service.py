@@ -36,11 +36,11 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import ContentFormat, Lwm2mModel, Lwm2mOperation, Lwm2mValue, Path
 from hub.model import Command, CommandResult, CommandStatus
-from hub.types import DecodeError, EncodeError
 
 from . import content, endpoint, linkformat
-from .api import ContentFormat, Lwm2mModel, Lwm2mOperation, Lwm2mValue, Path
 from .coap import CODES, Observations, Root, code_text, exchange
 from .downlink_queue import DownlinkQueue, Queued, QueueFull
 from .options import PLACEHOLDER, CoapOptions

@@ -32,7 +32,7 @@ from aiocoap import CON, Code, Message
 from aiocoap.numbers import ContentFormat as CoapFormat
 from aiocoap.numbers.constants import Unreliable
 
-from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
+from hub.contracts.lwm2m import ContentFormat, Lwm2mValue, Path
 from plugins.transports.lwm2m_sim import codec
 from plugins.transports.lwm2m_sim.objects import (
     OBJECTS,

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from plugins.transports.coap_lwm2m.api import Lwm2mValue, Path, Value
+from hub.contracts.lwm2m import Lwm2mValue, Path, Value
 from plugins.transports.lwm2m_sim.scenario import ENERGY_START, Scenario
 
 __all__ = [
