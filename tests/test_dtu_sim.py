@@ -17,8 +17,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from hub.contracts import EncodeError
 from hub.model import Command, Event, EventState, Reading
-from plugins.devices.modbus import ModbusMapModel, rtu, values
+from plugins.devices.modbus import ModbusMapModel
 from plugins.devices.modbus.registermap import Point, load_map
+from plugins.protocols.modbus import rtu, values
 from plugins.transports.dtu_sim import (
     DEVICE_SET_POINTS,
     DtuLine,

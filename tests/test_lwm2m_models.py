@@ -34,8 +34,8 @@ from hub.testing import check_decode
 from hub.validate import ConfigError
 from plugins.devices.lwm2m_binary import Lwm2mBinaryModel
 from plugins.devices.lwm2m_ipso import IpsoModel
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.model import ModbusMapModel
+from plugins.protocols.modbus import rtu
 
 V = Lwm2mValue
 T0 = 1_767_225_600.0

@@ -14,9 +14,10 @@ from hub.contracts import DecodeError, EncodeError
 from hub.model import Command, Event, EventKind, EventState, Level, Quality, Reading
 from hub.testing import check_decode
 from hub.validate import ConfigError
-from plugins.devices.modbus import ModbusMapModel, Poll, rtu, values
+from plugins.devices.modbus import ModbusMapModel, Poll
 from plugins.devices.modbus.planner import plan_polls
 from plugins.devices.modbus.registermap import load_map
+from plugins.protocols.modbus import rtu, values
 
 ROOT = Path(__file__).parent.parent
 EFD = str(ROOT / "conf/devices/efd-example.yaml")

@@ -11,7 +11,7 @@ from hub.config import check_config
 from hub.model import Command, EventState, Quality
 from hub.pluginmanager import make_plugins
 from hub.validate import ConfigError
-from plugins.devices.modbus import rtu
+from plugins.protocols.modbus import rtu
 from plugins.transports.tcp_dtu import DtuFactory
 
 IMEI = "861234567890123"

@@ -190,7 +190,7 @@ def _utc_offset(v: Any) -> timezone:
 
 
 def _points(section: Section) -> tuple[PointSpec, ...]:
-    from plugins.devices.modbus.values import conversion
+    from plugins.protocols.modbus.values import conversion
 
     raw = section.raw("points", [])
     if not isinstance(raw, list):

@@ -96,7 +96,7 @@ from plugins.devices.lwm2m_options import (
     device_unit,
     path_text,
 )
-from plugins.devices.modbus.values import conversion, tidy
+from plugins.protocols.modbus.values import conversion, tidy
 
 __all__ = ["MAX_DEVICES", "IpsoModel", "factory"]
 

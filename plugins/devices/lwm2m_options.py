@@ -27,7 +27,7 @@ from hub.model import (
     quantity_names,
 )
 from hub.validate import Checker, Invalid, Section, boolean, choice, describe, number, string
-from plugins.devices.modbus.values import conversion, tidy
+from plugins.protocols.modbus.values import conversion, tidy
 
 __all__ = [
     "VALUE_RESOURCE",

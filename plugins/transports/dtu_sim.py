@@ -45,9 +45,9 @@ from dataclasses import dataclass
 
 from hub.contracts import EncodeError
 from hub.model import ALARM_RULES, EventKind
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.registermap import Point, RegisterMap, StatusWord
-from plugins.devices.modbus.values import TYPES, decode, encode, from_raw, to_raw
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.values import TYPES, decode, encode, from_raw, to_raw
 
 __all__ = [
     "DEVICE_SET_POINTS",

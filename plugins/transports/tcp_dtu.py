@@ -47,9 +47,9 @@ from hub.contracts import DecodeError, TransportType
 from hub.metrics import Histogram
 from hub.model import Command, CommandResult, CommandStatus
 from hub.validate import Invalid, Section, describe, integer, number, string
-from plugins.devices.modbus import rtu
-from plugins.devices.modbus.framer import FrameError, ResponseFramer
-from plugins.devices.modbus.rtu import Frame
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.framer import FrameError, ResponseFramer
+from plugins.protocols.modbus.rtu import Frame
 from plugins.transports.dtu_framing import (
     RegistrationError,
     RegistrationRule,

@@ -1,9 +1,11 @@
 """``ModbusMapModel``: a register map put to work, with no I/O.
 
-The transport asks the model what to read (:meth:`~ModbusMapModel.plan`,
-:meth:`~ModbusMapModel.request`, :meth:`~ModbusMapModel.expected_length`), sends the
-requests one at a time, frames the answers (:class:`plugins.devices.modbus.framer.ResponseFramer`)
-and hands each back with the poll it answers (:meth:`~ModbusMapModel.decode_response`).
+It implements :class:`hub.contracts.PolledDeviceModel`: the transport asks the model what
+to read (:meth:`~ModbusMapModel.plan`, :meth:`~ModbusMapModel.request`,
+:meth:`~ModbusMapModel.response_length`), sends the requests one at a time, frames the
+answers (:meth:`~ModbusMapModel.response_framer`, a
+:class:`plugins.protocols.modbus.framer.ResponseFramer`) and hands each back with the poll
+it answers (:meth:`~ModbusMapModel.decode_response`).
 Frames that arrive without a request in hand (a detector that pushes, an MQTT payload)
 go through :meth:`~ModbusMapModel.decode`, which finds the planned poll they answer.
 
@@ -25,15 +27,16 @@ they qualify).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from hub.contracts import DecodeError, EncodeError
 from hub.model import Command, Event, EventState, Quality, Reading, Record
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.commands import command_requests, supported_actions
 from plugins.devices.modbus.planner import Poll, plan_polls
 from plugins.devices.modbus.registermap import Point, RegisterMap, StatusWord, load_map
-from plugins.devices.modbus.values import decode, tidy
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.framer import ResponseFramer
+from plugins.protocols.modbus.values import decode, tidy
 
 __all__ = ["ModbusMapModel", "Poll"]
 
@@ -46,6 +49,8 @@ class ModbusMapModel:
 
     #: :meth:`decode_response` takes a ``status`` dict and then reports flags on change
     status_changes_only = True
+    #: the transport's ``response_timeout`` applies
+    response_timeout: float | None = None
 
     def __init__(self, regmap: RegisterMap) -> None:
         self.map = regmap
@@ -86,6 +91,16 @@ class ModbusMapModel:
         """The length in bytes of a normal answer to ``poll``, CRC included (an exception
         answer is 5 bytes)."""
         return 5 + rtu.data_bytes(poll.function, poll.count)
+
+    def response_length(self, request: bytes) -> int:
+        """The length in bytes of a normal answer to ``request`` (a read, a write or a
+        read-back), CRC included."""
+        return rtu.response_length(request)
+
+    def response_framer(self, max_buffer: int, units: Collection[int],
+                        ignore: Collection[bytes]) -> ResponseFramer:
+        """An RTU framer for one line with ``units`` (slave addresses) on it."""
+        return ResponseFramer(max_buffer, units, ignore)
 
     # ---- decoding -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ an exception response (``function | 0x80``) with :class:`ModbusException`, which
 the exception code.
 
 Stream framing (bytes arriving in pieces, garbage, pushes) is in
-:mod:`plugins.devices.modbus.framer`.
+:mod:`plugins.protocols.modbus.framer`.
 """
 
 from __future__ import annotations
@@ -264,6 +264,11 @@ class Frame:
     payload: bytes
     raw: bytes
     solicited: bool = True
+
+    @property
+    def unit(self) -> int:
+        """The slave, by the name :class:`hub.contracts.ResponseFrame` gives a bus address."""
+        return self.slave
 
     @property
     def is_exception(self) -> bool:
