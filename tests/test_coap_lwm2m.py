@@ -984,3 +984,21 @@ def test_observation_set_ups_take_one_slot_per_device():
         obs.cancel_all()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("announced, version", [
+    ("1.0", "1.0"), ("1.0.0", "1.0"), ("1.0.2", "1.0"), ("1.1", "1.1"), ("1.1.1", "1.1"),
+])
+def test_lwm2m_version_with_a_patch_number_is_accepted(announced, version):
+    """coap-node announces ``lwm2m=1.0.0``: a patch number does not change the version the
+    transport follows (1.0's queue mode in the binding, 1.1's Q parameter)."""
+    assert parse_query(["ep=a", f"lwm2m={announced}"]).lwm2m == version
+
+
+@pytest.mark.parametrize("announced", ["1.2", "1.3.0", "2.0", "1", "1.0.0.0", "1.x", "1.01",
+                                       "1.0.", "v1.0"])
+def test_other_lwm2m_versions_are_refused_saying_which_are_spoken(announced):
+    with pytest.raises(RegistrationError) as e:
+        parse_query(["ep=a", f"lwm2m={announced}"])
+    assert e.value.code == "precondition_failed"
+    assert repr(announced) in str(e.value) and "1.0" in str(e.value) and "1.1" in str(e.value)

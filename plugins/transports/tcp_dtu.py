@@ -446,7 +446,7 @@ class DtuProtocol(Protocol):
         self.framer.expect(req.frame[0], req.function, req.length)
         self.transport.write(req.frame)
         if req.command is not None and req.tries == 1:
-            self.hub.commands.mark_sent(req.command.command)
+            self.hub.command_sent(req.command.command)
         self._response_timer = self.clock.callLater(self.opts.response_timeout, self._timed_out)
 
     def _timed_out(self) -> None:
@@ -636,7 +636,7 @@ class DtuFactory(Factory):
         registration made 20,000 DTUs dialling in quadratic."""
         if self._by_dtu is None:
             self._by_dtu = {}
-            for d in self.hub.registry.on_transport(self.name):
+            for d in self.hub.devices(self.name):
                 self._by_dtu.setdefault(d.address_key[0], []).append(d)
         return self._by_dtu.get(dtu_id, [])
 
@@ -666,14 +666,14 @@ class DtuService(Service):
                                           interface=self.options.host)
         self.port = yield ep.listen(self.factory)  # a port in use fails the hub's start
         super().startService()
-        self.hub.commands.register_target(self.transport_name, self)
+        self.hub.register_command_target(self.transport_name, self)
         _log.info("{transport}: listening for DTUs on {host}:{port}", transport=self.transport_name,
                   host=self.options.host, port=self.port.getHost().port)
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        self.hub.commands.unregister_target(self.transport_name)
+        self.hub.unregister_command_target(self.transport_name)
         if self.port is not None:
             yield self.port.stopListening()
         for p in list(self.factory.connections):
