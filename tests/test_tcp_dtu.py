@@ -535,7 +535,7 @@ def test_polls_keep_their_phase_after_a_stall(make_hub):
 
 def test_first_poll_comes_at_a_random_phase_of_the_interval(make_hub, monkeypatch):
     """DTUs that dial in together spread their polls over the interval."""
-    import plugins.transports.tcp_dtu as tcp_dtu
+    import plugins.transports.tcp_dtu.session as tcp_dtu
 
     monkeypatch.setattr(tcp_dtu.random, "random", lambda: 0.25)
     hub = one_slave(make_hub, first_poll_spread=1.0)
@@ -550,7 +550,7 @@ def test_first_poll_comes_at_a_random_phase_of_the_interval(make_hub, monkeypatc
 def test_a_registered_dtu_waits_for_its_first_poll_under_idle_timeout(make_hub, monkeypatch):
     """Registration switches the session from registration_timeout to idle_timeout: with a
     first poll late in a long interval, a quiet DTU must not be closed before it."""
-    import plugins.transports.tcp_dtu as tcp_dtu
+    import plugins.transports.tcp_dtu.session as tcp_dtu
 
     monkeypatch.setattr(tcp_dtu.random, "random", lambda: 0.99)
     cfg = config(first_poll_spread=1.0, registration_timeout=5, idle_timeout=300)
