@@ -682,3 +682,13 @@ def test_a_timed_out_write_starts_no_readback(make_hub, tmp_path):
     settle(hub, 9.0)
     assert link.written() == request(hub, 1)  # the line is free for the next cycle
     assert [r.status.value for r in results] == ["timed_out"]
+
+
+def test_quick_connect_close_cycles_leave_a_trace_in_metrics(hub):
+    """A peer that connects and closes at once (a port scanner, a DTU in a reboot loop)
+    never registers, but each connection is counted."""
+    for _ in range(3):
+        link = Link(hub)
+        link.proto.connectionLost(None)
+    assert hub.metrics.value("dtu.connections_accepted", transport="dtu") == 3
+    assert hub.metrics.value("dtu.refused", transport="dtu") == 0
