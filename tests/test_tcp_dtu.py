@@ -111,7 +111,7 @@ def test_unknown_dtu_is_refused_and_counted(hub, logged):
 def no_frame_errors(hub, link, skipped=0):
     """Nothing was thrown away as garbage but ``skipped`` bytes: the patterns were
     recognised, not skipped past byte by byte."""
-    assert link.proto.framer.skipped == skipped
+    assert link.proto.session.framer.skipped == skipped
     assert hub.metrics.value("dtu.frame_errors") == 0
 
 
@@ -143,7 +143,7 @@ def test_answer_split_with_heartbeats_and_garbage(hub):
     settle(hub)
     assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [120.0]
     no_frame_errors(hub, link, skipped=2)  # the noise only, not the heartbeats
-    assert link.proto.framer.ignored == 2
+    assert link.proto.session.framer.ignored == 2
 
 
 def test_a_heartbeat_split_across_reads_or_after_garbage_keeps_the_dtu_online(make_hub):
@@ -341,7 +341,7 @@ def test_garbage_flood_is_bounded_and_counted(hub, logged):
     link.written()
     for _ in range(100):
         link.send(bytes([1, 4, 36]) + b"\x00" * 4000)
-    assert len(link.proto.framer.buffered) <= 4096
+    assert len(link.proto.session.framer.buffered) <= 4096
     assert not link.tr.disconnecting
     errors = hub.metrics.value("dtu.frame_errors")
     assert errors >= 100
@@ -357,7 +357,7 @@ def test_garbage_flood_is_bounded_and_counted(hub, logged):
     unlogged = int(hub.metrics.value("dtu.frame_errors") - 2)
     assert len(lines) == 2
     assert lines[1].endswith(f"; {unlogged} more not logged in the last 60 s")
-    link.proto.framer.clear()
+    link.proto.session.framer.clear()
     link.send(answer(hub, 1))
     settle(hub)
     assert hub.journal.latest("efd-1", "voltage")

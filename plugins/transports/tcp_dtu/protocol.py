@@ -68,18 +68,6 @@ class DtuProtocol(Protocol):
 
     # -- what the session asks (SessionIO) -------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self.session.closed
-
-    @property
-    def framer(self) -> Any:
-        return self.session.framer
-
-    @property
-    def dtu_id(self) -> str | None:
-        return self.session.dtu_id
-
     def write(self, data: bytes) -> None:
         self.transport.write(data)
 
@@ -198,21 +186,20 @@ class DtuFactory(Factory):
 class DtuService(Service):
     """Listens for DTUs; carries commands to their slaves."""
 
+    port: Any = None  # the listening port, once started
+
     def __init__(self, hub: TransportPort, name: str, options: DtuOptions,
                  reactor: Any = None) -> None:
-        self.hub = hub
-        self.transport_name = name
-        self.options = options
         self.factory = DtuFactory(hub, name, options)
-        self._reactor = reactor
-        self.port: Any = None
+        self.hub, self.transport_name, self.options = hub, name, options
+        self._reactor = reactor  # None: the global reactor, imported on start
 
     @defer.inlineCallbacks
     def startService(self):
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor
-        ep = endpoints.TCP4ServerEndpoint(reactor, self.options.port,
+        if self._reactor is None:
+            from twisted.internet import reactor as default
+            self._reactor = default
+        ep = endpoints.TCP4ServerEndpoint(self._reactor, self.options.port,
                                           backlog=self.options.backlog,
                                           interface=self.options.host)
         self.port = yield ep.listen(self.factory)  # a port in use fails the hub's start
@@ -232,6 +219,6 @@ class DtuService(Service):
 
     def send_command(self, device: Any, command: Command) -> defer.Deferred:
         session = self.factory.sessions.get(device.address_key[0])
-        if session is None or session.closed:
+        if session is None or session.session.closed:
             return defer.fail(ConnectionError(f"DTU {device.address_key[0]} is not connected"))
         return session.enqueue_command(device, command)
