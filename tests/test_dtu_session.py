@@ -118,7 +118,7 @@ def test_registration_sets_the_idle_timeout_and_a_poll_timer_per_slave():
     s.received(IMEI.encode(), 0.5)
     assert s.dtu_id == IMEI
     assert io.timers[IDLE] == 300.0
-    assert io.timers[("poll", 1)] == 0.0 and io.timers[("poll", 2)] == pytest.approx(0.01)
+    assert io.timers[1] == 0.0 and io.timers[2] == pytest.approx(0.01)
     assert io.beats == [("efd-1", 0.5), ("efd-2", 0.5)]  # registering is a sign of life
     assert io.writes == []
 
@@ -133,11 +133,11 @@ def test_unknown_id_is_refused_and_closed():
 
 def test_one_request_outstanding_and_the_next_only_after_the_commit():
     s, io, _ = registered()
-    s.timer_fired(("poll", 1), 0.0)
-    s.timer_fired(("poll", 2), 0.01)
+    s.timer_fired(1, 0.0)
+    s.timer_fired(2, 0.01)
     assert io.writes == [poll_request(1)]  # slave 2 waits: half duplex
     assert io.timers[RESPONSE] == 2.0
-    assert io.timers[("poll", 1)] == MODEL.poll_interval  # next cycle, from when it was due
+    assert io.timers[1] == MODEL.poll_interval  # next cycle, from when it was due
     s.received(poll_answer(1), 0.05)
     assert io.ingested == [("efd-1", 1)] and RESPONSE not in io.timers
     assert io.writes == [poll_request(1)]  # not before the records are on disk
@@ -147,7 +147,7 @@ def test_one_request_outstanding_and_the_next_only_after_the_commit():
 
 def test_answer_in_pieces_after_a_heartbeat():
     s, io, _ = registered()
-    s.timer_fired(("poll", 1), 0.0)
+    s.timer_fired(1, 0.0)
     io.beats.clear()
     for b in b"\xfe\xfe" + poll_answer(1):
         s.received(bytes([b]), 0.1)
@@ -157,8 +157,8 @@ def test_answer_in_pieces_after_a_heartbeat():
 
 def test_a_silent_slave_is_retried_then_skipped_and_tried_once_per_cycle():
     s, io, metrics = registered()
-    s.timer_fired(("poll", 1), 0.0)
-    s.timer_fired(("poll", 2), 0.01)
+    s.timer_fired(1, 0.0)
+    s.timer_fired(2, 0.01)
     s.timer_fired(RESPONSE, 2.0)
     assert io.writes == [poll_request(1)] * 2  # one retry
     s.timer_fired(RESPONSE, 4.0)
@@ -168,7 +168,7 @@ def test_a_silent_slave_is_retried_then_skipped_and_tried_once_per_cycle():
     s.received(poll_answer(2), 4.1)
     s.committed(2, 4.2)
     io.writes.clear()
-    s.timer_fired(("poll", 1), 10.0)
+    s.timer_fired(1, 10.0)
     s.timer_fired(RESPONSE, 12.0)
     assert io.writes == [poll_request(1)]  # no retry while it keeps failing
     io.beats.clear()
@@ -178,17 +178,17 @@ def test_a_silent_slave_is_retried_then_skipped_and_tried_once_per_cycle():
 
 def test_a_late_poll_keeps_its_phase():
     s, io, _ = registered()
-    s.timer_fired(("poll", 1), 0.7, due=0.0)  # a 0.7 s loop stall
-    assert io.timers[("poll", 1)] == pytest.approx(MODEL.poll_interval - 0.7)
-    s.timer_fired(("poll", 2), 3 * MODEL.poll_interval + 1, due=0.01)  # missed cycles skipped
-    assert io.timers[("poll", 2)] == pytest.approx(MODEL.poll_interval - 1 + 0.01)
+    s.timer_fired(1, 0.7, due=0.0)  # a 0.7 s loop stall
+    assert io.timers[1] == pytest.approx(MODEL.poll_interval - 0.7)
+    s.timer_fired(2, 3 * MODEL.poll_interval + 1, due=0.01)  # missed cycles skipped
+    assert io.timers[2] == pytest.approx(MODEL.poll_interval - 1 + 0.01)
 
 
 def test_a_command_goes_before_the_polls_and_succeeds_on_the_echo():
     s, io, _ = registered()
-    s.timer_fired(("poll", 1), 0.0)
+    s.timer_fired(1, 0.0)
     run = s.enqueue_command(DEVICES[0], Command("c1", "efd-1", "trip", 0.0), 0.01)
-    s.timer_fired(("poll", 2), 0.01)
+    s.timer_fired(2, 0.01)
     write = MODEL.command_requests(run.command, 1)[0]
     s.received(poll_answer(1), 0.05)
     s.committed(1, 0.06)
@@ -227,7 +227,7 @@ def test_prefix_mode_strips_the_id_where_a_read_starts():
     s, io, _ = session(registration=RegistrationRule("prefix", len(IMEI)))
     s.connected(0.0)
     s.received(IMEI.encode(), 0.0)
-    s.timer_fired(("poll", 1), 0.0)
+    s.timer_fired(1, 0.0)
     answer = poll_answer(1)
     s.received(IMEI.encode() + answer[:4], 0.1)
     s.received(IMEI.encode() + answer[4:], 0.1)

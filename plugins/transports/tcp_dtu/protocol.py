@@ -36,10 +36,11 @@ class DtuProtocol(Protocol):
 
     def __init__(self, factory: DtuFactory) -> None:
         self.f = factory
-        self.hub = factory.hub
         self.clock = factory.hub.clock
         self.timers: dict[Hashable, IDelayedCall] = {}
         self.session = DtuSession(self, factory.options, factory.name, factory.hub.metrics)
+        # one bound method for all of the session's timers, not one per timer set
+        self._fire_cb = self._fire
 
     # -- what the session is fed -----------------------------------------------------------
 
@@ -86,7 +87,7 @@ class DtuProtocol(Protocol):
         if old is not None and old.active():
             old.reset(delay)
         else:
-            self.timers[key] = self.clock.callLater(delay, self._fire, key)
+            self.timers[key] = self.clock.callLater(delay, self._fire_cb, key)
 
     def reset_timer(self, key: Hashable, delay: float) -> None:
         call = self.timers.get(key)
@@ -117,7 +118,7 @@ class DtuProtocol(Protocol):
             del self.f.sessions[dtu_id]
 
     def ingest(self, device: str, records: Any, slave: int | None) -> None:
-        d = self.hub.ingest(device, records)
+        d = self.f.hub.ingest(device, records)
         if slave is None:
             d.addErrback(lambda f: _log.failure("journal refused a frame of {device}", f,
                                                 device=device))
@@ -134,10 +135,10 @@ class DtuProtocol(Protocol):
         d.addCallbacks(done, refused)
 
     def heartbeat(self, device: str, now: float) -> None:
-        self.hub.heartbeat(device, now)
+        self.f.hub.heartbeat(device, now)
 
     def command_sent(self, command: Command) -> None:
-        self.hub.command_sent(command)
+        self.f.hub.command_sent(command)
 
     def command_result(self, run: CommandRun, result: CommandResult) -> None:
         d = run.handle

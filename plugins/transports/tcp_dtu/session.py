@@ -21,7 +21,8 @@ per cycle; registration first; a repeated id prefix and heartbeats dropped where
 arrive.
 
 Timer keys: ``"idle"`` (registration, then idle timeout), ``"response"`` (the outstanding
-request) and ``("poll", slave)`` (the slave's next cycle).
+request) and a slave's unit (its next poll cycle; the unit itself, not a tuple around it:
+at 50,000 sessions every object per session counts).
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class DtuSession:
         elif key == IDLE:
             self._idle()
         else:
-            self._poll_due(key[1], now if due is None else due)  # type: ignore[index]
+            self._poll_due(key, now if due is None else due)  # type: ignore[arg-type]
 
     def _idle(self) -> None:
         what = "no registration" if self.dtu_id is None else "idle"
@@ -322,7 +323,7 @@ class DtuSession:
         # poll together for ever; slaves of one DTU follow one another 10 ms apart.
         phase = (self._rng or random.random)() * self.opts.first_poll_spread
         for i, slave in enumerate(sorted(self.slaves)):
-            self.io.set_timer(("poll", slave), 0.01 * i + phase * interval(self.slaves[slave]))
+            self.io.set_timer(slave, 0.01 * i + phase * interval(self.slaves[slave]))
         return True
 
     def _alive(self) -> None:
@@ -392,7 +393,7 @@ class DtuSession:
         due += every
         if due <= now:
             due += (int((now - due) / every) + 1) * every
-        self.io.set_timer(("poll", slave), due - now)
+        self.io.set_timer(slave, due - now)
         self._send_next()
 
     def _send_next(self) -> None:
