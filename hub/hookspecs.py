@@ -59,7 +59,9 @@ def hub_register_transport_types() -> list[TransportType]:
     A transport owns sockets and sessions: it listens or connects, identifies devices
     against the registry, keeps them online and delivers downlink commands. It never
     interprets payloads; it hands bytes to the device's model and the model's records to
-    the hub (:meth:`hub.core.Hub.ingest`).
+    the hub. Its ``factory(port, name, options)`` gets the hub as a
+    :class:`hub.contracts.TransportPort` (resolve, ingest, presence, command progress) and
+    uses nothing else of it.
 
     Called once while the hub is built, before the configuration is validated, so the
     configuration can name the types. Each :class:`hub.contracts.TransportType` carries a
