@@ -31,7 +31,8 @@ Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}`
 
 Modules: :mod:`.framing` (what a DTU puts around the serial bytes: registration ids,
 heartbeats), :mod:`.options` (configuration), :mod:`.session` (the sans-IO state machine of
-one connection: bytes and times in, writes, timers, records and command results out) and
+one connection: bytes and times in, writes, timers, records and command results out;
+:mod:`.session_io`, what it asks of its caller) and
 :mod:`.protocol` (the thin Twisted service, factory and protocol around it).
 
 Metrics (label ``transport``): ``dtu.connections_accepted`` (every TCP connection accepted,

@@ -18,7 +18,8 @@ from hub.contracts import DeviceInfo, TransportPort
 from hub.metrics import Histogram
 from hub.model import Command, CommandResult
 from plugins.transports.tcp_dtu.options import DtuOptions
-from plugins.transports.tcp_dtu.session import CommandRun, DtuSession
+from plugins.transports.tcp_dtu.session import DtuSession
+from plugins.transports.tcp_dtu.session_io import CommandRun
 
 __all__ = ["ROUND_TRIP_BUCKETS_MS", "DtuFactory", "DtuProtocol", "DtuService"]
 
