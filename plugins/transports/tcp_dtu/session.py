@@ -263,7 +263,7 @@ class DtuSession:
             item = framer.next_frame()
             if item is None:
                 break
-            if type(item) is FrameError:
+            if isinstance(item, FrameError):
                 self._frame_error(item)
                 continue
             if item.solicited and self.outstanding is not None:  # type: ignore[union-attr]
