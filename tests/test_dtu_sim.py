@@ -15,10 +15,11 @@ import pytest
 import yaml
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from hub.contracts import EncodeError
 from hub.model import Command, Event, EventState, Reading
-from hub.types import EncodeError
-from plugins.devices.modbus import ModbusMapModel, rtu, values
+from plugins.devices.modbus import ModbusMapModel
 from plugins.devices.modbus.registermap import Point, load_map
+from plugins.protocols.modbus import rtu, values
 from plugins.simulators.dtu.cli import Fleet, FleetOptions, dtu_ids
 from plugins.simulators.dtu.slave import (
     DEVICE_SET_POINTS,

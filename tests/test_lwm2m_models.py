@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from hub.config import check_config
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import Lwm2mModel, Lwm2mOperation, Lwm2mValue
 from hub.model import (
     ALARM_RULES,
     COMMAND_ACTIONS,
@@ -29,13 +31,11 @@ from hub.model import (
 )
 from hub.pluginmanager import make_plugins
 from hub.testing import check_decode
-from hub.types import DecodeError, EncodeError
 from hub.validate import ConfigError
 from plugins.devices.lwm2m_binary import Lwm2mBinaryModel
 from plugins.devices.lwm2m_ipso import IpsoModel
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.model import ModbusMapModel
-from plugins.transports.coap_lwm2m.api import Lwm2mModel, Lwm2mOperation, Lwm2mValue
+from plugins.protocols.modbus import rtu
 
 V = Lwm2mValue
 T0 = 1_767_225_600.0

@@ -19,6 +19,7 @@ import pytest
 from aiocoap import Code, Message
 from aiocoap.numbers.constants import Unreliable
 
+from hub.contracts.lwm2m import Lwm2mValue
 from plugins.simulators.lwm2m import codec
 from plugins.simulators.lwm2m.endpoint import EndpointOptions, open_context
 from plugins.simulators.lwm2m.fleet import Fleet, imeis
@@ -29,7 +30,6 @@ from plugins.simulators.lwm2m.objects import (
     link_payload,
 )
 from plugins.simulators.scenario import Ramp, Scenario
-from plugins.transports.coap_lwm2m.api import Lwm2mValue
 
 ROOT = Path(__file__).resolve().parent.parent
 TLV, SENML, TEXT = 11542, 110, 0

@@ -708,8 +708,8 @@ def test_raw_modbus_frames_and_oversized_payloads_from_mosquitto_pub(mosquitto, 
     """A 4G DTU in MQTT mode publishes the RTU answer it read (binary, from a file with
     mosquitto_pub -f): the modbus_payload model decodes it with the register map; a payload
     over max_payload is refused with its topic and an excerpt."""
-    from plugins.devices.modbus import rtu
     from plugins.devices.modbus.model import ModbusMapModel
+    from plugins.protocols.modbus import rtu
 
     config = write_config(tmp_path, mosquitto, max_payload=256)
     data = yaml.safe_load(open(config, encoding="utf-8"))

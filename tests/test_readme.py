@@ -34,7 +34,7 @@ def test_readme_vendor_plugin_example_runs():
     ns["test_frame"]()
     types = ns["hub_register_device_models"]()
     assert types[0].name == "acme_efd"
-    from hub.types import DecodeError
+    from hub.contracts import DecodeError
 
     model = types[0].factory(None)
     try:

@@ -89,7 +89,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from hub import hookimpl
-from hub.types import SinkType
+from hub.contracts import SinkType
 from plugins.sinks.deadletters import DeadLetters, deadletter_path
 from plugins.sinks.influx_options import InfluxOptions, check_options
 from plugins.sinks.influx_sink import InfluxSink

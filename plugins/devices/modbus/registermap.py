@@ -40,8 +40,8 @@ from hub.validate import (
     number,
     string,
 )
-from plugins.devices.modbus.rtu import BIT_READS, READS
-from plugins.devices.modbus.values import ORDERS, TYPES, conversion
+from plugins.protocols.modbus.rtu import BIT_READS, READS
+from plugins.protocols.modbus.values import ORDERS, TYPES, conversion
 
 __all__ = ["Point", "RegisterMap", "StatusBit", "StatusWord", "check_map", "load_map"]
 

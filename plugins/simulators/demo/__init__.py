@@ -37,7 +37,13 @@ from twisted.logger import Logger
 
 from hub import hookimpl
 from hub import model as m
-from hub.types import DecodeError, DeviceModelType, EncodeError, TransportType
+from hub.contracts import (
+    DecodeError,
+    DeviceModelType,
+    EncodeError,
+    TransportPort,
+    TransportType,
+)
 from hub.validate import Invalid, Section, boolean, number
 from plugins.simulators.demo.device import ACTIONS, PROFILES, DemoDevice, Refused
 
@@ -123,7 +129,7 @@ class SimulatorService(TimerService):
     """Ticks every ``interval`` and feeds each simulated device's frame through the hub;
     carries commands to the simulated devices."""
 
-    def __init__(self, hub, name: str, options: SimulatorOptions) -> None:
+    def __init__(self, hub: TransportPort, name: str, options: SimulatorOptions) -> None:
         super().__init__(options.interval, self.tick)
         self.clock = hub.clock
         self.hub = hub
@@ -133,10 +139,10 @@ class SimulatorService(TimerService):
 
     def startService(self) -> None:
         super().startService()
-        self.hub.commands.register_target(self.transport, self)
+        self.hub.register_command_target(self.transport, self)
 
     def stopService(self) -> Any:
-        self.hub.commands.unregister_target(self.transport)
+        self.hub.unregister_command_target(self.transport)
         return super().stopService()
 
     def device(self, device: Any) -> DemoDevice:
@@ -147,7 +153,7 @@ class SimulatorService(TimerService):
         return sim
 
     def tick(self) -> None:
-        for device in self.hub.registry.on_transport(self.transport):
+        for device in self.hub.devices(self.transport):
             self.report(device)
 
     def report(self, device: Any) -> None:
@@ -173,7 +179,7 @@ class SimulatorService(TimerService):
             return defer.fail(ConnectionError(f"{device.id} is not reachable now (profile "
                                               f"{device.address_key})"))
         data = device.model.encode_command(device.id, command)  # EncodeError: the command fails
-        self.hub.commands.mark_sent(command)
+        self.hub.command_sent(command)
         d: defer.Deferred = defer.Deferred()
 
         def answer() -> None:

@@ -42,11 +42,11 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from hub.contracts import EncodeError
 from hub.model import ALARM_RULES, EventKind
-from hub.types import EncodeError
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.registermap import Point, RegisterMap, StatusWord
-from plugins.devices.modbus.values import TYPES, decode, encode, from_raw, to_raw
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.values import TYPES, decode, encode, from_raw, to_raw
 from plugins.simulators import scenario as engine
 from plugins.simulators.scenario import DEVICE_SET_POINTS, NOMINAL
 

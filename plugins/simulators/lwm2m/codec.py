@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hub.types import DecodeError, EncodeError
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import ContentFormat, Lwm2mValue, Path
 from plugins.transports.coap_lwm2m import content
-from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
 
 __all__ = ["SUPPORTED", "CodecError", "decode", "encode"]
 

@@ -36,6 +36,7 @@ from aiocoap import CON, Code, Message
 from aiocoap.numbers import ContentFormat as CoapFormat
 from aiocoap.numbers.constants import Unreliable
 
+from hub.contracts.lwm2m import ContentFormat, Lwm2mValue, Path
 from plugins.simulators.lwm2m import codec
 from plugins.simulators.lwm2m.objects import (
     OBJECTS,
@@ -45,7 +46,6 @@ from plugins.simulators.lwm2m.objects import (
     link_payload,
     registration_query,
 )
-from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue, Path
 
 __all__ = ["Endpoint", "EndpointOptions", "Stats", "describe", "open_context"]
 

@@ -38,8 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hub.contracts.lwm2m import Lwm2mValue, Path, Value
 from plugins.simulators.scenario import DEVICE_SET_POINTS, ENERGY, Scenario
-from plugins.transports.coap_lwm2m.api import Lwm2mValue, Path, Value
 
 __all__ = [
     "ALARM_RESIDUAL_MA",

@@ -95,9 +95,9 @@ class ModbusDevices:
     register map's plan each time the device publishes."""
 
     def __init__(self, args: argparse.Namespace, ids: list[str]) -> None:
-        from plugins.devices.modbus import rtu
         from plugins.devices.modbus.model import ModbusMapModel
         from plugins.devices.modbus.registermap import load_map
+        from plugins.protocols.modbus import rtu
         from plugins.simulators.dtu.slave import Scenario as DtuScenario
         from plugins.simulators.dtu.slave import SimulatedSlave, SlaveLayout
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub import hookimpl
-from hub.types import SinkType
+from hub.contracts import SinkType
 from plugins.sinks.gb26875.centre import add_commands
 from plugins.sinks.gb26875.options import GBOptions, check_options
 from plugins.sinks.gb26875.sink import RUNNING, GBSink

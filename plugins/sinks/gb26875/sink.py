@@ -59,6 +59,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 import hub as hub_pkg
+from hub.contracts import EncodeError
 from hub.metrics import Histogram
 from hub.model import (
     Acknowledgement,
@@ -71,7 +72,6 @@ from hub.model import (
     Level,
     Reading,
 )
-from hub.types import EncodeError
 from plugins.sinks.gb26875 import codec as c
 from plugins.sinks.gb26875.mapping import Mapper, Upload, to_label
 from plugins.sinks.gb26875.options import Centre, GBOptions

@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub import hookimpl
-from hub.types import SinkType
+from hub.contracts import SinkType
 from plugins.sinks.sms.options import SmsOptions, check_options
 from plugins.sinks.sms.sink import RUNNING, SmsSink
 

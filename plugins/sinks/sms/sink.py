@@ -42,6 +42,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from hub.contracts import SendResult, SmsMessage, SmsProvider
 from hub.metrics import Histogram
 from hub.model import (
     Acknowledgement,
@@ -53,7 +54,6 @@ from hub.model import (
     Level,
     event_id,
 )
-from hub.types import SendResult, SmsMessage, SmsProvider
 from plugins.sinks.sms.escalation import Escalations, Step
 from plugins.sinks.sms.options import SmsOptions
 from plugins.sinks.sms.routing import Router, message_kind

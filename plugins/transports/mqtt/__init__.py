@@ -62,7 +62,7 @@ connection each way), :mod:`.service` (the Twisted service).
 """
 
 from hub import hookimpl
-from hub.types import TransportType
+from hub.contracts import TransportType
 from plugins.transports.mqtt.options import (
     Invalid,
     MqttOptions,

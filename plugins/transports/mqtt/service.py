@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from hub.contracts import DecodeError, EncodeError, TransportPort
 from hub.model import (
     Command,
     CommandResult,
@@ -25,7 +26,6 @@ from hub.model import (
     event_id,
 )
 from hub.supervisor import Supervisor
-from hub.types import DecodeError, EncodeError
 from plugins.transports.mqtt.engine import EXCERPT, Engine, Received
 from plugins.transports.mqtt.engine import excerpt as _excerpt
 from plugins.transports.mqtt.options import MqttOptions
@@ -45,7 +45,8 @@ class _Pending:
 class MqttService(Service):
     """The ``mqtt`` transport: broker connections, uplink ingest, status, commands."""
 
-    def __init__(self, hub: Any, name: str, options: MqttOptions, reactor: Any = None) -> None:
+    def __init__(self, hub: TransportPort, name: str, options: MqttOptions,
+                 reactor: Any = None) -> None:
         self.hub = hub
         self.transport_name = name
         self.options = options
@@ -76,7 +77,7 @@ class MqttService(Service):
         self.connections = [engine(self, i) for i in range(self.options.connections)]
         for c in self.connections:
             c.start()
-        self.hub.commands.register_target(self.transport_name, self)
+        self.hub.register_command_target(self.transport_name, self)
         _log.info("{transport}: connecting to {host}:{port} as {client} ({tls})",
                   transport=self.transport_name, host=self.options.host,
                   port=self.options.broker_port, client=self.connections[0].client_id,
@@ -85,7 +86,7 @@ class MqttService(Service):
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        self.hub.commands.unregister_target(self.transport_name)
+        self.hub.unregister_command_target(self.transport_name)
         yield defer.gatherResults([c.stop() for c in self.connections], consumeErrors=True)
         for p in list(self.pending.values()):
             self._complete(p, CommandStatus.FAILED, "the hub is stopping")
@@ -340,7 +341,7 @@ class MqttService(Service):
             self.pending.pop(command.id, None)
             return defer.fail(e)
         self.hub.metrics.inc("mqtt.commands_published", transport=self.transport_name)
-        self.hub.commands.mark_sent(command)
+        self.hub.command_sent(command)
         pending.timer = self.hub.clock.callLater(
             min(self.options.command_timeout, command.ttl), self._complete, pending,
             CommandStatus.TIMED_OUT, f"no result on the result topic within "

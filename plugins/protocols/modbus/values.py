@@ -22,8 +22,8 @@ import math
 import struct
 from collections.abc import Sequence
 
+from hub.contracts import EncodeError
 from hub.model import QUANTITIES
-from hub.types import EncodeError
 from hub.validate import Invalid
 
 __all__ = ["CONVERSIONS", "ORDERS", "TYPES", "conversion", "decode", "encode", "from_raw",

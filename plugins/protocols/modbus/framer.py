@@ -30,9 +30,9 @@ further on; errors never raise, because one bad byte must not cost a DTU its con
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
-from plugins.devices.modbus.rtu import (
+from hub.contracts.polled import NEED_DATA, FrameError
+from plugins.protocols.modbus.rtu import (
     EXCERPT,
     READS,
     REGISTER_READS,
@@ -43,30 +43,16 @@ from plugins.devices.modbus.rtu import (
 
 __all__ = ["NEED_DATA", "FrameError", "ResponseFramer", "scan_frames"]
 
-#: What :meth:`ResponseFramer.next_frame` returns while a frame is incomplete (the same
-#: sentinel as :data:`hub.testing.NEED_DATA`).
-NEED_DATA = None
-
 _SKIP = 0  # the byte at the front cannot start a frame: drop it
 _WAIT = -1  # more bytes are needed to decide
 _LONGEST = 256  # the longest RTU frame
 
 
-@dataclass(frozen=True, slots=True)
-class FrameError:
-    """Something the framer threw away, as a value: ``reason`` is ``"crc"`` (a candidate
-    frame of the right shape failed its CRC) or ``"overflow"`` (the buffer was full and its
-    oldest bytes were dropped); ``data`` is an excerpt of the bytes concerned."""
-
-    reason: str
-    data: bytes
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.data.hex(' ')}"
-
 
 class ResponseFramer:
-    """Finds complete RTU frames in the bytes received from one connection.
+    """Finds complete RTU frames in the bytes received from one connection (a
+    :class:`hub.contracts.StreamFramer`; :data:`NEED_DATA` and :class:`FrameError` are the
+    contract's).
 
     :param max_buffer: bytes kept at most; beyond it the oldest are dropped (and reported)
         so a peer that sends garbage forever cannot grow memory. At least 256, the longest
@@ -103,12 +89,17 @@ class ResponseFramer:
 
     def expect(self, slave: int, function: int, length: int) -> None:
         """Await the answer to a request just sent: ``length`` is the whole normal response
-        in bytes, CRC included (:func:`plugins.devices.modbus.rtu.response_length`, or
+        in bytes, CRC included (:func:`plugins.protocols.modbus.rtu.response_length`, or
         ``ModbusMapModel.expected_length(poll)``). The framer returns to idle by itself
         once that answer, or an exception response to it, has been returned."""
         if function in READS and length < 6 or function not in READS and length < 5:
             raise ValueError(f"length {length} is too short for function {function:02d}")
         self._expected = (slave, function, length)
+
+    def expect_answer(self, request: bytes, length: int) -> None:
+        """:meth:`expect` the answer to ``request`` (its slave and function), ``length``
+        bytes long (the :class:`hub.contracts.StreamFramer` contract)."""
+        self.expect(request[0], request[1], length)
 
     def expect_nothing(self) -> None:
         """Stop waiting (the poll timed out): later frames are read in idle mode."""
@@ -130,7 +121,7 @@ class ResponseFramer:
         return out
 
     def next_frame(self) -> Frame | FrameError | None:
-        """The next :class:`~plugins.devices.modbus.rtu.Frame` (an exception response is a
+        """The next :class:`~plugins.protocols.modbus.rtu.Frame` (an exception response is a
         frame too: see ``Frame.is_exception``), a :class:`FrameError`, or
         :data:`NEED_DATA` when the buffer holds no complete frame yet."""
         if self._errors:

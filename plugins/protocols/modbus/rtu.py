@@ -4,13 +4,13 @@ Pure functions over bytes, no I/O. An RTU frame is ``slave | function | data | C
 CRC-16/MODBUS sent low byte first; a transparent DTU carries these frames unchanged over TCP
 (no MBAP header), so the same bytes serve a DTU, a serial line and an MQTT payload.
 
-Builders refuse arguments the protocol cannot carry with :class:`hub.types.EncodeError`;
-parsers refuse bad frames with :class:`hub.types.DecodeError` (excerpt and offset set), and
+Builders refuse arguments the protocol cannot carry with :class:`hub.contracts.EncodeError`;
+parsers refuse bad frames with :class:`hub.contracts.DecodeError` (excerpt and offset set), and
 an exception response (``function | 0x80``) with :class:`ModbusException`, which carries
 the exception code.
 
 Stream framing (bytes arriving in pieces, garbage, pushes) is in
-:mod:`plugins.devices.modbus.framer`.
+:mod:`plugins.protocols.modbus.framer`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hub.types import DecodeError, EncodeError
+from hub.contracts import DecodeError, EncodeError
 
 __all__ = [
     "BIT_READS",
@@ -264,6 +264,11 @@ class Frame:
     payload: bytes
     raw: bytes
     solicited: bool = True
+
+    @property
+    def unit(self) -> int:
+        """The slave, by the name :class:`hub.contracts.ResponseFrame` gives a bus address."""
+        return self.slave
 
     @property
     def is_exception(self) -> bool:

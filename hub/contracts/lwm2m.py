@@ -1,5 +1,6 @@
-"""The contract between the ``coap_lwm2m`` transport, its content codecs and LwM2M device
-models. Vendors writing an LwM2M device model implement :class:`Lwm2mModel`.
+"""The LwM2M-model contract: between the ``coap_lwm2m`` transport, its content codecs, the
+LwM2M simulator and LwM2M device models. Vendors writing an LwM2M device model implement
+:class:`Lwm2mModel` and import only this module (never the transport).
 
 A path is a tuple of integers: ``(object,)``, ``(object, instance)``,
 ``(object, instance, resource)`` or ``(object, instance, resource, resource_instance)``.
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Literal, Protocol, Union, runtime_checkable
+
+__all__ = ["ContentFormat", "Lwm2mModel", "Lwm2mOperation", "Lwm2mValue", "Path", "Value"]
 
 if TYPE_CHECKING:
     from hub.model import Command, Record
@@ -68,12 +71,12 @@ class Lwm2mModel(Protocol):
     ``observe_paths`` chooses, from the object instances the device registered (its link
     payload, e.g. ``[(3, 0), (3303, 0), (3317, 1)]``), the paths the hub observes after each
     registration. ``decode_values`` turns decoded values (from a notification or a read
-    response) into canonical records; it raises :class:`hub.types.DecodeError` on values it
+    response) into canonical records; it raises :class:`hub.contracts.DecodeError` on values it
     cannot interpret and never does I/O. ``encode_operations`` turns a command into LwM2M
-    operations, performed in order, or raises :class:`hub.types.EncodeError`.
+    operations, performed in order, or raises :class:`hub.contracts.EncodeError`.
 
     ``decode`` (plain CoAP uplink, e.g. ``POST /up/{imei}`` with an opaque payload) follows
-    :class:`hub.types.DeviceModel`; a model that has no such uplink raises ``DecodeError``.
+    :class:`hub.contracts.DeviceModel`; a model that has no such uplink raises ``DecodeError``.
     """
 
     heartbeat_interval: float | None
