@@ -33,20 +33,12 @@ from hub import hookimpl
 from hub.types import SinkType
 from plugins.sinks.gb26875.centre import add_commands
 from plugins.sinks.gb26875.options import GBOptions, check_options
-from plugins.sinks.gb26875.sink import RUNNING, GBSink
+from plugins.sinks.gb26875.sink import GBSink
 
 
 @hookimpl
 def hub_add_commands(subparsers: Any) -> None:
     add_commands(subparsers)
-
-
-@hookimpl
-def hub_event_recorded(hub: Any, event: Any) -> None:
-    # a wake-up only: the data still comes from the journal, read from each sink's cursor
-    for sink in list(RUNNING):
-        if sink.hub is hub:
-            sink.wake()
 
 
 @hookimpl
