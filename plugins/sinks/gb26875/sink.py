@@ -421,8 +421,15 @@ class CentreLink:
     # -- send/confirm --------------------------------------------------------------------
 
     def pump(self) -> None:
-        if self.proto is None or self.inflight is not None:
+        if self.proto is None:
             return
+        if self.inflight is not None:
+            if self._liveness_inflight():
+                self.fill()  # a fire alarm may be waiting in the journal: it must not wait
+                if self.fire:
+                    self._preempt_liveness()
+            if self.inflight is not None:
+                return
         self.fill()
         if not self.fire and self.other:
             self.overtake()
@@ -433,7 +440,7 @@ class CentreLink:
                 continue
             up, data = sendable
             frame = c.Frame(self.serial, c.CMD_SEND, self.now(), self.o.source_address,
-                            self.o.destination_address, data, c.MAIN_VERSION,
+                            self.o.destination_address, data, self.o.main_version,
                             self.o.user_version)
             try:
                 raw = frame.encode()
@@ -446,6 +453,20 @@ class CentreLink:
             self.attempts = 0
             self._send(raw)
             return
+
+    def _liveness_inflight(self) -> bool:
+        return self.inflight is not None and not self.inflight[0].seqs \
+            and self.inflight[0].app.type in (21, 28)
+
+    def _preempt_liveness(self) -> None:
+        """A fire alarm never waits on a liveness exchange (which may be retried for
+        ``timeout × (retries + 1)`` s): the liveness frame is given up (a late confirm of
+        its serial is ignored) and goes again after what the fire queue holds."""
+        up = self.inflight[0]
+        self._cancel()
+        self.inflight = None
+        self.other.appendleft(up)
+        self.port.metrics.inc("gb26875.liveness_preempted", **self.labels)
 
     def _encodable(self, up: Upload) -> tuple[Upload, bytes] | None:
         """``up`` and its application data, or, when some of its objects cannot be encoded,
@@ -586,7 +607,7 @@ class CentreLink:
         assert self.proto is not None
         data = app.encode() if app is not None else b""
         reply = c.Frame(f.serial, command, self.now(), self.o.source_address, f.source,
-                        data, c.MAIN_VERSION, self.o.user_version)
+                        data, self.o.main_version, self.o.user_version)
         self.proto.transport.write(reply.encode())
 
     def _request(self, f: c.Frame) -> None:
