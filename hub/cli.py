@@ -372,6 +372,8 @@ def cmd_cursors(args: argparse.Namespace) -> int:
     of a sink removed from the configuration (through the running hub, the journal's one
     writer), so retention no longer waits for it."""
     _, config = _load(args)
+    if getattr(args, "rewind", None):
+        return _rewind_cursor(config, args.rewind, args.to)
     if args.drop:
         answer = admin_request(config.state_dir, {"op": "drop_cursor", "name": args.drop,
                                                   "by": _who()}, 30.0)
@@ -388,6 +390,27 @@ def cmd_cursors(args: argparse.Namespace) -> int:
         return 0
     print(_table([(name, seq, last - seq) for name, seq in cursors.items()],
                  ("cursor", "delivered up to seq", "records behind")))
+    return 0
+
+
+def _rewind_cursor(config: Any, name: str, to: str | None) -> int:
+    """``hub cursors --rewind NAME --to SEQ|TIME``: through the running hub (the journal's
+    one writer; audited there), so the running sink re-sends from there at once."""
+    if not to:
+        return _fail("--rewind needs --to SEQ or --to TIME (15m, 2h, an ISO 8601 time)")
+    request: dict[str, Any] = {"op": "rewind_cursor", "name": name, "by": _who()}
+    if to.strip().isdigit():
+        request["seq"] = int(to)
+    else:
+        try:
+            request["ts"] = parse_time(to)
+        except argparse.ArgumentTypeError as e:
+            return _fail(str(e))
+    answer = admin_request(config.state_dir, request, 30.0)
+    if not answer.get("ok"):
+        return _fail(f"refused: {answer.get('error')}")
+    print(f"cursor {name!r} rewound from seq {answer['from']} to {answer['to']}: "
+          f"{answer['records']} records to deliver again")
     return 0
 
 
@@ -520,6 +543,10 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
                                     "cursor of a removed sink"))
     sp.add_argument("--drop", metavar="NAME", help="forget this cursor (a sink removed for "
                     "good), so journal retention no longer waits for it")
+    sp.add_argument("--rewind", metavar="NAME", help="deliver again from an earlier point "
+                    "(a database lost points it had acknowledged); needs --to")
+    sp.add_argument("--to", metavar="SEQ|TIME", help="with --rewind: a journal seq, or a time "
+                    "(15m, 2h, ISO 8601): records committed after it are sent again")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_cursors)
 

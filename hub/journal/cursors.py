@@ -63,6 +63,14 @@ class Cursors:
         would skip records, not re-send them), or one before what the journal still holds.
         """
         self._writable()
+        current = self.check_rewind(name, seq)
+        self._conn().execute("UPDATE cursors SET seq = ? WHERE name = ?", (seq, name))
+        self._notifier.rewound(name, seq)
+        return current
+
+    def check_rewind(self, name: str, seq: int) -> int:
+        """What :meth:`rewind_cursor` checks, without rewinding: the cursor's seq now, or
+        :class:`CursorError`."""
         cursors = self.cursors()  # type: ignore[attr-defined]
         if name not in cursors:
             raise CursorError(f"no cursor named {name!r}")
@@ -75,8 +83,6 @@ class Cursors:
         if seq < floor:
             raise CursorError(f"the journal holds records from seq {floor + 1} on only "
                               f"(older ones were pruned); cannot rewind {name!r} to {seq}")
-        self._conn().execute("UPDATE cursors SET seq = ? WHERE name = ?", (seq, name))
-        self._notifier.rewound(name, seq)
         return current
 
     def first_seq(self) -> int | None:

@@ -199,7 +199,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
                 if event.code == "journal_near_full" and event.device == "hub":
                     self._fault = event  # raised before a restart: clear it when space returns
             self._check_size(force=True)
-        self._notifier.opened(self._last_seq, self._clock.seconds())
+            self._notifier.opened(self._last_seq, self._clock.seconds())
 
     def _connect(self) -> sqlite3.Connection:
         if self._readonly:

@@ -197,12 +197,11 @@ class CursorSink(Service):
         self._arm()
 
     def _arm(self) -> None:
-        # a tail still behind was left so on purpose (queue full, partial batch waiting for
-        # its flush time): its sink wakes itself when it has room; waiting on it would only
-        # fire at once, again and again
+        """Wake at the next commit. Every run re-arms, so the chain never breaks; a sink
+        that left records unread (queue full, a partial batch waiting for its flush time)
+        is woken by the next commit too, and reads when it has room."""
         for tail in self.tails:
-            if tail.behind() <= 0:
-                tail.wait().addCallbacks(self._committed, lambda f: None)
+            tail.wait().addCallbacks(self._committed, lambda f: None)
 
     def _committed(self, _: int) -> None:
         self.wake()

@@ -153,6 +153,8 @@ class BatchSink(CursorSink):
             self._send_next()
         except Exception:
             self.internal_error(Failure())
+            return
+        self._arm()
 
     def _schedule(self, delay: float) -> None:
         if self._timer is None and self.running:

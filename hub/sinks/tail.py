@@ -91,10 +91,13 @@ class JournalTail:
         return rows, end, full
 
     def wait(self) -> Deferred[int]:
-        """Fires after the commit that puts a record past ``position`` (at once if there is
-        one). One wait at a time; a new call replaces (cancels) the previous one."""
+        """Fires after the next commit that puts a record past ``position``: a tail that
+        is behind (its sink stopped reading, its queue full) waits for the next commit, not
+        for what it left unread, which would fire at once, again and again. One wait at a
+        time; a new call replaces (cancels) the previous one."""
         self.cancel_wait()
-        d = self._waiting = self.journal.when_past(self.position)
+        after = max(self.position, self.journal.last_seq())
+        d = self._waiting = self.journal.when_past(after)
         return d
 
     def cancel_wait(self) -> None:
