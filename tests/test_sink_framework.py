@@ -255,3 +255,45 @@ def test_a_removed_sinks_cursor_is_still_reported(tmp_path, hub_clock, logged):
                    for line in logged)
     finally:
         service.stopService()
+
+
+def test_hub_cursors_rewind_goes_through_the_admin_socket(tmp_path, hub_clock, monkeypatch,
+                                                          capsys):
+    import yaml
+
+    from hub import cli
+
+    sent: list = []
+    hub = build_hub(CONFIG, str(tmp_path / "var"), clock=hub_clock,
+                    extra_plugins=[("example", example_plugin(sent))])
+    service = HubService(hub, admin=False)
+    service.startService()
+    requests = []
+
+    def admin_request(state_dir, request, timeout):  # the socket's far end, in-process
+        requests.append(request)
+        return AdminProtocol(hub).op_rewind_cursor(request)
+
+    monkeypatch.setattr(cli, "admin_request", admin_request)
+    path = tmp_path / "hub.yaml"
+    # the CLI reads only state_dir (where the socket is); the sink runs in the hub
+    path.write_text(yaml.safe_dump({"devices": CONFIG["devices"],
+                                    "hub": {"state_dir": hub.config.state_dir}}))
+    try:
+        hub.journal.append(readings(4))
+        run(hub, 2.0)
+        argv = ["cursors", "-c", str(path), "--rewind", "history"]
+        assert cli.main([*argv, "--to", "1"]) == 0
+        assert capsys.readouterr().out == (
+            "cursor 'history' rewound from seq 4 to 1: 3 records to deliver again\n")
+        run(hub, 2.0)
+        assert sent[-1] == [2, 3, 4]
+        assert cli.main([*argv, "--to", "2025-12-31T00:00:00Z"]) == 0  # a time: by commit
+        assert requests[-1]["ts"] == T - 86400 and "seq" not in requests[-1]
+        assert "from seq 4 to 0: 4 records" in capsys.readouterr().out  # nothing was pruned
+        assert cli.main([*argv, "--to", "9"]) == 2
+        assert "would skip records" in capsys.readouterr().err
+        assert cli.main(argv) == 2
+        assert "needs --to" in capsys.readouterr().err
+    finally:
+        service.stopService()
