@@ -73,3 +73,17 @@ def test_readme_lwm2m_configurations_are_valid(monkeypatch):
     both = {**yaml.safe_load(models), "transports": yaml.safe_load(nb)["transports"]}
     cfg = check_config(both, "README.md", plugins)
     assert set(cfg.models) == {"nb-efd", "nb-efd-frames"}
+
+
+def test_readme_sink_example_runs(tmp_path):
+    from hub.testing import SinkHarness
+
+    sink_src, test_src = [b for b in python_blocks() if "JsonLinesSink" in b][:2]
+    ns: dict = {}
+    exec(compile(sink_src, "README:sink", "exec"), ns)
+    exec(compile(test_src, "README:sink-test", "exec"), ns)
+    harness = SinkHarness(str(tmp_path / "var"))
+    try:
+        ns["test_an_alarm_is_sent_again_after_an_outage"](harness)
+    finally:
+        harness.close()
