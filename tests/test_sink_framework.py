@@ -4,9 +4,7 @@ rewinding a cursor through the admin socket, and the retention pass after a rest
 
 from __future__ import annotations
 
-import json
 import random
-import sqlite3
 
 from twisted.internet import defer
 
@@ -21,6 +19,7 @@ from hub.validate import Checker, Path, Section
 from plugins.sinks.influx_options import check_options as influx_options
 from plugins.sinks.influx_sink import InfluxSink
 from plugins.sinks.influx_writer import WriteError
+from tests.test_audit import audit_rows
 
 T = 1_767_225_600.0
 
@@ -171,14 +170,6 @@ def example_plugin(sent):
 
 CONFIG = {"sinks": {"history": {"type": "example"}},
           "devices": [{"id": "efd-1", "model": "simulated"}]}
-
-
-def audit_rows(hub):
-    db = sqlite3.connect(hub.audit.path)
-    rows = [(r[0], r[1], r[2], json.loads(r[3])["details"]) for r in
-            db.execute("SELECT actor, action, subject, body FROM entries ORDER BY seq")]
-    db.close()
-    return rows
 
 
 def run(hub, seconds):

@@ -83,6 +83,17 @@ class JournalQueries:
                 self._device_names[dev_id] = device
         return dev_id
 
+    def _of_device(self, sql: str, device: str | None, args: list[Any]) -> str | None:
+        """``sql`` narrowed to ``device`` (its id appended to ``args``); None for a device
+        the journal has never seen (the answer is empty)."""
+        if device is None:
+            return sql
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return None
+        args.append(dev_id)
+        return sql + " AND device = ?"
+
     # -- the stream ----------------------------------------------------------------------
 
     def read(
@@ -226,14 +237,10 @@ class JournalQueries:
     ) -> list[Event]:
         """The newest ``limit`` events (of ``device``, with ``ts >= since``), newest last."""
         # "kind = 1" is a literal so that SQLite may use the partial event indexes
-        sql = "SELECT data FROM records WHERE kind = 1"
         args: list[Any] = []
-        if device is not None:
-            dev_id = self._device_id(device)
-            if dev_id is None:
-                return []
-            sql += " AND device = ?"
-            args.append(dev_id)
+        sql = self._of_device("SELECT data FROM records WHERE kind = 1", device, args)
+        if sql is None:
+            return []
         if since is not None:
             sql += " AND ts >= ?"
             args.append(since)
@@ -301,14 +308,10 @@ class JournalQueries:
 
     def acknowledgements(self, device: str | None = None) -> list[Acknowledgement]:
         """Acknowledgements (of events of ``device``), oldest first."""
-        sql = "SELECT data FROM records WHERE kind = 4"
         args: list[Any] = []
-        if device is not None:
-            dev_id = self._device_id(device)
-            if dev_id is None:
-                return []
-            sql += " AND device = ?"
-            args.append(dev_id)
+        sql = self._of_device("SELECT data FROM records WHERE kind = 4", device, args)
+        if sql is None:
+            return []
         rows = self._conn().execute(sql + " ORDER BY seq", args)
         return [ack_from_dict(json.loads(data)) for (data,) in rows]
 

@@ -70,21 +70,17 @@ class JournalTail:
         """Up to ``limit`` stored rows past ``position``: ``(rows, end, full)``. ``end`` is
         the new position (past filtered-out kinds up to the journal's last seq when the
         read was not full); ``full`` says more may be waiting."""
-        top = self.journal.last_seq()
-        if top <= self.position:
-            return [], self.position, False
-        rows = self.journal.read_rows(self.position, limit, self.kinds)
-        full = len(rows) >= limit
-        end = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
-        self.position = end
-        return rows, end, full
+        return self._read(self.journal.read_rows, limit)
 
     def read(self, limit: int) -> tuple[list[tuple[int, object]], int, bool]:
         """As :meth:`read_rows`, as ``(seq, record)``."""
+        return self._read(self.journal.read, limit)
+
+    def _read(self, fn: Callable[..., list], limit: int) -> tuple[list, int, bool]:
         top = self.journal.last_seq()
         if top <= self.position:
             return [], self.position, False
-        rows = self.journal.read(self.position, limit, self.kinds)
+        rows = fn(self.position, limit, self.kinds)
         full = len(rows) >= limit
         end = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
         self.position = end

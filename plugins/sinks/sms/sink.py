@@ -128,14 +128,6 @@ class SmsSink(CursorSink):
                                   0.99: "sms.alarm_latency_p99_ms"}, **self.labels)
         self._timer: IDelayedCall | None = None
 
-    @property
-    def cursor(self) -> int:
-        return self.tail.cursor
-
-    @property
-    def read_upto(self) -> int:
-        return self.tail.position
-
     # -- lifecycle -----------------------------------------------------------------------
 
     def started(self) -> None:
@@ -238,9 +230,9 @@ class SmsSink(CursorSink):
         self._advance()
 
     def _advance(self) -> None:
-        upto = min(self.pending) - 1 if self.pending else self.read_upto
+        upto = min(self.pending) - 1 if self.pending else self.tail.position
         self.tail.commit(upto)
-        self.port.metrics.set("sink.lag_records", self.port.journal.last_seq() - self.cursor,
+        self.port.metrics.set("sink.lag_records", self.port.journal.last_seq() - self.tail.cursor,
                              sink=self.sink)
 
     def _schedule(self) -> None:
