@@ -3,7 +3,8 @@
 ::
 
     HubService                       opens the journal and restores state first,
-     ├─ journal-prune (TimerService)  closes it last, after everything else stopped
+     ├─ journal-prune (TimerService)  closes it last, after everything else stopped;
+     │                                 its passes start once every sink claimed its cursor
      ├─ sinks.<id> ...                started before transports: nothing arrives unread
      ├─ transports.<id> ...           stopped first: no new data while the rest drains
      └─ admin (UNIX socket)           `hub command` and other local tools

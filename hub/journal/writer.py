@@ -9,7 +9,9 @@ Every record gets a ``seq`` from one counter shared by all kinds, so sinks read 
 and keep one cursor each. Records are deleted only by :meth:`Journal.prune`, and only once
 every cursor has passed them; when undelivered records fill the journal, a
 ``journal_near_full`` fault is raised instead of dropping anything.
-The storage layout is described in :mod:`hub.journal.schema`.
+After each commit the sinks waiting for new records are woken (:meth:`Journal.when_past`),
+and the commit's time is noted, so a record's age is measured by when the hub committed it
+(:meth:`Journal.commit_time`). The storage layout is described in :mod:`hub.journal.schema`.
 """
 
 from __future__ import annotations
