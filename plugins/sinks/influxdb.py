@@ -27,9 +27,10 @@ How delivery works (the whole of the "lose nothing" promise):
 
 * The sink (a :class:`hub.sinks.BatchSink`) reads the journal from its durable cursor in
   batches of at most ``batch_size`` records, woken by the journal's commits; a partial
-  batch waits at most ``flush_interval``. Records become line protocol (:mod:`plugins.sinks.line_protocol`)
-  on the reactor thread; the HTTP write (gzip level 1, then ``POST /api/v2/write`` through
-  influxdb-client's ``WriteService``, precision ns) runs in the sink's own one-thread pool.
+  batch waits at most ``flush_interval``. Records become line protocol
+  (:mod:`plugins.sinks.line_protocol`) on the reactor thread; the HTTP write (gzip level
+  1, then ``POST /api/v2/write`` through influxdb-client's ``WriteService``, precision ns)
+  runs in the sink's own one-thread pool.
   One batch is in flight at a time; the next one is read and encoded while it travels.
 * The cursor moves (``journal.set_cursor``) only after the server answered 2xx for every
   line of the batch, so a crash or an outage at any instant means the batch is sent again.
