@@ -226,7 +226,8 @@ class SinkHarness:
         self.events: list[Event] = []
         self.devices = list(devices)
         self.port = SinkPort(clock=clock, metrics=self.metrics, journal=self.journal,
-                             record_events=self._record_events, devices=lambda: self.devices,
+                             record_events=self._record_events,
+                             devices=lambda: tuple(self.devices),
                              state_dir=state_dir)
         self.sinks: list[Any] = []
 

@@ -117,23 +117,42 @@ class SinkPort:
 
     def device(self, device_id: str) -> DeviceInfo | None:
         """The configured device ``device_id``, or None (the hub itself, a removed one)."""
-        for d in self.devices():
-            if d.id == device_id:
-                return d
-        return None
+        return _index(self.devices()).get(device_id)
 
     @classmethod
     def from_hub(cls, hub: Hub) -> SinkPort:
         """The port of a running hub (what the service tree gives each sink)."""
+        cache: list[Any] = [-1, ()]
 
-        def devices() -> list[DeviceInfo]:
-            return [DeviceInfo(d.id, d.name, d.model_name, d.project, d.location, d.group, i)
-                    for i, d in enumerate(hub.registry, 1)]
+        def devices() -> Sequence[DeviceInfo]:
+            # built again only when the registry grew (auto-provisioning): sinks ask per
+            # record, and a registry holds tens of thousands of devices
+            if cache[0] != len(hub.registry):
+                cache[1] = tuple(
+                    DeviceInfo(d.id, d.name, d.model_name, d.project, d.location, d.group, i)
+                    for i, d in enumerate(hub.registry, 1))
+                cache[0] = len(hub.registry)
+            return cache[1]
 
         return cls(clock=hub.clock, metrics=hub.metrics, journal=hub.journal,
                    record_events=hub.record_events, devices=devices,
                    state_dir=hub.config.state_dir,
                    sms_providers=getattr(hub.plugins, "sms_providers", {}))
+
+
+_INDEXES: dict[int, tuple[Sequence[DeviceInfo], dict[str, DeviceInfo]]] = {}
+
+
+def _index(devices: Sequence[DeviceInfo]) -> dict[str, DeviceInfo]:
+    """id -> device of a ``devices()`` answer, kept while the same sequence comes back."""
+    hit = _INDEXES.get(id(devices))
+    if hit is not None and hit[0] is devices:
+        return hit[1]
+    if len(_INDEXES) > 16:
+        _INDEXES.clear()
+    index = {d.id: d for d in devices}
+    _INDEXES[id(devices)] = (devices, index)
+    return index
 
 
 def as_port(hub_or_port: Any) -> SinkPort:
