@@ -125,7 +125,8 @@ class Cursors:
             "SELECT ts FROM marks WHERE seq >= ? ORDER BY seq LIMIT 1", (seq,)).fetchone()
         if row is not None:
             return row[0]
-        return self._notifier.commit_time(self._last_seq + 1) or self._clock.seconds()
+        opened = self._notifier.opened_time()
+        return opened if opened is not None else self._clock.seconds()
 
     def on_rewind(self, name: str, listener: Callable[[int], None]) -> Callable[[], None]:
         """``listener(seq)`` is called when the cursor ``name`` is rewound; returns the

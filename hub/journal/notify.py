@@ -90,12 +90,12 @@ class CommitNotifier:
         self._seqs, self._times = [last_seq], [ts]
         self._opened_at_seq = last_seq
 
-    def forget_before(self, seq: int) -> None:
-        """Drop samples of seqs every cursor has passed (retention pruned them)."""
-        i = bisect_left(self._seqs, seq)
-        if i > 1:
-            del self._seqs[:i - 1]
-            del self._times[:i - 1]
+    def opened_time(self) -> float | None:
+        """When the journal was opened (what dates records no mark covers: they were
+        committed before it, after the last mark, by a process killed without its close)."""
+        if self._seqs and self._seqs[0] == self._opened_at_seq:
+            return self._times[0]
+        return None
 
     # -- rewinds -------------------------------------------------------------------------
 
