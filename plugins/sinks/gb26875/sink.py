@@ -22,7 +22,11 @@ One :class:`CentreLink` per configured centre, each with its own durable journal
   is a dead letter: counted (``gb26875.dead_letters``), logged, noted in the journal as a
   fault-level ``gb26875_dead_letter`` state event, and passed over; the rest of its upload
   still goes.
-* Liveness: a type 21 (or 28) upload every ``liveness_interval`` s.
+* Liveness: a type 21 (or 28) upload every ``liveness_interval`` s. A fire alarm never
+  waits on it: a liveness exchange in flight (perhaps being retried) is given up when one
+  is queued (``gb26875.liveness_preempted``) and goes again after it.
+* Protocol version bytes: ``protocol_version`` (default 1.1: ``01 01``, as the standard's
+  sample frames).
 * The centre's traffic: reads (command 4; 61-68, 81-88) are answered (command 5) with the
   matching upload type, or denied when there is nothing to give (a system or component
   not ours, no records); 89 initialise, 90 clock sync and 91 duty check are confirmed
