@@ -103,7 +103,6 @@ OVERTAKE_LIMIT = 16
 LATENCY_BUCKETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
 
-
 class _Proto(protocol.Protocol):
     def __init__(self, link: CentreLink) -> None:
         self.link = link
