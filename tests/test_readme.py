@@ -277,3 +277,17 @@ def test_readme_plugin_subcommand_example_runs(tmp_path, capsys):
     assert args.func(args) == 0
     out, err = capsys.readouterr()
     assert out == '{"site": "site-a"}\n' and "the hub is not running" in err
+
+
+def test_readme_sink_example_runs(tmp_path):
+    from hub.testing import SinkHarness
+
+    sink_src, test_src = [b for b in python_blocks() if "JsonLinesSink" in b][:2]
+    ns: dict = {}
+    exec(compile(sink_src, "README:sink", "exec"), ns)
+    exec(compile(test_src, "README:sink-test", "exec"), ns)
+    harness = SinkHarness(str(tmp_path / "var"))
+    try:
+        ns["test_an_alarm_is_sent_again_after_an_outage"](harness)
+    finally:
+        harness.close()

@@ -38,6 +38,8 @@ def cmd_cursors(args: argparse.Namespace) -> int:
     of a sink removed from the configuration (through the running hub, the journal's one
     writer), so retention no longer waits for it."""
     _, config = h.load_config(args)
+    if args.rewind:
+        return _rewind_cursor(config, args.rewind, args.to, getattr(args, "utc", False))
     if args.drop:
         answer = h.admin_request(config.state_dir, {"op": "drop_cursor", "name": args.drop,
                                                   "by": h.who()}, 30.0)
@@ -57,6 +59,27 @@ def cmd_cursors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rewind_cursor(config, name: str, to: str | None, utc: bool) -> int:
+    """``hub cursors --rewind NAME --to SEQ|TIME``: through the running hub (the journal's
+    one writer; audited there), so the running sink re-sends from there at once."""
+    if not to:
+        return h.fail("--rewind needs --to SEQ or --to TIME (15m, 2h, an ISO 8601 time)")
+    request: dict = {"op": "rewind_cursor", "name": name, "by": h.who()}
+    if to.strip().isdigit():
+        request["seq"] = int(to)
+    else:
+        try:
+            request["ts"] = h.parse_time(to, utc=utc)
+        except argparse.ArgumentTypeError as e:
+            return h.fail(str(e))
+    answer = h.admin_request(config.state_dir, request, 30.0)
+    if not answer.get("ok"):
+        return h.fail(f"refused: {answer.get('error')}")
+    print(f"cursor {name!r} rewound from seq {answer['from']} to {answer['to']}: "
+          f"{answer['records']} records to deliver again")
+    return 0
+
+
 def add_metrics_parser(sub: argparse._SubParsersAction) -> None:
     h.subcommand(sub, "metrics", cmd_metrics, "counters and gauges of the running hub",
                times=True)
@@ -64,6 +87,10 @@ def add_metrics_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_cursors_parser(sub: argparse._SubParsersAction) -> None:
     sp = h.subcommand(sub, "cursors", cmd_cursors, "the sinks' journal cursors; drop the "
-                    "cursor of a removed sink", json=True)
+                    "cursor of a removed sink", json=True, times=True)
     sp.add_argument("--drop", metavar="NAME", help="forget this cursor (a sink removed for "
                     "good), so journal retention no longer waits for it")
+    sp.add_argument("--rewind", metavar="NAME", help="deliver again from an earlier point "
+                    "(a database lost points it had acknowledged); needs --to")
+    sp.add_argument("--to", metavar="SEQ|TIME", help="with --rewind: a journal seq, or a time "
+                    "(15m, 2h, ISO 8601): records committed after it are sent again")

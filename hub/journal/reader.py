@@ -1,227 +1,34 @@
-"""The journal's storage layout and its reading side: rows back into records, and the queries
-of the API, the CLI and the sinks.
+"""The journal's reading side: rows back into records, and the queries of the API, the CLI
+and the sinks.
 
-It lives apart from :mod:`hub.journal` (the write path) so each file stays readable; users
-import everything from :mod:`hub.journal`. The queries work on a writer's connection and on a
-read-only one opened by another process while the hub writes: WAL gives each statement a
-consistent snapshot.
-
-Devices and series (device, channel, quantity) are stored once, in ``devices`` and
-``latest``, and records refer to them by integer id: a reading row is four numbers, which
-keeps the journal small enough for years of retention and the inserts fast. Ids never change
-and those rows are never deleted, so a reader may cache names for as long as it likes.
-
-Tables (schema version 1, kept in ``PRAGMA user_version``)::
-
-    records  seq PK, kind (0 reading, 1 event, 2 command, 3 command_result,
-             4 acknowledgement, 5 delivery),
-             device -> devices.id, series -> latest.series (readings), ts, value,
-             quality (NULL = good), data (JSON of events, commands and results);
-             indexes (device, ts) and, for events only, (ts) and (device, ts);
-             for acknowledgements and deliveries, one partial index each (rare rows)
-    devices  id PK, name UNIQUE, last_seen            -- presence, written by touch()
-    latest   series PK, device, channel, quantity, ts, value, quality, seq
-             -- one row per series: its newest reading, updated once per commit
-    active   id PK, seq, data                         -- raised, not yet cleared events
-    cursors  name PK, seq                             -- one per sink
-    marks    seq PK, ts                               -- commit time of seq, for retention
-    meta     key PK, value                            -- last_seq survives pruning
-    readings VIEW of reading records with names, for people using the sqlite3 shell
+The queries work on a writer's connection and on a read-only one opened by another process
+while the hub writes: WAL gives each statement a consistent snapshot. The layout is in
+:mod:`hub.journal.schema`.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from hub.model import (
-    Acknowledgement,
-    Command,
-    CommandResult,
-    CommandStatus,
-    Delivery,
-    DeliveryStatus,
-    Event,
-    Quality,
-    Reading,
+from hub.journal.codecs import (
+    DECODE,
+    QUALITY,
+    ack_from_dict,
+    command_from_dict,
+    decode_event,
+    delivery_from_dict,
+    result_from_dict,
 )
+from hub.journal.schema import KIND_COMMAND, KIND_READING, KINDS, JournalClosedError, JournalError
+from hub.model import Acknowledgement, Command, Delivery, Event, Quality, Reading
 
-__all__ = [
-    "KINDS",
-    "SCHEMA",
-    "SCHEMA_VERSION",
-    "JournalClosedError",
-    "JournalError",
-    "JournalQueries",
-    "JournalReadOnlyError",
-    "ack_from_dict",
-    "ack_to_dict",
-    "command_from_dict",
-    "command_to_dict",
-    "delivery_from_dict",
-    "delivery_to_dict",
-    "dumps",
-    "result_from_dict",
-    "result_to_dict",
-]
-
-KIND_READING, KIND_EVENT, KIND_COMMAND, KIND_RESULT = 0, 1, 2, 3
-KIND_ACK, KIND_DELIVERY = 4, 5
-
-#: The names :meth:`JournalQueries.read` accepts in ``kinds``, and the code stored per row.
-KINDS: dict[str, int] = {
-    "reading": KIND_READING,
-    "event": KIND_EVENT,
-    "command": KIND_COMMAND,
-    "command_result": KIND_RESULT,
-    "acknowledgement": KIND_ACK,
-    "delivery": KIND_DELIVERY,
-}
-
-SCHEMA_VERSION = 1
-#: Creates a new journal (the caller sets ``PRAGMA user_version`` to SCHEMA_VERSION).
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value);
-CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, last_seen REAL);
-CREATE TABLE latest (
-    series INTEGER PRIMARY KEY, device INTEGER NOT NULL, channel TEXT NOT NULL,
-    quantity TEXT NOT NULL, ts REAL, value REAL, quality TEXT, seq INTEGER,
-    UNIQUE (device, quantity, channel));
-CREATE TABLE records (
-    seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, device INTEGER NOT NULL,
-    series INTEGER, ts REAL NOT NULL, value REAL, quality TEXT, data TEXT);
-CREATE INDEX records_device_ts ON records (device, ts);
-CREATE INDEX records_event_ts ON records (ts) WHERE kind = 1;
-CREATE INDEX records_event_device_ts ON records (device, ts) WHERE kind = 1;
-CREATE TABLE active (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE TABLE marks (seq INTEGER PRIMARY KEY, ts REAL NOT NULL);
-CREATE INDEX marks_ts ON marks (ts);
-CREATE VIEW readings AS
-    SELECT r.seq, d.name AS device, l.channel, l.quantity, r.ts, r.value,
-           coalesce(r.quality, 'good') AS quality
-    FROM records r JOIN latest l ON l.series = r.series JOIN devices d ON d.id = r.device
-    WHERE r.kind = 0;
-INSERT INTO meta (key, value) VALUES ('last_seq', 0);
-""" + "\n"  # the indexes below are added to journals created before them, at open
-#: Indexes a writer creates if missing (``IF NOT EXISTS``): they came after schema 1 and
-#: need no migration. Partial, so readings pay nothing for them.
-LATER_INDEXES = """
-CREATE INDEX IF NOT EXISTS records_ack ON records (device) WHERE kind = 4;
-CREATE INDEX IF NOT EXISTS records_delivery ON records (ts) WHERE kind = 5;
-"""
-SCHEMA += LATER_INDEXES
-_QUALITY = {q.value: q for q in Quality}
+_QUALITY = QUALITY
 _GOOD = Quality.GOOD
-
-
-class JournalError(Exception):
-    """The journal cannot do what was asked (not a journal, newer schema, bad argument)."""
-
-
-class JournalReadOnlyError(JournalError):
-    """A write was attempted on a journal opened with ``readonly=True``."""
-
-
-class JournalClosedError(JournalError):
-    """The journal is not open."""
-
-
-def dumps(d: Mapping[str, Any]) -> str:
-    """Compact JSON for the ``data`` column; Chinese messages stay readable and short."""
-    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
-
-
-def command_to_dict(c: Command) -> dict[str, Any]:
-    """The JSON-ready form of a :class:`Command`."""
-    return {
-        "id": c.id,
-        "device": c.device,
-        "action": c.action,
-        "ts": c.ts,
-        "channel": c.channel,
-        "params": dict(c.params),
-        "requested_by": c.requested_by,
-        "ttl": c.ttl,
-    }
-
-
-def command_from_dict(d: Mapping[str, Any]) -> Command:
-    """Rebuild a :class:`Command` written by :func:`command_to_dict`."""
-    return Command(
-        id=d["id"],
-        device=d["device"],
-        action=d["action"],
-        ts=d["ts"],
-        channel=d.get("channel", ""),
-        params=d.get("params") or {},
-        requested_by=d.get("requested_by", ""),
-        ttl=d.get("ttl", 60.0),
-    )
-
-
-def result_to_dict(r: CommandResult) -> dict[str, Any]:
-    """The JSON-ready form of a :class:`CommandResult`."""
-    return {
-        "command_id": r.command_id,
-        "device": r.device,
-        "status": CommandStatus(r.status).value,
-        "ts": r.ts,
-        "detail": r.detail,
-    }
-
-
-def result_from_dict(d: Mapping[str, Any]) -> CommandResult:
-    """Rebuild a :class:`CommandResult` written by :func:`result_to_dict`."""
-    return CommandResult(
-        command_id=d["command_id"],
-        device=d["device"],
-        status=CommandStatus(d["status"]),
-        ts=d["ts"],
-        detail=d.get("detail", ""),
-    )
-
-
-def ack_to_dict(a: Acknowledgement) -> dict[str, Any]:
-    """The JSON-ready form of an :class:`Acknowledgement`."""
-    return {"event_id": a.event_id, "by": a.by, "ts": a.ts, "device": a.device,
-            "note": a.note}
-
-
-def ack_from_dict(d: Mapping[str, Any]) -> Acknowledgement:
-    return Acknowledgement(event_id=d["event_id"], by=d["by"], ts=d["ts"], device=d["device"],
-                           note=d.get("note", ""))
-
-
-def delivery_to_dict(r: Delivery) -> dict[str, Any]:
-    """The JSON-ready form of a :class:`Delivery`."""
-    return {"sink": r.sink, "target": r.target, "status": DeliveryStatus(r.status).value,
-            "ts": r.ts, "device": r.device, "event_ids": list(r.event_ids),
-            "items": list(r.items), "message_id": r.message_id, "detail": r.detail,
-            "key": r.key}
-
-
-def delivery_from_dict(d: Mapping[str, Any]) -> Delivery:
-    return Delivery(sink=d["sink"], target=d["target"], status=DeliveryStatus(d["status"]),
-                    ts=d["ts"], device=d.get("device", "hub"),
-                    event_ids=tuple(d.get("event_ids") or ()), items=tuple(d.get("items") or ()),
-                    message_id=d.get("message_id", ""), detail=d.get("detail", ""),
-                    key=d.get("key", ""))
-
-
-def _event(data: str) -> Event:
-    return Event.from_dict(json.loads(data))
-
-
-_DECODE = {
-    KIND_EVENT: _event,
-    KIND_COMMAND: lambda data: command_from_dict(json.loads(data)),
-    KIND_RESULT: lambda data: result_from_dict(json.loads(data)),
-    KIND_ACK: lambda data: ack_from_dict(json.loads(data)),
-    KIND_DELIVERY: lambda data: delivery_from_dict(json.loads(data)),
-}
+_DECODE = DECODE
+_event = decode_event
 
 
 class JournalQueries:
@@ -275,6 +82,17 @@ class JournalQueries:
                 dev_id = self._device_ids[device] = row[0]
                 self._device_names[dev_id] = device
         return dev_id
+
+    def _of_device(self, sql: str, device: str | None, args: list[Any]) -> str | None:
+        """``sql`` narrowed to ``device`` (its id appended to ``args``); None for a device
+        the journal has never seen (the answer is empty)."""
+        if device is None:
+            return sql
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return None
+        args.append(dev_id)
+        return sql + " AND device = ?"
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -419,14 +237,10 @@ class JournalQueries:
     ) -> list[Event]:
         """The newest ``limit`` events (of ``device``, with ``ts >= since``), newest last."""
         # "kind = 1" is a literal so that SQLite may use the partial event indexes
-        sql = "SELECT data FROM records WHERE kind = 1"
         args: list[Any] = []
-        if device is not None:
-            dev_id = self._device_id(device)
-            if dev_id is None:
-                return []
-            sql += " AND device = ?"
-            args.append(dev_id)
+        sql = self._of_device("SELECT data FROM records WHERE kind = 1", device, args)
+        if sql is None:
+            return []
         if since is not None:
             sql += " AND ts >= ?"
             args.append(since)
@@ -494,14 +308,10 @@ class JournalQueries:
 
     def acknowledgements(self, device: str | None = None) -> list[Acknowledgement]:
         """Acknowledgements (of events of ``device``), oldest first."""
-        sql = "SELECT data FROM records WHERE kind = 4"
         args: list[Any] = []
-        if device is not None:
-            dev_id = self._device_id(device)
-            if dev_id is None:
-                return []
-            sql += " AND device = ?"
-            args.append(dev_id)
+        sql = self._of_device("SELECT data FROM records WHERE kind = 4", device, args)
+        if sql is None:
+            return []
         rows = self._conn().execute(sql + " ORDER BY seq", args)
         return [ack_from_dict(json.loads(data)) for (data,) in rows]
 

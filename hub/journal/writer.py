@@ -9,7 +9,9 @@ Every record gets a ``seq`` from one counter shared by all kinds, so sinks read 
 and keep one cursor each. Records are deleted only by :meth:`Journal.prune`, and only once
 every cursor has passed them; when undelivered records fill the journal, a
 ``journal_near_full`` fault is raised instead of dropping anything.
-The storage layout is described in :mod:`hub.journal_query`.
+After each commit the sinks waiting for new records are woken (:meth:`Journal.when_past`),
+and the commit's time is noted, so a record's age is measured by when the hub committed it
+(:meth:`Journal.commit_time`). The storage layout is described in :mod:`hub.journal.schema`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from itertools import chain
 from urllib.parse import quote
 
@@ -27,27 +28,30 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from hub.journal_query import (
+from hub.journal.checkpoints import WAL_AUTOCHECKPOINT, Checkpoints
+from hub.journal.codecs import (
+    ack_to_dict,
+    command_to_dict,
+    delivery_to_dict,
+    dumps,
+    result_to_dict,
+)
+from hub.journal.cursors import Cursors
+from hub.journal.notify import CommitNotifier
+from hub.journal.reader import JournalQueries
+from hub.journal.retention import Retention
+from hub.journal.schema import (
     KIND_ACK,
     KIND_COMMAND,
     KIND_DELIVERY,
     KIND_EVENT,
     KIND_RESULT,
-    KINDS,
     LATER_INDEXES,
     SCHEMA,
     SCHEMA_VERSION,
     JournalClosedError,
     JournalError,
-    JournalQueries,
     JournalReadOnlyError,
-    ack_to_dict,
-    command_from_dict,
-    command_to_dict,
-    delivery_to_dict,
-    dumps,
-    result_from_dict,
-    result_to_dict,
 )
 from hub.metrics import Metrics
 from hub.model import (
@@ -58,24 +62,12 @@ from hub.model import (
     Event,
     EventKind,
     EventState,
-    Level,
     Quality,
     Reading,
     Record,
-    event_id,
 )
 
-__all__ = [
-    "KINDS",
-    "Journal",
-    "JournalClosedError",
-    "JournalError",
-    "JournalReadOnlyError",
-    "command_from_dict",
-    "command_to_dict",
-    "result_from_dict",
-    "result_to_dict",
-]
+__all__ = ["Journal"]
 
 log = Logger()
 
@@ -95,13 +87,8 @@ WHERE latest.series = n.series AND (latest.ts IS NULL OR latest.ts <= n.ts)
 
 #: A larger page cache keeps the (device, ts) index hot: each commit touches one leaf per device.
 CACHE_KIB = 65536
-#: Checkpoint every this many WAL pages; fewer, larger checkpoints measured ~20 % faster.
-WAL_AUTOCHECKPOINT = 10000
-#: Used pages are looked at after this many commits or this many seconds, whichever first.
-SIZE_CHECK_COMMITS = 64
-SIZE_CHECK_SECONDS = 1.0
-#: Rows deleted per prune transaction, so readers and the WAL never wait on one huge delete.
-PRUNE_CHUNK = 20000
+#: Seconds between two rows of ``marks`` (seq -> commit time), the durable dating of records.
+MARK_EVERY = 10.0
 
 _GOOD = Quality.GOOD
 _RAISED, _CLEARED = EventState.RAISED, EventState.CLEARED
@@ -121,7 +108,7 @@ class _Batch:
         self.last_seq = last_seq
 
 
-class Journal(JournalQueries):
+class Journal(Checkpoints, Cursors, Retention, JournalQueries):
     """The append-only SQLite journal with group commit, per-sink cursors, bounded size.
 
     Only ``clock.seconds()`` tells time. Used from the reactor thread only. With
@@ -171,7 +158,8 @@ class Journal(JournalQueries):
         self._commits_since_check = 0
         self._last_check = -math.inf
         self._last_mark = -math.inf
-        self._mark_every = 60.0 if retention is None else min(60.0, retention / 20)
+        # marks also date records for sinks' lag and `hub cursors --rewind --to TIME`
+        self._mark_every = MARK_EVERY if retention is None else min(MARK_EVERY, retention / 20)
         self._fault: Event | None = None  # the raised journal_near_full event
         self._peak = 0
         # background checkpoints (see checkpoint_in_threads); None: SQLite's own, inline
@@ -180,6 +168,7 @@ class Journal(JournalQueries):
         self._checkpoint_db: sqlite3.Connection | None = None
         # cursors a sink of this process has set: the others belong to no running sink
         self._claimed: set[str] = set()
+        self._notifier = CommitNotifier()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -212,6 +201,7 @@ class Journal(JournalQueries):
                 if event.code == "journal_near_full" and event.device == "hub":
                     self._fault = event  # raised before a restart: clear it when space returns
             self._check_size(force=True)
+            self._notifier.opened(self._last_seq, self._clock.seconds())
 
     def _connect(self) -> sqlite3.Connection:
         if self._readonly:
@@ -245,68 +235,13 @@ class Journal(JournalQueries):
             return
         if not self._readonly:
             self.flush()
+            self._mark_close()
         self._cancel_timer()
         self._db.close()
         self._db = None
         if self._checkpoint_db is not None and not self._checkpointing:
             self._checkpoint_db.close()
             self._checkpoint_db = None
-
-    # -- checkpoints ---------------------------------------------------------------------
-
-    def checkpoint_in_threads(self, runner: Callable[[Callable[[], object]], Deferred]) -> None:
-        """Move WAL checkpoints off the caller's thread: ``runner(fn)`` runs ``fn`` in a
-        worker thread (``twisted.internet.threads.deferToThread``).
-
-        SQLite checkpoints inside the COMMIT that crosses ``wal_autocheckpoint`` pages, so
-        every few seconds one commit (and the reactor with it) stalls for 35-140 ms while
-        pages are copied into the database file. A PASSIVE checkpoint on a second
-        connection runs beside the writer instead (WAL allows one checkpointer with
-        concurrent writers), in a thread that releases the GIL inside SQLite.
-        """
-        if self._readonly or self._db is None:
-            return
-        self._checkpoint_runner = runner
-        self._db.execute("PRAGMA wal_autocheckpoint = 0")
-        # a WAL file is a 32-byte header and frames of a 24-byte header plus one page
-        self._wal_threshold = 32 + WAL_AUTOCHECKPOINT * (
-            self._db.execute("PRAGMA page_size").fetchone()[0] + 24)
-
-    def _maybe_checkpoint(self) -> None:
-        if self._checkpointing or self._checkpoint_runner is None:
-            return
-        try:
-            wal = os.path.getsize(self.path + "-wal")
-        except OSError:
-            return
-        if wal < self._wal_threshold:
-            return
-        self._checkpointing = True
-        d = self._checkpoint_runner(self._checkpoint)
-        d.addCallbacks(self._checkpointed, self._checkpoint_failed)
-
-    def _checkpoint(self) -> tuple[int, int, int]:
-        """In a worker thread: one PASSIVE checkpoint on the checkpoint connection."""
-        if self._checkpoint_db is None:
-            self._checkpoint_db = sqlite3.connect(self.path, isolation_level=None,
-                                                  check_same_thread=False)
-            self._checkpoint_db.execute("PRAGMA busy_timeout = 5000")
-        busy, log_pages, done = self._checkpoint_db.execute(
-            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return busy, log_pages, done
-
-    def _checkpointed(self, result: tuple[int, int, int]) -> None:
-        self._checkpointing = False
-        self._metrics.inc("journal.checkpoints")
-        self._metrics.set("journal.wal_pages", result[1])
-        if self._db is None and self._checkpoint_db is not None:  # closed meanwhile
-            self._checkpoint_db.close()
-            self._checkpoint_db = None
-
-    def _checkpoint_failed(self, failure: Failure) -> None:
-        self._checkpointing = False
-        self._metrics.inc("journal.checkpoint_errors")
-        log.failure("journal checkpoint failed", failure)
 
     def last_seq(self) -> int:
         """The seq of the newest committed record (0 for an empty journal)."""
@@ -422,6 +357,7 @@ class Journal(JournalQueries):
             else:
                 batch.deferred.errback(failure)
         if committed:
+            self._notifier.committed(self._last_seq, self._clock.seconds())
             self._check_size()
             self._maybe_checkpoint()
         return self._last_seq
@@ -527,32 +463,6 @@ class Journal(JournalQueries):
         self._new_series.append((sid, dev_id, r.channel, r.quantity))
         return ids
 
-    def set_cursor(self, name: str, seq: int) -> None:
-        """Record that sink ``name`` has delivered every record up to ``seq``; durable when
-        this returns (its own small transaction)."""
-        self._writable()
-        if not 0 <= seq <= self._last_seq:
-            raise ValueError(f"cursor {name!r}: seq {seq} is not in 0..{self._last_seq}")
-        self._conn().execute(
-            "INSERT INTO cursors (name, seq) VALUES (?,?)"
-            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-            (name, seq),
-        )
-        self._claimed.add(name)
-
-    def delete_cursor(self, name: str) -> bool:
-        """Forget the cursor of a sink that was removed, so it no longer holds records back;
-        False if there was none."""
-        self._writable()
-        self._claimed.discard(name)
-        return self._conn().execute("DELETE FROM cursors WHERE name = ?", (name,)).rowcount > 0
-
-    def stale_cursors(self) -> dict[str, int]:
-        """Cursors no sink of this process has set (a sink removed from the config, or
-        renamed): name -> seq. Retention never passes them, so they hold records back until
-        they are dropped (``hub cursors --drop NAME``)."""
-        return {k: v for k, v in self.cursors().items() if k not in self._claimed}
-
     def device_states(self) -> dict[str, float]:
         """device -> last time it was seen (:meth:`touch`), including touches not committed."""
         states = dict(
@@ -563,108 +473,9 @@ class Journal(JournalQueries):
             states[name] = max(ts, states.get(name, ts))
         return states
 
-    # -- size and retention --------------------------------------------------------------
-
-    def prune(self, now: float) -> int:
-        """Delete records every cursor has passed that are older than ``retention`` (by the
-        time they were committed), then, while the journal is at ``max_bytes``, the oldest
-        delivered records; return how many rows were deleted. Undelivered records stay."""
-        self._writable()
-        self.flush()
-        db = self._conn()
-        positions = self.cursors().values()
-        horizon = min(positions) if positions else self._last_seq
-        deleted = 0
-        if self._retention is not None:
-            # by the ts index: only marks older than the cutoff are read, not the whole window
-            sql = "SELECT max(seq) FROM marks INDEXED BY marks_ts WHERE ts < ?"
-            row = db.execute(sql, (now - self._retention,)).fetchone()
-            if row[0] is not None:
-                deleted += self._delete_through(min(row[0], horizon))
-        if self._max_bytes is not None and self.used_bytes() >= self._max_bytes:
-            # free enough to fall below the warning level, or the fault would never clear
-            target = (self._warn_ratio - 0.05) * self._max_bytes
-            for _ in range(4):  # pages freed per row is only estimated; measure again
-                used = self.used_bytes()
-                first = db.execute("SELECT min(seq) FROM records").fetchone()[0]
-                if used <= target or first is None or first > horizon:
-                    break
-                per_row = used / (self._last_seq - first + 1)
-                rows = math.ceil((used - target) / per_row)
-                deleted += self._delete_through(min(first + rows - 1, horizon))
-        if deleted:
-            self._metrics.inc("journal.pruned", deleted)
-        self._check_size(force=True)
-        return deleted
-
-    def _delete_through(self, cut: int) -> int:
-        db = self._conn()
-        first = db.execute("SELECT min(seq) FROM records").fetchone()[0]
-        deleted = 0
-        while first is not None and first <= cut:
-            upto = min(cut, first + PRUNE_CHUNK - 1)
-            with db:  # one transaction per chunk
-                db.execute("BEGIN IMMEDIATE")
-                deleted += db.execute("DELETE FROM records WHERE seq <= ?", (upto,)).rowcount
-                db.execute("DELETE FROM marks WHERE seq <= ?", (upto,))
-            first = upto + 1
-        return deleted
-
-    def _check_size(self, force: bool = False) -> None:
-        """Raise or clear journal_near_full; cheap enough only every few commits."""
-        now = self._clock.seconds()
-        if not force and (
-            self._commits_since_check < SIZE_CHECK_COMMITS
-            and now - self._last_check < SIZE_CHECK_SECONDS
-        ):
-            return
-        self._commits_since_check, self._last_check = 0, now
-        used = self.used_bytes()
-        self._metrics.set("journal.used_bytes", used)
-        max_bytes = self._max_bytes
-        if max_bytes is None:
-            return
-        limit = self._warn_ratio * max_bytes
-        event = None
-        if used >= limit:
-            if self._fault is None:
-                self._peak = used
-                self._fault = event = _near_full(EventState.RAISED, now, used, max_bytes, limit)
-            self._peak = max(self._peak, used)
-        elif self._fault is not None:
-            raised, self._fault = self._fault, None
-            event = replace(
-                _near_full(EventState.CLEARED, now, used, max_bytes, limit),
-                id=raised.id,
-                raised_ts=raised.ts,
-                peak=max(self._peak, raised.value or 0),
-            )
-        self._metrics.set("journal.near_full", 1 if self._fault is not None else 0)
-        if event is not None and self._on_fault is not None:
-            try:
-                self._on_fault([event])
-            except Exception:
-                log.failure("journal on_fault observer failed")
-
-
 def _rollback(db: sqlite3.Connection) -> None:
     try:
         if db.in_transaction:
             db.execute("ROLLBACK")
     except sqlite3.Error:  # a closed or broken connection: the original error says more
         pass
-
-
-def _near_full(state: EventState, now: float, used: int, max_bytes: int, limit: float) -> Event:
-    return Event(
-        device="hub",
-        kind=EventKind.FAULT,
-        code="journal_near_full",
-        state=state,
-        ts=now,
-        level=Level.FAULT,
-        id=event_id("hub", "journal_near_full", "", Level.FAULT, now),
-        value=used,
-        set_point=limit,
-        message=f"journal uses {used} of {max_bytes} bytes ({used / max_bytes:.0%})",
-    )
