@@ -253,6 +253,7 @@ def test_hub_cursors_rewind_goes_through_the_admin_socket(tmp_path, hub_clock, m
     import yaml
 
     from hub import cli
+    from hub.cli import helpers
 
     sent: list = []
     hub = build_hub(CONFIG, str(tmp_path / "var"), clock=hub_clock,
@@ -265,7 +266,7 @@ def test_hub_cursors_rewind_goes_through_the_admin_socket(tmp_path, hub_clock, m
         requests.append(request)
         return AdminProtocol(hub).op_rewind_cursor(request)
 
-    monkeypatch.setattr(cli, "admin_request", admin_request)
+    monkeypatch.setattr(helpers, "admin_request", admin_request)
     path = tmp_path / "hub.yaml"
     # the CLI reads only state_dir (where the socket is); the sink runs in the hub
     path.write_text(yaml.safe_dump({"devices": CONFIG["devices"],
