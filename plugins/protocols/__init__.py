@@ -1,0 +1,1 @@
+"""Wire protocols that several plugins speak (device models, transports, simulators)."""
