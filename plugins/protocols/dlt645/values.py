@@ -75,7 +75,7 @@ def decode_value(data: bytes, fmt: Format, signed: bool = False, offset: int = 0
                               offset + i)
         n = n * 100 + (b >> 4) * 10 + (b & 0xF)
     value = n / 10 ** fmt.decimals if fmt.decimals else float(n)
-    return -value if negative else value
+    return -value if negative and n else value  # no -0.0 from a signed zero
 
 
 def encode_value(value: float, fmt: Format, signed: bool = False) -> bytes:
