@@ -13,15 +13,19 @@ back in one reply, which saves round trips over a DTU. The format is described i
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from hub.validate import Checker, Invalid, Path, Section, boolean, describe, integer, number, string
-from plugins.devices.modbus.registermap import channel, nonzero, quantity
+from hub.validate import Checker, Invalid, Path, Section, boolean, describe, integer, string
+from plugins.devices.modbus.registermap import (
+    channel,
+    list_items,
+    map_header,
+    nonzero,
+    quantity,
+    read_map_file,
+)
 from plugins.devices.modbus.values import conversion
 from plugins.protocols.dlt645.values import Format, parse_format
 
@@ -89,53 +93,22 @@ def load_map(path: str, checker: Checker | None = None, at: Path | None = None,
     :class:`hub.validate.ConfigError` without ``checker``, else added to it (then ``None``
     is returned). A relative ``path`` is looked up in the working directory, then in
     ``base`` (the directory of ``hub.yaml``); ``at`` is the key that named the file."""
-    own = checker is None
-    checker = checker or Checker()
-    found = path
-    if base and not os.path.isabs(path) and not os.path.exists(path) \
-            and os.path.exists(os.path.join(base, path)):
-        found = os.path.join(base, path)
-    result = None
-    try:
-        with open(found, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        if at is None:
-            checker.errors.append(f"{path}: cannot read {path}: {e.strerror}")
-        else:
-            checker.error(at, f"cannot read {path}: {e.strerror}")
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
-        checker.errors.append(f"{path}:{where} not valid YAML: "
-                              f"{getattr(e, 'problem', None) or e}")
-    else:
-        result = check_map(data, path, checker)
-    if own:
-        checker.raise_if_any()
-    return result
+    return read_map_file(path, check_map, checker, at, base)
 
 
 def check_map(data: Any, file: str, checker: Checker) -> DataMap | None:
     """Check a parsed map; errors go to ``checker`` (paths in ``file``). ``None`` if any."""
     before = len(checker.errors)
     top = Section(checker, Path(file), data)
-    fields: dict[str, Any] = dict(
-        name=top.get("name", string(), ""),
-        description=top.get("description", string(), ""),
-        poll_interval=top.get("poll_interval", number(0.1, 86400, "s"), 60.0),
-        heartbeat_interval=top.get("heartbeat_interval", number(1, 86400, "s"), None),
-        timeout_count=top.get("timeout_count", integer(1, 1000), None),
-    )
+    fields = map_header(top, 60.0)
     groups: list[tuple[Path, Group | None]] = []
-    for path, item in _list(top, "points"):
-        s = Section(checker, path, item)
+    for s in list_items(top, "points", lambda s: s):
         di = s.get("di", data_identifier)
         point = _point(s, 0, ("di",))
-        groups.append((path, Group(di, (point,), point.format.size)
+        groups.append((s.path, Group(di, (point,), point.format.size)
                        if None not in (di, point) else None))
-    for path, item in _list(top, "blocks"):
-        groups.append((path, _block(Section(checker, path, item))))
+    for s in list_items(top, "blocks", lambda s: s):
+        groups.append((s.path, _block(s)))
     commands = _commands(top.section("commands"))
     top.finish()
     if not groups:
@@ -165,16 +138,6 @@ def bcd_format(v: Any) -> Format:
         raise Invalid(str(e)) from None
 
 
-def _list(top: Section, key: str) -> list[tuple[Path, Any]]:
-    raw = top.raw(key, [])
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        top.checker.error(top.path / key, f"expected a list, got {describe(raw)}")
-        return []
-    return [(top.path / key / i, item) for i, item in enumerate(raw)]
-
-
 def _point(s: Section, start: int, extra: tuple[str, ...] = ()) -> MapPoint | None:
     q = s.get("quantity", quantity)
     fmt = s.get("format", bcd_format)
@@ -193,9 +156,8 @@ def _block(s: Section) -> Group | None:
     di = s.get("di", data_identifier)
     points: list[MapPoint | None] = []
     start = 0
-    for path, item in _list(s, "points"):
-        sub = Section(s.checker, path, item)
-        if isinstance(item, dict) and "skip" in item:
+    for sub in list_items(s, "points", lambda sub: sub):
+        if "skip" in sub:
             # bytes of values the map does not use (a tariff, a phase the meter lacks)
             start += sub.get("skip", integer(1, 200)) or 0
             sub.finish(allowed_extra=("comment",))

@@ -30,7 +30,6 @@ whole or byte by byte.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from plugins.protocols.dlt645.frame import (
     EXCERPT,
@@ -44,6 +43,7 @@ from plugins.protocols.dlt645.frame import (
     checksum,
     decode_address,
 )
+from plugins.protocols.stream import WAIT, BufferedFramer, FrameError
 
 __all__ = ["NEED_DATA", "Dlt645Framer", "FrameError", "scan_frames"]
 
@@ -54,23 +54,8 @@ NEED_DATA = None
 #: The longest data field of a read reply (the standard limits L to 200 for reads).
 MAX_DATA = 200
 
-_WAIT = -1
 
-
-@dataclass(frozen=True, slots=True)
-class FrameError:
-    """Bytes the framer threw away, as a value: ``reason`` is ``"checksum"``, ``"end"``
-    (no ``16``), ``"length"`` (L beyond ``max_data``), ``"address"`` (not BCD) or
-    ``"overflow"``; ``data`` is an excerpt."""
-
-    reason: str
-    data: bytes
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.data.hex(' ')}"
-
-
-class Dlt645Framer:
+class Dlt645Framer(BufferedFramer):
     """Finds complete DL/T 645 frames in the bytes received from one connection.
 
     :param max_buffer: bytes kept at most (at least one longest frame, 12 + ``max_data``).
@@ -88,19 +73,10 @@ class Dlt645Framer:
         if max_buffer < OVERHEAD + max_data:
             raise ValueError(f"max_buffer {max_buffer} is shorter than a frame "
                              f"({OVERHEAD + max_data})")
-        self.max_buffer = max_buffer
+        super().__init__(max_buffer, ignore)
         self.max_data = max_data
-        self.ignore = tuple(p for p in ignore if p)
-        self._buf = bytearray()
-        self._errors: list[FrameError] = []
         self._expected: tuple[str, int] | None = None
         self.frames = self.checksum_errors = self.skipped = self.wakeups = 0
-        self.ignored = self.overflows = 0
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes received and not yet consumed."""
-        return bytes(self._buf)
 
     @property
     def expected(self) -> tuple[str, int] | None:
@@ -118,21 +94,6 @@ class Dlt645Framer:
         """Stop waiting (the request timed out): later frames are unsolicited."""
         self._expected = None
 
-    def feed(self, data: bytes) -> None:
-        """Buffer received bytes; nothing is parsed until :meth:`next_frame`."""
-        self._buf += data
-        excess = len(self._buf) - self.max_buffer
-        if excess > 0:
-            self.overflows += 1
-            self._errors.append(FrameError("overflow", bytes(self._buf[:min(excess, EXCERPT)])))
-            del self._buf[:excess]
-
-    def clear(self) -> bytes:
-        """Drop and return everything buffered."""
-        out = bytes(self._buf)
-        self._buf.clear()
-        return out
-
     def next_frame(self) -> Frame | FrameError | None:
         """The next :class:`~plugins.protocols.dlt645.frame.Frame` (``data`` without the 33H
         offset), a :class:`FrameError`, or :data:`NEED_DATA`."""
@@ -141,7 +102,7 @@ class Dlt645Framer:
         buf = self._buf
         while buf:
             k = self._ignorable()
-            if k == _WAIT:
+            if k == WAIT:
                 return NEED_DATA
             if k:
                 del buf[:k]
@@ -196,18 +157,6 @@ class Dlt645Framer:
         excerpt = bytes(self._buf[:EXCERPT])
         del self._buf[:1]
         return FrameError(reason, excerpt)
-
-    def _ignorable(self) -> int:
-        """The length of an ignored pattern at the front of the buffer, :data:`_WAIT` if the
-        buffer is the start of one, else 0."""
-        buf = self._buf
-        wait = False
-        for p in self.ignore:
-            if buf.startswith(p):
-                return len(p)
-            if len(buf) < len(p) and p.startswith(buf):
-                wait = True
-        return _WAIT if wait else 0
 
 
 def scan_frames(data: bytes) -> list[Frame]:
