@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.testing import check_stream
 from hub.types import DecodeError, EncodeError
@@ -362,3 +364,55 @@ def test_meter_checks_the_trip_password():
         encode_frame(METER, 0x9C, b"", wakeup=0)
     with pytest.raises(MeterError, match="password wrong"):
         control_reply(reply(ok, METER, VALUES, password="654321"), METER)
+
+
+# ---- properties ---------------------------------------------------------------------------
+
+_addresses = st.text("0123456789", min_size=12, max_size=12)
+_frames = st.builds(lambda a, c, d: encode_frame(a, c, d, wakeup=2), _addresses,
+                    st.integers(0, 255), st.binary(max_size=40))
+# noise without 68H (a frame start) or FEH (wake-up), so it cannot forge a frame
+_noise = st.binary(max_size=8).map(lambda b: bytes(x for x in b if x not in (0x68, 0xFE)))
+
+
+def _drain(framer: Dlt645Framer) -> list:
+    return list(iter(framer.next_frame, None))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_noise, _frames), max_size=5), st.data())
+def test_framer_finds_every_frame_whatever_the_noise_and_the_splits(parts, data):
+    stream = b"".join(noise + frame for noise, frame in parts)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    framer = Dlt645Framer()
+    got = []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        framer.feed(stream[a:b])
+        got += _drain(framer)
+    assert got == [frame_of(frame[2:]) for _, frame in parts]
+    assert framer.buffered == b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(1, 50))
+def test_framer_never_raises_and_splits_do_not_matter(junk, step):
+    whole = Dlt645Framer(max_buffer=600)
+    whole.feed(junk)
+    expected = _drain(whole)
+    pieces = Dlt645Framer(max_buffer=600)
+    got = []
+    for i in range(0, len(junk), step):
+        pieces.feed(junk[i:i + step])
+        got += _drain(pieces)
+    assert got == expected and pieces.buffered == whole.buffered
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["XXX.X", "XXX.XXX", "XX.XXXX", "X.XXX", "XXXXXX.XX", "XX.XX"]),
+       st.booleans(), st.data())
+def test_bcd_round_trip(fmt, signed, data):
+    f = parse_format(fmt)
+    limit = (8 if signed else 10) * 10 ** (f.digits - 1) - 1
+    n = data.draw(st.integers(-limit if signed else 0, limit))
+    value = n / 10 ** f.decimals
+    assert decode_value(encode_value(value, f, signed), f, signed) == value
