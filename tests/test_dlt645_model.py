@@ -331,3 +331,14 @@ def test_hub_config_reports_map_errors_with_the_map_file(tmp_path):
                               "here", f"{bad}: points[0].x: is not a known key here"]
     cfg = check(hub_config(EXAMPLE))
     assert cfg.models["meter"].options.map.file == EXAMPLE
+
+
+def test_the_vendor_harness_accepts_the_model(model):
+    from hub.testing import check_decode
+    from hub.types import DeviceModel
+
+    assert isinstance(model, DeviceModel)
+    poll = next(p for p in model.plan() if p.di == 0x0201FF00)
+    check_decode(model, "m1", reply(model.request(METER, poll), METER, VALUES, wakeup=2),
+                 [Reading("m1", "voltage", v, 0.0, ch)
+                  for v, ch in ((230.1, "A"), (229.8, "B"), (231.0, "C"))])
