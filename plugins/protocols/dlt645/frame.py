@@ -102,8 +102,9 @@ ERROR_BITS = {
 }
 
 #: Command byte N1 of a 1CH request per action (DL/T 645-2007, control code 1CH 跳合闸、报警、保电:
-#: 1AH trip 跳闸, 1BH close allowed 合闸允许, 1CH close directly 直接合闸, 2AH alarm,
-#: 2BH alarm released, 3AH keep power 保电, 3BH keep power released).
+#: 1AH trip 跳闸, 1BH close allowed 合闸允许, 2AH alarm, 2BH alarm released, 3AH keep power
+#: 保电, 3BH keep power released; 1CH close directly 直接合闸 is a later addition that not
+#: every meter knows).
 CONTROL_ACTIONS = {
     "trip": 0x1A,
     "close": 0x1B,
