@@ -544,9 +544,9 @@ def test_binary_option_errors_name_their_key_paths(plugins):
         m + "b.frames: expected the frame model inline: {type: <device model type>, ...its "
             "options} (e.g. {type: modbus_payload, map: conf/devices/efd-example.yaml}); "
             "got 'efd'",
-        m + "c.frames.type: 'modbus_pay' is not a known device model type (known: json_map, "
-            "lwm2m_binary, lwm2m_ipso, modbus_map, modbus_payload, simulated; see `hub "
-            "plugins`)",
+        m + "c.frames.type: 'modbus_pay' is not a known device model type (known: dlt645, "
+            "json_map, lwm2m_binary, lwm2m_ipso, modbus_map, modbus_payload, simulated; see "
+            "`hub plugins`)",
         m + "d.frames.type: lwm2m_ipso decodes LwM2M values, not frames: name a model type "
             "that decodes bytes (modbus_payload, json_map, a vendor's)",
     ]

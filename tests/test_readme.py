@@ -113,7 +113,7 @@ def with_secrets(node, monkeypatch, tmp_path):
     """{env: X} set to a placeholder, {file: P} pointed at a placeholder file."""
     if isinstance(node, dict):
         if len(node) == 1 and "env" in node:
-            monkeypatch.setenv(node["env"], "12345678")  # digits: also a valid SIM PIN
+            monkeypatch.setenv(node["env"], "123456")  # digits: a valid SIM PIN and meter password
             return node
         if len(node) == 1 and "file" in node:
             secret = tmp_path / "secret"

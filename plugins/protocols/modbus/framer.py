@@ -40,19 +40,19 @@ from plugins.protocols.modbus.rtu import (
     Frame,
     crc_ok,
 )
+from plugins.protocols.stream import WAIT as _WAIT
+from plugins.protocols.stream import BufferedFramer
 
 __all__ = ["NEED_DATA", "FrameError", "ResponseFramer", "scan_frames"]
 
 _SKIP = 0  # the byte at the front cannot start a frame: drop it
-_WAIT = -1  # more bytes are needed to decide
 _LONGEST = 256  # the longest RTU frame
 
 
-
-class ResponseFramer:
+class ResponseFramer(BufferedFramer):
     """Finds complete RTU frames in the bytes received from one connection (a
-    :class:`hub.contracts.StreamFramer`; :data:`NEED_DATA` and :class:`FrameError` are the
-    contract's).
+    :class:`hub.contracts.StreamFramer`; the buffer, ignored patterns and overflow are
+    :class:`plugins.protocols.stream.BufferedFramer`'s).
 
     :param max_buffer: bytes kept at most; beyond it the oldest are dropped (and reported)
         so a peer that sends garbage forever cannot grow memory. At least 256, the longest
@@ -64,23 +64,16 @@ class ResponseFramer:
     ``overflows``, ``ignored`` (patterns dropped).
     """
 
+    excerpt = EXCERPT
+
     def __init__(self, max_buffer: int = 1024, slaves: Collection[int] | None = None,
                  ignore: Collection[bytes] = ()) -> None:
         if max_buffer < _LONGEST:
             raise ValueError(f"max_buffer {max_buffer} is shorter than a frame ({_LONGEST})")
-        self.max_buffer = max_buffer
+        super().__init__(max_buffer, ignore)
         self.slaves = frozenset(range(1, 248) if slaves is None else slaves)
-        self._buf = bytearray()
-        self._errors: list[FrameError] = []  # rare: a list is 500 bytes less than a deque
         self._expected: tuple[int, int, int] | None = None
-        # shared, not copied, when it is already a tuple: one framer per DTU session
-        self.ignore = tuple(ignore) if all(ignore) else tuple(p for p in ignore if p)
-        self.frames = self.crc_errors = self.skipped = self.overflows = self.ignored = 0
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes received and not yet consumed."""
-        return bytes(self._buf)
+        self.frames = self.crc_errors = self.skipped = 0
 
     @property
     def expected(self) -> tuple[int, int, int] | None:
@@ -104,21 +97,6 @@ class ResponseFramer:
     def expect_nothing(self) -> None:
         """Stop waiting (the poll timed out): later frames are read in idle mode."""
         self._expected = None
-
-    def feed(self, data: bytes) -> None:
-        """Buffer received bytes; nothing is parsed until :meth:`next_frame`."""
-        self._buf += data
-        excess = len(self._buf) - self.max_buffer
-        if excess > 0:
-            self.overflows += 1
-            self._errors.append(FrameError("overflow", bytes(self._buf[:min(excess, EXCERPT)])))
-            del self._buf[:excess]
-
-    def clear(self) -> bytes:
-        """Drop and return everything buffered."""
-        out = bytes(self._buf)
-        self._buf.clear()
-        return out
 
     def next_frame(self) -> Frame | FrameError | None:
         """The next :class:`~plugins.protocols.modbus.rtu.Frame` (an exception response is a
@@ -162,18 +140,6 @@ class ResponseFramer:
             self._expected = None
             return Frame(raw[0], raw[1], raw[2:-2], raw, solicited)
         return NEED_DATA
-
-    def _ignorable(self) -> int:
-        """The length of an ignored pattern at the front of the buffer, :data:`_WAIT` if the
-        buffer is the start of one, else 0."""
-        buf = self._buf
-        wait = False
-        for p in self.ignore:
-            if buf.startswith(p):
-                return len(p)
-            if len(buf) < len(p) and p.startswith(buf):
-                wait = True
-        return _WAIT if wait else 0
 
     def _expected_candidate(self) -> int:
         slave, function, length = self._expected  # type: ignore[misc]
