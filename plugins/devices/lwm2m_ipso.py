@@ -58,6 +58,8 @@ Timestamp, else ``received_at``. A NaN or infinite value gives no reading (as in
 Commands: ``reboot`` executes /3/0/4; ``trip``/``close`` write ``not closed_value`` /
 ``closed_value`` to the relay; ``set_threshold`` writes the configured resource;
 ``commands`` adds or overrides any action.
+
+(Slightly over 500 lines: the default IPSO layout table and its decoder are kept together.)
 """
 
 from __future__ import annotations

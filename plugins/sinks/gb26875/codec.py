@@ -17,6 +17,10 @@ Errors are values of one small hierarchy rooted at :class:`GBDecodeError` (a
 :class:`hub.contracts.DecodeError`), so a caller catches one class. A :class:`FrameError` carries
 the header when it could be read, because the standard wants a *deny* (否认) for a frame that
 fails its checks, and a deny needs the serial number and the addresses.
+
+Over 500 lines on purpose: one encoder and one decoder per information-object type of the
+standard, each a few lines beside its table, read together against the standard's text;
+splitting them by type would scatter one table of the standard over several files.
 """
 
 from __future__ import annotations

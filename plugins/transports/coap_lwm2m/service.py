@@ -20,6 +20,12 @@ How the promises are kept:
   logged with the device and an excerpt in hex, and changes nothing else.
 * **Queue mode.** See :mod:`.downlink_queue`; a queued command is journaled as pending and
   ``hub command`` answers "queued" at once.
+
+Over 500 lines on purpose: registration, observation and downlink all act on the same
+registration table, aiocoap context and per-device address, and their ordering rules
+(observe after the 2.01, hold observations during a Register burst, queue commands for an
+address another device took) are read best in one place. The sans-IO parts live beside it
+(:mod:`.registration`, :mod:`.downlink_queue`, :mod:`.content`, :mod:`.endpoint`).
 """
 
 from __future__ import annotations
