@@ -72,9 +72,9 @@ from dataclasses import dataclass, field
 
 from hub import hookimpl
 from hub.contracts import DecodeError, DeviceModelType, EncodeError
+from hub.contracts.commands import channel_problem, threshold_params
 from hub.contracts.lwm2m import Lwm2mOperation, Lwm2mValue, Path, Value
 from hub.model import (
-    ALARM_RULES,
     COMMAND_ACTIONS,
     QUANTITIES,
     Command,
@@ -398,54 +398,22 @@ class IpsoModel:
         by_channel = self._commands[action]
         ops = by_channel.get(command.channel)
         if ops is None:
-            raise EncodeError(_channel_problem(action, command.channel, list(by_channel)))
+            raise EncodeError(channel_problem(action, command.channel, list(by_channel)))
         return list(ops)
 
     def encode_command(self, device: str, command: Command) -> bytes:
         raise EncodeError("this model sends LwM2M operations: use encode_operations()")
 
     def _threshold(self, command: Command) -> Lwm2mOperation:
-        params = dict(command.params)
-        extra = set(params) - {"rule", "quantity", "value"}
-        if extra:
-            raise EncodeError(f"set_threshold takes params rule (or quantity) and value, "
-                              f"not {', '.join(sorted(extra))}")
         thresholds = self.options.thresholds
-        rules = sorted({r for r, _ in thresholds})
-        rule, q = params.get("rule"), params.get("quantity")
-        if rule is None:
-            if q is None:
-                raise EncodeError(f"set_threshold needs params.rule (one of {', '.join(rules)}) "
-                                  "and params.value")
-            matches = [r for r in rules if ALARM_RULES[r].quantity == q]
-            if len(matches) != 1:
-                which = f"is ambiguous ({', '.join(matches)})" if matches else "has no set point"
-                raise EncodeError(f"quantity {q!r} {which}; give params.rule")
-            rule = matches[0]
-        elif rule not in rules:
-            raise EncodeError(f"rule {rule!r} has no set point here (settable: "
-                              f"{', '.join(rules)})")
-        elif q is not None and ALARM_RULES[rule].quantity != q:
-            raise EncodeError(f"rule {rule!r} is about {ALARM_RULES[rule].quantity}, not {q!r}")
-        value = params.get("value")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            raise EncodeError(f"set_threshold params.value must be a number, got {value!r}")
+        rule, value = threshold_params(command, {r for r, _ in thresholds})
         spec = thresholds.get((rule, command.channel))
         if spec is None:
             channels = [ch for r, ch in thresholds if r == rule]
-            raise EncodeError(_channel_problem(f"set_threshold {rule}", command.channel,
+            raise EncodeError(channel_problem(f"set_threshold {rule}", command.channel,
                                                channels))
-        return spec.operation(float(value))
+        return spec.operation(value)
 
-
-def _channel_problem(action: str, ch: str, channels: list[str]) -> str:
-    if "" in channels:
-        return f"{action} acts on the whole device and takes no channel (got {ch!r})"
-    known = ", ".join(channels)
-    if not ch:
-        return f"{action} needs a channel: one of {known}"
-    return f"{action} has no channel {ch!r}; one of {known}"
 
 
 # ---- value types: the codecs type what they know; an untyped TLV value stays bytes -------

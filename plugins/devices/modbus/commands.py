@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hub.contracts import EncodeError
+from hub.contracts.commands import channel_problem, threshold_params
 from hub.model import ALARM_RULES, COMMAND_ACTIONS, QUANTITIES, Command
 from hub.validate import (
     Checker,
@@ -262,46 +263,16 @@ def command_requests(regmap: RegisterMap, command: Command, slave: int) -> list[
     by_channel = regmap.commands[action]
     writes = by_channel.get(command.channel)
     if writes is None:
-        raise EncodeError(_channel_problem(action, command.channel, list(by_channel)))
+        raise EncodeError(channel_problem(action, command.channel, list(by_channel)))
     return [w.request(slave) for w in writes]
 
 
-def _channel_problem(action: str, ch: str, channels: list[str]) -> str:
-    if "" in channels:
-        return f"{action} acts on the whole device and takes no channel (got {ch!r})"
-    known = ", ".join(channels)
-    if not ch:
-        return f"{action} needs a channel: one of {known}"
-    return f"{action} has no channel {ch!r}; one of {known}"
-
 
 def _threshold_request(regmap: RegisterMap, command: Command, slave: int) -> bytes:
-    params = dict(command.params)
-    extra = set(params) - {"rule", "quantity", "value"}
-    if extra:
-        raise EncodeError(f"set_threshold takes params rule (or quantity) and value, "
-                          f"not {', '.join(sorted(extra))}")
-    rules = sorted({r for r, _ in regmap.thresholds})
-    rule, q = params.get("rule"), params.get("quantity")
-    if rule is None:
-        if q is None:
-            raise EncodeError(f"set_threshold needs params.rule (one of {', '.join(rules)}) "
-                              "and params.value")
-        matches = [r for r in rules if ALARM_RULES[r].quantity == q]
-        if len(matches) != 1:
-            which = f"is ambiguous ({', '.join(matches)})" if matches else "has no set point"
-            raise EncodeError(f"quantity {q!r} {which}; give params.rule")
-        rule = matches[0]
-    elif rule not in rules:
-        raise EncodeError(f"rule {rule!r} has no set point in {regmap.file} "
-                          f"(settable: {', '.join(rules)})")
-    elif q is not None and ALARM_RULES[rule].quantity != q:
-        raise EncodeError(f"rule {rule!r} is about {ALARM_RULES[rule].quantity}, not {q!r}")
-    value = params.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise EncodeError(f"set_threshold params.value must be a number, got {value!r}")
+    rule, value = threshold_params(command, {r for r, _ in regmap.thresholds},
+                                   f"in {regmap.file}")
     tw = regmap.thresholds.get((rule, command.channel))
     if tw is None:
         channels = [ch for r, ch in regmap.thresholds if r == rule]
-        raise EncodeError(_channel_problem(f"set_threshold {rule}", command.channel, channels))
-    return tw.request(slave, float(value))
+        raise EncodeError(channel_problem(f"set_threshold {rule}", command.channel, channels))
+    return tw.request(slave, value)
