@@ -59,12 +59,11 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from hub.metrics import bucket_quantile
+from plugins.sinks.gb26875 import codec as c
+from plugins.sinks.gb26875.centre import CentreOptions, CentreSession
 
-from hub.metrics import bucket_quantile  # noqa: E402
-from plugins.sinks.gb26875 import codec as c  # noqa: E402
-from plugins.sinks.gb26875.centre import CentreOptions, CentreSession  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
 SINK = "centre"

@@ -50,12 +50,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+from scripts.bench_mqtt import CommitClock, cpu_seconds, journal_readings
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import yaml  # noqa: E402
-
-from scripts.bench_mqtt import CommitClock, cpu_seconds, journal_readings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 IMEI_BASE = 861234567800000

@@ -45,12 +45,10 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import yaml
 
-import yaml  # noqa: E402
-
-from tests.hubproc import HubProcess  # noqa: E402
-from tests.services import Mosquitto  # noqa: E402
+from tests.support.hubproc import HubProcess
+from tests.support.services import Mosquitto
 
 T_BASE = 1_767_225_600_000  # ms; payload times are offsets from this plus the real clock
 

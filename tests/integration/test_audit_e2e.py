@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import HERE, write_distribution
-from tests.hubproc import BIN, HubProcess
-from tests.services import free_port
+from tests.support.distribution import PLUGINS, write_distribution
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.services import free_port
 
 
 @pytest.fixture
 def commands_dist(site_dir):
     write_distribution(site_dir, "hubtest-commands", {"hubtest_commands": "hubtest_commands"},
-                       {"hubtest_commands": (HERE / "plugins" / "hubtest_commands.py")
+                       {"hubtest_commands": (PLUGINS / "hubtest_commands.py")
                         .read_text()})
     importlib.invalidate_caches()
     return site_dir

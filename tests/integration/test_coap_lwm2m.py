@@ -17,7 +17,6 @@ import importlib
 import json
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import time
@@ -42,10 +41,11 @@ from plugins.transports.coap_lwm2m.registration import (
     RegistrationTable,
     parse_query,
 )
-from tests.conftest import HERE, write_distribution
-from tests.hubproc import BIN, HubProcess
+from tests.support.distribution import PLUGINS, write_distribution
+from tests.support.hubcli import CWD, hub_command, journal_records
+from tests.support.hubproc import HubProcess
+from tests.support.services import free_udp_port
 
-CWD = str(BIN.parent.parent)
 COAP_CLIENT = "/usr/bin/coap-client-notls"
 IMEI1, IMEI2, IMSI1 = "861234567890123", "861234567890124", "460001234567890"
 
@@ -430,15 +430,9 @@ def test_a_write_to_a_multiple_resource_carries_its_instance_0(make_hub):
 @pytest.fixture
 def lwm2m_models(site_dir):
     write_distribution(site_dir, "hubtest-lwm2m", {"hubtest_lwm2m": "hubtest_lwm2m"},
-                       {"hubtest_lwm2m": (HERE / "plugins" / "hubtest_lwm2m.py").read_text()})
+                       {"hubtest_lwm2m": (PLUGINS / "hubtest_lwm2m.py").read_text()})
     importlib.invalidate_caches()
     return site_dir
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(tmp_path, port: int, **transport) -> str:
@@ -461,15 +455,6 @@ def start_hub(config: str) -> HubProcess:
     hub = HubProcess(config, CWD)
     hub.wait_for("hub hub started", timeout=30)
     return hub
-
-
-def journal_records(tmp_path, kinds: set[str]) -> list:
-    journal = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=Clock(), readonly=True)
-    journal.open()
-    try:
-        return [r for _, r in journal.read(0, 100_000, kinds)]
-    finally:
-        journal.close()
 
 
 def readings(tmp_path) -> list[float]:
@@ -572,14 +557,6 @@ class SimDevice:
 
 def run(coro, timeout: float = 30.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def hub_command(config: str, device: str, action: str, ttl: float = 60) -> dict:
-    out = subprocess.run([str(BIN / "hub"), "command", "-c", config, "--device", device, action,
-                          "--json", "--ttl", str(ttl), "--by", "tester"], cwd=CWD,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode in (0, 1), out.stderr
-    return json.loads(out.stdout)
 
 
 def test_register_observe_update_nat_rebinding_deregister(lwm2m_models, tmp_path):

@@ -18,8 +18,8 @@ from twisted.internet.task import Clock
 
 from hub.journal import Journal
 from plugins.protocols.modbus import rtu
-from tests.hubproc import BIN, HubProcess
-from tests.services import free_port
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.services import free_port
 
 IMEI = "861234567890123"
 
@@ -69,8 +69,8 @@ def slave(tmp_path):
             0x0008: 2205, 0x0009: 2210, 0x000A: 2199}
     args = [f"{a}={v}" for a, v in regs.items()]
     log = open(tmp_path / "pymodbus.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "tests.peers.modbus_slave", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.peers.modbus_slave", str(port),
+                             *args], stdout=subprocess.PIPE, stderr=log, text=True)
     assert proc.stdout.readline().strip() == "ready"
     yield port, proc
     proc.kill()

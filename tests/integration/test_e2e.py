@@ -8,40 +8,14 @@ import signal
 import socket
 import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.hubproc import BIN, HubProcess
-from tests.services import free_port
-
-
-class Device:
-    """A device on a socket: registration line, then JSON frames, one reply each."""
-
-    def __init__(self, port: int, ident: str):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.file = self.sock.makefile("rwb")
-        self.send_raw(ident.encode())
-
-    def send_raw(self, line: bytes) -> None:
-        self.file.write(line + b"\n")
-        self.file.flush()
-
-    def send(self, frame: dict) -> str:
-        self.send_raw(json.dumps(frame).encode())
-        return self.file.readline().decode().strip()
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
-
-
-def cli(config: Path, cwd: Path, *args: str) -> list[dict]:
-    out = subprocess.run([str(BIN / "hub"), *args, "-c", str(config), "--json"], cwd=cwd,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    return [json.loads(line) for line in out.splitlines()]
+from tests.support.hubcli import cli
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.line_device import Device
+from tests.support.services import free_port
 
 
 @pytest.fixture

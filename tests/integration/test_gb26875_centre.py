@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import queue
 import socket
-import subprocess
-import threading
-import time
 from datetime import datetime
 
 from twisted.internet import task
@@ -21,8 +17,8 @@ from plugins.sinks.gb26875.centre import (
     describe_frame,
     host_port,
 )
-from tests.hubproc import BIN
-from tests.test_gb26875_codec import PUBLIC, PUBLIC_CONFIRM
+from tests.support.gb26875_centre import CentreProcess
+from tests.support.gb26875_frames import PUBLIC, PUBLIC_CONFIRM
 
 # 2020-10-22 17:13:24 local time: the centre's confirm then carries the same time label as
 # the public frame, so it must equal the confirm of research note §1.8 (b) byte for byte.
@@ -126,42 +122,6 @@ def test_host_port():
     assert host_port("127.0.0.1:0") == ("127.0.0.1", 0)
     assert host_port("[::1]:7000") == ("::1", 7000)
     assert host_port(":7000") == ("0.0.0.0", 7000)
-
-
-class CentreProcess:
-    """`hub gb26875 centre` as a process; its JSON lines arrive through a queue."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [str(BIN / "hub"), "gb26875", "centre", "--listen", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self.lines: queue.Queue[dict | str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        first = self.next(30)
-        self.port = int(first["地址"].rsplit(":", 1)[1])
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                self.lines.put(line)
-
-    def next(self, timeout: float = 10) -> dict:
-        item = self.lines.get(timeout=timeout)
-        assert isinstance(item, dict), item
-        return item
-
-    def until(self, pred, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            item = self.next(max(0.01, deadline - time.monotonic()))
-            if pred(item):
-                return item
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def _recv_frame(sock: socket.socket) -> c.Frame:

@@ -11,10 +11,10 @@ import statistics
 import pytest
 import yaml
 
-from tests.hubproc import HubProcess
-from tests.services import free_port
-from tests.test_e2e import Device
-from tests.test_gb26875_centre import CentreProcess
+from tests.support.gb26875_centre import CentreProcess
+from tests.support.hubproc import HubProcess
+from tests.support.line_device import Device
+from tests.support.services import free_port
 
 
 @pytest.fixture

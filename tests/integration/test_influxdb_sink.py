@@ -48,10 +48,10 @@ from plugins.sinks.influxdb import (
     deadletter_path,
 )
 from plugins.sinks.line_protocol import timestamp_ns
-from tests.conftest import HERE, write_distribution
-from tests.hubproc import BIN, HubProcess
-from tests.services import free_port, wait_until
-from tests.services import make_victoria as make_victoria  # noqa: F401  (the fixture)
+from tests.support.distribution import PLUGINS, write_distribution
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.services import free_port, wait_until
+from tests.support.services import make_victoria as make_victoria  # noqa: F401  (the fixture)
 
 T = 1_767_225_600.0
 
@@ -722,7 +722,7 @@ def burst_hub(site_dir, tmp_path, victoria, monkeypatch):
     devices × 600 readings, about 4,000 a second), the InfluxDB sink ``history`` on the
     test's VictoriaMetrics and one more sink per ``name=url``."""
     write_distribution(site_dir, "hubtest-burst", {"burst": "hubtest_burst"},
-                       {"hubtest_burst": (HERE / "plugins" / "hubtest_burst.py").read_text()})
+                       {"hubtest_burst": (PLUGINS / "hubtest_burst.py").read_text()})
     importlib.invalidate_caches()
     monkeypatch.setenv("INFLUX_TOKEN", "any-token")
 

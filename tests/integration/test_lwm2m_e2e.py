@@ -24,8 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
 
-from tests.hubproc import BIN, HubProcess
-from tests.test_coap_lwm2m import CWD, free_udp_port, hub_command, journal_records
+from tests.support.hubcli import CWD, hub_command, journal_records
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.services import free_udp_port
 
 IMEI = "861234567890000"  # the simulator's first endpoint
 

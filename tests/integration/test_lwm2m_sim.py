@@ -31,7 +31,7 @@ from plugins.simulators.lwm2m.objects import (
 )
 from plugins.simulators.scenario import Ramp, Scenario
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TLV, SENML, TEXT = 11542, 110, 0
 WAIT = 5.0  # s: the bound on any wait for the other side
 

@@ -26,10 +26,10 @@ from twisted.internet.task import Clock
 from hub.journal import Journal
 from hub.validate import Checker, Path, Section
 from plugins.transports import mqtt as transport
-from tests.conftest import HERE, write_distribution
-from tests.hubproc import BIN, HubProcess
-from tests.services import Mosquitto, TestPki, free_port, wait_until
-from tests.services import mosquitto as mosquitto  # noqa: F401  (the fixture)
+from tests.support.distribution import PLUGINS, write_distribution
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.services import Mosquitto, TestPki, free_port, wait_until
+from tests.support.services import mosquitto as mosquitto  # noqa: F401  (the fixture)
 
 CWD = str(BIN.parent.parent)
 MOSQUITTO_PUB = "/usr/bin/mosquitto_pub"
@@ -251,7 +251,7 @@ def ingest_fault(site_dir):
     hub's first ingest fail."""
     write_distribution(site_dir, "hubtest-ingest-fault",
                        {"ingest_fault": "hubtest_ingest_fault"},
-                       {"hubtest_ingest_fault": (HERE / "plugins" / "hubtest_ingest_fault.py")
+                       {"hubtest_ingest_fault": (PLUGINS / "hubtest_ingest_fault.py")
                         .read_text()})
 
 
@@ -582,11 +582,11 @@ def test_readme_mqtt_configuration_is_valid(monkeypatch):
     from hub.config import check_config
     from hub.pluginmanager import make_plugins
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
                  if "type: mqtt" in b)
     monkeypatch.setenv("MQTT_PASSWORD", "s3cret")
-    monkeypatch.chdir(Path(__file__).parent.parent)
+    monkeypatch.chdir(Path(__file__).parents[2])
     # written for conf/hub.yaml: its map is relative to conf/
     cfg = check_config(yaml.safe_load(block), "conf/hub.yaml", make_plugins())
     assert [d.address_key for d in cfg.devices] == ["861234567890007", "861234567890008"]
@@ -750,7 +750,7 @@ def engine_crash(site_dir):
     """tests/plugins/hubtest_mqtt_crash.py installed: ``HUBTEST_MQTT_CRASH=N`` makes the
     engine raise once, while handling the N-th received message."""
     write_distribution(site_dir, "hubtest-mqtt-crash", {"mqtt_crash": "hubtest_mqtt_crash"},
-                       {"hubtest_mqtt_crash": (HERE / "plugins" / "hubtest_mqtt_crash.py")
+                       {"hubtest_mqtt_crash": (PLUGINS / "hubtest_mqtt_crash.py")
                         .read_text()})
 
 
@@ -811,7 +811,7 @@ def test_a_topic_that_is_not_utf8_is_counted_logged_and_acked(tmp_path, engine, 
     with UnicodeDecodeError: the link looked up, nothing more was ingested. Now either engine
     counts it (mqtt.bad_topics), logs its bytes, acknowledges it, and the next message on
     the same link is journaled."""
-    from tests.peers.mqtt_broker import FakeBroker
+    from tests.support.peers.mqtt_broker import FakeBroker
 
     broker = FakeBroker()
     config = {"type": "mqtt", "host": "127.0.0.1", "port": broker.port, "protocol": protocol,

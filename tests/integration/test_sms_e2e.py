@@ -9,42 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hub.journal import Journal
-from tests.hubproc import BIN, HubProcess
-from tests.peers.sms_providers import AliyunPeer
-from tests.services import free_port, wait_until
-from tests.test_e2e import Device, cli
-
-KEY_ID, SECRET = "LTAI-test", "s3cret"
-
-
-def sms_config(tmp_path: Path, port: int, endpoint: str, **sink) -> Path:
-    config = {
-        "hub": {"state_dir": str(tmp_path / "var")},
-        "journal": {"commit_interval_ms": 2},
-        "alarms": {"defaults": {"temperature": {"alarm": 80, "hysteresis": 2}}},
-        "transports": {"lines": {"type": "line_tcp", "port": port}},
-        "devices": [{"id": "efd-1", "model": "json_demo", "transport": "lines",
-                     "address": "EFD0001", "name": "1号配电箱", "location": "A栋1层",
-                     "project": "campus-a"}],
-        "sinks": {"sms": {
-            "type": "sms",
-            "provider": {"type": "aliyun", "access_key_id": KEY_ID,
-                         "access_key_secret": {"file": "aliyun.secret"},
-                         "sign_name": "电气火灾监控",
-                         "endpoint": endpoint,
-                         "templates": {k: f"SMS_{k}" for k in
-                                       ("alarm", "fault", "offline", "recovery", "summary")}},
-            "recipients": {"duty": ["13800138000"]},
-            "routes": [{"notify": ["duty"], "levels": ["alarm"], "kinds": ["alarm"]}],
-            **sink}},
-    }
-    (tmp_path / "aliyun.secret").write_text(SECRET + "\n")
-    path = tmp_path / "hub.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+from tests.support.hubcli import cli
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.line_device import Device
+from tests.support.peers.sms_providers import AliyunPeer
+from tests.support.services import free_port, wait_until
+from tests.support.sms_config import KEY_ID, SECRET, sms_config
 
 
 def hub_cli(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -103,7 +75,7 @@ def test_alarm_reaches_the_provider_and_is_acknowledged_through_the_cli(vendor_d
 
 @pytest.mark.parametrize("answer", ["isv.MOBILE_NUMBER_ILLEGAL"])
 def test_a_refused_number_becomes_a_fault_event(vendor_dist, tmp_path, answer):
-    from tests.peers.sms_providers import aliyun_error
+    from tests.support.peers.sms_providers import aliyun_error
 
     port = free_port()
     with AliyunPeer(KEY_ID, SECRET, answer=lambda seen: aliyun_error(answer, "bad")) as peer:

@@ -18,7 +18,7 @@ from hub.validate import Checker, ConfigError, Path, Section
 from plugins.sinks import sms_modem
 from plugins.sinks.sms_modem import at, pdu
 from plugins.sinks.sms_modem.modem import GsmModemProvider, ModemOptions, ModemUnavailable
-from tests.peers.gsm_modem import Script, ScriptedModem, decode_submit, reassemble
+from tests.support.peers.gsm_modem import Script, ScriptedModem, decode_submit, reassemble
 
 # ---- public vectors ------------------------------------------------------------------------
 
@@ -523,7 +523,7 @@ def test_readme_example_is_valid():
 
     import yaml
 
-    readme = (FsPath(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (FsPath(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n### GSM modem (短信猫)\n", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
     provider = dict(yaml.safe_load(block)["sinks"]["sms"]["provider"])

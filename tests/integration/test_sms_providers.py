@@ -24,8 +24,8 @@ from plugins.sinks.sms.templates import EVENT_FIELDS
 from plugins.sinks.sms_cloud import aliyun, aliyun_sign, generic_http, tencent, tencent_sign
 from plugins.sinks.sms_cloud.common import ProviderError
 from plugins.sinks.sms_cloud.http_client import TransportError
-from tests.conftest import write_distribution
-from tests.peers.sms_providers import (
+from tests.support.distribution import write_distribution
+from tests.support.peers.sms_providers import (
     DROP,
     HANG,
     AliyunPeer,
@@ -179,7 +179,7 @@ def test_percent_encoding_follows_rfc3986():
 def test_tencent_full_chain_agrees_with_the_independent_peer():
     """The key derivation the published example cannot check, against the peer's own
     implementation of the same published description."""
-    from tests.peers.sms_providers import Seen
+    from tests.support.peers.sms_providers import Seen
 
     headers = {"Content-Type": "application/json; charset=utf-8", "Host": "127.0.0.1:9",
                "X-TC-Action": "SendSms"}
@@ -285,7 +285,7 @@ def test_aliyun_permanent_error_for_one_number_only():
     def answer(seen):
         if seen.params["PhoneNumbers"] == "12345678901":
             return aliyun_error("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
-        from tests.peers.sms_providers import aliyun_ok
+        from tests.support.peers.sms_providers import aliyun_ok
         return aliyun_ok(seen)
 
     with AliyunPeer(KEY_ID, KEY_SECRET, answer) as peer:
@@ -311,7 +311,7 @@ def test_aliyun_throttling_and_5xx_are_retried():
 
 def test_aliyun_one_transient_failure_among_successes_is_reported_per_phone():
     def answer(seen):
-        from tests.peers.sms_providers import aliyun_ok
+        from tests.support.peers.sms_providers import aliyun_ok
         if seen.params["PhoneNumbers"] == "13800138001":
             return aliyun_error("Throttling.User", "Request was denied due to user flow "
                                 "control.", 400)
@@ -566,7 +566,7 @@ def readme_sms_configs(tmp_path, monkeypatch) -> list[tuple[str, Any]]:
 
     import yaml
 
-    text = (FsPath(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (FsPath(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     text = text.split("\n## SMS alarms", 1)[1].split("\n## NB-IoT", 1)[0]
     secret_file = tmp_path / "secret.key"
     secret_file.write_text("1234\n")

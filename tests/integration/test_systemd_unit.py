@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.hubproc import BIN
+from tests.support.hubproc import BIN
 
-UNIT = Path(__file__).parent.parent / "conf" / "systemd" / "hub.service"
+UNIT = Path(__file__).parents[2] / "conf" / "systemd" / "hub.service"
 INSTALLED = "/opt/hub/.venv/bin/hub"
 ANALYZE = shutil.which("systemd-analyze")
 

@@ -50,6 +50,13 @@ def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
         proc.kill()
         proc.wait(timeout)
 
+def free_udp_port() -> int:
+    """A UDP port on loopback that nobody holds right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

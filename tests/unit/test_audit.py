@@ -19,6 +19,8 @@ from twisted.internet.task import Clock
 from hub.audit import AuditError, AuditLog, read_snapshot, verify
 from hub.audit.chain import GENESIS, canonical, chain_hash, checkpoint_body, entry_body
 from hub.audit.keys import key_fingerprint, load_or_create, public_path, verifier
+from tests.support.audit import audit_rows
+from tests.support.fakes import CONFIG, FakeTarget
 
 FIXED_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -302,9 +304,6 @@ def test_an_edit_made_while_the_hub_was_down_is_reported_when_it_reopens(trail, 
 
 # ---------------------------------------------------------------- the hub's lifecycle
 
-from tests.test_core import CONFIG, FakeTarget  # noqa: E402
-
-
 class AuditingTarget(FakeTarget):
     """A transport that looks, as the command reaches it, at what another process reading
     the audit file would see."""
@@ -321,14 +320,6 @@ class AuditingTarget(FakeTarget):
                                              "WHERE action LIKE 'command.%'")])
         db.close()
         return super().send_command(device, command)
-
-
-def audit_rows(hub):
-    db = sqlite3.connect(hub.audit.path)
-    rows = [(r[0], r[1], r[2], json.loads(r[3])["details"]) for r in
-            db.execute("SELECT actor, action, subject, body FROM entries ORDER BY seq")]
-    db.close()
-    return rows
 
 
 def test_a_command_is_on_disk_in_the_audit_log_before_its_transport_sends_it(make_hub):
@@ -532,7 +523,7 @@ def test_readme_third_party_verifier_accepts_a_trail_and_refuses_an_edit(trail, 
     `hub audit verify`."""
     from hub.audit.keys import public_pem
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     src = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
                if "def verify_audit" in b)
     assert len(src.strip().splitlines()) <= 25

@@ -19,9 +19,9 @@ from hub.cli import main
 from hub.cli.helpers import format_time, hub_status, parse_time
 from hub.journal import Journal
 from hub.model import Acknowledgement, Event, EventKind, EventState, Level, Reading
-from tests.hubproc import BIN
+from tests.support.hubproc import BIN
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def write_config(directory: Path, **extra) -> Path:

@@ -12,7 +12,7 @@ from hub.cli import main
 from hub.config import Secret, check_config, load_config
 from hub.pluginmanager import make_plugins
 from hub.validate import ConfigError
-from tests.test_config_types import set_at
+from tests.support.config_paths import set_at
 
 BASE = {
     "transports": {"demo": {"type": "simulator", "interval": 5}},

@@ -4,7 +4,6 @@ configuration error naming the file and the key path, never a traceback (issue 1
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from hub.config import check_config
 from hub.pluginmanager import make_plugins
 from hub.validate import ConfigError
+from tests.support.config_paths import set_at
 
 FILE = "conf/hub.yaml"
 
@@ -58,16 +58,6 @@ def leaves(node: Any, path: tuple = ()) -> list[tuple]:
         for i, v in enumerate(node):
             out += leaves(v, path + (i,))
     return out
-
-
-def set_at(base: dict, path: tuple, value: Any) -> dict:
-    """A deep copy of ``base`` with ``value`` at the key ``path``."""
-    data = copy.deepcopy(base)
-    node = data
-    for k in path[:-1]:
-        node = node[k]
-    node[path[-1]] = value
-    return data
 
 
 def with_value(path: tuple, value: Any) -> dict:

@@ -12,7 +12,7 @@ import pytest
 
 from hub.contracts import TransportPort
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: the members of the port, from the protocol itself
 PORT = {name for name in vars(TransportPort) if not name.startswith("_")} | set(

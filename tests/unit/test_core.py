@@ -6,19 +6,7 @@ import pytest
 
 from hub import hookimpl
 from hub.model import EventState, Reading
-
-CONFIG = {
-    "presence": {"heartbeat_interval": 10, "timeout_count": 3},
-    "alarms": {"warning_ratio": 0.9, "defaults": {
-        "temperature": {"alarm": 80, "hysteresis": 2},
-    }},
-    "transports": {"sim": {"type": "simulator", "interval": 3600}},
-    "devices": [
-        {"id": "d1", "model": "simulated", "transport": "sim", "address": "normal"},
-        {"id": "d2", "model": "simulated", "transport": "sim", "address": "silent",
-         "heartbeat": {"interval": 5, "timeout_count": 2}},
-    ],
-}
+from tests.support.fakes import CONFIG, FakeTarget
 
 
 class Recorder:
@@ -231,24 +219,6 @@ def test_provisioned_device_that_never_returns_goes_offline_after_a_restart(make
     hub2.clock.advance(31)
     hub2.clock.advance(hub2.config.journal.commit_interval)
     assert dev.id in [c[1] for c in rec.calls if c[0] == "offline"]
-
-
-class FakeTarget:
-    """A transport's command side, answering as told (the wire is the transports' issue)."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.sent = []
-
-    def send_command(self, device, command):
-        from twisted.internet import defer
-
-        self.sent.append((device.id, command.action))
-        if self.answer == "never":
-            return defer.Deferred()
-        if self.answer == "refuse":
-            return defer.fail(RuntimeError("device answered exception 02"))
-        return defer.succeed(None)
 
 
 class CommandRecorder:

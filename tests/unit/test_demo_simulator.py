@@ -15,9 +15,9 @@ import yaml
 from hub.model import Command, CommandResult, Event, EventKind, EventState, Reading
 from plugins.simulators.demo import SimulatedModel, SimulatorOptions, SimulatorService
 from plugins.simulators.demo.device import DemoDevice, Refused
-from tests.hubproc import BIN, HubProcess
+from tests.support.hubproc import BIN, HubProcess
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 MODEL = SimulatedModel()
 
 

@@ -30,10 +30,10 @@ from plugins.simulators.dtu.slave import (
     SlaveLayout,
     point_registers,
 )
-from tests.hubproc import BIN, HubProcess
-from tests.services import free_port
+from tests.support.hubproc import BIN, HubProcess
+from tests.support.services import free_port
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 EFD = str(ROOT / "conf/devices/efd-example.yaml")
 METER = str(ROOT / "conf/devices/meter3p-example.yaml")
 

@@ -15,7 +15,7 @@ from hub.journal import JournalClosedError
 from hub.model import Command, Reading
 from hub.service import HubService
 from hub.testing import build_hub
-from tests.conftest import HERE, write_distribution
+from tests.support.distribution import PLUGINS, write_distribution
 
 CONFIG = {
     "presence": {"heartbeat_interval": 10, "timeout_count": 1},
@@ -31,7 +31,7 @@ CONFIG = {
 @pytest.fixture
 def hooks(site_dir):
     write_distribution(site_dir, "hubtest-hooks", {"hooks": "hubtest_hooks"},
-                       {"hubtest_hooks": (HERE / "plugins" / "hubtest_hooks.py").read_text()})
+                       {"hubtest_hooks": (PLUGINS / "hubtest_hooks.py").read_text()})
     importlib.invalidate_caches()
     import hubtest_hooks
 
@@ -153,7 +153,7 @@ def test_hook_hub_command_finished(hooks, running):
 
 def test_every_hook_has_a_test():
     """Each hook spec has a test named test_hook_<name> somewhere under tests/."""
-    source = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    source = "\n".join(p.read_text() for p in Path(__file__).parents[1].rglob("test_*.py"))
     names = [n for n in dir(hookspecs) if n.startswith("hub_")]
     missing = [n for n in names if not re.search(rf"def test_hook_{n}\b", source)]
     assert missing == []

@@ -560,12 +560,12 @@ def test_binary_option_errors_name_their_key_paths(plugins):
 
 
 def test_the_readme_example_is_valid(plugins):
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
                  if "type: lwm2m_binary" in b)  # the models section's block
     cfg = check_config({"transports": {"demo": {"type": "simulator"}},
                         **yaml.safe_load(block)},
-                       str(Path(__file__).parent.parent / "conf" / "hub.yaml"),  # map beside it
+                       str(Path(__file__).parents[2] / "conf" / "hub.yaml"),  # map beside it
                        plugins)
     ipso = plugins.models["lwm2m_ipso"].factory(cfg.models["nb-efd"].options)
     assert ipso.actions == {"reboot", "trip", "close", "set_threshold", "reset", "silence"}

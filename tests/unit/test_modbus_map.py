@@ -19,7 +19,7 @@ from plugins.devices.modbus.planner import plan_polls
 from plugins.devices.modbus.registermap import load_map
 from plugins.protocols.modbus import rtu, values
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 EFD = str(ROOT / "conf/devices/efd-example.yaml")
 METER = str(ROOT / "conf/devices/meter3p-example.yaml")
 

@@ -10,7 +10,7 @@ from hub import cli, hookspecs
 from hub.metrics import Metrics
 from hub.model import Event, EventKind, EventState
 from hub.pluginmanager import PluginError, make_plugins
-from tests.conftest import write_distribution
+from tests.support.distribution import write_distribution
 
 DUP = '''
 from hub import hookimpl

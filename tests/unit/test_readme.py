@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = ["README.md", "docs/zh-CN/quickstart.md"]
 #: examples are written for conf/hub.yaml: relative paths in them are relative to conf/

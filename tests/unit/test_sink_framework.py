@@ -19,7 +19,7 @@ from hub.validate import Checker, Path, Section
 from plugins.sinks.influx_options import check_options as influx_options
 from plugins.sinks.influx_sink import InfluxSink
 from plugins.sinks.influx_writer import WriteError
-from tests.test_audit import audit_rows
+from tests.support.audit import audit_rows
 
 T = 1_767_225_600.0
 

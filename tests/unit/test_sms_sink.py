@@ -19,7 +19,7 @@ from hub.model import (
 )
 from hub.validate import ConfigError
 from plugins.sinks.sms.sink import SmsSink
-from tests.conftest import HERE, write_distribution
+from tests.support.distribution import PLUGINS, write_distribution
 
 A, B, M = "+8613800138000", "+8613900139000", "+8613700137000"
 
@@ -27,7 +27,7 @@ A, B, M = "+8613800138000", "+8613900139000", "+8613700137000"
 @pytest.fixture
 def control(site_dir):
     write_distribution(site_dir, "hubtest-sms", {"hubtest_sms": "hubtest_sms"},
-                       {"hubtest_sms": (HERE / "plugins" / "hubtest_sms.py").read_text()})
+                       {"hubtest_sms": (PLUGINS / "hubtest_sms.py").read_text()})
     importlib.invalidate_caches()
     module = importlib.import_module("hubtest_sms")
     module.CONTROL.reset()
@@ -372,7 +372,7 @@ def test_readme_sms_example_is_a_valid_configuration():
     from hub.config import check_config
     from hub.pluginmanager import make_plugins
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
                  if "dedup_window" in b)
     cfg = check_config(yaml.safe_load(block), "README.md", make_plugins())

@@ -1,7 +1,7 @@
 """A Modbus RTU slave we did not write: pymodbus, RTU-framed over TCP (the bytes a DTU
 carries). Run as a process::
 
-    python -m tests.peers.modbus_slave PORT REG=VALUE ...
+    python -m tests.support.peers.modbus_slave PORT REG=VALUE ...
 
 Holding and input registers start with the given values; it prints ``ready`` once it
 listens and serves until killed. Tests change a holding register with an ordinary FC06 write
