@@ -1,6 +1,6 @@
 """What the audit log costs the reactor: the time one call holds the thread.
 
-    .venv/bin/python scripts/bench_audit.py [--n 500] [--dir DIR]
+    .venv/bin/python -m scripts.bench_audit [--n 500] [--dir DIR]
 
 * ``record_now``: one entry committed at once with ``synchronous = FULL`` (an fsync), what a
   command costs before it is sent;

@@ -1,8 +1,8 @@
 """Benchmark of the ``gb26875`` sink: how long a fire alarm takes from the device's reading to
 a monitoring centre, on an idle link and behind a backlog of other traffic.
 
-    .venv/bin/python scripts/bench_gb26875.py                   # 200 alarms per case, ~7 min
-    .venv/bin/python scripts/bench_gb26875.py --alarms 50 --rtt 0.1
+    .venv/bin/python -m scripts.bench_gb26875                   # 200 alarms per case, ~7 min
+    .venv/bin/python -m scripts.bench_gb26875 --alarms 50 --rtt 0.1
 
 Each case runs one ``hub run`` process on a configuration written to a temporary directory,
 with the journal's default commit interval:

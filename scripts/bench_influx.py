@@ -1,7 +1,7 @@
 """Benchmark of the InfluxDB sink: points/s from the journal into a real database.
 
-    .venv/bin/python scripts/bench_influx.py                       # 1,000,000 points
-    .venv/bin/python scripts/bench_influx.py --points 300000 --outage-points 200000 --no-gzip
+    .venv/bin/python -m scripts.bench_influx                       # 1,000,000 points
+    .venv/bin/python -m scripts.bench_influx --points 300000 --outage-points 200000 --no-gzip
 
 One hub process (the asyncio reactor, as ``hub run`` uses), a journal under a temporary
 directory, and a VictoriaMetrics started on a free loopback port as the InfluxDB-compatible

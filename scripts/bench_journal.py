@@ -1,7 +1,7 @@
 """Benchmarks of the hub's hot paths, one section each.
 
-    .venv/bin/python scripts/bench_journal.py                    # 1,000,000 readings
-    .venv/bin/python scripts/bench_journal.py --readings 200000 --batch 1000 --synchronous full
+    .venv/bin/python -m scripts.bench_journal                    # 1,000,000 readings
+    .venv/bin/python -m scripts.bench_journal --readings 200000 --batch 1000 --synchronous full
 
 The journal section appends device messages (12 readings of one device, as one Modbus poll
 returns them) through :class:`hub.journal.Journal` with its own group commit: a commit when

@@ -2,15 +2,15 @@
 
 A real ``hub run`` (subprocess); a device on a loopback socket (the test vendor's
 ``line_tcp`` transport) sends a temperature above the set point; the ``sms`` sink sends it
-through the ``aliyun`` provider to a loopback Dysmsapi peer (tests/peers). The latency is
+through the ``aliyun`` provider to a loopback Dysmsapi peer (tests/support/peers). The latency is
 from the device's frame leaving the socket to the peer receiving the signed request.
 Storm control is set out of the way (no summaries, no rate limits, no duplicate window)
 so every alarm makes one request. The journal commits every ``commit_interval_ms`` (the
 hub's default, 20 ms, unless ``--commit-interval-ms`` says otherwise; the e2e tests' 2 ms
 config is not used here, so the figure is what a default installation sees)::
 
-    .venv/bin/python scripts/bench_sms.py --alarms 50
-    .venv/bin/python scripts/bench_sms.py --alarms 50 --commit-interval-ms 2
+    .venv/bin/python -m scripts.bench_sms --alarms 50
+    .venv/bin/python -m scripts.bench_sms --alarms 50 --commit-interval-ms 2
 """
 
 from __future__ import annotations

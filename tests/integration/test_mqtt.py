@@ -247,7 +247,7 @@ def test_ingest_unknown_device_and_bad_payloads_with_mosquitto_pub(mosquitto, tm
 
 @pytest.fixture
 def ingest_fault(site_dir):
-    """tests/plugins/hubtest_ingest_fault.py installed: ``HUBTEST_INGEST_FAULT`` makes the
+    """tests/support/plugins/hubtest_ingest_fault.py installed: ``HUBTEST_INGEST_FAULT`` makes the
     hub's first ingest fail."""
     write_distribution(site_dir, "hubtest-ingest-fault",
                        {"ingest_fault": "hubtest_ingest_fault"},
@@ -747,7 +747,7 @@ def test_raw_modbus_frames_and_oversized_payloads_from_mosquitto_pub(mosquitto, 
 
 @pytest.fixture
 def engine_crash(site_dir):
-    """tests/plugins/hubtest_mqtt_crash.py installed: ``HUBTEST_MQTT_CRASH=N`` makes the
+    """tests/support/plugins/hubtest_mqtt_crash.py installed: ``HUBTEST_MQTT_CRASH=N`` makes the
     engine raise once, while handling the N-th received message."""
     write_distribution(site_dir, "hubtest-mqtt-crash", {"mqtt_crash": "hubtest_mqtt_crash"},
                        {"hubtest_mqtt_crash": (PLUGINS / "hubtest_mqtt_crash.py")

@@ -1,6 +1,6 @@
 """The ``gsm_modem`` SMS provider: PDUs against public byte vectors, the AT dialogue as a
 sans-IO machine, and the provider end to end against a scripted modem on a pseudo-terminal
-(tests/peers/gsm_modem.py) that decodes each PDU with its own TS 23.040 parser."""
+(tests/support/peers/gsm_modem.py) that decodes each PDU with its own TS 23.040 parser."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SMS providers ``aliyun``, ``tencent`` and ``http``: the signatures against the providers'
 own published worked examples (known-answer tests), then each provider over real loopback
-sockets against a peer that checks requests independently (tests/peers/sms_providers.py),
+sockets against a peer that checks requests independently (tests/support/peers/sms_providers.py),
 option errors, secrets, and the hook that contributes them."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The sans-IO MQTT codec of the ``native`` engine, against the byte examples of the MQTT
 specifications (OASIS MQTT 3.1.1, 2014; MQTT 5.0, 2019). The engine's behaviour against a
-real broker is in tests/test_mqtt.py, where every test runs with both engines."""
+real broker is in tests/integration/test_mqtt.py, where every test runs with both engines."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The sms sink on a task.Clock with the ``recording`` test provider (tests/plugins), installed
-through a real entry point."""
+"""The sms sink on a task.Clock with the ``recording`` test provider
+(tests/support/plugins), installed through a real entry point."""
 
 from __future__ import annotations
 
