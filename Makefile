@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= conf/hub.yaml
 
-.PHONY: run test lint bench clean system-deps
+.PHONY: run test test-unit lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +27,20 @@ system-deps:
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
+# The pure-code tests alone (no process, service or socket): about a minute.
+test-unit: $(STAMP) lint
+	$(BIN)/python -m pytest tests/unit
+
 # Each prints its figures; together about 15 minutes on 2 cores. Not part of `make test`.
 bench: $(STAMP) system-deps
-	$(BIN)/python scripts/bench_journal.py
-	$(BIN)/python scripts/bench_influx.py
-	$(BIN)/python scripts/bench_dtu.py
-	$(BIN)/python scripts/bench_mqtt.py --broker-only
-	$(BIN)/python scripts/bench_mqtt.py --engine native
-	$(BIN)/python scripts/bench_lwm2m.py
-	$(BIN)/python scripts/bench_sms.py --alarms 200
-	$(BIN)/python scripts/bench_gb26875.py
+	$(BIN)/python -m scripts.bench_journal
+	$(BIN)/python -m scripts.bench_influx
+	$(BIN)/python -m scripts.bench_dtu
+	$(BIN)/python -m scripts.bench_mqtt --broker-only
+	$(BIN)/python -m scripts.bench_mqtt --engine native
+	$(BIN)/python -m scripts.bench_lwm2m
+	$(BIN)/python -m scripts.bench_sms --alarms 200
+	$(BIN)/python -m scripts.bench_gb26875
 
 clean:
 	rm -rf $(VENV) var *.egg-info

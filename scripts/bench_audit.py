@@ -1,6 +1,6 @@
 """What the audit log costs the reactor: the time one call holds the thread.
 
-    .venv/bin/python scripts/bench_audit.py [--n 500] [--dir DIR]
+    .venv/bin/python -m scripts.bench_audit [--n 500] [--dir DIR]
 
 * ``record_now``: one entry committed at once with ``synchronous = FULL`` (an fsync), what a
   command costs before it is sent;
@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.task import Clock
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from hub.audit import AuditLog  # noqa: E402
+from hub.audit import AuditLog
 
 DETAILS = {"command_id": "3f2a9c0d1e4b5a67", "action": "set_threshold", "channel": "T1",
            "params": {"rule": "temperature", "value": 70}, "ttl": 30.0, "transport": "dtu"}

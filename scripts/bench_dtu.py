@@ -1,8 +1,8 @@
 """Benchmark of the ``tcp_dtu`` transport: one ``hub run`` process holding many simulated DTUs.
 
-    .venv/bin/python scripts/bench_dtu.py                    # 10,000 DTUs every 10 s, ~2.5 min
-    .venv/bin/python scripts/bench_dtu.py --dtus 19000 --interval 120 --window 120   # memory
-    .venv/bin/python scripts/bench_dtu.py --dtus 2000 --profile /tmp/hub.svg   # py-spy the hub
+    .venv/bin/python -m scripts.bench_dtu                    # 10,000 DTUs every 10 s, ~2.5 min
+    .venv/bin/python -m scripts.bench_dtu --dtus 19000 --interval 120 --window 120   # memory
+    .venv/bin/python -m scripts.bench_dtu --dtus 2000 --profile /tmp/hub.svg   # py-spy the hub
 
 What it does:
 

@@ -1,8 +1,8 @@
 """Benchmark of the ``gb26875`` sink: how long a fire alarm takes from the device's reading to
 a monitoring centre, on an idle link and behind a backlog of other traffic.
 
-    .venv/bin/python scripts/bench_gb26875.py                   # 200 alarms per case, ~7 min
-    .venv/bin/python scripts/bench_gb26875.py --alarms 50 --rtt 0.1
+    .venv/bin/python -m scripts.bench_gb26875                   # 200 alarms per case, ~7 min
+    .venv/bin/python -m scripts.bench_gb26875 --alarms 50 --rtt 0.1
 
 Each case runs one ``hub run`` process on a configuration written to a temporary directory,
 with the journal's default commit interval:
@@ -59,12 +59,11 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from hub.metrics import bucket_quantile
+from plugins.sinks.gb26875 import codec as c
+from plugins.sinks.gb26875.centre import CentreOptions, CentreSession
 
-from hub.metrics import bucket_quantile  # noqa: E402
-from plugins.sinks.gb26875 import codec as c  # noqa: E402
-from plugins.sinks.gb26875.centre import CentreOptions, CentreSession  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
 SINK = "centre"

@@ -1,7 +1,7 @@
 """Benchmark of the InfluxDB sink: points/s from the journal into a real database.
 
-    .venv/bin/python scripts/bench_influx.py                       # 1,000,000 points
-    .venv/bin/python scripts/bench_influx.py --points 300000 --outage-points 200000 --no-gzip
+    .venv/bin/python -m scripts.bench_influx                       # 1,000,000 points
+    .venv/bin/python -m scripts.bench_influx --points 300000 --outage-points 200000 --no-gzip
 
 One hub process (the asyncio reactor, as ``hub run`` uses), a journal under a temporary
 directory, and a VictoriaMetrics started on a free loopback port as the InfluxDB-compatible
@@ -27,19 +27,16 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 from hub.cli import install_reactor  # noqa: E402
 
 install_reactor()
 
-from bench_journal import make_readings  # noqa: E402
 from twisted.internet import defer, reactor, task  # noqa: E402
 
 from hub.testing import build_hub  # noqa: E402
 from plugins.sinks.line_protocol import timestamp_ns  # noqa: E402
-from tests.services import VictoriaMetrics  # noqa: E402
+from scripts.bench_journal import make_readings  # noqa: E402
+from tests.support.services import VictoriaMetrics  # noqa: E402
 
 T0 = 1_767_225_600.0
 

@@ -1,7 +1,7 @@
 """Benchmarks of the hub's hot paths, one section each.
 
-    .venv/bin/python scripts/bench_journal.py                    # 1,000,000 readings
-    .venv/bin/python scripts/bench_journal.py --readings 200000 --batch 1000 --synchronous full
+    .venv/bin/python -m scripts.bench_journal                    # 1,000,000 readings
+    .venv/bin/python -m scripts.bench_journal --readings 200000 --batch 1000 --synchronous full
 
 The journal section appends device messages (12 readings of one device, as one Modbus poll
 returns them) through :class:`hub.journal.Journal` with its own group commit: a commit when
@@ -23,12 +23,10 @@ from collections.abc import Callable
 
 from twisted.internet.task import Clock
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from hub.config import JournalSettings  # noqa: E402
-from hub.journal import Journal  # noqa: E402
-from hub.metrics import Metrics  # noqa: E402
-from hub.model import Reading  # noqa: E402
+from hub.config import JournalSettings
+from hub.journal import Journal
+from hub.metrics import Metrics
+from hub.model import Reading
 
 T0 = 1_700_000_000.0
 #: What one device reports per poll: 4 quantities on 3 phases

@@ -2,9 +2,9 @@
 ``hub run`` process decodes and commits, against the ceiling of a bare aiocoap server on the
 same machine, measured in the same run.
 
-    .venv/bin/python scripts/bench_lwm2m.py                      # ~2-3 min on 2 cores
-    .venv/bin/python scripts/bench_lwm2m.py --devices 500 --duration 20
-    .venv/bin/python scripts/bench_lwm2m.py --ceiling-only       # the bare aiocoap figure
+    .venv/bin/python -m scripts.bench_lwm2m                      # ~2-3 min on 2 cores
+    .venv/bin/python -m scripts.bench_lwm2m --devices 500 --duration 20
+    .venv/bin/python -m scripts.bench_lwm2m --ceiling-only       # the bare aiocoap figure
 
 1. **Ceiling.** A bare aiocoap server (its own process) with one resource that only answers
    2.04, hammered for ``--ceiling-duration`` s by ``--sim-procs`` processes of
@@ -50,12 +50,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+from scripts.bench_mqtt import CommitClock, cpu_seconds, journal_readings
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import yaml  # noqa: E402
-
-from scripts.bench_mqtt import CommitClock, cpu_seconds, journal_readings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 IMEI_BASE = 861234567800000

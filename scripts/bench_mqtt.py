@@ -1,9 +1,9 @@
 """Benchmark of the ``mqtt`` transport: QoS 1 messages/s from simulated devices through a
 real Mosquitto into one hub process, committed to its journal, with nothing lost.
 
-    .venv/bin/python scripts/bench_mqtt.py                          # 20,000 msg/s for 10 s
-    .venv/bin/python scripts/bench_mqtt.py --rate 30000 --devices 2000 --duration 20
-    .venv/bin/python scripts/bench_mqtt.py --broker-only            # the broker's ceiling
+    .venv/bin/python -m scripts.bench_mqtt                          # 20,000 msg/s for 10 s
+    .venv/bin/python -m scripts.bench_mqtt --rate 30000 --devices 2000 --duration 20
+    .venv/bin/python -m scripts.bench_mqtt --broker-only            # the broker's ceiling
 
 Set-up: a Mosquitto with the settings the README asks for (``max_queued_messages 0``) on
 free loopback ports, and ``hub run`` as its own process (a json_map model, ``--devices``
@@ -45,12 +45,10 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import yaml
 
-import yaml  # noqa: E402
-
-from tests.hubproc import HubProcess  # noqa: E402
-from tests.services import Mosquitto  # noqa: E402
+from tests.support.hubproc import HubProcess
+from tests.support.services import Mosquitto
 
 T_BASE = 1_767_225_600_000  # ms; payload times are offsets from this plus the real clock
 

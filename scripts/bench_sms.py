@@ -2,15 +2,15 @@
 
 A real ``hub run`` (subprocess); a device on a loopback socket (the test vendor's
 ``line_tcp`` transport) sends a temperature above the set point; the ``sms`` sink sends it
-through the ``aliyun`` provider to a loopback Dysmsapi peer (tests/peers). The latency is
+through the ``aliyun`` provider to a loopback Dysmsapi peer (tests/support/peers). The latency is
 from the device's frame leaving the socket to the peer receiving the signed request.
 Storm control is set out of the way (no summaries, no rate limits, no duplicate window)
 so every alarm makes one request. The journal commits every ``commit_interval_ms`` (the
 hub's default, 20 ms, unless ``--commit-interval-ms`` says otherwise; the e2e tests' 2 ms
 config is not used here, so the figure is what a default installation sees)::
 
-    .venv/bin/python scripts/bench_sms.py --alarms 50
-    .venv/bin/python scripts/bench_sms.py --alarms 50 --commit-interval-ms 2
+    .venv/bin/python -m scripts.bench_sms --alarms 50
+    .venv/bin/python -m scripts.bench_sms --alarms 50 --commit-interval-ms 2
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.support.distribution import PLUGINS, write_distribution
+from tests.support.hubproc import HubProcess
+from tests.support.line_device import Device
+from tests.support.peers.sms_providers import AliyunPeer, aliyun_ok
+from tests.support.services import free_port
+from tests.support.sms_config import sms_config
 
-from tests.conftest import HERE, write_distribution  # noqa: E402
-from tests.hubproc import HubProcess  # noqa: E402
-from tests.peers.sms_providers import AliyunPeer, aliyun_ok  # noqa: E402
-from tests.services import free_port  # noqa: E402
-from tests.test_e2e import Device  # noqa: E402
-from tests.test_sms_e2e import sms_config  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -51,7 +50,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-sms-"))
     site = tmp / "site"
     write_distribution(site, "hubtest-vendor", {"hubtest_vendor": "hubtest_vendor"},
-                       {"hubtest_vendor": (HERE / "plugins" / "hubtest_vendor.py").read_text()})
+                       {"hubtest_vendor": (PLUGINS / "hubtest_vendor.py").read_text()})
     os.environ["PYTHONPATH"] = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
     arrived: list[float] = []
     got = threading.Event()
