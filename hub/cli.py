@@ -564,6 +564,8 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     sp.add_argument("--since", type=parse_time, help="15m, 2h, 7d or an ISO 8601 time")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp.set_defaults(func=cmd_audit_list)
+    from hub.api.cli import add_users_command  # `hub users ...` (the API's accounts)
+    add_users_command(sub, with_config)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

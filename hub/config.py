@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hub.alarms import Threshold
+from hub.api.settings import ApiSettings, parse_api
 from hub.model import ALARM_RULES, QUANTITIES
 from hub.validate import (
     Checker,
@@ -205,6 +206,7 @@ class HubConfig:
     provisioning_enabled: bool
     gc: GcSettings = GcSettings()
     audit: AuditSettings | None = None
+    api: ApiSettings | None = None  # the northbound API (hub.api.settings); None: off
     #: SHA-256 (hex) of the file's bytes as loaded; "" for a configuration built in memory
     sha256: str = ""
 
@@ -253,6 +255,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
 
     journal = _journal(top.section("journal"), state_dir)
     audit = _audit(top.section("audit"), state_dir, base)
+    api = parse_api(top, state_dir, base)
     presence = _presence(top.section("presence"))
     alarm_defaults = _alarm_defaults(top.section("alarms"))
 
@@ -293,6 +296,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
         provisioning_enabled=prov_enabled,
         gc=gc,
         audit=audit,
+        api=api,
     )
 
 
