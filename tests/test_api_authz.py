@@ -84,8 +84,13 @@ def api(tmp_path_factory):
         hub.stop()
 
 
+_SCHEMAS: dict[str, dict] = {}
+
+
 def routes(api, with_query=False):
-    schema = api.client().get("/api/openapi.json").json()
+    if api.url not in _SCHEMAS:
+        _SCHEMAS[api.url] = api.client().get("/api/openapi.json").json()
+    schema = _SCHEMAS[api.url]
     for path, item in schema["paths"].items():
         for method, op in item.items():
             required = [p["name"] for p in op.get("parameters", [])

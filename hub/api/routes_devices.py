@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
-from hub.api.deps import Caller, Ctx, OrgTree, forbidden, not_found
+from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
 from hub.api.schemas import (
     ERRORS,
     DeviceDetail,
@@ -131,10 +131,10 @@ def _check_device(ctx: ApiContext, caller: Principal, tree: Tree, project: str, 
         raise forbidden("managing devices needs the manager role on the project")
     hub = ctx.hub
     if model not in hub.models and model not in hub.plugins.models:
-        raise HTTPException(422, f"unknown model {model!r}")
+        raise invalid(f"unknown model {model!r}", "body", "model")
     if transport not in hub.config.transports:
-        raise HTTPException(422, f"unknown transport {transport!r} (configured: "
-                            f"{', '.join(hub.config.transports) or 'none'})")
+        raise invalid(f"unknown transport {transport!r} (configured: "
+                      f"{', '.join(hub.config.transports) or 'none'})", "body", "transport")
 
 
 @router.post("", response_model=DeviceOut, status_code=201,
@@ -210,10 +210,10 @@ async def history(
     """Readings of one quantity (and channel) over a range, as at most ``points`` buckets
     with min, max and average."""
     if quantity not in QUANTITIES:
-        raise HTTPException(422, f"unknown quantity {quantity!r}")
+        raise invalid(f"unknown quantity {quantity!r}", "query", "quantity")
     end = time.time() if until is None else until
     if end <= since:
-        raise HTTPException(422, "until must be after since")
+        raise invalid("until must be after since", "query", "until")
     d = await device_in_scope(ctx, caller, tree, device_id)
 
     def query(j):

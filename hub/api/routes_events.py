@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext, CommandState
-from hub.api.deps import Caller, Ctx, OrgTree, forbidden, not_found
+from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
 from hub.api.routes_devices import device_in_scope, visible_devices
 from hub.api.schemas import (
     ERRORS,
@@ -158,7 +158,7 @@ async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: Or
     try:
         done = hub.commands.execute(command)
     except CommandError as e:
-        raise HTTPException(422, str(e)) from None
+        raise invalid(str(e), "body") from None
     state = CommandState(command.id, d.id, body.action, body.channel, dict(body.params),
                          caller.name, body.ttl, "pending")
     state.move("pending", now)

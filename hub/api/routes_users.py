@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException
 
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
-from hub.api.deps import Caller, Ctx, OrgTree, forbidden, not_found
+from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
 from hub.api.schemas import (
     ERRORS,
     ApiKeyIn,
@@ -78,7 +78,7 @@ async def create_user(body: UserIn, caller: Caller, tree: OrgTree, ctx: Ctx) -> 
     try:
         check_password_policy(body.password, body.name)
     except PolicyError as e:
-        raise HTTPException(422, str(e)) from None
+        raise invalid(str(e), "body", "password") from None
 
     def do() -> UserOut:
         user = ctx.store.add_user(body.name, hash_password(body.password), body.display_name,
@@ -135,7 +135,7 @@ async def update_user(user_id: int, body: UserPatch, caller: Caller, tree: OrgTr
         try:
             check_password_policy(body.password, user.name)
         except PolicyError as e:
-            raise HTTPException(422, str(e)) from None
+            raise invalid(str(e), "body", "password") from None
 
     def do() -> UserOut:
         if body.password is not None:
