@@ -13,6 +13,7 @@ from hub.api import routes_auth, routes_devices, routes_events, routes_ops, rout
 from hub.api.context import ApiContext
 from hub.api.guard import Guard
 from hub.api.routes_ops import Exporter
+from hub.api.stream import EventFeed
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 
@@ -35,6 +36,7 @@ def create_app(ctx: ApiContext) -> Guard:
                   openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     ctx.exporter = Exporter(ctx.hub.metrics)
+    ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
                    routes_ops):
         app.include_router(module.router)

@@ -69,6 +69,7 @@ class ApiContext:
             Throttle(settings.address_failures, settings.address_window))
         self.commands: OrderedDict[str, CommandState] = OrderedDict()
         self.exporter: Any = None  # set by hub.api.app.create_app
+        self.feed: Any = None  # the live event stream (hub.api.stream), set there too
 
     # ------------------------------------------------------------ threads
 

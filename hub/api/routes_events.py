@@ -10,9 +10,11 @@ with a ``next_after`` that moved on: keep asking while ``next_after < last_seq``
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Header, HTTPException, Path, Query
+from sse_starlette import EventSourceResponse
 
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext, CommandState
@@ -27,6 +29,7 @@ from hub.api.schemas import (
     EventOut,
     EventPage,
 )
+from hub.api.stream import Overflow, catch_up
 from hub.api.views import active_by_device, event_out
 from hub.commands import CommandError, new_command_id
 from hub.model import Acknowledgement, Command, Event, EventKind
@@ -100,6 +103,68 @@ async def active_events(caller: Caller, tree: OrgTree, ctx: Ctx,
     allowed = await _device_projects(ctx, caller, tree)
     return [event_out(e) for dev, events in active_by_device(ctx.hub).items()
             if dev in allowed for e in events if kind is None or e.kind.value == kind]
+
+
+@router.get("/events/stream", responses={**ERRORS, 200: {
+    "description": "Server-Sent Events: `event: event`, `id:` the journal seq, `data:` an "
+                   "event as in GET /api/events",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+async def stream_events(
+    caller: Caller, tree: OrgTree, ctx: Ctx,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
+                                       "(default: Last-Event-ID, else from now)")] = None,
+    kind: KIND = None,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+    idle_timeout: Annotated[float | None, Query(gt=0, le=86400, description="end the "
+                                                "stream after this many seconds without "
+                                                "an event")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """Events as they are committed, for the devices the caller sees; reconnect with
+    ``Last-Event-ID`` (or ``after``) to miss nothing."""
+    devices = await visible_devices(ctx, caller, tree)
+    allowed = await _device_projects(ctx, caller, tree)
+    if project is not None:
+        allowed = {k for k, d in devices.items() if d.project == project}
+    if device is not None:
+        allowed &= {device}
+    if after is None and last_event_id and last_event_id.isdigit():
+        after = int(last_event_id)
+
+    def keep(e: Event) -> bool:
+        return e.device in allowed and (kind is None or e.kind.value == kind)
+
+    sub, feed_seq = ctx.feed.subscribe()
+
+    async def events():
+        try:
+            cursor = feed_seq if after is None else after
+            if cursor < feed_seq:
+                for seq, e in await catch_up(ctx, cursor, feed_seq, keep):
+                    yield {"id": str(seq), "event": "event",
+                           "data": event_out(e, seq).model_dump_json()}
+                cursor = feed_seq
+            while True:
+                try:
+                    seq, e = await asyncio.wait_for(sub.get(), idle_timeout)
+                except TimeoutError:
+                    return
+                except Overflow:
+                    yield {"event": "end", "data": json.dumps(
+                        {"reason": "too far behind or the hub is stopping; reconnect with "
+                                   "Last-Event-ID", "last_seq": cursor})}
+                    return
+                if seq <= cursor:
+                    continue
+                cursor = seq
+                if keep(e):
+                    yield {"id": str(seq), "event": "event",
+                           "data": event_out(e, seq).model_dump_json()}
+        finally:
+            ctx.feed.unsubscribe(sub)
+
+    return EventSourceResponse(events(), ping=15)
 
 
 @router.post("/events/{event_id}/ack", response_model=AckOut, status_code=201,

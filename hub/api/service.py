@@ -112,6 +112,8 @@ class ApiService(Service):
         return defer.Deferred.fromFuture(self._loop().create_task(self._stop()))
 
     async def _stop(self) -> None:
+        if self.ctx is not None and self.ctx.feed is not None:
+            await self.ctx.feed.stop()  # open streams end, so uvicorn need not wait for them
         if self.server is not None and self._task is not None:
             self.server.should_exit = True
             try:
