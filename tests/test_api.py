@@ -4,6 +4,7 @@ projects, devices, history, events, commands, operations, the docs without a CDN
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -130,6 +131,12 @@ def test_bad_input_is_a_clear_4xx_and_stores_nothing(api, root):
     body = {"name": "x" * 2_000_000, "code": "big", "unit_id": 1}
     r = root.post("/api/projects", json=body)
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    def chunks():  # no Content-Length: refused as it streams in
+        for _ in range(40):
+            yield b"x" * 65536
+    r = root.post("/api/projects", content=chunks(), headers={"content-type":
+                                                               "application/json"})
+    assert r.status_code == 413
     deep = "[" * 200 + "]" * 200
     r = root.post("/api/projects", content=deep, headers={"content-type": "application/json"})
     assert r.status_code == 400 and "deeper" in r.json()["detail"]
@@ -224,15 +231,25 @@ def test_device_detail_has_latest_readings(api, root):
     assert {r["channel"] for r in only} == {"A", "B", "C"}
 
 
-def test_devices_created_through_the_api(api, root):
+def test_devices_created_through_the_api_run_at_once(api, root):
     body = {"id": "api-dev-1", "name": "新设备", "project": "p2", "model": "simulated",
-            "transport": "demo", "address": "normal", "location": "3F"}
+            "transport": "demo", "address": "leakage", "location": "3F"}
     r = root.post("/api/devices", json=body)
     assert r.status_code == 201 and r.json()["source"] == "api", r.text
     assert root.post("/api/devices", json=body).status_code == 409
     assert root.post("/api/devices", json={**body, "id": "d1"}).status_code == 409
+    taken = root.post("/api/devices", json={**body, "id": "x1", "address": "normal"})
+    assert taken.status_code == 409 and "'d2' already has this address" in taken.text
     assert root.post("/api/devices", json={**body, "id": "x2", "model": "nope"}
                      ).status_code == 422
+    bad = root.post("/api/devices", json={**body, "id": "x3", "address": "volcano"})
+    assert bad.status_code == 422 and "not a simulator profile" in bad.text
+    # the simulator transport plays it from its next tick: no restart
+    deadline = time.monotonic() + 10
+    while not (d := root.get("/api/devices/api-dev-1").json())["readings"]:
+        assert time.monotonic() < deadline, "the new device never reported"
+        time.sleep(0.1)
+    assert d["online"] is True and d["source"] == "api"
     listed = root.get("/api/devices", params={"source": "api"}).json()["items"]
     assert [d["id"] for d in listed] == ["api-dev-1"]
     assert root.patch("/api/devices/api-dev-1", json={"location": "4F"}).json()["location"] \
@@ -246,6 +263,28 @@ def test_devices_created_through_the_api(api, root):
     assert root.get("/api/devices/api-dev-1").status_code == 404
     trail = [e["action"] for e in api.audit("--device", "api-dev-1")]
     assert trail == ["device.created", "device.changed", "device.deleted"]
+    # gone from the running hub: the simulator no longer plays it, nothing more is journaled
+    def journaled() -> int:
+        out = hub_cli(api.config, "readings", "--device", "api-dev-1", "--json")
+        return len(out.stdout.splitlines())
+
+    def ingest_moves_on() -> None:
+        start = ingested(root)
+        deadline = time.monotonic() + 10
+        while ingested(root) < start + 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    ingest_moves_on()
+    before = journaled()
+    assert before > 0
+    ingest_moves_on()
+    assert journaled() == before
+
+
+def ingested(client) -> float:
+    text = client.get("/metrics").text
+    return float(re.search(r"^hub_ingest_readings_total (\S+)$", text, re.M).group(1))
 
 
 def test_history_is_downsampled_on_the_server(api, root):

@@ -37,7 +37,7 @@ FOREIGN_BODIES = {
 LISTS = [("get", "/api/devices"), ("get", "/api/projects"), ("get", "/api/units"),
          ("get", "/api/events"), ("get", "/api/events/active"), ("get", "/api/users"),
          ("get", "/api/api-keys"), ("get", "/api/auth/me"),
-         ("get", "/api/events/stream"), ("post", "/api/auth/logout")]
+         ("get", "/api/events/stream"), ("get", "/api/audit"), ("post", "/api/auth/logout")]
 LIST_PARAMS = {"/api/events/stream": {"after": 0, "idle_timeout": 1}}
 
 #: generic bodies that pass validation, for routes whose target is in the path
@@ -207,6 +207,15 @@ def test_roles_within_the_project(api):
         assert key.get("/api/devices/d2").status_code == 404
         assert key.post("/api/devices/efd-1/commands", json={"action": "reset"}).status_code \
             == 403
+    # the auditor of p1 reads p1's entries through the API, and only those
+    with api.client(api.login("aud1")) as aud:
+        page = aud.get("/api/audit", params={"limit": 1000}).json()
+        subjects = {e["subject"] for e in page["items"]}
+        assert "efd-1" in subjects and "d2" not in subjects and "view2" not in subjects
+        assert ("op1", "command.requested") in {(e["actor"], e["action"])
+                                                 for e in page["items"]}
+    with api.client(api.login("op1")) as op:
+        assert op.get("/api/audit").status_code == 403
     acts = {(e["actor"], e["action"]) for e in api.audit()}
     assert ("op1", "event.acknowledged") in acts
     assert ("op1", "command.requested") in acts

@@ -9,7 +9,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from hub import __version__
-from hub.api import routes_auth, routes_devices, routes_events, routes_ops, routes_org, routes_users
+from hub.api import (
+    routes_audit,
+    routes_auth,
+    routes_devices,
+    routes_events,
+    routes_ops,
+    routes_org,
+    routes_users,
+)
 from hub.api.context import ApiContext
 from hub.api.guard import Guard
 from hub.api.routes_ops import Exporter
@@ -38,7 +46,7 @@ def create_app(ctx: ApiContext) -> Guard:
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_ops):
+                   routes_audit, routes_ops):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

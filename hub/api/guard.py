@@ -21,6 +21,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_DEPTH = 32
+#: an oversized body is read and dropped up to this size before the 413 goes out, so that
+#: the client (still sending) reads the answer instead of a connection reset
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -115,12 +118,16 @@ class Guard:
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
+        too_big = BadBody(413, f"request body larger than {self.max_body} bytes")
         if length is not None:
             try:
-                if int(length) > self.max_body:
-                    raise BadBody(413, f"request body larger than {self.max_body} bytes")
+                declared = int(length)
             except ValueError:
                 raise BadBody(400, "bad Content-Length") from None
+            if declared > self.max_body:
+                if declared <= DRAIN_LIMIT:
+                    await self._drain(receive, DRAIN_LIMIT)
+                raise too_big
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -130,7 +137,9 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise BadBody(413, f"request body larger than {self.max_body} bytes")
+                if message.get("more_body", False):
+                    await self._drain(receive, DRAIN_LIMIT - size)
+                raise too_big
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -143,6 +152,17 @@ class Guard:
             if json_depth(body) > MAX_DEPTH:
                 raise BadBody(400, f"JSON nested deeper than {MAX_DEPTH} levels")
         return body
+
+    @staticmethod
+    async def _drain(receive: Receive, limit: int) -> None:
+        size = 0
+        while size <= limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     @staticmethod
     async def _refuse(send: Send, status: int, detail: str) -> None:

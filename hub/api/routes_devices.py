@@ -2,12 +2,13 @@
 downsampled on the server; create, change and delete devices kept in the platform store.
 
 Devices declared in the configuration are listed with ``source: config`` and cannot be
-changed here. Devices created here are stored; the running transports do not see them until
-the hub restarts (live reload is a later step of issue 14).
+changed here. Devices created here are stored and join the running hub at once
+(:mod:`hub.api.live` says which transports see them when).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
 from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
+from hub.api.live import DeviceRefused, clashes, go_away, go_live, registry_device
 from hub.api.schemas import (
     ERRORS,
     DeviceDetail,
@@ -122,39 +124,42 @@ async def get_device(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx) ->
                         alarms=[event_out(e) for e in events])
 
 
-def _check_device(ctx: ApiContext, caller: Principal, tree: Tree, project: str, model: str,
-                  transport: str) -> None:
+def _check_device(caller: Principal, tree: Tree, project: str) -> None:
     node = tree.by_code.get(project)
     if node is None or not caller.can_read(tree, node):
         raise not_found("project")
     if not caller.can(tree, node, "manager"):
         raise forbidden("managing devices needs the manager role on the project")
-    hub = ctx.hub
-    if model not in hub.models and model not in hub.plugins.models:
-        raise invalid(f"unknown model {model!r}", "body", "model")
-    if transport not in hub.config.transports:
-        raise invalid(f"unknown transport {transport!r} (configured: "
-                      f"{', '.join(hub.config.transports) or 'none'})", "body", "transport")
 
 
 @router.post("", response_model=DeviceOut, status_code=201,
              responses={**ERRORS, 409: {"description": "id taken"}})
 async def create_device(body: DeviceIn, caller: Caller, tree: OrgTree, ctx: Ctx) -> DeviceOut:
     """Store a device (manager or admin of its project)."""
-    _check_device(ctx, caller, tree, body.project, body.model, body.transport)
-    if body.id in ctx.hub.registry:
-        raise HTTPException(409, f"device {body.id!r} is declared in the configuration")
+    _check_device(caller, tree, body.project)
     now = time.time()
     device = StoredDevice(body.id, body.name, body.project, body.model, body.transport,
                           body.address, body.location, caller.name, now, now)
+    running = _runnable(ctx, device)
+    why = clashes(ctx.hub, running)
+    if why:
+        raise HTTPException(409, why)
     try:
         await ctx.run(ctx.store.add_device, device)
     except Conflict as e:
         raise HTTPException(409, str(e)) from None
+    go_live(ctx.hub, running)
     await ctx.audit(caller.name, "device.created", body.id, body.model_dump())
     view = DeviceView(device.id, device.name, device.project, device.model, device.transport,
                       device.location, "api", device.address)
     return _out(ctx, view, 0)
+
+
+def _runnable(ctx: ApiContext, device: StoredDevice):
+    try:
+        return registry_device(ctx.hub, device)
+    except DeviceRefused as e:
+        raise invalid(str(e), "body", e.field) from None
 
 
 async def _stored(ctx: ApiContext, caller: Principal, tree: Tree, device_id: str) -> DeviceView:
@@ -171,9 +176,17 @@ async def update_device(device_id: str, body: DevicePatch, caller: Caller, tree:
                         ctx: Ctx) -> DeviceOut:
     d = await _stored(ctx, caller, tree, device_id)
     changes = body.model_dump(exclude_unset=True)
-    _check_device(ctx, caller, tree, changes.get("project", d.project),
-                  changes.get("model", d.model), changes.get("transport", d.transport or ""))
+    _check_device(caller, tree, changes.get("project", d.project))
+    old = await ctx.run(ctx.store.get_device, d.id)
+    new = dataclasses.replace(old, **changes)
+    running = _runnable(ctx, new)
+    others = [o for o in ctx.hub.registry.on_transport(running.transport or "")
+              if o.id != d.id and o.address_key == running.address_key]
+    if others:
+        raise HTTPException(409, f"device {others[0].id!r} already has this address")
     stored = await ctx.run(ctx.store.update_device, d.id, **changes, updated_ts=time.time())
+    go_away(ctx.hub, d.id)
+    go_live(ctx.hub, running)
     await ctx.audit(caller.name, "device.changed", d.id, changes)
     n = len(active_by_device(ctx.hub).get(d.id, []))
     return _out(ctx, DeviceView(stored.id, stored.name, stored.project, stored.model,
@@ -184,6 +197,7 @@ async def update_device(device_id: str, body: DevicePatch, caller: Caller, tree:
 async def delete_device(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx) -> None:
     d = await _stored(ctx, caller, tree, device_id)
     await ctx.run(ctx.store.delete_device, d.id)
+    go_away(ctx.hub, d.id)
     await ctx.audit(caller.name, "device.deleted", d.id, {"name": d.name, "project": d.project})
 
 

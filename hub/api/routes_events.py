@@ -213,9 +213,8 @@ async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: Or
     d = await device_in_scope(ctx, caller, tree, device_id)
     if not caller.can(tree, tree.node_of_project(d.project), "operator"):
         raise forbidden("commands need the operator role on the device's project")
-    if d.source != "config":
-        raise HTTPException(409, "devices created through the API take commands after the "
-                            "hub restarts")
+    if d.id not in ctx.hub.registry:
+        raise HTTPException(409, "this device does not run in the hub (see the hub's log)")
     hub = ctx.hub
     now = hub.clock.seconds()
     command = Command(new_command_id(), d.id, body.action, now, channel=body.channel,

@@ -193,14 +193,18 @@ class EventOut(BaseModel):
     message: str = ""
 
 
+Address = str | int | dict[str, str | int | float] | None
+
+
 class DeviceIn(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     name: str = Field(min_length=1, max_length=128)
     project: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=64)
     transport: str = Field(min_length=1, max_length=64)
-    address: str | int | None = Field(default=None, description="what the transport needs: "
-                                      "a DTU id + slave, an LwM2M endpoint, a topic part")
+    address: Address = Field(default=None, description="what the transport needs, as in "
+                             "the configuration: {dtu: ID, slave: N}, an LwM2M endpoint, "
+                             "an MQTT device id, a simulator profile")
     location: str = Field(default="", max_length=256)
 
 
@@ -209,7 +213,7 @@ class DevicePatch(Strict):
     project: str | None = Field(default=None, min_length=1, max_length=64)
     model: str | None = Field(default=None, min_length=1, max_length=64)
     transport: str | None = Field(default=None, min_length=1, max_length=64)
-    address: str | int | None = None
+    address: Address = None
     location: str | None = Field(default=None, max_length=256)
 
 

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from hub.api.app import create_app
 from hub.api.context import ApiContext
+from hub.api.live import load_stored
 from hub.api.settings import ApiSettings
 from hub.store import SqliteStore
 
@@ -48,6 +49,9 @@ class ApiService(Service):
         self.hub = hub
         self.settings = settings
         self.store = SqliteStore(settings.store_path)
+        # devices created through the API join the registry before any transport starts
+        self.store.open()
+        self._problems = load_stored(hub, self.store.devices())
         self.ctx: ApiContext | None = None
         self.server: _Server | None = None
         self.port: int | None = None
@@ -69,7 +73,8 @@ class ApiService(Service):
 
     async def _start(self) -> None:
         s = self.settings
-        self.store.open()
+        for problem in self._problems:
+            _log.warn("{problem}; it does not run until fixed", problem=problem)
         self.ctx = ApiContext(self.hub, s, self.store)
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -29,15 +29,19 @@ class DeviceView:
 
 
 def all_devices(hub: Hub, stored: Iterable[StoredDevice]) -> dict[str, DeviceView]:
-    """Every device by id; a YAML device wins over a stored one of the same id (the store
-    refuses such ids, but a YAML device may be added later)."""
+    """Every device by id: the configuration's (``source: config``, including devices
+    auto-provisioned at run time) and the platform store's (``source: api``); a YAML
+    device wins over a stored one of the same id (the hub refuses to run such a stored
+    device)."""
     out: dict[str, DeviceView] = {}
-    for d in stored:
-        out[d.id] = DeviceView(d.id, d.name, d.project, d.model, d.transport, d.location,
-                               "api", d.address)
     for d in hub.registry:
         out[d.id] = DeviceView(d.id, d.name, d.project, d.model_name, d.transport, d.location,
                                "config", d.address)
+    yaml_ids = {d.id for d in hub.config.devices}
+    for s in stored:
+        if s.id not in yaml_ids:
+            out[s.id] = DeviceView(s.id, s.name, s.project, s.model, s.transport, s.location,
+                                   "api", s.address)
     return out
 
 
