@@ -92,6 +92,9 @@ class ApiHub:
         errors = [line for line in self.proc.lines
                   if "Traceback" in line or "#error]" in line or "#critical]" in line]
         assert not errors, "".join(self.proc.lines)
+        log = "".join(self.proc.lines)
+        for secret in (PASSWORD, ROOT_PASSWORD, "hubt_", "hubr_", "hubk_"):
+            assert secret not in log, f"a secret ({secret[:5]}...) reached the log"
 
 
 def start_api_hub(tmp: Path, api: dict[str, Any] | None = None) -> ApiHub:
@@ -131,7 +134,7 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None) -> ApiHub:
         else:
             os.environ["PYTHONPATH"] = env_before
     line, _ = proc.wait_for_all("API listening on", "hub apitest started")
-    url = re.search(r"(http://127\.0\.0\.1:\d+)/", line).group(1)
+    url = re.search(r"(https?://127\.0\.0\.1:\d+)/", line).group(1)
     hub = ApiHub(tmp, config, proc, url)
     hub.device = CommandDevice(wire)
     hub.device.start()

@@ -63,6 +63,7 @@ class ApiContext:
         self._readers: list[Journal] = []
         self._readers_lock = threading.Lock()
         self._tree: Tree | None = None
+        self._devices: list[Any] | None = None
         self.account_failures = FailureCounter(
             Throttle(settings.lockout_failures, settings.lockout_seconds))
         self.address_failures = FailureCounter(
@@ -116,6 +117,18 @@ class ApiContext:
 
     def tree_changed(self) -> None:
         self._tree = None
+
+    # ------------------------------------------------------------ stored devices
+
+    async def stored_devices(self) -> list[Any]:
+        """The platform store's devices, cached: every device list and scope check needs
+        them, and only the API changes them (``devices_changed`` after each change)."""
+        if self._devices is None:
+            self._devices = await self.run(self.store.devices)
+        return self._devices
+
+    def devices_changed(self) -> None:
+        self._devices = None
 
     # ------------------------------------------------------------ commands
 

@@ -48,7 +48,7 @@ MAX_RAW_POINTS = 2_000_000
 
 async def visible_devices(ctx: ApiContext, caller: Principal,
                           tree: Tree) -> dict[str, DeviceView]:
-    devices = all_devices(ctx.hub, await ctx.run(ctx.store.devices))
+    devices = all_devices(ctx.hub, await ctx.stored_devices())
     return {k: d for k, d in devices.items()
             if caller.can_read(tree, tree.node_of_project(d.project))}
 
@@ -148,6 +148,8 @@ async def create_device(body: DeviceIn, caller: Caller, tree: OrgTree, ctx: Ctx)
         await ctx.run(ctx.store.add_device, device)
     except Conflict as e:
         raise HTTPException(409, str(e)) from None
+    finally:
+        ctx.devices_changed()
     go_live(ctx.hub, running)
     await ctx.audit(caller.name, "device.created", body.id, body.model_dump())
     view = DeviceView(device.id, device.name, device.project, device.model, device.transport,
@@ -184,7 +186,11 @@ async def update_device(device_id: str, body: DevicePatch, caller: Caller, tree:
               if o.id != d.id and o.address_key == running.address_key]
     if others:
         raise HTTPException(409, f"device {others[0].id!r} already has this address")
-    stored = await ctx.run(ctx.store.update_device, d.id, **changes, updated_ts=time.time())
+    try:
+        stored = await ctx.run(ctx.store.update_device, d.id, **changes,
+                               updated_ts=time.time())
+    finally:
+        ctx.devices_changed()
     go_away(ctx.hub, d.id)
     go_live(ctx.hub, running)
     await ctx.audit(caller.name, "device.changed", d.id, changes)
@@ -196,7 +202,10 @@ async def update_device(device_id: str, body: DevicePatch, caller: Caller, tree:
 @router.delete("/{device_id}", status_code=204, responses=ERRORS)
 async def delete_device(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx) -> None:
     d = await _stored(ctx, caller, tree, device_id)
-    await ctx.run(ctx.store.delete_device, d.id)
+    try:
+        await ctx.run(ctx.store.delete_device, d.id)
+    finally:
+        ctx.devices_changed()
     go_away(ctx.hub, d.id)
     await ctx.audit(caller.name, "device.deleted", d.id, {"name": d.name, "project": d.project})
 
