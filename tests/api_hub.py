@@ -8,12 +8,14 @@ would. :func:`populate` builds the organisation and users the authorisation test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,18 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None) -> ApiHub:
     hub.device.start()
     proc.wait_for("cmd_line: efd-1 connected")
     return hub
+
+
+@contextlib.contextmanager
+def populated_hub(tmp: Path, api: dict[str, Any] | None = None) -> Iterator[ApiHub]:
+    """A running API hub with :func:`populate`'s organisation; stopped (and its log
+    checked) at the end."""
+    hub = start_api_hub(tmp, api)
+    try:
+        populate(hub)
+        yield hub
+    finally:
+        hub.stop()
 
 
 def populate(hub: ApiHub) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.api_hub import ROOT_PASSWORD, populate, start_api_hub
+from tests.api_hub import ROOT_PASSWORD, populated_hub
 
 EXAMPLES = 15  # per operation: bounded, the suite runs on 2 cores
 
@@ -23,13 +23,9 @@ SKIP = {
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    hub = start_api_hub(tmp_path_factory.mktemp("fuzz"),
-                        api={"address_throttle": {"failures": 100_000, "minutes": 1}})
-    try:
-        populate(hub)
+    throttle = {"address_throttle": {"failures": 100_000, "minutes": 1}}
+    with populated_hub(tmp_path_factory.mktemp("fuzz"), api=throttle) as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 def test_no_5xx_and_responses_match_the_schema(api):

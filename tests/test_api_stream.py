@@ -7,17 +7,13 @@ import json
 
 import pytest
 
-from tests.api_hub import populate, start_api_hub
+from tests.api_hub import populated_hub
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    hub = start_api_hub(tmp_path_factory.mktemp("stream"))
-    try:
-        populate(hub)
+    with populated_hub(tmp_path_factory.mktemp("stream")) as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 def read_events(client, n, timeout=60.0, **params):

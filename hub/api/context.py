@@ -64,6 +64,8 @@ class ApiContext:
         self._readers_lock = threading.Lock()
         self._tree: Tree | None = None
         self._devices: list[Any] | None = None
+        self._index: Any = None
+        self._index_key: tuple[int, int] = (0, 0)
         self.account_failures = FailureCounter(
             Throttle(settings.lockout_failures, settings.lockout_seconds))
         self.address_failures = FailureCounter(
@@ -129,6 +131,19 @@ class ApiContext:
 
     def devices_changed(self) -> None:
         self._devices = None
+        self._index = None
+
+    async def device_index(self) -> Any:
+        """Every device the API shows (:class:`hub.api.views.DeviceIndex`), rebuilt when the
+        store's devices change or the registry grows or shrinks (auto-provisioning)."""
+        from hub.api.views import DeviceIndex, all_devices
+
+        stored = await self.stored_devices()
+        key = (len(self.hub.registry), id(stored))
+        if self._index is None or self._index_key != key:
+            self._index = DeviceIndex(all_devices(self.hub, stored))
+            self._index_key = key
+        return self._index
 
     # ------------------------------------------------------------ commands
 

@@ -31,7 +31,6 @@ from hub.api.schemas import (
 from hub.api.views import (
     DeviceView,
     active_by_device,
-    all_devices,
     downsample,
     event_out,
     reading_out,
@@ -48,15 +47,15 @@ MAX_RAW_POINTS = 2_000_000
 
 async def visible_devices(ctx: ApiContext, caller: Principal,
                           tree: Tree) -> dict[str, DeviceView]:
-    devices = all_devices(ctx.hub, await ctx.stored_devices())
-    return {k: d for k, d in devices.items()
-            if caller.can_read(tree, tree.node_of_project(d.project))}
+    index = await ctx.device_index()
+    readable = caller.readable_nodes(tree)
+    return {k: d for k, d in index.by_id.items() if tree.node_of_project(d.project) in readable}
 
 
 async def device_in_scope(ctx: ApiContext, caller: Principal, tree: Tree,
                           device_id: str) -> DeviceView:
-    d = (await visible_devices(ctx, caller, tree)).get(device_id)
-    if d is None:
+    d = (await ctx.device_index()).by_id.get(device_id)
+    if d is None or not caller.can_read(tree, tree.node_of_project(d.project)):
         raise not_found("device")
     return d
 
@@ -85,11 +84,15 @@ async def list_devices(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DevicePage:
-    devices = await visible_devices(ctx, caller, tree)
+    index = await ctx.device_index()
+    readable = caller.readable_nodes(tree)
     active = active_by_device(ctx.hub)
     needle = q.casefold() if q else None
     rows = []
-    for d in sorted(devices.values(), key=lambda d: d.id):
+    candidates = index.ordered if project is None else index.by_project.get(project, [])
+    for d in candidates:
+        if tree.node_of_project(d.project) not in readable:
+            continue
         if project is not None and d.project != project:
             continue
         if model is not None and d.model != model:

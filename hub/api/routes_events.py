@@ -147,7 +147,7 @@ async def stream_events(
                 cursor = feed_seq
             while True:
                 try:
-                    seq, e = await asyncio.wait_for(sub.get(), idle_timeout)
+                    seq, e, data = await asyncio.wait_for(sub.get(), idle_timeout)
                 except TimeoutError:
                     return
                 except Overflow:
@@ -159,8 +159,7 @@ async def stream_events(
                     continue
                 cursor = seq
                 if keep(e):
-                    yield {"id": str(seq), "event": "event",
-                           "data": event_out(e, seq).model_dump_json()}
+                    yield {"id": str(seq), "event": "event", "data": data}
         finally:
             ctx.feed.unsubscribe(sub)
 

@@ -77,7 +77,10 @@ class ApiService(Service):
             _log.warn("{problem}; it does not run until fixed", problem=problem)
         self.ctx = ApiContext(self.hub, s, self.store)
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto given explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
+        # say IPPROTO_TCP, and with Nagle on every keep-alive answer waits ~40 ms for the
+        # client's delayed ACK
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((s.host, s.port))

@@ -45,6 +45,18 @@ def all_devices(hub: Hub, stored: Iterable[StoredDevice]) -> dict[str, DeviceVie
     return out
 
 
+class DeviceIndex:
+    """:func:`all_devices` by id and by project, each project's list sorted by id: a page
+    of one project costs the page, not the whole fleet."""
+
+    def __init__(self, devices: dict[str, DeviceView]) -> None:
+        self.by_id = devices
+        self.ordered = sorted(devices.values(), key=lambda d: d.id)
+        self.by_project: dict[str, list[DeviceView]] = {}
+        for d in self.ordered:
+            self.by_project.setdefault(d.project, []).append(d)
+
+
 def active_by_device(hub: Hub) -> dict[str, list[Event]]:
     """Raised alarms and faults (the alarm engine's and presence's offline), by device."""
     out: dict[str, list[Event]] = {}

@@ -157,6 +157,16 @@ class SqliteStore:
                 raise StoreError("the platform store is not open")
             return fn(self._db)
 
+    def _one(self, convert: Callable[[tuple], T], sql: str, key: object,
+             missing: str | None = None) -> T | None:
+        """One row by ``key`` converted, or None; with ``missing``, NotFound instead."""
+        row = self._read(lambda db: db.execute(sql, (key,)).fetchone())
+        if row is None:
+            if missing is not None:
+                raise NotFound(missing)
+            return None
+        return convert(row)
+
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             db = self._db
@@ -188,16 +198,11 @@ class SqliteStore:
         return self._write(do)
 
     def get_user(self, user_id: int) -> User:
-        row = self._read(lambda db: db.execute(f"SELECT {_USER_COLS} FROM users WHERE id = ?",
-                                               (user_id,)).fetchone())
-        if row is None:
-            raise NotFound(f"no user {user_id}")
-        return _user(row)
+        return self._one(_user, f"SELECT {_USER_COLS} FROM users WHERE id = ?", user_id,
+                         f"no user {user_id}")
 
     def user_by_name(self, name: str) -> User | None:
-        row = self._read(lambda db: db.execute(f"SELECT {_USER_COLS} FROM users WHERE name = ?",
-                                               (name,)).fetchone())
-        return None if row is None else _user(row)
+        return self._one(_user, f"SELECT {_USER_COLS} FROM users WHERE name = ?", name)
 
     def list_users(self) -> list[User]:
         return [_user(r) for r in self._read(lambda db: db.execute(
@@ -279,11 +284,8 @@ class SqliteStore:
         return self._write(do)
 
     def get_node(self, node_id: int) -> Node:
-        row = self._read(lambda db: db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE id = ?",
-                                               (node_id,)).fetchone())
-        if row is None:
-            raise NotFound(f"no node {node_id}")
-        return _node(row)
+        return self._one(_node, f"SELECT {_NODE_COLS} FROM nodes WHERE id = ?", node_id,
+                         f"no node {node_id}")
 
     def nodes(self) -> list[Node]:
         return [_node(r) for r in self._read(lambda db: db.execute(
@@ -336,16 +338,14 @@ class SqliteStore:
                            refresh_expires, now, address)
         return self._write(do)
 
-    def _session_where(self, col: str, value: str) -> Session | None:
-        row = self._read(lambda db: db.execute(
-            f"SELECT {_SESSION_COLS} FROM sessions WHERE {col} = ?", (value,)).fetchone())
-        return None if row is None else _session(row)
-
     def session_by_token(self, token_hash: str) -> Session | None:
-        return self._session_where("token_hash", token_hash)
+        return self._one(_session, f"SELECT {_SESSION_COLS} FROM sessions WHERE token_hash = ?",
+                         token_hash)
 
     def session_by_refresh(self, refresh_hash: str) -> Session | None:
-        return self._session_where("refresh_hash", refresh_hash)
+        return self._one(_session,
+                         f"SELECT {_SESSION_COLS} FROM sessions WHERE refresh_hash = ?",
+                         refresh_hash)
 
     def revoke_session(self, session_id: int) -> None:
         self._write(lambda db: db.execute("UPDATE sessions SET revoked = 1 WHERE id = ?",
@@ -366,9 +366,7 @@ class SqliteStore:
         return key
 
     def api_key(self, key_id: str) -> ApiKey | None:
-        row = self._read(lambda db: db.execute(
-            f"SELECT {_KEY_COLS} FROM api_keys WHERE id = ?", (key_id,)).fetchone())
-        return None if row is None else _key(row)
+        return self._one(_key, f"SELECT {_KEY_COLS} FROM api_keys WHERE id = ?", key_id)
 
     def api_keys(self) -> list[ApiKey]:
         return [_key(r) for r in self._read(lambda db: db.execute(
@@ -394,9 +392,7 @@ class SqliteStore:
         return self._write(do)
 
     def get_device(self, device_id: str) -> Device | None:
-        row = self._read(lambda db: db.execute(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)).fetchone())
-        return None if row is None else _device(row)
+        return self._one(_device, f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", device_id)
 
     def devices(self) -> list[Device]:
         return [_device(r) for r in self._read(lambda db: db.execute(
