@@ -99,7 +99,8 @@ class ApiHub:
             assert secret not in log, f"a secret ({secret[:5]}...) reached the log"
 
 
-def start_api_hub(tmp: Path, api: dict[str, Any] | None = None) -> ApiHub:
+def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
+                  first_admin: bool = True) -> ApiHub:
     site = tmp / "site"
     write_distribution(site, "hubtest-commands", {"hubtest_commands": "hubtest_commands"},
                        {"hubtest_commands": (HERE / "plugins" / "hubtest_commands.py")
@@ -123,9 +124,10 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None) -> ApiHub:
              "transport": "wire", "address": "EFD0001"},
         ],
     }, allow_unicode=True), encoding="utf-8")
-    made = hub_cli(config, "users", "add", "--role", "admin", "root", "--password-stdin",
-                   stdin=ROOT_PASSWORD + "\n")
-    assert made.returncode == 0, made.stderr
+    if first_admin:
+        made = hub_cli(config, "users", "add", "--role", "admin", "root", "--password-stdin",
+                       stdin=ROOT_PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env_before) if p)
     try:
