@@ -9,11 +9,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub.api.authz import Tree
+from hub.api.schemas import CommandOut
 from hub.api.security import FailureCounter, Throttle
 from hub.api.settings import ApiSettings
 from hub.store import PlatformStore
@@ -26,25 +26,6 @@ T = TypeVar("T")
 
 #: commands started through the API whose lifecycle stays readable from memory
 MAX_TRACKED_COMMANDS = 10_000
-
-
-@dataclass
-class CommandState:
-    id: str
-    device: str
-    action: str
-    channel: str
-    params: dict[str, Any]
-    requested_by: str
-    ttl: float
-    status: str
-    detail: str = ""
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def move(self, status: str, ts: float, detail: str = "") -> None:
-        self.status = status
-        self.detail = detail
-        self.history.append({"status": status, "ts": ts, "detail": detail})
 
 
 class ApiContext:
@@ -70,7 +51,7 @@ class ApiContext:
             Throttle(settings.lockout_failures, settings.lockout_seconds))
         self.address_failures = FailureCounter(
             Throttle(settings.address_failures, settings.address_window))
-        self.commands: OrderedDict[str, CommandState] = OrderedDict()
+        self.commands: OrderedDict[str, CommandOut] = OrderedDict()
         self.exporter: Any = None  # set by hub.api.app.create_app
         self.feed: Any = None  # the live event stream (hub.api.stream), set there too
 
@@ -147,7 +128,7 @@ class ApiContext:
 
     # ------------------------------------------------------------ commands
 
-    def track(self, state: CommandState) -> None:
+    def track(self, state: CommandOut) -> None:
         self.commands[state.id] = state
         while len(self.commands) > MAX_TRACKED_COMMANDS:
             self.commands.popitem(last=False)

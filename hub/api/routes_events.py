@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query
 from sse_starlette import EventSourceResponse
 
 from hub.api.authz import Principal, Tree
-from hub.api.context import ApiContext, CommandState
+from hub.api.context import ApiContext
 from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
 from hub.api.routes_devices import device_in_scope, visible_devices
 from hub.api.schemas import (
@@ -195,12 +195,6 @@ async def acknowledge(event_id: Annotated[str, Path(max_length=128)], body: AckI
 
 # ---------------------------------------------------------------- commands
 
-def _command_out(s: CommandState) -> CommandOut:
-    return CommandOut(id=s.id, device=s.device, action=s.action, channel=s.channel,
-                      params=s.params, requested_by=s.requested_by, status=s.status,
-                      detail=s.detail, history=s.history)
-
-
 @router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=202,
              responses={**ERRORS, 409: {"description": "the device takes no commands now"},
                         422: {"description": "bad action or parameters"}})
@@ -222,8 +216,8 @@ async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: Or
         done = hub.commands.execute(command)
     except CommandError as e:
         raise invalid(str(e), "body") from None
-    state = CommandState(command.id, d.id, body.action, body.channel, dict(body.params),
-                         caller.name, body.ttl, "pending")
+    state = CommandOut(id=command.id, device=d.id, action=body.action, channel=body.channel,
+                       params=dict(body.params), requested_by=caller.name, status="pending")
     state.move("pending", now)
     if command.id in hub.commands.queued:
         state.move("queued", hub.clock.seconds(), "waits for the device's next uplink")
@@ -243,7 +237,7 @@ async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: Or
             await asyncio.wait_for(asyncio.shield(future), body.ttl + 5)
         except TimeoutError:
             pass
-    return _command_out(state)
+    return state
 
 
 @router.get("/commands/{command_id}", response_model=CommandOut, responses=ERRORS)
@@ -255,4 +249,4 @@ async def get_command(command_id: Annotated[str, Path(max_length=64)], caller: C
     if state is None:
         raise not_found("command")
     await device_in_scope(ctx, caller, tree, state.device)
-    return _command_out(state)
+    return state

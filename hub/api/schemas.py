@@ -286,6 +286,8 @@ class CommandIn(Strict):
 
 
 class CommandOut(BaseModel):
+    """A command started through the API; also its state while the hub runs."""
+
     id: str
     device: str
     action: str
@@ -293,8 +295,13 @@ class CommandOut(BaseModel):
     params: dict[str, Any]
     requested_by: str
     status: str
-    detail: str
-    history: list[dict[str, Any]]
+    detail: str = ""
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+    def move(self, status: str, ts: float, detail: str = "") -> None:
+        self.status = status
+        self.detail = detail
+        self.history.append({"status": status, "ts": ts, "detail": detail})
 
 
 class Health(BaseModel):
