@@ -18,6 +18,9 @@ The protocol is one JSON object per line each way::
        "details": {...}}                   (``hub users``: account changes only)
     ← {"ok": true, "seq": 17}
 
+    → {"op": "rewind_cursor", "name": "history", "seq": 1200, "by": "alice"}   (or "ts")
+    ← {"ok": true, "name": "history", "from": 5000, "to": 1200, "records": 3800}
+
     → {"op": "ping"}
     ← {"ok": true, "hub": "hub", "seq": 1234}
 
@@ -41,6 +44,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from hub.audit import AuditError
 from hub.commands import CommandError, new_command_id
+from hub.journal import CursorError
 from hub.model import Acknowledgement, Command, EventKind
 
 if TYPE_CHECKING:
@@ -171,6 +175,38 @@ class AdminProtocol(LineOnlyReceiver):
                                   str(request.get("subject") or ""),
                                   dict(request.get("details") or {}))
         return d.addCallback(lambda seq: {"ok": True, "seq": seq})
+
+    def op_rewind_cursor(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Move a cursor back (to ``seq``, or to the last record committed at or before
+        ``ts``) so that its sink delivers everything after it again: for a database that
+        lost points it had acknowledged. Bounded by what the journal still holds; audited
+        before the change; the running sink is told at once and re-sends from there."""
+        name = str(request.get("name") or "")
+        journal = self.hub.journal
+        try:
+            if request.get("seq") is not None:
+                seq = int(request["seq"])
+            elif request.get("ts") is not None:
+                seq = journal.seq_at(float(request["ts"]))
+            else:
+                return {"ok": False, "error": "rewind to what? give 'seq' or 'ts'"}
+            current = journal.check_rewind(name, seq)
+        except (CursorError, TypeError, ValueError) as e:
+            return {"ok": False, "error": str(e)}
+        by = str(request.get("by") or "?")
+        details = {"cursor": name, "from": current, "to": seq}
+        if request.get("ts") is not None:
+            details["since"] = float(request["ts"])
+        try:  # on disk before the change, like a command's entry
+            self.hub.audit.record_now(by, "cursor.rewound", name, details)
+        except AuditError as e:
+            return {"ok": False, "error": f"not rewound: the audit log cannot record it ({e})"}
+        journal.rewind_cursor(name, seq)
+        records = journal.last_seq() - seq
+        _log.info("journal cursor {name!r} rewound from seq {old} to {seq} by {by}: "
+                  "{n} records to deliver again", name=name, old=current, seq=seq, by=by,
+                  n=records)
+        return {"ok": True, "name": name, "from": current, "to": seq, "records": records}
 
 
 class AdminFactory(Factory):

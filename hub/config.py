@@ -8,13 +8,27 @@ their type.
 Secrets never need to sit in the file: wherever a string is expected, ``{env: NAME}`` reads
 an environment variable and ``{file: PATH}`` reads a file (relative to the config file, with
 the trailing newline stripped). They become :class:`Secret` values that print as ``***``.
+
+Relative paths in the file (``hub.state_dir``, ``journal.path``, ``audit.path``,
+``audit.key_file``, secret files, a model's ``map:``) are relative to the directory of the
+configuration file, never to the working directory: ``hub devices -c /etc/hub/hub.yaml``
+reads the same journal from anywhere. (A ``map:`` not found there is still looked up in the
+working directory, for configurations written relative to a checkout.)
+
+(About 550 lines, over the ~500 the project aims at: it reads the whole file's schema in
+one place, section by section, so the reading order and the cross-references between
+sections stay visible; the alarm set points, the largest self-contained part, are in
+:mod:`hub.config_alarms`.)
+
+A value of the wrong type is a configuration error naming its key, never a traceback: a
+check that fails yields ``None`` (see :meth:`hub.validate.Section.get`), so nothing here
+computes with a checked value before it knows the check passed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +37,9 @@ import yaml
 
 from hub.alarms import Threshold
 from hub.api.settings import ApiSettings, parse_api
-from hub.model import ALARM_RULES, QUANTITIES
+from hub.config_alarms import alarm_defaults as _alarm_defaults
+from hub.config_alarms import base_ratio, threshold
+from hub.model import ALARM_RULES
 from hub.validate import (
     Checker,
     ConfigError,
@@ -244,16 +260,14 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
 
     hub = top.section("hub")
     name = hub.get("name", string(NAME, "a name of letters, digits, _ and -"), "hub")
-    state_dir = hub.get("state_dir", string(), "var")
-    if not os.path.isabs(state_dir):
-        # relative to the working directory: `make run` runs from the checkout
-        state_dir = os.path.normpath(state_dir)
+    # a wrong value is reported; the default stands in so the other keys are still checked
+    state_dir = _path(base, hub.get("state_dir", string(), "var") or "var")
     log_level = hub.get("log_level", choice("debug", "info", "warn", "error"), "info")
     log_format = hub.get("log_format", choice("text", "json"), "text")
     gc = _gc(hub.section("gc"))
     hub.finish()
 
-    journal = _journal(top.section("journal"), state_dir)
+    journal = _journal(top.section("journal"), state_dir, base)
     audit = _audit(top.section("audit"), state_dir, base)
     api = parse_api(top, state_dir, base)
     presence = _presence(top.section("presence"))
@@ -313,14 +327,27 @@ def _gc(s: Section) -> GcSettings:
     return GcSettings(freeze, tuple(threshold))  # type: ignore[arg-type]
 
 
-def _journal(s: Section, state_dir: str) -> JournalSettings:
-    path = s.get("path", string(), os.path.join(state_dir, "journal.sqlite"))
+def _path(base: str, path: str) -> str:
+    """``path`` as written in the file at ``base``: relative to that file's directory."""
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _or(value: Any, default: Any) -> Any:
+    """A checked value, or ``default`` where the check failed (its error is recorded)."""
+    return default if value is None else value
+
+
+def _journal(s: Section, state_dir: str, base: str) -> JournalSettings:
+    path = s.get("path", string(), None)
+    path = _path(base, path) if path else os.path.join(state_dir, "journal.sqlite")
     max_mb = s.get("max_size_mb", number(1), None)
     days = s.get("retention_days", number(1), 730)
+    interval_ms = _or(s.get("commit_interval_ms", number(0, 1000, "ms"),
+                            JournalSettings.commit_interval * 1000),
+                      JournalSettings.commit_interval * 1000)
     out = JournalSettings(
         path=path,
-        commit_interval=s.get("commit_interval_ms", number(0, 1000),
-                              JournalSettings.commit_interval * 1000) / 1000,
+        commit_interval=interval_ms / 1000,
         max_batch=s.get("max_batch", integer(1, 1_000_000), JournalSettings.max_batch),
         max_bytes=int(max_mb * 1024 * 1024) if max_mb else None,
         warn_ratio=s.get("warn_ratio", number(0.1, 1), 0.9),
@@ -333,12 +360,13 @@ def _journal(s: Section, state_dir: str) -> JournalSettings:
 
 
 def _audit(s: Section, state_dir: str, base: str) -> AuditSettings:
-    path = s.get("path", string(), os.path.join(state_dir, "audit.sqlite"))
+    path = s.get("path", string(), None)
+    path = _path(base, path) if path else os.path.join(state_dir, "audit.sqlite")
     key_file = s.get("key_file", string(), None)
     if key_file is None:
         key_file = os.path.join(state_dir, "audit_key.pem")
-    elif not os.path.isabs(key_file):
-        key_file = os.path.join(base, key_file)  # like {file: ...}: next to the config
+    else:
+        key_file = _path(base, key_file)  # like {file: ...}: next to the config
     # only the hub's user may read the key: other users' `hub events` must still load this
     if os.path.exists(key_file) and os.access(key_file, os.R_OK):
         from hub.audit.keys import AuditKeyError, load_private
@@ -365,80 +393,6 @@ def _presence(s: Section) -> PresenceSettings:
         heartbeat_interval=s.get("heartbeat_interval", number(1, 86400 * 7), 60),
         timeout_count=s.get("timeout_count", integer(1, 100), 3),
     )
-    s.finish()
-    return out
-
-
-_RULE_KEYS = ("alarm", "warning", "warning_ratio", "hysteresis", "delay", "clear_delay", "enabled")
-
-
-def _threshold(rule: str, s: Section, base: Threshold | None, warning_ratio: float) -> Threshold:
-    """One rule's threshold; keys missing here come from ``base`` (the defaults)."""
-    spec = ALARM_RULES[rule]
-    unit = QUANTITIES[spec.quantity].unit
-    set_point = number(spec.low, spec.high, unit, spec.table)
-    enabled = s.get("enabled", boolean, base.enabled if base else True)
-    inherited = base.alarm if base is not None and not math.isnan(base.alarm) else None
-    if inherited is not None:
-        alarm = s.get("alarm", set_point, inherited)
-    elif enabled:
-        alarm = s.get("alarm", set_point)  # required: nothing to inherit
-    else:
-        # a rule switched off with no set point (overcurrent depends on each breaker)
-        alarm = s.get("alarm", set_point, math.nan)
-    ratio = s.get("warning_ratio", number(0.1, 0.99), warning_ratio)
-    if "warning" in s:
-        # a pre-alarm lies between the standard's range and the set point: above the range's
-        # low end for a high alarm, below its high end for a low one
-        warning = s.get("warning", number(spec.low if spec.direction == "high" else None,
-                                          spec.high if spec.direction == "low" else None,
-                                          unit=unit), None)
-    elif "alarm" in s or base is None or "warning_ratio" in s:
-        if ratio and alarm is not None and not math.isnan(alarm):
-            # pre-alarm at a share of the set point; for a low alarm the same margin above it
-            warning = alarm * ratio if spec.direction == "high" else alarm * (2 - ratio)
-        else:
-            warning = None
-    else:
-        warning = base.warning
-    if alarm is not None and warning is not None and not math.isnan(alarm):
-        wrong_side = warning >= alarm if spec.direction == "high" else warning <= alarm
-        if wrong_side:
-            s.checker.error(s.path / "warning", f"{warning:g} {unit} must be "
-                            f"{'below' if spec.direction == 'high' else 'above'} the alarm "
-                            f"set point {alarm:g} {unit}")
-    hysteresis = s.get("hysteresis", number(0, unit=unit), base.hysteresis if base else 0.0)
-    if "hysteresis" in s and hysteresis and alarm is not None and not math.isnan(alarm):
-        # the clear level must be reachable, or an alarm once raised never clears (checked
-        # where hysteresis is written, so an inherited value is reported once)
-        clear = alarm - hysteresis if spec.direction == "high" else alarm + hysteresis
-        if spec.direction == "high" and clear <= 0:
-            s.checker.error(s.path / "hysteresis", f"{hysteresis:g} {unit} would put the clear "
-                            f"level at {clear:g} {unit}; it must stay above 0 (the alarm "
-                            f"clears below set point - hysteresis)")
-        elif spec.direction == "low" and clear > spec.high:
-            s.checker.error(s.path / "hysteresis", f"{hysteresis:g} {unit} would put the clear "
-                            f"level at {clear:g} {unit}, above {spec.high:g} {unit}; the alarm "
-                            f"clears above set point + hysteresis")
-    delay = s.get("delay", number(0, 3600, "s"), base.delay if base else 0.0)
-    clear_delay = s.get("clear_delay", number(0, 3600, "s"), base.clear_delay if base else 0.0)
-    s.finish()
-    if alarm is None:
-        alarm = math.nan
-    return Threshold(rule=rule, alarm=alarm, warning=warning, hysteresis=hysteresis or 0.0,
-                     delay=delay or 0.0, clear_delay=clear_delay or 0.0, enabled=bool(enabled))
-
-
-def _alarm_defaults(s: Section) -> dict[str, Threshold]:
-    ratio = s.get("warning_ratio", number(0, 0.99), 0.9)
-    defaults = s.section("defaults")
-    out = {}
-    for rule, raw in defaults.items():
-        if rule not in ALARM_RULES:
-            s.checker.error(defaults.path / rule,
-                            f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
-            continue
-        out[rule] = _threshold(rule, Section(s.checker, defaults.path / rule, raw), None, ratio)
     s.finish()
     return out
 
@@ -511,7 +465,7 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
                               f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
                 continue
             base = defaults.get(rule)
-            alarms[rule] = _threshold(rule, Section(checker, al.path / rule, rraw), base,
+            alarms[rule] = threshold(rule, Section(checker, al.path / rule, rraw), base,
                                       base_ratio(base))
         interval, count = _heartbeat(s.section("heartbeat"))
         d = DeviceSettings(
@@ -569,16 +523,6 @@ def _heartbeat(hb: Section) -> tuple[float | None, int | None]:
     count = hb.get("timeout_count", integer(1, 100), None)
     hb.finish()
     return interval, count
-
-
-def base_ratio(base: Threshold | None) -> float:
-    """The warning ratio implied by a default threshold, reused when a device overrides only
-    the set point."""
-    if base is None or base.warning is None or not base.alarm or math.isnan(base.alarm):
-        return 0.0
-    rule = ALARM_RULES[base.rule]
-    ratio = base.warning / base.alarm if rule.direction == "high" else 2 - base.warning / base.alarm
-    return ratio if 0 < ratio < 1 else 0.0  # an invalid default is reported once, not per device
 
 
 def _rule(s: Section, models: set[str], transports: dict[str, TypedSection]) -> ProvisionRule:

@@ -12,6 +12,10 @@ The path of every frame, in order::
 
 Timers in the alarm engine (delays) and in presence (offline) come back through
 :meth:`Hub.record_events`, the same journal-then-observers path.
+
+Transports see the hub only as a :class:`hub.contracts.TransportPort` (the methods under
+"the transport port" below, with ``ingest``, ``resolve``, ``heartbeat``, ``clock`` and
+``metrics``): never its journal, registry or command queue.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from hub.alarms import AlarmEngine, Threshold
 from hub.audit import AuditLog, load_or_create, public_path
 from hub.commands import Commands
 from hub.config import AuditSettings, HubConfig
+from hub.contracts import CommandTarget, DeviceModel
 from hub.journal import Journal
 from hub.metrics import Metrics
 from hub.model import (
     TS_MAX,
     TS_MIN,
+    Command,
     Event,
     EventKind,
     EventState,
@@ -44,7 +50,6 @@ from hub.model import (
 from hub.pluginmanager import HubPlugins
 from hub.presence import Presence
 from hub.registry import Device, Registry
-from hub.types import DeviceModel
 
 _log = Logger(namespace="hub.core")
 
@@ -129,6 +134,43 @@ class Hub:
             return self.registry.get(device)
         except LookupError:
             return None
+
+    # ------------------------------------------------------------------ the transport port
+    # (hub.contracts.TransportPort; resolve, ingest, heartbeat and set_offline_after are
+    # below and above: the data path is the hub's own)
+
+    def devices(self, transport: str) -> list[Device]:
+        """The devices configured (or provisioned so far) on ``transport``."""
+        return self.registry.on_transport(transport)
+
+    def device(self, device_id: str) -> Device | None:
+        """The device ``device_id``, or ``None`` if the hub does not know it."""
+        return self._device_or_none(device_id)
+
+    def register_command_target(self, transport: str, target: CommandTarget) -> None:
+        self.commands.register_target(transport, target)
+
+    def unregister_command_target(self, transport: str) -> None:
+        self.commands.unregister_target(transport)
+
+    def command_sent(self, command: Command) -> None:
+        self.commands.mark_sent(command)
+
+    def command_queued(self, command: Command, detail: str, again: bool = False) -> None:
+        self.commands.mark_queued(command, detail, again)
+
+    def command_waiting(self, command_id: str) -> bool:
+        """Whether ``command_id`` was accepted and is not on the wire yet."""
+        return command_id in self.commands.pending
+
+    def resume_commands(self, devices: Sequence[str], since: float) -> int:
+        """Commands for ``devices`` accepted since ``since`` and unfinished in the journal
+        go to their transports again (for what is left of their time to live); returns how
+        many."""
+        commands = self.journal.unfinished_commands(devices, since)
+        for command in commands:
+            self.commands.resume(command)
+        return len(commands)
 
     # ------------------------------------------------------------------ lifecycle
 

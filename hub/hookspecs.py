@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from hub.contracts import DeviceModelType, SinkType, SmsProviderType, TransportType
     from hub.core import Hub
     from hub.model import Command, CommandResult, Event
-    from hub.types import DeviceModelType, SinkType, SmsProviderType, TransportType
 
 PROJECT = "hub"
 
@@ -59,10 +59,12 @@ def hub_register_transport_types() -> list[TransportType]:
     A transport owns sockets and sessions: it listens or connects, identifies devices
     against the registry, keeps them online and delivers downlink commands. It never
     interprets payloads; it hands bytes to the device's model and the model's records to
-    the hub (:meth:`hub.core.Hub.ingest`).
+    the hub. Its ``factory(port, name, options)`` gets the hub as a
+    :class:`hub.contracts.TransportPort` (resolve, ingest, presence, command progress) and
+    uses nothing else of it.
 
     Called once while the hub is built, before the configuration is validated, so the
-    configuration can name the types. Each :class:`hub.types.TransportType` carries a
+    configuration can name the types. Each :class:`hub.contracts.TransportType` carries a
     unique ``name`` (what ``transports.<id>.type`` names in ``hub.yaml``), a
     ``check_options`` function that validates the transport's options section and a
     ``factory`` that builds the running service.
@@ -77,7 +79,7 @@ def hub_register_device_models() -> list[DeviceModelType]:
     (:mod:`hub.model`) and commands into bytes. It is pure: no sockets, no clock, no
     threads, so a vendor can test it with byte vectors alone (see :mod:`hub.testing`).
 
-    Called once while the hub is built. Each :class:`hub.types.DeviceModelType` has a unique
+    Called once while the hub is built. Each :class:`hub.contracts.DeviceModelType` has a unique
     ``name`` (what ``devices[].model`` or ``models.<name>.type`` names), ``check_options``
     and a ``factory(options)`` that returns the model object.
     """
@@ -92,7 +94,7 @@ def hub_register_sink_types() -> list[SinkType]:
     the far side accepted them. Several sinks of one type may be configured, each with its
     own cursor named after its config key.
 
-    Called once while the hub is built. Each :class:`hub.types.SinkType` has a unique
+    Called once while the hub is built. Each :class:`hub.contracts.SinkType` has a unique
     ``name`` (what ``sinks.<id>.type`` names), ``check_options`` and ``factory``.
     """
 
@@ -105,8 +107,8 @@ def hub_register_sms_providers() -> list[SmsProviderType]:
     them: a cloud API, a local HTTP gateway, a GSM modem. An ``sms`` sink names its provider
     in ``sinks.<id>.provider.type``; the rest of that section goes to the provider's
     ``check_options``. ``factory(options, reactor)`` returns an object with a ``name`` and
-    ``send(message)`` (see :class:`hub.types.SmsProvider`): a Deferred firing with one
-    :class:`hub.types.SendResult` per phone, or failing when the whole attempt should be
+    ``send(message)`` (see :class:`hub.contracts.SmsProvider`): a Deferred firing with one
+    :class:`hub.contracts.SendResult` per phone, or failing when the whole attempt should be
     retried.
 
     Called once while the hub is built; names are global, as for the other types.

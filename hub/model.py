@@ -104,6 +104,9 @@ QUANTITIES: dict[str, Quantity] = dict(
         # Not in the tables but reported by nearly every DTU and NB-IoT module
         _q("signal_strength", "dBm", "信号强度", "device"),
         _q("battery_voltage", "V", "电池电压", "device"),
+        # Not in the tables but read from every multi-function energy meter (DL/T 645-2007
+        # 02800004 当前有功需量: the average active power over the demand period)
+        _q("active_demand", "W", "有功需量", "meter"),
     ]
 )
 

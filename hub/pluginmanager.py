@@ -33,8 +33,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hub import hookspecs
+from hub.contracts import DeviceModelType, SinkType, SmsProviderType, TransportType
 from hub.metrics import Metrics
-from hub.types import DeviceModelType, SinkType, SmsProviderType, TransportType
 
 GROUP = "hub"
 OWN_DISTRIBUTION = "hub-server"

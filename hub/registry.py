@@ -16,8 +16,8 @@ from twisted.logger import Logger
 
 from hub.alarms import Threshold
 from hub.config import DeviceSettings, HubConfig, ProvisionRule
+from hub.contracts import DeviceModel
 from hub.metrics import Metrics
-from hub.types import DeviceModel
 
 _log = Logger(namespace="hub.registry")
 

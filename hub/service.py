@@ -3,7 +3,8 @@
 ::
 
     HubService                       opens the journal and restores state first,
-     ├─ journal-prune (TimerService)  closes it last, after everything else stopped
+     ├─ journal-prune (TimerService)  closes it last, after everything else stopped;
+     │                                 its passes start once every sink claimed its cursor
      ├─ sinks.<id> ...                started before transports: nothing arrives unread
      ├─ transports.<id> ...           stopped first: no new data while the rest drains
      ├─ api (uvicorn on the loop)      the northbound HTTP API, if configured (hub.api)
@@ -86,6 +87,10 @@ class HubService(OrderedMultiService):
         self.hub = hub
         self._closed = False
         self._warned_cursors: set[str] = set()
+        # the prune timer starts first (it is the first child) but its passes wait until
+        # every sink has claimed its cursor: before that, each configured sink's cursor
+        # looks like one no sink owns ("belongs to no configured sink", a false alarm)
+        self._sinks_started = False
         self.setName(f"hub:{hub.config.name}")
         j = hub.config.journal
         prune = TimerService(j.prune_interval, self._prune)
@@ -132,12 +137,14 @@ class HubService(OrderedMultiService):
         os.replace(tmp, path)
 
     def _prune(self) -> None:
+        if not self._sinks_started:
+            return
         journal = self.hub.journal
         deleted = journal.prune(self.hub.clock.seconds())
         if deleted:
             _log.info("journal retention pruned {n} records", n=deleted)
-        # Sinks set their cursors when they start, before the first prune runs; a cursor
-        # nobody set is a sink removed or renamed, and it holds every later record back.
+        # Sinks claimed their cursors when they started, before the first pass here; a
+        # cursor nobody claimed is a sink removed or renamed: it holds later records back.
         stale = journal.stale_cursors()
         self.hub.metrics.set("journal.stale_cursors", len(stale))
         last = journal.last_seq()
@@ -156,6 +163,8 @@ class HubService(OrderedMultiService):
                                                      self.hub.clock.getThreadPool(), fn))
         try:
             yield super().startService()
+            self._sinks_started = True
+            self._prune()  # the pass the prune timer skipped at its start
             yield self.hub.plugins.call_in_turn("hub_startup", True, hub=self.hub)
         except BaseException:
             yield self.stopService()

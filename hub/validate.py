@@ -82,6 +82,11 @@ class Checker:
             self.error(path, str(e))
         except ConfigError as e:
             self.errors.extend(e.errors)
+        except Exception as e:  # noqa: BLE001
+            # a check that did not expect this type (a list where it looked a name up):
+            # still an error of this key, not a traceback that hides every other error
+            self.error(path, f"could not be checked: {type(e).__name__}: {e} (probably a "
+                       f"value of the wrong type here; the check should have said which)")
         return default
 
     def raise_if_any(self) -> None:

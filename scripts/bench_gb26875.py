@@ -20,7 +20,7 @@ The cases:
 
 * **idle**: nothing else is uploaded (``readings: false``);
 * **backlog**: ``readings: true`` and ``--load-devices`` more detectors (simulator
-  transports of their own) reporting 8 values every 0.05 s: 1,600 readings/s with the
+  transports of their own) reporting 9 values every 0.05 s: 1,800 readings/s with the
   default 10, more than the link carries at one upload of 63 values per ``--rtt`` (1,260/s
   at 50 ms), so the journal holds an ever growing backlog of readings in front of every
   alarm (the case of a link catching up after an outage).
@@ -69,7 +69,7 @@ from plugins.sinks.gb26875.centre import CentreOptions, CentreSession  # noqa: E
 BIN = Path(sys.executable).parent
 SINK = "centre"
 ALARM_DEVICE = "efd-alarm"
-#: s between two reports of a load detector (8 readings each)
+#: s between two reports of a load detector (9 readings each)
 LOAD_INTERVAL = 0.05
 
 
@@ -274,7 +274,7 @@ def main() -> None:
         cases = [x for x in cases if x[0] == args.case]
     print(f"gb26875 bench: {args.alarms} alarms per case, one every {args.period:g} s; "
           f"centre confirms after {args.rtt * 1000:g} ms; journal commit interval: default; "
-          f"backlog case: {args.load_devices} more detectors x 8 readings every "
+          f"backlog case: {args.load_devices} more detectors x 9 readings every "
           f"{LOAD_INTERVAL:g} s (readings: true)", flush=True)
     rows = []
     for name, backlog in cases:

@@ -94,7 +94,7 @@ def _bare_server(port: int, ready: mp.Event, stop: mp.Event) -> None:
 
 
 def _flooder(port: int, contexts: int, duration: float, out: mp.Queue) -> None:
-    from plugins.transports.lwm2m_sim.fleet import flood
+    from plugins.simulators.lwm2m.fleet import flood
 
     payload = b'[{"bn":"/3303/0/","n":"5700","v":25.31,"t":1767225600.123}]'
     out.put(asyncio.run(flood(("127.0.0.1", port), contexts, duration, payload=payload)))

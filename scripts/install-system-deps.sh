@@ -8,6 +8,7 @@ NEEDED=(
   "mosquitto:mosquitto"
   "mosquitto-clients:mosquitto_pub"
   "libcoap3-bin:coap-client-notls"
+  "systemd:systemd-analyze"            # tests/test_systemd_unit.py verifies conf/systemd/hub.service
 )
 missing=()
 for pair in "${NEEDED[@]}"; do

@@ -412,7 +412,7 @@ def test_a_write_to_a_multiple_resource_carries_its_instance_0(make_hub):
     """/19/1/0 (Binary App Data Container Data) is a multiple resource: the frame goes as
     a TLV multiple resource (0x84 00) around resource instance 0 (0x42 00), the form Leshan
     and wakaama accept, never as a bare single-resource TLV (C2 00 ...)."""
-    from plugins.transports.coap_lwm2m.api import Lwm2mOperation
+    from hub.contracts.lwm2m import Lwm2mOperation
 
     svc = ClockedService.make(make_hub(IPSO_CONFIG))
     reg, _ = svc.table.register("efd-1", parse_query(["ep=" + IMEI1]), [], "addr")
@@ -984,3 +984,21 @@ def test_observation_set_ups_take_one_slot_per_device():
         obs.cancel_all()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("announced, version", [
+    ("1.0", "1.0"), ("1.0.0", "1.0"), ("1.0.2", "1.0"), ("1.1", "1.1"), ("1.1.1", "1.1"),
+])
+def test_lwm2m_version_with_a_patch_number_is_accepted(announced, version):
+    """coap-node announces ``lwm2m=1.0.0``: a patch number does not change the version the
+    transport follows (1.0's queue mode in the binding, 1.1's Q parameter)."""
+    assert parse_query(["ep=a", f"lwm2m={announced}"]).lwm2m == version
+
+
+@pytest.mark.parametrize("announced", ["1.2", "1.3.0", "2.0", "1", "1.0.0.0", "1.x", "1.01",
+                                       "1.0.", "v1.0"])
+def test_other_lwm2m_versions_are_refused_saying_which_are_spoken(announced):
+    with pytest.raises(RegistrationError) as e:
+        parse_query(["ep=a", f"lwm2m={announced}"])
+    assert e.value.code == "precondition_failed"
+    assert repr(announced) in str(e.value) and "1.0" in str(e.value) and "1.1" in str(e.value)

@@ -12,6 +12,7 @@ from hub.cli import main
 from hub.config import Secret, check_config, load_config
 from hub.pluginmanager import make_plugins
 from hub.validate import ConfigError
+from tests.test_config_types import set_at
 
 BASE = {
     "transports": {"demo": {"type": "simulator", "interval": 5}},
@@ -40,12 +41,7 @@ def errors_of(data, plugins, file="conf/hub.yaml"):
 
 
 def changed(path, value):
-    data = copy.deepcopy(BASE)
-    node = data
-    for k in path[:-1]:
-        node = node[k]
-    node[path[-1]] = value
-    return data
+    return set_at(BASE, path, value)
 
 
 def test_the_embedded_default_is_valid(plugins):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hub.validate import Checker, Invalid, Path, Section
-from plugins.transports.dtu_framing import (
+from plugins.transports.tcp_dtu.framing import (
     RegistrationError,
     RegistrationRule,
     check_registration,

@@ -17,7 +17,7 @@ import yaml
 from twisted.internet.task import Clock
 
 from hub.journal import Journal
-from plugins.devices.modbus import rtu
+from plugins.protocols.modbus import rtu
 from tests.hubproc import BIN, HubProcess
 from tests.services import free_port
 

@@ -15,11 +15,13 @@ import pytest
 import yaml
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from hub.contracts import EncodeError
 from hub.model import Command, Event, EventState, Reading
-from hub.types import EncodeError
-from plugins.devices.modbus import ModbusMapModel, rtu, values
+from plugins.devices.modbus import ModbusMapModel
 from plugins.devices.modbus.registermap import Point, load_map
-from plugins.transports.dtu_sim import (
+from plugins.protocols.modbus import rtu, values
+from plugins.simulators.dtu.cli import Fleet, FleetOptions, dtu_ids
+from plugins.simulators.dtu.slave import (
     DEVICE_SET_POINTS,
     DtuLine,
     RequestFramer,
@@ -28,7 +30,6 @@ from plugins.transports.dtu_sim import (
     SlaveLayout,
     point_registers,
 )
-from plugins.transports.dtu_simulator import Fleet, FleetOptions, dtu_ids
 from tests.hubproc import BIN, HubProcess
 from tests.services import free_port
 

@@ -105,6 +105,12 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
                          capture_output=True, text=True, timeout=60, check=True).stdout
     metrics = {(m["name"], tuple(sorted(m["labels"].items()))): m["value"]
                for m in json.loads(out)["metrics"]}
+    assert json.loads(out)["running"] is False  # the last snapshot, and said so
+    stopped = subprocess.run([str(BIN / "hub"), "devices", "-c", str(config), "--json"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                             check=True)
+    assert "the hub is not running (since " in stopped.stderr
+    assert [json.loads(line)["online"] for line in stopped.stdout.splitlines()] == [None]
     assert metrics[("registry.refused", (("transport", "lines"),))] == 1
     assert metrics[("transport.decode_errors", (("transport", "lines"),))] == 1
     assert metrics[("ingest.readings", ())] == 3

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.types import EncodeError
+from hub.contracts import EncodeError
 from plugins.sinks.gb26875 import codec as c
 
 # The public 78-byte upload frame (shootingfans/codec_gb26875_3_2011, codec/codec_test.go,

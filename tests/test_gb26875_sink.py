@@ -732,3 +732,49 @@ def test_fire_alarm_does_not_wait_for_queued_values_of_its_component(start):
     assert {r.app_data().type for r in rest} == {3}
     values = [o.value for r in rest for o in r.app_data().objects]
     assert len(values) == 63 * 9 and values == sorted(values)  # all, in their order
+
+
+def test_frames_carry_protocol_version_1_1_by_default_and_as_configured(start, make_hub):
+    hub, sink, centre = start(liveness_interval=30)
+    centre.accept()
+    hub.clock.advance(30)
+    [f] = centre.frames()
+    assert (f.version, f.user_version) == (1, 1)  # bytes 5-6: 01 01, as the standard's samples
+    assert c.Frame(0, 2, _T).encode()[4:6] == b"\x01\x00"  # the codec's own default differs
+    raw = f.encode()
+    assert raw[4:6] == b"\x01\x01"
+    hub2, sink2, centre2 = start(liveness_interval=30, protocol_version="1.0")
+    centre2.accept()
+    hub2.clock.advance(30)
+    [g] = centre2.frames()
+    assert (g.version, g.user_version) == (1, 0)
+    for bad in ("1", "1.256", "one.one", True, [1, 1]):
+        with pytest.raises(ConfigError, match="sinks.gc.protocol_version"):
+            make_hub(config(protocol_version=bad))
+    with pytest.raises(ConfigError, match="sinks.gc.user_version"):
+        make_hub(config(protocol_version="1.1", user_version=0))
+
+
+def test_a_fire_alarm_never_waits_behind_a_liveness_exchange_being_retried(start):
+    hub, sink, centre = start(liveness_interval=30, timeout=10, retries=3)
+    centre.accept()
+    hub.clock.advance(30)
+    [live] = centre.frames()
+    assert live.app_data().type == 21
+    hub.clock.advance(10)  # no confirm: the liveness frame goes again ...
+    [again] = centre.frames()
+    assert again.serial == live.serial
+    hub.clock.advance(2)  # ... and, while it waits for its confirm, a fire alarm comes
+    seq = alarm(hub)
+    hub.clock.advance(0)
+    [fire] = centre.frames()  # at once, not after the liveness exchange's 20 s left
+    assert fire.app_data().type == 2 and fire.serial != live.serial
+    assert fire.app_data().objects[0].state & c.STATE_FIRE
+    centre.answer(live)  # a late confirm of the given-up liveness frame changes nothing
+    assert centre.frames() == []
+    centre.answer(fire)
+    [value, live2] = [centre.frames()[0], None]
+    centre.answer(value)
+    [live2] = centre.frames()  # the liveness upload goes after the alarm
+    assert live2.app_data().type == 21
+    assert hub.journal.get_cursor("gc") == seq

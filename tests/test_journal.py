@@ -593,3 +593,64 @@ def test_checkpoints_run_beside_the_writer_when_given_a_thread_runner(tmp_path):
         j.flush()
     assert os.path.getsize(j.path + "-wal") <= size
     j.close()
+
+
+# ------------------------------------------------------------------ commit notification
+
+
+def test_when_past_fires_after_the_commit_that_passes_it_not_before(journal, clock):
+    d = journal.when_past(0)
+    journal.append(readings(2))
+    assert not d.called  # buffered, not committed: a sink must not read it yet
+    clock.advance(0.005)
+    assert outcome(d) == [2]
+    assert outcome(journal.when_past(1)) == [2]  # already past: at once
+    later = journal.when_past(2)
+    later.cancel()  # a stopped sink stops waiting; the next commit must not trip on it
+    journal.append(readings(1))
+    journal.flush()
+    assert journal.last_seq() == 3
+
+
+def test_commit_time_is_the_hubs_commit_not_the_devices_clock(make, clock, path):
+    journal = make()
+    clock.advance(1000.0)
+    journal.append([Reading("dev-1", "voltage", 220.0, 5.0)])  # a device clock far behind
+    journal.flush()
+    clock.advance(7.0)
+    journal.append(readings(1))
+    journal.flush()
+    assert journal.commit_time(1) == 1000.0 and journal.commit_time(2) == 1007.0
+    assert journal.commit_time(3) is None  # not committed
+    journal.close()
+    clock.advance(500.0)
+    again = make(path=path)
+    # after a restart, dated by the marks (the close writes one): never the device's ts
+    assert 1000.0 <= again.commit_time(1) <= 1007.0
+
+
+def test_a_cursor_is_rewound_within_what_the_journal_holds(make, clock):
+    journal = make(retention=100.0)
+    journal.append(readings(5))
+    journal.flush()
+    journal.set_cursor("db", 5)
+    told = []
+    stop = journal.on_rewind("db", told.append)
+    assert journal.rewind_cursor("db", 2) == 5
+    assert journal.get_cursor("db") == 2 and told == [2]
+    stop()
+    with pytest.raises(ValueError, match="skip records"):
+        journal.rewind_cursor("db", 4)
+    with pytest.raises(ValueError, match="no cursor"):
+        journal.rewind_cursor("nope", 0)
+    journal.set_cursor("db", 5)
+    clock.advance(200.0)
+    journal.append(readings(1))
+    journal.flush()
+    assert journal.prune(clock.seconds()) == 5
+    with pytest.raises(ValueError, match="from seq 6 on only"):
+        journal.rewind_cursor("db", 2)
+    assert journal.seq_at(clock.seconds()) == 6
+    with pytest.raises(ValueError, match="committed since"):
+        journal.seq_at(50.0)
+    assert told == [2]

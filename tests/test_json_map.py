@@ -9,14 +9,14 @@ import json
 import pytest
 
 from hub.config import check_config
+from hub.contracts import DecodeError, EncodeError
 from hub.model import Command, Event, EventKind, EventState, Level, Quality, Reading
 from hub.pluginmanager import make_plugins
 from hub.testing import check_decode
-from hub.types import DecodeError, EncodeError
 from hub.validate import ConfigError
 from plugins.devices.binary_modbus import ModbusPayloadModel
 from plugins.devices.json_map import JsonMapModel, parse_path
-from plugins.devices.modbus import rtu
+from plugins.protocols.modbus import rtu
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.types import DecodeError, EncodeError
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import ContentFormat, Lwm2mValue
 from plugins.transports.coap_lwm2m import content, lwm2m_cbor, senml, tlv
-from plugins.transports.coap_lwm2m.api import ContentFormat, Lwm2mValue
 from plugins.transports.coap_lwm2m.content import ContentError
 from plugins.transports.coap_lwm2m.endpoint import identities
 from plugins.transports.coap_lwm2m.linkformat import Link, parse_links, registered_paths

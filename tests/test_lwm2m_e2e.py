@@ -199,9 +199,9 @@ def test_every_endpoint_of_a_fleet_gets_its_own_2_01_and_its_own_observations(tm
     both devices)."""
     import asyncio
 
-    from plugins.transports.lwm2m_sim.endpoint import EndpointOptions
-    from plugins.transports.lwm2m_sim.fleet import Fleet, imeis
-    from plugins.transports.lwm2m_sim.scenario import Scenario
+    from plugins.simulators.lwm2m.endpoint import EndpointOptions
+    from plugins.simulators.lwm2m.fleet import Fleet, imeis
+    from plugins.simulators.scenario import Scenario
 
     count, base = 400, int(IMEI)
     port = free_udp_port()

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from hub.config import check_config
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import Lwm2mModel, Lwm2mOperation, Lwm2mValue
 from hub.model import (
     ALARM_RULES,
     COMMAND_ACTIONS,
@@ -29,13 +31,11 @@ from hub.model import (
 )
 from hub.pluginmanager import make_plugins
 from hub.testing import check_decode
-from hub.types import DecodeError, EncodeError
 from hub.validate import ConfigError
 from plugins.devices.lwm2m_binary import Lwm2mBinaryModel
 from plugins.devices.lwm2m_ipso import IpsoModel
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.model import ModbusMapModel
-from plugins.transports.coap_lwm2m.api import Lwm2mModel, Lwm2mOperation, Lwm2mValue
+from plugins.protocols.modbus import rtu
 
 V = Lwm2mValue
 T0 = 1_767_225_600.0
@@ -544,9 +544,9 @@ def test_binary_option_errors_name_their_key_paths(plugins):
         m + "b.frames: expected the frame model inline: {type: <device model type>, ...its "
             "options} (e.g. {type: modbus_payload, map: conf/devices/efd-example.yaml}); "
             "got 'efd'",
-        m + "c.frames.type: 'modbus_pay' is not a known device model type (known: json_map, "
-            "lwm2m_binary, lwm2m_ipso, modbus_map, modbus_payload, simulated; see `hub "
-            "plugins`)",
+        m + "c.frames.type: 'modbus_pay' is not a known device model type (known: dlt645, "
+            "json_map, lwm2m_binary, lwm2m_ipso, modbus_map, modbus_payload, simulated; see "
+            "`hub plugins`)",
         m + "d.frames.type: lwm2m_ipso decodes LwM2M values, not frames: name a model type "
             "that decodes bytes (modbus_payload, json_map, a vendor's)",
     ]
@@ -564,7 +564,9 @@ def test_the_readme_example_is_valid(plugins):
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
                  if "type: lwm2m_binary" in b)  # the models section's block
     cfg = check_config({"transports": {"demo": {"type": "simulator"}},
-                        **yaml.safe_load(block)}, "README.md", plugins)
+                        **yaml.safe_load(block)},
+                       str(Path(__file__).parent.parent / "conf" / "hub.yaml"),  # map beside it
+                       plugins)
     ipso = plugins.models["lwm2m_ipso"].factory(cfg.models["nb-efd"].options)
     assert ipso.actions == {"reboot", "trip", "close", "set_threshold", "reset", "silence"}
     frames = plugins.models["lwm2m_binary"].factory(cfg.models["nb-efd-frames"].options)

@@ -19,17 +19,17 @@ import pytest
 from aiocoap import Code, Message
 from aiocoap.numbers.constants import Unreliable
 
-from plugins.transports.coap_lwm2m.api import Lwm2mValue
-from plugins.transports.lwm2m_sim import codec
-from plugins.transports.lwm2m_sim.endpoint import EndpointOptions, open_context
-from plugins.transports.lwm2m_sim.fleet import Fleet, imeis
-from plugins.transports.lwm2m_sim.objects import (
+from hub.contracts.lwm2m import Lwm2mValue
+from plugins.simulators.lwm2m import codec
+from plugins.simulators.lwm2m.endpoint import EndpointOptions, open_context
+from plugins.simulators.lwm2m.fleet import Fleet, imeis
+from plugins.simulators.lwm2m.objects import (
     ALARM_RESIDUAL_MA,
     ALARM_TEMPERATURE_C,
     SimDevice,
     link_payload,
 )
-from plugins.transports.lwm2m_sim.scenario import Ramp, Scenario
+from plugins.simulators.scenario import Ramp, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 TLV, SENML, TEXT = 11542, 110, 0
@@ -345,7 +345,8 @@ def test_scenario_ramps_cross_the_thresholds_and_come_back():
     above = [t for t, x in enumerate(t1) if x > ALARM_TEMPERATURE_C]
     assert 20 < above[0] < 30 and 40 < above[-1] < 55  # on the ramps, not at their ends
     assert hot.sample(35, 0)[(3200, 0, 5500)] and not hot.sample(5, 0)[(3200, 0, 5500)]
-    assert Scenario("overheat", Ramp(every=100), "x").temperature(0, 150) > 80  # repeats
+    repeating = Scenario("overheat", Ramp(every=100), "x")
+    assert repeating.value("temperature", "T1", 150) > 80  # repeats
     with pytest.raises(ValueError):
         Ramp(delay=50, up=50, hold=50, down=50, every=100)
 

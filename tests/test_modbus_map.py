@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from hub import hookimpl
+from hub.contracts import DecodeError, EncodeError
 from hub.model import Command, Event, EventKind, EventState, Level, Quality, Reading
 from hub.testing import check_decode
-from hub.types import DecodeError, EncodeError
 from hub.validate import ConfigError
-from plugins.devices.modbus import ModbusMapModel, Poll, rtu, values
+from plugins.devices.modbus import ModbusMapModel, Poll
 from plugins.devices.modbus.planner import plan_polls
 from plugins.devices.modbus.registermap import load_map
+from plugins.protocols.modbus import rtu, values
 
 ROOT = Path(__file__).parent.parent
 EFD = str(ROOT / "conf/devices/efd-example.yaml")
@@ -640,7 +641,7 @@ def test_device_flags_become_alarm_edges_in_the_hub(make_hub):
 
 
 def test_the_model_meets_the_device_model_contract():
-    from hub.types import DeviceModel
+    from hub.contracts import DeviceModel
     from plugins.devices.modbus import factory
 
     model = ModbusMapModel.from_file(EFD)

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
+from hub.contracts import DecodeError, EncodeError
 from hub.testing import check_stream
-from hub.types import DecodeError, EncodeError
-from plugins.devices.modbus import rtu
-from plugins.devices.modbus.framer import NEED_DATA, FrameError, ResponseFramer, scan_frames
-from plugins.devices.modbus.rtu import Frame, ModbusException
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.framer import NEED_DATA, FrameError, ResponseFramer, scan_frames
+from plugins.protocols.modbus.rtu import Frame, ModbusException
 
 
 def h(text: str) -> bytes:
@@ -309,7 +309,7 @@ def test_frames_agree_with_pymodbus():
 def test_readback_of_each_write_function():
     """A write is read back with 01 (coil) or 03 (registers) and compared with what was
     written."""
-    from plugins.devices.modbus.rtu import check_readback, readback_request
+    from plugins.protocols.modbus.rtu import check_readback, readback_request
 
     coil = rtu.write_coil(1, 3, True)
     assert readback_request(coil) == rtu.read_request(1, 1, 3, 1)

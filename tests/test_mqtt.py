@@ -587,7 +587,8 @@ def test_readme_mqtt_configuration_is_valid(monkeypatch):
                  if "type: mqtt" in b)
     monkeypatch.setenv("MQTT_PASSWORD", "s3cret")
     monkeypatch.chdir(Path(__file__).parent.parent)
-    cfg = check_config(yaml.safe_load(block), "README.md", make_plugins())
+    # written for conf/hub.yaml: its map is relative to conf/
+    cfg = check_config(yaml.safe_load(block), "conf/hub.yaml", make_plugins())
     assert [d.address_key for d in cfg.devices] == ["861234567890007", "861234567890008"]
     assert repr(cfg.transports["broker"].options.password) == "Secret(env:MQTT_PASSWORD)"
 
@@ -707,8 +708,8 @@ def test_raw_modbus_frames_and_oversized_payloads_from_mosquitto_pub(mosquitto, 
     """A 4G DTU in MQTT mode publishes the RTU answer it read (binary, from a file with
     mosquitto_pub -f): the modbus_payload model decodes it with the register map; a payload
     over max_payload is refused with its topic and an excerpt."""
-    from plugins.devices.modbus import rtu
     from plugins.devices.modbus.model import ModbusMapModel
+    from plugins.protocols.modbus import rtu
 
     config = write_config(tmp_path, mosquitto, max_payload=256)
     data = yaml.safe_load(open(config, encoding="utf-8"))
@@ -739,3 +740,103 @@ def test_raw_modbus_frames_and_oversized_payloads_from_mosquitto_pub(mosquitto, 
     assert latest[("temperature", "T1")] == pytest.approx(25.3)
     assert latest[("voltage", "A")] == pytest.approx(220.5)
     assert ("temperature", "T2") not in latest  # 0x7FFF: probe not fitted
+
+
+# ---------------------------------------------------------------------------- supervision
+
+
+@pytest.fixture
+def engine_crash(site_dir):
+    """tests/plugins/hubtest_mqtt_crash.py installed: ``HUBTEST_MQTT_CRASH=N`` makes the
+    engine raise once, while handling the N-th received message."""
+    write_distribution(site_dir, "hubtest-mqtt-crash", {"mqtt_crash": "hubtest_mqtt_crash"},
+                       {"hubtest_mqtt_crash": (HERE / "plugins" / "hubtest_mqtt_crash.py")
+                        .read_text()})
+
+
+def journal_events(tmp_path, code: str) -> list:
+    journal = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=Clock(), readonly=True)
+    journal.open()
+    try:
+        return [e for _, e in journal.read(0, 10_000_000, {"event"}) if e.code == code]
+    finally:
+        journal.close()
+
+
+def test_an_engine_that_dies_is_logged_counted_faulted_and_restarted(mosquitto, tmp_path,
+                                                                    monkeypatch, engine_crash,
+                                                                    engine):
+    """A bug inside the engine's loop (injected: an exception while it handles the 20th
+    message; with paho that ends paho's thread, as the non-UTF-8 topic of issue 12 did) is
+    logged with its traceback, counted in mqtt.crashes, raises a component_crashed fault and
+    marks the link down; the supervisor starts the engine again, every value published
+    before and after the crash arrives, and the fault clears once it stays up."""
+    monkeypatch.setenv("HUBTEST_MQTT_CRASH", "20")
+    hub = start_hub(write_config(tmp_path, mosquitto))
+    dev = Device(mosquitto)
+    try:
+        dev.publish_values("dev-1", range(1, 51))
+        crash = hub.wait_for(f"broker ({engine} engine): crashed (RuntimeError: injected:")
+        assert "restarting in" in crash
+        hub.wait_for("Traceback")
+        hub.wait_for("injected: ")  # the traceback's last line
+        hub.wait_for(f"broker link down (the {engine} engine")
+        hub.wait_for("broker: subscribed to")  # the restarted engine
+        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 51))))
+        dev.publish_values("dev-1", range(51, 101))  # after the crash: ingest goes on
+        wait_for_values(tmp_path, "dev-1", set(map(float, range(1, 101))))
+        hub.wait_for(f"broker ({engine} engine): running again")  # 2 s: 10 × 0.2 s
+        wait_until(lambda: len(journal_events(tmp_path, "component_crashed")) == 2, 30,
+                   what="the fault raised and cleared")
+    finally:
+        dev.close()
+        assert hub.stop() == 0
+    raised, cleared = journal_events(tmp_path, "component_crashed")
+    assert raised.state.value == "raised" and cleared.state.value == "cleared"
+    assert raised.device == "hub" and cleared.id == raised.id
+    assert "RuntimeError: injected" in raised.message
+    assert journal_events(tmp_path, "broker_link")  # the link was down meanwhile
+    m = metrics(tmp_path)
+    assert m[("mqtt.crashes", (("transport", "broker"),))] == 1
+    assert m[("mqtt.disconnects", (("transport", "broker"),))] >= 1  # link_down: gauge 0
+    assert m[("mqtt.connected", (("transport", "broker"),))] == 0  # stopped: gauge at 0
+    crashes = [line for line in hub.lines if "[hub.supervisor#error]" in line]
+    assert len(crashes) == 1, crashes
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_topic_that_is_not_utf8_is_counted_logged_and_acked(tmp_path, engine, protocol):
+    """Issue 12: a PUBLISH whose topic is not UTF-8 (a broker that does not check sends it;
+    Mosquitto refuses the publisher, so a stand-in broker does) used to kill paho's thread
+    with UnicodeDecodeError: the link looked up, nothing more was ingested. Now either engine
+    counts it (mqtt.bad_topics), logs its bytes, acknowledges it, and the next message on
+    the same link is journaled."""
+    from tests.peers.mqtt_broker import FakeBroker
+
+    broker = FakeBroker()
+    config = {"type": "mqtt", "host": "127.0.0.1", "port": broker.port, "protocol": protocol,
+              "client_id": "hub-test", "engine": engine}
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump({
+        "hub": {"state_dir": str(tmp_path / "var")}, "journal": {"commit_interval_ms": 5},
+        "models": {"acme": MODEL}, "transports": {"broker": config},
+        "devices": [{"id": "dev-1", "model": "acme", "transport": "broker",
+                     "address": "dev-1"}]}))
+    hub = start_hub(str(path))
+    try:
+        assert broker.subscribed.wait(30)
+        broker.publish(b"esm/\xff\xfedev/up", b'{"leak": 1}', packet_id=1)
+        broker.publish(b"esm/dev-1/up", b'{"leak": 2}', packet_id=2)
+        broker.wait_acked({1, 2})
+        wait_for_values(tmp_path, "dev-1", {2.0})
+        line = hub.wait_for("dropped a message whose topic is not UTF-8")
+        assert "65 73 6d 2f ff fe" in line and "'{\"leak\": 1}'" in line, line
+        hub.drain()
+        assert not any("link down" in ln or "crashed" in ln for ln in hub.lines), \
+            "".join(hub.lines)
+    finally:
+        assert hub.stop() == 0
+        broker.close()
+    m = metrics(tmp_path)
+    assert m[("mqtt.bad_topics", (("transport", "broker"),))] == 1
+    assert m.get(("mqtt.crashes", (("transport", "broker"),)), 0) == 0

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.transports import mqtt_codec as codec
+from plugins.transports.mqtt import codec
 
 
 @pytest.mark.parametrize("value, encoded", [
@@ -176,3 +176,24 @@ def test_arbitrary_bytes_only_ever_raise_protocol_error(v5, data):
         d.feed(data)
     except codec.ProtocolError:
         pass
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_a_lenient_decoder_hands_over_a_topic_that_is_not_utf8(v5):
+    """The transport's decoder: a topic that is not UTF-8 comes out with its bytes, so the
+    message can be acknowledged (closing the link would have the broker send it again for
+    ever); the packets around it decode as usual, also when it is oversized."""
+    def publish(topic: bytes, payload: bytes, packet_id: int) -> bytes:
+        body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big")
+        body += (b"\x00" if v5 else b"") + payload
+        return bytes([0x32]) + codec._encode_varint(len(body)) + body
+
+    good = codec.encode_publish("esm/d1/up", b"ok", qos=1, packet_id=3, v5=v5)
+    stream = publish(b"esm/\xc3\x28/up", b"x", 1) + good + publish(b"a\xff", b"B" * 2000, 2)
+    out = codec.Decoder(v5=v5, max_packet=1000, lenient_topics=True).feed(stream)
+    assert out[0] == codec.Publish("esm/\\xc3(/up", b"x", 1, 1, raw_topic=b"esm/\xc3\x28/up")
+    assert out[1] == codec.Publish("esm/d1/up", b"ok", 1, 3)
+    assert type(out[2]) is codec.Oversized and out[2].topic == "a\\xff"
+    assert out[2].packet_id == 2
+    with pytest.raises(codec.ProtocolError, match="UTF-8"):
+        codec.Decoder(v5=v5).feed(stream)

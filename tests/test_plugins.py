@@ -14,7 +14,7 @@ from tests.conftest import write_distribution
 
 DUP = '''
 from hub import hookimpl
-from hub.types import TransportType
+from hub.contracts import TransportType
 
 @hookimpl
 def hub_register_transport_types():

@@ -13,7 +13,7 @@ from twisted.internet.selectreactor import SelectReactor
 from twisted.python.failure import Failure
 
 from hub.config import Secret
-from hub.types import SmsMessage, SmsProviderType
+from hub.contracts import SmsMessage, SmsProviderType
 from hub.validate import Checker, ConfigError, Path, Section
 from plugins.sinks import sms_modem
 from plugins.sinks.sms_modem import at, pdu

@@ -17,8 +17,8 @@ from twisted.python.failure import Failure
 
 from hub import cli
 from hub.config import Secret
+from hub.contracts import SendResult, SmsMessage, SmsProviderType
 from hub.pluginmanager import make_plugins
-from hub.types import SendResult, SmsMessage, SmsProviderType
 from hub.validate import Checker, Path, Section
 from plugins.sinks.sms.templates import EVENT_FIELDS
 from plugins.sinks.sms_cloud import aliyun, aliyun_sign, generic_http, tencent, tencent_sign
@@ -662,7 +662,7 @@ def test_aliyun_template_params_must_be_message_fields(tmp_path, monkeypatch):
 
 ACME = '''
 from hub import hookimpl
-from hub.types import SendResult, SmsProviderType
+from hub.contracts import SendResult, SmsProviderType
 
 class Echo:
     name = "acme_sms"

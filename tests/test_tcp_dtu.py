@@ -11,7 +11,7 @@ from hub.config import check_config
 from hub.model import Command, EventState, Quality
 from hub.pluginmanager import make_plugins
 from hub.validate import ConfigError
-from plugins.devices.modbus import rtu
+from plugins.protocols.modbus import rtu
 from plugins.transports.tcp_dtu import DtuFactory
 
 IMEI = "861234567890123"
@@ -111,7 +111,7 @@ def test_unknown_dtu_is_refused_and_counted(hub, logged):
 def no_frame_errors(hub, link, skipped=0):
     """Nothing was thrown away as garbage but ``skipped`` bytes: the patterns were
     recognised, not skipped past byte by byte."""
-    assert link.proto.framer.skipped == skipped
+    assert link.proto.session.framer.skipped == skipped
     assert hub.metrics.value("dtu.frame_errors") == 0
 
 
@@ -143,7 +143,7 @@ def test_answer_split_with_heartbeats_and_garbage(hub):
     settle(hub)
     assert [r.value for r in hub.journal.latest("efd-1", "residual_current")] == [120.0]
     no_frame_errors(hub, link, skipped=2)  # the noise only, not the heartbeats
-    assert link.proto.framer.ignored == 2
+    assert link.proto.session.framer.ignored == 2
 
 
 def test_a_heartbeat_split_across_reads_or_after_garbage_keeps_the_dtu_online(make_hub):
@@ -341,7 +341,7 @@ def test_garbage_flood_is_bounded_and_counted(hub, logged):
     link.written()
     for _ in range(100):
         link.send(bytes([1, 4, 36]) + b"\x00" * 4000)
-    assert len(link.proto.framer.buffered) <= 4096
+    assert len(link.proto.session.framer.buffered) <= 4096
     assert not link.tr.disconnecting
     errors = hub.metrics.value("dtu.frame_errors")
     assert errors >= 100
@@ -357,7 +357,7 @@ def test_garbage_flood_is_bounded_and_counted(hub, logged):
     unlogged = int(hub.metrics.value("dtu.frame_errors") - 2)
     assert len(lines) == 2
     assert lines[1].endswith(f"; {unlogged} more not logged in the last 60 s")
-    link.proto.framer.clear()
+    link.proto.session.framer.clear()
     link.send(answer(hub, 1))
     settle(hub)
     assert hub.journal.latest("efd-1", "voltage")
@@ -535,7 +535,7 @@ def test_polls_keep_their_phase_after_a_stall(make_hub):
 
 def test_first_poll_comes_at_a_random_phase_of_the_interval(make_hub, monkeypatch):
     """DTUs that dial in together spread their polls over the interval."""
-    import plugins.transports.tcp_dtu as tcp_dtu
+    import plugins.transports.tcp_dtu.session as tcp_dtu
 
     monkeypatch.setattr(tcp_dtu.random, "random", lambda: 0.25)
     hub = one_slave(make_hub, first_poll_spread=1.0)
@@ -550,7 +550,7 @@ def test_first_poll_comes_at_a_random_phase_of_the_interval(make_hub, monkeypatc
 def test_a_registered_dtu_waits_for_its_first_poll_under_idle_timeout(make_hub, monkeypatch):
     """Registration switches the session from registration_timeout to idle_timeout: with a
     first poll late in a long interval, a quiet DTU must not be closed before it."""
-    import plugins.transports.tcp_dtu as tcp_dtu
+    import plugins.transports.tcp_dtu.session as tcp_dtu
 
     monkeypatch.setattr(tcp_dtu.random, "random", lambda: 0.99)
     cfg = config(first_poll_spread=1.0, registration_timeout=5, idle_timeout=300)
@@ -682,3 +682,13 @@ def test_a_timed_out_write_starts_no_readback(make_hub, tmp_path):
     settle(hub, 9.0)
     assert link.written() == request(hub, 1)  # the line is free for the next cycle
     assert [r.status.value for r in results] == ["timed_out"]
+
+
+def test_quick_connect_close_cycles_leave_a_trace_in_metrics(hub):
+    """A peer that connects and closes at once (a port scanner, a DTU in a reboot loop)
+    never registers, but each connection is counted."""
+    for _ in range(3):
+        link = Link(hub)
+        link.proto.connectionLost(None)
+    assert hub.metrics.value("dtu.connections_accepted", transport="dtu") == 3
+    assert hub.metrics.value("dtu.refused", transport="dtu") == 0

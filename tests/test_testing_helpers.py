@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from hub.logs import make_observer
 from hub.model import Reading
 from hub.testing import check_decode, check_stream
-from plugins.transports.simulator import SimulatedModel
+from plugins.simulators.demo import SimulatedModel
 
 
 class LengthPrefixed:

@@ -187,8 +187,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_users_command(sub: argparse._SubParsersAction, with_config: Any) -> None:
+def add_users_command(sub: argparse._SubParsersAction, with_config: Any = None) -> None:
     """Register ``hub users ...`` on the main parser's subcommands."""
+    if with_config is None:
+        from hub.cli.helpers import add_config_argument as with_config
     users = sub.add_parser("users", help="accounts of the HTTP API (the first admin)")
     what = users.add_subparsers(dest="users_command", metavar="WHAT")
     what.required = True

@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType
 from hub.model import Command, Record
-from hub.types import DecodeError, DeviceModelType
 from hub.validate import Section, choice, integer
 from plugins.devices import modbus
 from plugins.devices.json_map import CommandOutcome
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.model import ModbusMapModel
 from plugins.devices.modbus.registermap import RegisterMap
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.framer import scan_frames
 
 __all__ = ["ModbusPayloadModel", "PayloadOptions", "check_options"]
 
@@ -84,7 +85,7 @@ class ModbusPayloadModel:
         try:
             return self.inner.decode(device, data, received_at)
         except DecodeError as whole:
-            frames = modbus.scan_frames(data)
+            frames = scan_frames(data)
             if len(frames) < 2 or sum(len(f.raw) for f in frames) != len(data):
                 raise whole from None
         out: list[Record] = []

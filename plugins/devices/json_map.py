@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType, EncodeError
 from hub.model import (
     ALARM_RULES,
     FAULT_CODES,
@@ -63,7 +64,6 @@ from hub.model import (
     check_channel,
     quantity_names,
 )
-from hub.types import DecodeError, DeviceModelType, EncodeError
 from hub.validate import Invalid, Section, choice, describe, integer, number, string
 
 __all__ = [
@@ -190,7 +190,7 @@ def _utc_offset(v: Any) -> timezone:
 
 
 def _points(section: Section) -> tuple[PointSpec, ...]:
-    from plugins.devices.modbus.values import conversion
+    from plugins.protocols.modbus.values import conversion
 
     raw = section.raw("points", [])
     if not isinstance(raw, list):

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModel, DeviceModelType
+from hub.contracts.lwm2m import Lwm2mOperation, Lwm2mValue, Path
 from hub.model import Command, Record
-from hub.types import DecodeError, DeviceModel, DeviceModelType
 from hub.validate import Invalid, Section, describe
 from plugins.devices.lwm2m_options import check_time, parse_path, path_text
-from plugins.transports.coap_lwm2m.api import Lwm2mOperation, Lwm2mValue, Path
 
 __all__ = ["BinaryOptions", "Lwm2mBinaryModel", "check_options", "factory"]
 

@@ -69,6 +69,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType, EncodeError
+from hub.contracts.lwm2m import Lwm2mOperation, Lwm2mValue, Path, Value
 from hub.model import (
     ALARM_RULES,
     COMMAND_ACTIONS,
@@ -82,7 +84,6 @@ from hub.model import (
     Reading,
     Record,
 )
-from hub.types import DecodeError, DeviceModelType, EncodeError
 from hub.validate import Invalid
 from plugins.devices.lwm2m_options import (
     IGNORE,
@@ -95,8 +96,7 @@ from plugins.devices.lwm2m_options import (
     device_unit,
     path_text,
 )
-from plugins.devices.modbus.values import conversion, tidy
-from plugins.transports.coap_lwm2m.api import Lwm2mOperation, Lwm2mValue, Path, Value
+from plugins.protocols.modbus.values import conversion, tidy
 
 __all__ = ["MAX_DEVICES", "IpsoModel", "factory"]
 

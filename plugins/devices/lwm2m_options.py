@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import Lwm2mOperation, Path
 from hub.model import (
     ALARM_RULES,
     COMMAND_ACTIONS,
@@ -24,10 +26,8 @@ from hub.model import (
     check_channel,
     quantity_names,
 )
-from hub.types import DecodeError, EncodeError
 from hub.validate import Checker, Invalid, Section, boolean, choice, describe, number, string
-from plugins.devices.modbus.values import conversion, tidy
-from plugins.transports.coap_lwm2m.api import Lwm2mOperation, Path
+from plugins.protocols.modbus.values import conversion, tidy
 
 __all__ = [
     "VALUE_RESOURCE",

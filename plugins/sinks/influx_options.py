@@ -22,12 +22,7 @@ PERMANENT_STATUSES = frozenset({400, 413, 422})
 MAX_SPLITS = 64
 #: Batches prepared ahead of the one in flight.
 PREFETCH = 1
-#: Seconds between lag checks (metrics and the sink_lagging fault).
-LAG_CHECK_INTERVAL = 1.0
-#: Lag samples kept before old ones are thinned (precision of old samples degrades).
-MAX_SAMPLES = 4096
 GZIP_LEVEL = 1
-LAG_CODE = "sink_lagging"
 
 
 # ---------------------------------------------------------------------------- options

@@ -25,11 +25,12 @@ with its own cursor named after its key)::
 
 How delivery works (the whole of the "lose nothing" promise):
 
-* The sink reads the journal from its durable cursor (``journal.get_cursor(name)``) in
-  batches of at most ``batch_size`` records; a partial batch waits at most
-  ``flush_interval``. Records become line protocol (:mod:`plugins.sinks.line_protocol`)
-  on the reactor thread; the HTTP write (gzip level 1, then ``POST /api/v2/write`` through
-  influxdb-client's ``WriteService``, precision ns) runs in the sink's own one-thread pool.
+* The sink (a :class:`hub.sinks.BatchSink`) reads the journal from its durable cursor in
+  batches of at most ``batch_size`` records, woken by the journal's commits; a partial
+  batch waits at most ``flush_interval``. Records become line protocol
+  (:mod:`plugins.sinks.line_protocol`) on the reactor thread; the HTTP write (gzip level
+  1, then ``POST /api/v2/write`` through influxdb-client's ``WriteService``, precision ns)
+  runs in the sink's own one-thread pool.
   One batch is in flight at a time; the next one is read and encoded while it travels.
 * The cursor moves (``journal.set_cursor``) only after the server answered 2xx for every
   line of the batch, so a crash or an outage at any instant means the batch is sent again.
@@ -61,13 +62,14 @@ How delivery works (the whole of the "lose nothing" promise):
   can send the stored lines again (they are plain line protocol).
 
 Metrics (label ``sink=<name>``): ``sink.lag_records`` (journal seqs not yet passed),
-``sink.lag_seconds`` (age of the oldest undelivered record: how long ago it was seen
-committed; for records already there when the hub started, their own timestamp),
+``sink.lag_seconds`` (how long ago the hub committed the oldest undelivered record; a
+device's own timestamp does not count),
 ``sink.write_rate`` (points/s over the last second), ``sink.points_written``,
 ``sink.batches_written``, ``sink.write_errors`` (label ``status``: an HTTP status or
 ``connection``), ``sink.deadletter_points``, ``sink.unreadable_records`` (journal rows
 that could not be read back, dead-lettered), ``sink.internal_errors`` (the journal or the
-dead-letter file failed locally; the sink reads again from its cursor after ``retry_max``).
+dead-letter file failed locally, or a bug; the sink reads again from its cursor after a
+backoff delay, and raises ``sink_failed`` when it fails twice in a row).
 When ``sink.lag_seconds`` passes ``max_lag_seconds`` the sink raises the fault event
 ``sink_lagging`` (device ``hub``) and clears it, with the peak lag, once it is back under
 the bound.
@@ -89,7 +91,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from hub import hookimpl
-from hub.types import SinkType
+from hub.contracts import SinkType
 from plugins.sinks.deadletters import DeadLetters, deadletter_path
 from plugins.sinks.influx_options import InfluxOptions, check_options
 from plugins.sinks.influx_sink import InfluxSink

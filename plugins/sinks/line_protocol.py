@@ -41,7 +41,7 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
-from hub.journal_query import JournalClosedError
+from hub.journal import JournalClosedError
 from hub.model import CommandResult, CommandStatus, Event, Quality, Reading
 
 __all__ = [

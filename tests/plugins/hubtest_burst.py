@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from twisted.application.internet import TimerService
 
 from hub import hookimpl
+from hub.contracts import TransportType
 from hub.model import Reading
-from hub.types import TransportType
 from hub.validate import Section, integer, number
 
 

@@ -18,8 +18,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType, TransportType
 from hub.model import CommandResult, CommandStatus
-from hub.types import DecodeError, DeviceModelType, TransportType
 from hub.validate import Section, integer
 
 _log = Logger(namespace="hubtest.commands")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.application.internet import TimerService
 
 from hub import hookimpl
+from hub.contracts import DeviceModelType, EncodeError, SinkType, TransportType
 from hub.model import Reading
-from hub.types import DeviceModelType, EncodeError, SinkType, TransportType
 from hub.validate import Section, integer, number
 
 calls: list[tuple] = []

@@ -10,9 +10,9 @@ distribution ``hubtest-lwm2m`` (the real ``lwm2m_ipso`` model is written elsewhe
 from __future__ import annotations
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType, EncodeError
+from hub.contracts.lwm2m import Lwm2mOperation
 from hub.model import Reading
-from hub.types import DecodeError, DeviceModelType, EncodeError
-from plugins.transports.coap_lwm2m.api import Lwm2mOperation
 
 
 def _text_uplink(device, payload, received_at):

@@ -1,5 +1,5 @@
 """A test SMS provider (type ``recording``): keeps every message it is given and answers as
-told. A stand-in for the real providers, behind the same :class:`hub.types.SmsProvider`
+told. A stand-in for the real providers, behind the same :class:`hub.contracts.SmsProvider`
 interface; installed through a real entry point by the tests.
 
 Options: ``log`` (a file: one JSON line per message, for a hub running as a process),
@@ -21,7 +21,7 @@ from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
 
 from hub import hookimpl
-from hub.types import SendResult, SmsMessage, SmsProviderType
+from hub.contracts import SendResult, SmsMessage, SmsProviderType
 from hub.validate import Section, integer, string
 
 

@@ -18,8 +18,8 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 
 from hub import hookimpl
+from hub.contracts import DecodeError, DeviceModelType, EncodeError, TransportType
 from hub.model import Event, EventKind, EventState, Reading
-from hub.types import DecodeError, DeviceModelType, EncodeError, TransportType
 from hub.validate import Section, integer, string
 
 

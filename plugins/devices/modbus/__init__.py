@@ -13,10 +13,11 @@ Options:
 * ``poll_interval`` (s) and ``max_gap`` (registers): override the map's values, for one
   map used on links of different speed.
 
-Modules, each with one job: :mod:`.rtu` (CRC and frames), :mod:`.framer` (frames out of a
-byte stream), :mod:`.values` (types, byte/word order, units), :mod:`.registermap` (the map
-schema), :mod:`.commands` (commands → writes), :mod:`.planner` (merged reads) and
-:mod:`.model` (:class:`ModbusMapModel`). All pure: no sockets, no clock.
+Modules, each with one job: :mod:`.registermap` (the map schema), :mod:`.commands`
+(commands → writes), :mod:`.planner` (merged reads) and :mod:`.model`
+(:class:`ModbusMapModel`, a :class:`hub.contracts.PolledDeviceModel`). The wire codec
+(CRC, frames, framer, value types) is :mod:`plugins.protocols.modbus`, shared with the
+transports and simulators. All pure: no sockets, no clock.
 """
 
 from __future__ import annotations
@@ -26,27 +27,19 @@ from dataclasses import replace
 from typing import Any
 
 from hub import hookimpl
-from hub.types import DeviceModelType
+from hub.contracts import DeviceModelType
 from hub.validate import Section, integer, number, string
-from plugins.devices.modbus.framer import NEED_DATA, FrameError, ResponseFramer, scan_frames
 from plugins.devices.modbus.model import ModbusMapModel
 from plugins.devices.modbus.planner import Poll
 from plugins.devices.modbus.registermap import RegisterMap, load_map
-from plugins.devices.modbus.rtu import Frame, ModbusException
 
 __all__ = [
-    "NEED_DATA",
-    "Frame",
-    "FrameError",
-    "ModbusException",
     "ModbusMapModel",
     "Poll",
     "RegisterMap",
-    "ResponseFramer",
     "check_options",
     "factory",
     "load_map",
-    "scan_frames",
 ]
 
 

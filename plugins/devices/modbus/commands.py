@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from hub.contracts import EncodeError
 from hub.model import ALARM_RULES, COMMAND_ACTIONS, QUANTITIES, Command
-from hub.types import EncodeError
 from hub.validate import (
     Checker,
     Invalid,
@@ -39,9 +39,9 @@ from hub.validate import (
     number,
     string,
 )
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.registermap import channel, nonzero, orders_of
-from plugins.devices.modbus.values import TYPES, conversion, encode, tidy
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.values import TYPES, conversion, encode, tidy
 
 if TYPE_CHECKING:
     from plugins.devices.modbus.registermap import RegisterMap

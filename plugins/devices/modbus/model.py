@@ -1,9 +1,11 @@
 """``ModbusMapModel``: a register map put to work, with no I/O.
 
-The transport asks the model what to read (:meth:`~ModbusMapModel.plan`,
-:meth:`~ModbusMapModel.request`, :meth:`~ModbusMapModel.expected_length`), sends the
-requests one at a time, frames the answers (:class:`plugins.devices.modbus.framer.ResponseFramer`)
-and hands each back with the poll it answers (:meth:`~ModbusMapModel.decode_response`).
+It implements :class:`hub.contracts.PolledDeviceModel`: the transport asks the model what
+to read (:meth:`~ModbusMapModel.plan`, :meth:`~ModbusMapModel.request`,
+:meth:`~ModbusMapModel.response_length`), sends the requests one at a time, frames the
+answers (:meth:`~ModbusMapModel.response_framer`, a
+:class:`plugins.protocols.modbus.framer.ResponseFramer`) and hands each back with the poll
+it answers (:meth:`~ModbusMapModel.decode_response`).
 Frames that arrive without a request in hand (a detector that pushes, an MQTT payload)
 go through :meth:`~ModbusMapModel.decode`, which finds the planned poll they answer.
 
@@ -25,15 +27,16 @@ they qualify).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from hub.contracts import DecodeError, EncodeError
 from hub.model import Command, Event, EventState, Quality, Reading, Record
-from hub.types import DecodeError, EncodeError
-from plugins.devices.modbus import rtu
 from plugins.devices.modbus.commands import command_requests, supported_actions
 from plugins.devices.modbus.planner import Poll, plan_polls
 from plugins.devices.modbus.registermap import Point, RegisterMap, StatusWord, load_map
-from plugins.devices.modbus.values import decode, tidy
+from plugins.protocols.modbus import rtu
+from plugins.protocols.modbus.framer import ResponseFramer
+from plugins.protocols.modbus.values import decode, tidy
 
 __all__ = ["ModbusMapModel", "Poll"]
 
@@ -46,6 +49,8 @@ class ModbusMapModel:
 
     #: :meth:`decode_response` takes a ``status`` dict and then reports flags on change
     status_changes_only = True
+    #: the transport's ``response_timeout`` applies
+    response_timeout: float | None = None
 
     def __init__(self, regmap: RegisterMap) -> None:
         self.map = regmap
@@ -87,6 +92,16 @@ class ModbusMapModel:
         answer is 5 bytes)."""
         return 5 + rtu.data_bytes(poll.function, poll.count)
 
+    def response_length(self, request: bytes) -> int:
+        """The length in bytes of a normal answer to ``request`` (a read, a write or a
+        read-back), CRC included."""
+        return rtu.response_length(request)
+
+    def response_framer(self, max_buffer: int, units: Collection[int],
+                        ignore: Collection[bytes]) -> ResponseFramer:
+        """An RTU framer for one line with ``units`` (slave addresses) on it."""
+        return ResponseFramer(max_buffer, units, ignore)
+
     # ---- decoding -----------------------------------------------------------------------
 
     def decode_response(self, device: str, slave: int, poll: Poll, frame: bytes,
@@ -101,7 +116,7 @@ class ModbusMapModel:
         report (records not ingested, a frame decoded without it).
 
         Raises :class:`rtu.ModbusException` for an exception response and
-        :class:`hub.types.DecodeError` for a bad CRC, another slave or function, or a wrong
+        :class:`hub.contracts.DecodeError` for a bad CRC, another slave or function, or a wrong
         length. ``poll`` is normally one of :meth:`plan`; any other read is decoded too
         (the points it covers whole).
         """
@@ -113,7 +128,7 @@ class ModbusMapModel:
         """Records from one complete response frame with no request in hand (a pushing
         detector, Modbus RTU carried in MQTT): the planned poll it answers is the one with
         its function and byte count. Best effort: a frame that fits no planned poll, or
-        several, is refused with :class:`hub.types.DecodeError`."""
+        several, is refused with :class:`hub.contracts.DecodeError`."""
         frame = rtu.parse_frame(payload)
         if frame.function not in rtu.READS:
             raise DecodeError(f"function {frame.function:02d} is not a read response",
@@ -123,7 +138,7 @@ class ModbusMapModel:
 
     def match_poll(self, function: int, byte_count: int, excerpt: bytes = b"") -> Poll:
         """The planned poll whose answer has ``function`` and ``byte_count`` data bytes;
-        :class:`hub.types.DecodeError` when none or several do."""
+        :class:`hub.contracts.DecodeError` when none or several do."""
         polls = [p for p in self._plan if p.function == function
                  and rtu.data_bytes(p.function, p.count) == byte_count]
         if len(polls) != 1:
@@ -190,13 +205,13 @@ class ModbusMapModel:
         ``"quantity"`` instead of ``"rule"`` when only one settable rule measures it), the
         value in the canonical unit and ``command.channel`` for a per-channel set point;
         ``enable_channel``/``disable_channel`` and per-channel actions take
-        ``command.channel``. Raises :class:`hub.types.EncodeError` for an action the map
+        ``command.channel``. Raises :class:`hub.contracts.EncodeError` for an action the map
         lacks, a missing or unknown channel, or a value out of range.
         """
         return command_requests(self.map, command, slave)
 
     def encode_command(self, device: str, command: Command, slave: int = 1) -> bytes:
-        """The single write request for ``command`` (:class:`hub.types.DeviceModel`);
+        """The single write request for ``command`` (:class:`hub.contracts.DeviceModel`);
         raises :class:`EncodeError` when the command needs several writes (use
         :meth:`command_requests`)."""
         requests = self.command_requests(command, slave)
@@ -215,12 +230,12 @@ class ModbusMapModel:
 
     def check_readback(self, write: bytes, frame: bytes) -> None:
         """Accept ``frame`` if it reads back what ``write`` set; else raise
-        :class:`hub.types.DecodeError` (or :class:`rtu.ModbusException`)."""
+        :class:`hub.contracts.DecodeError` (or :class:`rtu.ModbusException`)."""
         rtu.check_readback(write, frame)
 
     def check_write_response(self, request: bytes, frame: bytes) -> None:
         """Accept the slave's echo of a write, or raise :class:`rtu.ModbusException` /
-        :class:`hub.types.DecodeError`."""
+        :class:`hub.contracts.DecodeError`."""
         rtu.check_write_response(request, frame)
 
 

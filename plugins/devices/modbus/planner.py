@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from plugins.devices.modbus.rtu import BIT_READS
+from plugins.protocols.modbus.rtu import BIT_READS
 
 __all__ = ["Poll", "plan_polls"]
 

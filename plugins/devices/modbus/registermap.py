@@ -40,10 +40,11 @@ from hub.validate import (
     number,
     string,
 )
-from plugins.devices.modbus.rtu import BIT_READS, READS
-from plugins.devices.modbus.values import ORDERS, TYPES, conversion
+from plugins.protocols.modbus.rtu import BIT_READS, READS
+from plugins.protocols.modbus.values import ORDERS, TYPES, conversion
 
-__all__ = ["Point", "RegisterMap", "StatusBit", "StatusWord", "check_map", "load_map"]
+__all__ = ["Point", "RegisterMap", "StatusBit", "StatusWord", "check_map", "list_items",
+           "load_map", "map_header", "read_map_file"]
 
 _CODE = r"[a-z][a-z0-9_]*"
 _OPEN_SHORT = ("channel_open", "channel_short")
@@ -166,16 +167,25 @@ def load_map(path: str, checker: Checker | None = None, at: Path | None = None,
 
     Without ``checker`` every problem is raised together as :class:`ConfigError`. With one
     (``hub check``), problems are added to it and ``None`` is returned; ``at`` is the key
-    that named the file, for "cannot read" errors. A relative ``path`` is looked up in the
-    working directory, then in ``base`` (the directory of ``hub.yaml``).
+    that named the file, for "cannot read" errors. A relative ``path`` is looked up in
+    ``base`` (the directory of ``hub.yaml``), then in the working directory (configurations
+    written relative to a checkout).
     """
+    return read_map_file(path, check_map, checker, at, base)
+
+
+def read_map_file(path: str, check: Callable[[Any, str, Checker], Any],
+                  checker: Checker | None = None, at: Path | None = None,
+                  base: str | None = None) -> Any:
+    """Read the YAML map at ``path`` and pass it to ``check(data, path, checker)``: what
+    :func:`load_map` does, for any kind of map (the ``dlt645`` model's too). Errors as
+    :func:`load_map` describes; ``None`` when the file cannot be read or parsed."""
     own = checker is None
     checker = checker or Checker()
     found = path
-    if base and not os.path.isabs(path) and not os.path.exists(path):
-        if os.path.exists(os.path.join(base, path)):
-            found = os.path.join(base, path)
-    regmap = None
+    if base and not os.path.isabs(path) and os.path.exists(os.path.join(base, path)):
+        found = os.path.join(base, path)
+    result = None
     try:
         with open(found, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -191,10 +201,10 @@ def load_map(path: str, checker: Checker | None = None, at: Path | None = None,
         problem = getattr(e, "problem", None) or str(e)
         checker.errors.append(f"{path}:{where} not valid YAML: {problem}")
     else:
-        regmap = check_map(data, path, checker)
+        result = check(data, path, checker)
     if own:
         checker.raise_if_any()
-    return regmap
+    return result
 
 
 def check_map(data: Any, file: str, checker: Checker) -> RegisterMap | None:
@@ -205,17 +215,13 @@ def check_map(data: Any, file: str, checker: Checker) -> RegisterMap | None:
     top = Section(checker, Path(file), data)
     orders = orders_of(top, ("big", "big"))
     fields: dict[str, Any] = dict(
-        name=top.get("name", string(), ""),
-        description=top.get("description", string(), ""),
-        poll_interval=top.get("poll_interval", number(0.1, 86400, "s"), 10.0),
-        heartbeat_interval=top.get("heartbeat_interval", number(1, 86400, "s"), None),
-        timeout_count=top.get("timeout_count", integer(1, 1000), None),
+        **map_header(top, 10.0),
         max_gap=top.get("max_gap", integer(0, 1999), 0),
         max_registers=top.get("max_registers", integer(2, 125), 125),
         max_bits=top.get("max_bits", integer(1, 2000), 2000),
     )
-    points = _items(top, "points", lambda s: _point(s, orders))
-    status = _items(top, "status", lambda s: _status(s, orders))
+    points = list_items(top, "points", lambda s: _point(s, orders))
+    status = list_items(top, "status", lambda s: _status(s, orders))
     commands, thresholds = check_commands(top.section("commands"), orders)
     fields["readback"] = _readback(top, commands, thresholds)
     top.finish()
@@ -236,10 +242,24 @@ def check_map(data: Any, file: str, checker: Checker) -> RegisterMap | None:
         **fields)
 
 
+def map_header(top: Section, poll_interval: float) -> dict[str, Any]:
+    """The top-level keys every device map has: ``name``, ``description``,
+    ``poll_interval`` (default ``poll_interval``), ``heartbeat_interval``,
+    ``timeout_count``."""
+    return dict(
+        name=top.get("name", string(), ""),
+        description=top.get("description", string(), ""),
+        poll_interval=top.get("poll_interval", number(0.1, 86400, "s"), poll_interval),
+        heartbeat_interval=top.get("heartbeat_interval", number(1, 86400, "s"), None),
+        timeout_count=top.get("timeout_count", integer(1, 1000), None),
+    )
+
+
 # ---- sections ---------------------------------------------------------------------------
 
 
-def _items(top: Section, key: str, parse: Callable[[Section], Any]) -> list[Any]:
+def list_items(top: Section, key: str, parse: Callable[[Section], Any]) -> list[Any]:
+    """``parse`` of a :class:`Section` per item of the list at ``key`` (absent: none)."""
     raw = top.raw(key, [])
     if raw is None:
         return []
@@ -340,7 +360,7 @@ def _status(s: Section, orders: tuple[str, str]) -> StatusWord | None:
         s.checker.error(s.path / "type", f"{type_!r}: function {function} needs {want}")
     top = {"u16": 15, "u32": 31}.get(type_, 1999)
     byte_order, word_order = orders_of(s, orders)
-    flags = _items(s, "bits", lambda b: _flag(b, top))
+    flags = list_items(s, "bits", lambda b: _flag(b, top))
     if "bits" not in s.data:
         s.checker.error(s.path / "bits", "is required")
     elif not flags:

@@ -14,6 +14,8 @@ Configuration (``sinks.<name>`` in ``hub.yaml``)::
         centres: [{host: 10.0.0.5, port: 9000}]   # several: each its own cursor
         source_address: 0x0000000a0001             # 6 bytes, ours
         destination_address: 0
+        protocol_version: "1.1"  # the frames' version bytes (01 01, as the standard's
+                                 # samples); "1.0" for a centre that wants 01 00
         timeout: 10            # s, at most 10 (GB/T 26875.3 §6.5)
         retries: 3
         liveness_interval: 60  # s between type 21 (or liveness_type: 28) uploads
@@ -30,23 +32,15 @@ from __future__ import annotations
 from typing import Any
 
 from hub import hookimpl
-from hub.types import SinkType
+from hub.contracts import SinkType
 from plugins.sinks.gb26875.centre import add_commands
 from plugins.sinks.gb26875.options import GBOptions, check_options
-from plugins.sinks.gb26875.sink import RUNNING, GBSink
+from plugins.sinks.gb26875.sink import GBSink
 
 
 @hookimpl
 def hub_add_commands(subparsers: Any) -> None:
     add_commands(subparsers)
-
-
-@hookimpl
-def hub_event_recorded(hub: Any, event: Any) -> None:
-    # a wake-up only: the data still comes from the journal, read from each sink's cursor
-    for sink in list(RUNNING):
-        if sink.hub is hub:
-            sink.wake()
 
 
 @hookimpl

@@ -14,7 +14,7 @@ Application data (§7, §8.1): ``type | count n | n objects`` where each object 
 layout of its type (:data:`LAYOUTS`), most ending with a 6-byte time label.
 
 Errors are values of one small hierarchy rooted at :class:`GBDecodeError` (a
-:class:`hub.types.DecodeError`), so a caller catches one class. A :class:`FrameError` carries
+:class:`hub.contracts.DecodeError`), so a caller catches one class. A :class:`FrameError` carries
 the header when it could be read, because the standard wants a *deny* (否认) for a frame that
 fails its checks, and a deny needs the serial number and the addresses.
 """
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from hub.types import DecodeError, EncodeError
+from hub.contracts import DecodeError, EncodeError
 
 START = b"@@"
 END = b"##"

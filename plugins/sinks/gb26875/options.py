@@ -26,7 +26,10 @@ class GBOptions:
     centres: tuple[Centre, ...]
     source_address: int = 0
     destination_address: int = 0
-    user_version: int = 0
+    #: protocol version bytes of every frame (control unit bytes 5-6): major.minor; 1.1 is
+    #: what the standard's sample frames carry and centres built from them expect
+    main_version: int = 1
+    user_version: int = 1
     timeout: float = 10.0
     retries: int = 3
     reconnect_initial: float = 1.0
@@ -113,11 +116,17 @@ def _bool(v: Any) -> bool:
 def check_options(s: Section) -> GBOptions:
     addr = integer(0, 2**48 - 1)
     byte = integer(0, 255)
+    version = s.get("protocol_version", _version, (1, 1)) or (1, 1)
+    if "user_version" in s:  # the older key: the minor byte alone
+        if "protocol_version" in s:
+            s.checker.error(s.path / "user_version", "give protocol_version only")
+        version = (version[0], s.get("user_version", byte, version[1]))
     opts = GBOptions(
         centres=_centres(s),
         source_address=s.get("source_address", addr, 0),
         destination_address=s.get("destination_address", addr, 0),
-        user_version=s.get("user_version", byte, 0),
+        main_version=version[0],
+        user_version=version[1],
         timeout=s.get("timeout", number(0.1, 10, "s"), 10.0),
         retries=s.get("retries", integer(0, 10), 3),
         reconnect_initial=s.get("reconnect_initial", number(0.01, 3600, "s"), 1.0),
@@ -141,6 +150,15 @@ def check_options(s: Section) -> GBOptions:
         s.checker.error(s.path / "reconnect_max", "is below reconnect_initial")
     s.finish()
     return opts
+
+
+def _version(v: Any) -> tuple[int, int]:
+    """``"1.1"`` (or ``1.1``, a YAML number) -> (1, 1): the two version bytes."""
+    text = str(v) if isinstance(v, (str, float)) and not isinstance(v, bool) else ""
+    major, dot, minor = text.partition(".")
+    if dot and major.isdigit() and minor.isdigit() and int(major) <= 255 and int(minor) <= 255:
+        return int(major), int(minor)
+    raise Invalid(f"expected major.minor, each 0-255 (e.g. \"1.1\"), got {describe(v)}")
 
 
 def _liveness(v: Any) -> int:

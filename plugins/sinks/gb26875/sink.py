@@ -1,5 +1,10 @@
 """The ``gb26875`` sink service: the journal, uploaded to monitoring centres, never dropped.
 
+(Longer than 500 lines on purpose: :class:`CentreLink`'s journal reading, the overtaking of
+fire alarms and send/confirm share one state — the queues, the pending seqs, the upload in
+flight — that the cursor rule depends on; kept in one file, that rule reads in one place.
+The centre's reads and controls are in :mod:`.reads`.)
+
 One :class:`CentreLink` per configured centre, each with its own durable journal cursor
 (the sink's name, or ``<name>/<centre>`` when there are several centres):
 
@@ -22,7 +27,11 @@ One :class:`CentreLink` per configured centre, each with its own durable journal
   is a dead letter: counted (``gb26875.dead_letters``), logged, noted in the journal as a
   fault-level ``gb26875_dead_letter`` state event, and passed over; the rest of its upload
   still goes.
-* Liveness: a type 21 (or 28) upload every ``liveness_interval`` s.
+* Liveness: a type 21 (or 28) upload every ``liveness_interval`` s. A fire alarm never
+  waits on it: a liveness exchange in flight (perhaps being retried) is given up when one
+  is queued (``gb26875.liveness_preempted``) and goes again after it.
+* Protocol version bytes: ``protocol_version`` (default 1.1: ``01 01``, as the standard's
+  sample frames).
 * The centre's traffic: reads (command 4; 61-68, 81-88) are answered (command 5) with the
   matching upload type, or denied when there is nothing to give (a system or component
   not ours, no records); 89 initialise, 90 clock sync and 91 duty check are confirmed
@@ -46,19 +55,16 @@ last fire alarm), ``gb26875.alarm_latency_ms`` (histogram of the same, label ``l
 from __future__ import annotations
 
 import random
-import struct
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet import protocol, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-import hub as hub_pkg
+from hub.contracts import EncodeError
 from hub.metrics import Histogram
 from hub.model import (
     Acknowledgement,
@@ -71,19 +77,14 @@ from hub.model import (
     Level,
     Reading,
 )
-from hub.types import EncodeError
+from hub.sinks import Backoff, CursorSink
 from plugins.sinks.gb26875 import codec as c
 from plugins.sinks.gb26875.mapping import Mapper, Upload, to_label
 from plugins.sinks.gb26875.options import Centre, GBOptions
+from plugins.sinks.gb26875.reads import ENCODE_ERRORS, CentreReads
 
 _log = Logger(namespace="hub.sinks.gb26875")
 
-#: seconds between looks at the journal for new records; events also wake the sink at once
-#: (:meth:`GBSink.wake`, from the ``hub_event_recorded`` observer)
-POLL_INTERVAL = 0.05
-#: running sinks, for the observer to wake
-RUNNING: weakref.WeakSet[GBSink] = weakref.WeakSet()
-DUTY_CODE = "gb26875_duty_check"
 DEAD_LETTER_CODE = "gb26875_dead_letter"
 #: hub command actions that are facility operations of Fig. 8 (bits of type 4), done when
 #: the device confirmed them; an operator's acknowledgement is 确认 (bit 5)
@@ -100,8 +101,6 @@ OVERTAKE_LIMIT = 16
 #: ``le``, ``+Inf`` beyond the last); per-bucket counts, not cumulative. 10 s is the limit
 #: of GB 26875.1.
 LATENCY_BUCKETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
-#: what encoding a mapped object can raise besides EncodeError (struct, int.to_bytes)
-_ENCODE_ERRORS = (EncodeError, struct.error, OverflowError, ValueError, TypeError)
 
 
 class _Proto(protocol.Protocol):
@@ -147,12 +146,12 @@ class _Overtaking:
     confirmed: bool = False
 
 
-class CentreLink:
+class CentreLink(CentreReads):
     """Delivery to one centre: cursor, queues, the upload in flight, the connection."""
 
     def __init__(self, sink: GBSink, centre: Centre, cursor_name: str) -> None:
         self.sink = sink
-        self.hub = sink.hub
+        self.port = sink.port  # journal, metrics, record_events, devices
         self.o: GBOptions = sink.options
         self.centre = centre
         self.cursor_name = cursor_name
@@ -160,14 +159,17 @@ class CentreLink:
         self.mapper = Mapper(self.o, sink.device_info, self.clock.seconds, self._clamped)
         self._clamped_devices: set[str] = set()
         self.labels = {"sink": sink.name, "centre": centre.name}
-        self.latency = Histogram(self.hub.metrics, "gb26875.alarm_latency_ms",
+        self.latency = Histogram(self.port.metrics, "gb26875.alarm_latency_ms",
                                  LATENCY_BUCKETS_MS, {0.5: "gb26875.alarm_latency_p50_ms",
                                                       0.99: "gb26875.alarm_latency_p99_ms"},
                                  **self.labels)
+        kinds = {"event", "command", "command_result", "acknowledgement"}
+        if self.o.readings:
+            kinds.add("reading")
+        #: the cursor (``tail.cursor``: confirmed) and the read position (``tail.position``)
+        self.tail = sink.add_tail(cursor_name, kinds)
         self.proto: _Proto | None = None
         self.serial = 0
-        self.cursor = 0
-        self.read_upto = 0
         self.fire: deque[Upload] = deque()
         self.other: deque[Upload] = deque()
         self.pending: dict[int, int] = {}  # seq -> uploads of it not yet confirmed
@@ -189,6 +191,14 @@ class CentreLink:
         self.early: dict[int, _Overtaking] = {}
         self.looked = 0
 
+    @property
+    def cursor(self) -> int:
+        return self.tail.cursor
+
+    @property
+    def read_upto(self) -> int:
+        return self.tail.position
+
     # -- time ----------------------------------------------------------------------------
 
     def now(self):
@@ -197,10 +207,8 @@ class CentreLink:
     # -- connection ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.stopping = False
-        self.cursor = self.read_upto = self.hub.journal.get_cursor(self.cursor_name)
-        self.hub.journal.set_cursor(self.cursor_name, self.cursor)  # retention waits for us
-        self.mapper.restore(self.hub.journal.active_events())
+        self.stopping = False  # the tail was claimed by the sink: retention waits for us
+        self.mapper.restore(self.port.journal.active_events())
         self.connect()
 
     def stop(self) -> None:
@@ -225,7 +233,7 @@ class CentreLink:
         self.failures = 0
         self.serial = 0  # the serial rules: 0 when the two sides connect
         self._restart_from_cursor()
-        self.hub.metrics.set("gb26875.connected", 1, **self.labels)
+        self.port.metrics.set("gb26875.connected", 1, **self.labels)
         _log.info("sink {sink}: connected to centre {centre}; sending from seq {seq}",
                   sink=self.sink.name, centre=self.centre.name, seq=self.cursor)
         self.pump()
@@ -237,7 +245,7 @@ class CentreLink:
         self.proto = None
         self._cancel()
         self.inflight = None
-        self.hub.metrics.set("gb26875.connected", 0, **self.labels)
+        self.port.metrics.set("gb26875.connected", 0, **self.labels)
         if self.stopping:
             return
         self.failures += 1
@@ -249,8 +257,7 @@ class CentreLink:
         self._reconnect = self.clock.callLater(delay, self.connect)
 
     def backoff(self, n: int) -> float:
-        base = min(self.o.reconnect_max, self.o.reconnect_initial * 2.0 ** min(n - 1, 60))
-        return base * (0.5 + 0.5 * self.sink.rng.random())
+        return self.sink.backoff.delay(n)
 
     def _restart_from_cursor(self) -> None:
         """Forget what was read but not confirmed: it is read again from the cursor.
@@ -263,22 +270,17 @@ class CentreLink:
         self.pending.clear()
         self.alarm_ts.clear()
         self.inflight = None
-        self.read_upto = self.looked = self.cursor
+        self.tail.restart()
+        self.looked = self.tail.cursor
         self.early = {s: e for s, e in self.early.items() if e.confirmed and s > self.cursor}
 
     # -- reading the journal -------------------------------------------------------------
 
     def fill(self) -> None:
-        journal = self.hub.journal
         while len(self.fire) + len(self.other) < QUEUE_LIMIT:
-            top = journal.last_seq()
-            if top <= self.read_upto:
+            if self.tail.behind() <= 0:
                 return
-            kinds = {"event", "command", "command_result", "acknowledgement"}
-            if self.o.readings:
-                kinds.add("reading")
-            rows = journal.read(self.read_upto, self.o.read_ahead, kinds)
-            full = len(rows) >= self.o.read_ahead
+            rows, _, full = self.tail.read(self.o.read_ahead)
             readings: list[tuple[int, Reading]] = []
             for seq, rec in rows:
                 if isinstance(rec, Reading):
@@ -291,7 +293,6 @@ class CentreLink:
                 else:
                     self._operation(seq, rec)
             self._queue(self._map_readings(readings))
-            self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
             self._advance()
             if not full:
                 return
@@ -359,7 +360,7 @@ class CentreLink:
         keeps the last state it received shows the fire alarm all along, except for one
         upload's time. An alarm raised and cleared before a look finds it goes in order.
         """
-        journal = self.hub.journal
+        journal = self.port.journal
         after = max(self.read_upto, self.looked)
         top = journal.last_seq()
         if top <= after:
@@ -418,17 +419,22 @@ class CentreLink:
     def _advance(self) -> None:
         # an overtaking alarm is pending past the read position: never beyond the latter
         upto = min(min(self.pending) - 1, self.read_upto) if self.pending else self.read_upto
-        if upto > self.cursor:
-            self.hub.journal.set_cursor(self.cursor_name, upto)
-            self.cursor = upto
-        self.hub.metrics.set("sink.lag_records", self.hub.journal.last_seq() - self.cursor,
+        self.tail.commit(upto)
+        self.port.metrics.set("sink.lag_records", self.port.journal.last_seq() - self.cursor,
                              sink=self.cursor_name)
 
     # -- send/confirm --------------------------------------------------------------------
 
     def pump(self) -> None:
-        if self.proto is None or self.inflight is not None:
+        if self.proto is None:
             return
+        if self.inflight is not None:
+            if self._liveness_inflight():
+                self.fill()  # a fire alarm may be waiting in the journal: it must not wait
+                if self.fire:
+                    self._preempt_liveness()
+            if self.inflight is not None:
+                return
         self.fill()
         if not self.fire and self.other:
             self.overtake()
@@ -439,7 +445,7 @@ class CentreLink:
                 continue
             up, data = sendable
             frame = c.Frame(self.serial, c.CMD_SEND, self.now(), self.o.source_address,
-                            self.o.destination_address, data, c.MAIN_VERSION,
+                            self.o.destination_address, data, self.o.main_version,
                             self.o.user_version)
             try:
                 raw = frame.encode()
@@ -453,12 +459,26 @@ class CentreLink:
             self._send(raw)
             return
 
+    def _liveness_inflight(self) -> bool:
+        return self.inflight is not None and not self.inflight[0].seqs \
+            and self.inflight[0].app.type in (21, 28)
+
+    def _preempt_liveness(self) -> None:
+        """A fire alarm never waits on a liveness exchange (which may be retried for
+        ``timeout × (retries + 1)`` s): the liveness frame is given up (a late confirm of
+        its serial is ignored) and goes again after what the fire queue holds."""
+        up = self.inflight[0]
+        self._cancel()
+        self.inflight = None
+        self.other.appendleft(up)
+        self.port.metrics.inc("gb26875.liveness_preempted", **self.labels)
+
     def _encodable(self, up: Upload) -> tuple[Upload, bytes] | None:
         """``up`` and its application data, or, when some of its objects cannot be encoded,
         the upload of the others (the rest are dead letters); None if nothing is left."""
         try:
             return up, up.app.encode()
-        except _ENCODE_ERRORS:
+        except ENCODE_ERRORS:
             pass
         objs = up.app.objects
         paired = len(up.seqs) == len(objs)  # readings: one seq per object
@@ -466,7 +486,7 @@ class CentreLink:
         for i, obj in enumerate(objs):
             try:
                 c.AppData(up.app.type, (obj,)).encode()
-            except _ENCODE_ERRORS as e:
+            except ENCODE_ERRORS as e:
                 if paired or len(objs) == 1:
                     self._dead_letter((up.seqs[i],) if paired else up.seqs, e, repr(obj))
                 continue
@@ -483,7 +503,7 @@ class CentreLink:
         new = Upload(c.AppData(up.app.type, tuple(objs[i] for i in keep)), kept_seqs, up.fire)
         try:
             return new, new.app.encode()
-        except _ENCODE_ERRORS as e:  # each encodes alone, together too long: cannot be
+        except ENCODE_ERRORS as e:  # each encodes alone, together too long: cannot be
             self._dead_letter(new.seqs, e, repr(objs[keep[0]]))
             self._done(new, confirmed=False)
             return None
@@ -491,19 +511,19 @@ class CentreLink:
     def _dead_letter(self, seqs: tuple[int, ...], error: Exception, excerpt: str) -> None:
         """Records that can never be sent to this centre: counted, logged and noted in the
         journal as a fault-level event, then passed over so the link does not stall."""
-        self.hub.metrics.inc("gb26875.dead_letters", len(seqs) or 1, **self.labels)
+        self.port.metrics.inc("gb26875.dead_letters", len(seqs) or 1, **self.labels)
         _log.error("sink {sink}: records {seqs} cannot be encoded for centre {centre} "
                    "({error}): {excerpt}; not sent, the journal keeps them",
                    sink=self.sink.name, seqs=list(seqs), centre=self.centre.name,
                    error=error, excerpt=excerpt[:200])
-        self.hub.record_events([Event(
+        self.port.record_events([Event(
             device="hub", kind=EventKind.STATE, code=DEAD_LETTER_CODE,
             state=EventState.NOTICE, ts=self.clock.seconds(), level=Level.FAULT,
             source="hub", message=f"centre {self.centre.name}: journal records "
                                   f"{', '.join(map(str, seqs))} cannot be encoded ({error})")])
 
     def _clamped(self, device: str, ts: float) -> None:
-        self.hub.metrics.inc("gb26875.time_labels_clamped", **self.labels)
+        self.port.metrics.inc("gb26875.time_labels_clamped", **self.labels)
         if device not in self._clamped_devices:  # once per device: its clock stays wrong
             self._clamped_devices.add(device)
             _log.warn("sink {sink}: device {device} time {ts!r} is outside what a time "
@@ -532,14 +552,14 @@ class CentreLink:
         self.attempts += 1
         up, serial, raw = self.inflight
         if self.attempts > self.o.retries:
-            self.hub.metrics.inc("gb26875.exchanges_failed", **self.labels)
+            self.port.metrics.inc("gb26875.exchanges_failed", **self.labels)
             _log.warn("sink {sink}: upload {serial} to {centre} failed after {n} retries "
                       "({why}); reconnecting, it stays in the journal", sink=self.sink.name,
                       serial=serial, centre=self.centre.name, n=self.o.retries, why=why)
             self._cancel()
             self.proto.transport.loseConnection()
             return
-        self.hub.metrics.inc("gb26875.retransmissions", **self.labels)
+        self.port.metrics.inc("gb26875.retransmissions", **self.labels)
         _log.info("sink {sink}: {why}; upload {serial} again ({n}/{m})", sink=self.sink.name,
                   why=why, serial=serial, n=self.attempts, m=self.o.retries)
         self._send(raw)
@@ -562,7 +582,7 @@ class CentreLink:
 
     def _latency(self, seq: int, latency: float) -> None:
         labels = self.labels
-        self.hub.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3), **labels)
+        self.port.metrics.set("gb26875.alarm_latency_seconds", round(latency, 3), **labels)
         self.latency.observe(latency * 1000)
         _log.info("sink {sink}: fire alarm (seq {seq}) confirmed by {centre} "
                   "latency={latency:.3f} s after the reading", sink=self.sink.name,
@@ -575,156 +595,18 @@ class CentreLink:
             if self.inflight is None or f.serial != self.inflight[1]:
                 return  # a late answer to a frame already given up on
             if f.command == c.CMD_DENY:
-                self.hub.metrics.inc("gb26875.denied", **self.labels)
+                self.port.metrics.inc("gb26875.denied", **self.labels)
                 self._retry("denied")
                 return
             self._cancel()
             up = self.inflight[0]
             self.inflight = None
-            self.hub.metrics.inc("gb26875.uploads_confirmed", **self.labels)
+            self.port.metrics.inc("gb26875.uploads_confirmed", **self.labels)
             self._done(up)
             self.pump()
             return
         if f.command in (c.CMD_REQUEST, c.CMD_CONTROL):
             self._request(f)
-
-    def _reply(self, f: c.Frame, command: int, app: c.AppData | None = None) -> None:
-        assert self.proto is not None
-        data = app.encode() if app is not None else b""
-        reply = c.Frame(f.serial, command, self.now(), self.o.source_address, f.source,
-                        data, c.MAIN_VERSION, self.o.user_version)
-        self.proto.transport.write(reply.encode())
-
-    def _request(self, f: c.Frame) -> None:
-        try:
-            app = f.app_data()
-        except c.GBDecodeError as e:
-            _log.warn("sink {sink}: centre sent bad data ({error}); denied",
-                      sink=self.sink.name, error=e)
-            self._reply(f, c.CMD_DENY)
-            return
-        t = app.type
-        if t in (89, 90, 91):
-            self._reply(f, c.CMD_CONFIRM)
-            if t == 90:
-                obj = app.objects[0]
-                assert isinstance(obj, c.ClockSync)
-                self.skew = self.mapper.skew = (
-                    obj.time - to_label(self.clock.seconds(), self.o.utc_offset)
-                ).total_seconds()
-                _log.info("sink {sink}: centre {centre} clock sync; our labels now shift "
-                          "{skew:+.0f} s", sink=self.sink.name, centre=self.centre.name,
-                          skew=self.skew)
-            elif t == 91:
-                self._duty_check(app.objects[0])
-            else:
-                # our next frame starts the serial again from 0, as after a connect; an
-                # upload in flight keeps its serial, its confirm still matches it
-                self.serial = 0
-                _log.info("sink {sink}: centre {centre} asked to initialise; serial reset",
-                          sink=self.sink.name, centre=self.centre.name)
-            return
-        try:
-            answer = self._answer(app) if t in c.READ_ANSWERS else None
-            if answer is not None:
-                self._reply(f, c.CMD_ANSWER, answer)
-        except _ENCODE_ERRORS as e:  # an answer we cannot build is denied, not a crash
-            _log.error("sink {sink}: cannot answer read {type} from centre {centre} "
-                       "({error}); denied", sink=self.sink.name, type=t,
-                       centre=self.centre.name, error=e)
-            answer = None
-        if answer is None:
-            self._reply(f, c.CMD_DENY)
-        self.pump()
-
-    def _duty_check(self, obj: Any) -> None:
-        ts = self.clock.seconds()
-        op = c.UitdOperation(c.UITD_DUTY_ANSWERED, 0, self.now())
-        self.duty_records.append(op)
-        self.fire.append(Upload(c.AppData(24, (op,)), ()))  # behind fire alarms only
-        self.hub.record_events([Event(
-            device="hub", kind=EventKind.STATE, code=DUTY_CODE, state=EventState.NOTICE,
-            ts=ts, level=Level.INFO, source="hub",
-            message=f"duty check from centre {self.centre.name} answered "
-                    f"(timeout {getattr(obj, 'timeout_minutes', '?')} min)")])
-        self.pump()
-
-    def uitd_state(self) -> int:
-        state = c.STATE_NORMAL
-        for events in self.mapper.active.values():
-            for e in events.values():
-                state |= c.STATE_FIRE if e.kind is EventKind.ALARM else c.STATE_FAULT
-        return state
-
-    def _answer(self, app: c.AppData) -> c.AppData | None:
-        """The upload answering a read, or None (→ deny) when there is nothing to give."""
-        t, now = app.type, self.now()
-        version = [int(x) for x in (hub_pkg.__version__.split(".") + ["0", "0"])[:2]]
-        if t == 81:
-            return c.AppData(21, (c.UitdState(self.uitd_state(), now),))
-        if t == 84:
-            if not self.duty_records:
-                return None
-            q = app.objects[0]
-            recs = [r for r in self.duty_records if r.time >= q.start][:max(1, q.count)]
-            return c.AppData(24, tuple(recs)) if recs else None
-        if t == 85:
-            return c.AppData(25, (c.UitdSoftwareVersion(*version),))
-        if t == 86:
-            return c.AppData(26, (c.UitdConfig(c.fit_text(
-                f"hub {hub_pkg.__version__} {len(self.hub.registry)} devices", 255)),))
-        if t == 88:
-            return c.AppData(28, (c.UitdTime(now),))
-        objs = []
-        for q in app.objects:
-            if (q.sys_type, getattr(q, "sys_addr", None)) not in self.sink.systems():
-                return None
-            if t == 61:
-                objs.append(c.SystemState(q.sys_type, q.sys_addr, self.uitd_state() & 0b111,
-                                          now))
-            elif t == 65:
-                objs.append(c.FacilitySoftwareVersion(q.sys_type, q.sys_addr, *version))
-            elif t == 66:
-                objs.append(c.FacilityConfig(q.sys_type, q.sys_addr, "电气火灾监控系统"))
-            elif t == 68:
-                objs.append(c.FacilityTime(q.sys_type, q.sys_addr, now))
-            elif t == 64:
-                objs += self._operations(q)
-            elif t in (62, 63, 67):
-                where = self.sink.find(q.comp_addr)
-                if where is None:
-                    return None
-                dev, ch = where
-                m = self.mapper
-                if t == 62:
-                    objs.append(m.component_state(dev, ch, self.clock.seconds()))
-                elif t == 67:
-                    objs.append(c.ComponentConfig(q.sys_type, q.sys_addr, m.comp_type(ch),
-                                                  q.comp_addr, m.description(dev)))
-                else:
-                    for r in self.hub.journal.latest(dev):
-                        a = m.analog(dev, r.channel, r.quantity, r.value, r.ts)
-                        if r.channel == ch and a is not None:
-                            objs.append(a)
-        objs = [o for o in objs if o is not None]
-        if not objs:
-            return None
-        limit = c.LAYOUTS[c.READ_ANSWERS[t]][1]
-        return c.AppData(c.READ_ANSWERS[t], tuple(objs[:limit]))
-
-
-    def _operations(self, q: c.RecordQuery) -> list[c.FacilityOperation]:
-        """Up to ``q.count`` facility operations of the system ``q`` asks for, from
-        ``q.start`` on, oldest first."""
-        m = self.mapper
-        out = []
-        for device, flags, ts in self.operations.values():
-            if m.system(device) != (q.sys_type, q.sys_addr):
-                continue
-            label = m.label(ts, device)
-            if label >= q.start:
-                out.append(c.FacilityOperation(q.sys_type, q.sys_addr, flags, 0, label))
-        return out[:max(1, q.count)]
 
 
 def _components(u: Upload) -> set[tuple[int, int, int]]:
@@ -732,8 +614,11 @@ def _components(u: Upload) -> set[tuple[int, int, int]]:
             if isinstance(o, (c.ComponentState, c.ComponentAnalog))}
 
 
-class GBSink(Service):
-    """The ``gb26875`` sink: one :class:`CentreLink` per centre.
+class GBSink(CursorSink):
+    """The ``gb26875`` sink: one :class:`CentreLink` (and journal tail) per centre.
+
+    Built on :class:`hub.sinks.CursorSink`: cursors, wake-ups on the journal's commits, the
+    reconnect backoff, lag metrics and the supervisor are the framework's.
 
     ``connect(host, port, factory)`` and ``rng`` are injectable for tests; by default the
     reactor's ``connectTCP``.
@@ -742,18 +627,14 @@ class GBSink(Service):
     def __init__(self, hub: Any, name: str, options: GBOptions, *,
                  connect: Callable[[str, int, protocol.ClientFactory], Any] | None = None,
                  rng: random.Random | None = None) -> None:
-        self.hub = hub
+        super().__init__(hub, name, options, rng=rng)
         self.name = name
-        self.options = options
-        self.clock = hub.clock
+        self.backoff = Backoff(options.reconnect_initial, options.reconnect_max, self.rng)
         self._connect = connect
-        self.rng = rng or random.Random()
         several = len(options.centres) > 1
         self.links = [CentreLink(self, ctr, f"{name}/{ctr.name}" if several else name)
                       for ctr in options.centres]
-        self._poll: task.LoopingCall | None = None
         self._liveness: task.LoopingCall | None = None
-        self._wake: IDelayedCall | None = None
 
     def connect(self, host: str, port: int, factory: protocol.ClientFactory) -> Any:
         if self._connect is None:
@@ -765,14 +646,12 @@ class GBSink(Service):
     # -- registry ------------------------------------------------------------------------
 
     def device_info(self, device: str) -> tuple[int, str, str, str] | None:
-        for i, d in enumerate(self.hub.registry, 1):
-            if d.id == device:
-                return i, d.name, d.location, d.project
-        return None
+        d = self.port.device(device)
+        return None if d is None else (d.position, d.name, d.location, d.project)
 
     def systems(self) -> set[tuple[int, int]]:
         o = self.options
-        addrs = {o.system_addresses.get(d.project, o.system_address) for d in self.hub.registry}
+        addrs = {o.system_addresses.get(d.project, o.system_address) for d in self.port.devices()}
         return {(o.system_type, a) for a in addrs | {o.system_address}}
 
     def find(self, comp_addr: int) -> tuple[str, str] | None:
@@ -783,7 +662,7 @@ class GBSink(Service):
                 dev, _, ch = k.partition("/")
                 return dev, ch
         pos, point = comp_addr >> 16, comp_addr & 0xFFFF
-        devices = list(self.hub.registry)
+        devices = list(self.port.devices())
         if not 1 <= pos <= len(devices):
             return None
         kinds = {0x100: "T", 0x200: "L"}
@@ -800,43 +679,28 @@ class GBSink(Service):
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def startService(self) -> None:
-        super().startService()
+    def started(self) -> None:
         for link in self.links:
             link.start()
-        self._poll = task.LoopingCall(self._pump_all)
-        self._poll.clock = self.clock
-        self._poll.start(POLL_INTERVAL, now=False)
         self._liveness = task.LoopingCall(self._live)
         self._liveness.clock = self.clock
         self._liveness.start(self.options.liveness_interval, now=False)
-        RUNNING.add(self)
 
-    def wake(self) -> None:
-        """An event was committed: look at the journal now rather than at the next poll
-        (a fire alarm's latency then owes nothing to the poll interval)."""
-        if self.running and (self._wake is None or not self._wake.active()):
-            self._wake = self.clock.callLater(0, self._pump_all)
-
-    def stopService(self) -> None:
-        super().stopService()
-        RUNNING.discard(self)
-        if self._wake is not None and self._wake.active():
-            self._wake.cancel()
-        for loop in (self._poll, self._liveness):
-            if loop is not None and loop.running:
-                loop.stop()
+    def stopped(self) -> None:
+        if self._liveness is not None and self._liveness.running:
+            self._liveness.stop()
         for link in self.links:
             link.stop()
 
-    def _pump_all(self) -> None:
+    def pump(self) -> None:
+        """New records (or a start): each link reads and sends what it can. A fire alarm's
+        latency owes nothing to polling: the journal's commit wakes the sink."""
         for link in self.links:
-            try:
-                link.pump()
-            except Exception:
-                _log.failure("sink {sink}: internal error; reading again from the cursor",
-                             sink=self.name)
-                link._restart_from_cursor()
+            link.pump()
+
+    def reset(self) -> None:
+        for link in self.links:
+            link._restart_from_cursor()
 
     def _live(self) -> None:
         for link in self.links:

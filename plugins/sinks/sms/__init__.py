@@ -37,20 +37,10 @@ Configuration (``sinks.<name>`` in ``hub.yaml``)::
 
 from __future__ import annotations
 
-from typing import Any
-
 from hub import hookimpl
-from hub.types import SinkType
+from hub.contracts import SinkType
 from plugins.sinks.sms.options import SmsOptions, check_options
-from plugins.sinks.sms.sink import RUNNING, SmsSink
-
-
-@hookimpl
-def hub_event_recorded(hub: Any, event: Any) -> None:
-    # a wake-up only: the event itself is read from the journal, from the sink's cursor
-    for sink in list(RUNNING):
-        if sink.hub is hub:
-            sink.wake()
+from plugins.sinks.sms.sink import SmsSink
 
 
 @hookimpl

@@ -33,15 +33,14 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from hub.contracts import SendResult, SmsMessage, SmsProvider
 from hub.metrics import Histogram
 from hub.model import (
     Acknowledgement,
@@ -53,7 +52,7 @@ from hub.model import (
     Level,
     event_id,
 )
-from hub.types import SendResult, SmsMessage, SmsProvider
+from hub.sinks import CursorSink
 from plugins.sinks.sms.escalation import Escalations, Step
 from plugins.sinks.sms.options import SmsOptions
 from plugins.sinks.sms.routing import Router, message_kind
@@ -62,8 +61,6 @@ from plugins.sinks.sms.templates import DeviceInfo, Renderer
 
 _log = Logger(namespace="hub.sinks.sms")
 
-#: seconds between looks at the journal; events also wake the sink at once
-POLL_INTERVAL = 0.1
 #: events read ahead of the cursor at most (an outage must not fill memory)
 MAX_PENDING = 20000
 #: events read back at a restart to restore what phones were told (see _restore_told)
@@ -71,7 +68,6 @@ RESTORE_EVENTS = 50_000
 #: told events older than those looked up one by one at most (each lookup scans)
 RESTORE_LOOKUPS = 50
 FAULT_CODE = "sms_delivery_failed"
-RUNNING: weakref.WeakSet[SmsSink] = weakref.WeakSet()
 #: Upper bounds (ms) of the ``sms.alarm_latency_ms`` buckets: from a loopback provider's
 #: tens of milliseconds to storm holds, rate limits and retries of many minutes.
 LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000,
@@ -95,21 +91,21 @@ class Outgoing:
     attempts: int = 0
 
 
-class SmsSink(Service):
-    """``provider`` and ``rng`` are injectable for tests; by default the provider is built
+class SmsSink(CursorSink):
+    """Built on :class:`hub.sinks.CursorSink` (cursor, wake-ups on the journal's commits, an
+    acknowledgement included, backoff, lag, the supervisor).
+
+    ``provider`` and ``rng`` are injectable for tests; by default the provider is built
     from ``options.provider_type`` through the plugin registry."""
 
     def __init__(self, hub: Any, name: str, options: SmsOptions, *,
                  provider: SmsProvider | None = None,
                  rng: random.Random | None = None) -> None:
-        self.hub = hub
-        self.sink = name  # not `name`: the service tree renames services ("sinks.<name>")
-        self.options = options
-        self.clock = hub.clock
-        self.rng = rng or random.Random()
+        super().__init__(hub, name, options, rng=rng)
+        self.tail = self.add_tail(name, {"event", "acknowledgement"})
         if provider is None:
-            ptype = hub.plugins.sms_providers[options.provider_type]
-            provider = ptype.factory(options.provider, hub.clock)
+            ptype = self.port.sms_providers[options.provider_type]
+            provider = ptype.factory(options.provider, self.clock)
         self.provider = provider
         # a provider may state its own length rules (a signature it prepends, fewer parts)
         max_parts = min(options.max_parts, getattr(provider, "max_parts", None) or 99)
@@ -125,46 +121,36 @@ class SmsSink(Service):
         self.done: set[tuple[str, str]] = set()  # (item key, phone) settled before a restart
         self.inflight: dict[str, Outgoing] = {}
         self.retrying: dict[str, tuple[Outgoing, IDelayedCall]] = {}
-        self.failures: dict[str, int] = {}
+        self.phone_failures: dict[str, int] = {}
         self.faults: dict[str, Event] = {}  # phone -> raised sms_delivery_failed
-        self.cursor = self.read_upto = 0
-        self.latency = Histogram(self.hub.metrics, "sms.alarm_latency_ms", LATENCY_BUCKETS_MS,
+        self.latency = Histogram(self.port.metrics, "sms.alarm_latency_ms", LATENCY_BUCKETS_MS,
                                  {0.5: "sms.alarm_latency_p50_ms",
                                   0.99: "sms.alarm_latency_p99_ms"}, **self.labels)
-        self._poll: task.LoopingCall | None = None
         self._timer: IDelayedCall | None = None
-        self._wake: IDelayedCall | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def startService(self) -> None:
-        super().startService()
-        j = self.hub.journal
-        self.cursor = self.read_upto = j.get_cursor(self.sink)
-        j.set_cursor(self.sink, self.cursor)  # retention waits for us from now on
+    def started(self) -> None:
         self._restore()
-        self._poll = task.LoopingCall(self.pump)
-        self._poll.clock = self.clock
-        self._poll.start(POLL_INTERVAL, now=True)
-        RUNNING.add(self)
 
-    def stopService(self) -> None:
-        super().stopService()
-        RUNNING.discard(self)
-        if self._poll is not None and self._poll.running:
-            self._poll.stop()
-        for call in [self._timer, self._wake, *(c for _, c in self.retrying.values())]:
+    def stopped(self) -> None:
+        for call in [self._timer, *(c for _, c in self.retrying.values())]:
             if call is not None and call.active():
                 call.cancel()
         self.retrying.clear()
 
-    def wake(self) -> None:
-        """An event was committed: read it now, not at the next poll."""
-        if self.running and (self._wake is None or not self._wake.active()):
-            self._wake = self.clock.callLater(0, self.pump)
+    def reset(self) -> None:
+        """After an unexpected failure: start over as after a restart (what was delivered
+        is read back from the journal, so nothing delivered goes twice)."""
+        self.storm = StormControl(self.options.storm)
+        self.escalations = Escalations()
+        self.watched.clear()
+        self.pending.clear()
+        self.done.clear()
+        self._restore()
 
     def _restore(self) -> None:
-        j, now = self.hub.journal, self.clock.seconds()
+        j, now = self.port.journal, self.clock.seconds()
         s = self.options.storm
         ladders = [r.escalate_after * len(r.escalate) for r in self.router.routes]
         lookback = max([s.summary_window, s.dedup_window, *ladders,
@@ -204,7 +190,7 @@ class SmsSink(Service):
                     told.append((d, event_id, state == EventState.RAISED))
         if not told:
             return
-        j = self.hub.journal
+        j = self.port.journal
         events: dict[str, Event | None] = {
             e.id: e for e in j.events(since=now - 2 * w, limit=RESTORE_EVENTS)}
         events.update((e.id, e) for e in active)
@@ -220,46 +206,33 @@ class SmsSink(Service):
     # -- reading the journal -------------------------------------------------------------
 
     def pump(self) -> None:
-        if not self.running:
-            return
-        try:
-            self._fill()
-            now = self.clock.seconds()
-            for step in self.escalations.due(now):
-                self._escalate(step)
-            busy = self.inflight.keys() | self.retrying.keys()
-            for release in self.storm.release(now, busy):
-                self._send(self._compose(release))
-        except Exception:
-            _log.failure("sink {sink}: internal error", sink=self.sink)
+        self._fill()
+        now = self.clock.seconds()
+        for step in self.escalations.due(now):
+            self._escalate(step)
+        busy = self.inflight.keys() | self.retrying.keys()
+        for release in self.storm.release(now, busy):
+            self._send(self._compose(release))
         self._schedule()
 
     def _fill(self) -> None:
-        j = self.hub.journal
         size = self.options.read_ahead
-        while len(self.pending) < MAX_PENDING:
-            top = j.last_seq()
-            if top <= self.read_upto:
-                break
-            rows = j.read(self.read_upto, size, {"event", "acknowledgement"})
+        while len(self.pending) < MAX_PENDING and self.tail.behind() > 0:
+            rows, _, full = self.tail.read(size)
             for seq, rec in rows:
                 if isinstance(rec, Event):
                     self._event(seq, rec)
                 elif isinstance(rec, Acknowledgement):
                     self.acked.add(rec.event_id)
                     self.escalations.ack(rec.event_id)
-            full = len(rows) >= size
-            self.read_upto = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
             if not full:
                 break
         self._advance()
 
     def _advance(self) -> None:
-        upto = min(self.pending) - 1 if self.pending else self.read_upto
-        if upto > self.cursor:
-            self.hub.journal.set_cursor(self.sink, upto)
-            self.cursor = upto
-        self.hub.metrics.set("sink.lag_records", self.hub.journal.last_seq() - self.cursor,
+        upto = min(self.pending) - 1 if self.pending else self.tail.position
+        self.tail.commit(upto)
+        self.port.metrics.set("sink.lag_records", self.port.journal.last_seq() - self.tail.cursor,
                              sink=self.sink)
 
     def _schedule(self) -> None:
@@ -269,14 +242,13 @@ class SmsSink(Service):
         self._timer = None
         if due and self.running:
             delay = max(0.0, min(due) - self.clock.seconds())
-            self._timer = self.clock.callLater(delay, self.pump)
+            self._timer = self.clock.callLater(delay, self._run)
 
     # -- events into items ---------------------------------------------------------------
 
     def info(self, device: str) -> DeviceInfo:
-        try:
-            d = self.hub.registry.get(device)
-        except LookupError:
+        d = self.port.device(device)
+        if d is None:
             return DeviceInfo("监控主机" if device == "hub" else device)
         return DeviceInfo(d.name, d.location, d.project, d.group)
 
@@ -324,7 +296,7 @@ class SmsSink(Service):
             return
         item = Item(key, dedup, p.kind != "recovery", p)
         if not self.storm.offer(phone, item, self.clock.seconds()):
-            self.hub.metrics.inc("sms.suppressed", **self.labels)
+            self.port.metrics.inc("sms.suppressed", **self.labels)
             self._record(phone, (item,), DeliveryStatus.SUPPRESSED, "",
                          "the same alarm was sent within dedup_window")
             return
@@ -359,8 +331,7 @@ class SmsSink(Service):
         d = defer.maybeDeferred(self.provider.send, out.message)
         d.addTimeout(timeout, self.clock)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(out,), errbackArgs=(out,))
-        d.addErrback(lambda f: _log.failure("sink {sink}: internal error after a send", f,
-                                            sink=self.sink))
+        d.addErrback(self.internal_error)  # a bug after the answer: the supervisor's
 
     def _answered(self, results: Any, out: Outgoing) -> None:
         results = list(results or ())
@@ -381,10 +352,9 @@ class SmsSink(Service):
         if not self.running:
             return
         error = error or (failure.getErrorMessage() if failure is not None else "?")
-        n = self.failures[out.phone] = self.failures.get(out.phone, 0) + 1
-        delay = min(self.options.retry_max, self.options.retry_initial * 2.0 ** min(n - 1, 60))
-        delay *= 0.5 + 0.5 * self.rng.random()
-        self.hub.metrics.inc("sms.retries", **self.labels)
+        n = self.phone_failures[out.phone] = self.phone_failures.get(out.phone, 0) + 1
+        delay = self.backoff.delay(n)
+        self.port.metrics.inc("sms.retries", **self.labels)
         _log.warn("sink {sink}: sending to {phone} failed ({error}); again in {delay:.1f} s",
                   sink=self.sink, phone=_mask(out.phone), error=error, delay=delay)
         self._record(out.phone, out.items, DeliveryStatus.RETRY, "",
@@ -405,25 +375,26 @@ class SmsSink(Service):
         if not self.running:
             return  # not recorded: sent again after the restart (at least once)
         now = self.clock.seconds()
-        self.failures.pop(out.phone, None)
+        self.phone_failures.pop(out.phone, None)
+        self.delivered(1)
         if status is DeliveryStatus.SENT:
-            self.hub.metrics.inc("sms.sent", **self.labels)
+            self.port.metrics.inc("sms.sent", **self.labels)
             if len(out.items) > 1:
-                self.hub.metrics.inc("sms.summaries", **self.labels)
+                self.port.metrics.inc("sms.summaries", **self.labels)
             alarms = [i.payload.event.ts for i in out.items if i.payload.kind == "alarm"]
             if alarms:
-                self.hub.metrics.set("sms.alarm_latency_seconds", now - max(alarms),
+                self.port.metrics.set("sms.alarm_latency_seconds", now - max(alarms),
                                      **self.labels)
                 self._latencies([now - ts for ts in alarms])
             self._fault_cleared(out.phone, now)
         else:
-            self.hub.metrics.inc("sms.failed", **self.labels)
+            self.port.metrics.inc("sms.failed", **self.labels)
             _log.error("sink {sink}: {phone} refused for good: {error}", sink=self.sink,
                        phone=_mask(out.phone), error=error)
             self._fault(out.phone, error, now)
         d = self._record(out.phone, out.items, status, message_id, error, out.message.key)
         d.addCallback(lambda _: self._release(out))
-        self.pump()
+        self._run()
 
     def _latencies(self, seconds: list[float]) -> None:
         for latency in seconds:
@@ -439,6 +410,7 @@ class SmsSink(Service):
                 del self.pending[seq]
         if self.running:
             self._advance()
+            self.wake()  # room for more: read on
 
     def _record(self, phone: str, items: tuple[Item, ...], status: DeliveryStatus,
                 message_id: str, detail: str, key: str = "") -> defer.Deferred:
@@ -447,7 +419,7 @@ class SmsSink(Service):
                        devices.pop() if len(devices) == 1 else "hub",
                        tuple(dict.fromkeys(i.payload.event.id for i in items)),
                        tuple(i.key for i in items), message_id, detail, key)
-        d = self.hub.journal.append([rec])
+        d = self.port.journal.append([rec])
         d.addErrback(lambda f: _log.failure("sink {sink}: could not journal a delivery", f,
                                             sink=self.sink))
         return d
@@ -462,12 +434,12 @@ class SmsSink(Service):
                   id=event_id("hub", f"{FAULT_CODE}/{self.sink}/{phone}", "", Level.FAULT, now),
                   message=f"sms {self.sink} → {phone}: {error}")
         self.faults[phone] = e
-        self.hub.record_events([e])
+        self.port.record_events([e])
 
     def _fault_cleared(self, phone: str, now: float) -> None:
         e = self.faults.pop(phone, None)
         if e is not None:
-            self.hub.record_events([replace(e, state=EventState.CLEARED, ts=now, raised_ts=e.ts,
+            self.port.record_events([replace(e, state=EventState.CLEARED, ts=now, raised_ts=e.ts,
                                             message=f"sms {self.sink} → {phone}: delivered")])
 
 

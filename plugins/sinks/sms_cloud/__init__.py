@@ -1,6 +1,6 @@
 """Built-in SMS providers ``aliyun``, ``tencent`` and ``http``, for the ``sms`` sink.
 
-Each is a small provider behind :class:`hub.types.SmsProvider`, chosen by
+Each is a small provider behind :class:`hub.contracts.SmsProvider`, chosen by
 ``sinks.<id>.provider.type``; the rest of that section is the provider's options (see
 README, "SMS providers"):
 
@@ -18,7 +18,7 @@ private deployments point them elsewhere.
 from __future__ import annotations
 
 from hub import hookimpl
-from hub.types import SmsProviderType
+from hub.contracts import SmsProviderType
 from plugins.sinks.sms_cloud import aliyun, generic_http, tencent
 
 

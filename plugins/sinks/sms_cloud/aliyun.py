@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from hub.types import SendResult, SmsMessage
+from hub.contracts import SendResult, SmsMessage
 from hub.validate import Invalid, Section, describe, number, string
 from plugins.sinks.sms_cloud import aliyun_sign, common, http_client
 

@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet import defer
 
 from hub.config import Secret
-from hub.types import SendResult, SmsMessage
+from hub.contracts import SendResult, SmsMessage
 from hub.validate import Invalid, describe, string
 
 #: The message kinds the ``sms`` sink sends (``SmsMessage.template``).

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from hub.types import SendResult, SmsMessage
+from hub.contracts import SendResult, SmsMessage
 from hub.validate import Invalid, Section, choice, describe, number, string
 from plugins.sinks.sms_cloud import common, http_client
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from hub.types import SendResult, SmsMessage
+from hub.contracts import SendResult, SmsMessage
 from hub.validate import Invalid, Section, describe, number, string
 from plugins.sinks.sms_cloud import common, http_client, tencent_sign
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from hub import hookimpl
 from hub.config import Secret
-from hub.types import SmsProviderType
+from hub.contracts import SmsProviderType
 from hub.validate import Invalid, Section, describe, integer, number, string
 from plugins.sinks.sms_modem.modem import GsmModemProvider, ModemOptions
 

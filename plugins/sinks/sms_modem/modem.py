@@ -1,7 +1,7 @@
 """The ``gsm_modem`` provider: the AT dialogue of :mod:`.at` on a serial port, in Twisted.
 
 One message at a time, in order of ``send`` calls; each phone of a message is one SMS
-(possibly of several parts) and gets one :class:`hub.types.SendResult`. The port is opened on
+(possibly of several parts) and gets one :class:`hub.contracts.SendResult`. The port is opened on
 the first message and kept open. A timeout, a failed initialisation or a lost port closes it;
 the next message reopens it, but not before a backoff (``reopen_initial`` doubling up to
 ``reopen_max``) has passed, so an unplugged modem is not hammered. Meanwhile ``send``
@@ -21,7 +21,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from hub.types import SendResult, SmsMessage
+from hub.contracts import SendResult, SmsMessage
 from plugins.sinks.sms_modem.at import AtSession, Event, Failed, Submitted
 from plugins.sinks.sms_modem.pdu import Part, PduError, encode_submit
 
@@ -71,7 +71,7 @@ def serial_opener(options: ModemOptions, reactor: Any) -> Callable[[Protocol], A
 
 
 class GsmModemProvider:
-    """An :class:`hub.types.SmsProvider` sending through a GSM modem.
+    """An :class:`hub.contracts.SmsProvider` sending through a GSM modem.
 
     ``open_port(protocol)`` connects ``protocol`` to the modem and returns the transport
     (default: :class:`twisted.internet.serialport.SerialPort` on ``options.port``); tests

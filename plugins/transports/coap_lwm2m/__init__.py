@@ -20,7 +20,7 @@ find the device above). Options: :mod:`.options`; how it works: :mod:`.service`.
 from __future__ import annotations
 
 from hub import hookimpl
-from hub.types import TransportType
+from hub.contracts import TransportType
 
 from .options import check_address, check_options
 

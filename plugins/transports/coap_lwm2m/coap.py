@@ -14,7 +14,8 @@ from aiocoap import Code, Message
 from aiocoap.resource import Resource
 from twisted.logger import Logger
 
-from .api import Path
+from hub.contracts.lwm2m import Path
+
 from .downlink_queue import NoAnswer
 
 _log = Logger(namespace="hub.coap_lwm2m")

@@ -19,9 +19,9 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hub.types import DecodeError, EncodeError
+from hub.contracts import DecodeError, EncodeError
+from hub.contracts.lwm2m import ContentFormat, Lwm2mValue, Path, Value
 
-from .api import ContentFormat, Lwm2mValue, Path, Value
 from .resources import resource_type
 
 #: ``types(path)`` gives a resource's type name (see ``resources.py``) or ``None``.
@@ -317,7 +317,7 @@ def encode(fmt: int, values: Sequence[Lwm2mValue], base: Path,
 
     ``types`` lets a float resource written with an int go out as a float, and an object
     link (``"3:0"``) go out as one. Values that the format cannot carry raise
-    :class:`hub.types.EncodeError`; an unknown format raises :class:`ContentError`.
+    :class:`hub.contracts.EncodeError`; an unknown format raises :class:`ContentError`.
     """
     if fmt in (ContentFormat.LWM2M_TLV, ContentFormat.OLD_TLV):
         from . import tlv

@@ -10,8 +10,8 @@ out ends as timed out without being sent.
 
 Durability is the journal's: every command was journaled when accepted and every final
 result is journaled when it ends, so after a restart the transport hands the unfinished
-ones (:meth:`hub.journal.Journal.unfinished_commands`) back through
-:meth:`hub.commands.Commands.resume`, and they land here again.
+ones back through :meth:`hub.contracts.TransportPort.resume_commands`, and they land here
+again.
 """
 
 from __future__ import annotations

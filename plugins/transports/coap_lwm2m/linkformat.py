@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from .api import Path
+from hub.contracts.lwm2m import Path
+
 from .content import ContentError
 
 _MAX_ID = 65535

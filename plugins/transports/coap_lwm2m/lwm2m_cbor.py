@@ -16,9 +16,9 @@ from typing import Any
 
 import cbor2
 
-from hub.types import EncodeError
+from hub.contracts import EncodeError
+from hub.contracts.lwm2m import Lwm2mValue, Path, Value
 
-from .api import Lwm2mValue, Path, Value
 from .content import ContentError, Types, conform, load_cbor, objlnk_from_text, path_to_text
 from .resources import resource_type
 

@@ -16,9 +16,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hub.types import EncodeError
+from hub.contracts import EncodeError
+from hub.contracts.lwm2m import Lwm2mValue, Path, Value
 
-from .api import Lwm2mValue, Path, Value
 from .content import (
     ContentError,
     Types,

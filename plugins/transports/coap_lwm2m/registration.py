@@ -22,11 +22,13 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from .api import Path
+from hub.contracts.lwm2m import Path
 
 #: Binding letters: UDP, TCP, SMS, Non-IP; Q is LwM2M 1.0's queue-mode suffix.
 _BINDING = re.compile(r"[UTSNQ]{1,6}")
-_VERSION = re.compile(r"1\.[0-9]{1,2}")
+#: The versions spoken: 1.0 and 1.1, with or without a patch number (coap-node announces
+#: ``1.0.0``); the patch number changes nothing on the wire, so it is dropped.
+_VERSION = re.compile(r"(1\.[01])(?:\.(?:0|[1-9][0-9]?))?")
 _MAX_DIGITS = 10  # of a lifetime: 9,999,999,999 s, far beyond any bound configured
 
 
@@ -72,8 +74,12 @@ def parse_query(query: Sequence[str]) -> Params:
                                     "seconds")
         lifetime = float(int(text))
     lwm2m = values.get("lwm2m")
-    if lwm2m is not None and not _VERSION.fullmatch(lwm2m):
-        raise RegistrationError("precondition_failed", f"LwM2M version {lwm2m!r} is not 1.x")
+    if lwm2m is not None:
+        m = _VERSION.fullmatch(lwm2m)
+        if m is None:
+            raise RegistrationError("precondition_failed", f"LwM2M version {lwm2m[:20]!r} is "
+                                    "not spoken here (1.0, 1.0.x, 1.1 or 1.1.x)")
+        lwm2m = m.group(1)
     binding = values.get("b")
     if binding is not None and not _BINDING.fullmatch(binding):
         raise RegistrationError("bad_request", f"b={binding!r} is not a binding (U, UQ, S, "

@@ -11,7 +11,7 @@ Type names: "string", "integer", "unsigned", "float", "boolean", "opaque", "time
 
 from __future__ import annotations
 
-from .api import Path
+from hub.contracts.lwm2m import Path
 
 # Per object: resource id -> type. Sources: OMA registry 1.xml (LwM2M Server, 1.1),
 # 3.xml (Device), 19.xml (BinaryAppDataContainer). Executables are left out.

@@ -18,9 +18,9 @@ from typing import Any
 
 import cbor2
 
-from hub.types import EncodeError
+from hub.contracts import EncodeError
+from hub.contracts.lwm2m import Lwm2mValue, Path, Value
 
-from .api import Lwm2mValue, Path, Value
 from .content import (
     ContentError,
     Types,

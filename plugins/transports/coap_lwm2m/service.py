@@ -8,7 +8,7 @@ How the promises are kept:
   ``urn:imei-imsi:``, …; see :mod:`.endpoint`) to a registry device or is refused with 4.03
   and counted (``coap.unknown_endpoints``).
 * **Presence by lifetime.** A registration's lifetime plus the grace is the device's
-  offline timeout (:meth:`hub.core.Hub.set_offline_after`); every Register, Update,
+  offline timeout (:meth:`hub.contracts.TransportPort.set_offline_after`); every Register, Update,
   notification and uplink counts as a sign of life.
 * **NAT rebinding.** Every message refreshes the device's address; observations move to a
   new address, and downlink always goes to the latest one.
@@ -36,11 +36,11 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from hub.contracts import DecodeError, EncodeError, TransportPort
+from hub.contracts.lwm2m import ContentFormat, Lwm2mModel, Lwm2mOperation, Lwm2mValue, Path
 from hub.model import Command, CommandResult, CommandStatus
-from hub.types import DecodeError, EncodeError
 
 from . import content, endpoint, linkformat
-from .api import ContentFormat, Lwm2mModel, Lwm2mOperation, Lwm2mValue, Path
 from .coap import CODES, Observations, Root, code_text, exchange
 from .downlink_queue import DownlinkQueue, Queued, QueueFull
 from .options import PLACEHOLDER, CoapOptions
@@ -90,7 +90,8 @@ def _path_text(path: Path) -> str:
 class Lwm2mService(Service):
     """The ``coap_lwm2m`` transport of one hub."""
 
-    def __init__(self, hub: Any, name: str, options: CoapOptions, reactor: Any = None) -> None:
+    def __init__(self, hub: TransportPort, name: str, options: CoapOptions,
+                 reactor: Any = None) -> None:
         self.hub = hub
         self.transport_name = name
         self.options = options
@@ -130,7 +131,7 @@ class Lwm2mService(Service):
         # loop may be another one that never runs
         self._loop = loop
         opts = self.options
-        self._index = {d.address_key: d for d in self.hub.registry.on_transport(
+        self._index = {d.address_key: d for d in self.hub.devices(
             self.transport_name)}
         # aiocoap sets SO_REUSEPORT on its server socket unless told not to: a second hub
         # (or any SO_REUSEPORT socket) on this port would then bind too and silently take a
@@ -140,7 +141,7 @@ class Lwm2mService(Service):
             Root(self._handle), bind=(opts.host, opts.port), loop=loop, transports=["udp6"]))
         rcvbuf = self._grow_receive_buffer(opts.receive_buffer)
         super().startService()
-        self.hub.commands.register_target(self.transport_name, self)
+        self.hub.register_command_target(self.transport_name, self)
         self._sweep = task.LoopingCall(self._sweep_now)
         self._sweep.clock = self.hub.clock
         self._sweep.start(SWEEP_INTERVAL, now=False)
@@ -176,7 +177,7 @@ class Lwm2mService(Service):
     def stopService(self):
         super().stopService()
         self._flush_ingest()
-        self.hub.commands.unregister_target(self.transport_name)
+        self.hub.unregister_command_target(self.transport_name)
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         if self._release is not None and self._release.active():
@@ -200,12 +201,10 @@ class Lwm2mService(Service):
         """Hand commands accepted before a restart and not finished back to the core."""
         devices = [d.id for d in self._index.values()]
         since = self.hub.clock.seconds() - self.options.resume_horizon
-        commands = self.hub.journal.unfinished_commands(devices, since)
-        for command in commands:
-            self.hub.commands.resume(command)
-        if commands:
+        n = self.hub.resume_commands(devices, since)
+        if n:
             _log.info("{transport}: took up {n} unfinished commands from the journal",
-                      transport=self.transport_name, n=len(commands))
+                      transport=self.transport_name, n=n)
 
     def _sweep_now(self) -> None:
         for reg in self.table.expire():
@@ -571,10 +570,10 @@ class Lwm2mService(Service):
             d, waiting = self.queue.submit(device.id, command, work)
         except QueueFull as e:
             return defer.fail(e)
-        if waiting and command.id in self.hub.commands.pending \
+        if waiting and self.hub.command_waiting(command.id) \
                 and not self._reachable(device.id):
             self.hub.metrics.inc("coap.commands_queued", transport=self.transport_name)
-            self.hub.commands.mark_queued(command, "queued until the device's next message "
+            self.hub.command_queued(command, "queued until the device's next message "
                                           "(it sleeps or was not heard from recently)")
             _log.info("{transport}: command {id} {action} for {device} queued ({n} waiting)",
                       transport=self.transport_name, id=command.id, action=command.action,
@@ -584,7 +583,7 @@ class Lwm2mService(Service):
     def _requeued(self, item: Queued) -> None:
         """A sent command got no answer: it waits again, and the journal says so."""
         self.hub.metrics.inc("coap.commands_queued", transport=self.transport_name)
-        self.hub.commands.mark_queued(item.command, "no answer: queued again until the "
+        self.hub.command_queued(item.command, "no answer: queued again until the "
                                       "device's next message", again=True)
         _log.info("{transport}: command {id} {action} for {device} got no answer; queued "
                   "for its next message (attempt {n} of {of})", transport=self.transport_name,
@@ -596,7 +595,7 @@ class Lwm2mService(Service):
             device, self.options.queue_window, self.options.recent_traffic)
 
     def _send(self, item: Queued) -> defer.Deferred:
-        self.hub.commands.mark_sent(item.command)
+        self.hub.command_sent(item.command)
         self.hub.metrics.inc("coap.commands_sent", transport=self.transport_name)
         return self._deferred(self._perform(item))
 
@@ -650,10 +649,7 @@ class Lwm2mService(Service):
                              self.hub.clock.seconds(), detail)
 
     def _device(self, device_id: str) -> Any:
-        try:
-            return self.hub.registry.get(device_id)
-        except LookupError:
-            return None
+        return self.hub.device(device_id)
 
 
 _LWM2M_TYPES: dict[type, bool] = {}

@@ -18,9 +18,9 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
-from hub.types import EncodeError
+from hub.contracts import EncodeError
+from hub.contracts.lwm2m import Lwm2mValue, Path, Value
 
-from .api import Lwm2mValue, Path, Value
 from .content import ContentError, float_fits_single, objlnk_from_text, path_to_text
 from .resources import resource_type
 

@@ -1,0 +1,332 @@
+"""The journal's reading side: rows back into records, and the queries of the API, the CLI
+and the sinks.
+
+The queries work on a writer's connection and on a read-only one opened by another process
+while the hub writes: WAL gives each statement a consistent snapshot. The layout is in
+:mod:`hub.journal.schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from hub.journal.codecs import (
+    DECODE,
+    QUALITY,
+    ack_from_dict,
+    command_from_dict,
+    decode_event,
+    delivery_from_dict,
+    result_from_dict,
+)
+from hub.journal.schema import KIND_COMMAND, KIND_READING, KINDS, JournalClosedError, JournalError
+from hub.model import Acknowledgement, Command, Delivery, Event, Quality, Reading
+
+_QUALITY = QUALITY
+_GOOD = Quality.GOOD
+_DECODE = DECODE
+_event = decode_event
+
+
+class JournalQueries:
+    """Queries shared by the writing hub and read-only readers (CLI, API in another process).
+
+    Subclasses set ``_db`` and, for a writer, keep the name caches complete as they assign ids.
+    """
+
+    _db: sqlite3.Connection | None
+
+    def __init__(self) -> None:
+        self._db = None
+        self._device_ids: dict[str, int] = {}
+        self._device_names: dict[int, str] = {}
+        # series id -> (device, channel, quantity)
+        self._series_names: dict[int, tuple[str, str, str]] = {}
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalClosedError("the journal is not open")
+        return self._db
+
+    # -- names ---------------------------------------------------------------------------
+
+    def _load_names(self) -> None:
+        """Read every device and series row; a reader calls it again when it meets a new id."""
+        db = self._conn()
+        for dev_id, name in db.execute("SELECT id, name FROM devices"):
+            self._device_ids[name] = dev_id
+            self._device_names[dev_id] = name
+        for sid, dev_id, channel, quantity in db.execute(
+            "SELECT series, device, channel, quantity FROM latest"
+        ):
+            self._series_names[sid] = (self._device_names[dev_id], channel, quantity)
+
+    def _series(self, sid: int) -> tuple[str, str, str]:
+        names = self._series_names.get(sid)
+        if names is None:
+            self._load_names()
+            names = self._series_names.get(sid)
+            if names is None:
+                raise JournalError(f"record refers to unknown series {sid}")
+        return names
+
+    def _device_id(self, device: str) -> int | None:
+        dev_id = self._device_ids.get(device)
+        if dev_id is None:
+            sql = "SELECT id FROM devices WHERE name = ?"
+            row = self._conn().execute(sql, (device,)).fetchone()
+            if row is not None:
+                dev_id = self._device_ids[device] = row[0]
+                self._device_names[dev_id] = device
+        return dev_id
+
+    def _of_device(self, sql: str, device: str | None, args: list[Any]) -> str | None:
+        """``sql`` narrowed to ``device`` (its id appended to ``args``); None for a device
+        the journal has never seen (the answer is empty)."""
+        if device is None:
+            return sql
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return None
+        args.append(dev_id)
+        return sql + " AND device = ?"
+
+    # -- the stream ----------------------------------------------------------------------
+
+    def read(
+        self, after: int, limit: int = 1000, kinds: set[str] | None = None
+    ) -> list[tuple[int, object]]:
+        """Up to ``limit`` committed records with ``seq > after``, as ``(seq, record)`` in seq
+        order; ``kinds`` (names from :data:`KINDS`) keeps only those kinds.
+
+        A sink calls ``read(get_cursor(name))``, delivers, then :meth:`set_cursor` to the last
+        seq the far side accepted.
+        """
+        rows = self.read_rows(after, limit, kinds)
+        out: list[tuple[int, object]] = []
+        append = out.append
+        names = self._series_names
+        for seq, kind, sid, ts, value, quality, data in rows:
+            if kind == KIND_READING:
+                n = names.get(sid) or self._series(sid)
+                q = _GOOD if quality is None else _QUALITY[quality]
+                append((seq, Reading(n[0], n[2], value, ts, n[1], q)))
+            else:
+                append((seq, _DECODE[kind](data)))
+        return out
+
+    def read_rows(
+        self, after: int, limit: int = 1000, kinds: set[str] | None = None
+    ) -> list[tuple[int, int, int | None, float, float | None, str | None, str | None]]:
+        """What :meth:`read` returns, as stored: ``(seq, kind, series, ts, value, quality,
+        data)`` rows (``kind`` a code of :data:`KINDS`; ``quality`` ``None`` for good).
+
+        For sinks that turn readings straight into another format at 100,000 a second and
+        cannot afford a :class:`Reading` per row: :meth:`series_key` names a series id (ids
+        never change, so cache by id), :meth:`record` rebuilds any row's record.
+        """
+        sql = "SELECT seq, kind, series, ts, value, quality, data FROM records WHERE seq > ?"
+        if kinds is not None:
+            unknown = set(kinds) - KINDS.keys()
+            if unknown:
+                raise ValueError(f"unknown kinds {sorted(unknown)}; known: {sorted(KINDS)}")
+            # literal codes, validated above, let SQLite plan the filter
+            sql += f" AND kind IN ({','.join(str(KINDS[k]) for k in sorted(kinds))})"
+        return self._conn().execute(sql + " ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+
+    def series_key(self, sid: int) -> tuple[str, str, str]:
+        """``(device, channel, quantity)`` of a series id from :meth:`read_rows`."""
+        return self._series_names.get(sid) or self._series(sid)
+
+    def record(self, row: tuple) -> object:
+        """The record of a :meth:`read_rows` row, as :meth:`read` gives it."""
+        _, kind, sid, ts, value, quality, data = row
+        if kind == KIND_READING:
+            n = self.series_key(sid)
+            return Reading(n[0], n[2], value, ts, n[1], _GOOD if quality is None else
+                           _QUALITY[quality])
+        return _DECODE[kind](data)
+
+    def get_cursor(self, name: str) -> int:
+        """The seq the sink ``name`` has delivered up to; 0 if it never set one."""
+        row = self._conn().execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def cursors(self) -> dict[str, int]:
+        """Every registered cursor: sink name -> seq delivered up to."""
+        return dict(self._conn().execute("SELECT name, seq FROM cursors ORDER BY name"))
+
+    # -- queries for the API -------------------------------------------------------------
+
+    def latest(self, device: str, quantity: str | None = None) -> list[Reading]:
+        """The newest reading of each (channel, quantity) of ``device``, sorted by quantity
+        then channel; read from the ``latest`` table, never from history."""
+        sql = (
+            "SELECT l.channel, l.quantity, l.value, l.ts, l.quality FROM latest l"
+            " JOIN devices d ON d.id = l.device WHERE d.name = ? AND l.ts IS NOT NULL"
+        )
+        args: list[Any] = [device]
+        if quantity is not None:
+            sql += " AND l.quantity = ?"
+            args.append(quantity)
+        rows = self._conn().execute(sql + " ORDER BY l.quantity, l.channel", args)
+        return [
+            Reading(device, qty, value, ts, ch, _GOOD if q is None else _QUALITY[q])
+            for ch, qty, value, ts, q in rows
+        ]
+
+    def history(
+        self,
+        device: str,
+        quantity: str | None = None,
+        channel: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[Reading]:
+        """Readings of ``device`` with ``since <= ts <= until``, ordered by ts (then seq).
+
+        With ``limit``, the newest ``limit`` readings of the range, still oldest first, as
+        :meth:`events` does: a chart asks for the recent end of a range.
+        """
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return []
+        sql = "SELECT series, ts, value, quality FROM records WHERE device = ? AND kind = 0"
+        args: list[Any] = [dev_id]
+        if quantity is not None or channel is not None:
+            sids = self._matching_series(dev_id, quantity, channel)
+            if not sids:
+                return []
+            sql += f" AND series IN ({','.join('?' * len(sids))})"
+            args += sids
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts <= ?"
+            args.append(until)
+        if limit is None:
+            rows = self._conn().execute(sql + " ORDER BY ts, seq", args).fetchall()
+        else:
+            sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
+            rows = self._conn().execute(sql, [*args, limit]).fetchall()
+            rows.reverse()
+        out = []
+        for sid, ts, value, q in rows:
+            _, ch, qty = self._series_names.get(sid) or self._series(sid)
+            out.append(Reading(device, qty, value, ts, ch, _GOOD if q is None else _QUALITY[q]))
+        return out
+
+    def _matching_series(self, dev_id: int, quantity: str | None, channel: str | None) -> list[int]:
+        sql = "SELECT series FROM latest WHERE device = ?"
+        args: list[Any] = [dev_id]
+        if quantity is not None:
+            sql += " AND quantity = ?"
+            args.append(quantity)
+        if channel is not None:
+            sql += " AND channel = ?"
+            args.append(channel)
+        return [sid for (sid,) in self._conn().execute(sql, args)]
+
+    def events(
+        self, device: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """The newest ``limit`` events (of ``device``, with ``ts >= since``), newest last."""
+        # "kind = 1" is a literal so that SQLite may use the partial event indexes
+        args: list[Any] = []
+        sql = self._of_device("SELECT data FROM records WHERE kind = 1", device, args)
+        if sql is None:
+            return []
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        rows = self._conn().execute(sql + " ORDER BY ts DESC, seq DESC LIMIT ?", [*args, limit])
+        out = [_event(data) for (data,) in rows]
+        out.reverse()
+        return out
+
+    def unfinished_commands(self, devices: Iterable[str], since: float) -> list[Command]:
+        """Commands of ``devices`` journaled at ``ts >= since`` with no final result yet, in
+        the order they were accepted: what a transport that queues commands for sleeping
+        devices takes up again after a restart. One indexed query per device."""
+        found: list[tuple[int, Command]] = []
+        sql = ("SELECT seq, kind, data FROM records WHERE device = ? AND ts >= ?"
+               " AND kind IN (2, 3) ORDER BY seq")
+        for device in devices:
+            dev_id = self._device_id(device)
+            if dev_id is None:
+                continue
+            open_: dict[str, tuple[int, Command]] = {}
+            for seq, kind, data in self._conn().execute(sql, (dev_id, since)):
+                if kind == KIND_COMMAND:
+                    c = command_from_dict(json.loads(data))
+                    open_[c.id] = (seq, c)
+                else:
+                    r = result_from_dict(json.loads(data))
+                    if r.status.final:
+                        open_.pop(r.command_id, None)
+            found += open_.values()
+        return [c for _, c in sorted(found, key=lambda x: x[0])]
+
+    def active_events(self) -> list[Event]:
+        """Alarms and faults raised and not yet cleared, in the order they were raised."""
+        return [
+            _event(data) for (data,) in self._conn().execute("SELECT data FROM active ORDER BY seq")
+        ]
+
+    def active_after(
+        self, after: int, limit: int = 100, kind: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """``(seq, event)`` of the events still active (raised, not cleared) whose raise has
+        ``seq > after``, of ``kind`` (an :class:`EventKind` value) if given, in seq order, at
+        most ``limit``.
+
+        For a sink with a backlog that lets new alarms overtake it: the ``active`` table holds
+        only live alarms and faults, so the look stays cheap however long the backlog is."""
+        sql = "SELECT seq, data FROM active WHERE seq > ?"
+        args: list[Any] = [after]
+        if kind is not None:
+            sql += " AND json_extract(data, '$.kind') = ?"
+            args.append(kind)
+        rows = self._conn().execute(sql + " ORDER BY seq LIMIT ?", [*args, limit])
+        return [(seq, _event(data)) for seq, data in rows]
+
+    def event(self, event_id: str) -> Event | None:
+        """The newest record of the event ``event_id`` (raised or cleared), or ``None``."""
+        row = self._conn().execute("SELECT data FROM active WHERE id = ?", (event_id,)).fetchone()
+        if row is not None:
+            return _event(row[0])
+        # not active: cleared or a notice; event rows only, through their partial index
+        sql = ("SELECT data FROM records INDEXED BY records_event_ts WHERE kind = 1"
+               " AND json_extract(data, '$.id') = ? ORDER BY seq DESC LIMIT 1")
+        row = self._conn().execute(sql, (event_id,)).fetchone()
+        return None if row is None else _event(row[0])
+
+    def acknowledgements(self, device: str | None = None) -> list[Acknowledgement]:
+        """Acknowledgements (of events of ``device``), oldest first."""
+        args: list[Any] = []
+        sql = self._of_device("SELECT data FROM records WHERE kind = 4", device, args)
+        if sql is None:
+            return []
+        rows = self._conn().execute(sql + " ORDER BY seq", args)
+        return [ack_from_dict(json.loads(data)) for (data,) in rows]
+
+    def deliveries(self, since: float, sink: str | None = None) -> list[tuple[int, Delivery]]:
+        """``(seq, delivery)`` of deliveries with ``ts >= since`` (of ``sink``), in seq order."""
+        sql = ("SELECT seq, data FROM records INDEXED BY records_delivery"
+               " WHERE kind = 5 AND ts >= ? ORDER BY seq")
+        out = [(seq, delivery_from_dict(json.loads(data)))
+               for seq, data in self._conn().execute(sql, (since,))]
+        return [(s, d) for s, d in out if sink is None or d.sink == sink]
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use: pages minus free pages, the file size not counted."""
+        db = self._conn()
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        return (pages - free) * size

@@ -1,0 +1,1 @@
+"""``hub simulate mqtt``: simulated detectors publishing through an MQTT broker (:mod:`.cli`)."""
