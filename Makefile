@@ -37,6 +37,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python scripts/bench_lwm2m.py
 	$(BIN)/python scripts/bench_sms.py --alarms 200
 	$(BIN)/python scripts/bench_gb26875.py
+	$(BIN)/python scripts/bench_api.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info
