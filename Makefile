@@ -41,6 +41,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m scripts.bench_lwm2m
 	$(BIN)/python -m scripts.bench_sms --alarms 200
 	$(BIN)/python -m scripts.bench_gb26875
+	$(BIN)/python -m scripts.bench_api
 
 clean:
 	rm -rf $(VENV) var *.egg-info

@@ -14,6 +14,10 @@ The protocol is one JSON object per line each way::
     → {"op": "ack", "event_id": "9f2c…", "by": "alice", "note": "breaker checked"}
     ← {"ok": true, "event_id": "9f2c…", "device": "efd-1", "seq": 1240}
 
+    → {"op": "audit", "by": "root", "action": "user.created", "subject": "alice",
+       "details": {...}}                   (``hub users``: account changes only)
+    ← {"ok": true, "seq": 17}
+
     → {"op": "rewind_cursor", "name": "history", "seq": 1200, "by": "alice"}   (or "ts")
     ← {"ok": true, "name": "history", "from": 5000, "to": 1200, "records": 3800}
 
@@ -160,6 +164,17 @@ class AdminProtocol(LineOnlyReceiver):
         _log.info("journal cursor {name!r} dropped by {by}", name=name, by=by)
         return {"ok": True, "name": name}
 
+
+    def op_audit(self, request: dict[str, Any]) -> Any:
+        """Record an account change made by ``hub users`` (it writes the platform store
+        itself; the audit log has one writer, this process)."""
+        action = str(request.get("action") or "")
+        if not action.startswith(("user.", "role.")):
+            return {"ok": False, "error": f"not an account action: {action!r}"}
+        d = self.hub.audit.record(str(request.get("by") or "?"), action,
+                                  str(request.get("subject") or ""),
+                                  dict(request.get("details") or {}))
+        return d.addCallback(lambda seq: {"ok": True, "seq": seq})
 
     def op_rewind_cursor(self, request: dict[str, Any]) -> dict[str, Any]:
         """Move a cursor back (to ``seq``, or to the last record committed at or before

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hub.alarms import Threshold
+from hub.api.settings import ApiSettings, parse_api
 from hub.config_alarms import alarm_defaults as _alarm_defaults
 from hub.config_alarms import base_ratio, threshold
 from hub.model import ALARM_RULES
@@ -221,6 +222,7 @@ class HubConfig:
     provisioning_enabled: bool
     gc: GcSettings = GcSettings()
     audit: AuditSettings | None = None
+    api: ApiSettings | None = None  # the northbound API (hub.api.settings); None: off
     #: SHA-256 (hex) of the file's bytes as loaded; "" for a configuration built in memory
     sha256: str = ""
 
@@ -267,6 +269,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
 
     journal = _journal(top.section("journal"), state_dir, base)
     audit = _audit(top.section("audit"), state_dir, base)
+    api = parse_api(top, state_dir, base)
     presence = _presence(top.section("presence"))
     alarm_defaults = _alarm_defaults(top.section("alarms"))
 
@@ -307,6 +310,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
         provisioning_enabled=prov_enabled,
         gc=gc,
         audit=audit,
+        api=api,
     )
 
 

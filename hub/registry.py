@@ -90,6 +90,13 @@ class Registry:
         if device.transport is not None:
             self._by_address[(device.transport, device.address_key)] = device
 
+    def remove(self, device_id: str) -> Device:
+        """Forget a device (one deleted through the API); its data is refused from now."""
+        device = self._by_id.pop(device_id)
+        if self._by_address.get((device.transport, device.address_key)) is device:
+            del self._by_address[(device.transport, device.address_key)]
+        return device
+
     def __iter__(self) -> Iterator[Device]:
         return iter(self._by_id.values())
 

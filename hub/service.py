@@ -7,6 +7,7 @@
      │                                 its passes start once every sink claimed its cursor
      ├─ sinks.<id> ...                started before transports: nothing arrives unread
      ├─ transports.<id> ...           stopped first: no new data while the rest drains
+     ├─ api (uvicorn on the loop)      the northbound HTTP API, if configured (hub.api)
      └─ admin (UNIX socket)           `hub command` and other local tools
 
 Children start in order, each waiting for the previous one (Twisted's own MultiService
@@ -106,6 +107,10 @@ class HubService(OrderedMultiService):
         for name, section in hub.config.transports.items():
             self._add(f"transports.{name}",
                       hub.plugins.transports[section.type].factory(hub, name, section.options))
+        api = hub.config.api
+        if admin and api is not None and api.enabled:  # needs a running asyncio reactor
+            from hub.api.service import ApiService
+            self._add("api", ApiService(hub, api))
         if admin:
             AdminService(hub).setServiceParent(self)  # last to start, first to stop
 

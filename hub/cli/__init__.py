@@ -11,6 +11,7 @@ handlers; :mod:`hub.cli.helpers` is the public toolkit, for plugins' subcommands
 ``audit``           ``hub audit verify``, ``hub audit list``
 ``plugins``         ``hub plugins``
 ``helpers``         config loading, admin socket, tables/JSON, times, exit codes (public)
+``hub.api.cli``     ``hub users`` (the HTTP API's accounts; lives with the API)
 ==================  =====================================================================
 
 ``hub run`` installs Twisted's asyncio reactor before anything imports
@@ -68,6 +69,8 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     events = state.add_events_parser(sub)
     control.add_ack_parser(events)
     audit.add_parsers(sub)
+    from hub.api.cli import add_users_command  # `hub users ...` (the API's accounts)
+    add_users_command(sub)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

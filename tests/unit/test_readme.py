@@ -173,7 +173,12 @@ def hub_command_lines(doc: str) -> list[list[str]]:
     out = []
     for block in re.findall(r"```(?:sh|bash)\n(.*?)```", doc_text(doc), flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:  # a line of a multi-line argument (curl -d "{...}")
+                if re.search(r"(^|/bin/)hub\s", line.strip()):
+                    raise
+                continue
             starts = [i for i, w in enumerate(words)
                       if (i == 0 and w == "hub") or w.endswith("/bin/hub")]
             if not starts:

@@ -1,0 +1,252 @@
+"""Events (alarms, faults, state changes) with filters and cursor paging, acknowledgements,
+and commands to devices with their lifecycle.
+
+Paging follows the journal: ``after`` is a journal seq and each page answers ``next_after``;
+a client that keeps it misses nothing and sees nothing twice. A page scans at most
+``SCAN_BUDGET`` events, so a filter that matches little answers a short (even empty) page
+with a ``next_after`` that moved on: keep asking while ``next_after < last_seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query
+from sse_starlette import EventSourceResponse
+
+from hub.api.authz import Principal, Tree
+from hub.api.context import ApiContext
+from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
+from hub.api.routes_devices import device_in_scope, visible_devices
+from hub.api.schemas import (
+    ERRORS,
+    AckIn,
+    AckOut,
+    CommandIn,
+    CommandOut,
+    EventOut,
+    EventPage,
+)
+from hub.api.stream import Overflow, catch_up
+from hub.api.views import active_by_device, event_out
+from hub.commands import CommandError, new_command_id
+from hub.model import Acknowledgement, Command, Event, EventKind
+
+router = APIRouter(prefix="/api", tags=["events and commands"])
+
+SCAN_BUDGET = 20_000
+KIND = Annotated[str | None, Query(pattern="^(alarm|fault|state|notice)$")]
+
+
+async def _device_projects(ctx: ApiContext, caller: Principal, tree: Tree) -> set[str]:
+    """Ids of the devices whose events the caller sees ("hub" for platform-wide readers)."""
+    ids = set(await visible_devices(ctx, caller, tree))
+    if caller.can_read(tree, 1):
+        ids.add("hub")
+    return ids
+
+
+@router.get("/events", response_model=EventPage, responses=ERRORS)
+async def list_events(
+    caller: Caller, tree: OrgTree, ctx: Ctx,
+    after: Annotated[int, Query(ge=0, le=2**62, description="journal seq to start after")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    kind: KIND = None,
+    level: Annotated[str | None, Query(pattern="^(info|warning|alarm|fault)$")] = None,
+    state: Annotated[str | None, Query(pattern="^(raised|cleared|notice)$")] = None,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[float | None, Query(ge=0, le=1e11)] = None,
+    until: Annotated[float | None, Query(ge=0, le=1e11)] = None,
+) -> EventPage:
+    """Events in journal order after ``after``, filtered, in the caller's scope."""
+    allowed = await _device_projects(ctx, caller, tree)
+    if project is not None:
+        devices = await visible_devices(ctx, caller, tree)
+        allowed = {k for k, d in devices.items() if d.project == project}
+    if device is not None:
+        allowed &= {device}
+
+    def keep(e: Event) -> bool:
+        return (e.device in allowed and (kind is None or e.kind.value == kind)
+                and (level is None or e.level.value == level)
+                and (state is None or e.state.value == state)
+                and (since is None or e.ts >= since) and (until is None or e.ts <= until))
+
+    def scan(j) -> EventPage:
+        last = j.last_seq()
+        cursor, scanned, out = after, 0, []
+        while len(out) < limit and scanned < SCAN_BUDGET:
+            batch = j.read(cursor, limit=min(1000, SCAN_BUDGET - scanned), kinds={"event"})
+            if not batch:
+                cursor = max(cursor, last)
+                break
+            for seq, e in batch:
+                cursor = seq
+                scanned += 1
+                if keep(e):
+                    out.append(event_out(e, seq))
+                    if len(out) >= limit:
+                        break
+        return EventPage(items=out, next_after=cursor, last_seq=max(last, cursor))
+    if not allowed:
+        return EventPage(items=[], next_after=after, last_seq=after)
+    return await ctx.journal(scan)
+
+
+@router.get("/events/active", response_model=list[EventOut], responses=ERRORS)
+async def active_events(caller: Caller, tree: OrgTree, ctx: Ctx,
+                        kind: KIND = None) -> list[EventOut]:
+    """Alarms and faults raised and not cleared, in the caller's scope."""
+    allowed = await _device_projects(ctx, caller, tree)
+    return [event_out(e) for dev, events in active_by_device(ctx.hub).items()
+            if dev in allowed for e in events if kind is None or e.kind.value == kind]
+
+
+@router.get("/events/stream", responses={**ERRORS, 200: {
+    "description": "Server-Sent Events: `event: event`, `id:` the journal seq, `data:` an "
+                   "event as in GET /api/events",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+async def stream_events(
+    caller: Caller, tree: OrgTree, ctx: Ctx,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
+                                       "(default: Last-Event-ID, else from now)")] = None,
+    kind: KIND = None,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+    idle_timeout: Annotated[float | None, Query(gt=0, le=86400, description="end the "
+                                                "stream after this many seconds without "
+                                                "an event")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """Events as they are committed, for the devices the caller sees; reconnect with
+    ``Last-Event-ID`` (or ``after``) to miss nothing."""
+    devices = await visible_devices(ctx, caller, tree)
+    allowed = await _device_projects(ctx, caller, tree)
+    if project is not None:
+        allowed = {k for k, d in devices.items() if d.project == project}
+    if device is not None:
+        allowed &= {device}
+    if after is None and last_event_id and last_event_id.isdigit():
+        after = int(last_event_id)
+
+    def keep(e: Event) -> bool:
+        return e.device in allowed and (kind is None or e.kind.value == kind)
+
+    sub, feed_seq = ctx.feed.subscribe()
+
+    async def events():
+        try:
+            cursor = feed_seq if after is None else after
+            if cursor < feed_seq:
+                for seq, e in await catch_up(ctx, cursor, feed_seq, keep):
+                    yield {"id": str(seq), "event": "event",
+                           "data": event_out(e, seq).model_dump_json()}
+                cursor = feed_seq
+            while True:
+                try:
+                    seq, e, data = await asyncio.wait_for(sub.get(), idle_timeout)
+                except TimeoutError:
+                    return
+                except Overflow:
+                    yield {"event": "end", "data": json.dumps(
+                        {"reason": "too far behind or the hub is stopping; reconnect with "
+                                   "Last-Event-ID", "last_seq": cursor})}
+                    return
+                if seq <= cursor:
+                    continue
+                cursor = seq
+                if keep(e):
+                    yield {"id": str(seq), "event": "event", "data": data}
+        finally:
+            ctx.feed.unsubscribe(sub)
+
+    return EventSourceResponse(events(), ping=15)
+
+
+@router.post("/events/{event_id}/ack", response_model=AckOut, status_code=201,
+             responses={**ERRORS, 409: {"description": "not an alarm or fault"}})
+async def acknowledge(event_id: Annotated[str, Path(max_length=128)], body: AckIn,
+                      caller: Caller, tree: OrgTree, ctx: Ctx) -> AckOut:
+    """Acknowledge an alarm or fault with a note (``hub events ack`` through the API):
+    operator or above in the device's project."""
+    event = await ctx.journal(lambda j: j.event(event_id))
+    if event is None or event.device not in await _device_projects(ctx, caller, tree):
+        raise not_found("event")
+    devices = await visible_devices(ctx, caller, tree)
+    node = tree.node_of_project(devices[event.device].project) if event.device in devices \
+        else 1
+    if not caller.can(tree, node, "operator"):
+        raise forbidden("acknowledging needs the operator role on the project")
+    if event.kind not in (EventKind.ALARM, EventKind.FAULT):
+        raise HTTPException(409, f"event {event_id} is a {event.kind.value} event; only alarms "
+                            "and faults are acknowledged")
+    hub = ctx.hub
+    ack = Acknowledgement(event_id, caller.name, hub.clock.seconds(), event.device, body.note)
+    # audited first, on disk, like a command: no acknowledgement without its entry
+    await ctx.audit(caller.name, "event.acknowledged", event_id, {
+        "device": event.device, "code": event.code, "kind": event.kind.value,
+        "channel": event.channel, "note": body.note})
+    seq = await hub.journal.append([ack]).asFuture(asyncio.get_running_loop())
+    return AckOut(event_id=event_id, device=event.device, seq=seq)
+
+
+# ---------------------------------------------------------------- commands
+
+@router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=202,
+             responses={**ERRORS, 409: {"description": "the device takes no commands now"},
+                        422: {"description": "bad action or parameters"}})
+async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: OrgTree,
+                       ctx: Ctx) -> CommandOut:
+    """Reset, silence, self-test, restart, trip/close, set a threshold, switch a channel:
+    operator or above in the device's project. Audited before it is sent; 202 with the
+    command's state, or its end with ``wait``."""
+    d = await device_in_scope(ctx, caller, tree, device_id)
+    if not caller.can(tree, tree.node_of_project(d.project), "operator"):
+        raise forbidden("commands need the operator role on the device's project")
+    if d.id not in ctx.hub.registry:
+        raise HTTPException(409, "this device does not run in the hub (see the hub's log)")
+    hub = ctx.hub
+    now = hub.clock.seconds()
+    command = Command(new_command_id(), d.id, body.action, now, channel=body.channel,
+                      params=dict(body.params), requested_by=caller.name, ttl=body.ttl)
+    try:
+        done = hub.commands.execute(command)
+    except CommandError as e:
+        raise invalid(str(e), "body") from None
+    state = CommandOut(id=command.id, device=d.id, action=body.action, channel=body.channel,
+                       params=dict(body.params), requested_by=caller.name, status="pending")
+    state.move("pending", now)
+    if command.id in hub.commands.queued:
+        state.move("queued", hub.clock.seconds(), "waits for the device's next uplink")
+    ctx.track(state)
+
+    def ended(result):
+        state.move(result.status.value, hub.clock.seconds(), result.detail)
+        return result
+
+    def broke(failure):
+        state.move("failed", hub.clock.seconds(), failure.getErrorMessage())
+
+    done.addCallbacks(ended, broke)
+    if body.wait and command.id not in hub.commands.queued:
+        future = done.asFuture(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(asyncio.shield(future), body.ttl + 5)
+        except TimeoutError:
+            pass
+    return state
+
+
+@router.get("/commands/{command_id}", response_model=CommandOut, responses=ERRORS)
+async def get_command(command_id: Annotated[str, Path(max_length=64)], caller: Caller,
+                      tree: OrgTree, ctx: Ctx) -> CommandOut:
+    """A command started through the API and its lifecycle (queued, pending, succeeded,
+    failed, timed out), while the hub runs."""
+    state = ctx.commands.get(command_id)
+    if state is None:
+        raise not_found("command")
+    await device_in_scope(ctx, caller, tree, state.device)
+    return state

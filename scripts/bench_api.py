@@ -1,0 +1,223 @@
+"""Benchmark of the HTTP API on one hub process (issue 14's performance section, in part).
+
+    .venv/bin/python scripts/bench_api.py                       # 10,000 devices, 200 req/s
+    .venv/bin/python scripts/bench_api.py --devices 2000 --rate 100 --seconds 10 --subscribers 200
+
+What it does: writes a configuration with ``--devices`` devices in ``--projects`` projects
+(plus one simulated detector that raises and clears a temperature alarm every few seconds),
+fills the journal with 30 days of one channel at 2-minute resolution (21,600 readings),
+starts ``hub run``, makes the projects and an admin through the API, then measures
+
+1. device list pages (100 rows, filtered by project) and device details, alternating, at
+   ``--rate`` requests/s for ``--seconds``: latency from each request's scheduled start
+   (so queueing counts), p50/p99;
+2. the 30 days downsampled to 500 points, one request after another: p50/p99;
+3. ``--subscribers`` SSE subscribers: the time from an alarm's raise (its ``ts``) to its
+   arrival at each subscriber, p50/p99 over the alarms seen.
+
+Not measured here (yet): the same under MQTT ingest at 10,000 readings/s, and the ingest
+drop it causes (the issue asks for both in one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+from twisted.internet.task import Clock
+
+from hub.journal import Journal
+from hub.model import Reading
+
+BIN = Path(sys.executable).parent
+PASSWORD = "Load-test-0042"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def write_config(tmp: Path, devices: int, projects: int) -> Path:
+    config = tmp / "hub.yaml"
+    devs = [{"id": f"dev-{i:05d}", "name": f"配电箱 {i}", "project": f"p{i % projects:03d}",
+             "model": "simulated", "location": f"{i % 30}F"} for i in range(devices)]
+    devs.append({"id": "alarmer", "project": "p000", "model": "simulated",
+                 "transport": "demo", "address": "overheat",
+                 "alarms": {"temperature": {"alarm": 80, "delay": 0, "hysteresis": 2}}})
+    config.write_text(yaml.safe_dump({
+        "hub": {"name": "bench", "state_dir": str(tmp / "var"), "log_level": "warn"},
+        "api": {"port": 0, "address_throttle": {"failures": 100000, "minutes": 1}},
+        "transports": {"demo": {"type": "simulator", "interval": 0.25, "period": 4}},
+        "devices": devs,
+    }, allow_unicode=True), encoding="utf-8")
+    return config
+
+
+def fill_journal(tmp: Path) -> float:
+    """30 days of dev-00000's temperature T1 every 2 minutes; returns the first ts."""
+    (tmp / "var").mkdir(parents=True, exist_ok=True)
+    clock = Clock()
+    clock.advance(time.time())  # commit marks at the real time, or retention drops them
+    j = Journal(str(tmp / "var" / "journal.sqlite"), clock=clock)
+    j.open()
+    start = time.time() - 30 * 86400
+    j.append([Reading("dev-00000", "temperature", 25 + (i % 50) / 10, start + i * 120, "T1")
+              for i in range(21_600)])
+    j.flush()
+    j.close()
+    return start
+
+
+def start_hub(config: Path) -> tuple[subprocess.Popen, str]:
+    made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "bench",
+                           "--password-stdin", "-c", str(config)], input=PASSWORD + "\n",
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen([str(BIN / "hub"), "run", "-c", str(config), "--log-level", "info"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = None
+    for line in proc.stdout:
+        m = re.search(r"API listening on (https?://[\d.]+:\d+)/", line)
+        if m:
+            url = m.group(1)
+        if "hub bench started" in line:
+            break
+    assert url, "the hub did not start"
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, url
+
+
+def paced_load(url: str, token: str, rate: float, seconds: float, projects: int,
+               devices: int) -> tuple[list[float], list[float], int]:
+    """Alternating list/detail requests at ``rate``/s from 8 threads; latencies in ms."""
+    total = int(rate * seconds)
+    lists: list[float] = []
+    details: list[float] = []
+    errors = [0]
+    t0 = time.perf_counter() + 0.5
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=30) as c:
+            for i in range(k, total, 8):
+                due = t0 + i / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                if i % 2:
+                    r = c.get(f"/api/devices/dev-{(i * 7919) % devices:05d}")
+                    bucket = details
+                else:
+                    r = c.get("/api/devices", params={"project": f"p{i % projects:03d}",
+                                                      "limit": 100})
+                    bucket = lists
+                ms = (time.perf_counter() - due) * 1000
+                with lock:
+                    bucket.append(ms)
+                    if r.status_code != 200:
+                        errors[0] += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lists, details, errors[0]
+
+
+async def subscribers(url: str, token: str, n: int, seconds: float) -> list[float]:
+    """Alarm raise → arrival delays (ms) over ``n`` SSE subscribers for ``seconds``."""
+    delays: list[float] = []
+    limits = httpx.Limits(max_connections=n + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=seconds + 30, limits=limits,
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
+        async def one() -> None:
+            params = {"kind": "alarm", "device": "alarmer", "idle_timeout": seconds}
+            try:
+                async with c.stream("GET", "/api/events/stream", params=params) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith("data:"):
+                            e = json.loads(line[5:])
+                            if e.get("state") == "raised":
+                                delays.append((time.time() - e["ts"]) * 1000)
+            except httpx.HTTPError:
+                pass
+
+        tasks = [asyncio.create_task(one()) for _ in range(n)]
+        await asyncio.sleep(seconds)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return delays
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--projects", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--subscribers", type=int, default=1000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        config = write_config(tmp, args.devices, args.projects)
+        since = fill_journal(tmp)
+        proc, url = start_hub(config)
+        try:
+            with httpx.Client(base_url=url, timeout=60) as c:
+                token = c.post("/api/auth/login", json={"username": "bench",
+                                                        "password": PASSWORD}
+                               ).json()["access_token"]
+                c.headers["Authorization"] = f"Bearer {token}"
+                unit = c.post("/api/units", json={"name": "bench"}).json()["id"]
+                for p in range(args.projects):
+                    r = c.post("/api/projects", json={"name": f"项目 {p}", "code": f"p{p:03d}",
+                                                      "unit_id": unit, "region": "华东"})
+                    assert r.status_code == 201, r.text
+            lists, details, errors = paced_load(url, token, args.rate, args.seconds,
+                                                args.projects, args.devices)
+            print(f"device list (100 rows, by project) at {args.rate:g} req/s mixed: "
+                  f"p50 {pct(lists, .5):.1f} ms, p99 {pct(lists, .99):.1f} ms ({len(lists)})")
+            print(f"device detail: p50 {pct(details, .5):.1f} ms, "
+                  f"p99 {pct(details, .99):.1f} ms ({len(details)}); errors {errors}")
+            hist = []
+            with httpx.Client(base_url=url, timeout=60,
+                              headers={"Authorization": f"Bearer {token}"}) as c:
+                for _ in range(50):
+                    t = time.perf_counter()
+                    r = c.get("/api/devices/dev-00000/history", params={
+                        "quantity": "temperature", "channel": "T1", "since": since - 1,
+                        "points": 500})
+                    hist.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200 and r.json()["raw_points"] == 21_600, r.text
+            print(f"history 21,600 points → 500: p50 {pct(hist, .5):.1f} ms, "
+                  f"p99 {pct(hist, .99):.1f} ms")
+            delays = asyncio.run(subscribers(url, token, args.subscribers, 12))
+            print(f"{args.subscribers} SSE subscribers: {len(delays)} alarm arrivals, "
+                  f"raise → arrival p50 {pct(delays, .5):.0f} ms, "
+                  f"p99 {pct(delays, .99):.0f} ms"
+                  + (f", mean {statistics.mean(delays):.0f} ms" if delays else ""))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
