@@ -15,8 +15,6 @@ that carries Modbus RTU and DL/T 645 together: pure code, no sockets, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from hub.contracts import EncodeError
 from plugins.devices.dlt645.datamap import DataMap, Group, MapPoint
 from plugins.protocols.dlt645 import frame as wire
@@ -200,8 +198,3 @@ class LineRequestFramer:
             return frame
         return None
 
-
-def meters(layout: MeterLayout, addresses: Iterable[str], scenario: object, seed: str,
-           password: str) -> list[SimulatedMeter]:
-    """The meters of one line."""
-    return [SimulatedMeter(layout, a, scenario, seed, password) for a in addresses]
