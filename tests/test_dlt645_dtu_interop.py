@@ -14,25 +14,19 @@ import yaml
 
 from tests.hubproc import BIN, HubProcess
 from tests.services import free_port
-from tests.test_dlt645_interop import MAP
+from tests.test_dlt645_interop import MAP, fill
 from tests.test_dtu_interop import DtuRelay
 
 dlt645 = pytest.importorskip("dlt645")
 from dlt645.service.serversvc.server_service import MeterServerService  # noqa: E402
 
 IMEI = "861234567890645"
-METER = "000000000161"
+METER = "000000000161"  # fill()'s
 
 
 @pytest.fixture
 def their_meter():
-    meter = MeterServerService.new_tcp_server("127.0.0.1", 0, timeout=5.0)
-    meter.set_address(bytes.fromhex("61 01 00 00 00 00"))  # the package takes wire order
-    assert meter.set_00(0x00010000, 12345.67)
-    for di, value in [(0x02010100, 231.4), (0x02020100, -5.123), (0x02030000, -1.2345),
-                      (0x02040000, 0.5), (0x02060000, -0.5), (0x02800002, 49.98),
-                      (0x02800004, 3.25)]:
-        assert meter.set_02(di, value)
+    meter = fill(MeterServerService.new_tcp_server("127.0.0.1", 0, timeout=5.0))
     assert meter.server.start()
     yield meter
     meter.server.stop()

@@ -56,9 +56,8 @@ class _NoServer:
     service = None
 
 
-@pytest.fixture
-def their_meter() -> MeterServerService:
-    meter = MeterServerService.new_meter_server_service(_NoServer())
+def fill(meter: MeterServerService) -> MeterServerService:
+    """Their meter at 000000000161 with the values the tests read."""
     meter.set_address(bytes.fromhex("61 01 00 00 00 00"))  # the package takes wire order
     assert meter.set_00(0x00010000, 12345.67)
     for di, value in [(0x02010100, 231.4), (0x02020100, -5.123), (0x02030000, -1.2345),
@@ -66,6 +65,11 @@ def their_meter() -> MeterServerService:
                       (0x02800004, 3.25)]:
         assert meter.set_02(di, value)
     return meter
+
+
+@pytest.fixture
+def their_meter() -> MeterServerService:
+    return fill(MeterServerService.new_meter_server_service(_NoServer()))
 
 
 def ask(meter: MeterServerService, request: bytes) -> bytes:

@@ -20,8 +20,8 @@ from plugins.devices.dlt645.datamap import DataMap, Group, MapPoint
 from plugins.protocols.dlt645 import frame as wire
 from plugins.protocols.dlt645.meter import control_action, reply
 from plugins.protocols.dlt645.values import encode_value
-from plugins.protocols.modbus import rtu
 from plugins.simulators import scenario as engine
+from plugins.simulators.dtu.slave import RequestFramer, request_length
 
 __all__ = ["LineRequestFramer", "MeterLayout", "SimulatedMeter", "point_bcd"]
 
@@ -122,7 +122,7 @@ class SimulatedMeter:
         return answer
 
 
-class LineRequestFramer:
+class LineRequestFramer(RequestFramer):
     """Requests cut out of the stream of a line with Modbus RTU slaves, DL/T 645 meters
     or both. A DL/T 645 frame is recognised by its ``68 … 68 … CS 16`` structure (FE
     wake-up bytes before it are dropped); anything else is read as Modbus RTU, whose
@@ -130,16 +130,8 @@ class LineRequestFramer:
 
     def __init__(self, max_buffer: int = 4096, modbus: bool = True, dlt645: bool = True
                  ) -> None:
-        self._buf = bytearray()
-        self.max_buffer = max_buffer
+        super().__init__(max_buffer)
         self.modbus, self.dlt645 = modbus, dlt645
-        self.dropped = 0
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        if len(self._buf) > self.max_buffer:
-            self.dropped += len(self._buf)
-            self._buf.clear()
 
     def _dlt645(self) -> int:
         """The length of the DL/T 645 frame at the front, 0 if none starts there, -1 if
@@ -159,42 +151,10 @@ class LineRequestFramer:
         ok = buf[n - 2] == wire.checksum(buf[:n - 2]) and buf[n - 1] == wire.END
         return n if ok else 0
 
-    def _rtu(self) -> int:
-        buf = self._buf
-        if len(buf) < 2:
-            return -1
-        function = buf[1]
-        if 1 <= function <= 6:
-            n = 8
-        elif function in (15, 16):
-            if len(buf) < 7:
-                return -1
-            n = 9 + buf[6]
-        else:
-            return 0
-        if len(buf) < n:
-            return -1
-        return n if rtu.crc_ok(buf[:n]) else 0
-
-    def next_request(self) -> bytes | None:
-        """The next complete request (a DL/T 645 frame without its FE bytes), or ``None``
-        until more bytes arrive."""
-        buf = self._buf
-        while buf:
-            if self.dlt645 and buf[0] == wire.WAKEUP:
-                del buf[0]
-                continue
-            n = self._dlt645() if self.dlt645 else 0
-            if n == 0 and self.modbus:
-                n = self._rtu()
-            if n == -1:
-                return None
-            if n == 0:
-                del buf[0]
-                self.dropped += 1
-                continue
-            frame = bytes(buf[:n])
-            del buf[:n]
-            return frame
-        return None
-
+    def _length(self, buf: bytearray) -> int:
+        if self.dlt645 and buf[0] == wire.WAKEUP:
+            return 0  # dropped: wake-up bytes announce a frame, they are not part of it
+        n = self._dlt645() if self.dlt645 else 0
+        if n == 0 and self.modbus:
+            n = request_length(buf)
+        return n

@@ -62,6 +62,7 @@ __all__ = [
     "SimulatedSlave",
     "SlaveLayout",
     "point_registers",
+    "request_length",
 ]
 
 SCENARIOS = ("normal", "overheat", "leakage", "silent", "drop")
@@ -417,26 +418,40 @@ class RequestFramer:
         """The next complete request, or ``None`` until more bytes arrive."""
         buf = self._buf
         while len(buf) >= 2:
-            function = buf[1]
-            if 1 <= function <= 6:
-                n = 8
-            elif function in (15, 16):
-                if len(buf) < 7:
-                    return None
-                n = 9 + buf[6]
-            else:
+            n = self._length(buf)
+            if n == -1:
+                return None
+            if n == 0:
                 del buf[0]
                 self.dropped += 1
                 continue
-            if len(buf) < n:
-                return None
-            if rtu.crc_ok(buf[:n]):
-                frame = bytes(buf[:n])
-                del buf[:n]
-                return frame
-            del buf[0]
-            self.dropped += 1
+            frame = bytes(buf[:n])
+            del buf[:n]
+            return frame
         return None
+
+    def _length(self, buf: bytearray) -> int:
+        """The length of the request at the front of ``buf`` (see :func:`request_length`)."""
+        return request_length(buf)
+
+
+def request_length(buf: bytes | bytearray) -> int:
+    """The length of the RTU request (CRC checked) at the front of ``buf``; 0 if none
+    starts there, -1 if more bytes are needed to tell."""
+    if len(buf) < 2:
+        return -1
+    function = buf[1]
+    if 1 <= function <= 6:
+        n = 8
+    elif function in (15, 16):
+        if len(buf) < 7:
+            return -1
+        n = 9 + buf[6]
+    else:
+        return 0
+    if len(buf) < n:
+        return -1
+    return n if rtu.crc_ok(buf[:n]) else 0
 
 
 class DtuLine:
