@@ -232,3 +232,28 @@ def test_a_dtu_address_takes_a_slave_number_or_a_meter_address():
     with pytest.raises(ValueError, match="not a DL/T 645 meter address"):
         METER_MODEL.check_unit(161)  # a meter address YAML read as a number
     assert IDLE != METER  # timer keys of a session cannot collide with meter addresses
+
+
+def test_the_transport_start_checks_each_unit_against_its_own_model():
+    from hub.metrics import Metrics
+    from plugins.transports.tcp_dtu import DtuService
+
+    class Hub:
+        metrics = Metrics()
+
+        def __init__(self, devices):
+            self._devices = devices
+
+        def devices(self, transport):
+            return self._devices
+
+    options = DtuOptions(port=0)
+    DtuService(Hub([Device("efd-1", (IMEI, 1)), meter()]), "dtu", options).check_units()
+    wrong = [Device("efd-1", (IMEI, METER)), meter(address=METER)]
+    wrong[1].address_key = (IMEI, 7)
+    with pytest.raises(ValueError) as e:
+        DtuService(Hub(wrong), "dtu", options).check_units()
+    assert str(e.value) == (
+        "dtu: device efd-1 (model efd): slave: '000000000161' is not a Modbus slave address "
+        "1..247; device m1 (model meter): slave: 7 is not a DL/T 645 meter address "
+        "(12 digits, in quotes)")

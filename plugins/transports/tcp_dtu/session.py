@@ -363,8 +363,9 @@ class DtuSession(CommandQueue):
         model = device.model
         self.io.set_timer(key, model.broadcast_interval)
         frame = model.broadcast_request(self._now)
-        if frame:  # next on the line, after the request outstanding (if any)
-            self.polls.insert(0, Request(device, frame, 0))
+        if frame:  # next on the line, after the request outstanding (if any); no device's:
+            # it must not count as a poll of the device in _poll_due
+            self.polls.insert(0, Request(None, frame, 0))
             self._send_next()
 
     def _send_next(self) -> None:
