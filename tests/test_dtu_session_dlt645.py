@@ -257,3 +257,16 @@ def test_the_transport_start_checks_each_unit_against_its_own_model():
         "dtu: device efd-1 (model efd): slave: '000000000161' is not a Modbus slave address "
         "1..247; device m1 (model meter): slave: 7 is not a DL/T 645 meter address "
         "(12 digits, in quotes)")
+
+
+def test_bytes_after_an_answer_are_read_by_the_next_requests_framer_at_once(tmp_path):
+    armed = Dlt645Model(Dlt645Options(enabled_map(tmp_path), password="123456"))
+    s, io, _ = line(Device("efd-1", (IMEI, 1)), meter(armed))
+    s.enqueue_command(meter(armed), Command("c1", "m1", "trip", T0), T0)
+    trip = io.writes[-1]
+    s.timer_fired(1, T0)  # the slave's poll waits for the trip's answer
+    # the meter's 9CH and, in the same read, the slave's answer: the 9CH sends the slave's
+    # poll, whose framer (Modbus) takes the bytes left and frames them at once
+    s.received(answer(trip, password="123456") + poll_answer(1), T0 + 0.2)
+    assert io.results[-1].status is CommandStatus.SUCCEEDED
+    assert io.writes[-1] == poll_request(1) and io.ingested == [("efd-1", 1)]

@@ -299,6 +299,15 @@ class DtuSession(CommandQueue):
         while not self.closed:
             item = framer.next_frame()
             if item is None:
+                if self.framer is not framer:
+                    # an answer sent the next request, of another protocol, whose framer
+                    # took the bytes left: read on there
+                    if framer.ignored != beats:
+                        self._alive()
+                    framer = self.framer
+                    assert framer is not None
+                    beats = framer.ignored
+                    continue
                 break
             if isinstance(item, FrameError):
                 self._frame_error(item)
