@@ -3,15 +3,19 @@
     .venv/bin/python -m scripts.bench_dtu                    # 10,000 DTUs every 10 s, ~2.5 min
     .venv/bin/python -m scripts.bench_dtu --dtus 19000 --interval 120 --window 120   # memory
     .venv/bin/python -m scripts.bench_dtu --dtus 2000 --profile /tmp/hub.svg   # py-spy the hub
+    .venv/bin/python -m scripts.bench_dtu --protocol dlt645  # DL/T 645 meters instead
 
 What it does:
 
 1. Writes a configuration in a temporary directory: a ``tcp_dtu`` listener on a free
    loopback port, ``--dtus`` devices of the example EFD map (``conf/devices/efd-example.yaml``,
    one read of 18 input registers per poll), each on its own DTU id, polled every
-   ``--interval`` seconds. Then starts ``hub run`` on it as a process, with its soft
-   RLIMIT_NOFILE raised to the hard limit (here, in ``preexec_fn``; the hub itself does not;
-   the hard limit too when permitted, see below).
+   ``--interval`` seconds (``--protocol dlt645``: one DL/T 645 meter per DTU instead, read
+   with one request per poll, the phase voltages block ``0201FF00`` of
+   ``conf/devices/dlt645-meter-example.yaml``; ``--protocol mixed``: both behind each DTU,
+   so two requests per DTU and interval on one line). Then starts ``hub run`` on it as a
+   process, with its soft RLIMIT_NOFILE raised to the hard limit (here, in ``preexec_fn``;
+   the hub itself does not; the hard limit too when permitted, see below).
 2. Reads the hub's RSS once it listens, then starts ``hub simulate dtu`` in separate processes
    (``--sim-procs``, each dialling from its own loopback address), so the hub's CPU is
    measured alone. DTUs dial at ``--ramp`` per second; by default ``dtus / interval`` (which
@@ -77,6 +81,8 @@ from hub.metrics import bucket_quantile
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MAP = ROOT / "conf/devices/efd-example.yaml"
+METER_MAP = ROOT / "conf/devices/dlt645-meter-example.yaml"
+METER = "000000000001"
 FIRST_ID = 861234560000000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: connections per second at most by default: 1,000/s left hundreds of 10,000 DTUs in
@@ -140,8 +146,20 @@ def cpu_seconds(pid: int) -> float:
 # ---------------------------------------------------------------------------- the hub
 
 
+def bench_meter_map(tmp: Path) -> Path:
+    """The example meter map cut to one read per poll (as the EFD map is one read): the
+    phase voltages block."""
+    with open(METER_MAP, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    data["points"] = []
+    data["blocks"] = [b for b in data["blocks"] if b["di"] == "0201FF00"]
+    path = tmp / "meter-bench.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 def write_config(tmp: Path, dtus: int, interval: float, port: int,
-                 gc: dict | None = None) -> tuple[Path, list[str]]:
+                 gc: dict | None = None, protocol: str = "modbus") -> tuple[Path, list[str]]:
     ids = [str(FIRST_ID + i) for i in range(dtus)]
     hub = {"name": "bench", "state_dir": str(tmp / "var"), "log_level": "info"}
     if gc:
@@ -150,13 +168,17 @@ def write_config(tmp: Path, dtus: int, interval: float, port: int,
         "hub": hub,
         # presence: a device is offline after 3 missed polls, whatever the interval
         "models": {"efd": {"type": "modbus_map", "map": str(MAP),
-                           "heartbeat": {"interval": max(30.0, interval), "timeout_count": 3}}},
+                           "heartbeat": {"interval": max(30.0, interval), "timeout_count": 3}},
+                   "meter": {"type": "dlt645", "map": str(bench_meter_map(tmp)),
+                             "heartbeat": {"interval": max(30.0, interval),
+                                           "timeout_count": 3}}},
         "transports": {"dtu": {"type": "tcp_dtu", "host": "127.0.0.1", "port": port,
                                "max_connections": dtus + 100,
                                "idle_timeout": max(300.0, 3 * interval)}},
-        "devices": [{"id": f"efd-{i:05d}", "model": "efd", "transport": "dtu",
-                     "address": {"dtu": ident, "slave": 1, "poll_interval": interval}}
-                    for i, ident in enumerate(ids)],
+        "devices": [{"id": f"{kind}-{i:05d}", "model": kind, "transport": "dtu",
+                     "address": {"dtu": ident, "slave": 1 if kind == "efd" else METER,
+                                 "poll_interval": interval}}
+                    for i, ident in enumerate(ids) for kind in KINDS[protocol]],
     }
     path = tmp / "hub.yaml"
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -187,6 +209,10 @@ class LogWatch:
                     self.counts[p] = self.counts.get(p, 0) + 1
         self.tail = (self.tail + lines)[-20:]
         return self.counts
+
+
+#: the devices behind each DTU, per --protocol
+KINDS = {"modbus": ("efd",), "dlt645": ("meter",), "mixed": ("efd", "meter")}
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float,
@@ -252,12 +278,13 @@ def run(args: argparse.Namespace) -> dict:
         gc["freeze"] = args.gc_freeze
     if args.gc_threshold:
         gc["threshold"] = [int(n) for n in args.gc_threshold.split(",")]
-    config, ids = write_config(tmp, args.dtus, args.interval, port, gc)
+    config, ids = write_config(tmp, args.dtus, args.interval, port, gc, args.protocol)
     hub_log = tmp / "hub.log"
     state = tmp / "var"
     procs: list[subprocess.Popen] = []
     sims: list[subprocess.Popen] = []
     result: dict[str, Any] = {"dtus": args.dtus, "interval_s": args.interval,
+                              "protocol": args.protocol,
                               "gc": gc or "hub defaults",
                               "sim_procs": sim_procs, "ramp_per_s": ramp, "nofile": limit,
                               "tmp": str(tmp)}
@@ -283,8 +310,11 @@ def run(args: argparse.Namespace) -> dict:
             chunk = ids[i * per_sim:(i + 1) * per_sim]
             if not chunk:
                 continue
+            line = ["--map", str(MAP)] if args.protocol != "dlt645" else ["--slaves", "none"]
+            if args.protocol != "modbus":
+                line += ["--meters", METER, "--meter-map", str(tmp / "meter-bench.yaml")]
             cmd = [str(BIN / "hub"), "simulate", "dtu", "--connect", f"127.0.0.1:{port}",
-                   "--id", chunk[0], "--count", str(len(chunk)), "--map", str(MAP),
+                   "--id", chunk[0], "--count", str(len(chunk)), *line,
                    "--scenario", "normal", "--seed", str(i), "--ramp", f"{ramp / sim_procs:g}",
                    "--bind", f"127.0.0.{2 + i}", "--status-interval", "5"]
             with open(tmp / f"sim-{i}.log", "w") as log:
@@ -354,7 +384,8 @@ def run(args: argparse.Namespace) -> dict:
             "sessions_held": sessions,
             "sessions_simulators_hold": sum(sim_held),
             "polls_per_s": round(polls / span, 1),
-            "expected_polls_per_s": round(args.dtus / args.interval, 1),
+            "expected_polls_per_s": round(
+                args.dtus * len(KINDS[args.protocol]) / args.interval, 1),
             "readings_per_s": round((metric(b, "ingest.readings") -
                                      metric(a, "ingest.readings")) / span, 1),
             "rtt_p50_ms_le": bucket_quantile(counts, 0.5),
@@ -408,7 +439,8 @@ def start_profile(pid: int, seconds: float, out: str) -> subprocess.Popen | None
 def report(r: dict) -> str:
     ok_rtt = r["rtt_p99_ms_le"] <= 50
     return "\n".join([
-        f"DTUs {r['dtus']}, poll interval {r['interval_s']:g} s, window {r['window_s']:g} s "
+        f"DTUs {r['dtus']} ({r['protocol']}), poll interval {r['interval_s']:g} s, "
+        f"window {r['window_s']:g} s "
         f"({r['sim_procs']} simulator process(es), ramp {r['ramp_per_s']:.0f}/s)",
         f"  hub start (config + registry)     {r['hub_start_s']} s",
         f"  registration of every DTU          {r['registration_s']} s, hub CPU "
@@ -437,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dtus", type=int, default=10_000, help="simulated DTUs (default 10000)")
     p.add_argument("--interval", type=float, default=10.0, help="poll interval, s (default 10)")
+    p.add_argument("--protocol", choices=tuple(KINDS), default="modbus",
+                   help="what sits behind each DTU: a Modbus detector (default), a DL/T 645 "
+                   "meter, or both (mixed)")
     p.add_argument("--window", type=float, default=60.0,
                    help="measured window, s, rounded up to the hub's 10 s metrics (default 60)")
     p.add_argument("--warmup", type=float, default=5.0,

@@ -7,8 +7,8 @@ through one of these protocols and talks to the hub only through :class:`Transpo
 ========================  ==================================================================
 :mod:`.device`            :class:`DeviceModel`, :class:`DecodeError`, :class:`EncodeError`
 :mod:`.polled`            :class:`PolledDeviceModel` (devices the hub polls over a serial
-                          line: Modbus RTU behind a DTU), :class:`StreamFramer`,
-                          :class:`FrameError`
+                          line: Modbus RTU, DL/T 645 behind a DTU), :class:`StreamFramer`,
+                          :class:`FrameError`, :func:`check_unit`
 :mod:`.lwm2m`             :class:`Lwm2mModel`, :class:`Lwm2mValue`, :class:`Lwm2mOperation`,
                           :class:`ContentFormat`
 :mod:`.transport`         :class:`TransportPort` (the hub as a transport sees it),
@@ -45,6 +45,8 @@ from hub.contracts.polled import (
     PolledDeviceModel,
     ResponseFrame,
     StreamFramer,
+    check_unit,
+    register_unit_form,
 )
 from hub.contracts.sms import SendResult, SmsMessage, SmsProvider
 from hub.contracts.transport import CommandTarget, DeviceInfo, TransportPort
@@ -75,5 +77,7 @@ __all__ = [
     "TransportType",
     "Value",
     "accept_no_options",
+    "check_unit",
     "default_address",
+    "register_unit_form",
 ]

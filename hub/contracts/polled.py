@@ -8,16 +8,22 @@ is (:meth:`~PolledDeviceModel.response_length`), how to cut answers out of the b
 (:meth:`~PolledDeviceModel.command_requests`, with an optional read-back). The line
 imposes the rest: one request outstanding, a response timeout, retries.
 
-Modbus RTU (``modbus_map``) implements it today; a DL/T 645 meter model would implement the
-same methods with its own framer (``68 … 16`` frames, an address of six BCD bytes as its
-``unit``), and ``tcp_dtu`` would poll it unchanged.
+Modbus RTU (``modbus_map``, a slave number as its ``unit``) and DL/T 645-2007 (``dlt645``,
+a 12-digit meter address as its ``unit``) implement it, and ``tcp_dtu`` polls both, even on
+one line: devices of one :attr:`~PolledDeviceModel.protocol` share a framer, the answer to
+a request is framed by the framer of the model that sent it, and the line still carries one
+request at a time whatever the protocol. What one protocol has and another lacks is
+expressed so that a model without it returns nothing: an answer in several frames
+(:meth:`~PolledDeviceModel.follow_up`), a periodic broadcast nobody answers
+(:meth:`~PolledDeviceModel.broadcast_request`), a unit's form
+(:meth:`~PolledDeviceModel.check_unit`).
 
 All of it is sans-IO: bytes and times in, requests and records out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -26,10 +32,42 @@ from hub.contracts.device import DeviceModel
 if TYPE_CHECKING:
     from hub.model import Command, Record
 
-__all__ = ["NEED_DATA", "FrameError", "PolledDeviceModel", "ResponseFrame", "StreamFramer"]
+__all__ = ["NEED_DATA", "FrameError", "PolledDeviceModel", "ResponseFrame", "StreamFramer",
+           "check_unit", "register_unit_form"]
 
 #: What :meth:`StreamFramer.next_frame` returns while no complete frame is buffered.
 NEED_DATA = None
+
+
+#: How a unit is written in a device's address, per Python type (``int``: a Modbus slave
+#: number, ``str``: a DL/T 645 meter address), registered by the models' plugins: a
+#: transport checks a configured unit here, knowing no protocol itself.
+_UNIT_FORMS: dict[type, list[Callable[[Any], Hashable]]] = {}
+
+
+def register_unit_form(kind: type, check: Callable[[Any], Hashable]) -> None:
+    """Declare that a unit of type ``kind`` is checked by ``check`` (which returns the unit
+    as models take it, or raises :class:`ValueError` saying what a unit is)."""
+    checks = _UNIT_FORMS.setdefault(kind, [])
+    if check not in checks:
+        checks.append(check)
+
+
+def check_unit(unit: Any) -> Hashable:
+    """``unit`` as some installed polled protocol takes it; :class:`ValueError` with the
+    first protocol's reason when none does. The device's own model checks it again when
+    the transport starts (:meth:`PolledDeviceModel.check_unit`)."""
+    checks = [] if isinstance(unit, bool) else _UNIT_FORMS.get(type(unit), [])
+    errors = []
+    for check in checks:
+        try:
+            return check(unit)
+        except ValueError as e:
+            errors.append(str(e))
+    if errors:
+        raise ValueError(errors[0])
+    kinds = " or ".join(sorted(k.__name__ for k in _UNIT_FORMS)) or "none installed"
+    raise ValueError(f"{unit!r} is not a bus address of any polled protocol ({kinds})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +86,9 @@ class FrameError:
 
 class ResponseFrame(Protocol):
     """One complete, checked frame: ``unit`` is the bus address it came from (a Modbus
-    slave), ``raw`` the whole frame, ``solicited`` False for a frame that arrived while
-    nothing was awaited (a pushing device, an answer after its timeout)."""
+    slave number, a DL/T 645 meter address), ``raw`` the whole frame, ``solicited`` False
+    for a frame that arrived while nothing was awaited (a pushing device, an answer after
+    its timeout)."""
 
     @property
     def unit(self) -> Hashable: ...
@@ -81,6 +120,11 @@ class StreamFramer(Protocol):
     def next_frame(self) -> ResponseFrame | FrameError | None:
         """The next frame, a :class:`FrameError`, or :data:`NEED_DATA`."""
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes buffered but not yet framed: on a line of several
+        protocols the transport hands them to the framer of the next request's protocol,
+        so every byte is read by exactly one framer, in order."""
+
 
 @runtime_checkable
 class PolledDeviceModel(DeviceModel, Protocol):
@@ -91,14 +135,27 @@ class PolledDeviceModel(DeviceModel, Protocol):
     the transport's option) and ``status_changes_only`` (whether :meth:`decode_response`
     takes a ``status`` memory and then reports status flags only when they changed).
 
+    ``protocol`` names the wire protocol (``"modbus_rtu"``, ``"dlt645"``): the devices of
+    one protocol on a line share one :meth:`response_framer`. ``broadcast_interval``
+    (seconds, ``None``: never) is how often the transport sends :meth:`broadcast_request`
+    on each line with a device of this model (e.g. a DL/T 645 time sync; off unless the
+    model's options ask for it).
+
     A *poll* is an opaque, hashable value from :meth:`plan` that the transport hands back
     to :meth:`request` and :meth:`decode_response`. A *unit* is a device's bus address
-    (``address_key[1]`` of ``tcp_dtu``: a Modbus slave).
+    (``address_key[1]`` of ``tcp_dtu``: a Modbus slave number, a DL/T 645 meter address),
+    as :meth:`check_unit` returned it.
     """
 
     poll_interval: float
     response_timeout: float | None
     status_changes_only: bool
+    protocol: str
+    broadcast_interval: float | None
+
+    def check_unit(self, unit: Any) -> Hashable:
+        """``unit`` (as configured) in the form :meth:`request` takes; raises
+        :class:`ValueError` naming what a unit of this protocol is."""
 
     # -- polling
     def plan(self) -> Sequence[Hashable]:
@@ -109,17 +166,27 @@ class PolledDeviceModel(DeviceModel, Protocol):
 
     def response_length(self, request: bytes) -> int:
         """The length in bytes of a normal answer to ``request`` (a poll, a write or a
-        read-back)."""
+        read-back); 0 for a request nobody answers (a broadcast)."""
+
+    def follow_up(self, unit: Any, poll: Any, frames: Sequence[bytes]) -> bytes | None:
+        """The request for the next frame of an answer to ``poll`` that ``frames`` (so far)
+        do not complete, or ``None`` when they hold the whole answer (always, for a
+        protocol whose answers are one frame). May raise :class:`hub.contracts.DecodeError`."""
+
+    def broadcast_request(self, now: float) -> bytes | None:
+        """The broadcast to send now (``now``: UTC seconds) every ``broadcast_interval``
+        (nothing answers it), or ``None``."""
 
     def response_framer(self, max_buffer: int, units: Collection[Any],
                         ignore: Collection[bytes]) -> StreamFramer:
         """A framer for one line: ``units`` are the addresses expected on it, ``ignore``
         byte strings dropped whole between frames, ``max_buffer`` the bytes kept at most."""
 
-    def decode_response(self, device: str, unit: Any, poll: Any, frame: bytes,
-                        received_at: float, status: dict[int, int] | None = None
-                        ) -> Sequence[Record]:
-        """Records from ``frame``, ``unit``'s complete answer to ``poll``; raises
+    def decode_response(self, device: str, unit: Any, poll: Any,
+                        frame: bytes | Sequence[bytes], received_at: float,
+                        status: dict[int, int] | None = None) -> Sequence[Record]:
+        """Records from ``frame``, ``unit``'s complete answer to ``poll`` (one frame, or the
+        list of frames of an answer :meth:`follow_up` asked more frames for); raises
         :class:`hub.contracts.DecodeError`. ``status`` (only if ``status_changes_only``):
         the caller's memory of this device's status words, ``{}`` at first."""
 

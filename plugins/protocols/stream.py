@@ -42,6 +42,11 @@ class BufferedFramer:
         """Bytes received and not yet consumed."""
         return bytes(self._buf)
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not yet framed (see
+        :meth:`hub.contracts.StreamFramer.take_buffered`)."""
+        return self.clear()
+
     def feed(self, data: bytes) -> None:
         """Buffer received bytes; nothing is parsed until ``next_frame()``."""
         self._buf += data

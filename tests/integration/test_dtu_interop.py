@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 import yaml
@@ -18,48 +17,11 @@ from twisted.internet.task import Clock
 
 from hub.journal import Journal
 from plugins.protocols.modbus import rtu
+from tests.support.dtu_relay import DtuRelay
 from tests.support.hubproc import BIN, HubProcess
 from tests.support.services import free_port
 
 IMEI = "861234567890123"
-
-
-class DtuRelay:
-    """Plays a transparent DTU: dial the hub, send the registration id, then copy bytes
-    between the hub and the Modbus slave. When the slave dies the hub link stays up."""
-
-    def __init__(self, hub_port: int, slave_port: int, ident: str):
-        self.hub = socket.create_connection(("127.0.0.1", hub_port), timeout=10)
-        self.slave = socket.create_connection(("127.0.0.1", slave_port), timeout=10)
-        self.hub.sendall(ident.encode())
-        self.threads = [threading.Thread(target=self._copy, args=(self.hub, self.slave),
-                                         daemon=True),
-                        threading.Thread(target=self._copy, args=(self.slave, self.hub),
-                                         daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    @staticmethod
-    def _copy(src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(None)
-        while True:
-            try:
-                data = src.recv(4096)
-            except OSError:
-                return
-            if not data:
-                return
-            try:
-                dst.sendall(data)
-            except OSError:
-                continue  # the slave is gone: the RS-485 line is silent, the DTU stays
-
-    def close(self) -> None:
-        for s in (self.hub, self.slave):
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 @pytest.fixture

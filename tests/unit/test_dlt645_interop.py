@@ -35,21 +35,10 @@ dlt645 = pytest.importorskip("dlt645")
 from dlt645.protocol.protocol import DLT645Protocol  # noqa: E402
 from dlt645.service.serversvc.server_service import MeterServerService  # noqa: E402
 
+from tests.support.dlt645 import MAP, fill  # noqa: E402
+
 METER = "000000000161"
 TS = 1_767_225_600.0
-
-MAP = """
-name: interop
-points:
-  - {quantity: active_energy, di: "00010000", format: XXXXXX.XX, unit: kWh}
-  - {quantity: voltage, channel: A, di: "02010100", format: XXX.X, unit: V}
-  - {quantity: current, channel: A, di: "02020100", format: XXX.XXX, signed: true, unit: A}
-  - {quantity: active_power, di: "02030000", format: XX.XXXX, signed: true, unit: kW}
-  - {quantity: reactive_power, di: "02040000", format: XX.XXXX, signed: true, unit: kvar}
-  - {quantity: power_factor, di: "02060000", format: X.XXX, signed: true}
-  - {quantity: frequency, di: "02800002", format: XX.XX, unit: Hz}
-  - {quantity: active_demand, di: "02800004", format: XX.XXXX, signed: true, unit: kW}
-"""
 
 
 class _NoServer:
@@ -58,14 +47,7 @@ class _NoServer:
 
 @pytest.fixture
 def their_meter() -> MeterServerService:
-    meter = MeterServerService.new_meter_server_service(_NoServer())
-    meter.set_address(bytes.fromhex("61 01 00 00 00 00"))  # the package takes wire order
-    assert meter.set_00(0x00010000, 12345.67)
-    for di, value in [(0x02010100, 231.4), (0x02020100, -5.123), (0x02030000, -1.2345),
-                      (0x02040000, 0.5), (0x02060000, -0.5), (0x02800002, 49.98),
-                      (0x02800004, 3.25)]:
-        assert meter.set_02(di, value)
-    return meter
+    return fill(MeterServerService.new_meter_server_service(_NoServer()))
 
 
 def ask(meter: MeterServerService, request: bytes) -> bytes:

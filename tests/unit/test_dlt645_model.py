@@ -18,35 +18,17 @@ from plugins.protocols.dlt645 import (
     MeterError,
     ReplyError,
     encode_frame,
-    encode_value,
-    parse_format,
     read_reply,
 )
 from plugins.protocols.dlt645.meter import control_action, reply
+from tests.support.dlt645 import EXAMPLE, VALUES, enabled_map
+from tests.support.dlt645_values import bcd
 
-EXAMPLE = "conf/devices/dlt645-meter-example.yaml"
 METER = "000000000161"
 TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-def bcd(value: float, fmt: str, signed: bool = False) -> bytes:
-    return encode_value(value, parse_format(fmt), signed)
-
-
 #: what the simulated meter holds, per data identifier (the data after the identifier)
-VALUES = {
-    0x00010000: bcd(12345.67, "XXXXXX.XX"),
-    0x00030000: bcd(-12.5, "XXXXXX.XX", True),
-    0x02800002: bcd(49.98, "XX.XX"),
-    0x02800004: bcd(3.25, "XX.XXXX", True),
-    0x02050000: bcd(4.1, "XX.XXXX"),
-    0x0201FF00: bcd(230.1, "XXX.X") + bcd(229.8, "XXX.X") + bcd(231.0, "XXX.X"),
-    0x0202FF00: bcd(5.123, "XXX.XXX", True) + bcd(-0.5, "XXX.XXX", True)
-    + bcd(0, "XXX.XXX", True),
-    0x0203FF00: b"".join(bcd(v, "XX.XXXX", True) for v in (1.5, 1.0, -0.25, 0.75)),
-    0x0204FF00: b"".join(bcd(v, "XX.XXXX", True) for v in (-0.5, 0.1, 0.2, 0.3)),
-    0x0206FF00: b"".join(bcd(v, "X.XXX", True) for v in (0.95, 0.999, -0.5, 1.0)),
-}
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +133,6 @@ def test_decode_without_a_request_finds_the_poll_by_its_identifier(model):
 
 def command(action: str) -> Command:
     return Command("c1", "m1", action, TS)
-
-
-def enabled_map(tmp_path, close="true"):
-    text = Path(EXAMPLE).read_text(encoding="utf-8")
-    text = text.replace("  trip: false", "  trip: true").replace(
-        "  close: false ", f"  close: {close} ")
-    path = tmp_path / "meter.yaml"
-    path.write_text(text, encoding="utf-8")
-    return load_map(str(path))
 
 
 def test_trip_refused_when_the_map_does_not_enable_it(model):

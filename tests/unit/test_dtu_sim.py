@@ -6,9 +6,6 @@ scenarios at given times), the Twisted client on a memory reactor, and a loopbac
 from __future__ import annotations
 
 import json
-import queue
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -30,11 +27,11 @@ from plugins.simulators.dtu.slave import (
     SlaveLayout,
     point_registers,
 )
+from tests.support.dtu_sim import EFD, SimProcess, hub_cli
 from tests.support.hubproc import BIN, HubProcess
 from tests.support.services import free_port
 
 ROOT = Path(__file__).parents[2]
-EFD = str(ROOT / "conf/devices/efd-example.yaml")
 METER = str(ROOT / "conf/devices/meter3p-example.yaml")
 
 
@@ -437,28 +434,11 @@ def test_stop_closes_every_connection():
 # ---- loopback: `hub run` and `hub simulate dtu` as processes ----------------------------
 
 
-class SimProcess(HubProcess):
-    """`hub simulate dtu` in a subprocess, its output read like the hub's (a thread copies
-    the lines into a queue; waiting is a get with a deadline, never a sleep)."""
-
-    def __init__(self, argv: list[str], cwd: Path):  # HubProcess's pump, another command
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self.lines = []
-        self._queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-
 def simulate(port: int, imei: str, scenario: str) -> SimProcess:
     return SimProcess(
         [str(BIN / "hub"), "simulate", "dtu", "--connect", f"127.0.0.1:{port}", "--id", imei,
          "--map", EFD, "--slaves", "1,2", "--scenario", scenario, "--period", "6",
          "--heartbeat", "FEFE", "--heartbeat-interval", "1", "--status-interval", "0.5"], ROOT)
-
-
-def hub_cli(config: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "hub"), *argv, "-c", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_hub_and_simulated_dtus_end_to_end(tmp_path):

@@ -21,6 +21,10 @@ Options:
   meter records; a secret too if you like), ``command_validity`` (s, default 300: the
   command's deadline N3..N8), ``utc_offset`` (h, default 8: the meters' clocks),
   ``wakeup`` (FE bytes before each request, default 4).
+* ``response_timeout`` (s): how long the DTU transport waits for a meter's reply (default:
+  the transport's ``response_timeout``); meters at 2400 baud are slower than Modbus slaves.
+* ``time_sync_interval`` (s, default off): broadcast the meters' time (08H) this often on
+  every DTU line with a meter of this model, and once when the DTU registers.
 
 The wire codec is :mod:`plugins.protocols.dlt645`; the map schema :mod:`.datamap`; the model
 :mod:`.model`.
@@ -34,10 +38,12 @@ from typing import Any
 
 from hub import hookimpl
 from hub.config import Secret
-from hub.contracts import DeviceModelType
+from hub.contracts import DeviceModelType, register_unit_form
 from hub.validate import Invalid, Section, describe, integer, number, string
 from plugins.devices.dlt645.datamap import DataMap, load_map
 from plugins.devices.dlt645.model import Dlt645Model, Dlt645Options, Poll
+
+register_unit_form(str, Dlt645Model.check_unit)  # a meter address in a DTU address
 
 __all__ = ["DataMap", "Dlt645Model", "Dlt645Options", "Poll", "check_options", "factory",
            "load_map"]
@@ -60,6 +66,9 @@ def _operator(v: Any) -> str:
     return string("[0-9A-Fa-f]{8}", "8 hexadecimal digits (the operator code)")(v)
 
 
+_OPTIONAL = ("response_timeout", "time_sync_interval")  # None: off, or the transport's
+
+
 def check_options(section: Section) -> Dlt645Options | None:
     """Check ``models.<name>`` of type ``dlt645``: its options and its map file."""
     path = section.get("map", string())
@@ -71,6 +80,9 @@ def check_options(section: Section) -> Dlt645Options | None:
         command_validity=section.get("command_validity", number(10, 86400, "s"), 300.0),
         utc_offset=section.get("utc_offset", number(-12, 14, "h"), 8.0),
         wakeup=section.get("wakeup", integer(0, 4), 4),
+        response_timeout=section.get("response_timeout", number(0.05, 60, "s"), None),
+        time_sync_interval=section.get("time_sync_interval", number(60, 86400 * 7, "s"),
+                                       None),
     )
     section.finish()
     if path is None:
@@ -86,7 +98,7 @@ def check_options(section: Section) -> Dlt645Options | None:
                               f"{' and '.join(sorted(datamap.commands))} (1CH), which the "
                               "meters accept only with their password")
     return Dlt645Options(datamap, password, **{k: v for k, v in fields.items()
-                                               if v is not None})
+                                               if v is not None or k in _OPTIONAL})
 
 
 def factory(options: Dlt645Options | None) -> Dlt645Model:

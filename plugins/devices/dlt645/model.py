@@ -1,16 +1,20 @@
 """``Dlt645Model``: a data-identifier map put to work, with no I/O.
 
-It has the shape of :class:`plugins.devices.modbus.model.ModbusMapModel`, so the DTU
-transport drives both alike: it asks what to read (:meth:`~Dlt645Model.plan`,
-:meth:`~Dlt645Model.request`, :meth:`~Dlt645Model.expected_length`), sends one request at a
+It implements :class:`hub.contracts.PolledDeviceModel`, like
+:class:`plugins.devices.modbus.model.ModbusMapModel`, so the DTU transport drives both alike,
+even on one line: it asks what to read (:meth:`~Dlt645Model.plan`,
+:meth:`~Dlt645Model.request`, :meth:`~Dlt645Model.response_length`), sends one request at a
 time to the meter's 12-digit address (where Modbus passes a slave number), frames the replies
-(:class:`plugins.protocols.dlt645.Dlt645Framer`) and hands each back with the poll it
-answers (:meth:`~Dlt645Model.decode_response`). Two things Modbus lacks:
+(:meth:`~Dlt645Model.response_framer`, a :class:`plugins.protocols.dlt645.Dlt645Framer`) and
+hands each back with the poll it answers (:meth:`~Dlt645Model.decode_response`). Two things
+Modbus lacks:
 
 * **Subsequent frames.** A meter whose reply does not fit one frame sets D5 (B1H) and the
   master fetches the rest with 12H: :meth:`~Dlt645Model.follow_up` gives the next request
   (``None`` once complete) and :meth:`~Dlt645Model.decode_response` takes every frame of the
   reply, in order.
+* **Broadcast time sync** (08H), every ``time_sync_interval`` seconds when the options set
+  it (:meth:`~Dlt645Model.broadcast_request`); no meter answers it.
 * **Abnormal replies** (D1H: no such data identifier, password wrong, …) raise
   :class:`plugins.protocols.dlt645.MeterError`, a :class:`hub.contracts.DecodeError`, so the
   transport counts and logs them like any bad frame, naming the error bits.
@@ -25,7 +29,7 @@ The model keeps no state between calls, so one instance serves every meter of th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -33,7 +37,8 @@ from hub.contracts import DecodeError, EncodeError
 from hub.model import Command, Reading, Record
 from plugins.devices.dlt645.datamap import DataMap, Group, di_text
 from plugins.protocols.dlt645 import frame as wire
-from plugins.protocols.dlt645.frame import OVERHEAD, Frame, ReplyError
+from plugins.protocols.dlt645.frame import OFFSET, OVERHEAD, START, Frame, ReplyError
+from plugins.protocols.dlt645.framer import MAX_DATA, Dlt645Framer
 from plugins.protocols.dlt645.values import decode_value
 from plugins.protocols.modbus.values import tidy
 
@@ -54,6 +59,8 @@ class Dlt645Options:
     command_validity: float = 300.0  # s: the meter refuses the command afterwards
     utc_offset: float = 8.0  # h: the meters' clocks (China Standard Time)
     wakeup: int = 4  # FE bytes before each request
+    response_timeout: float | None = None  # s; None: the transport's
+    time_sync_interval: float | None = None  # s between broadcast time syncs; None: never
 
     def __repr__(self) -> str:  # the password never reaches a log
         return (f"Dlt645Options(map={self.map.file!r}, password={'***' if self.password else None}"
@@ -65,6 +72,8 @@ class Dlt645Model:
 
     #: no status words: nothing for the transport to remember between polls
     status_changes_only = False
+    #: devices of this protocol on one line share one framer
+    protocol = "dlt645"
 
     def __init__(self, options: Dlt645Options | DataMap) -> None:
         if isinstance(options, DataMap):
@@ -77,6 +86,11 @@ class Dlt645Model:
         self._plan = self.map.groups
         self._by_di = {g.di: g for g in self._plan}
         self._tz = timezone(timedelta(hours=options.utc_offset))
+        self.response_timeout: float | None = options.response_timeout
+        self.broadcast_interval: float | None = options.time_sync_interval
+        #: normal reply length by the request's data identifier, as it is on the wire
+        self._lengths = {bytes((b + OFFSET) & 0xFF for b in g.di.to_bytes(4, "little")):
+                         OVERHEAD + 4 + g.size for g in self._plan}
 
     @property
     def actions(self) -> frozenset[str]:
@@ -93,6 +107,44 @@ class Dlt645Model:
         """The 11H frame that asks meter ``address`` for ``poll``."""
         return wire.read_request(address, poll.di, self.options.wakeup)
 
+    @staticmethod
+    def check_unit(unit: object) -> str:
+        """A meter address: 12 digits, in quotes (unquoted, YAML may read it as an octal
+        number); :class:`ValueError` otherwise."""
+        if not isinstance(unit, str) or not wire.is_address(unit):
+            raise ValueError(f"slave: {unit!r} is not a DL/T 645 meter address (12 digits, "
+                             "in quotes)")
+        return unit.upper()
+
+    def response_framer(self, max_buffer: int, units: Collection[str],
+                        ignore: Collection[bytes]) -> Dlt645Framer:
+        """A DL/T 645 framer for one line (it needs no list of the meters on it)."""
+        return Dlt645Framer(max(max_buffer, OVERHEAD + MAX_DATA), MAX_DATA, ignore)
+
+    def response_length(self, request: bytes) -> int:
+        """The bytes of a normal reply to ``request`` from ``68`` to ``16``: a planned read's
+        from the map; a 12H read's at least a data identifier and its number; 1CH's, no
+        data; 0 for a broadcast (no reply)."""
+        i = request.find(START)
+        control = request[i + 8]
+        if control == wire.READ_DATA:
+            return self._lengths.get(request[i + 10:i + 14], OVERHEAD + 4)
+        if control == wire.READ_SUBSEQUENT:
+            return OVERHEAD + 5
+        if request[i + 1:i + 7] == b"\x99" * 6:
+            return 0
+        return OVERHEAD
+
+    def broadcast_request(self, now: float) -> bytes | None:
+        """The broadcast time sync, if the options ask for one."""
+        return self.time_sync_request(now) if self.broadcast_interval else None
+
+    def readback_request(self, write: bytes) -> bytes:
+        raise EncodeError("DL/T 645 commands are not read back (the 9CH reply confirms them)")
+
+    def check_readback(self, write: bytes, frame: bytes) -> None:
+        raise DecodeError("DL/T 645 commands are not read back")
+
     def expected_length(self, poll: Poll) -> int:
         """The bytes of a normal one-frame reply to ``poll``, from ``68`` to ``16`` (a meter
         may send FE bytes before it; an abnormal reply is 13 bytes)."""
@@ -103,6 +155,10 @@ class Dlt645Model:
         """The 12H request for the next frame of a reply whose last frame so far has D5 set,
         or ``None`` when ``frames`` hold the whole reply. Raises like
         :meth:`decode_response` for a frame that is not the reply."""
+        last_raw = frames[-1]
+        if isinstance(last_raw, bytes) and len(last_raw) > 8 and last_raw[0] == START \
+                and not last_raw[8] & wire.MORE:
+            return None  # the common case, decided without parsing the frame again
         last = wire.read_reply(frames[-1], address, poll.di, len(frames) - 1)
         if not last.more:
             return None

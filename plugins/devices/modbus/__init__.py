@@ -27,11 +27,13 @@ from dataclasses import replace
 from typing import Any
 
 from hub import hookimpl
-from hub.contracts import DeviceModelType
+from hub.contracts import DeviceModelType, register_unit_form
 from hub.validate import Section, integer, number, string
 from plugins.devices.modbus.model import ModbusMapModel
 from plugins.devices.modbus.planner import Poll
 from plugins.devices.modbus.registermap import RegisterMap, load_map
+
+register_unit_form(int, ModbusMapModel.check_unit)  # a slave number in a DTU address
 
 __all__ = [
     "ModbusMapModel",

@@ -51,6 +51,10 @@ class ModbusMapModel:
     status_changes_only = True
     #: the transport's ``response_timeout`` applies
     response_timeout: float | None = None
+    #: devices of this protocol on one line share one framer
+    protocol = "modbus_rtu"
+    #: Modbus has no broadcast the hub needs
+    broadcast_interval: float | None = None
 
     def __init__(self, regmap: RegisterMap) -> None:
         self.map = regmap
@@ -82,6 +86,22 @@ class ModbusMapModel:
     def plan(self) -> list[Poll]:
         """The reads of one poll cycle, merged and in a fixed order."""
         return list(self._plan)
+
+    @staticmethod
+    def check_unit(unit: object) -> int:
+        """A slave number, 1..247; :class:`ValueError` otherwise."""
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= 247:
+            raise ValueError(f"slave: {unit!r} is not a Modbus slave address 1..247")
+        return unit
+
+    @staticmethod
+    def follow_up(slave: int, poll: Poll, frames: Sequence[bytes]) -> None:
+        """Never: a Modbus answer is one frame."""
+        return None
+
+    @staticmethod
+    def broadcast_request(now: float) -> None:
+        return None
 
     def request(self, slave: int, poll: Poll) -> bytes:
         """The RTU frame that asks ``slave`` for ``poll``."""

@@ -64,6 +64,7 @@ __all__ = [
     "decode_address",
     "encode_address",
     "encode_frame",
+    "is_address",
     "parse_address_reply",
     "parse_frame",
     "read_address_request",
@@ -184,6 +185,11 @@ def encode_address(address: str) -> bytes:
     return bytes.fromhex(address)[::-1]
 
 
+def is_address(address: str) -> bool:
+    """Whether ``address`` is 12 BCD digits (``AA`` allowed for a wildcard byte)."""
+    return bool(_ADDRESS.fullmatch(address.upper()))
+
+
 def decode_address(wire: bytes, excerpt: bytes = b"", offset: int = 1) -> str:
     """The 12-character address of 6 wire bytes; :class:`AddressError` if a byte is
     neither two BCD digits nor the ``AA`` wildcard."""
@@ -216,6 +222,11 @@ class Frame:
     data: bytes
     raw: bytes
     solicited: bool = False
+
+    @property
+    def unit(self) -> str:
+        """The meter's address (:class:`hub.contracts.ResponseFrame`)."""
+        return self.address
 
     @property
     def function(self) -> int:

@@ -90,6 +90,13 @@ class Dlt645Framer(BufferedFramer):
         set, and the framer stops waiting."""
         self._expected = (address.upper(), function & 0x1F)
 
+    def expect_answer(self, request: bytes, length: int) -> None:
+        """:meth:`expect` the reply to ``request`` (its address and function; FE bytes may
+        precede it): the :class:`hub.contracts.StreamFramer` contract. ``length`` is not
+        needed: a DL/T 645 frame says its own length."""
+        i = request.find(START)
+        self._expected = (request[i + 1:i + 7][::-1].hex().upper(), request[i + 8] & 0x1F)
+
     def expect_nothing(self) -> None:
         """Stop waiting (the request timed out): later frames are unsolicited."""
         self._expected = None

@@ -1,5 +1,6 @@
 """Built-in plugin: ``hub simulate dtu``, simulated 4G DTUs that dial a hub's ``tcp_dtu``
-listener and answer its Modbus RTU polls, for commissioning, demos, tests and benchmarks.
+listener and answer its polls (Modbus RTU slaves, DL/T 645-2007 meters, or both on one
+line), for commissioning, demos, tests and benchmarks.
 
 Each simulated DTU connects, sends its registration id (the whole first packet, as a USR
 DTU in "connect with" mode does), sends its heartbeat when the line has been idle for the
@@ -11,6 +12,16 @@ module is the Twisted client and the command line::
 
     hub simulate dtu --connect 127.0.0.1:9000 --id 861234567890000 --count 100 \\
         --map conf/devices/efd-example.yaml --slaves 1,2 --scenario overheat --period 120
+
+    # a mixed line: a detector (slave 1) and a meter behind each DTU, voltages going over
+    hub simulate dtu --connect 127.0.0.1:9000 --id 861234567890000 \
+        --map conf/devices/efd-example.yaml --slaves 1 \
+        --meter-map conf/devices/dlt645-meter-example.yaml --meters 000000000161 \
+        --meter-password 123456 --episode overvoltage --period 120
+
+    # meters only
+    hub simulate dtu --connect 127.0.0.1:9000 --id 861234567890000 --slaves none \
+        --meter-map conf/devices/dlt645-meter-example.yaml --meters 000000000161,000000000162
 
 ``--count N`` gives ids ``ID``, ``ID+1``, ... (the trailing digits of ``ID`` are counted
 up, keeping their width). A status line is printed every ``--status-interval`` seconds;
@@ -34,7 +45,15 @@ from twisted.internet.protocol import ClientFactory, Protocol
 
 from hub import hookimpl
 from plugins.simulators.cli_args import add_run_options, endpoint, positive, simulate_parser
-from plugins.simulators.dtu.slave import SCENARIOS, DtuLine, Scenario, SimulatedSlave, SlaveLayout
+from plugins.simulators.dtu.meter import MeterLayout, SimulatedMeter
+from plugins.simulators.dtu.slave import (
+    EPISODES,
+    SCENARIOS,
+    DtuLine,
+    Scenario,
+    SimulatedSlave,
+    SlaveLayout,
+)
 
 __all__ = ["Fleet", "FleetOptions", "SimulatedDtu", "dtu_ids", "hub_add_commands"]
 
@@ -67,7 +86,7 @@ class FleetOptions:
     host: str
     port: int
     ids: tuple[str, ...]
-    layout: SlaveLayout
+    layout: SlaveLayout | None
     slaves: tuple[int, ...] = (1,)
     scenario: Scenario = Scenario()
     heartbeat: bytes = b""
@@ -75,6 +94,9 @@ class FleetOptions:
     seed: int = 0
     ramp: float = 500.0  # connections started per second
     bind: str | None = None  # local address to dial from (more ephemeral ports on loopback)
+    meter_layout: MeterLayout | None = None
+    meters: tuple[str, ...] = ()  # DL/T 645 meter addresses on each DTU's line
+    meter_password: str = "000000"
 
 
 class SimulatedDtu:
@@ -200,9 +222,7 @@ class Fleet:
         self.reactor = reactor
         self.out = out or (lambda line: print(line, flush=True))
         self.rng = random.Random(options.seed)
-        self.dtus = [SimulatedDtu(self, ident, DtuLine(
-            SimulatedSlave(options.layout, s, options.scenario, seed=f"{options.seed}/{ident}")
-            for s in options.slaves)) for ident in options.ids]
+        self.dtus = [SimulatedDtu(self, ident, self._line(ident)) for ident in options.ids]
         self.connected: set[DtuClientProtocol] = set()
         self.started = reactor.seconds()
         self.stopping = False
@@ -218,6 +238,15 @@ class Fleet:
         self.peak_per_tick = 0
         self.max_lag = 0.0
         self._lag_timer: IDelayedCall | None = None
+
+    def _line(self, ident: str) -> DtuLine:
+        o = self.options
+        seed = f"{o.seed}/{ident}"
+        slaves = [SimulatedSlave(o.layout, s, o.scenario, seed=seed) for s in o.slaves] \
+            if o.layout is not None else []
+        meters = [SimulatedMeter(o.meter_layout, a, o.scenario, seed, o.meter_password)
+                  for a in o.meters] if o.meter_layout is not None else []
+        return DtuLine(slaves, meters)
 
     def start(self) -> None:
         """Dial every DTU, ``ramp`` per second (a burst of thousands of SYNs would overflow
@@ -301,6 +330,8 @@ class Fleet:
 
 
 def _slaves(text: str) -> tuple[int, ...]:
+    if text == "none":  # a line of meters only
+        return ()
     try:
         slaves = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -308,6 +339,23 @@ def _slaves(text: str) -> tuple[int, ...]:
     if not slaves or any(not 1 <= s <= 247 for s in slaves) or len(set(slaves)) != len(slaves):
         raise argparse.ArgumentTypeError(f"{text!r}: slave addresses are distinct, in 1..247")
     return slaves
+
+
+def _meters(text: str) -> tuple[str, ...]:
+    from plugins.protocols.dlt645.frame import is_address
+
+    meters = tuple(a.strip().upper() for a in text.split(",") if a.strip())
+    if not meters or len(set(meters)) != len(meters) \
+            or not all(is_address(a) and a.isdigit() for a in meters):
+        raise argparse.ArgumentTypeError(f"{text!r}: meter addresses are distinct, of 12 "
+                                         "digits (e.g. 000000000161,000000000162)")
+    return meters
+
+
+def _password(text: str) -> str:
+    if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError("a meter password is 6 hexadecimal digits")
+    return text
 
 
 def _hex(text: str) -> bytes:
@@ -324,25 +372,40 @@ def cmd_simulate_dtu(args: argparse.Namespace) -> int:
     """``hub simulate dtu``: run the fleet until a signal or ``--duration``."""
     from hub.cli import install_reactor
     from hub.validate import ConfigError
+    from plugins.devices.dlt645.datamap import load_map as load_meter_map
     from plugins.devices.modbus.registermap import load_map
 
+    regmap = datamap = None
     try:
         if not (args.id.isascii() and args.id.isprintable() and 0 < len(args.id) <= 40):
             raise ValueError(f"id {args.id!r} is not 1..40 printable ASCII characters")
-        regmap = load_map(args.map)
+        if args.slaves and not args.map:
+            raise ValueError("--map (the slaves' register map) is required with --slaves "
+                             "(--slaves none for a line of meters only)")
+        if bool(args.meters) != bool(args.meter_map):
+            raise ValueError("--meters and --meter-map go together")
+        if not args.slaves and not args.meters:
+            raise ValueError("nothing on the line: give --slaves or --meters")
+        if args.slaves:
+            regmap = load_map(args.map)
+        if args.meters:
+            datamap = load_meter_map(args.meter_map)
         ids = dtu_ids(args.id, args.count)
     except (ConfigError, ValueError) as e:
         print(f"hub simulate dtu: {e}", file=sys.stderr)
         return 2
-    assert regmap is not None
     install_reactor()
     from twisted.internet import reactor
     from twisted.internet.task import LoopingCall
 
     host, port = args.connect
     options = FleetOptions(
-        host=host, port=port, ids=tuple(ids), layout=SlaveLayout(regmap), slaves=args.slaves,
-        scenario=Scenario(args.scenario, args.period), heartbeat=args.heartbeat or b"",
+        host=host, port=port, ids=tuple(ids),
+        layout=SlaveLayout(regmap) if regmap is not None else None, slaves=args.slaves,
+        meter_layout=MeterLayout(datamap) if datamap is not None else None,
+        meters=args.meters or (), meter_password=args.meter_password,
+        scenario=Scenario(args.scenario, args.period, args.episode or ""),
+        heartbeat=args.heartbeat or b"",
         heartbeat_interval=args.heartbeat_interval, seed=args.seed, ramp=args.ramp,
         bind=args.bind)
     fleet = Fleet(options, reactor)
@@ -371,9 +434,14 @@ def cmd_simulate_dtu(args: argparse.Namespace) -> int:
     if args.duration:
         reactor.callLater(args.duration, reactor.stop)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
-    print(f"dtu-sim: {len(ids)} DTUs ({ids[0]}..{ids[-1]}) with slaves "
-          f"{','.join(map(str, args.slaves))} of {regmap.name or args.map}, scenario "
-          f"{args.scenario}, dialling {host}:{port}", flush=True)
+    line = []
+    if regmap is not None:
+        line.append(f"slaves {','.join(map(str, args.slaves))} of {regmap.name or args.map}")
+    if datamap is not None:
+        line.append(f"meters {','.join(args.meters)} of {datamap.name or args.meter_map}")
+    print(f"dtu-sim: {len(ids)} DTUs ({ids[0]}..{ids[-1]}) with {' and '.join(line)}, "
+          f"scenario {args.scenario}{' + ' + args.episode if args.episode else ''}, "
+          f"dialling {host}:{port}", flush=True)
     reactor.run()  # SIGINT and SIGTERM stop it, which runs shutdown() first
     fleet.out(fleet.status_line())
     return 0
@@ -382,18 +450,27 @@ def cmd_simulate_dtu(args: argparse.Namespace) -> int:
 @hookimpl
 def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = simulate_parser(
-        subparsers, "dtu", help="simulated 4G DTUs with Modbus RTU slaves behind them",
+        subparsers, "dtu", help="simulated 4G DTUs with Modbus RTU slaves and DL/T 645 "
+        "meters behind them",
         description="Simulated 4G DTUs that dial a tcp_dtu listener, register, send "
-        "heartbeats and answer Modbus RTU polls from a register map and a scenario "
-        f"({', '.join(SCENARIOS)}).")
+        "heartbeats and answer Modbus RTU polls from a register map and DL/T 645-2007 reads "
+        f"from a data-identifier map, with a scenario ({', '.join(SCENARIOS)}).")
     p.add_argument("--connect", required=True, type=endpoint, metavar="HOST:PORT",
                    help="the hub's tcp_dtu listener")
     p.add_argument("--id", required=True, help="registration id of the first DTU (an IMEI)")
-    p.add_argument("--map", required=True, metavar="FILE", help="register map of the slaves")
+    p.add_argument("--map", metavar="FILE", help="register map of the Modbus slaves")
     p.add_argument("--count", type=int, default=1, help="DTUs to simulate (default 1)")
     p.add_argument("--slaves", type=_slaves, default=(1,), metavar="1,2",
-                   help="slave addresses behind each DTU (default 1)")
+                   help="Modbus slave addresses behind each DTU (default 1; none: no slave)")
+    p.add_argument("--meters", type=_meters, metavar="ADDR,ADDR",
+                   help="DL/T 645 meter addresses (12 digits) behind each DTU")
+    p.add_argument("--meter-map", metavar="FILE", help="data-identifier map of the meters")
+    p.add_argument("--meter-password", type=_password, default="000000", metavar="HEX",
+                   help="the meters' password for 1CH trip/close (default 000000)")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal")
+    p.add_argument("--episode", choices=EPISODES,
+                   help="an episode on top of the scenario (overvoltage: every phase voltage "
+                   "up to 280 V at mid-period)")
     p.add_argument("--period", type=positive, default=60.0, metavar="S",
                    help="scenario period in seconds (default 60)")
     p.add_argument("--heartbeat", type=_hex, metavar="HEX",

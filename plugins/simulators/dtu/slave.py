@@ -15,7 +15,8 @@ simulated DTU, kept apart so it can be tested frame by frame:
   ``trip`` or ``set_threshold`` sent by the hub is visible in :attr:`SimulatedSlave.tables`.
   A request for an address the map does not know answers exception 02.
 * :class:`RequestFramer` and :class:`DtuLine`: requests cut out of the TCP stream, and the
-  RS-485 line that hands each to the addressed slave.
+  RS-485 line that hands each to the addressed slave (or DL/T 645 meter:
+  :mod:`plugins.simulators.dtu.meter`).
 
 Scenarios (``period`` in seconds, ``phase`` = ``(t % period) / period``):
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hub.contracts import EncodeError
 from hub.model import ALARM_RULES, EventKind
@@ -60,9 +62,15 @@ __all__ = [
     "SimulatedSlave",
     "SlaveLayout",
     "point_registers",
+    "request_length",
 ]
 
 SCENARIOS = ("normal", "overheat", "leakage", "silent", "drop")
+#: Episodes that go on top of any scenario (``--episode``): ``overvoltage``, every phase
+#: voltage along a half sine from normal up to :data:`OVERVOLTAGE_PEAK` (past the hub's
+#: overvoltage alarm) at mid-period and back (a DL/T 645 meter's voltages, or a detector's).
+EPISODES = ("overvoltage",)
+OVERVOLTAGE_PEAK = 280.0  # V
 
 _READ_TABLE = {1: 1, 2: 2, 3: 3, 4: 4}  # read function → table (coils, inputs, holding, input)
 _WRITE_TABLE = {rtu.WRITE_SINGLE_COIL: 1, rtu.WRITE_SINGLE_REGISTER: 3,
@@ -80,13 +88,22 @@ class Scenario:
 
     name: str = "normal"
     period: float = 60.0
+    episode: str = ""  # one of EPISODES, on top of the scenario's values
 
     def __post_init__(self) -> None:
         if self.name not in SCENARIOS:
             raise ValueError(f"{self.name!r} is not a scenario; one of {', '.join(SCENARIOS)}")
+        if self.episode and self.episode not in EPISODES:
+            raise ValueError(f"{self.episode!r} is not an episode; one of {', '.join(EPISODES)}")
         values = "normal" if self.name in ("silent", "drop") else self.name
         # validates the period too
-        object.__setattr__(self, "values", engine.Scenario.periodic(values, self.period))
+        scenario = engine.Scenario.periodic(values, self.period)
+        if self.episode == "overvoltage":
+            scenario = engine.Scenario(scenario.name, scenario.shape, episodes=(
+                *(scenario.episodes or ()),
+                engine.Episode("voltage", engine.HalfSine(self.period), OVERVOLTAGE_PEAK,
+                               swing=1.0)), outage=scenario.outage)
+        object.__setattr__(self, "values", scenario)
 
     def phase(self, t: float) -> float:
         """Where ``t`` falls in the current period, 0 ≤ phase < 1."""
@@ -97,7 +114,7 @@ class Scenario:
         picks a value within the quantity's normal swing."""
         return self.values.value(quantity, channel, t, jitter)  # type: ignore[attr-defined]
 
-    def answers(self, slave: int) -> bool:
+    def answers(self, slave: int | str) -> bool:
         """Whether ``slave`` answers at all (``silent``: slave 1 never does)."""
         return not (self.name == "silent" and slave == 1)
 
@@ -401,34 +418,54 @@ class RequestFramer:
         """The next complete request, or ``None`` until more bytes arrive."""
         buf = self._buf
         while len(buf) >= 2:
-            function = buf[1]
-            if 1 <= function <= 6:
-                n = 8
-            elif function in (15, 16):
-                if len(buf) < 7:
-                    return None
-                n = 9 + buf[6]
-            else:
+            n = self._length(buf)
+            if n == -1:
+                return None
+            if n == 0:
                 del buf[0]
                 self.dropped += 1
                 continue
-            if len(buf) < n:
-                return None
-            if rtu.crc_ok(buf[:n]):
-                frame = bytes(buf[:n])
-                del buf[:n]
-                return frame
-            del buf[0]
-            self.dropped += 1
+            frame = bytes(buf[:n])
+            del buf[:n]
+            return frame
         return None
+
+    def _length(self, buf: bytearray) -> int:
+        """The length of the request at the front of ``buf`` (see :func:`request_length`)."""
+        return request_length(buf)
+
+
+def request_length(buf: bytes | bytearray) -> int:
+    """The length of the RTU request (CRC checked) at the front of ``buf``; 0 if none
+    starts there, -1 if more bytes are needed to tell."""
+    if len(buf) < 2:
+        return -1
+    function = buf[1]
+    if 1 <= function <= 6:
+        n = 8
+    elif function in (15, 16):
+        if len(buf) < 7:
+            return -1
+        n = 9 + buf[6]
+    else:
+        return 0
+    if len(buf) < n:
+        return -1
+    return n if rtu.crc_ok(buf[:n]) else 0
 
 
 class DtuLine:
-    """The RS-485 line behind one DTU: requests in, in any pieces; answers out."""
+    """The RS-485 line behind one DTU: requests in, in any pieces; answers out. Its
+    devices are Modbus RTU slaves, DL/T 645 meters
+    (:class:`plugins.simulators.dtu.meter.SimulatedMeter`) or both."""
 
-    def __init__(self, slaves: Iterable[SimulatedSlave]) -> None:
+    def __init__(self, slaves: Iterable[SimulatedSlave], meters: Iterable[Any] = ()) -> None:
         self.slaves = {s.address: s for s in slaves}
-        self.framer = RequestFramer()
+        self.meters = tuple(meters)
+        self.framer: Any = RequestFramer()
+        if self.meters:
+            from plugins.simulators.dtu.meter import LineRequestFramer
+            self.framer = LineRequestFramer(modbus=bool(self.slaves))
         self.requests = 0
         self.answered = 0
 
@@ -440,6 +477,11 @@ class DtuLine:
             self.requests += 1
             slave = self.slaves.get(request[0])
             answer = slave.handle(request, t) if slave is not None else None
+            if answer is None and self.meters and request[0] == 0x68:
+                for meter in self.meters:  # each stays silent unless addressed
+                    answer = meter.handle(request, t)
+                    if answer is not None:
+                        break
             if answer is not None:
                 self.answered += 1
                 out.append(answer)

@@ -1,6 +1,6 @@
 """Built-in plugin: the ``tcp_dtu`` transport — 4G/GPRS transparent DTUs over TCP, with the
-hub polling the slaves behind each one (Modbus RTU today: any
-:class:`hub.contracts.PolledDeviceModel`).
+hub polling the slaves behind each one: any :class:`hub.contracts.PolledDeviceModel`
+(Modbus RTU slaves, DL/T 645-2007 meters, or both on one line).
 
 A DTU dials in, says who it is (a registration packet, see :mod:`.framing`), and from then
 on the socket is its RS-485 line: the hub writes requests and reads answers. Rules the
@@ -26,8 +26,9 @@ line imposes, and how this module keeps them:
   a session with no traffic for ``idle_timeout`` is closed; at most ``max_connections`` sockets
   per listener.
 
-Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}``, optionally
-``poll_interval`` (seconds; default the model's).
+Devices name their DTU and slave: ``address: {dtu: "861234567890123", slave: 1}`` (a Modbus
+slave number; a DL/T 645 meter's 12-digit address in quotes: ``slave: "000000000161"``),
+optionally ``poll_interval`` (seconds; default the model's).
 
 Modules: :mod:`.framing` (what a DTU puts around the serial bytes: registration ids,
 heartbeats), :mod:`.options` (configuration), :mod:`.session` (the sans-IO state machine of
@@ -39,7 +40,8 @@ Metrics (label ``transport``): ``dtu.connections_accepted`` (every TCP connectio
 even one closed at once), ``dtu.connections_refused`` (over ``max_connections``),
 ``dtu.refused`` (bad or unknown registration), ``dtu.timeouts``, ``dtu.response_timeouts``,
 ``dtu.frame_errors``, ``dtu.decode_errors``, ``dtu.unsolicited_frames``,
-``dtu.replaced_sessions``, ``dtu.internal_errors`` and the ``dtu.round_trip_ms`` histogram.
+``dtu.replaced_sessions``, ``dtu.internal_errors``, ``dtu.broadcasts`` (periodic broadcasts
+written, e.g. DL/T 645 time syncs) and the ``dtu.round_trip_ms`` histogram.
 """
 
 from __future__ import annotations
@@ -71,5 +73,6 @@ __all__ = [
 @hookimpl
 def hub_register_transport_types() -> list[TransportType]:
     return [TransportType("tcp_dtu", DtuService, check_options,
-                          "4G/GPRS transparent DTUs over TCP, polling Modbus RTU slaves",
+                          "4G/GPRS transparent DTUs over TCP, polling Modbus RTU slaves "
+                          "and DL/T 645 meters",
                           check_address=check_address)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.contracts import check_unit
 from hub.validate import Invalid, Section, describe, integer, number, string
 from plugins.transports.tcp_dtu.framing import RegistrationRule, check_registration, parse_bytes
 
@@ -56,8 +57,11 @@ def check_options(section: Section) -> DtuOptions:
     return opts
 
 
-def check_address(address: Any) -> tuple[str, int]:
-    """``{dtu: ID, slave: 1..247[, poll_interval: s]}`` → the key ``(ID, slave)``."""
+def check_address(address: Any) -> tuple[str, Any]:
+    """``{dtu: ID, slave: UNIT[, poll_interval: s]}`` → the key ``(ID, UNIT)``. What a unit
+    is (a Modbus slave number, a DL/T 645 meter address in quotes) is the polled protocols'
+    business (:func:`hub.contracts.check_unit`); the device's model checks it again when the
+    transport starts."""
     if not isinstance(address, dict):
         raise Invalid(f"expected {{dtu: ID, slave: N}}, got {describe(address)}")
     unknown = set(address) - {"dtu", "slave", "poll_interval"}
@@ -69,9 +73,10 @@ def check_address(address: Any) -> tuple[str, int]:
         dtu = str(dtu)  # an IMEI written without quotes
     if not isinstance(dtu, str) or not dtu:
         raise Invalid(f"dtu: expected the DTU's registration id, got {describe(dtu)}")
-    slave = address.get("slave", 1)
-    if isinstance(slave, bool) or not isinstance(slave, int) or not 1 <= slave <= 247:
-        raise Invalid(f"slave: {describe(slave)} is not a Modbus slave address 1..247")
+    try:
+        slave = check_unit(address.get("slave", 1))
+    except ValueError as e:
+        raise Invalid(str(e) if str(e).startswith("slave: ") else f"slave: {e}") from None
     interval = address.get("poll_interval")
     bad_type = isinstance(interval, bool) or not isinstance(interval, (int, float))
     if interval is not None and (bad_type or not 0.1 <= interval <= 86400):

@@ -198,6 +198,7 @@ class DtuService(Service):
 
     @defer.inlineCallbacks
     def startService(self):
+        self.check_units()  # before listening: a unit its model cannot address fails the start
         if self._reactor is None:
             from twisted.internet import reactor as default
             self._reactor = default
@@ -209,6 +210,22 @@ class DtuService(Service):
         self.hub.register_command_target(self.transport_name, self)
         _log.info("{transport}: listening for DTUs on {host}:{port}", transport=self.transport_name,
                   host=self.options.host, port=self.port.getHost().port)
+
+    def check_units(self) -> None:
+        """Every device's unit in the form its model takes (a slave number for Modbus, a
+        meter address for DL/T 645): the configuration checked only that some protocol
+        takes it. Raises :class:`ValueError` naming the devices."""
+        bad = []
+        for d in self.hub.devices(self.transport_name):
+            check = getattr(d.model, "check_unit", None)
+            if check is None:
+                continue
+            try:
+                check(d.address_key[1])
+            except ValueError as e:
+                bad.append(f"device {d.id} (model {d.model_name}): {e}")
+        if bad:
+            raise ValueError(f"{self.transport_name}: " + "; ".join(bad))
 
     @defer.inlineCallbacks
     def stopService(self):

@@ -13,7 +13,10 @@ and carries out what the session asks of its :class:`SessionIO`: write bytes, cl
 or reset a timer, resolve a registration id, ingest records, report liveness and command
 progress. The polled devices' wire protocol is their model's
 (:class:`hub.contracts.PolledDeviceModel`): the session only knows that the line is half
-duplex.
+duplex. A line may carry several protocols (Modbus slaves and DL/T 645 meters behind one
+DTU): each protocol has its framer, the bytes go to the framer of the model whose request is
+on the line (the bytes one framer holds pass to the next one's when the protocol changes),
+and one request is outstanding whatever the protocol.
 
 Rules of the line (see the package's docstring): one request outstanding; commands before
 polls; per-slave poll schedules; a slave that does not answer is retried, then tried once
@@ -21,8 +24,12 @@ per cycle; registration first; a repeated id prefix and heartbeats dropped where
 arrive.
 
 Timer keys: ``"idle"`` (registration, then idle timeout), ``"response"`` (the outstanding
-request) and a slave's unit (its next poll cycle; the unit itself, not a tuple around it:
+request), ``(BROADCAST, i)`` (the ``i``-th model's periodic broadcast, if any) and a slave's
+unit (its next poll cycle; the unit itself, not a tuple around it:
 at 50,000 sessions every object per session counts).
+
+Slightly over 500 lines: the rules of one line are one state machine, read together; the
+commands' half is apart already (:mod:`.session_commands`).
 """
 
 from __future__ import annotations
@@ -35,13 +42,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from hub.contracts import DecodeError, FrameError
-from hub.model import Command, CommandResult, CommandStatus
+from hub.model import CommandStatus
 from plugins.transports.tcp_dtu.framing import RegistrationError, strip_leading
 from plugins.transports.tcp_dtu.options import DtuOptions
+from plugins.transports.tcp_dtu.session_commands import CommandQueue
 from plugins.transports.tcp_dtu.session_io import (
     IDLE,
     RESPONSE,
-    CommandRun,
     Request,
     SessionIO,
     hex_excerpt,
@@ -52,7 +59,14 @@ if TYPE_CHECKING:
     from hub.contracts import ResponseFrame, StreamFramer
     from hub.metrics import Metrics
 
-__all__ = ["FRAME_ERROR_LOG_INTERVAL", "IDLE", "RESPONSE", "DtuSession"]
+__all__ = ["BROADCAST", "FRAME_ERROR_LOG_INTERVAL", "IDLE", "RESPONSE", "DtuSession"]
+
+BROADCAST = "broadcast"
+
+
+def _unit_order(unit: Any) -> tuple[str, Any]:
+    """Sort key of units of several protocols (slave numbers and meter addresses)."""
+    return type(unit).__name__, unit
 
 _log = Logger(namespace="hub.tcp_dtu")
 
@@ -60,14 +74,15 @@ _log = Logger(namespace="hub.tcp_dtu")
 #: CRC failure per byte, and a warning each would flood the log (all are counted anyway).
 FRAME_ERROR_LOG_INTERVAL = 60.0
 
-class DtuSession:
+class DtuSession(CommandQueue):
     """One DTU's line: registration, then the half-duplex request/response loop."""
 
     # slots: 50,000 sessions are a normal load; rarely used state is created lazily
     __slots__ = (
         "io", "opts", "name", "metrics", "dtu_id", "slaves", "failing", "_pre", "_reads",
         "framer", "commands", "polls", "outstanding", "_committing", "_status", "closed",
-        "_prefix", "_errors_logged_at", "_errors_unlogged", "_now", "_rng",
+        "_prefix", "_errors_logged_at", "_errors_unlogged", "_now", "_rng", "_framers",
+        "_broadcasts",
     )
 
     def __init__(self, io: SessionIO, options: DtuOptions, name: str, metrics: Metrics,
@@ -95,6 +110,9 @@ class DtuSession:
         self._errors_unlogged = 0  # dropped since, counted but not logged
         self._now = 0.0  # the time of the last input
         self._rng = rng  # None: random.random, looked up when used (tests patch it)
+        # per protocol, only on a line of several (most lines have one: self.framer)
+        self._framers: dict[str, StreamFramer] | None = None
+        self._broadcasts: list[Any] | None = None  # devices whose model broadcasts
 
     # -- connection lifecycle --------------------------------------------------------------
 
@@ -153,6 +171,8 @@ class DtuSession:
             self._timed_out()
         elif key == IDLE:
             self._idle()
+        elif type(key) is tuple and key[0] == BROADCAST:
+            self._broadcast_due(key)
         else:
             self._poll_due(key, now if due is None else due)  # type: ignore[arg-type]
 
@@ -227,26 +247,46 @@ class DtuSession:
         self.slaves = {d.address_key[1]: d for d in devices}
         if self.opts.registration.mode == "prefix":
             self._prefix = (raw_id,)
-        # one line, one wire protocol: the first slave's model frames for all of them
-        model = self.slaves[min(self.slaves)].model
-        self.framer = model.response_framer(self.opts.max_buffer, self.slaves,
-                                            self.opts.heartbeats + self._prefix)
+        self._line_framers()
         old = self.io.claim(ident, self)
         if old is not None and old is not self:
             _log.info("DTU {dtu} reconnected: replacing its old session", dtu=ident)
             self.metrics.inc("dtu.replaced_sessions", transport=self.name)
             old.replaced()
         self._touch()  # from now on idle_timeout: the first poll may be a whole interval away
+        units = sorted(self.slaves, key=_unit_order)
         _log.info("DTU {dtu} registered on {transport} from {peer}: slaves {slaves}", dtu=ident,
-                  transport=self.name, peer=self.io.peer(), slaves=sorted(self.slaves))
+                  transport=self.name, peer=self.io.peer(), slaves=units)
         self._alive()
         # The first poll comes at a random phase of the interval, so DTUs that dial in
         # together (all of them, after a restart of the hub or of the mobile network) do not
         # poll together for ever; slaves of one DTU follow one another 10 ms apart.
         phase = (self._rng or random.random)() * self.opts.first_poll_spread
-        for i, slave in enumerate(sorted(self.slaves)):
+        for i, slave in enumerate(units):
             self.io.set_timer(slave, 0.01 * i + phase * interval(self.slaves[slave]))
+        for i, _device in enumerate(self._broadcasts or ()):
+            self.io.set_timer((BROADCAST, i), 0)  # meters' clocks set as the line comes up
         return True
+
+    def _line_framers(self) -> None:
+        """One framer per protocol on the line (by its first unit's model), and the models
+        that broadcast."""
+        units: dict[str, list[Any]] = {}
+        models: dict[int, Any] = {}
+        for unit in sorted(self.slaves, key=_unit_order):
+            device = self.slaves[unit]
+            units.setdefault(device.model.protocol, []).append(unit)
+            if getattr(device.model, "broadcast_interval", None):
+                models.setdefault(id(device.model), device)
+        ignore = self.opts.heartbeats + self._prefix
+        framers = {protocol: self.slaves[us[0]].model.response_framer(self.opts.max_buffer,
+                                                                       us, ignore)
+                   for protocol, us in units.items()}
+        self.framer = next(iter(framers.values()))
+        if len(framers) > 1:
+            self._framers = framers
+        if models:
+            self._broadcasts = list(models.values())
 
     def _alive(self) -> None:
         """A DTU heartbeat: liveness for every slave that is answering its polls."""
@@ -262,6 +302,15 @@ class DtuSession:
         while not self.closed:
             item = framer.next_frame()
             if item is None:
+                if self.framer is not framer:
+                    # an answer sent the next request, of another protocol, whose framer
+                    # took the bytes left: read on there
+                    if framer.ignored != beats:
+                        self._alive()
+                    framer = self.framer
+                    assert framer is not None
+                    beats = framer.ignored
+                    continue
                 break
             if isinstance(item, FrameError):
                 self._frame_error(item)
@@ -318,6 +367,19 @@ class DtuSession:
         self.io.set_timer(slave, due - now)
         self._send_next()
 
+    def _broadcast_due(self, key: tuple[str, int]) -> None:
+        devices = self._broadcasts
+        if self.closed or devices is None:
+            return
+        device = devices[key[1]]
+        model = device.model
+        self.io.set_timer(key, model.broadcast_interval)
+        frame = model.broadcast_request(self._now)
+        if frame:  # next on the line, after the request outstanding (if any); no device's:
+            # it must not count as a poll of the device in _poll_due
+            self.polls.insert(0, Request(None, frame, 0))
+            self._send_next()
+
     def _send_next(self) -> None:
         if self.closed or self.outstanding is not None or self._committing:
             return
@@ -327,11 +389,25 @@ class DtuSession:
         self._write(queue.popleft() if queue is self.commands else queue.pop(0))
 
     def _write(self, req: Request) -> None:
+        if not req.length:  # a broadcast: nobody answers, the line is free again at once
+            self.metrics.inc("dtu.broadcasts", transport=self.name)
+            self.io.write(req.frame)
+            self._send_next()
+            return
         req.tries += 1
         req.sent_at = self._now
         self.outstanding = req
-        assert self.framer is not None
-        self.framer.expect_answer(req.frame, req.length)
+        framer = self.framer
+        assert framer is not None
+        if self._framers is not None:
+            wanted = self._framers[req.device.model.protocol]
+            if wanted is not framer:
+                # the line changes protocol: bytes not framed yet (a late answer, a partial
+                # heartbeat) are the new framer's to read, in order
+                framer.expect_nothing()
+                wanted.feed(framer.take_buffered())
+                self.framer = framer = wanted
+        framer.expect_answer(req.frame, req.length)
         self.io.write(req.frame)
         if req.command is not None and req.tries == 1:
             self.io.command_sent(req.command.command)
@@ -378,17 +454,24 @@ class DtuSession:
             self._send_next()
             return
         model = device.model
-        slave = frame.unit
+        slave = device.address_key[1]
+        raw = frame.raw
+        answer: Any = raw if req.parts is None else [*req.parts, raw]
         try:
+            more = model.follow_up(slave, req.poll, [raw] if req.parts is None else answer)
+            if more is not None:  # the answer goes on in another frame: ask for it at once
+                self._write(Request(device, more, model.response_length(more), req.poll,
+                                    parts=[raw] if req.parts is None else answer))
+                return
             if model.status_changes_only:
                 # flags only when their status word changed: see ModbusMapModel
                 status = self._status.get(slave)  # type: ignore[call-overload]
                 if status is None:
                     status = self._status[slave] = {}  # type: ignore[index]
-                records = model.decode_response(device.id, slave, req.poll, frame.raw,
+                records = model.decode_response(device.id, slave, req.poll, answer,
                                                 self._now, status)
             else:
-                records = model.decode_response(device.id, slave, req.poll, frame.raw,
+                records = model.decode_response(device.id, slave, req.poll, answer,
                                                 self._now)
         except DecodeError as e:
             self._status.pop(slave, None)  # type: ignore[call-overload]
@@ -435,64 +518,3 @@ class DtuSession:
         self.metrics.inc("dtu.decode_errors", transport=self.name, model=device.model_name)
         _log.warn("DTU {dtu} device {device}: {error}; frame {hex}", dtu=self.dtu_id,
                   device=device.id, error=error, hex=hex_excerpt(error.excerpt or raw))
-
-    # -- commands --------------------------------------------------------------------------
-
-    def enqueue_command(self, device: Any, command: Command, now: float) -> CommandRun:
-        """Queue ``command``'s writes ahead of the polls; raises
-        :class:`hub.contracts.EncodeError` if the model cannot express it."""
-        self._now = now
-        slave = device.address_key[1]
-        writes = device.model.command_requests(command, slave)
-        run = CommandRun(command, device, list(writes))
-        self._queue_write(run)
-        self._send_next()
-        return run
-
-    def cancel(self, run: CommandRun) -> None:
-        """Drop the run's writes not yet sent. A write on the wire is left to its answer or
-        timeout (the line is half duplex: the next request must not overlap it), but is not
-        retried and starts no read-back or further write."""
-        run.cancelled = True
-        run.writes.clear()
-        if self.commands:
-            self.commands = deque(r for r in self.commands if r.command is not run)
-
-    def _queue_write(self, run: CommandRun) -> None:
-        frame = run.writes.pop(0)
-        if self.commands is None:
-            self.commands = deque()
-        self.commands.append(Request(run.device, frame,
-                                     run.device.model.response_length(frame), command=run))
-
-    def _command_step(self, req: Request, frame: ResponseFrame) -> None:
-        run = req.command
-        assert run is not None
-        if run.cancelled:
-            return
-        assert self.commands is not None  # req came from it
-        model = req.device.model
-        try:
-            if req.readback_of is not None:
-                model.check_readback(req.readback_of, frame.raw)
-            else:
-                model.check_write_response(req.frame, frame.raw)
-        except DecodeError as e:
-            self._command_done(run, CommandStatus.FAILED, str(e))
-            return
-        if req.readback_of is None and model.needs_readback(run.command):
-            # the echo says the slave received the write; reading it back says it took it
-            read = model.readback_request(req.frame)
-            self.commands.appendleft(Request(run.device, read, model.response_length(read),
-                                             command=run, readback_of=req.frame))
-            return
-        if run.writes:
-            self._queue_write(run)
-            # keep the command's writes together, ahead of other commands
-            self.commands.rotate(1)
-        else:
-            self._command_done(run, CommandStatus.SUCCEEDED, "")
-
-    def _command_done(self, run: CommandRun, status: CommandStatus, detail: str) -> None:
-        self.io.command_result(run, CommandResult(run.command.id, run.command.device, status,
-                                                  self._now, detail))

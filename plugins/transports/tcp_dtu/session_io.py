@@ -75,7 +75,8 @@ class SessionIO(Protocol):
 
 @dataclass(slots=True)
 class Request:
-    """One request on the line: a poll of a slave, or one write of a command."""
+    """One request on the line: a poll of a slave (or a follow-up for the rest of its
+    answer), one write of a command, or a broadcast (``length`` 0: nobody answers)."""
 
     device: Any  # a hub.contracts.DeviceInfo whose model is a PolledDeviceModel
     frame: bytes
@@ -83,6 +84,7 @@ class Request:
     poll: Any = None  # the model's poll, or None for a command write
     command: CommandRun | None = None  # the command this write belongs to
     readback_of: bytes | None = None  # for a read-back: the write it confirms
+    parts: list[bytes] | None = None  # for a follow-up: the answer's frames so far
     tries: int = 0
     sent_at: float = 0.0  # when the last try was written
 
