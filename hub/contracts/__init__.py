@@ -13,6 +13,9 @@ through one of these protocols and talks to the hub only through :class:`Transpo
                           :class:`ContentFormat`
 :mod:`.transport`         :class:`TransportPort` (the hub as a transport sees it),
                           :class:`CommandTarget`, :class:`DeviceInfo`
+:mod:`.sink`              :class:`SinkPort` (the hub as a sink sees it: clock, metrics, the
+                          journal as :class:`SinkJournal`, its own fault events, devices);
+                          the sink framework that uses it is :mod:`hub.sinks`
 :mod:`.sms`               :class:`SmsProvider`, :class:`SmsMessage`, :class:`SendResult`
 :mod:`.plugin`            what hooks return: :class:`TransportType`,
                           :class:`DeviceModelType`, :class:`SinkType`,
@@ -48,6 +51,7 @@ from hub.contracts.polled import (
     check_unit,
     register_unit_form,
 )
+from hub.contracts.sink import SinkJournal, SinkPort
 from hub.contracts.sms import SendResult, SmsMessage, SmsProvider
 from hub.contracts.transport import CommandTarget, DeviceInfo, TransportPort
 
@@ -68,6 +72,8 @@ __all__ = [
     "PolledDeviceModel",
     "ResponseFrame",
     "SendResult",
+    "SinkJournal",
+    "SinkPort",
     "SinkType",
     "SmsMessage",
     "SmsProvider",

@@ -13,6 +13,7 @@ The README's "Writing a sink" walks through a complete one; :mod:`hub.testing` h
 harness to test it (feed records, fail the far side, check redelivery).
 """
 
+from hub.contracts.sink import DeviceInfo, SinkJournal, SinkPort, as_port
 from hub.sinks.base import (
     FAILED_CODE,
     FAULT_AFTER,
@@ -22,7 +23,6 @@ from hub.sinks.base import (
     CursorSink,
 )
 from hub.sinks.batch import BatchSink, Prepared, Retry
-from hub.sinks.port import DeviceInfo, SinkJournal, SinkPort, as_port
 from hub.sinks.tail import JournalTail
 
 __all__ = [

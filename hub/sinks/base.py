@@ -42,8 +42,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from hub.contracts.sink import SinkPort, as_port
 from hub.model import Event, EventKind, EventState, Level, event_id
-from hub.sinks.port import SinkPort, as_port
 from hub.sinks.tail import JournalTail
 
 _log = Logger(namespace="hub.sinks")

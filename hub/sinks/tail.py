@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 
-from hub.sinks.port import SinkJournal
+from hub.contracts.sink import SinkJournal
 
 
 class JournalTail:
