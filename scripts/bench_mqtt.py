@@ -396,6 +396,8 @@ def main() -> int:
     p.add_argument("--pipelines", default="bridge,hub", help="realistic: bridge,hub")
     p.add_argument("--max-drain", type=float, default=2.0,
                    help="realistic: s after the last publish for the last point to arrive")
+    p.add_argument("--profile", metavar="PREFIX",
+                   help="realistic: py-spy each trial into PREFIX-<pipeline>-<rate>.txt")
     if len(sys.argv) == 4 and sys.argv[1] == "--bridge-worker":
         import mqtt_e2e
 

@@ -154,6 +154,13 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
             proc = _Bridge(broker.port, vm.url)
         proc.wait_for("subscribed to")
         pid = proc.proc.pid
+        spy = None
+        if getattr(args, "profile", None):  # py-spy (pip install py-spy) into a flame input
+            spy = subprocess.Popen(
+                [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p",
+                 str(pid), "-f", "raw", "-r", "250", "-o",
+                 f"{args.profile}-{pipeline}-{int(rate)}.txt"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
         arrivals = Arrivals(vm, expected)
         cpu0 = cpu_seconds(pid)
         pub = run_publishers(args, broker.port, devices, total, rate, "realistic")
@@ -162,6 +169,9 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
             time.sleep(0.05)
         arrivals.stop()
         cpu1 = cpu_seconds(pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         rss = peak_rss_mb(pid)
         proc.stop()
         rows = vm.rows_inserted()
