@@ -237,6 +237,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             self.flush()
             self._mark_close()
         self._cancel_timer()
+        self._recent.clear()
         self._db.close()
         self._db = None
         if self._checkpoint_db is not None and not self._checkpointing:
@@ -422,6 +423,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             raise
         if mark:
             self._last_mark = now
+        self._recent.committed(self._last_seq, last, readings, others)
         self._new_devices.clear()
         self._new_series.clear()
         self._touches.clear()
