@@ -373,7 +373,12 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
 
     def _write(self, batches: list[_Batch]) -> None:
         """One transaction for ``batches``; raises (after rolling back) if it did not commit."""
-        db = self._conn()
+        job = self._job(batches)
+        _execute(self._conn(), job)
+        self._wrote(job)
+
+    def _job(self, batches: list[_Batch]) -> _Job:
+        """What one transaction writes, taken from the reactor thread's state."""
         now = self._clock.seconds()
         if len(batches) == 1:
             readings, others = batches[0].readings, batches[0].others
@@ -381,57 +386,28 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             readings = list(chain.from_iterable(b.readings for b in batches))
             others = list(chain.from_iterable(b.others for b in batches))
         last = max((b.last_seq for b in batches), default=self._last_seq)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._new_devices:
-                db.executemany(
-                    "INSERT OR IGNORE INTO devices (id, name) VALUES (?,?)", self._new_devices
-                )
-            if self._new_series:
-                db.executemany(
-                    "INSERT OR IGNORE INTO latest (series, device, channel, quantity)"
-                    " VALUES (?,?,?,?)",
-                    self._new_series,
-                )
-            if readings:
-                db.executemany(_INSERT_READING, readings)
-                db.execute(_UPDATE_LATEST, (readings[0][0], readings[-1][0]))
-            if others:
-                db.executemany(_INSERT_OTHER, others)
-            for batch in batches:
-                for raised, eid, seq, data in batch.active:
-                    if raised:
-                        db.execute(
-                            "INSERT OR REPLACE INTO active (id, seq, data) VALUES (?,?,?)",
-                            (eid, seq, data),
-                        )
-                    else:
-                        db.execute("DELETE FROM active WHERE id = ?", (eid,))
-            if self._touches:
-                db.executemany(
-                    "UPDATE devices SET last_seen = ?2"
-                    " WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
-                    self._touches.items(),
-                )
-            db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'last_seq'", (last,))
-            mark = now - self._last_mark >= self._mark_every
-            if mark:
-                db.execute("INSERT OR REPLACE INTO marks (seq, ts) VALUES (?,?)", (last, now))
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
-        if mark:
-            self._last_mark = now
-        self._recent.committed(self._last_seq, last, readings, others)
-        self._new_devices.clear()
-        self._new_series.clear()
-        self._touches.clear()
-        self._last_seq = max(self._last_seq, last)
+        active = [a for b in batches for a in b.active]
+        return _Job(readings, others, active, list(self._new_devices), list(self._new_series),
+                    list(self._touches.items()), last, now,
+                    now - self._last_mark >= self._mark_every)
+
+    def _wrote(self, job: _Job) -> None:
+        """``job`` committed: the bookkeeping, in the reactor thread."""
+        if job.mark:
+            self._last_mark = job.now
+        self._recent.committed(self._last_seq, job.last, job.readings, job.others)
+        # what was written; ids and touches that came meanwhile go with the next commit
+        del self._new_devices[:len(job.new_devices)]
+        del self._new_series[:len(job.new_series)]
+        touches = self._touches
+        for dev_id, ts in job.touches:
+            if touches.get(dev_id) == ts:
+                del touches[dev_id]
+        self._last_seq = max(self._last_seq, job.last)
         self._commits_since_check += 1
         m = self._metrics
         m.inc("journal.commits")
-        m.inc("journal.records_committed", len(readings) + len(others))
+        m.inc("journal.records_committed", len(job.readings) + len(job.others))
         m.set("journal.last_seq", self._last_seq)
 
     def _timer_fired(self) -> None:
@@ -474,6 +450,60 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             name = self._device_names[dev_id]
             states[name] = max(ts, states.get(name, ts))
         return states
+
+class _Job:
+    """One transaction's rows and ids (see :func:`_execute`)."""
+
+    __slots__ = ("readings", "others", "active", "new_devices", "new_series", "touches",
+                 "last", "now", "mark")
+
+    def __init__(self, readings: list, others: list, active: list, new_devices: list,
+                 new_series: list, touches: list, last: int, now: float, mark: bool) -> None:
+        self.readings, self.others, self.active = readings, others, active
+        self.new_devices, self.new_series, self.touches = new_devices, new_series, touches
+        self.last, self.now, self.mark = last, now, mark
+
+
+def _execute(db: sqlite3.Connection, job: _Job) -> None:
+    """The transaction of ``job`` on ``db``; raises (after rolling back) if it did not
+    commit. Touches no journal state, so it may run in the commit thread."""
+    readings, others = job.readings, job.others
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if job.new_devices:
+            db.executemany("INSERT OR IGNORE INTO devices (id, name) VALUES (?,?)",
+                           job.new_devices)
+        if job.new_series:
+            db.executemany(
+                "INSERT OR IGNORE INTO latest (series, device, channel, quantity)"
+                " VALUES (?,?,?,?)",
+                job.new_series,
+            )
+        if readings:
+            db.executemany(_INSERT_READING, readings)
+            db.execute(_UPDATE_LATEST, (readings[0][0], readings[-1][0]))
+        if others:
+            db.executemany(_INSERT_OTHER, others)
+        for raised, eid, seq, data in job.active:
+            if raised:
+                db.execute("INSERT OR REPLACE INTO active (id, seq, data) VALUES (?,?,?)",
+                           (eid, seq, data))
+            else:
+                db.execute("DELETE FROM active WHERE id = ?", (eid,))
+        if job.touches:
+            db.executemany(
+                "UPDATE devices SET last_seen = ?2"
+                " WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
+                job.touches,
+            )
+        db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'last_seq'", (job.last,))
+        if job.mark:
+            db.execute("INSERT OR REPLACE INTO marks (seq, ts) VALUES (?,?)", (job.last, job.now))
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback(db)
+        raise
+
 
 def _rollback(db: sqlite3.Connection) -> None:
     try:
