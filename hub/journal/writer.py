@@ -36,6 +36,7 @@ from hub.journal.codecs import (
     dumps,
     result_to_dict,
 )
+from hub.journal.committer import ThreadedCommits
 from hub.journal.cursors import Cursors
 from hub.journal.notify import CommitNotifier
 from hub.journal.reader import JournalQueries
@@ -108,7 +109,7 @@ class _Batch:
         self.last_seq = last_seq
 
 
-class Journal(Checkpoints, Cursors, Retention, JournalQueries):
+class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
     """The append-only SQLite journal with group commit, per-sink cursors, bounded size.
 
     Only ``clock.seconds()`` tells time. Used from the reactor thread only. With
@@ -203,7 +204,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             self._check_size(force=True)
             self._notifier.opened(self._last_seq, self._clock.seconds())
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, check_same_thread: bool = True) -> sqlite3.Connection:
         if self._readonly:
             if not os.path.exists(self.path):  # mode=ro would fail too, but less clearly
                 raise FileNotFoundError(f"no journal at {self.path}")
@@ -213,7 +214,8 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             db.execute("PRAGMA query_only = 1")
             return db
         # autocommit mode: every transaction is an explicit BEGIN ... COMMIT of ours
-        db = sqlite3.connect(self.path, isolation_level=None)
+        db = sqlite3.connect(self.path, isolation_level=None,
+                             check_same_thread=check_same_thread)
         try:
             db.execute("PRAGMA busy_timeout = 5000")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -237,6 +239,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             self.flush()
             self._mark_close()
         self._cancel_timer()
+        self._stop_commit_thread()
         self._recent.clear()
         self._db.close()
         self._db = None
@@ -314,7 +317,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
         self._pending.append(batch)
         self._pending_count += seq - start
         if self._pending_count >= self._max_batch:
-            self.flush()
+            self._commit_now()
         elif self._timer is None:
             self._timer = self._clock.callLater(self._commit_interval, self._timer_fired)
         return batch.deferred
@@ -333,6 +336,8 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
     def flush(self) -> int:
         """Commit everything buffered now, fire (or fail) the Deferreds; return last_seq."""
         self._cancel_timer()
+        if self._inflight is not None:
+            self._wait_for_commit_thread()  # what it holds goes first
         if self._db is None or not (self._pending or self._touches or self._new_devices):
             return self._last_seq
         batches, self._pending, self._pending_count = self._pending, [], 0
@@ -340,28 +345,32 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
         try:
             self._write(batches)
             results = [(b, None) for b in batches]
-            committed = True
         except Exception:
-            failure = Failure()
-            log.failure("journal commit of {n} appends failed", failure, n=len(batches))
-            self._metrics.inc("journal.commit_errors")
-            if len(batches) == 1:
-                results = [(batches[0], failure)]
-            else:
-                # one bad record must not fail its neighbours: retry each append on its own
-                results = [(b, self._write_alone(b)) for b in batches]
-            committed = any(f is None for _, f in results)
+            results = self._commit_failed(Failure(), batches)
         self._next_seq = self._last_seq  # seqs of failed appends are handed out again
+        self._settle(results)
+        return self._last_seq
+
+    def _commit_failed(self, failure: Failure, batches: list[_Batch]
+                       ) -> list[tuple[_Batch, Failure | None]]:
+        log.failure("journal commit of {n} appends failed", failure, n=len(batches))
+        self._metrics.inc("journal.commit_errors")
+        if len(batches) == 1:
+            return [(batches[0], failure)]
+        # one bad record must not fail its neighbours: retry each append on its own
+        return [(b, self._write_alone(b)) for b in batches]
+
+    def _settle(self, results: list[tuple[_Batch, Failure | None]]) -> None:
+        """Fire (or fail) the appends' Deferreds after their transaction; wake the sinks."""
         for batch, failure in results:
             if failure is None:
                 batch.deferred.callback(batch.last_seq)
             else:
                 batch.deferred.errback(failure)
-        if committed:
+        if any(f is None for _, f in results) or not results:
             self._notifier.committed(self._last_seq, self._clock.seconds())
             self._check_size()
             self._maybe_checkpoint()
-        return self._last_seq
 
     def _write_alone(self, batch: _Batch) -> Failure | None:
         try:
@@ -370,6 +379,9 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
             self._metrics.inc("journal.commit_errors")
             return Failure()
         return None
+
+    def _execute_job(self, db: sqlite3.Connection, job: _Job) -> None:
+        _execute(db, job)  # the commit thread's entry: reads nothing of self
 
     def _write(self, batches: list[_Batch]) -> None:
         """One transaction for ``batches``; raises (after rolling back) if it did not commit."""
@@ -412,7 +424,7 @@ class Journal(Checkpoints, Cursors, Retention, JournalQueries):
 
     def _timer_fired(self) -> None:
         self._timer = None
-        self.flush()
+        self._commit_now()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
