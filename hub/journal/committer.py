@@ -85,6 +85,8 @@ class ThreadedCommits:
         self._settle(results)
         if not dispatch:
             return
+        # at once only when a full batch waits: committing whatever came during the commit
+        # made small commits back to back, measured 30 % more CPU per message
         if self._pending_count >= self._max_batch:
             self._dispatch()
         elif (self._pending or self._touches or self._new_devices) and self._timer is None:
