@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from twisted.internet.task import Clock
 
-from hub.journal import Journal
+from hub.journal import Journal, committer
 from hub.model import Reading
 
 T0 = 1_767_225_600.0
@@ -30,7 +30,8 @@ class Reactor:
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setattr(committer, "THREAD_MIN", 1)  # every commit goes to the thread
     clock, reactor = Clock(), Reactor()
     j = Journal(str(tmp_path / "j.sqlite"), clock=clock)
     j.open()
@@ -115,7 +116,27 @@ def test_flush_waits_for_the_commit_in_flight_then_commits_the_rest(setup):
     assert fired == [1, 2] and j.last_seq() == 2
 
 
-def test_close_commits_what_is_buffered(tmp_path):
+def test_small_commits_stay_on_the_callers_thread(tmp_path):
+    clock, reactor = Clock(), Reactor()
+    j = Journal(str(tmp_path / "j.sqlite"), clock=clock)
+    j.open()
+    j.commit_in_thread(reactor.call_from_thread)
+    fired = []
+    j.append(readings(1, 2)).addCallback(fired.append)
+    clock.advance(0.005)
+    assert fired == [2]  # committed inline: no hand-over to wait for
+    assert reactor.calls.empty()
+    big = [Reading("d1", "voltage", 1.0, T0 + i, "A") for i in range(committer.THREAD_MIN)]
+    j.append(big).addCallback(fired.append)
+    clock.advance(0.005)
+    assert fired == [2]  # this one went to the thread
+    reactor.run_one()
+    assert fired == [2, 2 + committer.THREAD_MIN]
+    j.close()
+
+
+def test_close_commits_what_is_buffered(tmp_path, monkeypatch):
+    monkeypatch.setattr(committer, "THREAD_MIN", 1)
     clock, reactor = Clock(), Reactor()
     j = Journal(str(tmp_path / "j.sqlite"), clock=clock)
     j.open()

@@ -8,11 +8,12 @@ commit thread on a connection of its own, the reactor decodes the next messages 
 What does not change: an append's Deferred fires (and the transport acknowledges) only
 after the transaction holding it committed, in the reactor thread; one commit at a time,
 in seq order; the appends that arrive during a commit wait and go together in the next
-one (a group commit that grows with the load). A failed commit fails its appends exactly
-as :meth:`Journal.flush` does, except that the seqs it held are not handed out again (the
-appends after it already have later ones): the journal has a gap there, as it has where
-records were pruned. :meth:`Journal.flush` (close, prune, tests) waits for the commit in
-flight and then commits on the reactor thread as before.
+one (a group commit that grows with the load). Commits of fewer than :data:`THREAD_MIN`
+records (a low rate) stay on the reactor thread, on its connection, as without the thread.
+A failed commit fails its appends exactly as :meth:`Journal.flush` does, except that
+the seqs it held are not handed out again (the appends after it already have later ones):
+the journal has a gap there, as it has where records were pruned. :meth:`Journal.flush`
+(close, prune, tests) waits for the commit in flight, then commits on the reactor thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from concurrent.futures import wait as wait_for
 from typing import Any
 
 from twisted.python.failure import Failure
+
+#: Records a commit must hold to go to the thread. Handing a commit over and back costs
+#: 20-25 µs of CPU (measured): nothing next to a commit of hundreds of readings, but +25 %
+#: on the small commits of DTU polls and LwM2M notifications, which stay inline.
+THREAD_MIN = 256
 
 
 class ThreadedCommits:
@@ -49,7 +55,8 @@ class ThreadedCommits:
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="journal-commit")
 
     def _commit_now(self) -> None:
-        if self._committer is None:
+        if self._committer is None or (self._inflight is None
+                                       and self._pending_count < THREAD_MIN):
             self.flush()
         else:
             self._dispatch()
