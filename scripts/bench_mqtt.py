@@ -192,7 +192,8 @@ def run_publishers(args, port: int, devices: list[str], total: int, rate: float,
 
 
 def hub_config(tmp: str, broker: Mosquitto, devices: list[str], connections: int,
-               protocol: str = "5", engine: str = "native") -> str:
+               protocol: str = "5", engine: str = "native", model: dict | None = None,
+               sinks: dict | None = None) -> str:
     transport: dict = {"type": "mqtt", "host": "127.0.0.1", "port": broker.port,
                        "username": "hub", "password": {"env": "BENCH_MQTT_PASSWORD"},
                        "client_id": "hub-bench", "receive_maximum": 65535,
@@ -202,10 +203,11 @@ def hub_config(tmp: str, broker: Mosquitto, devices: list[str], connections: int
     config = {
         "hub": {"state_dir": os.path.join(tmp, "var")},
         "presence": {"heartbeat_interval": 600, "timeout_count": 3},
-        "models": {"bench": {"type": "json_map",
-                             "timestamp": {"path": "ts", "format": "epoch_ms"},
-                             "points": [{"path": "e", "quantity": "active_energy"}]}},
+        "models": {"bench": model or {
+            "type": "json_map", "timestamp": {"path": "ts", "format": "epoch_ms"},
+            "points": [{"path": "e", "quantity": "active_energy"}]}},
         "transports": {"broker": transport},
+        **({"sinks": sinks} if sinks else {}),
         "devices": [{"id": d, "model": "bench", "transport": "broker", "address": d}
                     for d in devices],
     }
@@ -423,7 +425,8 @@ def main() -> int:
             if args.payload == "realistic":
                 import mqtt_e2e
 
-                result = mqtt_e2e.sweep(args, tmp, broker, run_publishers, cpu_seconds)
+                result = mqtt_e2e.sweep(args, tmp, broker, run_publishers, cpu_seconds,
+                                        hub_config)
             elif args.broker_only:
                 result = bench_broker(args, broker)
             else:

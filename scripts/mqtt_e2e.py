@@ -30,8 +30,6 @@ import tempfile
 import threading
 import time
 
-import yaml
-
 from tests.hubproc import HubProcess
 from tests.services import Mosquitto, VictoriaMetrics
 
@@ -73,28 +71,17 @@ def bridge_main(port: int, url: str) -> None:
     write.close()  # flushes what is buffered
 
 
-def hub_config(tmp: str, broker: Mosquitto, vm: VictoriaMetrics, devices: list[str]) -> str:
-    config = {
-        "hub": {"state_dir": os.path.join(tmp, "var")},
-        "presence": {"heartbeat_interval": 600, "timeout_count": 3},
-        "models": {"bench": {"type": "json_map",
-                             "timestamp": {"path": "ts", "format": "epoch_ms"},
-                             "points": [{"path": k, "quantity": q, **({"channel": c} if c else {})}
-                                        for k, (q, c) in POINTS.items()]}},
-        "transports": {"broker": {
-            "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "username": "hub",
-            "password": {"env": "BENCH_MQTT_PASSWORD"}, "client_id": "hub-bench",
-            "receive_maximum": 65535, "protocol": "5", "engine": "native"}},
+def hub_settings(vm: VictoriaMetrics) -> dict:
+    """The json_map model of the nine values and the influxdb sink, for bench_mqtt's
+    ``hub_config``."""
+    return {
+        "model": {"type": "json_map", "timestamp": {"path": "ts", "format": "epoch_ms"},
+                  "points": [{"path": k, "quantity": q, **({"channel": c} if c else {})}
+                             for k, (q, c) in POINTS.items()]},
         "sinks": {"vm": {"type": "influxdb", "url": vm.url, "org": "bench", "bucket": "bench",
                          "batch_size": 5000, "flush_interval": 0.2, "gzip": False,
                          "max_lag_seconds": 1e9}},
-        "devices": [{"id": d, "model": "bench", "transport": "broker", "address": d}
-                    for d in devices],
     }
-    path = os.path.join(tmp, "hub.yaml")
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f)
-    return path
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -154,7 +141,7 @@ def count_readings(vm: VictoriaMetrics, expected: int, patience: float = 10.0) -
 
 
 def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_publishers,
-          cpu_seconds) -> dict:
+          cpu_seconds, hub_config) -> dict:
     devices = [f"dev-{i:05d}" for i in range(args.devices)]
     work = tempfile.mkdtemp(prefix=f"{pipeline}-{int(rate)}-", dir=tmp)
     vm = VictoriaMetrics(os.path.join(work, "vm"), dedup=None).start()
@@ -163,7 +150,7 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
     try:
         if pipeline == "hub":
             os.environ["BENCH_MQTT_PASSWORD"] = "hub-secret"
-            proc = HubProcess(hub_config(work, broker, vm, devices), ROOT)
+            proc = HubProcess(hub_config(work, broker, devices, 1, **hub_settings(vm)), ROOT)
         else:
             proc = _Bridge(broker.port, vm.url)
         proc.wait_for("subscribed to")
@@ -221,13 +208,13 @@ class _Bridge(HubProcess):
         threading.Thread(target=self._pump, daemon=True).start()
 
 
-def sweep(args, tmp: str, broker: Mosquitto, run_publishers, cpu_seconds) -> dict:
+def sweep(args, tmp: str, broker: Mosquitto, run_publishers, cpu_seconds, hub_config) -> dict:
     rates = [float(r) for r in args.rates.split(",")]
     results: dict = {"trials": [], "best": {}}
     for pipeline in args.pipelines.split(","):
         best = None
         for rate in rates:
-            t = trial(args, tmp, broker, pipeline, rate, run_publishers, cpu_seconds)
+            t = trial(args, tmp, broker, pipeline, rate, run_publishers, cpu_seconds, hub_config)
             results["trials"].append(t)
             print(f"{pipeline:>6} @ {rate:>8,.0f}/s: offered {t['offered']:,.0f}, "
                   f"end-to-end {t['e2e_rate'] or 0:,.0f}/s, drain "
