@@ -161,6 +161,7 @@ class HubService(OrderedMultiService):
             self.hub.journal.checkpoint_in_threads(
                 lambda fn: threads.deferToThreadPool(self.hub.clock,
                                                      self.hub.clock.getThreadPool(), fn))
+            self.hub.journal.commit_in_thread(self.hub.clock.callFromThread)
         try:
             yield super().startService()
             self._sinks_started = True

@@ -3,7 +3,9 @@
 * :mod:`.schema`: the tables, the record-kind codes, the errors;
 * :mod:`.codecs`: records to and from the JSON of the ``data`` column;
 * :mod:`.reader`: :class:`JournalQueries`, the queries (also on a read-only connection);
-* :mod:`.writer`: :class:`Journal`, group commit, cursors, commit notification, retention.
+* :mod:`.writer`: :class:`Journal`, group commit, cursors, commit notification, retention;
+* :mod:`.committer`: commits in a thread of their own (``hub run``);
+* :mod:`.recent`: the last commits' rows in memory, for sinks that keep up.
 
 Import everything from here: ``from hub.journal import Journal, KINDS, ...``.
 """

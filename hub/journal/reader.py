@@ -22,6 +22,7 @@ from hub.journal.codecs import (
     delivery_from_dict,
     result_from_dict,
 )
+from hub.journal.recent import RecentRows
 from hub.journal.schema import KIND_COMMAND, KIND_READING, KINDS, JournalClosedError, JournalError
 from hub.model import Acknowledgement, Command, Delivery, Event, Quality, Reading
 
@@ -41,6 +42,8 @@ class JournalQueries:
 
     def __init__(self) -> None:
         self._db = None
+        # the newest committed rows, filled by the writer (see hub.journal.recent)
+        self._recent = RecentRows()
         self._device_ids: dict[str, int] = {}
         self._device_names: dict[int, str] = {}
         # series id -> (device, channel, quantity)
@@ -129,13 +132,20 @@ class JournalQueries:
         never change, so cache by id), :meth:`record` rebuilds any row's record.
         """
         sql = "SELECT seq, kind, series, ts, value, quality, data FROM records WHERE seq > ?"
+        codes = None
         if kinds is not None:
             unknown = set(kinds) - KINDS.keys()
             if unknown:
                 raise ValueError(f"unknown kinds {sorted(unknown)}; known: {sorted(KINDS)}")
+            codes = frozenset(KINDS[k] for k in kinds)
             # literal codes, validated above, let SQLite plan the filter
             sql += f" AND kind IN ({','.join(str(KINDS[k]) for k in sorted(kinds))})"
-        return self._conn().execute(sql + " ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        db = self._conn()
+        if limit > 0:
+            rows = self._recent.read(after, limit, self._last_seq, codes)
+            if rows is not None:
+                return rows
+        return db.execute(sql + " ORDER BY seq LIMIT ?", (after, limit)).fetchall()
 
     def series_key(self, sid: int) -> tuple[str, str, str]:
         """``(device, channel, quantity)`` of a series id from :meth:`read_rows`."""

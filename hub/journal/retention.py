@@ -80,6 +80,7 @@ class Retention:
             upto = min(cut, first + PRUNE_CHUNK - 1)
             with db:  # one transaction per chunk
                 db.execute("BEGIN IMMEDIATE")
+                self._recent.clear()  # it must not serve what is no longer stored
                 deleted += db.execute("DELETE FROM records WHERE seq <= ?", (upto,)).rowcount
                 db.execute("DELETE FROM marks WHERE seq <= ?", (upto,))
             first = upto + 1

@@ -251,3 +251,29 @@ def test_modbus_payload_commands_and_their_echo():
     exc = rtu.exception_response(3, sent[1], 2)
     outcome = m.decode_command_result(exc, sent)
     assert not outcome.ok and "exception 02" in outcome.detail
+
+
+def test_top_level_floats_decode_to_the_same_readings_as_the_general_path():
+    # top-level keys and plain floats take json_map's fast path: orjson and slot-set
+    # Readings; what comes out must equal what Reading() builds, bad quality included
+    m = model({"type": "json_map",
+               "points": [{"path": "t1", "quantity": "temperature", "channel": "T1"},
+                          {"path": "t2", "quantity": "temperature", "channel": "T2"},
+                          {"path": "n", "quantity": "voltage", "channel": "A"}],
+               "faults": [{"path": "f2", "code": "channel_open", "channel": "T2"}]})
+    got = m.decode("d1", b'{"t1": 21.5, "t2": 22.25, "n": 230, "f2": 1}', T0)
+    readings = [r for r in got if type(r) is Reading]
+    assert readings == [Reading("d1", "temperature", 21.5, T0, "T1"),
+                        Reading("d1", "temperature", 22.25, T0, "T2", Quality.BAD),
+                        Reading("d1", "voltage", 230.0, T0, "A")]
+    assert [hash(r) for r in readings] == [hash(Reading(r.device, r.quantity, r.value, r.ts,
+                                                        r.channel, r.quality))
+                                           for r in readings]
+
+
+@pytest.mark.parametrize("data", [b'{"t1": NaN}', b'{"t1": Infinity}', b'{"t1": -Infinity}'])
+def test_what_orjson_refuses_is_judged_by_json(data):
+    # json reads NaN and Infinity literals (orjson does not): they reach the number check
+    m = model({"type": "json_map", "points": [{"path": "t1", "quantity": "temperature"}]})
+    with pytest.raises(DecodeError, match="t1: expected a number"):
+        m.decode("d1", data, T0)
