@@ -1,0 +1,228 @@
+"""The platform store's alarm records, their history, escalation timers and hazards.
+
+A mixin of :class:`hub.store.SqliteStore` (same connection, lock and transactions) so that
+``sqlite.py`` stays about accounts; its schema is migration 2 (:data:`MIGRATION`). The
+alarm desk (:mod:`hub.alarmdesk.desk`) writes edges here from the journal; the API and
+``hub alarms`` write people's acts. Every change of a record is one row of ``alarm_log``,
+whose id orders the live stream of alarm changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from hub.alarmdesk.lifecycle import AlarmRecord, Change, apply_ack, apply_act, apply_event
+from hub.model import Acknowledgement, Event, EventKind
+
+MIGRATION = """
+    CREATE TABLE alarms (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, device TEXT NOT NULL,
+        project TEXT NOT NULL, kind TEXT NOT NULL, code TEXT NOT NULL, channel TEXT NOT NULL,
+        severity TEXT NOT NULL, first_ts REAL NOT NULL, last_ts REAL NOT NULL,
+        active_events TEXT NOT NULL, acked INTEGER NOT NULL, acked_by TEXT NOT NULL,
+        acked_ts REAL, cleared_ts REAL, assignee TEXT NOT NULL, cause TEXT NOT NULL,
+        action_taken TEXT NOT NULL, count INTEGER NOT NULL, message TEXT NOT NULL,
+        value REAL, last_seq INTEGER NOT NULL, open INTEGER NOT NULL);
+    CREATE UNIQUE INDEX alarms_open_key ON alarms (key) WHERE open = 1;
+    CREATE INDEX alarms_project ON alarms (project, first_ts);
+    CREATE TABLE alarm_events (event_id TEXT PRIMARY KEY, alarm_id INTEGER NOT NULL);
+    CREATE TABLE alarm_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, alarm_id INTEGER NOT NULL, project TEXT NOT NULL,
+        ts REAL NOT NULL, by TEXT NOT NULL, action TEXT NOT NULL, note TEXT NOT NULL,
+        details TEXT NOT NULL);
+    CREATE INDEX alarm_log_alarm ON alarm_log (alarm_id);
+    CREATE TABLE escalations (
+        alarm_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, step INTEGER NOT NULL,
+        due REAL NOT NULL, repeats INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, alarm_id INTEGER NOT NULL, step INTEGER NOT NULL,
+        channel TEXT NOT NULL, recipient TEXT NOT NULL, ts REAL NOT NULL,
+        status TEXT NOT NULL, answer TEXT NOT NULL DEFAULT '',
+        UNIQUE (alarm_id, step, channel, recipient));
+    CREATE TABLE hazards (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, device TEXT NOT NULL,
+        alarm_id INTEGER, category TEXT NOT NULL, severity TEXT NOT NULL,
+        description TEXT NOT NULL, state TEXT NOT NULL, deadline REAL,
+        responsible TEXT NOT NULL, created_by TEXT NOT NULL, created_ts REAL NOT NULL,
+        updated_ts REAL NOT NULL, closed_ts REAL);
+    CREATE INDEX hazards_project ON hazards (project, created_ts);
+    CREATE TABLE hazard_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, hazard_id INTEGER NOT NULL,
+        project TEXT NOT NULL, ts REAL NOT NULL, by TEXT NOT NULL, from_state TEXT,
+        to_state TEXT NOT NULL, note TEXT NOT NULL);
+    CREATE TABLE hazard_files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, hazard_id INTEGER NOT NULL, name TEXT NOT NULL,
+        content_type TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+        path TEXT NOT NULL, by TEXT NOT NULL, ts REAL NOT NULL);
+"""
+
+_COLS = ("id, key, device, project, kind, code, channel, severity, first_ts, last_ts, "
+         "active_events, acked, acked_by, acked_ts, cleared_ts, assignee, cause, "
+         "action_taken, count, message, value, last_seq")
+
+
+def _alarm(row: tuple) -> AlarmRecord:
+    return AlarmRecord(*row[:10], tuple(json.loads(row[10])), bool(row[11]), *row[12:])
+
+
+def _log_row(row: tuple) -> dict[str, Any]:
+    return {"seq": row[0], "alarm_id": row[1], "project": row[2], "ts": row[3],
+            "by": row[4], "action": row[5], "note": row[6], "details": json.loads(row[7])}
+
+
+class AlarmTables:
+    """Alarm methods of the store (needs ``_read`` and ``_write`` of :class:`SqliteStore`)."""
+
+    _read: Callable[..., Any]
+    _write: Callable[..., Any]
+
+    # ------------------------------------------------------------ writing records
+
+    @staticmethod
+    def _save(db: sqlite3.Connection, r: AlarmRecord) -> AlarmRecord:
+        values = (r.key, r.device, r.project, r.kind, r.code, r.channel, r.severity,
+                  r.first_ts, r.last_ts, json.dumps(list(r.active_events)), int(r.acked),
+                  r.acked_by, r.acked_ts, r.cleared_ts, r.assignee, r.cause, r.action_taken,
+                  r.count, r.message, r.value, r.last_seq, int(r.open))
+        if r.id:
+            db.execute("UPDATE alarms SET key=?, device=?, project=?, kind=?, code=?, "
+                       "channel=?, severity=?, first_ts=?, last_ts=?, active_events=?, "
+                       "acked=?, acked_by=?, acked_ts=?, cleared_ts=?, assignee=?, cause=?, "
+                       "action_taken=?, count=?, message=?, value=?, last_seq=?, open=? "
+                       "WHERE id=?", (*values, r.id))
+            return r
+        cur = db.execute(f"INSERT INTO alarms ({_COLS[4:]}, open) VALUES "
+                         f"({', '.join('?' * 22)})", values)
+        return replace(r, id=cur.lastrowid)
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, r: AlarmRecord, c: Change) -> int:
+        cur = db.execute("INSERT INTO alarm_log (alarm_id, project, ts, by, action, note, "
+                         "details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (r.id, r.project, c.ts, c.by, c.action, c.note,
+                          json.dumps(c.details, ensure_ascii=False)))
+        return cur.lastrowid
+
+    def ingest(self, items: Iterable[tuple[int, Any]], project_of: Callable[[str], str]
+               ) -> list[tuple[AlarmRecord, Change]]:
+        """Journal records ``(seq, Event | Acknowledgement)`` applied in one transaction;
+        the changes they made, in order. Replays (seq at or below a record's) change
+        nothing, so the desk may commit its cursor after this without a window."""
+        items = list(items)
+
+        def do(db: sqlite3.Connection) -> list[tuple[AlarmRecord, Change]]:
+            out = []
+            for seq, rec in items:
+                if isinstance(rec, Event):
+                    if rec.kind not in (EventKind.ALARM, EventKind.FAULT) or not rec.id:
+                        continue
+                    key = f"{rec.device}|{rec.channel}|{rec.code}"
+                    row = db.execute(f"SELECT {_COLS} FROM alarms WHERE key = ? AND open = 1",
+                                     (key,)).fetchone()
+                    old = _alarm(row) if row else None
+                    new, change = apply_event(old, rec, project_of(rec.device), seq)
+                elif isinstance(rec, Acknowledgement):
+                    row = db.execute(f"SELECT {', '.join('a.' + c for c in _COLS.split(', '))}"
+                                     " FROM alarm_events e JOIN alarms a ON a.id = e.alarm_id"
+                                     " WHERE e.event_id = ?", (rec.event_id,)).fetchone()
+                    if row is None:
+                        continue
+                    old = _alarm(row)
+                    new, change = apply_ack(old, rec, seq)
+                else:
+                    continue
+                if new is None or new == old:
+                    continue
+                new = self._save(db, new)
+                if isinstance(rec, Event):
+                    db.execute("INSERT OR IGNORE INTO alarm_events VALUES (?, ?)",
+                               (rec.id, new.id))
+                if change is not None:
+                    self._log(db, new, change)
+                    out.append((new, change))
+            return out
+        return self._write(do)
+
+    def alarm_act(self, alarm_id: int, action: str, by: str, ts: float, **kw: str
+                  ) -> tuple[AlarmRecord, Change | None]:
+        """A person's act on a record (see :func:`hub.alarmdesk.lifecycle.apply_act`);
+        :class:`hub.store.NotFound` or :class:`IllegalAct`."""
+        from hub.store.base import NotFound
+
+        def do(db: sqlite3.Connection) -> tuple[AlarmRecord, Change | None]:
+            row = db.execute(f"SELECT {_COLS} FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"alarm {alarm_id}")
+            new, change = apply_act(_alarm(row), action, by, ts, **kw)
+            if change is not None:
+                self._save(db, new)
+                self._log(db, new, change)
+            return new, change
+        return self._write(do)
+
+    # ------------------------------------------------------------ reading
+
+    def alarm(self, alarm_id: int) -> AlarmRecord | None:
+        row = self._read(lambda db: db.execute(f"SELECT {_COLS} FROM alarms WHERE id = ?",
+                                               (alarm_id,)).fetchone())
+        return _alarm(row) if row else None
+
+    def alarms(self, projects: set[str] | None = None, *, open_only: bool = False,
+               state: str | None = None, device: str | None = None, kind: str | None = None,
+               since: float | None = None, until: float | None = None,
+               after_id: int = 0, limit: int = 100) -> list[AlarmRecord]:
+        """Records, newest id last, filtered; ``projects`` None means every project."""
+        where, args = ["id > ?"], [after_id]
+        if projects is not None:
+            if not projects:
+                return []
+            where.append(f"project IN ({', '.join('?' * len(projects))})")
+            args.extend(sorted(projects))
+        if open_only:
+            where.append("open = 1")
+        if state is not None:
+            active, _, acked = state.partition("-")
+            where.append("(active_events != '[]') = ? AND acked = ?")
+            args.extend([int(active == "active"), int(acked == "acknowledged")])
+        for col, val in (("device", device), ("kind", kind)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if since is not None:
+            where.append("first_ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("first_ts <= ?")
+            args.append(until)
+        sql = f"SELECT {_COLS} FROM alarms WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        rows = self._read(lambda db: db.execute(sql, (*args, limit)).fetchall())
+        return [_alarm(r) for r in rows]
+
+    def alarm_history(self, alarm_id: int) -> list[dict[str, Any]]:
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, alarm_id, project, ts, by, action, note, details FROM alarm_log "
+            "WHERE alarm_id = ? ORDER BY id", (alarm_id,)).fetchall())
+        return [_log_row(r) for r in rows]
+
+    def alarm_changes(self, after: int, projects: set[str] | None = None,
+                      limit: int = 500) -> list[dict[str, Any]]:
+        """Changes of every record after change ``after`` (the live stream's resume
+        point), in the given projects."""
+        where, args = "id > ?", [after]
+        if projects is not None:
+            if not projects:
+                return []
+            where += f" AND project IN ({', '.join('?' * len(projects))})"
+            args.extend(sorted(projects))
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, alarm_id, project, ts, by, action, note, details FROM alarm_log "
+            f"WHERE {where} ORDER BY id LIMIT ?", (*args, limit)).fetchall())
+        return [_log_row(r) for r in rows]
+
+    def last_alarm_change(self) -> int:
+        return self._read(lambda db: db.execute(
+            "SELECT COALESCE(MAX(id), 0) FROM alarm_log").fetchone()[0])
