@@ -115,3 +115,28 @@ def test_the_live_stream_of_changes(api):
         assert all(c["project"] == "p1" for c in seen)
         assert any(c["alarm_id"] == rec["id"] and c["alarm"]["id"] == rec["id"]
                    for c in seen)
+
+
+def test_the_cli_while_the_hub_runs(api):
+    from tests.support.api_hub import hub_cli
+
+    with api.client(api.login("op1")) as op:
+        rec = _record(op, device="d1")
+    listed = hub_cli(api.config, "alarms", "list", "--json", "--project", "p1")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert rec["id"] in {r["id"] for r in rows}
+    assert hub_cli(api.config, "alarms", "list", "--project", "p2").stdout.count("\n") == 2
+    bad = hub_cli(api.config, "alarms", "comment", str(rec["id"]), "999999", "--note", "x")
+    assert bad.returncode != 0 and "999999" in bad.stderr
+    out = hub_cli(api.config, "alarms", "comment", str(rec["id"]), "--note", "from the cli",
+                  "--by", "night-shift")
+    assert out.returncode == 0, out.stderr
+    shown = hub_cli(api.config, "alarms", "show", str(rec["id"]), "--json")
+    history = json.loads(shown.stdout)["history"]
+    assert ("commented", "night-shift", "from the cli") in {
+        (h["action"], h["by"], h["note"]) for h in history}
+    assert ("alarm.commented", str(rec["id"])) in {(e["action"], e["subject"])
+                                                   for e in api.audit()}
+    missing = hub_cli(api.config, "alarms", "handle", str(rec["id"]), "--cause", "x")
+    assert missing.returncode == 2
