@@ -17,7 +17,10 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from hub.alarmdesk.channels import Outbox, build_channels
 from hub.alarmdesk.lifecycle import AlarmRecord, Change
+from hub.alarmdesk.policy import Escalator, Policy, Step, policy_from_dict
+from hub.alarmdesk.settings import NotifySettings
 from hub.sinks import CursorSink
 
 _log = Logger(namespace="hub.alarmdesk")
@@ -28,13 +31,81 @@ BATCH = 1000
 Listener = Callable[[AlarmRecord, Change], None]
 
 
+class _Persistence:
+    def __init__(self, store: Any, outbox: Outbox) -> None:
+        self.save = store.esc_save
+        self.drop = store.esc_drop
+        self.load = store.esc_load
+        self.claim = outbox.claim
+
+
 class AlarmDesk(CursorSink):
-    def __init__(self, hub: Any, store: Any, options: Any = None) -> None:
+    def __init__(self, hub: Any, store: Any, notify: NotifySettings | None = None,
+                 options: Any = None) -> None:
         super().__init__(hub, CURSOR, options)
         self.hub = hub
         self.store = store
+        self.notify = notify or NotifySettings()
         self.tail = self.add_tail(CURSOR, {"event", "acknowledgement"})
         self.listeners: list[Listener] = []
+        self.channels: dict[str, Any] = {}
+        self.outbox: Outbox | None = None
+        self.escalator: Escalator | None = None
+
+    # -- notification policies -------------------------------------------------------------
+
+    def started(self) -> None:
+        self.channels = build_channels(self.notify, getattr(self.hub, "plugins", None),
+                                       self.clock)
+        self.outbox = Outbox(self.clock, self.store, self.channels, self.notify)
+        self.escalator = Escalator(self.clock, _Persistence(self.store, self.outbox),
+                                   self.policy_for, self.store.alarm, self.resolve,
+                                   self.outbox.deliver)
+        self.escalator.start()
+        self.outbox.resume()
+
+    def stopped(self) -> None:
+        if self.escalator is not None:
+            self.escalator.stop()
+        if self.outbox is not None:
+            self.outbox.stop()
+
+    def policy_changed(self, project: str) -> None:
+        """A new policy applies to the project's open unacknowledged alarms from now."""
+        if self.escalator is None:
+            return
+        for record in self.store.alarms({project}, state="active-unacknowledged",
+                                        limit=100_000):
+            self.escalator.adopt(record)
+
+    def policy_for(self, project: str) -> Policy | None:
+        body = self.store.policy(project)
+        return policy_from_dict(body) if body else None
+
+    def resolve(self, project: str, step: Step) -> list[tuple[str, str]]:
+        """The (channel, address) pairs of a step: addresses as given, ``user:NAME`` and
+        the holders of ``role`` on the project (or above it) by their preferences: the
+        step's channel if they gave an address on it, else their first choice."""
+        out: list[tuple[str, str]] = []
+        users: list[int] = []
+        for r in step.recipients:
+            if r.startswith("user:"):
+                u = self.store.user_by_name(r[5:])
+                if u is not None and not u.disabled:
+                    users.append(u.id)
+            else:
+                out.append((step.channel, r))
+        if step.role:
+            from hub.api.authz import Tree
+
+            tree = Tree(self.store.nodes())
+            nodes = list(tree.ancestors(tree.node_of_project(project))) if project else [1]
+            users.extend(uid for uid, _ in self.store.users_with_role(nodes, step.role))
+        for uid in dict.fromkeys(users):
+            contacts = self.store.contacts(uid)
+            mine = [c for c in contacts if c[0] == step.channel] or contacts[:1]
+            out.extend(mine[:1])
+        return list(dict.fromkeys(out))
 
     def project_of(self, device: str) -> str:
         info = self.port.device(device)
@@ -61,6 +132,8 @@ class AlarmDesk(CursorSink):
                 "channel": record.channel, "state": record.state, "note": change.note,
                 **change.details}).addErrback(
                 lambda f: _log.failure("alarm change not audited", f))
+        if self.escalator is not None:
+            self.escalator.changed(record, change.action)
         for listener in list(self.listeners):
             try:
                 listener(record, change)

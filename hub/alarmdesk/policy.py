@@ -113,9 +113,10 @@ class Notification:
 
 
 class Persistence(Protocol):
-    def save(self, alarm_id: int, project: str, step: int, due: float) -> None: ...
+    def save(self, alarm_id: int, project: str, step: int, due: float,
+             base: float) -> None: ...
     def drop(self, alarm_id: int) -> None: ...
-    def load(self) -> list[tuple[int, str, int, float]]: ...
+    def load(self) -> list[tuple[int, str, int, float, float]]: ...
     def claim(self, n: Notification, ts: float) -> bool: ...
 
 
@@ -197,17 +198,17 @@ class Escalator:
         self.resolve = resolve
         self.deliver = deliver
         self.gate = StormGate(clock, self._send)
-        self.timers: dict[int, tuple[IDelayedCall, str, int]] = {}
+        self.timers: dict[int, tuple[IDelayedCall, str, int, float]] = {}
 
     # -- what the desk tells it --------------------------------------------------------
 
     def start(self) -> None:
         """Resume every ladder the store holds."""
-        for alarm_id, project, step, due in self.store.load():
-            self._arm(alarm_id, project, step, due, persist=False)
+        for alarm_id, project, step, due, base in self.store.load():
+            self._arm(alarm_id, project, step, due, base, persist=False)
 
     def stop(self) -> None:
-        for call, _, _ in self.timers.values():
+        for call, *_ in self.timers.values():
             if call.active():
                 call.cancel()
         self.timers.clear()
@@ -218,30 +219,43 @@ class Escalator:
             policy = self.policy_for(record.project)
             if policy is None or not policy.steps:
                 return
-            self._arm(record.id, record.project, 0, policy.due(record.first_ts, 0))
+            self._arm(record.id, record.project, 0, policy.due(record.first_ts, 0),
+                      record.first_ts)
+        elif action == "retriggered":  # raised again after a clear stopped its ladder
+            self.adopt(record)
         elif action in ("acknowledged", "handled", "cleared") and record.id in self.timers:
             self._cancel(record.id)
 
+    def adopt(self, record: Any) -> None:
+        """Start the ladder of an open alarm raised before its project had a policy; its
+        delays count from now."""
+        if record.id in self.timers or record.acked or not record.active:
+            return
+        policy = self.policy_for(record.project)
+        if policy is not None and policy.steps:
+            now = self.clock.seconds()
+            self._arm(record.id, record.project, 0, policy.due(now, 0), now)
+
     # -- the ladder ----------------------------------------------------------------------
 
-    def _arm(self, alarm_id: int, project: str, step: int, due: float,
+    def _arm(self, alarm_id: int, project: str, step: int, due: float, base: float,
              persist: bool = True) -> None:
         if persist:
-            self.store.save(alarm_id, project, step, due)
+            self.store.save(alarm_id, project, step, due, base)
         delay = max(0.0, due - self.clock.seconds())
-        call = self.clock.callLater(delay, self._due, alarm_id, project, step)
+        call = self.clock.callLater(delay, self._due, alarm_id, project, step, base)
         old = self.timers.get(alarm_id)
         if old is not None and old[0].active():
             old[0].cancel()
-        self.timers[alarm_id] = (call, project, step)
+        self.timers[alarm_id] = (call, project, step, base)
 
     def _cancel(self, alarm_id: int) -> None:
-        call, _, _ = self.timers.pop(alarm_id)
+        call, *_ = self.timers.pop(alarm_id)
         if call.active():
             call.cancel()
         self.store.drop(alarm_id)
 
-    def _due(self, alarm_id: int, project: str, index: int) -> None:
+    def _due(self, alarm_id: int, project: str, index: int, base: float) -> None:
         self.timers.pop(alarm_id, None)
         record = self.record(alarm_id)
         policy = self.policy_for(project)
@@ -252,7 +266,7 @@ class Escalator:
         if record.severity != "alarm":
             until = in_quiet_hours(policy, now)
             if until is not None:
-                self._arm(alarm_id, project, index, until)
+                self._arm(alarm_id, project, index, until, base)
                 return
         step = policy.step(index)
         text = f"[{record.severity}] {record.device} {record.code}" \
@@ -262,7 +276,7 @@ class Escalator:
             self.gate.offer(n, policy.storm_limit, policy.storm_window)
         nxt = index + 1
         if policy.has(nxt):
-            self._arm(alarm_id, project, nxt, max(policy.due(record.first_ts, nxt), now))
+            self._arm(alarm_id, project, nxt, max(policy.due(base, nxt), now), base)
         else:
             self.store.drop(alarm_id)
 

@@ -53,7 +53,7 @@ class ApiService(Service):
         # devices created through the API join the registry before any transport starts
         self.store.open()
         self._problems = load_stored(hub, self.store.devices())
-        self.desk = AlarmDesk(hub, self.store)
+        self.desk = AlarmDesk(hub, self.store, settings.notify)
         self.ctx: ApiContext | None = None
         self.server: _Server | None = None
         self.port: int | None = None

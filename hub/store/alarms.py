@@ -37,12 +37,20 @@ MIGRATION = """
     CREATE INDEX alarm_log_alarm ON alarm_log (alarm_id);
     CREATE TABLE escalations (
         alarm_id INTEGER PRIMARY KEY, policy TEXT NOT NULL, step INTEGER NOT NULL,
-        due REAL NOT NULL, repeats INTEGER NOT NULL DEFAULT 0);
+        due REAL NOT NULL, base REAL NOT NULL);
     CREATE TABLE notifications (
         id INTEGER PRIMARY KEY AUTOINCREMENT, alarm_id INTEGER NOT NULL, step INTEGER NOT NULL,
         channel TEXT NOT NULL, recipient TEXT NOT NULL, ts REAL NOT NULL,
         status TEXT NOT NULL, answer TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL, done_ts REAL,
         UNIQUE (alarm_id, step, channel, recipient));
+    CREATE INDEX notifications_pending ON notifications (status) WHERE status = 'pending';
+    CREATE TABLE policies (
+        project TEXT PRIMARY KEY, body TEXT NOT NULL, updated_by TEXT NOT NULL,
+        updated_ts REAL NOT NULL);
+    CREATE TABLE contacts (
+        user_id INTEGER NOT NULL REFERENCES users (id), rank INTEGER NOT NULL,
+        channel TEXT NOT NULL, address TEXT NOT NULL, PRIMARY KEY (user_id, channel));
     CREATE TABLE hazards (
         id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, device TEXT NOT NULL,
         alarm_id INTEGER, category TEXT NOT NULL, severity TEXT NOT NULL,
@@ -226,3 +234,97 @@ class AlarmTables:
     def last_alarm_change(self) -> int:
         return self._read(lambda db: db.execute(
             "SELECT COALESCE(MAX(id), 0) FROM alarm_log").fetchone()[0])
+
+    # ------------------------------------------------------------ escalation timers
+
+    def esc_save(self, alarm_id: int, project: str, step: int, due: float,
+                 base: float) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO escalations (alarm_id, policy, step, due, base) VALUES "
+            "(?, ?, ?, ?, ?)", (alarm_id, project, step, due, base)))
+
+    def esc_drop(self, alarm_id: int) -> None:
+        self._write(lambda db: db.execute("DELETE FROM escalations WHERE alarm_id = ?",
+                                          (alarm_id,)))
+
+    def esc_load(self) -> list[tuple[int, str, int, float, float]]:
+        return [tuple(r) for r in self._read(lambda db: db.execute(
+            "SELECT alarm_id, policy, step, due, base FROM escalations ORDER BY due"
+        ).fetchall())]
+
+    # ------------------------------------------------------------ notifications
+
+    def notify_claim(self, alarm_id: int, step: int, channel: str, recipient: str,
+                     ts: float, body: dict[str, Any]) -> int | None:
+        """A new attempt's row id, or None when this (alarm, step, channel, recipient)
+        was claimed before (never sent twice)."""
+        def do(db: sqlite3.Connection) -> int | None:
+            cur = db.execute("INSERT OR IGNORE INTO notifications (alarm_id, step, channel, "
+                             "recipient, ts, status, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                             (alarm_id, step, channel, recipient, ts,
+                              json.dumps(body, ensure_ascii=False)))
+            return cur.lastrowid if cur.rowcount else None
+        return self._write(do)
+
+    def notify_done(self, row_id: int, status: str, answer: str, attempts: int,
+                    ts: float) -> None:
+        self._write(lambda db: db.execute(
+            "UPDATE notifications SET status = ?, answer = ?, attempts = ?, done_ts = ? "
+            "WHERE id = ?", (status, answer[:2000], attempts, ts, row_id)))
+
+    def notify_pending(self) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, channel, body FROM notifications WHERE status = 'pending' "
+            "ORDER BY id").fetchall())
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def notifications(self, alarm_id: int) -> list[dict[str, Any]]:
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, step, channel, recipient, ts, status, answer, attempts, done_ts "
+            "FROM notifications WHERE alarm_id = ? ORDER BY id", (alarm_id,)).fetchall())
+        keys = ("id", "step", "channel", "recipient", "ts", "status", "answer", "attempts",
+                "done_ts")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # ------------------------------------------------------------ policies, contacts
+
+    def policy(self, project: str) -> dict[str, Any] | None:
+        row = self._read(lambda db: db.execute(
+            "SELECT body, updated_by, updated_ts FROM policies WHERE project = ?",
+            (project,)).fetchone())
+        if row is None:
+            return None
+        return {**json.loads(row[0]), "updated_by": row[1], "updated_ts": row[2]}
+
+    def set_policy(self, project: str, body: dict[str, Any] | None, by: str,
+                   ts: float) -> None:
+        def do(db: sqlite3.Connection) -> None:
+            if body is None:
+                db.execute("DELETE FROM policies WHERE project = ?", (project,))
+            else:
+                db.execute("INSERT OR REPLACE INTO policies VALUES (?, ?, ?, ?)",
+                           (project, json.dumps(body, ensure_ascii=False), by, ts))
+        self._write(do)
+
+    def contacts(self, user_id: int) -> list[tuple[str, str]]:
+        """``[(channel, address)]`` in the user's order of preference."""
+        return [tuple(r) for r in self._read(lambda db: db.execute(
+            "SELECT channel, address FROM contacts WHERE user_id = ? ORDER BY rank",
+            (user_id,)).fetchall())]
+
+    def set_contacts(self, user_id: int, contacts: list[tuple[str, str]]) -> None:
+        def do(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM contacts WHERE user_id = ?", (user_id,))
+            db.executemany("INSERT INTO contacts VALUES (?, ?, ?, ?)",
+                           [(user_id, i, c, a) for i, (c, a) in enumerate(contacts)])
+        self._write(do)
+
+    def users_with_role(self, node_ids: Iterable[int], role: str) -> list[tuple[int, str]]:
+        """``[(user id, name)]`` of enabled users granted ``role`` on one of ``node_ids``."""
+        nodes = list(node_ids)
+        if not nodes:
+            return []
+        return [tuple(r) for r in self._read(lambda db: db.execute(
+            "SELECT DISTINCT u.id, u.name FROM grants g JOIN users u ON u.id = g.user_id "
+            f"WHERE g.role = ? AND u.disabled = 0 AND g.node_id IN "
+            f"({', '.join('?' * len(nodes))}) ORDER BY u.id", (role, *nodes)).fetchall())]

@@ -54,6 +54,9 @@ BODIES = {
     "/api/events/{event_id}/ack": {"note": "x"},
     "/api/devices/{device_id}/commands": {"action": "trip"},
     "/api/alarms/{alarm_id}/actions": {"action": "acknowledge"},
+    "/api/projects/{project_id}/notification-policy": {
+        "steps": [{"delay": 0, "channel": "sms", "role": "operator"}]},
+    "/api/users/{user_id}/notification-preferences": {"contacts": []},
 }
 
 

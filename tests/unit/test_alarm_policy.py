@@ -26,17 +26,17 @@ class Memory:
     API)."""
 
     def __init__(self):
-        self.rows: dict[int, tuple[str, int, float]] = {}
+        self.rows: dict[int, tuple[str, int, float, float]] = {}
         self.claimed: set[tuple] = set()
 
-    def save(self, alarm_id, project, step, due):
-        self.rows[alarm_id] = (project, step, due)
+    def save(self, alarm_id, project, step, due, base):
+        self.rows[alarm_id] = (project, step, due, base)
 
     def drop(self, alarm_id):
         self.rows.pop(alarm_id, None)
 
     def load(self):
-        return [(a, p, s, d) for a, (p, s, d) in self.rows.items()]
+        return [(a, *row) for a, row in self.rows.items()]
 
     def claim(self, n, ts):
         key = (n.alarm_id, n.step, n.channel, n.recipient)
@@ -193,7 +193,7 @@ def test_a_restart_resumes_on_time_and_sends_nothing_twice():
     r = rig.raise_()
     rig.clock.advance(10)
     rig.esc.stop()  # the hub stops 10 s after the raise
-    assert store.rows[1][1:] == (1, r.first_ts + 300)
+    assert store.rows[1][1:] == (1, r.first_ts + 300, r.first_ts)
     again = Rig(store=store, start=r.first_ts + 100)
     again.records[1] = r
     again.esc.start()
@@ -204,7 +204,7 @@ def test_a_restart_resumes_on_time_and_sends_nothing_twice():
     # a step due while the hub was down goes at once; a step already sent is not repeated
     late = Rig(store=store, start=r.first_ts + 2000)
     late.records[1] = r
-    store.rows[1] = ("p1", 1, r.first_ts + 300)
+    store.rows[1] = ("p1", 1, r.first_ts + 300, r.first_ts)
     late.esc.start()
     late.clock.advance(0)
     # step 1 was sent before (claimed): not again; step 2, overdue, at once
@@ -219,3 +219,20 @@ def test_policies_from_json_and_their_checks():
     problems = check_policy({"steps": [{"delay": 60, "channel": "pager", "role": "x"},
                                        {"delay": 0, "channel": "sms"}]}, ["sms"])
     assert len(problems) == 3
+
+
+def test_an_alarm_raised_before_the_policy_is_adopted_from_now():
+    rig = Rig()
+    rig.policy = None
+    r = rig.raise_()
+    rig.clock.advance(1000)
+    assert rig.sent == []
+    rig.policy = LADDER
+    rig.esc.adopt(r)
+    rig.clock.advance(0)
+    assert rig.recipients() == ["1"]
+    rig.clock.advance(300)
+    assert rig.recipients() == ["1", "2"]
+    rig.esc.adopt(r)  # adopting twice changes nothing
+    rig.clock.advance(0)
+    assert len(rig.sent) == 2
