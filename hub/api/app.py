@@ -15,6 +15,7 @@ from hub.api import (
     routes_auth,
     routes_devices,
     routes_events,
+    routes_hazards,
     routes_notify,
     routes_ops,
     routes_org,
@@ -48,7 +49,7 @@ def create_app(ctx: ApiContext) -> Guard:
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_alarms, routes_notify, routes_audit, routes_ops):
+                   routes_alarms, routes_notify, routes_hazards, routes_audit, routes_ops):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

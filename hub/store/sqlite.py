@@ -32,6 +32,7 @@ from hub.store.base import (
     StoreError,
     User,
 )
+from hub.store.hazards import HazardTables
 
 T = TypeVar("T")
 
@@ -113,7 +114,7 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts"
 
 
-class SqliteStore(AlarmTables):
+class SqliteStore(AlarmTables, HazardTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:

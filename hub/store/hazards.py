@@ -1,0 +1,149 @@
+"""The platform store's hazards, their transitions and attachments (tables of migration 2,
+see :mod:`hub.store.alarms`); a mixin of :class:`hub.store.SqliteStore`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hub.alarmdesk.hazards import check_transition
+
+
+@dataclass(frozen=True)
+class Hazard:
+    id: int
+    project: str
+    device: str
+    alarm_id: int | None
+    category: str
+    severity: str
+    description: str
+    state: str
+    deadline: float | None
+    responsible: str
+    created_by: str
+    created_ts: float
+    updated_ts: float
+    closed_ts: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COLS = ("id, project, device, alarm_id, category, severity, description, state, deadline, "
+         "responsible, created_by, created_ts, updated_ts, closed_ts")
+
+
+class HazardTables:
+    _read: Callable[..., Any]
+    _write: Callable[..., Any]
+
+    def hazard_add(self, project: str, device: str, alarm_id: int | None, category: str,
+                   severity: str, description: str, deadline: float | None,
+                   responsible: str, by: str, ts: float, note: str = "") -> Hazard:
+        def do(db: sqlite3.Connection) -> Hazard:
+            cur = db.execute(
+                f"INSERT INTO hazards ({_COLS[4:]}) VALUES ({', '.join('?' * 13)})",
+                (project, device, alarm_id, category, severity, description, "found",
+                 deadline, responsible, by, ts, ts, None))
+            db.execute("INSERT INTO hazard_log (hazard_id, project, ts, by, from_state, "
+                       "to_state, note) VALUES (?, ?, ?, ?, NULL, 'found', ?)",
+                       (cur.lastrowid, project, ts, by, note))
+            return Hazard(*db.execute(f"SELECT {_COLS} FROM hazards WHERE id = ?",
+                                      (cur.lastrowid,)).fetchone())
+        return self._write(do)
+
+    def hazard(self, hazard_id: int) -> Hazard | None:
+        row = self._read(lambda db: db.execute(f"SELECT {_COLS} FROM hazards WHERE id = ?",
+                                               (hazard_id,)).fetchone())
+        return Hazard(*row) if row else None
+
+    def hazards(self, projects: set[str] | None = None, *, state: str | None = None,
+                overdue_at: float | None = None, since: float | None = None,
+                until: float | None = None, after_id: int = 0,
+                limit: int = 100) -> list[Hazard]:
+        where, args = ["id > ?"], [after_id]
+        if projects is not None:
+            if not projects:
+                return []
+            where.append(f"project IN ({', '.join('?' * len(projects))})")
+            args.extend(sorted(projects))
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if overdue_at is not None:
+            where.append("state != 'closed' AND deadline IS NOT NULL AND deadline < ?")
+            args.append(overdue_at)
+        if since is not None:
+            where.append("created_ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("created_ts <= ?")
+            args.append(until)
+        sql = f"SELECT {_COLS} FROM hazards WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        return [Hazard(*r) for r in self._read(lambda db: db.execute(sql, (*args, limit))
+                                              .fetchall())]
+
+    def hazard_move(self, hazard_id: int, to: str, by: str, ts: float,
+                    note: str = "") -> Hazard:
+        """Check and make a transition in one transaction (``IllegalTransition``)."""
+        from hub.store.base import NotFound
+
+        def do(db: sqlite3.Connection) -> Hazard:
+            row = db.execute(f"SELECT {_COLS} FROM hazards WHERE id = ?",
+                             (hazard_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"hazard {hazard_id}")
+            h = Hazard(*row)
+            check_transition(h.state, to)
+            db.execute("UPDATE hazards SET state = ?, updated_ts = ?, closed_ts = ? "
+                       "WHERE id = ?", (to, ts, ts if to == "closed" else None, hazard_id))
+            db.execute("INSERT INTO hazard_log (hazard_id, project, ts, by, from_state, "
+                       "to_state, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (hazard_id, h.project, ts, by, h.state, to, note))
+            return Hazard(*db.execute(f"SELECT {_COLS} FROM hazards WHERE id = ?",
+                                      (hazard_id,)).fetchone())
+        return self._write(do)
+
+    def hazard_history(self, hazard_id: int) -> list[dict[str, Any]]:
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, ts, by, from_state, to_state, note FROM hazard_log "
+            "WHERE hazard_id = ? ORDER BY id", (hazard_id,)).fetchall())
+        return [dict(zip(("seq", "ts", "by", "from_state", "to_state", "note"), r,
+                         strict=True)) for r in rows]
+
+    def hazard_file_add(self, hazard_id: int, name: str, content_type: str, size: int,
+                        sha256: str, path: str, by: str, ts: float) -> int:
+        return self._write(lambda db: db.execute(
+            "INSERT INTO hazard_files (hazard_id, name, content_type, size, sha256, path, "
+            "by, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (hazard_id, name, content_type, size, sha256, path, by, ts)).lastrowid)
+
+    def hazard_files(self, hazard_id: int) -> list[dict[str, Any]]:
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, name, content_type, size, sha256, path, by, ts FROM hazard_files "
+            "WHERE hazard_id = ? ORDER BY id", (hazard_id,)).fetchall())
+        return [dict(zip(("id", "name", "content_type", "size", "sha256", "path", "by", "ts"),
+                         r, strict=True)) for r in rows]
+
+    def alarm_times(self, projects: set[str] | None, since: float | None,
+                    until: float | None) -> list[tuple]:
+        """``(kind, severity, state, first_ts, acked_ts, closed_ts)`` of the alarms raised
+        in the period, for the statistics (closed: when cleared and acknowledged)."""
+        where, args = ["1 = 1"], []
+        if projects is not None:
+            if not projects:
+                return []
+            where.append(f"project IN ({', '.join('?' * len(projects))})")
+            args.extend(sorted(projects))
+        if since is not None:
+            where.append("first_ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("first_ts <= ?")
+            args.append(until)
+        return self._read(lambda db: db.execute(
+            "SELECT kind, severity, acked, active_events != '[]', first_ts, acked_ts, "
+            f"cleared_ts, code FROM alarms WHERE {' AND '.join(where)}", args).fetchall())
