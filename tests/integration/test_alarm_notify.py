@@ -1,7 +1,8 @@
 """End to end: d1 overheats → the project's policy sends an SMS to the Alibaba Cloud
 stand-in (its wire format and signature checked there) → the webhook step follows after its
 delay, signed → an operator acknowledges through the API → the ladder is gone from the
-store → every attempt and the provider's answer is readable through the API."""
+store → every attempt and the provider's answer is readable through the API → a hazard is
+opened from the alarm, rectified, checked and closed → the statistics show the times."""
 
 from __future__ import annotations
 
@@ -102,6 +103,20 @@ def test_sms_then_webhook_then_ack_stops_it(tmp_path):
                     ("sms", "13800138000", "sent"), ("hook", "op1-pager", "sent")}
                 assert all(n["answer"] for n in attempts)
                 assert len(sms.requests) == 1 and len(hook.requests) == 1
+
+                # the hazard it revealed: opened, rectified, checked, closed
+                r = op.post("/api/hazards", json={"alarm_id": alarm_id, "category": "电气线路",
+                                                  "description": "terminal overheats"})
+                assert r.status_code == 201, r.text
+                hid = r.json()["id"]
+                for to in ("rectifying", "checked", "closed"):
+                    r = op.post(f"/api/hazards/{hid}/transitions", json={"to": to})
+                    assert r.status_code == 200, r.text
+                stats = op.get("/api/stats/alarms", params={"project": "p1"}).json()
+                ack = stats["alarms"]["time_to_acknowledge"]
+                assert ack["count"] == 1 and ack["median"] > 1.0  # after the webhook step
+                assert stats["hazards"]["by_state"] == {"closed": 1}
+                assert stats["hazards"]["time_to_close"]["count"] == 1
         finally:
             hub.stop()
     acts = {(e["actor"], e["action"]) for e in hub.audit()}
