@@ -53,6 +53,10 @@ class TransitionIn(Strict):
     note: str = Field(default="", max_length=1000)
 
 
+class BatchTransitionIn(TransitionIn):
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(min_length=1, max_length=500)
+
+
 class HazardOut(BaseModel):
     id: int
     project: str
@@ -188,6 +192,29 @@ async def move_hazard(hazard_id: HazardId, body: TransitionIn, caller: Caller,
         raise HTTPException(409, {"message": str(e), "state": e.state,
                                   "allowed": list(e.allowed)}) from None
     return _out(moved, ctx.hub.clock.seconds())
+
+
+@router.post("/hazards/transitions", response_model=list[HazardOut], responses={
+    **ERRORS, 409: {"description": "one hazard may not make the move (none moved); "
+                                   "`detail.allowed` per id"}})
+async def move_hazards(body: BatchTransitionIn, caller: Caller, tree: OrgTree,
+                       ctx: Ctx) -> list[HazardOut]:
+    """The same transition for many hazards (batch handling, 隐患批量处理): all are checked
+    first, so one out of scope (404), a missing role (403) or an illegal move (409) moves
+    none."""
+    from hub.alarmdesk.hazards import TRANSITIONS
+
+    hazards = [await _hazard(ctx, caller, tree, i, act=True) for i in dict.fromkeys(body.ids)]
+    refused = {h.id: list(TRANSITIONS[h.state]) for h in hazards
+               if body.to not in TRANSITIONS[h.state]}
+    if refused:
+        raise HTTPException(409, {"message": f"not every hazard may go to {body.to}",
+                                  "allowed": {str(k): v for k, v in refused.items()}})
+    out = []
+    for h in hazards:
+        out.append(await move_hazard(h.id, TransitionIn(to=body.to, note=body.note), caller,
+                                     tree, ctx))
+    return out
 
 
 @router.post("/hazards/{hazard_id}/files", response_model=FileOut, status_code=201,

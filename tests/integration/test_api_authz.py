@@ -35,6 +35,8 @@ FOREIGN_BODIES = {
                                                   "action": "acknowledge"},
     ("post", "/api/hazards"): lambda ids: {"project": "p1", "category": "x",
                                            "description": "x"},
+    ("post", "/api/hazards/transitions"): lambda ids: {"ids": [ids["hazard"]],
+                                                       "to": "rectifying"},
 }
 
 #: list routes: answered, but nothing of p1 in them (logout last: it ends the session)

@@ -103,11 +103,27 @@ def test_the_hazard_workflow(api):
         assert [x["id"] for x in overdue] == [late.json()["id"]]
         assert other.get("/api/hazards").json() == []
 
+        # batch handling: checked whole
+        more = [op.post("/api/hazards", json={"project": "p1", "category": "标识",
+                                              "description": f"sign {i}"}).json()["id"]
+                for i in range(3)]
+        r = op.post("/api/hazards/transitions", json={"ids": [*more, hid], "to": "rectifying"})
+        assert r.status_code == 409 and r.json()["detail"]["allowed"] == {str(hid): []}
+        assert {x["state"] for x in (op.get(f"/api/hazards/{m}").json() for m in more)} == {
+            "found"}
+        assert other.post("/api/hazards/transitions", json={"ids": more, "to": "rectifying"}
+                          ).status_code == 404
+        r = op.post("/api/hazards/transitions", json={"ids": more, "to": "rectifying",
+                                                      "note": "one work order"})
+        assert r.status_code == 200 and [x["state"] for x in r.json()] == ["rectifying"] * 3
+        assert op.post("/api/hazards/transitions", json={"ids": [], "to": "checked"}
+                       ).status_code == 422
+
         stats = op.get("/api/stats/alarms", params={"project": "p1"}).json()
         assert stats["alarms"]["total"] >= 1 and stats["alarms"]["by_kind"]["alarm"] >= 1
         assert stats["alarms"]["time_to_acknowledge"]["count"] >= 1
         assert stats["alarms"]["time_to_acknowledge"]["median"] >= 0
-        assert stats["hazards"]["by_state"] == {"closed": 1, "found": 1}
+        assert stats["hazards"]["by_state"] == {"closed": 1, "found": 1, "rectifying": 3}
         assert stats["hazards"]["overdue"] == 1
         assert stats["hazards"]["time_to_close"]["count"] == 1
         empty = other.get("/api/stats/alarms", params={"project": "p1"}).json()
