@@ -8,6 +8,9 @@
           sms:                      # a name policies use
             type: sms
             provider: {type: aliyun, ...}   # any SMS provider (`hub plugins`), as the sms sink
+          call:
+            type: voice             # tencent_voice (VMS SendTtsVoice), behind the SMS contract
+            provider: {type: tencent_voice, ...}
           duty-robot:
             type: webhook           # POST JSON, signed: X-Hub-Signature: sha256=HMAC(secret,
             url: https://oapi.example/robot   #   "<X-Hub-Timestamp>.<body>")
@@ -52,8 +55,8 @@ def parse_notify(api: Section) -> NotifySettings:
     chans = s.section("channels")
     for name, _ in list(chans.items()):
         c = chans.section(name)
-        kind = c.get("type", choice("sms", "webhook"))
-        if kind == "sms":
+        kind = c.get("type", choice("sms", "voice", "webhook"))
+        if kind in ("sms", "voice"):  # a voice provider sits behind the SMS contract
             ptype, provider = _provider(c)
             channels[name] = ChannelSettings(name, "sms", ptype, provider)
         elif kind == "webhook":
