@@ -73,6 +73,44 @@ _COLS = ("id, key, device, project, kind, code, channel, severity, first_ts, las
          "action_taken, count, message, value, last_seq")
 
 
+class Where:
+    """A WHERE clause built from optional filters (values always bound, never pasted)."""
+
+    def __init__(self, first: str = "1 = 1", *args: Any) -> None:
+        self.parts = [first]
+        self.args: list[Any] = list(args)
+
+    def add(self, clause: str, *args: Any) -> Where:
+        self.parts.append(clause)
+        self.args.extend(args)
+        return self
+
+    def projects(self, projects: set[str] | None) -> bool:
+        """Limit to ``projects`` (None: all); False when the set is empty (nothing)."""
+        if projects is None:
+            return True
+        if projects:
+            self.add(f"project IN ({', '.join('?' * len(projects))})", *sorted(projects))
+        return bool(projects)
+
+    def period(self, column: str, since: float | None, until: float | None) -> Where:
+        if since is not None:
+            self.add(f"{column} >= ?", since)
+        if until is not None:
+            self.add(f"{column} <= ?", until)
+        return self
+
+    def equal(self, **values: Any) -> Where:
+        for col, val in values.items():
+            if val is not None:
+                self.add(f"{col} = ?", val)
+        return self
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.parts)
+
+
 def _alarm(row: tuple) -> AlarmRecord:
     return AlarmRecord(*row[:10], tuple(json.loads(row[10])), bool(row[11]), *row[12:])
 
@@ -184,30 +222,18 @@ class AlarmTables:
                since: float | None = None, until: float | None = None,
                after_id: int = 0, limit: int = 100) -> list[AlarmRecord]:
         """Records, newest id last, filtered; ``projects`` None means every project."""
-        where, args = ["id > ?"], [after_id]
-        if projects is not None:
-            if not projects:
-                return []
-            where.append(f"project IN ({', '.join('?' * len(projects))})")
-            args.extend(sorted(projects))
+        w = Where("id > ?", after_id)
+        if not w.projects(projects):
+            return []
         if open_only:
-            where.append("open = 1")
+            w.add("open = 1")
         if state is not None:
             active, _, acked = state.partition("-")
-            where.append("(active_events != '[]') = ? AND acked = ?")
-            args.extend([int(active == "active"), int(acked == "acknowledged")])
-        for col, val in (("device", device), ("kind", kind)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        if since is not None:
-            where.append("first_ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("first_ts <= ?")
-            args.append(until)
-        sql = f"SELECT {_COLS} FROM alarms WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
-        rows = self._read(lambda db: db.execute(sql, (*args, limit)).fetchall())
+            w.add("(active_events != '[]') = ? AND acked = ?", int(active == "active"),
+                  int(acked == "acknowledged"))
+        w.equal(device=device, kind=kind).period("first_ts", since, until)
+        sql = f"SELECT {_COLS} FROM alarms WHERE {w.sql} ORDER BY id LIMIT ?"
+        rows = self._read(lambda db: db.execute(sql, (*w.args, limit)).fetchall())
         return [_alarm(r) for r in rows]
 
     def alarm_history(self, alarm_id: int) -> list[dict[str, Any]]:
@@ -220,15 +246,12 @@ class AlarmTables:
                       limit: int = 500) -> list[dict[str, Any]]:
         """Changes of every record after change ``after`` (the live stream's resume
         point), in the given projects."""
-        where, args = "id > ?", [after]
-        if projects is not None:
-            if not projects:
-                return []
-            where += f" AND project IN ({', '.join('?' * len(projects))})"
-            args.extend(sorted(projects))
+        w = Where("id > ?", after)
+        if not w.projects(projects):
+            return []
         rows = self._read(lambda db: db.execute(
             "SELECT id, alarm_id, project, ts, by, action, note, details FROM alarm_log "
-            f"WHERE {where} ORDER BY id LIMIT ?", (*args, limit)).fetchall())
+            f"WHERE {w.sql} ORDER BY id LIMIT ?", (*w.args, limit)).fetchall())
         return [_log_row(r) for r in rows]
 
     def last_alarm_change(self) -> int:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hub.alarmdesk.hazards import check_transition
+from hub.store.alarms import Where
 
 
 @dataclass(frozen=True)
@@ -64,25 +65,14 @@ class HazardTables:
                 overdue_at: float | None = None, since: float | None = None,
                 until: float | None = None, after_id: int = 0,
                 limit: int = 100) -> list[Hazard]:
-        where, args = ["id > ?"], [after_id]
-        if projects is not None:
-            if not projects:
-                return []
-            where.append(f"project IN ({', '.join('?' * len(projects))})")
-            args.extend(sorted(projects))
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
+        w = Where("id > ?", after_id)
+        if not w.projects(projects):
+            return []
+        w.equal(state=state).period("created_ts", since, until)
         if overdue_at is not None:
-            where.append("state != 'closed' AND deadline IS NOT NULL AND deadline < ?")
-            args.append(overdue_at)
-        if since is not None:
-            where.append("created_ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("created_ts <= ?")
-            args.append(until)
-        sql = f"SELECT {_COLS} FROM hazards WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+            w.add("state != 'closed' AND deadline IS NOT NULL AND deadline < ?", overdue_at)
+        sql = f"SELECT {_COLS} FROM hazards WHERE {w.sql} ORDER BY id LIMIT ?"
+        args = w.args
         return [Hazard(*r) for r in self._read(lambda db: db.execute(sql, (*args, limit))
                                               .fetchall())]
 
@@ -132,18 +122,10 @@ class HazardTables:
                     until: float | None) -> list[tuple]:
         """``(kind, severity, state, first_ts, acked_ts, closed_ts)`` of the alarms raised
         in the period, for the statistics (closed: when cleared and acknowledged)."""
-        where, args = ["1 = 1"], []
-        if projects is not None:
-            if not projects:
-                return []
-            where.append(f"project IN ({', '.join('?' * len(projects))})")
-            args.extend(sorted(projects))
-        if since is not None:
-            where.append("first_ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("first_ts <= ?")
-            args.append(until)
+        w = Where()
+        if not w.projects(projects):
+            return []
+        w.period("first_ts", since, until)
         return self._read(lambda db: db.execute(
             "SELECT kind, severity, acked, active_events != '[]', first_ts, acked_ts, "
-            f"cleared_ts, code FROM alarms WHERE {' AND '.join(where)}", args).fetchall())
+            f"cleared_ts, code FROM alarms WHERE {w.sql}", w.args).fetchall())

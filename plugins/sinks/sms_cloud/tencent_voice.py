@@ -28,12 +28,11 @@ from twisted.internet import defer
 
 from hub.contracts import SendResult, SmsMessage
 from hub.validate import Section, integer, number, string
-from plugins.sinks.sms_cloud import common, http_client, tencent, tencent_sign
+from plugins.sinks.sms_cloud import common, http_client, tencent
 
 ACTION = "SendTtsVoice"
 VERSION = "2020-09-02"
 SERVICE = "vms"
-CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -98,11 +97,8 @@ class TencentVoiceProvider:
             "PlayTimes": o.play_times, "CalledNumber": e164(phone),
             "SessionContext": message.key, "VoiceSdkAppid": o.voice_sdk_app_id,
         }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        timestamp = int(self._reactor.seconds())
-        signed = {"Content-Type": CONTENT_TYPE, "Host": self._host, "X-TC-Action": ACTION}
-        auth = tencent_sign.sign(o.secret_id, o.secret_key, SERVICE, timestamp, signed, body)
-        return {**signed, "X-TC-Timestamp": str(timestamp), "X-TC-Version": VERSION,
-                "X-TC-Region": o.region, "Authorization": auth}, body
+        return tencent.signed_headers(o.secret_id, o.secret_key, self._host, o.region, ACTION,
+                                      VERSION, SERVICE, int(self._reactor.seconds()), body), body
 
     def send(self, message: SmsMessage) -> defer.Deferred:
         ds = [defer.maybeDeferred(self._call, message, p) for p in message.phones]
@@ -121,14 +117,9 @@ class TencentVoiceProvider:
         return d.addCallback(self._read, phone)
 
     def _read(self, response: http_client.HttpResponse, phone: str) -> SendResult:
-        doc = common.load_json(response.body)
-        answer = doc.get("Response") if isinstance(doc, dict) else None
-        if not isinstance(answer, dict):
-            raise common.ProviderError(self.name, f"HTTP {response.status}",
-                                       "answer without a Response")
-        error = answer.get("Error")
-        if isinstance(error, dict):
-            code, text = str(error.get("Code", "")), str(error.get("Message", ""))[:200]
+        answer, error = tencent.read_answer(self.name, response)
+        if error is not None:
+            code, text = error
             if tencent.is_permanent(code):
                 return SendResult(phone, False, "", True, f"{code}: {text}")
             raise common.ProviderError(self.name, code, text)
