@@ -144,13 +144,14 @@ class Outbox:
         self.calls: set[Any] = set()
         self._rows: dict[tuple, int] = {}  # claimed, not yet handed to deliver
 
-    def claim(self, n: Notification, ts: float) -> bool:
-        row = self.store.notify_claim(n.alarm_id, n.step, n.channel, n.recipient, ts,
-                                      {**asdict(n), "summary_of": list(n.summary_of)})
-        if row is None:
-            return False
-        self._rows[(n.alarm_id, n.step, n.channel, n.recipient)] = row
-        return True
+    def claim(self, notes: list[Notification], ts: float) -> list[bool]:
+        rows = self.store.notify_claim(
+            [(n.alarm_id, n.step, n.channel, n.recipient,
+              {**asdict(n), "summary_of": list(n.summary_of)}) for n in notes], ts)
+        for n, row in zip(notes, rows, strict=True):
+            if row is not None:
+                self._rows[(n.alarm_id, n.step, n.channel, n.recipient)] = row
+        return [row is not None for row in rows]
 
     def deliver(self, n: Notification) -> None:
         row = self._rows.pop((n.alarm_id, n.step, n.channel, n.recipient), None)

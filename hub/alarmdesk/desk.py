@@ -33,9 +33,9 @@ Listener = Callable[[AlarmRecord, Change], None]
 
 class _Persistence:
     def __init__(self, store: Any, outbox: Outbox) -> None:
-        self.save = store.esc_save
-        self.drop = store.esc_drop
+        self.apply = store.esc_apply
         self.load = store.esc_load
+        self.records = store.alarm_records
         self.claim = outbox.claim
 
 
@@ -59,9 +59,11 @@ class AlarmDesk(CursorSink):
                                        self.clock)
         self.outbox = Outbox(self.clock, self.store, self.channels, self.notify)
         self.escalator = Escalator(self.clock, _Persistence(self.store, self.outbox),
-                                   self.policy_for, self.store.alarm, self.resolve,
-                                   self.outbox.deliver)
+                                   self.policy_for, self.resolve, self.outbox.deliver)
         self.escalator.start()
+        # a ladder lost by a crash before its first write: adopted, nothing sent twice
+        for record in self.store.alarms(state="active-unacknowledged", limit=1_000_000):
+            self.escalator.adopt(record)
         self.outbox.resume()
 
     def stopped(self) -> None:

@@ -17,7 +17,9 @@ Durable: the next due time of every ladder is in the store (``save``/``drop``), 
 start; a step already due when the hub comes back is sent at once, the later ones keep
 their times (they count from the raise, not from the restart). Each
 (alarm, step, channel, recipient) is sent at most once (the store's ``notifications`` keeps
-them; ``claim`` says whether it is new).
+them; ``claim`` says whether it is new). What one reactor turn changes is written in one
+transaction at the end of the turn, and the records of every step falling due in the turn
+are read in one query.
 """
 
 from __future__ import annotations
@@ -113,11 +115,14 @@ class Notification:
 
 
 class Persistence(Protocol):
-    def save(self, alarm_id: int, project: str, step: int, due: float,
-             base: float) -> None: ...
-    def drop(self, alarm_id: int) -> None: ...
+    """The store's side, in batches: one transaction per reactor turn however many
+    ladders moved (10,000 timers falling due in one second stay on time)."""
+
+    def apply(self, saves: dict[int, tuple[str, int, float, float]],
+              drops: set[int]) -> None: ...
     def load(self) -> list[tuple[int, str, int, float, float]]: ...
-    def claim(self, n: Notification, ts: float) -> bool: ...
+    def records(self, alarm_ids: list[int]) -> dict[int, Any]: ...
+    def claim(self, notes: list[Notification], ts: float) -> list[bool]: ...
 
 
 class StormGate:
@@ -179,8 +184,9 @@ def _sev_rank(severity: str) -> int:
 class Escalator:
     """Runs the ladders of open alarms.
 
+    :param store: the durable side (:class:`Persistence`): ladders, the current records
+        (read before every step, so an act made anywhere stops it), claims.
     :param policy_for: ``policy_for(project)``: the project's policy or None (no ladder).
-    :param record: ``record(alarm_id)``: the current record (an ``AlarmRecord``) or None.
     :param resolve: ``resolve(project, step)``: ``[(channel, address)]`` of the step's
         recipients after their preferences.
     :param deliver: hands one notification to its channel (which retries on its own).
@@ -188,17 +194,21 @@ class Escalator:
 
     def __init__(self, clock: IReactorTime, store: Persistence,
                  policy_for: Callable[[str], Policy | None],
-                 record: Callable[[int], Any],
                  resolve: Callable[[str, Step], Iterable[tuple[str, str]]],
                  deliver: Callable[[Notification], None]) -> None:
         self.clock = clock
         self.store = store
         self.policy_for = policy_for
-        self.record = record
         self.resolve = resolve
         self.deliver = deliver
         self.gate = StormGate(clock, self._send)
         self.timers: dict[int, tuple[IDelayedCall, str, int, float]] = {}
+        # what this reactor turn changed, written (and sent) together by _flush
+        self._saves: dict[int, tuple[str, int, float, float]] = {}
+        self._drops: set[int] = set()
+        self._firing: list[tuple[int, str, int, float]] = []
+        self._outgoing: list[Notification] = []
+        self._flush_call: IDelayedCall | None = None
 
     # -- what the desk tells it --------------------------------------------------------
 
@@ -208,6 +218,13 @@ class Escalator:
             self._arm(alarm_id, project, step, due, base, persist=False)
 
     def stop(self) -> None:
+        """Stop the timers; what this turn changed is written first."""
+        self._firing.clear()
+        self._outgoing.clear()
+        self._write()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
         for call, *_ in self.timers.values():
             if call.active():
                 call.cancel()
@@ -227,8 +244,9 @@ class Escalator:
             self._cancel(record.id)
 
     def adopt(self, record: Any) -> None:
-        """Start the ladder of an open alarm raised before its project had a policy; its
-        delays count from now."""
+        """Start the ladder of an open alarm that has none (raised before its project had
+        a policy, or whose ladder a crash lost before it was written): its delays count
+        from now; steps sent before are not sent again (their claims are stored)."""
         if record.id in self.timers or record.acked or not record.active:
             return
         policy = self.policy_for(record.project)
@@ -238,10 +256,16 @@ class Escalator:
 
     # -- the ladder ----------------------------------------------------------------------
 
+    def _soon(self) -> None:
+        if self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self.clock.callLater(0, self._flush)
+
     def _arm(self, alarm_id: int, project: str, step: int, due: float, base: float,
              persist: bool = True) -> None:
         if persist:
-            self.store.save(alarm_id, project, step, due, base)
+            self._saves[alarm_id] = (project, step, due, base)
+            self._drops.discard(alarm_id)
+            self._soon()
         delay = max(0.0, due - self.clock.seconds())
         call = self.clock.callLater(delay, self._due, alarm_id, project, step, base)
         old = self.timers.get(alarm_id)
@@ -249,18 +273,48 @@ class Escalator:
             old[0].cancel()
         self.timers[alarm_id] = (call, project, step, base)
 
+    def _drop(self, alarm_id: int) -> None:
+        self._saves.pop(alarm_id, None)
+        self._drops.add(alarm_id)
+        self._soon()
+
     def _cancel(self, alarm_id: int) -> None:
         call, *_ = self.timers.pop(alarm_id)
         if call.active():
             call.cancel()
-        self.store.drop(alarm_id)
+        self._drop(alarm_id)
 
     def _due(self, alarm_id: int, project: str, index: int, base: float) -> None:
         self.timers.pop(alarm_id, None)
-        record = self.record(alarm_id)
+        self._firing.append((alarm_id, project, index, base))
+        self._soon()
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        firing, self._firing = self._firing, []
+        if firing:
+            records = self.store.records([f[0] for f in firing])
+            for alarm_id, project, index, base in firing:
+                self._step(records.get(alarm_id), alarm_id, project, index, base)
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing:
+            claimed = self.store.claim(outgoing, self.clock.seconds())
+            for n, new in zip(outgoing, claimed, strict=True):
+                if new:
+                    self.deliver(n)
+        self._write()
+
+    def _write(self) -> None:
+        if self._saves or self._drops:
+            saves, drops = self._saves, self._drops
+            self._saves, self._drops = {}, set()
+            self.store.apply(saves, drops)
+
+    def _step(self, record: Any, alarm_id: int, project: str, index: int,
+              base: float) -> None:
         policy = self.policy_for(project)
         if record is None or record.acked or not record.active or policy is None:
-            self.store.drop(alarm_id)
+            self._drop(alarm_id)
             return
         now = self.clock.seconds()
         if record.severity != "alarm":
@@ -278,11 +332,11 @@ class Escalator:
         if policy.has(nxt):
             self._arm(alarm_id, project, nxt, max(policy.due(base, nxt), now), base)
         else:
-            self.store.drop(alarm_id)
+            self._drop(alarm_id)
 
     def _send(self, n: Notification) -> None:
-        if self.store.claim(n, self.clock.seconds()):
-            self.deliver(n)
+        self._outgoing.append(n)
+        self._soon()
 
 
 def wall_clock_offset() -> int:

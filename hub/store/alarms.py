@@ -260,15 +260,27 @@ class AlarmTables:
 
     # ------------------------------------------------------------ escalation timers
 
-    def esc_save(self, alarm_id: int, project: str, step: int, due: float,
-                 base: float) -> None:
-        self._write(lambda db: db.execute(
-            "INSERT OR REPLACE INTO escalations (alarm_id, policy, step, due, base) VALUES "
-            "(?, ?, ?, ?, ?)", (alarm_id, project, step, due, base)))
+    def esc_apply(self, saves: dict[int, tuple[str, int, float, float]],
+                  drops: set[int]) -> None:
+        """Ladders moved and ended, in one transaction."""
+        def do(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO escalations (alarm_id, policy, step, due, "
+                           "base) VALUES (?, ?, ?, ?, ?)",
+                           [(a, *row) for a, row in saves.items()])
+            db.executemany("DELETE FROM escalations WHERE alarm_id = ?",
+                           [(a,) for a in drops])
+        self._write(do)
 
-    def esc_drop(self, alarm_id: int) -> None:
-        self._write(lambda db: db.execute("DELETE FROM escalations WHERE alarm_id = ?",
-                                          (alarm_id,)))
+    def alarm_records(self, alarm_ids: list[int]) -> dict[int, AlarmRecord]:
+        out: dict[int, AlarmRecord] = {}
+        ids = list(dict.fromkeys(alarm_ids))
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            part = ids[i:i + 500]
+            rows = self._read(lambda db, part=part: db.execute(
+                f"SELECT {_COLS} FROM alarms WHERE id IN ({', '.join('?' * len(part))})",
+                part).fetchall())
+            out.update((r[0], _alarm(r)) for r in rows)
+        return out
 
     def esc_load(self) -> list[tuple[int, str, int, float, float]]:
         return [tuple(r) for r in self._read(lambda db: db.execute(
@@ -277,16 +289,21 @@ class AlarmTables:
 
     # ------------------------------------------------------------ notifications
 
-    def notify_claim(self, alarm_id: int, step: int, channel: str, recipient: str,
-                     ts: float, body: dict[str, Any]) -> int | None:
-        """A new attempt's row id, or None when this (alarm, step, channel, recipient)
-        was claimed before (never sent twice)."""
-        def do(db: sqlite3.Connection) -> int | None:
-            cur = db.execute("INSERT OR IGNORE INTO notifications (alarm_id, step, channel, "
-                             "recipient, ts, status, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                             (alarm_id, step, channel, recipient, ts,
-                              json.dumps(body, ensure_ascii=False)))
-            return cur.lastrowid if cur.rowcount else None
+    def notify_claim(self, items: list[tuple[int, int, str, str, dict[str, Any]]],
+                     ts: float) -> list[int | None]:
+        """Claim ``(alarm_id, step, channel, recipient, body)`` attempts in one
+        transaction: each new one's row id, or None when it was claimed before (never sent
+        twice)."""
+        def do(db: sqlite3.Connection) -> list[int | None]:
+            out: list[int | None] = []
+            for alarm_id, step, channel, recipient, body in items:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO notifications (alarm_id, step, channel, recipient, "
+                    "ts, status, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                    (alarm_id, step, channel, recipient, ts,
+                     json.dumps(body, ensure_ascii=False)))
+                out.append(cur.lastrowid if cur.rowcount else None)
+            return out
         return self._write(do)
 
     def notify_done(self, row_id: int, status: str, answer: str, attempts: int,

@@ -23,27 +23,33 @@ MIDNIGHT_CST = datetime(2026, 12, 7, tzinfo=timezone(timedelta(hours=8))).timest
 
 class Memory:
     """The store's side of the escalator, in memory (the SQLite one is tested through the
-    API)."""
+    API); ``records`` is the rig's dict of current records."""
 
     def __init__(self):
         self.rows: dict[int, tuple[str, int, float, float]] = {}
         self.claimed: set[tuple] = set()
+        self.current: dict = {}
+        self.writes = 0
 
-    def save(self, alarm_id, project, step, due, base):
-        self.rows[alarm_id] = (project, step, due, base)
-
-    def drop(self, alarm_id):
-        self.rows.pop(alarm_id, None)
+    def apply(self, saves, drops):
+        self.writes += 1
+        self.rows.update(saves)
+        for a in drops:
+            self.rows.pop(a, None)
 
     def load(self):
         return [(a, *row) for a, row in self.rows.items()]
 
-    def claim(self, n, ts):
-        key = (n.alarm_id, n.step, n.channel, n.recipient)
-        if key in self.claimed:
-            return False
-        self.claimed.add(key)
-        return True
+    def records(self, ids):
+        return {i: self.current[i] for i in ids if i in self.current}
+
+    def claim(self, notes, ts):
+        out = []
+        for n in notes:
+            key = (n.alarm_id, n.step, n.channel, n.recipient)
+            out.append(key not in self.claimed)
+            self.claimed.add(key)
+        return out
 
 
 LADDER = Policy(steps=(Step(0, "sms", ("+8613800000001",)),
@@ -56,11 +62,12 @@ class Rig:
         self.clock = Clock()
         self.clock.advance(start)
         self.policy = policy
-        self.records: dict[int, AlarmRecord] = {}
         self.sent = []
         self.store = store or Memory()
-        self.esc = Escalator(self.clock, self.store, lambda p: self.policy,
-                             self.records.get, self.resolve, self.sent.append)
+        self.records: dict[int, AlarmRecord] = {}
+        self.store.current = self.records
+        self.esc = Escalator(self.clock, self.store, lambda p: self.policy, self.resolve,
+                             self.sent.append)
 
     @staticmethod
     def resolve(project, step):
@@ -236,3 +243,16 @@ def test_an_alarm_raised_before_the_policy_is_adopted_from_now():
     rig.esc.adopt(r)  # adopting twice changes nothing
     rig.clock.advance(0)
     assert len(rig.sent) == 2
+
+
+def test_one_write_per_reactor_turn_however_many_ladders_move():
+    rig = Rig(Policy(steps=(Step(0, "sms", ("+8613800000001",)),
+                            Step(60, "sms", ("+8613800000002",))), storm_limit=10**6))
+    for i in range(1, 501):
+        rig.raise_(alarm_id=i, device=f"d{i}")
+    rig.clock.advance(0)
+    assert len(rig.sent) == 500 and len(rig.store.rows) == 500
+    writes = rig.store.writes
+    rig.clock.advance(60)
+    assert len(rig.sent) == 1000 and rig.store.rows == {}
+    assert rig.store.writes - writes == 1
