@@ -18,7 +18,15 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from hub.alarmdesk.hazards import FILE_TYPES, SEVERITIES, STATES, IllegalTransition, file_type
+from hub.alarmdesk.hazards import (
+    FILE_TYPES,
+    SEVERITIES,
+    STATES,
+    TRANSITIONS,
+    IllegalTransition,
+    check_transition,
+    file_type,
+)
 from hub.alarmdesk.stats import alarm_stats, hazard_stats
 from hub.api.deps import Caller, Ctx, OrgTree, invalid, not_found
 from hub.api.routes_alarms import check_act, check_read, readable_projects
@@ -180,8 +188,6 @@ async def move_hazard(hazard_id: HazardId, body: TransitionIn, caller: Caller,
     rectifying → found (inspect again). Operator or above."""
     h = await _hazard(ctx, caller, tree, hazard_id, act=True)
     try:  # checked before it is audited; the store checks again in its transaction
-        from hub.alarmdesk.hazards import check_transition
-
         check_transition(h.state, body.to)
         await ctx.audit(caller.name, f"hazard.{body.to}", str(hazard_id),
                         {"project": h.project, "from": h.state, "to": body.to,
@@ -202,8 +208,6 @@ async def move_hazards(body: BatchTransitionIn, caller: Caller, tree: OrgTree,
     """The same transition for many hazards (batch handling, 隐患批量处理): all are checked
     first, so one out of scope (404), a missing role (403) or an illegal move (409) moves
     none."""
-    from hub.alarmdesk.hazards import TRANSITIONS
-
     hazards = [await _hazard(ctx, caller, tree, i, act=True) for i in dict.fromkeys(body.ids)]
     refused = {h.id: list(TRANSITIONS[h.state]) for h in hazards
                if body.to not in TRANSITIONS[h.state]}
