@@ -143,6 +143,7 @@ class Outbox:
         self.on_done = on_done
         self.calls: set[Any] = set()
         self._rows: dict[tuple, int] = {}  # claimed, not yet handed to deliver
+        self._answers: dict[int, list[str]] = {}  # row -> each attempt's answer so far
 
     def claim(self, notes: list[Notification], ts: float) -> list[bool]:
         rows = self.store.notify_claim(
@@ -187,6 +188,9 @@ class Outbox:
             return
         _log.info("notification {row} to {to} failed ({error}); retrying", row=row,
                   to=n.recipient, error=error)
+        # every attempt's answer on record, the row still pending (resumed after a stop)
+        self.store.notify_done(row, "pending", self._answer(row, attempt, error), attempt,
+                               self.clock.seconds())
         call = self.clock.callLater(self.backoff.delay(attempt), self._retry, row, n,
                                     attempt + 1)
         self.calls.add(call)
@@ -195,7 +199,14 @@ class Outbox:
         self.calls = {c for c in self.calls if c.active()}
         self._attempt(row, n, attempt)
 
+    def _answer(self, row: int, attempt: int, answer: str) -> str:
+        answers = self._answers.setdefault(row, [])
+        answers.append(f"#{attempt} {answer}")
+        return "; ".join(answers)
+
     def _end(self, row: int, status: str, answer: str, attempts: int) -> None:
-        self.store.notify_done(row, status, answer, attempts, self.clock.seconds())
+        text = self._answer(row, attempts, answer)
+        self._answers.pop(row, None)
+        self.store.notify_done(row, status, text, attempts, self.clock.seconds())
         if self.on_done is not None:
             self.on_done(row, status)
