@@ -125,6 +125,14 @@ class AlarmDesk(CursorSink):
             if not full:
                 return
 
+    def poke(self) -> None:
+        """Wake the live streams (a hazard changed through the API)."""
+        for listener in list(self.listeners):
+            try:
+                listener(None, None)
+            except Exception:
+                _log.failure("change listener failed")
+
     def changed(self, record: AlarmRecord, change: Change, via: str = "") -> None:
         """Tell the audit log and the listeners about a change (the API calls this for
         the acts it wrote itself, after auditing them: ``via`` then says so)."""

@@ -33,6 +33,7 @@ StateName = Literal["active-unacknowledged", "active-acknowledged", "cleared-una
                     "cleared-acknowledged"]
 ActionName = Literal["acknowledge", "assign", "comment", "handle"]
 MAX_BATCH = 500
+LOOK = 5.0  # s between looks at the store when nothing woke a stream
 
 
 class AlarmOut(BaseModel):
@@ -170,6 +171,20 @@ async def stream_alarms(
         after = int(last_event_id)
     if after is None:
         after = await ctx.run(ctx.store.last_alarm_change)
+
+    async def render(row: dict[str, Any]) -> dict[str, Any]:
+        record = await ctx.run(ctx.store.alarm, row["alarm_id"])
+        return {**row, "alarm": alarm_out(record).model_dump() if record else None}
+
+    return change_stream(ctx, "alarm", lambda cursor: ctx.store.alarm_changes(cursor, projects),
+                         render, after, idle_timeout)
+
+
+def change_stream(ctx: ApiContext, event: str, fetch: Any, render: Any, after: int,
+                  idle_timeout: float | None) -> EventSourceResponse:
+    """SSE of stored changes after ``after``: ``fetch(cursor)`` (on a worker thread) gives
+    rows with a ``seq``, ``render(row)`` their data. Woken by the desk's listeners; acts
+    made by ``hub alarms`` (another process) are seen within ``LOOK`` seconds."""
     pulse = asyncio.Event()
     desk = ctx.desk
 
@@ -179,23 +194,24 @@ async def stream_alarms(
     desk.listeners.append(wake)
 
     async def changes():
-        cursor = after
+        cursor, idle = after, 0.0
         try:
             while True:
                 pulse.clear()
-                rows = await ctx.run(ctx.store.alarm_changes, cursor, projects)
+                rows = await ctx.run(fetch, cursor)
                 for row in rows:
                     cursor = row["seq"]
-                    record = await ctx.run(ctx.store.alarm, row["alarm_id"])
-                    data = {**row, "alarm": alarm_out(record).model_dump() if record else None}
-                    yield {"id": str(cursor), "event": "alarm",
-                           "data": json.dumps(data, ensure_ascii=False)}
+                    yield {"id": str(cursor), "event": event,
+                           "data": json.dumps(await render(row), ensure_ascii=False)}
                 if rows:
+                    idle = 0.0
                     continue
-                try:  # a change made by `hub alarms` does not pulse: look every few seconds
-                    await asyncio.wait_for(pulse.wait(), min(idle_timeout or 5.0, 5.0))
+                wait = LOOK if idle_timeout is None else min(LOOK, idle_timeout - idle)
+                try:
+                    await asyncio.wait_for(pulse.wait(), max(wait, 0.01))
                 except TimeoutError:
-                    if idle_timeout is not None:
+                    idle += wait
+                    if idle_timeout is not None and idle >= idle_timeout:
                         return
         finally:
             if wake in desk.listeners:
@@ -284,4 +300,4 @@ async def act_batch(body: BatchIn, caller: Caller, tree: OrgTree, ctx: Ctx) -> l
     return await _act(ctx, caller, records, body)
 
 
-__all__ = ["alarm_out", "check_act", "check_read", "readable_projects", "router"]
+__all__ = ["alarm_out", "change_stream", "check_act", "check_read", "readable_projects", "router"]

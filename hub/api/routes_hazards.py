@@ -14,9 +14,10 @@ import hashlib
 import os
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
 
 from hub.alarmdesk.hazards import (
     FILE_TYPES,
@@ -29,7 +30,7 @@ from hub.alarmdesk.hazards import (
 )
 from hub.alarmdesk.stats import alarm_stats, hazard_stats
 from hub.api.deps import Caller, Ctx, OrgTree, invalid, not_found
-from hub.api.routes_alarms import check_act, check_read, readable_projects
+from hub.api.routes_alarms import change_stream, check_act, check_read, readable_projects
 from hub.api.schemas import ERRORS, Strict
 from hub.store.hazards import Hazard
 
@@ -146,6 +147,7 @@ async def open_hazard(body: HazardIn, caller: Caller, tree: OrgTree, ctx: Ctx) -
     h = await ctx.run(ctx.store.hazard_add, project, device, body.alarm_id, body.category,
                       body.severity, body.description, body.deadline, body.responsible,
                       caller.name, now, body.note)
+    ctx.desk.poke()
     return _out(h, now)
 
 
@@ -166,6 +168,35 @@ async def list_hazards(
     rows = await ctx.run(ctx.store.hazards, projects, state=state,
                          overdue_at=now if overdue else None, after_id=after, limit=limit)
     return [_out(h, now) for h in rows]
+
+
+@router.get("/hazards/stream", responses={**ERRORS, 200: {
+    "description": "Server-Sent Events: `event: hazard`, `id:` the transition's seq, `data:` "
+                   "the transition (as in a hazard's history) with the hazard after it under "
+                   "`hazard`",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+async def stream_hazards(
+    caller: Caller, tree: OrgTree, ctx: Ctx,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
+                                       "(default: Last-Event-ID, else from now)")] = None,
+    idle_timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """Every hazard opened or moved in the caller's scope, as it is stored."""
+    projects = readable_projects(caller, tree)
+    if after is None and last_event_id and last_event_id.isdigit():
+        after = int(last_event_id)
+    if after is None:
+        after = await ctx.run(ctx.store.last_hazard_change)
+
+    async def render(row: dict[str, Any]) -> dict[str, Any]:
+        h = await ctx.run(ctx.store.hazard, row["hazard_id"])
+        now = ctx.hub.clock.seconds()
+        return {**row, "hazard": _out(h, now).model_dump() if h else None}
+
+    return change_stream(ctx, "hazard",
+                         lambda cursor: ctx.store.hazard_changes(cursor, projects), render,
+                         after, idle_timeout)
 
 
 @router.get("/hazards/{hazard_id}", response_model=HazardDetail, responses=ERRORS)
@@ -197,6 +228,7 @@ async def move_hazard(hazard_id: HazardId, body: TransitionIn, caller: Caller,
     except IllegalTransition as e:
         raise HTTPException(409, {"message": str(e), "state": e.state,
                                   "allowed": list(e.allowed)}) from None
+    ctx.desk.poke()
     return _out(moved, ctx.hub.clock.seconds())
 
 

@@ -104,6 +104,22 @@ class HazardTables:
         return [dict(zip(("seq", "ts", "by", "from_state", "to_state", "note"), r,
                          strict=True)) for r in rows]
 
+    def hazard_changes(self, after: int, projects: set[str] | None = None,
+                       limit: int = 500) -> list[dict[str, Any]]:
+        """Transitions of every hazard after ``after`` (the live stream's resume point)."""
+        w = Where("id > ?", after)
+        if not w.projects(projects):
+            return []
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, hazard_id, project, ts, by, from_state, to_state, note FROM hazard_log "
+            f"WHERE {w.sql} ORDER BY id LIMIT ?", (*w.args, limit)).fetchall())
+        return [dict(zip(("seq", "hazard_id", "project", "ts", "by", "from_state", "to_state",
+                          "note"), r, strict=True)) for r in rows]
+
+    def last_hazard_change(self) -> int:
+        return self._read(lambda db: db.execute(
+            "SELECT COALESCE(MAX(id), 0) FROM hazard_log").fetchone()[0])
+
     def hazard_file_add(self, hazard_id: int, name: str, content_type: str, size: int,
                         sha256: str, path: str, by: str, ts: float) -> int:
         return self._write(lambda db: db.execute(

@@ -45,9 +45,11 @@ LISTS = [("get", "/api/devices"), ("get", "/api/projects"), ("get", "/api/units"
          ("get", "/api/api-keys"), ("get", "/api/auth/me"),
          ("get", "/api/events/stream"), ("get", "/api/audit"), ("get", "/api/alarms"),
          ("get", "/api/alarms/stream"), ("get", "/api/hazards"), ("get", "/api/stats/alarms"),
+         ("get", "/api/hazards/stream"),
          ("post", "/api/auth/logout")]
 LIST_PARAMS = {"/api/events/stream": {"after": 0, "idle_timeout": 1},
-               "/api/alarms/stream": {"after": 0, "idle_timeout": 1}}
+               "/api/alarms/stream": {"after": 0, "idle_timeout": 1},
+               "/api/hazards/stream": {"after": 0, "idle_timeout": 1}}
 
 #: generic bodies that pass validation, for routes whose target is in the path
 BODIES = {

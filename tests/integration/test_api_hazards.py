@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
+import httpx
 import pytest
 
 from tests.support.api_hub import populated_hub
@@ -128,6 +130,24 @@ def test_the_hazard_workflow(api):
         assert stats["hazards"]["time_to_close"]["count"] == 1
         empty = other.get("/api/stats/alarms", params={"project": "p1"}).json()
         assert empty["alarms"]["total"] == 0 and empty["hazards"]["total"] == 0
+        # the live stream of hazard changes, resumed from the start, scoped
+        token = api.login("op1")
+        with httpx.Client(base_url=api.url, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as c, \
+                c.stream("GET", "/api/hazards/stream",
+                         params={"after": 0, "idle_timeout": 1}) as s:
+            seen = [json.loads(line[5:]) for line in s.iter_lines()
+                    if line.startswith("data:")]
+        mine = [(x["from_state"], x["to_state"]) for x in seen if x["hazard_id"] == hid]
+        assert mine == [(None, "found"), ("found", "rectifying"), ("rectifying", "checked"),
+                        ("checked", "rectifying"), ("rectifying", "checked"),
+                        ("checked", "closed")]
+        assert seen[-1]["hazard"]["project"] == "p1"
+        with httpx.Client(base_url=api.url, timeout=30, headers={
+                "Authorization": f"Bearer {api.login('view2')}"}) as c, \
+                c.stream("GET", "/api/hazards/stream",
+                         params={"after": 0, "idle_timeout": 1}) as s:
+            assert not [line for line in s.iter_lines() if line.startswith("data:")]
     acts = {(e["actor"], e["action"]) for e in api.audit()}
     for action in ("hazard.opened", "hazard.rectifying", "hazard.checked", "hazard.closed",
                    "hazard.file_added"):
