@@ -40,6 +40,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m scripts.bench_mqtt --engine native
 	$(BIN)/python -m scripts.bench_lwm2m
 	$(BIN)/python -m scripts.bench_sms --alarms 200
+	$(BIN)/python -m scripts.bench_alarms
 	$(BIN)/python -m scripts.bench_gb26875
 	$(BIN)/python -m scripts.bench_api
 

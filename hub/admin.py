@@ -169,8 +169,8 @@ class AdminProtocol(LineOnlyReceiver):
         """Record an account change made by ``hub users`` (it writes the platform store
         itself; the audit log has one writer, this process)."""
         action = str(request.get("action") or "")
-        if not action.startswith(("user.", "role.")):
-            return {"ok": False, "error": f"not an account action: {action!r}"}
+        if not action.startswith(("user.", "role.", "alarm.", "hazard.")):
+            return {"ok": False, "error": f"not an account or alarm action: {action!r}"}
         d = self.hub.audit.record(str(request.get("by") or "?"), action,
                                   str(request.get("subject") or ""),
                                   dict(request.get("details") or {}))

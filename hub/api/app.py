@@ -10,10 +10,13 @@ from fastapi.staticfiles import StaticFiles
 
 from hub import __version__
 from hub.api import (
+    routes_alarms,
     routes_audit,
     routes_auth,
     routes_devices,
     routes_events,
+    routes_hazards,
+    routes_notify,
     routes_ops,
     routes_org,
     routes_users,
@@ -46,7 +49,7 @@ def create_app(ctx: ApiContext) -> Guard:
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_audit, routes_ops):
+                   routes_alarms, routes_notify, routes_hazards, routes_audit, routes_ops):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

@@ -54,6 +54,7 @@ class ApiContext:
         self.commands: OrderedDict[str, CommandOut] = OrderedDict()
         self.exporter: Any = None  # set by hub.api.app.create_app
         self.feed: Any = None  # the live event stream (hub.api.stream), set there too
+        self.desk: Any = None  # the alarm desk (hub.alarmdesk.desk), set by the service
 
     # ------------------------------------------------------------ threads
 

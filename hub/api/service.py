@@ -22,6 +22,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hub.alarmdesk.desk import AlarmDesk
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.api.live import load_stored
@@ -52,6 +53,7 @@ class ApiService(Service):
         # devices created through the API join the registry before any transport starts
         self.store.open()
         self._problems = load_stored(hub, self.store.devices())
+        self.desk = AlarmDesk(hub, self.store, settings.notify)
         self.ctx: ApiContext | None = None
         self.server: _Server | None = None
         self.port: int | None = None
@@ -76,6 +78,7 @@ class ApiService(Service):
         for problem in self._problems:
             _log.warn("{problem}; it does not run until fixed", problem=problem)
         self.ctx = ApiContext(self.hub, s, self.store)
+        self.ctx.desk = self.desk
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         # proto given explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
         # say IPPROTO_TCP, and with Nagle on every keep-alive answer waits ~40 ms for the
@@ -109,6 +112,7 @@ class ApiService(Service):
                 raise RuntimeError("the API server did not start in time")
             await asyncio.sleep(0.01)
             waited += 0.01
+        self.desk.startService()
         Service.startService(self)
         _log.info("API listening on {url} (docs {url}api/docs)", url=self.url)
         if self.store.count_users() == 0:
@@ -131,4 +135,6 @@ class ApiService(Service):
                 await self._task
         if self.ctx is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.ctx.close)
+        if self.desk.running:
+            await self.desk.stopService().asFuture(asyncio.get_running_loop())
         self.store.close()

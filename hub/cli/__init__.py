@@ -71,6 +71,8 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     audit.add_parsers(sub)
     from hub.api.cli import add_users_command  # `hub users ...` (the API's accounts)
     add_users_command(sub)
+    from hub.alarmdesk.cli import add_alarms_command  # `hub alarms ...` (alarm records)
+    add_alarms_command(sub)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

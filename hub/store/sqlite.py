@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from hub.store.alarms import MIGRATION as ALARMS_MIGRATION
+from hub.store.alarms import AlarmTables
 from hub.store.base import (
     CHILD_KINDS,
     ROLES,
@@ -30,6 +32,7 @@ from hub.store.base import (
     StoreError,
     User,
 )
+from hub.store.hazards import HazardTables
 
 T = TypeVar("T")
 
@@ -70,6 +73,8 @@ MIGRATIONS: list[str] = [
         updated_ts REAL NOT NULL);
     CREATE INDEX devices_project ON devices (project);
     """,
+    # 2: alarm records and their history, escalation timers, notifications, hazards
+    ALARMS_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -109,7 +114,7 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts"
 
 
-class SqliteStore:
+class SqliteStore(AlarmTables, HazardTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:

@@ -31,14 +31,25 @@ FOREIGN_BODIES = {
                                            "model": "simulated", "transport": "demo"},
     ("post", "/api/api-keys"): lambda ids: {"name": "x", "role": "viewer",
                                             "node_id": ids["p1"]},
+    ("post", "/api/alarms/actions"): lambda ids: {"ids": [ids["alarm"]],
+                                                  "action": "acknowledge"},
+    ("post", "/api/hazards"): lambda ids: {"project": "p1", "category": "x",
+                                           "description": "x"},
+    ("post", "/api/hazards/transitions"): lambda ids: {"ids": [ids["hazard"]],
+                                                       "to": "rectifying"},
 }
 
 #: list routes: answered, but nothing of p1 in them (logout last: it ends the session)
 LISTS = [("get", "/api/devices"), ("get", "/api/projects"), ("get", "/api/units"),
          ("get", "/api/events"), ("get", "/api/events/active"), ("get", "/api/users"),
          ("get", "/api/api-keys"), ("get", "/api/auth/me"),
-         ("get", "/api/events/stream"), ("get", "/api/audit"), ("post", "/api/auth/logout")]
-LIST_PARAMS = {"/api/events/stream": {"after": 0, "idle_timeout": 1}}
+         ("get", "/api/events/stream"), ("get", "/api/audit"), ("get", "/api/alarms"),
+         ("get", "/api/alarms/stream"), ("get", "/api/hazards"), ("get", "/api/stats/alarms"),
+         ("get", "/api/hazards/stream"),
+         ("post", "/api/auth/logout")]
+LIST_PARAMS = {"/api/events/stream": {"after": 0, "idle_timeout": 1},
+               "/api/alarms/stream": {"after": 0, "idle_timeout": 1},
+               "/api/hazards/stream": {"after": 0, "idle_timeout": 1}}
 
 #: generic bodies that pass validation, for routes whose target is in the path
 BODIES = {
@@ -49,6 +60,11 @@ BODIES = {
     "/api/devices/{device_id}": {"name": "x"},
     "/api/events/{event_id}/ack": {"note": "x"},
     "/api/devices/{device_id}/commands": {"action": "trip"},
+    "/api/alarms/{alarm_id}/actions": {"action": "acknowledge"},
+    "/api/projects/{project_id}/notification-policy": {
+        "steps": [{"delay": 0, "channel": "sms", "role": "operator"}]},
+    "/api/users/{user_id}/notification-preferences": {"contacts": []},
+    "/api/hazards/{hazard_id}/transitions": {"to": "rectifying"},
 }
 
 
@@ -59,7 +75,8 @@ QUERY_VALUES = {"quantity": "temperature", "since": 0}
 def _params(ids):
     return {"device_id": "efd-1", "project_id": ids["p1"], "unit_id": ids["unit"],
             "user_id": ids["op1"], "grant_id": ids["op1.grant"], "key_id": ids["key"],
-            "event_id": ids["event"], "command_id": ids["command"]}
+            "event_id": ids["event"], "command_id": ids["command"], "alarm_id": ids["alarm"],
+            "hazard_id": ids["hazard"], "file_id": ids["file"]}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +98,22 @@ def api(tmp_path_factory):
                     break
                 assert time.monotonic() < deadline, "d1 raised no alarm"
                 time.sleep(0.2)
+            while True:  # and the alarm desk keeps a record of it
+                records = op.get("/api/alarms", params={"device": "d1"}).json()["items"]
+                if records:
+                    ids["alarm"] = records[0]["id"]
+                    break
+                assert time.monotonic() < deadline, "no alarm record for d1"
+                time.sleep(0.2)
+            r = op.post("/api/hazards", json={"alarm_id": ids["alarm"], "category": "接线",
+                                              "description": "loose terminal"})
+            assert r.status_code == 201, r.text
+            ids["hazard"] = r.json()["id"]
+            r = op.post(f"/api/hazards/{ids['hazard']}/files", params={"name": "a.png"},
+                        content=b"\x89PNG\r\n\x1a\n" + bytes(32),
+                        headers={"Content-Type": "image/png"})
+            assert r.status_code == 201, r.text
+            ids["file"] = r.json()["id"]
         yield hub
     finally:
         hub.stop()

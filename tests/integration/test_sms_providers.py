@@ -685,7 +685,7 @@ def test_hook_hub_register_sms_providers(site_dir, capsys):
     assert {"aliyun", "tencent", "http", "acme_sms"} <= set(plugins.sms_providers)
     assert all(isinstance(t, SmsProviderType) for t in plugins.sms_providers.values())
     assert plugins.info("sms_cloud").contributes["sms_providers"] == ["aliyun", "tencent",
-                                                                     "http"]
+                                                                     "http", "tencent_voice"]
     assert plugins.info("acme_sms").distribution == "hubtest-acme-sms"
     provider = plugins.sms_providers["acme_sms"].factory({}, None)
     assert provider.send(message("+8613800138000"))[0].message_id == "acme-1"

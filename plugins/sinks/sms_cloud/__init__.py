@@ -8,7 +8,9 @@ README, "SMS providers"):
   HMAC-SHA1 (:mod:`.aliyun_sign`);
 * ``tencent`` (:mod:`.tencent`): Tencent Cloud SMS API 3.0 ``SendSms``, signature v3
   TC3-HMAC-SHA256 (:mod:`.tencent_sign`);
-* ``http`` (:mod:`.generic_http`): a configurable request for local SMS gateways.
+* ``http`` (:mod:`.generic_http`): a configurable request for local SMS gateways;
+* ``tencent_voice`` (:mod:`.tencent_voice`): Tencent Cloud VMS ``SendTtsVoice``, a voice
+  call reading a template (for the alarm desk's notification channels).
 
 Signing is pure (the timestamp and nonce are passed in); sending goes through
 :mod:`.http_client` (Twisted's Agent with a timeout). Endpoints are options, so tests and
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from hub import hookimpl
 from hub.contracts import SmsProviderType
-from plugins.sinks.sms_cloud import aliyun, generic_http, tencent
+from plugins.sinks.sms_cloud import aliyun, generic_http, tencent, tencent_voice
 
 
 @hookimpl
@@ -31,4 +33,6 @@ def hub_register_sms_providers() -> list[SmsProviderType]:
                         "Tencent Cloud SMS (API 3.0 SendSms)"),
         SmsProviderType("http", generic_http.factory, generic_http.check_options,
                         "a local SMS gateway through a configurable HTTP request"),
+        SmsProviderType("tencent_voice", tencent_voice.factory, tencent_voice.check_options,
+                        "Tencent Cloud voice notification (VMS SendTtsVoice)"),
     ]

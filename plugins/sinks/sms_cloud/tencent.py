@@ -56,6 +56,30 @@ def is_permanent(code: str) -> bool:
     return code in PERMANENT_CODES or code.startswith(PERMANENT_PREFIXES)
 
 
+def signed_headers(secret_id: str, secret_key: str, host: str, region: str, action: str,
+                   version: str, service: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers of an API 3.0 POST of ``body`` (shared with :mod:`.tencent_voice`)."""
+    signed = {"Content-Type": CONTENT_TYPE, "Host": host, "X-TC-Action": action}
+    auth = tencent_sign.sign(secret_id, secret_key, service, timestamp, signed, body)
+    return {**signed, "X-TC-Timestamp": str(timestamp), "X-TC-Version": version,
+            "X-TC-Region": region, "Authorization": auth}
+
+
+def read_answer(provider: str, response: http_client.HttpResponse
+                ) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """(the ``Response`` object, its ``Error`` as (code, message) or None); an answer
+    without a ``Response`` is a :class:`common.ProviderError` (worth retrying)."""
+    doc = common.load_json(response.body)
+    answer = doc.get("Response") if isinstance(doc, dict) else None
+    if not isinstance(answer, dict):
+        raise common.ProviderError(provider, f"HTTP {response.status}",
+                                   "answer without a Response")
+    error = answer.get("Error")
+    if isinstance(error, dict):
+        return answer, (str(error.get("Code", "")), str(error.get("Message", ""))[:200])
+    return answer, None
+
+
 @dataclass(frozen=True)
 class Template:
     id: str
@@ -133,11 +157,8 @@ class TencentProvider:
             "TemplateParamSet": [message.params[n] for n in template.params],
             "SessionContext": message.key,
         }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        timestamp = int(self._reactor.seconds())
-        signed = {"Content-Type": CONTENT_TYPE, "Host": self._host, "X-TC-Action": ACTION}
-        auth = tencent_sign.sign(o.secret_id, o.secret_key, SERVICE, timestamp, signed, body)
-        return {**signed, "X-TC-Timestamp": str(timestamp), "X-TC-Version": VERSION,
-                "X-TC-Region": o.region, "Authorization": auth}, body
+        return signed_headers(o.secret_id, o.secret_key, self._host, o.region, ACTION, VERSION,
+                              SERVICE, int(self._reactor.seconds()), body), body
 
     def send(self, message: SmsMessage) -> defer.Deferred:
         chunks = [message.phones[i:i + MAX_PHONES]
@@ -160,14 +181,9 @@ class TencentProvider:
 
     def _read(self, response: http_client.HttpResponse, message: SmsMessage,
               phones: tuple[str, ...]) -> list[SendResult]:
-        doc = common.load_json(response.body)
-        answer = doc.get("Response") if isinstance(doc, dict) else None
-        if not isinstance(answer, dict):
-            raise common.ProviderError(self.name, f"HTTP {response.status}",
-                                       "answer without a Response")
-        error = answer.get("Error")
-        if isinstance(error, dict):
-            code, text = str(error.get("Code", "")), str(error.get("Message", ""))[:200]
+        answer, error = read_answer(self.name, response)
+        if error is not None:
+            code, text = error
             if is_permanent(code):
                 _log.warn("tencent refused message {key}: {code} {text}", key=message.key,
                           code=code, text=text)

@@ -1,0 +1,212 @@
+"""Where notifications go: SMS through any SMS provider plugin, and a signed webhook.
+
+:class:`Outbox` owns delivery: each notification was claimed in the store first (one row per
+alarm, step, channel and recipient: never sent twice), is sent, retried with backoff
+(:class:`hub.sinks.Backoff`) while the channel says the failure may mend, and its end
+(``sent`` with the provider's answer, or ``failed``) written to the row. Rows still
+``pending`` when the hub stopped are its durable cursor: sent again at the next start.
+A slow or failing channel holds nothing else up: every notification has its own retries,
+and the escalator's next step runs on its own timer.
+
+The webhook body is JSON; ``X-Hub-Timestamp`` and ``X-Hub-Signature: sha256=<hex
+HMAC-SHA256(secret, "<timestamp>.<body>")>`` let the receiver check it (and refuse
+replays), ``Idempotency-Key`` names the (alarm, step, recipient) for receivers that
+deduplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from hub.alarmdesk.policy import Notification
+from hub.alarmdesk.settings import ChannelSettings, NotifySettings
+from hub.contracts.sms import SmsMessage
+from hub.sinks import Backoff
+
+_log = Logger(namespace="hub.alarmdesk.channels")
+
+
+class Permanent(Exception):
+    """A failure no retry mends (a number the provider refuses, a 4xx)."""
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+@implementer(IBodyProducer)
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> defer.Deferred:
+        consumer.write(self.body)
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class WebhookChannel:
+    def __init__(self, settings: ChannelSettings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor),
+                           connectTimeout=settings.timeout)
+
+    def send(self, n: Notification) -> defer.Deferred:
+        body = json.dumps({**asdict(n), "summary_of": list(n.summary_of)},
+                          ensure_ascii=False).encode()
+        ts = str(int(self.reactor.seconds()))
+        headers = Headers({
+            "Content-Type": ["application/json; charset=utf-8"],
+            "X-Hub-Timestamp": [ts],
+            "X-Hub-Signature": [sign(self.settings.secret, ts, body)],
+            "Idempotency-Key": [f"alarm-{n.alarm_id}-{n.step}-{n.recipient}"],
+            "User-Agent": ["hub-alarmdesk"]})
+        d = self.agent.request(b"POST", self.settings.url.encode(), headers, _Body(body))
+        d.addTimeout(self.settings.timeout, self.reactor)
+
+        def answered(response: Any) -> defer.Deferred:
+            def check(text: bytes) -> str:
+                answer = f"{response.code} {text[:500].decode('utf-8', 'replace')}"
+                if 200 <= response.code < 300:
+                    return answer
+                if 400 <= response.code < 500 and response.code not in (408, 429):
+                    raise Permanent(answer)
+                raise RuntimeError(answer)
+            return readBody(response).addCallback(check)
+        return d.addCallback(answered)
+
+
+class SmsChannel:
+    """One SMS provider (template ``alarm``, or ``summary`` for a storm's summary)."""
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+
+    def send(self, n: Notification) -> defer.Deferred:
+        template = "summary" if n.summary_of else "alarm"
+        msg = SmsMessage((n.recipient,), n.text, template,
+                         {"text": n.text, "severity": n.severity,
+                          "count": str(len(n.summary_of) or 1)},
+                         f"alarm-{n.alarm_id}-{n.step}")
+
+        def check(results: list[Any]) -> str:
+            r = results[0]
+            if r.ok:
+                return f"ok {r.message_id}".strip()
+            if r.permanent:
+                raise Permanent(r.error)
+            raise RuntimeError(r.error)
+        return defer.maybeDeferred(self.provider.send, msg).addCallback(check)
+
+
+def build_channels(settings: NotifySettings, plugins: Any, reactor: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, c in settings.channels.items():
+        if c.type == "webhook":
+            out[name] = WebhookChannel(c, reactor)
+        elif c.type == "sms" and c.provider is not None:
+            ptype = getattr(plugins, "sms_providers", {}).get(c.provider_type)
+            if ptype is not None:
+                out[name] = SmsChannel(ptype.factory(c.provider, reactor))
+    return out
+
+
+class Outbox:
+    def __init__(self, clock: Any, store: Any, channels: dict[str, Any],
+                 settings: NotifySettings, on_done: Callable[[int, str], None] | None = None
+                 ) -> None:
+        self.clock = clock
+        self.store = store
+        self.channels = channels
+        self.settings = settings
+        self.backoff = Backoff(settings.retry_initial, settings.retry_max)
+        self.on_done = on_done
+        self.calls: set[Any] = set()
+        self._rows: dict[tuple, int] = {}  # claimed, not yet handed to deliver
+        self._answers: dict[int, list[str]] = {}  # row -> each attempt's answer so far
+
+    def claim(self, notes: list[Notification], ts: float) -> list[bool]:
+        rows = self.store.notify_claim(
+            [(n.alarm_id, n.step, n.channel, n.recipient,
+              {**asdict(n), "summary_of": list(n.summary_of)}) for n in notes], ts)
+        for n, row in zip(notes, rows, strict=True):
+            if row is not None:
+                self._rows[(n.alarm_id, n.step, n.channel, n.recipient)] = row
+        return [row is not None for row in rows]
+
+    def deliver(self, n: Notification) -> None:
+        row = self._rows.pop((n.alarm_id, n.step, n.channel, n.recipient), None)
+        if row is not None:
+            self._attempt(row, n, 1)
+
+    def resume(self) -> None:
+        """Send what was claimed and not finished before the last stop."""
+        for row, _channel, body in self.store.notify_pending():
+            body["summary_of"] = tuple(body.get("summary_of") or ())
+            self._attempt(row, Notification(**body), 1)
+
+    def stop(self) -> None:
+        for call in list(self.calls):
+            if call.active():
+                call.cancel()
+        self.calls.clear()
+
+    def _attempt(self, row: int, n: Notification, attempt: int) -> None:
+        channel = self.channels.get(n.channel)
+        if channel is None:
+            self._end(row, "failed", f"no channel {n.channel!r} configured", attempt)
+            return
+        d = defer.maybeDeferred(channel.send, n)
+        d.addCallbacks(lambda answer: self._end(row, "sent", str(answer), attempt),
+                       lambda f: self._failed(row, n, attempt, f))
+        d.addErrback(lambda f: _log.failure("notification bookkeeping failed", f))
+
+    def _failed(self, row: int, n: Notification, attempt: int, failure: Any) -> None:
+        error = failure.getErrorMessage() or failure.type.__name__
+        if failure.check(Permanent) or attempt >= self.settings.attempts:
+            self._end(row, "failed", error, attempt)
+            return
+        _log.info("notification {row} to {to} failed ({error}); retrying", row=row,
+                  to=n.recipient, error=error)
+        # every attempt's answer on record, the row still pending (resumed after a stop)
+        self.store.notify_done(row, "pending", self._answer(row, attempt, error), attempt,
+                               self.clock.seconds())
+        call = self.clock.callLater(self.backoff.delay(attempt), self._retry, row, n,
+                                    attempt + 1)
+        self.calls.add(call)
+
+    def _retry(self, row: int, n: Notification, attempt: int) -> None:
+        self.calls = {c for c in self.calls if c.active()}
+        self._attempt(row, n, attempt)
+
+    def _answer(self, row: int, attempt: int, answer: str) -> str:
+        answers = self._answers.setdefault(row, [])
+        answers.append(f"#{attempt} {answer}")
+        return "; ".join(answers)
+
+    def _end(self, row: int, status: str, answer: str, attempts: int) -> None:
+        text = self._answer(row, attempts, answer)
+        self._answers.pop(row, None)
+        self.store.notify_done(row, status, text, attempts, self.clock.seconds())
+        if self.on_done is not None:
+            self.on_done(row, status)

@@ -1,0 +1,151 @@
+"""The alarm desk: keeps the platform store's alarm records in step with the journal.
+
+A :class:`hub.sinks.CursorSink` on cursor ``alarmdesk`` reading events and
+acknowledgements: each batch goes into the store in one transaction (which ignores replays,
+see :meth:`hub.store.alarms.AlarmTables.ingest`), then the cursor moves. A hub killed
+between the two applies the batch again, to no effect. Every change goes to the signed
+audit log (actor ``hub`` for edges) and wakes the live stream of alarm changes.
+
+The store's SQLite calls run on the reactor here: short single transactions per batch of
+at most ``BATCH`` records (the API's own calls go to its worker threads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+
+from hub.alarmdesk.channels import Outbox, build_channels
+from hub.alarmdesk.lifecycle import AlarmRecord, Change
+from hub.alarmdesk.policy import Escalator, Policy, Step, policy_from_dict
+from hub.alarmdesk.settings import NotifySettings
+from hub.sinks import CursorSink
+
+_log = Logger(namespace="hub.alarmdesk")
+
+CURSOR = "alarmdesk"
+BATCH = 1000
+
+Listener = Callable[[AlarmRecord, Change], None]
+
+
+class _Persistence:
+    def __init__(self, store: Any, outbox: Outbox) -> None:
+        self.apply = store.esc_apply
+        self.load = store.esc_load
+        self.records = store.alarm_records
+        self.claim = outbox.claim
+
+
+class AlarmDesk(CursorSink):
+    def __init__(self, hub: Any, store: Any, notify: NotifySettings | None = None,
+                 options: Any = None) -> None:
+        super().__init__(hub, CURSOR, options)
+        self.hub = hub
+        self.store = store
+        self.notify = notify or NotifySettings()
+        self.tail = self.add_tail(CURSOR, {"event", "acknowledgement"})
+        self.listeners: list[Listener] = []
+        self.channels: dict[str, Any] = {}
+        self.outbox: Outbox | None = None
+        self.escalator: Escalator | None = None
+
+    # -- notification policies -------------------------------------------------------------
+
+    def started(self) -> None:
+        self.channels = build_channels(self.notify, getattr(self.hub, "plugins", None),
+                                       self.clock)
+        self.outbox = Outbox(self.clock, self.store, self.channels, self.notify)
+        self.escalator = Escalator(self.clock, _Persistence(self.store, self.outbox),
+                                   self.policy_for, self.resolve, self.outbox.deliver)
+        self.escalator.start()
+        # a ladder lost by a crash before its first write: adopted, nothing sent twice
+        for record in self.store.alarms(state="active-unacknowledged", limit=1_000_000):
+            self.escalator.adopt(record)
+        self.outbox.resume()
+
+    def stopped(self) -> None:
+        if self.escalator is not None:
+            self.escalator.stop()
+        if self.outbox is not None:
+            self.outbox.stop()
+
+    def policy_changed(self, project: str) -> None:
+        """A new policy applies to the project's open unacknowledged alarms from now."""
+        if self.escalator is None:
+            return
+        for record in self.store.alarms({project}, state="active-unacknowledged",
+                                        limit=100_000):
+            self.escalator.adopt(record)
+
+    def policy_for(self, project: str) -> Policy | None:
+        body = self.store.policy(project)
+        return policy_from_dict(body) if body else None
+
+    def resolve(self, project: str, step: Step) -> list[tuple[str, str]]:
+        """The (channel, address) pairs of a step: addresses as given, ``user:NAME`` and
+        the holders of ``role`` on the project (or above it) by their preferences: the
+        step's channel if they gave an address on it, else their first choice."""
+        out: list[tuple[str, str]] = []
+        users: list[int] = []
+        for r in step.recipients:
+            if r.startswith("user:"):
+                u = self.store.user_by_name(r[5:])
+                if u is not None and not u.disabled:
+                    users.append(u.id)
+            else:
+                out.append((step.channel, r))
+        if step.role:
+            from hub.api.authz import Tree
+
+            tree = Tree(self.store.nodes())
+            nodes = list(tree.ancestors(tree.node_of_project(project))) if project else [1]
+            users.extend(uid for uid, _ in self.store.users_with_role(nodes, step.role))
+        for uid in dict.fromkeys(users):
+            contacts = self.store.contacts(uid)
+            mine = [c for c in contacts if c[0] == step.channel] or contacts[:1]
+            out.extend(mine[:1])
+        return list(dict.fromkeys(out))
+
+    def project_of(self, device: str) -> str:
+        info = self.port.device(device)
+        return info.project if info is not None and info.project else ""
+
+    def pump(self) -> None:
+        while True:
+            items, end, full = self.tail.read(BATCH)
+            changes = self.store.ingest(items, self.project_of) if items else []
+            self.tail.commit(end)
+            if items:
+                self.delivered(len(items))
+            for record, change in changes:
+                self.changed(record, change)
+            if not full:
+                return
+
+    def poke(self) -> None:
+        """Wake the live streams (a hazard changed through the API)."""
+        for listener in list(self.listeners):
+            try:
+                listener(None, None)
+            except Exception:
+                _log.failure("change listener failed")
+
+    def changed(self, record: AlarmRecord, change: Change, via: str = "") -> None:
+        """Tell the audit log and the listeners about a change (the API calls this for
+        the acts it wrote itself, after auditing them: ``via`` then says so)."""
+        if not via:
+            self.hub.audit.record(change.by, f"alarm.{change.action}", str(record.id), {
+                "device": record.device, "project": record.project, "code": record.code,
+                "channel": record.channel, "state": record.state, "note": change.note,
+                **change.details}).addErrback(
+                lambda f: _log.failure("alarm change not audited", f))
+        if self.escalator is not None:
+            self.escalator.changed(record, change.action)
+        for listener in list(self.listeners):
+            try:
+                listener(record, change)
+            except Exception:
+                _log.failure("alarm change listener failed")
