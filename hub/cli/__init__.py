@@ -71,6 +71,8 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     audit.add_parsers(sub)
     from hub.api.cli import add_users_command  # `hub users ...` (the API's accounts)
     add_users_command(sub)
+    from hub.rollups.cli import add_rollups_command  # `hub rollups rebuild`
+    add_rollups_command(sub)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p
