@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from hub import __version__
 from hub.api import (
+    routes_analysis,
     routes_audit,
     routes_auth,
     routes_devices,
@@ -46,7 +47,7 @@ def create_app(ctx: ApiContext) -> Guard:
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_audit, routes_ops):
+                   routes_audit, routes_ops, routes_analysis):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hub.rollups.store import DEFAULT_TZ_OFFSET, RollupStore, default_path, resolve_path
+from hub.rollups.store import RollupStore
 
 
 def rollup_settings(config: Any) -> tuple[str, int]:
     """(path, tz offset in s) of the configured ``rollups`` sink, or the defaults."""
-    for section in config.sinks.values():
-        if section.type == "rollups":
-            opts = section.options
-            return (resolve_path(opts.path, config.state_dir),
-                    int(opts.tz_offset_hours * 3600))
-    return default_path(config.state_dir), DEFAULT_TZ_OFFSET
+    from hub.analysis.settings import analysis_settings
+
+    a = analysis_settings(config)
+    return a.path, a.tz_offset
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:

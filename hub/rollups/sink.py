@@ -11,6 +11,7 @@ changes nothing.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,10 @@ class RollupOptions:
     max_lag_seconds: float | None = 300.0
     retry_initial: float = 1.0
     retry_max: float = 60.0
+    #: the safety-grading scheme and the time-of-use schedule (:mod:`hub.analysis`),
+    #: configured here because they are read with these rollups
+    grading: Mapping[str, Any] | None = None
+    tou: Mapping[str, Any] | None = None
 
 
 class RollupSink(BatchSink):
