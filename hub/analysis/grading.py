@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.model import Acknowledgement, Event, EventKind, EventState, Level
@@ -139,6 +140,10 @@ def _episodes(events: Iterable[Event], kind: EventKind) -> list[_Episode]:
     return list(out.values())
 
 
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _overlap(a: float, b: float, since: float, until: float) -> float:
     return max(0.0, min(b, until) - max(a, since))
 
@@ -172,7 +177,7 @@ def grade_device(device: str, events: Sequence[Event], acks: Sequence[Acknowledg
         if acked is None or acked - e.ts > s.ack_within:
             if acked is not None or ep.end is not None:
                 ded.append(Deduction("late_ack", s.late_ack_points,
-                                     f"{e.code} at {e.ts:.0f} acknowledged "
+                                     f"{e.code} at {_when(e.ts)} acknowledged "
                                      + ("never" if acked is None else
                                         f"after {(acked - e.ts) / 60:.0f} min"), device, e.code))
         if ep.end is None and acked is None and e.level.rank >= Level.ALARM.rank:
