@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from hub.analysis.energy import (
@@ -255,3 +255,41 @@ async def long_history(ctx: ApiContext, device: str, quantity: str, channel: str
             return None
         return history_from_rollups(store, device, quantity, channel, since, until, points)
     return await with_rollups(ctx, query)
+
+
+# ------------------------------------------------------------------- reports
+
+
+@router.get("/projects/{project_id}/reports/monthly", responses={
+    **ERRORS, 200: {"content": {t: {} for t in ("text/html", "application/pdf",
+                                                  "application/vnd.openxmlformats-"
+                                                  "officedocument.spreadsheetml.sheet")},
+                    "description": "the report"}}, response_class=Response)
+async def monthly_report(project_id: int, caller: Caller, tree: OrgTree, ctx: Ctx,
+                         month: Annotated[str | None, Query(
+                             pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                             description="YYYY-MM, local; default: this month")] = None,
+                         format: Annotated[Literal["html", "pdf", "xlsx"], Query()] = "html",
+                         ) -> Response:
+    """A project's monthly report: safety grade and its reasons, alarms and faults and
+    their handling, energy and time of use, load, device online rates; as HTML, PDF or
+    Excel."""
+    from hub.reports.data import build_report, current_month, month_range
+    from hub.reports.render import FORMATS, render
+
+    code, devices = await project_devices(ctx, caller, tree, project_id)
+    s = settings(ctx)
+    month = month or current_month(time.time(), s.tz_offset)
+    since, until = month_range(month, s.tz_offset)
+    index = await ctx.device_index()
+    names = {d: index.by_id[d].name for d in devices}
+    title = tree.nodes[project_id].name
+
+    def build(store: RollupStore | None) -> bytes:
+        j = ctx._reader()
+        report = build_report(j, store, code, names, since, until, s, month, title)
+        return render(report, format)
+    body = await with_rollups(ctx, build)
+    filename = f"report-{code}-{month}.{format}"
+    return Response(body, media_type=FORMATS[format], headers={
+        "Content-Disposition": f'attachment; filename="{filename}"'})

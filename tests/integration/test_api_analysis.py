@@ -69,3 +69,30 @@ def test_energy_load_and_long_history_come_from_rollups(api):
     with api.client(api.login("view2")) as other:
         assert other.get("/api/devices/d1/energy").status_code == 404
         assert other.get(f"/api/projects/{api.ids['p1']}/grade").status_code == 404
+
+
+def test_monthly_report_as_pdf_and_excel(api, tmp_path):
+    import io
+    import shutil
+    import subprocess
+
+    from openpyxl import load_workbook
+
+    p1 = api.ids["p1"]
+    with api.client(api.login("aud1")) as aud:
+        r = aud.get(f"/api/projects/{p1}/reports/monthly", params={"format": "pdf"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/pdf"
+        assert "attachment" in r.headers["content-disposition"]
+        pdf = tmp_path / "p1.pdf"
+        pdf.write_bytes(r.content)
+        if shutil.which("pdftotext"):
+            text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True,
+                                  text=True, check=True).stdout
+            assert "项目 p1 电气火灾监控月度报告" in text and "一号箱" in text
+        x = aud.get(f"/api/projects/{p1}/reports/monthly", params={"format": "xlsx"})
+        wb = load_workbook(io.BytesIO(x.content))
+        summary = {row[0]: row[1] for row in wb["概要"].iter_rows(values_only=True)}
+        assert summary["项目"] == "p1" and summary["报警次数"] >= 1
+        bad = aud.get(f"/api/projects/{p1}/reports/monthly", params={"month": "2026-13"})
+        assert bad.status_code == 422

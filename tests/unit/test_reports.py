@@ -135,3 +135,36 @@ def test_html_pdf_and_excel(month):
     days = list(wb["电能"].iter_rows(min_row=2, values_only=True))
     assert len(days) == 31
     assert sum(d[1] for d in days) == pytest.approx(sum(r.energy_per_day.values()))
+
+
+def test_hub_report_monthly_on_the_cli(tmp_path, capsys):
+    import yaml
+
+    from hub.cli import main
+    from hub.journal import Journal
+
+    var = tmp_path / "var"
+    var.mkdir()
+    config = tmp_path / "hub.yaml"
+    config.write_text(yaml.safe_dump({
+        "hub": {"state_dir": "var"},
+        "transports": {"demo": {"type": "simulator", "interval": 5}},
+        "sinks": {"rollups": {"type": "rollups"}},
+        "devices": [{"id": "d1", "name": "一号箱", "project": "p1", "model": "simulated",
+                     "transport": "demo", "address": "normal"}]}, allow_unicode=True),
+        encoding="utf-8")
+    j = Journal(str(var / "journal.sqlite"), clock=Clock())
+    j.open()
+    j.append([Reading("d1", "active_energy", 10.0 + i, START + i * 3600) for i in range(48)])
+    j.append([Event("d1", EventKind.ALARM, "temperature", EventState.RAISED, START + 7200,
+                    Level.ALARM, "T1", id="a1")])
+    j.flush()
+    j.close()
+    assert main(["rollups", "rebuild", "-c", str(config)]) == 0
+    out = tmp_path / "r.html"
+    assert main(["report", "monthly", "-c", str(config), "--project", "p1", "--month", MONTH,
+                 "--format", "html", "-o", str(out), "--title", "测试园区"]) == 0
+    assert "1 alarms, 47.00 kWh" in capsys.readouterr().err
+    page = out.read_text(encoding="utf-8")
+    assert "测试园区 电气火灾监控月度报告" in page and "一号箱" in page
+    assert main(["report", "monthly", "-c", str(config), "--project", "nope"]) == 2
