@@ -185,6 +185,9 @@ class RollupStore:
         touched: dict[int, tuple[float, float]] = {}
         keys: dict[int, tuple[int, bool]] = {}
         tz = self.tz_offset
+        # days made of whole hours: fold each reading into its hour only, the hours into
+        # days at the end (half the work per reading)
+        whole_hours = tz % HOUR == 0
         n = 0
         top = applied
         self.db.execute("BEGIN IMMEDIATE")
@@ -212,8 +215,9 @@ class RollupStore:
                 if floor is not None and ts < floor:
                     continue
                 n += 1
-                for width, start in ((HOUR, ts // HOUR * HOUR),
-                                     (DAY, (ts + tz) // DAY * DAY - tz)):
+                widths = ((HOUR, ts // HOUR * HOUR),) if whole_hours else (
+                    (HOUR, ts // HOUR * HOUR), (DAY, (ts + tz) // DAY * DAY - tz))
+                for width, start in widths:
                     b = acc.get((sid, width, start))
                     if b is None:
                         acc[(sid, width, start)] = [1, value, value, value, ts, value, energy]
@@ -228,6 +232,8 @@ class RollupStore:
                         b[4], b[5] = ts, value
                     if energy is not None:
                         b[6] += energy
+            if whole_hours:
+                self._days_from_hours(acc)
             self.db.executemany(_UPSERT, [(s, w, st, *b) for (s, w, st), b in acc.items()])
             self.db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
                                 [(s, ts, v) for s, (ts, v) in touched.items()])
@@ -240,6 +246,23 @@ class RollupStore:
             self._counters = None  # what memory holds may be ahead of the file now
             raise
         return n
+
+    def _days_from_hours(self, acc: dict[tuple[int, int, float], list]) -> None:
+        tz = self.tz_offset
+        for (sid, _, start), h in list(acc.items()):
+            key = (sid, DAY, (start + tz) // DAY * DAY - tz)
+            b = acc.get(key)
+            if b is None:
+                acc[key] = list(h)
+                continue
+            b[0] += h[0]
+            b[1] = min(b[1], h[1])
+            b[2] = max(b[2], h[2])
+            b[3] += h[3]
+            if h[4] >= b[4]:
+                b[4], b[5] = h[4], h[5]
+            if h[6] is not None:
+                b[6] += h[6]
 
     def fold_journal(self, journal: Any, batch: int = 50_000, floor: float | None = None,
                      progress: Callable[[int], None] | None = None) -> int:

@@ -214,3 +214,34 @@ def test_hub_rollups_rebuild_from_the_cli(tmp_path, capsys):
     assert store.tz_offset == 0
     assert store.energy("m1", DAY) == {DAY * 20000: 5.5}
     store.close()
+
+
+def test_the_readme_rollups_configuration_is_valid():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+                 if "type: rollups" in b)
+    cfg = check_config(yaml.safe_load(block), root / "conf" / "hub.yaml", make_plugins())
+    opts = cfg.sinks["rollups"].options
+    assert opts.hourly_days == 800 and opts.tou["tariffs"]["谷"] == 0.30
+
+
+def test_days_at_a_half_hour_offset(tmp_path):
+    """UTC+5:30: local midnight falls in the middle of a UTC hour."""
+    store = RollupStore(str(tmp_path / "r.sqlite"), tz_offset=19800)
+    midnight = 20000 * DAY - 19800  # a local midnight
+    rows, names = rows_of([e(midnight - 600, 1.0), e(midnight - 60, 2.0), e(midnight + 60, 5.0),
+                           e(midnight + 600, 6.0)])
+    store.apply(rows, names)
+    assert store.energy("m1", DAY) == {midnight - DAY: 1.0, midnight: 4.0}
+    (hour,) = store.energy("m1", HOUR).items()
+    assert hour == (midnight // HOUR * HOUR, 5.0)
+    store.close()
