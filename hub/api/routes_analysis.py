@@ -293,3 +293,49 @@ async def monthly_report(project_id: int, caller: Caller, tree: OrgTree, ctx: Ct
     filename = f"report-{code}-{month}.{format}"
     return Response(body, media_type=FORMATS[format], headers={
         "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# ------------------------------------------------------------------- power quality
+
+
+class PowerQualityIndexOut(BaseModel):
+    index: str
+    samples: int
+    p95: float | None
+    maximum: float | None
+    low: float | None
+    limit: str
+    above_share: float
+    passed: bool | None
+
+
+class PowerQualityOut(BaseModel):
+    device: str
+    since: float
+    until: float
+    indices: list[PowerQualityIndexOut]
+
+
+@router.get("/devices/{device_id}/power-quality", response_model=PowerQualityOut,
+            responses=ERRORS)
+async def power_quality(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
+                        since: Since = None, until: Until = None,
+                        nominal_voltage: Annotated[float, Query(gt=0, le=1e6)] = 220.0,
+                        nominal_kv: Annotated[float, Query(gt=0)] = 0.38,
+                        three_phase: bool = False) -> PowerQualityOut:
+    """Voltage deviation, three-phase unbalance, voltage THD and frequency deviation over
+    a period (default: the last 7 days) against GB/T 12325, 15543, 14549 and 15945: 95 %
+    values, maxima, time above the limit, pass/fail."""
+    from hub.analysis.power_quality import THD_LIMITS, assess_device
+
+    end = time.time() if until is None else until
+    start = end - 7 * DAY if since is None else since
+    if end <= start:
+        raise invalid("until must be after since", "query", "until")
+    if nominal_kv not in THD_LIMITS:
+        raise invalid(f"nominal_kv: one of {sorted(THD_LIMITS)}", "query", "nominal_kv")
+    d = await device_in_scope(ctx, caller, tree, device_id)
+    results = await ctx.journal(lambda j: assess_device(j, d.id, start, end, nominal_voltage,
+                                                        nominal_kv, three_phase))
+    return PowerQualityOut(device=d.id, since=start, until=end, indices=[
+        PowerQualityIndexOut(**r.__dict__) for r in results])

@@ -64,6 +64,11 @@ def test_energy_load_and_long_history_come_from_rollups(api):
         e = op.get("/api/devices/d1/energy", params={"period": "hour"}).json()
         assert e["unit"] == "kWh" and set(e["tou"]) == {"尖峰", "峰", "平", "谷"}
         assert e["load_w"] and all(v > 0 for v in e["load_w"].values())
+        pq = op.get("/api/devices/d1/power-quality").json()
+        assert [i["index"] for i in pq["indices"]] == [
+            "voltage_deviation", "voltage_unbalance", "voltage_thd", "frequency_deviation"]
+        volts = pq["indices"][0]
+        assert volts["samples"] > 0 and volts["passed"] in (True, False)
         p = op.get(f"/api/projects/{api.ids['p1']}/energy", params={"period": "month"})
         assert p.status_code == 200 and p.json()["subject"] == "p1"
     with api.client(api.login("view2")) as other:
