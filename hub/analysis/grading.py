@@ -118,23 +118,23 @@ class Grade:
 
 
 @dataclass
-class _Episode:
+class Episode:
     raised: Event
     end: float | None = None  # cleared at
 
 
-def _episodes(events: Iterable[Event], kind: EventKind) -> list[_Episode]:
+def episodes(events: Iterable[Event], kind: EventKind) -> list[Episode]:
     """Raised-to-cleared episodes of ``kind`` by event id, in the order raised."""
-    out: dict[str, _Episode] = {}
+    out: dict[str, Episode] = {}
     for e in events:
         if e.kind != kind:
             continue
         if e.state == EventState.RAISED:
-            out.setdefault(e.id, _Episode(e))
+            out.setdefault(e.id, Episode(e))
         elif e.state == EventState.CLEARED:
             ep = out.get(e.id)
             if ep is None and e.raised_ts is not None:  # raised before what we were given
-                ep = out[e.id] = _Episode(replace(e, state=EventState.RAISED, ts=e.raised_ts))
+                ep = out[e.id] = Episode(replace(e, state=EventState.RAISED, ts=e.raised_ts))
             if ep is not None:
                 ep.end = e.ts
     return list(out.values())
@@ -161,7 +161,7 @@ def grade_device(device: str, events: Sequence[Event], acks: Sequence[Acknowledg
     per_code: dict[str, float] = {}
     time_points = 0.0
     hours_by_code: dict[str, float] = {}
-    for ep in _episodes(events, EventKind.ALARM):
+    for ep in episodes(events, EventKind.ALARM):
         e = ep.raised
         cls = s.alarm_class(e.code)
         end = until if ep.end is None else ep.end
@@ -185,7 +185,7 @@ def grade_device(device: str, events: Sequence[Event], acks: Sequence[Acknowledg
                                  f"{e.code} raised and unacknowledged at the end of the "
                                  "period", device, e.code))
     for code, pts in sorted(per_code.items()):
-        n = sum(1 for ep in _episodes(events, EventKind.ALARM)
+        n = sum(1 for ep in episodes(events, EventKind.ALARM)
                 if ep.raised.code == code and since <= ep.raised.ts < until)
         ded.append(Deduction("alarms", min(pts, s.per_code_cap),
                              f"{n} × {code} ({s.alarm_class(code)})", device, code))
@@ -196,7 +196,7 @@ def grade_device(device: str, events: Sequence[Event], acks: Sequence[Acknowledg
                              device))
     offline = 0.0
     faults = 0
-    for ep in _episodes(events, EventKind.FAULT):
+    for ep in episodes(events, EventKind.FAULT):
         e = ep.raised
         if e.code == "offline":
             offline += _overlap(e.ts, until if ep.end is None else ep.end, since, until)

@@ -57,11 +57,9 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
 
 def add_report_command(sub: argparse._SubParsersAction) -> None:
     """Register ``hub report ...`` on the main parser's subcommands."""
-    from hub.cli.helpers import add_config_argument
+    from hub.cli.helpers import add_config_argument, command_group
 
-    p = sub.add_parser("report", help="project reports (HTML, PDF, Excel)")
-    what = p.add_subparsers(dest="report_command", metavar="WHAT")
-    what.required = True
+    what = command_group(sub, "report", "project reports (HTML, PDF, Excel)")
     sp = add_config_argument(what.add_parser(
         "monthly", help="a project's month: safety grade, alarms, energy, devices"))
     sp.add_argument("--project", required=True, help="the project's code")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.analysis.energy import advice, by_period, cost, load_curve, project_energy, split_tou
-from hub.analysis.grading import Grade, _episodes, grade_device, grade_project
+from hub.analysis.grading import Grade, episodes, grade_device, grade_project
 from hub.analysis.settings import AnalysisSettings
 from hub.model import ALARM_RULES, FAULT_CODES, EventKind
 from hub.rollups.store import DAY, HOUR
@@ -124,7 +124,7 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
         grades.append(g)
         n_alarms = n_faults = 0
         offline = 0.0
-        for ep in _episodes(events, EventKind.ALARM):
+        for ep in episodes(events, EventKind.ALARM):
             e = ep.raised
             if not since <= e.ts < until:
                 continue
@@ -139,7 +139,7 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
                 unacked += 1
             if ep.end is not None:
                 clear_minutes.append((ep.end - e.ts) / 60)
-        for ep in _episodes(events, EventKind.FAULT):
+        for ep in episodes(events, EventKind.FAULT):
             e = ep.raised
             end = until if ep.end is None else ep.end
             if e.code == "offline":

@@ -46,11 +46,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def add_rollups_command(sub: argparse._SubParsersAction) -> None:
     """Register ``hub rollups ...`` on the main parser's subcommands."""
-    from hub.cli.helpers import add_config_argument
+    from hub.cli.helpers import add_config_argument, command_group
 
-    p = sub.add_parser("rollups", help="hourly and daily aggregates (rebuild)")
-    what = p.add_subparsers(dest="rollups_command", metavar="WHAT")
-    what.required = True
+    what = command_group(sub, "rollups", "hourly and daily aggregates (rebuild)")
     sp = add_config_argument(what.add_parser(
         "rebuild", help="build the rollups again from the journal (hub stopped)"))
     sp.set_defaults(func=cmd_rebuild)
