@@ -280,7 +280,10 @@ async def monthly_report(project_id: int, caller: Caller, tree: OrgTree, ctx: Ct
     code, devices = await project_devices(ctx, caller, tree, project_id)
     s = settings(ctx)
     month = month or current_month(time.time(), s.tz_offset)
-    since, until = month_range(month, s.tz_offset)
+    try:
+        since, until = month_range(month, s.tz_offset)
+    except ValueError as e:
+        raise invalid(str(e), "query", "month") from None
     index = await ctx.device_index()
     names = {d: index.by_id[d].name for d in devices}
     title = tree.nodes[project_id].name
