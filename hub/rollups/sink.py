@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.logger import Logger
 
 from hub.rollups.store import DEFAULT_TZ_OFFSET, RollupStore, resolve_path
 from hub.sinks import BatchSink
 
+_log = Logger(namespace="hub.rollups")
+
 #: seconds between retention passes over the buckets
 PRUNE_INTERVAL = 6 * 3600.0
+#: seconds between checks for a local day to grade (hub.analysis.schedule)
+GRADE_CHECK_INTERVAL = 600.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class RollupSink(BatchSink):
         self.path = resolve_path(options.path, self.port.state_dir)
         self.store: RollupStore | None = None
         self._prune: task.LoopingCall | None = None
+        self._grader: task.LoopingCall | None = None
 
     def started(self) -> None:
         if self.store is None:
@@ -62,11 +68,15 @@ class RollupSink(BatchSink):
         self._prune = task.LoopingCall(self.prune)
         self._prune.clock = self.clock
         self._prune.start(PRUNE_INTERVAL, now=True)
+        self._grader = task.LoopingCall(self.grade)
+        self._grader.clock = self.clock
+        self._grader.start(GRADE_CHECK_INTERVAL, now=False)
         super().started()
 
     def stopped(self) -> Any:
-        if self._prune is not None and self._prune.running:
-            self._prune.stop()
+        for loop in (self._prune, self._grader):
+            if loop is not None and loop.running:
+                loop.stop()
         d = defer.maybeDeferred(super().stopped)
 
         def close(result: Any) -> Any:
@@ -80,6 +90,22 @@ class RollupSink(BatchSink):
         assert self.store is not None
         return self.store.prune(self.clock.seconds(), self.options.hourly_days,
                                 self.options.daily_days)
+
+    def grade(self) -> int:
+        """Grade the local days that ended (grades and grade-change events)."""
+        from hub.analysis.grading import GradingScheme
+        from hub.analysis.schedule import grade_days
+
+        assert self.store is not None
+        devices = [d.id for d in self.port.devices()]
+        try:
+            return grade_days(self.store, self.journal, devices, self.clock.seconds(),
+                              GradingScheme.from_mapping(self.options.grading),
+                              self.port.record_events)
+        except Exception:
+            _log.failure("rollups {sink}: grading failed; tried again in "
+                         f"{GRADE_CHECK_INTERVAL:g} s", sink=self.sink)
+            return 0
 
     def prepare(self, rows: list[tuple], end: int) -> Any:
         return rows, end

@@ -9,6 +9,7 @@ import pytest
 
 from hub.model import Quality, Reading
 from hub.rollups import DAY, HOUR, RollupOptions, RollupSink, RollupStore
+from hub.testing import SinkHarness
 
 #: 2026-01-01 00:00 in China (UTC+8)
 T = 1_767_196_800.0
@@ -245,3 +246,40 @@ def test_days_at_a_half_hour_offset(tmp_path):
     (hour,) = store.energy("m1", HOUR).items()
     assert hour == (midnight // HOUR * HOUR, 5.0)
     store.close()
+
+
+def test_days_are_graded_on_schedule_and_a_change_of_grade_is_an_event(tmp_path):
+    from twisted.internet.task import Clock
+
+    from hub.analysis.schedule import CODE, stored_grades
+    from hub.model import Event, EventKind, EventState, Level
+    from hub.sinks import DeviceInfo
+
+    clock = Clock()
+    clock.advance(T + 12 * HOUR)
+    h = SinkHarness(str(tmp_path / "var"), devices=[DeviceInfo("m1", "m1"),
+                                                    DeviceInfo("m2", "m2")], clock=clock)
+    try:
+        sink = h.start(RollupSink(h.port, "rollups", RollupOptions()))
+
+        def alarm(dev, ts, id):
+            raised = Event(dev, EventKind.ALARM, "temperature", EventState.RAISED, ts,
+                           Level.ALARM, "T1", id=id)
+            return [raised, Event(dev, EventKind.ALARM, "temperature", EventState.CLEARED,
+                                  ts + HOUR, Level.ALARM, "T1", id=id, raised_ts=ts)]
+        h.feed(alarm("m1", T + 13 * HOUR, "a1"))
+        h.run(DAY, step=300)  # the day before the start, then day 1: m1 worse
+        first = [e for e in h.events if e.code == CODE]
+        assert [(e.device, e.level) for e in first] == [("m1", Level.WARNING)]
+        h.feed(alarm("m2", T + DAY + 13 * HOUR, "a2"))
+        h.run(DAY, step=300)  # day 2: m1 better, m2 worse
+        changes = {e.device: e for e in h.events[len(first):] if e.code == CODE}
+        # 100 − 10 (fire alarm) − 2 (1 h) − 3 (never acknowledged) = 85
+        assert stored_grades(sink.store, "m1") == [(T - DAY, 100.0, "优"), (T, 85.0, "良好"),
+                                                   (T + DAY, 100.0, "优")]
+        assert changes["m1"].level == Level.INFO and "良好 → 优" in changes["m1"].message
+        assert changes["m2"].level == Level.WARNING and "优 → 良好" in changes["m2"].message
+        assert changes["m2"].ts == T + 2 * DAY and changes["m2"].value == 85.0
+        assert h.journal.events("m2")[-1].code == CODE  # journaled: policies can push it
+    finally:
+        h.close()
