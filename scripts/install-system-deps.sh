@@ -8,12 +8,18 @@ NEEDED=(
   "mosquitto:mosquitto"
   "mosquitto-clients:mosquitto_pub"
   "libcoap3-bin:coap-client-notls"
+  "poppler-utils:pdftotext"            # tests turn report PDFs into text and PNGs
   "systemd:systemd-analyze"            # tests/integration/test_systemd_unit.py verifies conf/systemd/hub.service
 )
 missing=()
 for pair in "${NEEDED[@]}"; do
   pkg=${pair%%:*}; cmd=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+done
+# libraries and fonts (no command to look for): WeasyPrint's Pango and HarfBuzz, and a CJK
+# font so that Chinese renders in report PDFs (hub.reports)
+for pkg in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-wqy-zenhei; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from hub import __version__
 from hub.api import (
     routes_alarms,
+    routes_analysis,
     routes_audit,
     routes_auth,
     routes_devices,
@@ -49,7 +50,8 @@ def create_app(ctx: ApiContext) -> Guard:
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_alarms, routes_notify, routes_hazards, routes_audit, routes_ops):
+                   routes_alarms, routes_notify, routes_hazards, routes_audit, routes_ops,
+                   routes_analysis):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

@@ -257,6 +257,8 @@ class HistoryOut(BaseModel):
     bucket_seconds: float
     raw_points: int
     points: list[HistoryPoint]
+    #: "rollups" when the range was read from hourly/daily rollups (raw_points: buckets)
+    source: str = "readings"
 
 
 class EventPage(BaseModel):

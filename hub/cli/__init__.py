@@ -73,6 +73,10 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     add_users_command(sub)
     from hub.alarmdesk.cli import add_alarms_command  # `hub alarms ...` (alarm records)
     add_alarms_command(sub)
+    from hub.rollups.cli import add_rollups_command  # `hub rollups rebuild`
+    add_rollups_command(sub)
+    from hub.reports.cli import add_report_command  # `hub report monthly`
+    add_report_command(sub)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

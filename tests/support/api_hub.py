@@ -114,6 +114,7 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
                 "address_throttle": {"failures": 12, "minutes": 1}, **(api or {})},
         "transports": {"demo": {"type": "simulator", "interval": 0.2, "period": 30},
                        "wire": {"type": "cmd_line", "port": wire}},
+        "sinks": {"rollups": {"type": "rollups", "flush_interval": 0.1}},
         "devices": [
             {"id": "d1", "name": "一号箱", "project": "p1", "model": "simulated",
              "transport": "demo", "address": "overheat", "location": "1F",

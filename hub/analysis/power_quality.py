@@ -1,0 +1,141 @@
+"""Power quality of one device over a period (≥ 1 week) against the national limits:
+
+========================  ============================================================
+voltage deviation         GB/T 12325-2008: 220 V single-phase +7 % / −10 %; three-phase
+                          ≤ 20 kV (380 V included) ±7 %
+three-phase unbalance     GB/T 15543-2008: 95 % probability value ≤ 2 %, maximum ≤ 4 %
+voltage THD               GB/T 14549-93: 0.38 kV 5.0 %, 6/10 kV 4.0 %, 35/66 kV 3.0 %,
+                          110 kV 2.0 %
+frequency deviation       GB/T 15945-2008: ±0.2 Hz
+========================  ============================================================
+
+Per index: the 95 % probability value (the largest 5 % of the samples left out, as the
+standards define it), the maximum, the share of samples above the limit (time above limit,
+samples being evenly spaced) and pass/fail (the 95 % value within the limit, and for
+unbalance the maximum within the short-time limit too).
+
+**Unbalance from three magnitudes**, when the device reports no ``voltage_unbalance``: GB/T
+15543-2008 annex A (formula A.3) gives the negative-sequence unbalance of a three-wire
+system from the three line voltages alone::
+
+    L = (a⁴ + b⁴ + c⁴) / (a² + b² + c²)²
+    ε = sqrt((1 − sqrt(3 − 6L)) / (1 + sqrt(3 − 6L))) × 100 %
+
+It is exact for any three phasors that sum to zero (line voltages always do; phase voltages
+when there is no zero-sequence component); from phase voltages of a four-wire system with a
+zero-sequence part it is an estimate. Samples are the three phase readings of one timestamp.
+
+Read from raw readings (the journal keeps weeks): the 95 % value needs the samples, which
+hourly rollups do not keep.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: GB/T 14549-93 voltage THD limits (%) by nominal voltage (kV)
+THD_LIMITS = {0.38: 5.0, 6: 4.0, 10: 4.0, 35: 3.0, 66: 3.0, 110: 2.0}
+UNBALANCE_NORMAL, UNBALANCE_SHORT = 2.0, 4.0
+FREQUENCY_LIMIT = 0.2
+
+
+def unbalance_from_magnitudes(a: float, b: float, c: float) -> float:
+    """Negative-sequence voltage unbalance (%) from three magnitudes (GB/T 15543 A.3)."""
+    s2 = a * a + b * b + c * c
+    if s2 <= 0:
+        return 0.0
+    big_l = (a ** 4 + b ** 4 + c ** 4) / (s2 * s2)
+    root = math.sqrt(max(0.0, 3 - 6 * big_l))
+    return math.sqrt(max(0.0, (1 - root) / (1 + root))) * 100
+
+
+def p95(values: Sequence[float]) -> float:
+    """The 95 % probability value: sorted ascending, the largest 5 % left out."""
+    if not values:
+        raise ValueError("no samples")
+    s = sorted(values)
+    return s[max(0, math.ceil(len(s) * 0.95) - 1)]
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    index: str  # voltage_deviation | voltage_unbalance | voltage_thd | frequency_deviation
+    samples: int
+    p95: float | None
+    maximum: float | None
+    limit: str
+    above_share: float  # share of samples beyond the limit
+    passed: bool | None  # None: no samples
+    low: float | None = None  # voltage deviation: the 5 % value (the lower side)
+
+
+def _assess(index: str, values: list[float], limit_text: str, beyond: Any,
+            passes: Any) -> IndexResult:
+    if not values:
+        return IndexResult(index, 0, None, None, limit_text, 0.0, None)
+    high = p95(values)
+    return IndexResult(index, len(values), round(high, 4), round(max(values), 4), limit_text,
+                       sum(1 for v in values if beyond(v)) / len(values), passes(values, high))
+
+
+def voltage_deviation(volts: Iterable[float], nominal: float, three_phase: bool
+                      ) -> IndexResult:
+    """Deviation in % of ``nominal``: ``p95`` is the 95 % value of the deviations (upper
+    side), ``low`` the 5 % value (lower side, the 95 % value of the drops); both must be
+    within the band."""
+    dev = [(v - nominal) / nominal * 100 for v in volts]
+    lo, hi = (-7.0, 7.0) if three_phase else (-10.0, 7.0)
+    text = f"{lo:+g} % … {hi:+g} % (GB/T 12325)"
+    if not dev:
+        return IndexResult("voltage_deviation", 0, None, None, text, 0.0, None)
+    up, down = p95(dev), -p95([-d for d in dev])
+    return IndexResult("voltage_deviation", len(dev), round(up, 4),
+                       round(max(dev, key=abs), 4), text,
+                       sum(1 for d in dev if d < lo or d > hi) / len(dev),
+                       up <= hi and down >= lo, round(down, 4))
+
+
+def unbalance(values: list[float]) -> IndexResult:
+    return _assess("voltage_unbalance", values,
+                   f"95 % ≤ {UNBALANCE_NORMAL:g} %, max ≤ {UNBALANCE_SHORT:g} % (GB/T 15543)",
+                   lambda v: v > UNBALANCE_NORMAL,
+                   lambda vs, h: h <= UNBALANCE_NORMAL and max(vs) <= UNBALANCE_SHORT)
+
+
+def thd(values: list[float], nominal_kv: float = 0.38) -> IndexResult:
+    limit = THD_LIMITS.get(nominal_kv)
+    if limit is None:
+        raise ValueError(f"no THD limit for {nominal_kv} kV; known: {sorted(THD_LIMITS)}")
+    return _assess("voltage_thd", values, f"≤ {limit:g} % (GB/T 14549, {nominal_kv:g} kV)",
+                   lambda v: v > limit, lambda vs, h: h <= limit)
+
+
+def frequency_deviation(hz: Iterable[float], nominal: float = 50.0) -> IndexResult:
+    dev = [abs(f - nominal) for f in hz]
+    return _assess("frequency_deviation", dev, f"±{FREQUENCY_LIMIT:g} Hz (GB/T 15945)",
+                   lambda d: d > FREQUENCY_LIMIT, lambda vs, h: h <= FREQUENCY_LIMIT)
+
+
+def assess_device(journal: Any, device: str, since: float, until: float,
+                  nominal_voltage: float = 220.0, nominal_kv: float = 0.38,
+                  three_phase: bool = False) -> list[IndexResult]:
+    """The four indices of ``device`` over ``[since, until)`` from its raw readings."""
+    def values(quantity: str, channel: str | None = None) -> list[tuple[float, str, float]]:
+        return [(r.ts, r.channel, r.value) for r in
+                journal.history(device, quantity, channel, since, until)
+                if r.ts < until and r.quality.value == "good" and r.value is not None]
+    volts = values("voltage")
+    given = [v for _, _, v in values("voltage_unbalance")]
+    if not given:
+        phases: dict[float, dict[str, float]] = {}
+        for ts, ch, v in volts:
+            if ch in ("A", "B", "C"):
+                phases.setdefault(ts, {})[ch] = v
+        given = [unbalance_from_magnitudes(p["A"], p["B"], p["C"])
+                 for p in phases.values() if len(p) == 3]
+    return [voltage_deviation([v for _, _, v in volts], nominal_voltage, three_phase),
+            unbalance(given), thd([v for _, _, v in values("voltage_thd")], nominal_kv),
+            frequency_deviation([v for _, _, v in values("frequency")])]

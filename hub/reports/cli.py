@@ -1,0 +1,72 @@
+"""``hub report monthly --project CODE [--month YYYY-MM] [--format pdf] [-o FILE]``: the same
+document the API serves, from the journal (read-only) and the rollups, while the hub runs
+or after it stopped. The project's devices are those the configuration assigns to it
+(plus ``--device`` for devices created through the API)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from hub.reports.render import FORMATS
+
+
+def cmd_report_monthly(args: argparse.Namespace) -> int:
+    from hub.analysis.settings import analysis_settings
+    from hub.cli.helpers import EXIT_USAGE, fail, load_config, note, open_journal
+    from hub.reports.data import build_report, current_month, month_range
+    from hub.reports.render import render
+    from hub.rollups.store import RollupStore
+
+    _, config = load_config(args)
+    s = analysis_settings(config)
+    month = args.month or current_month(time.time(), s.tz_offset)
+    try:
+        since, until = month_range(month, s.tz_offset)
+    except ValueError as e:
+        return fail(str(e), EXIT_USAGE)
+    devices = {d.id: d.name for d in config.devices if d.project == args.project}
+    devices.update({d: d for d in args.device or () if d not in devices})
+    if not devices:
+        return fail(f"no device belongs to project {args.project!r} in {config.file}; "
+                    "name them with --device", EXIT_USAGE)
+    store = RollupStore(s.path, readonly=True) if os.path.exists(s.path) else None
+    if store is None:
+        note(f"no rollups at {s.path} (configure a rollups sink): the report has no energy")
+    j = open_journal(config)
+    try:
+        report = build_report(j, store, args.project, devices, since, until, s, month,
+                              args.title or args.project)
+        body = render(report, args.format)
+    finally:
+        j.close()
+        if store is not None:
+            store.close()
+    out = args.output or f"report-{args.project}-{month}.{args.format}"
+    if out == "-":
+        sys.stdout.buffer.write(body)
+    else:
+        with open(out, "wb") as f:
+            f.write(body)
+        note(f"{out}: {report.grade.grade} ({report.grade.score:.1f}), {report.alarms} "
+             f"alarms, {report.energy_total:,.2f} kWh")
+    return 0
+
+
+def add_report_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``hub report ...`` on the main parser's subcommands."""
+    from hub.cli.helpers import add_config_argument, command_group
+
+    what = command_group(sub, "report", "project reports (HTML, PDF, Excel)")
+    sp = add_config_argument(what.add_parser(
+        "monthly", help="a project's month: safety grade, alarms, energy, devices"))
+    sp.add_argument("--project", required=True, help="the project's code")
+    sp.add_argument("--month", help="YYYY-MM (local); default: this month")
+    sp.add_argument("--format", choices=sorted(FORMATS), default="pdf")
+    sp.add_argument("--device", action="append", help="a device of the project (repeat)")
+    sp.add_argument("--title", help="the report's title (default: the project's code)")
+    sp.add_argument("-o", "--output", help="file to write ('-': standard output); default "
+                    "report-<project>-<month>.<format>")
+    sp.set_defaults(func=cmd_report_monthly)

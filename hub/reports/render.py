@@ -1,0 +1,237 @@
+"""A project report as HTML (charts inline as SVG drawn by matplotlib), PDF (WeasyPrint,
+Chinese in WenQuanYi Zen Hei from Debian's fonts-wqy-zenhei, or any CJK font fontconfig
+finds) and Excel (openpyxl: one sheet per table, the numbers as numbers).
+
+matplotlib draws glyphs as paths (``svg.fonttype = "path"``), so the charts show Chinese
+wherever the SVG is opened; it needs a CJK font only while drawing."""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+from hub.reports.data import ProjectReport
+
+CJK_FONTS = ["WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "SimHei",
+             "DejaVu Sans"]
+RULES = {"alarms": "报警次数", "alarm_time": "报警持续时间", "late_ack": "未及时确认",
+         "open_unacked": "期末未确认", "offline": "离线时间", "faults": "故障"}
+LEVELS = {"warning": "预警", "alarm": "报警", "fault": "故障", "info": "信息"}
+
+_CSS = """
+@page { size: A4; margin: 16mm 14mm; @bottom-center { content: counter(page) " / "
+        counter(pages); font-size: 9pt; color: #666; } }
+body { font-family: "WenQuanYi Zen Hei", "Noto Sans CJK SC", sans-serif; font-size: 10pt;
+       color: #222; }
+h1 { font-size: 18pt; margin: 0 0 4pt; } h2 { font-size: 13pt; border-bottom: 1px solid #888;
+     margin-top: 14pt; }
+.grade { font-size: 22pt; font-weight: bold; } .meta { color: #555; }
+table { border-collapse: collapse; width: 100%; margin: 6pt 0; }
+th, td { border: 1px solid #bbb; padding: 2pt 5pt; text-align: left; }
+td.n { text-align: right; } .chart svg { width: 100%; height: auto; }
+.pie { display: inline-block; width: 48%; } .pie svg { width: 100%; height: auto; }
+.g-优 { color: #1a7f37; } .g-良好 { color: #2f6fbf; } .g-一般隐患 { color: #b26b00; }
+.g-严重隐患 { color: #c62828; }
+"""
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    plt.rcParams.update({"font.sans-serif": CJK_FONTS, "font.family": "sans-serif",
+                         "axes.unicode_minus": False, "svg.fonttype": "path",
+                         "svg.hashsalt": "hub-report", "font.size": 9})
+    return plt
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _plt().close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def bar_chart(data: dict[str, float], title: str, ylabel: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    labels = [k[-2:] if len(k) == 10 else k for k in data]  # days: the day of the month
+    ax.bar(labels, list(data.values()), color="#2f6fbf")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", labelsize=7)
+    return _svg(fig)
+
+
+def line_chart(series: dict[str, dict[str, float]], title: str, ylabel: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    for name, data in series.items():
+        ax.plot([k[-2:] for k in data], list(data.values()), marker=".", label=name)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", labelsize=7)
+    if len(series) > 1:
+        ax.legend()
+    return _svg(fig)
+
+
+def pie_chart(data: dict[str, float], title: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    items = [(k, v) for k, v in data.items() if v > 0]
+    if items:
+        ax.pie([v for _, v in items], labels=[k for k, _ in items], autopct="%1.0f%%")
+    else:
+        ax.text(0.5, 0.5, "无数据", ha="center")
+        ax.axis("off")
+    ax.set_title(title)
+    return _svg(fig)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f'<td class="n">{v:,.2f}</td>'
+        if isinstance(v, int):
+            return f'<td class="n">{v}</td>'
+        return f"<td>{html.escape(str(v))}</td>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _chart(svg: str) -> str:
+    return f'<div class="chart">{svg}</div>'
+
+
+def _pie(svg: str) -> str:
+    return f'<div class="pie">{svg}</div>'
+
+
+def _minutes(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f} 分钟"
+
+
+def render_html(r: ProjectReport) -> str:
+    e = html.escape
+    g = r.grade
+    deductions = [[d.device, RULES.get(d.rule, d.rule), d.reason, round(d.points, 2)]
+                  for d in g.deductions[:30]]
+    parts = [
+        f"<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
+        f"<title>{e(r.title)} {r.period} 月度报告</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(r.title)} 电气火灾监控月度报告</h1>",
+        f"<p class=\"meta\">项目 {e(r.project)} · 统计周期 {r.period} · "
+        f"设备 {len(r.devices)} 台</p>",
+        "<h2>一、安全评级</h2>",
+        f"<p>安全评分 <b>{g.score:.1f}</b> 分，评级 <span class=\"grade g-{g.grade}\">"
+        f"{g.grade}</span></p>",
+        "<p>扣分明细（评分规则见 README “Safety grading”）：</p>",
+        _table(["设备", "规则", "原因", "扣分"], deductions) if deductions else "<p>无扣分。</p>",
+        "<h2>二、报警与故障</h2>",
+        f"<p>报警 {r.alarms} 次，故障 {r.faults} 次；已确认 {r.acknowledged} 次，未确认 "
+        f"{r.unacknowledged} 次；平均确认用时 {_minutes(r.mean_ack_minutes)}，平均恢复用时 "
+        f"{_minutes(r.mean_clear_minutes)}。</p>",
+        _table(["报警类型", "次数"], [[k, v] for k, v in r.alarms_by_type.items()])
+        if r.alarms_by_type else "<p>本月无报警。</p>",
+        _table(["故障类型", "次数"], [[k, v] for k, v in r.faults_by_type.items()])
+        if r.faults_by_type else "",
+        _chart(line_chart({"报警": r.alarms_per_day, "故障": r.faults_per_day},
+                          "每日报警与故障", "次")),
+        _pie(pie_chart(r.alarms_by_type, "报警类型占比")),
+        "<h2>三、用电分析</h2>",
+        f"<p>本月用电 <b>{r.energy_total:,.2f}</b> kWh，电费约 {r.cost:,.2f} 元。</p>",
+        _table(["时段", "电量 (kWh)"], [[k, float(v)] for k, v in r.tou.items()]),
+        _chart(bar_chart(r.energy_per_day, "每日用电量", "kWh")),
+        _pie(pie_chart(r.tou, "峰平谷用电占比")),
+    ]
+    if r.load_per_day:
+        parts.append(_chart(line_chart({"平均负荷": r.load_per_day}, "每日平均负荷", "W")))
+    if r.advice:
+        parts.append("<p>节能建议：</p><ul>" + "".join(f"<li>{e(a)}</li>" for a in r.advice)
+                     + "</ul>")
+    parts += [
+        "<h2>四、设备运行</h2>",
+        f"<p>设备在线率 {r.online_rate:.1%}。</p>",
+        _table(["设备", "名称", "评级", "评分", "报警", "故障", "在线率", "用电 (kWh)"],
+               [[d.device, d.name, d.grade, float(d.score), d.alarms, d.faults,
+                 f"{d.online_rate:.1%}", float(d.kwh)] for d in r.devices]),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def render_pdf(r: ProjectReport, html_text: str | None = None) -> bytes:
+    from weasyprint import HTML
+
+    return HTML(string=html_text or render_html(r)).write_pdf()
+
+
+def render_xlsx(r: ProjectReport) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.chart import BarChart, Reference
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "概要"
+    for row in (["项目", r.project], ["名称", r.title], ["统计周期", r.period],
+                ["安全评分", r.grade.score], ["安全评级", r.grade.grade],
+                ["报警次数", r.alarms], ["故障次数", r.faults],
+                ["已确认", r.acknowledged], ["未确认", r.unacknowledged],
+                ["平均确认用时 (分钟)", r.mean_ack_minutes], ["用电量 (kWh)", r.energy_total],
+                ["电费 (元)", r.cost], ["设备在线率", round(r.online_rate, 4)],
+                *[[f"{k} (kWh)", v] for k, v in r.tou.items()]):
+        ws.append(row)
+    ws.column_dimensions["A"].width = 22
+    d = wb.create_sheet("扣分")
+    d.append(["设备", "规则", "原因", "扣分"])
+    for x in r.grade.deductions:
+        d.append([x.device, x.rule, x.reason, round(x.points, 3)])
+    en = wb.create_sheet("电能")
+    en.append(["日期", "用电量 (kWh)", "平均负荷 (W)", "报警", "故障"])
+    for day, kwh in r.energy_per_day.items():
+        en.append([day, kwh, r.load_per_day.get(day), r.alarms_per_day.get(day, 0),
+                   r.faults_per_day.get(day, 0)])
+    if r.energy_per_day:
+        chart = BarChart()
+        chart.title = "每日用电量"
+        chart.add_data(Reference(en, min_col=2, min_row=1, max_row=len(r.energy_per_day) + 1),
+                       titles_from_data=True)
+        chart.set_categories(Reference(en, min_col=1, min_row=2,
+                                       max_row=len(r.energy_per_day) + 1))
+        en.add_chart(chart, "G2")
+    al = wb.create_sheet("报警")
+    al.append(["类型", "次数"])
+    for k, v in r.alarms_by_type.items():
+        al.append([k, v])
+    al.append([])
+    al.append(["级别", "次数"])
+    for k, v in r.alarms_by_level.items():
+        al.append([LEVELS.get(k, k), v])
+    dv = wb.create_sheet("设备")
+    dv.append(["设备", "名称", "评级", "评分", "报警", "故障", "在线率", "用电量 (kWh)"])
+    for x in r.devices:
+        dv.append([x.device, x.name, x.grade, x.score, x.alarms, x.faults,
+                   round(x.online_rate, 4), round(x.kwh, 3)])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf",
+           "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def render(r: ProjectReport, fmt: str) -> bytes:
+    if fmt == "html":
+        return render_html(r).encode("utf-8")
+    if fmt == "pdf":
+        return render_pdf(r)
+    if fmt == "xlsx":
+        return render_xlsx(r)
+    raise ValueError(f"format: one of {', '.join(FORMATS)}")

@@ -1,0 +1,12 @@
+"""Rollups: hourly and daily aggregates of every series, kept for years (README "Rollups,
+safety grading and reports").
+
+* :mod:`.store`: :class:`RollupStore`, the SQLite file, the energy-delta rule, rebuild;
+* :mod:`.sink`: :class:`RollupSink`, which keeps it up to date from the journal.
+"""
+
+from hub.rollups.sink import RollupOptions, RollupSink
+from hub.rollups.store import COUNTERS, DAY, HOUR, Bucket, RollupStore, default_path
+
+__all__ = ["COUNTERS", "DAY", "HOUR", "Bucket", "RollupOptions", "RollupSink", "RollupStore",
+           "default_path"]

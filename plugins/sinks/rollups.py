@@ -1,0 +1,64 @@
+"""Built-in sink ``rollups``: hourly and daily aggregates of every series, kept for years
+(:mod:`hub.rollups`; README "Rollups, safety grading and reports")::
+
+    sinks:
+      rollups:
+        type: rollups
+        # path: rollups.sqlite       # relative to state_dir (the default)
+        tz_offset_hours: 8           # days start at local midnight (fixed at creation)
+        hourly_days: 800             # hourly buckets kept this long
+        daily_days: 3660             # daily buckets kept this long
+        grading: {bands: [90, 75, 60]}   # README "Safety grading": any weight or band
+        tou:                         # time-of-use periods (local time) and tariffs
+          periods: [{start: "10:00", end: "15:00", name: 峰},
+                    {start: "23:00", end: "07:00", name: 谷}]
+          tariffs: {峰: 1.05, 平: 0.65, 谷: 0.30}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hub import hookimpl
+from hub.analysis.energy import TouSchedule
+from hub.analysis.grading import GradingScheme
+from hub.contracts import SinkType
+from hub.rollups import RollupOptions, RollupSink
+from hub.validate import Invalid, Section, integer, number, string
+
+
+def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise Invalid("a mapping")
+        try:
+            parse(value)
+        except (ValueError, TypeError, KeyError) as e:
+            raise Invalid(str(e)) from None
+        return dict(value)
+    return check
+
+
+def check_options(s: Section) -> RollupOptions:
+    opts = RollupOptions(
+        path=s.get("path", string(r".+", "a file path"), None),
+        tz_offset_hours=s.get("tz_offset_hours", number(-12, 14, "h"), 8.0),
+        hourly_days=s.get("hourly_days", number(731, None, "days"), 800.0),
+        daily_days=s.get("daily_days", number(731, None, "days"), 3660.0),
+        batch_size=s.get("batch_size", integer(1, 1_000_000), 5000),
+        flush_interval=s.get("flush_interval", number(0.01, 3600, "s"), 1.0),
+        max_lag_seconds=s.get("max_lag_seconds", number(1, None, "s"), 300.0),
+        retry_initial=s.get("retry_initial", number(0.01, 3600, "s"), 1.0),
+        retry_max=s.get("retry_max", number(0.01, 86400, "s"), 60.0),
+        grading=s.get("grading", _checked(GradingScheme.from_mapping), None),
+        tou=s.get("tou", _checked(TouSchedule.from_mapping), None),
+    )
+    s.finish()
+    return opts
+
+
+@hookimpl
+def hub_register_sink_types() -> list[SinkType]:
+    return [SinkType("rollups", RollupSink, check_options,
+                     "hourly and daily aggregates and energy, kept for years")]

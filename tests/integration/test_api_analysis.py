@@ -1,0 +1,103 @@
+"""The analysis routes on a running hub: grades with their reasons, energy and load from
+the rollups, long-range history read from rollups; scoping (the authorisation matrix in
+test_api_authz covers every route, these check the answers)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.api_hub import populated_hub
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with populated_hub(tmp_path_factory.mktemp("analysis")) as hub:
+        yield hub
+
+
+def _wait(fn, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_device_and_project_grades_say_why(api):
+    with api.client(api.login("op1")) as op:
+        # d1 runs hot (alarm at 45 °C, no delay): a fire-class alarm, unacknowledged
+        g = _wait(lambda: (r := op.get("/api/devices/d1/grade").json())["deductions"] and r,
+                  "d1 was never graded down")
+        assert g["subject"] == "d1" and g["score"] < 100
+        assert any(d["code"] == "temperature" and d["rule"] == "alarms"
+                   for d in g["deductions"]), g
+        assert g["grade"] in ("优", "良好", "一般隐患", "严重隐患")
+        p = op.get(f"/api/projects/{api.ids['p1']}/grade").json()
+        assert p["subject"] == "p1"
+        assert sorted(x["subject"] for x in p["devices"]) == ["d1", "efd-1"]
+        assert p["score"] <= min(x["score"] for x in p["devices"]) + 20
+        bad = op.get("/api/devices/d1/grade", params={"since": 100, "until": 50})
+        assert bad.status_code == 422
+
+
+def test_energy_load_and_long_history_come_from_rollups(api):
+    with api.client(api.login("op1")) as op:
+        now = time.time()
+
+        def history():
+            r = op.get("/api/devices/d1/history", params={
+                "quantity": "active_power", "since": now - 20 * 86400, "until": now + 3600,
+                "points": 20})
+            assert r.status_code == 200, r.text
+            doc = r.json()
+            return doc["points"] and doc
+        doc = _wait(history, "the rollups never held d1's power")
+        assert doc["source"] == "rollups" and doc["bucket_seconds"] >= 3600
+        assert all(p["min"] <= p["avg"] <= p["max"] for p in doc["points"])
+        short = op.get("/api/devices/d1/history", params={
+            "quantity": "active_power", "since": now - 60, "points": 20}).json()
+        assert short["source"] == "readings"
+        e = op.get("/api/devices/d1/energy", params={"period": "hour"}).json()
+        assert e["unit"] == "kWh" and set(e["tou"]) == {"尖峰", "峰", "平", "谷"}
+        assert e["load_w"] and all(v > 0 for v in e["load_w"].values())
+        pq = op.get("/api/devices/d1/power-quality").json()
+        assert [i["index"] for i in pq["indices"]] == [
+            "voltage_deviation", "voltage_unbalance", "voltage_thd", "frequency_deviation"]
+        volts = pq["indices"][0]
+        assert volts["samples"] > 0 and volts["passed"] in (True, False)
+        p = op.get(f"/api/projects/{api.ids['p1']}/energy", params={"period": "month"})
+        assert p.status_code == 200 and p.json()["subject"] == "p1"
+    with api.client(api.login("view2")) as other:
+        assert other.get("/api/devices/d1/energy").status_code == 404
+        assert other.get(f"/api/projects/{api.ids['p1']}/grade").status_code == 404
+
+
+def test_monthly_report_as_pdf_and_excel(api, tmp_path):
+    import io
+    import shutil
+    import subprocess
+
+    from openpyxl import load_workbook
+
+    p1 = api.ids["p1"]
+    with api.client(api.login("aud1")) as aud:
+        r = aud.get(f"/api/projects/{p1}/reports/monthly", params={"format": "pdf"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/pdf"
+        assert "attachment" in r.headers["content-disposition"]
+        pdf = tmp_path / "p1.pdf"
+        pdf.write_bytes(r.content)
+        if shutil.which("pdftotext"):
+            text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True,
+                                  text=True, check=True).stdout
+            assert "项目 p1 电气火灾监控月度报告" in text and "一号箱" in text
+        x = aud.get(f"/api/projects/{p1}/reports/monthly", params={"format": "xlsx"})
+        wb = load_workbook(io.BytesIO(x.content))
+        summary = {row[0]: row[1] for row in wb["概要"].iter_rows(values_only=True)}
+        assert summary["项目"] == "p1" and summary["报警次数"] >= 1
+        bad = aud.get(f"/api/projects/{p1}/reports/monthly", params={"month": "2026-13"})
+        assert bad.status_code == 422
