@@ -13,14 +13,16 @@
       max_body_kb: 1024        # larger request bodies are refused (413)
       lockout: {failures: 5, minutes: 15}  # per account
       address_throttle: {failures: 20, minutes: 15}  # per client address
+      console: {enabled: true, tile_url: ..., tile_attribution: ...}  # hub.console.settings
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from hub.console.settings import ConsoleSettings, parse_console
 from hub.validate import Section, boolean, integer, number, string
 
 
@@ -39,6 +41,7 @@ class ApiSettings:
     lockout_seconds: float = 15 * 60.0
     address_failures: int = 20
     address_window: float = 15 * 60.0
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def scheme(self) -> str:
@@ -83,6 +86,7 @@ def parse_api(top: Section, state_dir: str, base: str) -> ApiSettings | None:
         lockout_seconds=lock.get("minutes", number(0.1, 7 * 1440), 15) * 60,
         address_failures=throttle.get("failures", integer(1, 100_000), 20),
         address_window=throttle.get("minutes", number(0.1, 1440), 15) * 60,
+        console=parse_console(s),
     )
     lock.finish()
     throttle.finish()
