@@ -151,7 +151,9 @@ def test_device_page_draws_history_and_runs_a_command(browse, shots):
     p.once("dialog", lambda d: (d.message.startswith("确定对 断路器") or
                                 b.problems.append(f"dialog: {d.message}"), d.accept()))
     p.click("button[data-action=reset]")
-    p.wait_for_selector("#command-state [data-status=succeeded]", timeout=15_000)
+    p.wait_for_selector("#command-state [data-status]:not([hx-get])", timeout=15_000)
+    assert p.get_attribute("#command-state [data-status]", "data-status") == "succeeded", \
+        p.inner_text("#command-state")
     assert p.inner_text("#command-status") == "成功"
 
 
