@@ -9,6 +9,7 @@ NEEDED=(
   "mosquitto-clients:mosquitto_pub"
   "libcoap3-bin:coap-client-notls"
   "systemd:systemd-analyze"            # tests/integration/test_systemd_unit.py verifies conf/systemd/hub.service
+  "chromium:chromium"                  # tests/browser drive it through Playwright (never its own browser download)
 )
 missing=()
 for pair in "${NEEDED[@]}"; do
