@@ -4,6 +4,7 @@ same app and port (README "Web console")."""
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -31,7 +32,9 @@ def mount(app: FastAPI) -> None:
             return Response(status_code=204, headers={"HX-Redirect": "/login"})
         if isinstance(exc, HTTPException) and exc.status_code == 401 and \
                 not request.url.path.startswith(("/api/", "/ui/")):
-            return RedirectResponse("/login", status_code=303)
+            back = request.url.path if request.url.path != "/" else None
+            return RedirectResponse(f"/login?next={quote(back)}" if back else "/login",
+                                    status_code=303)
         from fastapi.exception_handlers import http_exception_handler
         return await (default or http_exception_handler)(request, exc)  # type: ignore[arg-type]
 

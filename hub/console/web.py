@@ -49,6 +49,7 @@ def translator(request: Request) -> Translator:
 
 
 async def need(request: Request) -> Session:
+    """The logged-in user, or 401: a page then redirects to the login (hub.console.mount)."""
     s = await session_of(request)
     if s is None:
         raise HTTPException(401, "log in")
@@ -135,13 +136,6 @@ async def set_language(request: Request, lang: str = Form(max_length=16),
 
 # ------------------------------------------------------------------ pages
 
-async def page(request: Request, template: str, **values: Any) -> Response:
-    s = await session_of(request)
-    if s is None:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return render(request, template, translator(request), s, **values)
-
-
 async def _devices(ctx: Any, s: Session, *, project: str | None = None,
                    online: bool | None = None, alarm: str | None = None, q: str | None = None,
                    offset: int = 0, limit: int = 100) -> Any:
@@ -181,9 +175,7 @@ async def month_counts(ctx: Any, s: Session, now: float) -> dict[str, int]:
 
 @router.get("/")
 async def home(request: Request) -> Response:
-    s = await session_of(request)
-    if s is None:
-        return RedirectResponse("/login", status_code=303)
+    s = await need(request)
     ctx = ctx_of(request)
     online = (await _devices(ctx, s, online=True, limit=1)).total
     total = (await _devices(ctx, s, limit=1)).total
@@ -232,9 +224,7 @@ async def queue_partial(request: Request) -> Response:
 @router.get("/devices")
 async def devices(request: Request, project: str | None = None, online: str | None = None,
                   alarm: str | None = None, q: str | None = None, offset: int = 0) -> Response:
-    s = await session_of(request)
-    if s is None:
-        return RedirectResponse("/login?next=/devices", status_code=303)
+    s = await need(request)
     ctx = ctx_of(request)
     on = {"1": True, "0": False}.get(online or "")
     alarm = alarm if alarm in ("alarm", "fault", "any", "none") else None
@@ -249,9 +239,7 @@ async def devices(request: Request, project: str | None = None, online: str | No
 
 @router.get("/devices/{device_id}")
 async def device(request: Request, device_id: str) -> Response:
-    s = await session_of(request)
-    if s is None:
-        return RedirectResponse(f"/login?next=/devices/{device_id}", status_code=303)
+    s = await need(request)
     ctx = ctx_of(request)
     t = translator(request)
     try:
@@ -259,10 +247,15 @@ async def device(request: Request, device_id: str) -> Response:
     except HTTPException as e:
         return render(request, "error.html", t, s, status_code=e.status_code,
                       message=t("error.no_device"))
-    quantities = sorted({r.quantity for r in d.readings}) or list(QUANTITIES)
+    # one curve per quantity and channel; the most watched quantities first
+    order = {q: i for i, q in enumerate(QUANTITIES)}
+    series = sorted({(r.quantity, r.channel) for r in d.readings},
+                    key=lambda x: (order.get(x[0], len(order)), x[0], x[1]))
+    if not series:
+        series = [(q, "") for q in QUANTITIES]
     return render(request, "device.html", t, s, d=d, actions=ACTIONS,
                   may_command=s.can(d.project, "operator"), ranges=list(RANGES),
-                  quantities=quantities)
+                  series=series)
 
 
 @router.get("/ui/devices/{device_id}/live")
@@ -344,9 +337,7 @@ async def ack(request: Request, event_id: str, csrf: str = Form(max_length=128),
 async def events(request: Request, kind: str | None = None, state: str | None = None,
                  device: str | None = None, project: str | None = None,
                  after: int = 0) -> Response:
-    s = await session_of(request)
-    if s is None:
-        return RedirectResponse("/login?next=/events", status_code=303)
+    s = await need(request)
     kind = kind if kind in ("alarm", "fault", "state", "notice") else None
     state = state if state in ("raised", "cleared", "notice") else None
     p = await _events(ctx_of(request), s, after=max(0, min(after, 2**62)), limit=50,
@@ -360,9 +351,7 @@ async def events(request: Request, kind: str | None = None, state: str | None = 
 
 @router.get("/projects")
 async def projects(request: Request) -> Response:
-    s = await session_of(request)
-    if s is None:
-        return RedirectResponse("/login?next=/projects", status_code=303)
+    s = await need(request)
     ctx = ctx_of(request)
     rows = []
     for p in await _projects(s):

@@ -67,6 +67,14 @@ class Page:
         assert self.problems == []
 
 
+def logged_in(browse, name: str, width: int = 1280) -> Page:
+    """A page logged in as ``name``, on the home page."""
+    b = browse(width)
+    b.login(name)
+    b.page.wait_for_url(re.compile(r"/$"))
+    return b
+
+
 @pytest.fixture
 def browse(chromium, hub):
     opened: list[Page] = []
@@ -101,10 +109,8 @@ def test_login_in_chinese_by_default_with_messages_from_the_api(browse, shots):
 
 
 def test_switching_to_english_and_back(browse):
-    b = browse()
-    b.login("op1")
+    b = logged_in(browse, "op1")
     p = b.page
-    p.wait_for_url(re.compile(r"/$"))
     p.select_option("#lang", "en")
     p.wait_for_load_state()
     p.wait_for_function("document.documentElement.lang === 'en'")
@@ -118,10 +124,8 @@ def test_switching_to_english_and_back(browse):
 
 
 def test_home_shows_an_alarm_arriving_live(browse, shots):
-    b = browse()
-    b.login("op1")
+    b = logged_in(browse, "op1")
     p = b.page
-    p.wait_for_url(re.compile(r"/$"))
     p.wait_for_selector("[data-live-indicator].on")
     before = set(p.eval_on_selector_all("#queue tr[data-event]",
                                         "rows => rows.map(r => r.dataset.event)"))
@@ -131,17 +135,13 @@ def test_home_shows_an_alarm_arriving_live(browse, shots):
         ".some(r => !ids.includes(r.dataset.event))", arg=sorted(before), timeout=45_000)
     assert "一号箱" in p.inner_text("#queue")
     assert int(p.evaluate("document.body.dataset.liveEvents || '0'")) >= 1
-    phone = browse(width=390)
-    phone.login("op1")
-    phone.page.wait_for_url(re.compile(r"/$"))
+    phone = logged_in(browse, "op1", width=390)
     phone.page.screenshot(path=shots / "home-phone.png", full_page=True)
 
 
 def test_device_page_draws_history_and_runs_a_command(browse, shots):
-    b = browse()
-    b.login("op1")
+    b = logged_in(browse, "op1")
     p = b.page
-    p.wait_for_url(re.compile(r"/$"))
     p.goto("/devices/d1")
     p.wait_for_selector("#chart canvas")
     p.wait_for_function("Number(document.getElementById('chart').dataset.points) > 0")
@@ -158,10 +158,8 @@ def test_device_page_draws_history_and_runs_a_command(browse, shots):
 
 
 def test_a_viewer_sees_no_controls_and_nothing_of_another_project(browse):
-    b = browse()
-    b.login("view2")
+    b = logged_in(browse, "view2")
     p = b.page
-    p.wait_for_url(re.compile(r"/$"))
     p.goto("/devices")
     rows = p.eval_on_selector_all("#devices-table tr[data-device]",
                                   "rows => rows.map(r => r.dataset.device)")

@@ -39,18 +39,23 @@
     var form = document.getElementById("history-form");
     var note = document.getElementById("chart-note");
     var load = function () {
-      var q = new URLSearchParams(new FormData(form));
+      var series = form.elements.series.value.split("|");
+      var q = new URLSearchParams({quantity: series[0], channel: series[1] || "", range: form.elements.range.value});
       fetch("/ui/devices/" + encodeURIComponent(form.dataset.device) + "/history?" + q, {
         credentials: "same-origin"
-      }).then(function (r) { return r.json(); }).then(function (h) {
+      }).then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      }).then(function (h) {
         var pts = h.points.filter(function (p) { return p.n > 0; });
         var t = function (p) { return p.ts * 1000; };
         chart.setOption({
           animation: false,
           tooltip: {trigger: "axis"},
-          legend: {data: [S.avg, S.min, S.max]},
+          legend: {top: 0, data: [S.avg, S.min, S.max]},
+          grid: {top: 36, left: 56, right: 24, bottom: 64},
           dataZoom: [{type: "inside"}, {type: "slider"}],
-          xAxis: {type: "time"},
+          xAxis: {type: "time", axisLabel: {hideOverlap: true}},
           yAxis: {type: "value", scale: true},
           series: [
             {name: S.avg, type: "line", showSymbol: false, data: pts.map(function (p) { return [t(p), p.avg]; })},
@@ -59,8 +64,10 @@
           ]
         }, true);
         chartEl.dataset.points = String(pts.length);
-        note.textContent = pts.length ? fmt(S.points, {raw: h.raw_points, bucket: Math.round(h.bucket_seconds)}) : S.no_data;
-      });
+        note.textContent = !pts.length ? S.no_data
+          : h.raw_points <= pts.length ? fmt(S.raw, {raw: h.raw_points})
+          : fmt(S.points, {raw: h.raw_points, bucket: h.bucket_seconds >= 10 ? Math.round(h.bucket_seconds) : h.bucket_seconds.toFixed(1)});
+      }).catch(function () { chart.clear(); chartEl.dataset.points = "0"; note.textContent = S.no_data; });
     };
     form.addEventListener("change", load);
     window.addEventListener("resize", function () { chart.resize(); });
