@@ -46,6 +46,9 @@ class CommandDevice(threading.Thread):
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        # the timeout is for connecting: a read timing out would end the thread silently
+        # after 30 s without a command, and later commands would never be answered
+        self.sock.settimeout(None)
         self.file = self.sock.makefile("rwb")
         self.file.write(b"EFD0001\n")
         self.file.flush()
