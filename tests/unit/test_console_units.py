@@ -100,3 +100,18 @@ def test_tile_origin_for_the_pages_csp():
     assert ConsoleSettings(tile_url="http://10.0.0.5:8080/{z}/{x}/{y}.png"
                            ).tile_origin == "http://10.0.0.5:8080"
     assert ConsoleSettings(tile_url="/tiles/{z}/{x}/{y}.png").tile_origin is None
+
+
+def test_package_data_ships_every_asset():
+    """setup.cfg's package_data names every template, catalogue and vendored file, so an
+    installed hub (not only a checkout) serves the console and the API docs."""
+    from setuptools.config.setupcfg import read_configuration
+
+    root = Path(i18n.__file__).parents[2]
+    patterns = read_configuration(root / "setup.cfg")["options"]["package_data"]["hub"]
+    hub_dir = root / "hub"
+    shipped = {p for pattern in patterns for p in hub_dir.glob(pattern) if p.is_file()}
+    assets = {p for d in ("console/templates", "console/locale", "console/static",
+                          "api/static") for p in (hub_dir / d).rglob("*") if p.is_file()}
+    assert len(assets) > 30
+    assert sorted(str(p.relative_to(hub_dir)) for p in assets - shipped) == []
