@@ -181,13 +181,14 @@ async def home(request: Request) -> Response:
     total = (await _devices(ctx, s, limit=1)).total
     projects = await _projects(s)
     active = await routes_events.active_events(s.principal, s.tree, ctx, kind=None)
-    by_project: dict[str, str] = {}
+    index = await ctx.device_index()
+    rank = {"ok": 0, "fault": 1, "alarm": 2}
+    by_project: dict[str, str] = {}  # a project's worst state: alarm > fault > ok
     for e in active:
-        d = (await ctx.device_index()).by_id.get(e.device)
-        if d is not None:
-            worst = "fault" if e.kind == "fault" and by_project.get(d.project) != "alarm" \
-                else "alarm" if e.kind == "alarm" else by_project.get(d.project, "ok")
-            by_project[d.project] = worst
+        d = index.by_id.get(e.device)
+        if d is not None and e.kind in rank:
+            by_project[d.project] = max(by_project.get(d.project, "ok"), e.kind,
+                                        key=rank.__getitem__)
     t = translator(request)
     labels = {"ok": t("state.ok"), "alarm": t("kind.alarm"), "fault": t("kind.fault")}
     points = []

@@ -115,3 +115,23 @@ def test_package_data_ships_every_asset():
                           "api/static") for p in (hub_dir / d).rglob("*") if p.is_file()}
     assert len(assets) > 30
     assert sorted(str(p.relative_to(hub_dir)) for p in assets - shipped) == []
+
+
+def test_console_section_is_checked(tmp_path):
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+    from hub.validate import ConfigError
+
+    plugins = make_plugins()
+    base = {"hub": {"state_dir": str(tmp_path)}, "devices": []}
+    cfg = check_config({**base, "api": {"port": 0}}, str(tmp_path / "h.yaml"), plugins)
+    assert cfg.api.console == ConsoleSettings()  # on, with no tile server
+    cfg = check_config({**base, "api": {"console": {
+        "tile_url": "https://tiles.example.net/{z}/{x}/{y}.png", "tile_attribution": "©"}}},
+        str(tmp_path / "h.yaml"), plugins)
+    assert cfg.api.console.tile_origin == "https://tiles.example.net"
+    with pytest.raises(ConfigError) as e:
+        check_config({**base, "api": {"console": {"tile_url": "ftp://x/{z}", "map": 1}}},
+                     str(tmp_path / "h.yaml"), plugins)
+    assert "api.console.tile_url" in str(e.value)
+    assert "api.console.map: is not a known key here" in str(e.value)
