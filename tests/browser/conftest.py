@@ -18,8 +18,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
+    """Per module, not per session: while Playwright's sync API is open an event loop runs
+    in the main thread, and every later test calling asyncio.run() would fail."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian "
                     "package chromium)")
