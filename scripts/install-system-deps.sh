@@ -10,6 +10,7 @@ NEEDED=(
   "libcoap3-bin:coap-client-notls"
   "poppler-utils:pdftotext"            # tests turn report PDFs into text and PNGs
   "systemd:systemd-analyze"            # tests/integration/test_systemd_unit.py verifies conf/systemd/hub.service
+  "chromium:chromium"                  # tests/browser drive it through Playwright (never its own browser download)
 )
 missing=()
 for pair in "${NEEDED[@]}"; do

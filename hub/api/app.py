@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from hub import __version__
+from hub import __version__, console
 from hub.api import (
     routes_alarms,
     routes_analysis,
@@ -54,6 +54,7 @@ def create_app(ctx: ApiContext) -> Guard:
                    routes_analysis):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
+    console.mount(app)  # the web console under / (hub.console)
 
     @app.get("/api/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

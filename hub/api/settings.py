@@ -14,6 +14,7 @@
       lockout: {failures: 5, minutes: 15}  # per account
       address_throttle: {failures: 20, minutes: 15}  # per client address
       notify: {channels: {...}, retry: {...}}  # alarm notification channels (hub.alarmdesk)
+      console: {enabled: true, tile_url: ..., tile_attribution: ...}  # hub.console.settings
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from hub.alarmdesk.settings import NotifySettings, parse_notify
+from hub.console.settings import ConsoleSettings, parse_console
 from hub.validate import Section, boolean, integer, number, string
 
 
@@ -43,6 +45,7 @@ class ApiSettings:
     address_window: float = 15 * 60.0
     #: channels of the alarm notification policies (hub.alarmdesk.settings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def scheme(self) -> str:
@@ -88,6 +91,7 @@ def parse_api(top: Section, state_dir: str, base: str) -> ApiSettings | None:
         address_failures=throttle.get("failures", integer(1, 100_000), 20),
         address_window=throttle.get("minutes", number(0.1, 1440), 15) * 60,
         notify=parse_notify(s),
+        console=parse_console(s),
     )
     lock.finish()
     throttle.finish()

@@ -1,0 +1,41 @@
+"""The web console: server-rendered pages on the northbound API, served under ``/`` by the
+same app and port (README "Web console")."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+
+
+def mount(app: FastAPI) -> None:
+    """Add the console's pages and assets to the API's app (when the console is enabled)."""
+    if not app.state.ctx.settings.console.enabled:
+        return
+    from hub.console.web import router
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
+
+    default = app.exception_handlers.get(HTTPException)
+
+    async def unauthorised(request: Request, exc: Exception) -> Response:
+        # a console page (not the API, not a script's partial) sends people to the login
+        if (isinstance(exc, HTTPException) and exc.status_code == 401
+                and request.url.path.startswith("/ui/")
+                and request.headers.get("hx-request")):
+            return Response(status_code=204, headers={"HX-Redirect": "/login"})
+        if isinstance(exc, HTTPException) and exc.status_code == 401 and \
+                not request.url.path.startswith(("/api/", "/ui/")):
+            back = request.url.path if request.url.path != "/" else None
+            return RedirectResponse(f"/login?next={quote(back)}" if back else "/login",
+                                    status_code=303)
+        from fastapi.exception_handlers import http_exception_handler
+        return await (default or http_exception_handler)(request, exc)  # type: ignore[arg-type]
+
+    app.add_exception_handler(HTTPException, unauthorised)

@@ -1,0 +1,116 @@
+// The console's behaviour: live stream, history chart, project map. No inline scripts (the
+// CSP forbids them): each page says what it has with ids and data- attributes.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("console-data").textContent);
+  var S = data.strings;
+  function fmt(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (_, k) { return k in values ? values[k] : ""; });
+  }
+
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (el) {
+    el.addEventListener("change", function () { el.form.submit(); });
+  });
+
+  // -------------------------------------------------------------- live events
+  var page = document.body.dataset.page;
+  var live = document.getElementById("live");
+  if (page === "home" || live) {
+    var url = "/ui/stream" + (live ? "?device=" + encodeURIComponent(live.dataset.device) : "");
+    var source = new EventSource(url);
+    var dots = document.querySelectorAll("[data-live-indicator]");
+    source.addEventListener("open", function () {
+      dots.forEach(function (d) { d.classList.add("on"); d.title = ""; });
+    });
+    source.addEventListener("error", function () {
+      dots.forEach(function (d) { d.classList.remove("on"); d.title = S.live_lost; });
+    });
+    source.addEventListener("event", function (msg) {
+      document.body.dataset.liveEvents = String(Number(document.body.dataset.liveEvents || "0") + 1);
+      document.body.dispatchEvent(new CustomEvent("hub:event", {detail: JSON.parse(msg.data)}));
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  // -------------------------------------------------------------- history chart
+  var chartEl = document.getElementById("chart");
+  if (chartEl && window.echarts) {
+    var chart = echarts.init(chartEl, null, {locale: data.lang.indexOf("zh") === 0 ? "ZH" : "EN"});
+    var form = document.getElementById("history-form");
+    var note = document.getElementById("chart-note");
+    var load = function () {
+      var series = form.elements.series.value.split("|");
+      var q = new URLSearchParams({quantity: series[0], channel: series[1] || "", range: form.elements.range.value});
+      fetch("/ui/devices/" + encodeURIComponent(form.dataset.device) + "/history?" + q, {
+        credentials: "same-origin"
+      }).then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      }).then(function (h) {
+        var pts = h.points.filter(function (p) { return p.n > 0; });
+        var t = function (p) { return p.ts * 1000; };
+        chart.setOption({
+          animation: false,
+          tooltip: {trigger: "axis"},
+          legend: {top: 0, data: [S.avg, S.min, S.max]},
+          grid: {top: 36, left: 56, right: 24, bottom: 64},
+          dataZoom: [{type: "inside"}, {type: "slider"}],
+          xAxis: {type: "time", axisLabel: {hideOverlap: true}},
+          yAxis: {type: "value", scale: true},
+          series: [
+            {name: S.avg, type: "line", showSymbol: false, data: pts.map(function (p) { return [t(p), p.avg]; })},
+            {name: S.min, type: "line", showSymbol: false, lineStyle: {type: "dashed"}, data: pts.map(function (p) { return [t(p), p.min]; })},
+            {name: S.max, type: "line", showSymbol: false, lineStyle: {type: "dotted"}, data: pts.map(function (p) { return [t(p), p.max]; })}
+          ]
+        }, true);
+        chartEl.dataset.points = String(pts.length);
+        note.textContent = !pts.length ? S.no_data
+          : h.raw_points <= pts.length ? fmt(S.raw, {raw: h.raw_points})
+          : fmt(S.points, {raw: h.raw_points, bucket: h.bucket_seconds >= 10 ? Math.round(h.bucket_seconds) : h.bucket_seconds.toFixed(1)});
+      }).catch(function () { chart.clear(); chartEl.dataset.points = "0"; note.textContent = S.no_data; });
+    };
+    form.addEventListener("change", load);
+    window.addEventListener("resize", function () { chart.resize(); });
+    load();
+  }
+
+  // -------------------------------------------------------------- project map
+  var mapEl = document.getElementById("map");
+  if (mapEl && window.L) {
+    var points = JSON.parse(document.getElementById("map-data").textContent);
+    var colours = {ok: "#1a7f37", fault: "#b26b00", alarm: "#c62828"};
+    var tiles = data.tiles;
+    var placed = points.filter(function (p) { return p.lat !== null && p.lon !== null; });
+    var map;
+    if (tiles.url) {
+      map = L.map(mapEl);
+      L.tileLayer(tiles.url, {attribution: tiles.attribution, subdomains: tiles.subdomains, maxZoom: 18}).addTo(map);
+    } else {
+      // no tile server: the projects on a plain canvas of their coordinates (x = lon, y = lat)
+      map = L.map(mapEl, {crs: L.CRS.Simple, attributionControl: true, minZoom: -5});
+      map.attributionControl.addAttribution(S.map_canvas);
+    }
+    var bounds = [];
+    placed.forEach(function (p) {
+      var m = L.circleMarker([p.lat, p.lon], {radius: 9, color: "#fff", weight: 2, fillColor: colours[p.state] || "#555", fillOpacity: 0.9});
+      m.bindTooltip(p.name + " · " + p.state_label, {permanent: !tiles.url, direction: "right"});
+      m.on("click", function () { window.location.href = p.href; });
+      m.addTo(map);
+      bounds.push([p.lat, p.lon]);
+    });
+    if (bounds.length > 1) map.fitBounds(bounds, {padding: [30, 30]});
+    else if (bounds.length === 1) map.setView(bounds[0], tiles.url ? 14 : 0);
+    else map.setView([35, 105], tiles.url ? 4 : 0);
+    var missing = points.filter(function (p) { return p.lat === null || p.lon === null; });
+    if (missing.length) {
+      var list = document.createElement("ul");
+      list.className = "unplaced";
+      missing.forEach(function (p) {
+        var li = document.createElement("li"), a = document.createElement("a");
+        a.href = p.href; a.textContent = p.name + " · " + p.state_label + " (" + S.no_coords + ")";
+        li.appendChild(a); list.appendChild(li);
+      });
+      mapEl.parentNode.insertBefore(list, mapEl.nextSibling);
+    }
+  }
+})();
