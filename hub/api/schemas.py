@@ -196,6 +196,21 @@ class EventOut(BaseModel):
 Address = str | int | dict[str, str | int | float] | None
 
 
+class HeartbeatIn(Strict):
+    interval: float | None = Field(default=None, description="seconds between signs of life")
+    timeout_count: int | None = Field(default=None, description="missed ones before offline")
+
+
+class DeviceSettingsIn(Strict):
+    """As a YAML device's ``alarms`` and ``heartbeat`` (checked by the same checks)."""
+
+    alarms: dict[str, dict[str, float | bool]] | None = Field(
+        default=None, max_length=32,
+        description="per alarm type: alarm, warning, warning_ratio, hysteresis, delay, "
+                    "clear_delay, enabled (over the hub-wide alarms.defaults)")
+    heartbeat: HeartbeatIn | None = None
+
+
 class DeviceIn(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     name: str = Field(min_length=1, max_length=128)
@@ -206,6 +221,7 @@ class DeviceIn(Strict):
                              "the configuration: {dtu: ID, slave: N}, an LwM2M endpoint, "
                              "an MQTT device id, a simulator profile")
     location: str = Field(default="", max_length=256)
+    settings: DeviceSettingsIn = Field(default_factory=DeviceSettingsIn)
 
 
 class DevicePatch(Strict):
@@ -215,6 +231,7 @@ class DevicePatch(Strict):
     transport: str | None = Field(default=None, min_length=1, max_length=64)
     address: Address = None
     location: str | None = Field(default=None, max_length=256)
+    settings: DeviceSettingsIn | None = None
 
 
 class DeviceOut(BaseModel):

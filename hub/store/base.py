@@ -111,6 +111,8 @@ class Device:
     created_by: str = ""
     created_ts: float = 0.0
     updated_ts: float = 0.0
+    #: ``{"alarms": {rule: {...}}, "heartbeat": {interval, timeout_count}}`` as in the YAML
+    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 class PlatformStore(Protocol):

@@ -70,6 +70,10 @@ MIGRATIONS: list[str] = [
         updated_ts REAL NOT NULL);
     CREATE INDEX devices_project ON devices (project);
     """,
+    # 2: per-device settings of API devices (alarm thresholds, heartbeat) as the YAML has them
+    """
+    ALTER TABLE devices ADD COLUMN settings TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -96,7 +100,8 @@ def _key(row: tuple) -> ApiKey:
 
 def _device(row: tuple) -> Device:
     return Device(row[0], row[1], row[2], row[3], row[4],
-                  None if row[5] is None else json.loads(row[5]), *row[6:])
+                  None if row[5] is None else json.loads(row[5]), *row[6:10],
+                  settings=json.loads(row[10]) if row[10] else {})
 
 
 _USER_COLS = "id, name, password_hash, display_name, disabled, created_ts, failed_logins, " \
@@ -106,7 +111,7 @@ _SESSION_COLS = "id, user_id, token_hash, refresh_hash, expires, refresh_expires
                 "address, revoked"
 _KEY_COLS = "id, name, key_hash, role, node_id, created_by, created_ts, revoked"
 _DEVICE_COLS = "id, name, project, model, transport, address, location, created_by, " \
-               "created_ts, updated_ts"
+               "created_ts, updated_ts, settings"
 
 
 class SqliteStore:
@@ -384,10 +389,11 @@ class SqliteStore:
         def do(db: sqlite3.Connection) -> Device:
             if db.execute("SELECT 1 FROM devices WHERE id = ?", (device.id,)).fetchone():
                 raise Conflict(f"a device {device.id!r} exists")
-            db.execute(f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.execute(f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (device.id, device.name, device.project, device.model,
                         device.transport, json.dumps(device.address), device.location,
-                        device.created_by, device.created_ts, device.updated_ts))
+                        device.created_by, device.created_ts, device.updated_ts,
+                        json.dumps(device.settings or {})))
             return device
         return self._write(do)
 
@@ -400,12 +406,13 @@ class SqliteStore:
 
     def update_device(self, device_id: str, **changes: Any) -> Device:
         allowed = {"name", "project", "model", "transport", "address", "location",
-                   "updated_ts"}
+                   "updated_ts", "settings"}
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"cannot change {sorted(bad)} of a device")
-        if "address" in changes:
-            changes["address"] = json.dumps(changes["address"])
+        for key in ("address", "settings"):
+            if key in changes:
+                changes[key] = json.dumps(changes[key])
 
         def do(db: sqlite3.Connection) -> Device:
             if changes:
