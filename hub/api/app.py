@@ -14,6 +14,7 @@ from hub.api import (
     routes_auth,
     routes_devices,
     routes_events,
+    routes_gateways,
     routes_ops,
     routes_org,
     routes_users,
@@ -45,8 +46,8 @@ def create_app(ctx: ApiContext) -> Guard:
     app.state.ctx = ctx
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
-    for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_audit, routes_ops):
+    for module in (routes_auth, routes_users, routes_org, routes_devices, routes_gateways,
+                   routes_events, routes_audit, routes_ops):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

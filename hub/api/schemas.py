@@ -252,6 +252,17 @@ class DeviceDetail(DeviceOut):
     alarms: list[EventOut]
 
 
+class GatewayOut(BaseModel):
+    id: str
+    transport: str
+    kind: str = Field(description="dtu, lwm2m, mqtt or simulator")
+    auth: str = Field(description="how the hub recognises it")
+    connected: bool
+    address: str | None = Field(description="its peer address while connected")
+    last_seen: float | None = Field(description="UTC epoch seconds of its last message")
+    devices: list[str] = Field(description="the devices behind it that the caller may see")
+
+
 class DevicePage(BaseModel):
     items: list[DeviceOut]
     total: int

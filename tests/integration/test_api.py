@@ -252,6 +252,24 @@ def test_api_devices_carry_alarm_thresholds_and_heartbeat_checked_like_yaml(api,
     assert root.delete("/api/devices/api-set-1").status_code == 204
 
 
+
+def test_gateways_are_listed_by_transport_within_the_caller_s_projects(api, root):
+    gws = {g["id"]: g for g in root.get("/api/gateways").json()}
+    assert {"d1", "d2"} <= set(gws), gws
+    d1 = gws["d1"]
+    assert d1["kind"] == "simulator" and d1["transport"] == "demo" and d1["connected"]
+    assert d1["devices"] == ["d1"] and d1["auth"]
+    deadline = time.monotonic() + 10
+    while root.get("/api/gateways", params={"q": "d1"}).json()[0]["last_seen"] is None:
+        assert time.monotonic() < deadline, "d1's gateway was never heard"
+        time.sleep(0.1)
+    assert [g["id"] for g in root.get("/api/gateways", params={"q": "D2"}).json()] == ["d2"]
+    assert root.get("/api/gateways", params={"kind": "dtu"}).json() == []
+    assert root.get("/api/gateways", params={"connected": False}).json() == []
+    with api.client(api.login("view2")) as viewer:
+        assert [g["id"] for g in viewer.get("/api/gateways").json()] == ["d2"]
+
+
 def test_devices_created_through_the_api_run_at_once(api, root):
     body = {"id": "api-dev-1", "name": "新设备", "project": "p2", "model": "simulated",
             "transport": "demo", "address": "leakage", "location": "3F"}
