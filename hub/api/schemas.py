@@ -178,6 +178,24 @@ class ReadingOut(BaseModel):
     unit: str = ""
 
 
+class StreamReadingOut(ReadingOut):
+    """A reading in the live stream (``event: reading``)."""
+
+    seq: int
+    device: str
+
+
+class CommandResultOut(BaseModel):
+    """A command's progress in the live stream (``event: command_result``)."""
+
+    seq: int | None = None
+    command_id: str
+    device: str
+    status: str
+    ts: float
+    detail: str = ""
+
+
 class EventOut(BaseModel):
     seq: int | None = None
     id: str

@@ -74,6 +74,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE devices ADD COLUMN settings TEXT;
     """,
+    # 3: commands started through the API, so that their lifecycle (in the journal, found by
+    # device and time) stays readable after a restart
+    """
+    CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
+                           ttl REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -425,6 +431,18 @@ class SqliteStore:
                 raise NotFound(f"no device {device_id!r}")
             return _device(row)
         return self._write(do)
+
+    # ---------------------------------------------------------------- commands
+
+    def add_command(self, command_id: str, device: str, ts: float, ttl: float) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO commands (id, device, ts, ttl) VALUES (?, ?, ?, ?)",
+            (command_id, device, ts, ttl)))
+
+    def command(self, command_id: str) -> tuple[str, float, float] | None:
+        row = self._read(lambda db: db.execute(
+            "SELECT device, ts, ttl FROM commands WHERE id = ?", (command_id,)).fetchone())
+        return None if row is None else (row[0], row[1], row[2])
 
     def delete_device(self, device_id: str) -> None:
         n = self._write(lambda db: db.execute("DELETE FROM devices WHERE id = ?",

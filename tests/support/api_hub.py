@@ -46,6 +46,9 @@ class CommandDevice(threading.Thread):
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        # connected: now wait for commands as long as it takes (a read timeout ended this
+        # thread after 30 s without a command, and later commands then timed out)
+        self.sock.settimeout(None)
         self.file = self.sock.makefile("rwb")
         self.file.write(b"EFD0001\n")
         self.file.flush()
@@ -128,6 +131,11 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
         made = hub_cli(config, "users", "add", "--role", "admin", "root", "--password-stdin",
                        stdin=ROOT_PASSWORD + "\n")
         assert made.returncode == 0, made.stderr
+    return _launch(tmp, config, wire)
+
+
+def _launch(tmp: Path, config: Path, wire: int) -> ApiHub:
+    site = tmp / "site"
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env_before) if p)
     try:
@@ -143,6 +151,15 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
     hub.device = CommandDevice(wire)
     hub.device.start()
     proc.wait_for("cmd_line: efd-1 connected")
+    return hub
+
+
+def restart_api_hub(old: ApiHub) -> ApiHub:
+    """Stop ``old`` and start the hub again on its configuration and state (a restart)."""
+    old.stop()
+    wire = yaml.safe_load(old.config.read_text(encoding="utf-8"))["transports"]["wire"]["port"]
+    hub = _launch(old.dir, old.config, wire)
+    hub.ids = old.ids
     return hub
 
 
