@@ -151,9 +151,15 @@ async def stream_events(
                     name, data = encode(seq, r)  # type: ignore[arg-type]
                     yield {"id": str(seq), "event": name, "data": data}
                 cursor = feed_seq
+            loop = asyncio.get_running_loop()
+            last = loop.time()
             while True:
+                # idle means nothing *for this subscriber*: others' records do not count
+                wait = None if idle_timeout is None else idle_timeout - (loop.time() - last)
+                if wait is not None and wait <= 0:
+                    return
                 try:
-                    seq, e, name, data = await asyncio.wait_for(sub.get(), idle_timeout)
+                    seq, e, name, data = await asyncio.wait_for(sub.get(), wait)
                 except TimeoutError:
                     return
                 except Overflow:
@@ -165,6 +171,7 @@ async def stream_events(
                     continue
                 cursor = seq
                 if keep(e):
+                    last = loop.time()
                     yield {"id": str(seq), "event": name, "data": data}
         finally:
             ctx.feed.unsubscribe(sub)
