@@ -17,10 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hub.alarms import Threshold
-from hub.config import DeviceSettings
-from hub.config import _heartbeat as heartbeat_section  # the YAML's own check
-from hub.config_alarms import base_ratio, threshold
-from hub.model import ALARM_RULES
+from hub.config import DeviceSettings, device_alarms, device_heartbeat
 from hub.store import Device as StoredDevice
 from hub.validate import Checker, Invalid, Path, Section
 
@@ -68,18 +65,8 @@ def device_settings(hub: Hub, raw: dict[str, Any]
     as a YAML device's; :class:`DeviceRefused` names the first problem."""
     checker = Checker()
     root = Section(checker, Path("settings"), raw)
-    defaults = hub.config.alarm_defaults
-    alarms: dict[str, Threshold] = dict(defaults)
-    section = root.section("alarms")
-    for rule, body in section.items():
-        if rule not in ALARM_RULES:
-            checker.error(section.path / rule,
-                          f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
-            continue
-        base = defaults.get(rule)
-        alarms[rule] = threshold(rule, Section(checker, section.path / rule, body), base,
-                                 base_ratio(base))
-    interval, count = heartbeat_section(root.section("heartbeat"))
+    alarms = device_alarms(root.section("alarms"), hub.config.alarm_defaults)
+    interval, count = device_heartbeat(root.section("heartbeat"))
     root.finish()
     if checker.errors:
         raise DeviceRefused("settings", "; ".join(e.split(": ", 1)[-1] for e in checker.errors))
