@@ -457,16 +457,7 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
                     address_key = checker.check(s.path / "address", ttype.check_address, address)
         elif address is not None:
             checker.error(s.path / "transport", "is required when an address is given")
-        alarms: dict[str, Threshold] = dict(defaults)
-        al = s.section("alarms")
-        for rule, rraw in al.items():
-            if rule not in ALARM_RULES:
-                checker.error(al.path / rule,
-                              f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
-                continue
-            base = defaults.get(rule)
-            alarms[rule] = threshold(rule, Section(checker, al.path / rule, rraw), base,
-                                      base_ratio(base))
+        alarms = device_alarms(s.section("alarms"), defaults)
         interval, count = _heartbeat(s.section("heartbeat"))
         d = DeviceSettings(
             id=dev_id,
@@ -515,6 +506,26 @@ def _direct_models(devices: list[DeviceSettings], models: dict[str, TypedSection
                           f"models: with type: {d.model} (e.g. {inner.errors[0]})")
             continue
         models[d.model] = TypedSection(d.model, d.model, options)
+
+
+def device_alarms(al: Section, defaults: dict[str, Threshold]) -> dict[str, Threshold]:
+    """A device's ``alarms:`` over the hub-wide defaults (enabled or not); also what the API
+    checks a stored device's thresholds with."""
+    alarms: dict[str, Threshold] = dict(defaults)
+    for rule, raw in al.items():
+        if rule not in ALARM_RULES:
+            al.checker.error(al.path / rule,
+                             f"is not an alarm type; one of {', '.join(ALARM_RULES)}")
+            continue
+        base = defaults.get(rule)
+        alarms[rule] = threshold(rule, Section(al.checker, al.path / rule, raw), base,
+                                 base_ratio(base))
+    return alarms
+
+
+def device_heartbeat(hb: Section) -> tuple[float | None, int | None]:
+    """A device's ``heartbeat:`` (also the API's check of a stored device's)."""
+    return _heartbeat(hb)
 
 
 def _heartbeat(hb: Section) -> tuple[float | None, int | None]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -33,7 +33,7 @@ from hub.alarms import AlarmEngine, Threshold
 from hub.audit import AuditLog, load_or_create, public_path
 from hub.commands import Commands
 from hub.config import AuditSettings, HubConfig
-from hub.contracts import CommandTarget, DeviceModel
+from hub.contracts import CommandTarget, DeviceChange, DeviceModel, Gateway, GatewaySource
 from hub.journal import Journal
 from hub.metrics import Metrics
 from hub.model import (
@@ -146,6 +146,31 @@ class Hub:
     def device(self, device_id: str) -> Device | None:
         """The device ``device_id``, or ``None`` if the hub does not know it."""
         return self._device_or_none(device_id)
+
+    def watch_devices(self, transport: str,
+                      listener: Callable[[DeviceChange], None]) -> Callable[[], None]:
+        """Tell ``listener`` of each device change on ``transport`` (a device that moved
+        between transports: ``removed`` on the old one, ``added`` on the new)."""
+        def on_change(change: DeviceChange) -> None:
+            now, before = change.device, change.previous
+            if change.kind != "changed" or before is None:
+                if now.transport == transport:
+                    listener(change)
+            elif now.transport == transport and before.transport == transport:
+                listener(change)
+            elif before.transport == transport:
+                listener(DeviceChange("removed", before))
+            elif now.transport == transport:
+                listener(DeviceChange("added", now))
+        return self.registry.watch(on_change)
+
+    def gateways(self) -> list[Gateway]:
+        """The gateways of every running transport that reports them."""
+        out: list[Gateway] = []
+        for target in list(self.commands.targets.values()):
+            if isinstance(target, GatewaySource):
+                out.extend(target.gateways())
+        return out
 
     def register_command_target(self, transport: str, target: CommandTarget) -> None:
         self.commands.register_target(transport, target)

@@ -4,11 +4,15 @@ Devices are known before they are trusted: a transport asks :meth:`Registry.reso
 identity a device presented (a DTU registration id plus slave address, an LwM2M endpoint
 name, an MQTT topic's device part). Unknown identities are refused and counted
 (``registry.refused``), unless an auto-provisioning rule (off by default) matches.
+
+Devices change while the hub runs (the API adds, changes and removes them):
+:meth:`Registry.watch` tells each listener of every :class:`hub.contracts.DeviceChange`,
+synchronously, so the transports' own indexes follow at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +20,7 @@ from twisted.logger import Logger
 
 from hub.alarms import Threshold
 from hub.config import DeviceSettings, HubConfig, ProvisionRule
-from hub.contracts import DeviceModel
+from hub.contracts import DeviceChange, DeviceModel
 from hub.metrics import Metrics
 
 _log = Logger(namespace="hub.registry")
@@ -63,10 +67,13 @@ class Registry:
         self._metrics = metrics
         self._by_id: dict[str, Device] = {}
         self._by_address: dict[tuple[str, Any], Device] = {}
+        self._listeners: list[Callable[[DeviceChange], None]] = []
         for d in config.devices:
-            self.add(self._from_settings(d))
+            self.add(self.build(d))
 
-    def _from_settings(self, d: DeviceSettings, provisioned: bool = False) -> Device:
+    def build(self, d: DeviceSettings, provisioned: bool = False) -> Device:
+        """The registry's device for checked settings (a YAML device, a provisioned one, one
+        of the platform store): its model object and heartbeat resolved. Not added."""
         model = self._models[d.model]
         presence = self._config.presence
         configured = self._config.models.get(d.model)
@@ -84,18 +91,56 @@ class Registry:
         )
 
     def add(self, device: Device) -> None:
+        self._put(device)
+        self._tell(DeviceChange("added", device))
+
+    def _put(self, device: Device) -> None:
         if device.id in self._by_id:
             raise ValueError(f"device {device.id!r} is already registered")
         self._by_id[device.id] = device
         if device.transport is not None:
             self._by_address[(device.transport, device.address_key)] = device
 
-    def remove(self, device_id: str) -> Device:
-        """Forget a device (one deleted through the API); its data is refused from now."""
+    def _pop(self, device_id: str) -> Device:
         device = self._by_id.pop(device_id)
         if self._by_address.get((device.transport, device.address_key)) is device:
             del self._by_address[(device.transport, device.address_key)]
         return device
+
+    def remove(self, device_id: str) -> Device:
+        """Forget a device (one deleted through the API); its data is refused from now."""
+        device = self._pop(device_id)
+        self._tell(DeviceChange("removed", device))
+        return device
+
+    def replace(self, device: Device) -> Device:
+        """Put ``device`` in the place of the device with its id (changed through the API);
+        returns the old one."""
+        old = self._pop(device.id)
+        try:
+            self._put(device)
+        except ValueError:
+            self._put(old)
+            raise
+        self._tell(DeviceChange("changed", device, old))
+        return old
+
+    def watch(self, listener: Callable[[DeviceChange], None]) -> Callable[[], None]:
+        """Tell ``listener`` of every change from now on; returns what stops it."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+        return stop
+
+    def _tell(self, change: DeviceChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # one transport's bug must not stop the others hearing it
+                _log.failure("a listener failed on {kind} of device {device}",
+                             kind=change.kind, device=change.device.id)
 
     def __iter__(self) -> Iterator[Device]:
         return iter(self._by_id.values())
@@ -159,7 +204,7 @@ class Registry:
             address_key=address_key, name=rule.name.format(id=identity), project=rule.project,
             alarms={k: v for k, v in self._config.alarm_defaults.items() if v.enabled},
         )
-        device = self._from_settings(settings, provisioned=True)
+        device = self.build(settings, provisioned=True)
         self.add(device)
         self._metrics.inc("registry.provisioned", transport=transport)
         _log.info("auto-provisioned device {device} ({identity!r} on {transport}, model {model})",

@@ -1,22 +1,29 @@
-"""Benchmark of the HTTP API on one hub process (issue 14's performance section, in part).
+"""Benchmark of the HTTP API on one hub process while MQTT ingest runs (issue 14's
+performance section).
 
-    .venv/bin/python scripts/bench_api.py                       # 10,000 devices, 200 req/s
-    .venv/bin/python scripts/bench_api.py --devices 2000 --rate 100 --seconds 10 --subscribers 200
+    .venv/bin/python -m scripts.bench_api                   # 10,000 devices, 200 req/s, 10k/s
+    .venv/bin/python -m scripts.bench_api --devices 2000 --rate 100 --seconds 10 \
+        --subscribers 200 --ingest 2000
 
-What it does: writes a configuration with ``--devices`` devices in ``--projects`` projects
-(plus one simulated detector that raises and clears a temperature alarm every few seconds),
-fills the journal with 30 days of one channel at 2-minute resolution (21,600 readings),
-starts ``hub run``, makes the projects and an admin through the API, then measures
+What it does: starts a Mosquitto (tests/support/services.py), writes a configuration with
+``--devices`` MQTT devices in ``--projects`` projects (plus one simulated detector that
+raises and clears a temperature alarm every few seconds), fills the journal with 30 days of
+one channel at 2-minute resolution (21,600 readings), starts ``hub run``, makes the projects
+and an admin through the API. Raw-socket publishers (scripts/bench_mqtt.py's, in their own
+processes) then publish ``--ingest`` readings/s for the whole run: ``--seconds`` without
+API load (the ingest rate alone), then, one after another while ingest goes on, measures
 
 1. device list pages (100 rows, filtered by project) and device details, alternating, at
    ``--rate`` requests/s for ``--seconds``: latency from each request's scheduled start
-   (so queueing counts), p50/p99;
+   (so queueing counts), p50/p99; the ingest rate during it against the rate alone (both
+   from the journal's committed seq, in the same run) is the ingest drop;
 2. the 30 days downsampled to 500 points, one request after another: p50/p99;
-3. ``--subscribers`` SSE subscribers: the time from an alarm's raise (its ``ts``) to its
-   arrival at each subscriber, p50/p99 over the alarms seen.
+3. ``--subscribers`` SSE subscribers, in a separate process (so their client's CPU is not
+   the hub's): the time from an alarm's raise (its ``ts``) to its arrival at each
+   subscriber, p50/p99 over the alarms seen.
 
-Not measured here (yet): the same under MQTT ingest at 10,000 readings/s, and the ingest
-drop it causes (the issue asks for both in one run).
+The figures are of the machine it runs on (load generator, broker and hub share it): say
+how busy it was.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
+import os
 import re
 import statistics
 import subprocess
@@ -39,6 +48,8 @@ from twisted.internet.task import Clock
 
 from hub.journal import Journal
 from hub.model import Reading
+from scripts.bench_mqtt import CommitClock, run_publishers
+from tests.support.services import Mosquitto
 
 BIN = Path(sys.executable).parent
 PASSWORD = "Load-test-0042"
@@ -51,17 +62,26 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def write_config(tmp: Path, devices: int, projects: int) -> Path:
+def write_config(tmp: Path, devices: int, projects: int, broker: int) -> Path:
     config = tmp / "hub.yaml"
     devs = [{"id": f"dev-{i:05d}", "name": f"配电箱 {i}", "project": f"p{i % projects:03d}",
-             "model": "simulated", "location": f"{i % 30}F"} for i in range(devices)]
+             "model": "bench", "transport": "broker", "address": f"dev-{i:05d}",
+             "location": f"{i % 30}F"} for i in range(devices)]
     devs.append({"id": "alarmer", "project": "p000", "model": "simulated",
                  "transport": "demo", "address": "overheat",
                  "alarms": {"temperature": {"alarm": 80, "delay": 0, "hysteresis": 2}}})
     config.write_text(yaml.safe_dump({
         "hub": {"name": "bench", "state_dir": str(tmp / "var"), "log_level": "warn"},
         "api": {"port": 0, "address_throttle": {"failures": 100000, "minutes": 1}},
-        "transports": {"demo": {"type": "simulator", "interval": 0.25, "period": 4}},
+        "presence": {"heartbeat_interval": 600, "timeout_count": 3},
+        "models": {"bench": {"type": "json_map",
+                             "timestamp": {"path": "ts", "format": "epoch_ms"},
+                             "points": [{"path": "e", "quantity": "active_energy"}]}},
+        "transports": {"demo": {"type": "simulator", "interval": 0.25, "period": 4},
+                       "broker": {"type": "mqtt", "host": "127.0.0.1", "port": broker,
+                                  "username": "hub", "password": "hub-secret",
+                                  "client_id": "hub-bench-api", "receive_maximum": 65535,
+                                  "engine": "native"}},
         "devices": devs,
     }, allow_unicode=True), encoding="utf-8")
     return config
@@ -83,6 +103,7 @@ def fill_journal(tmp: Path) -> float:
 
 
 def start_hub(config: Path) -> tuple[subprocess.Popen, str]:
+    """``hub run`` on ``config`` with the first admin; its API's URL once it started."""
     made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "bench",
                            "--password-stdin", "-c", str(config)], input=PASSWORD + "\n",
                           capture_output=True, text=True)
@@ -166,6 +187,22 @@ async def subscribers(url: str, token: str, n: int, seconds: float) -> list[floa
     return delays
 
 
+def _subscriber_process(url: str, token: str, n: int, seconds: float, out: mp.Queue) -> None:
+    out.put(asyncio.run(subscribers(url, token, n, seconds)))
+
+
+def rate_between(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
+    """Records committed per second between wall times ``t0`` and ``t1``."""
+    def seq_at(t: float) -> int:
+        last = 0
+        for when, seq in samples:
+            if when > t:
+                break
+            last = seq
+        return last
+    return (seq_at(t1) - seq_at(t0)) / (t1 - t0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=10_000)
@@ -173,10 +210,14 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--ingest", type=float, default=10_000, help="MQTT readings/s")
+    ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--warmup", type=float, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        config = write_config(tmp, args.devices, args.projects)
+        broker = Mosquitto(str(tmp / "mosquitto")).start()
+        config = write_config(tmp, args.devices, args.projects, broker.port)
         since = fill_journal(tmp)
         proc, url = start_hub(config)
         try:
@@ -190,32 +231,65 @@ def main() -> int:
                     r = c.post("/api/projects", json={"name": f"项目 {p}", "code": f"p{p:03d}",
                                                       "unit_id": unit, "region": "华东"})
                     assert r.status_code == 201, r.text
+            clock = CommitClock(str(tmp / "var" / "journal.sqlite"), interval=0.05)
+            devices = [f"dev-{i:05d}" for i in range(args.devices)]
+            history_seconds = 10.0
+            span = args.warmup + 3 * args.seconds + history_seconds + 8
+            pub_args = argparse.Namespace(publishers=args.publishers, inflight=5000)
+            pub: dict = {}
+            publishing = threading.Thread(target=lambda: pub.update(run_publishers(
+                pub_args, broker.port, devices, int(args.ingest * span), args.ingest)))
+            publishing.start()
+            time.sleep(1.5 + args.ingest * span / 400_000 + args.warmup)  # encode, warm up
+            quiet = (time.time(), time.time() + args.seconds)
+            time.sleep(args.seconds)
+            # 1. pages and details at --rate: the ingest rate under this load is the figure
+            loaded_from = time.time()
             lists, details, errors = paced_load(url, token, args.rate, args.seconds,
                                                 args.projects, args.devices)
-            print(f"device list (100 rows, by project) at {args.rate:g} req/s mixed: "
-                  f"p50 {pct(lists, .5):.1f} ms, p99 {pct(lists, .99):.1f} ms ({len(lists)})")
-            print(f"device detail: p50 {pct(details, .5):.1f} ms, "
-                  f"p99 {pct(details, .99):.1f} ms ({len(details)}); errors {errors}")
-            hist = []
+            loaded = (loaded_from, time.time())
+            # 2. history, one request after another
+            hist: list[float] = []
             with httpx.Client(base_url=url, timeout=60,
                               headers={"Authorization": f"Bearer {token}"}) as c:
-                for _ in range(50):
+                end = time.time() + history_seconds
+                while time.time() < end:
                     t = time.perf_counter()
                     r = c.get("/api/devices/dev-00000/history", params={
                         "quantity": "temperature", "channel": "T1", "since": since - 1,
                         "points": 500})
                     hist.append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 200 and r.json()["raw_points"] == 21_600, r.text
-            print(f"history 21,600 points → 500: p50 {pct(hist, .5):.1f} ms, "
-                  f"p99 {pct(hist, .99):.1f} ms")
-            delays = asyncio.run(subscribers(url, token, args.subscribers, 12))
-            print(f"{args.subscribers} SSE subscribers: {len(delays)} alarm arrivals, "
-                  f"raise → arrival p50 {pct(delays, .5):.0f} ms, "
+            # 3. the subscribers, their client in its own process
+            q: mp.Queue = mp.Queue()
+            subs = mp.Process(target=_subscriber_process,
+                              args=(url, token, args.subscribers, args.seconds, q))
+            subs.start()
+            delays = q.get(timeout=args.seconds + 120)
+            subs.join()
+            publishing.join()
+            clock.stop()
+            alone = rate_between(clock.samples, *quiet)
+            under = rate_between(clock.samples, *loaded)
+            print(f"ingest offered {args.ingest:,.0f} readings/s over MQTT ({args.devices} "
+                  f"devices): alone {alone:,.0f}/s, under the API load {under:,.0f}/s "
+                  f"(drop {100 * (1 - under / alone) if alone else float('nan'):.1f} %)")
+            print(f"device list (100 rows, by project) at {args.rate:g} req/s mixed: "
+                  f"p50 {pct(lists, .5):.1f} ms, p99 {pct(lists, .99):.1f} ms ({len(lists)})")
+            print(f"device detail: p50 {pct(details, .5):.1f} ms, "
+                  f"p99 {pct(details, .99):.1f} ms ({len(details)}); errors {errors}")
+            print(f"history 21,600 points → 500 (one after another): p50 {pct(hist, .5):.1f} ms, "
+                  f"p99 {pct(hist, .99):.1f} ms ({len(hist)})")
+            print(f"{args.subscribers} SSE subscribers (own process): {len(delays)} alarm "
+                  f"arrivals, raise → arrival p50 {pct(delays, .5):.0f} ms, "
                   f"p99 {pct(delays, .99):.0f} ms"
                   + (f", mean {statistics.mean(delays):.0f} ms" if delays else ""))
+            print(f"machine: {os.cpu_count()} CPUs; load average before/after is the "
+                  "caller's to note (uptime)")
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+            broker.stop()
     return 0
 
 

@@ -16,6 +16,7 @@ from hub.api import (
     routes_auth,
     routes_devices,
     routes_events,
+    routes_gateways,
     routes_hazards,
     routes_notify,
     routes_ops,
@@ -49,9 +50,9 @@ def create_app(ctx: ApiContext) -> Guard:
     app.state.ctx = ctx
     ctx.exporter = Exporter(ctx.hub.metrics)
     ctx.feed = EventFeed(ctx)
-    for module in (routes_auth, routes_users, routes_org, routes_devices, routes_events,
-                   routes_alarms, routes_notify, routes_hazards, routes_audit, routes_ops,
-                   routes_analysis):
+    for module in (routes_auth, routes_users, routes_org, routes_devices, routes_gateways,
+                   routes_events, routes_alarms, routes_notify, routes_hazards, routes_audit,
+                   routes_ops, routes_analysis):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
     console.mount(app)  # the web console under / (hub.console)

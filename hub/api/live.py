@@ -2,22 +2,24 @@
 
 A device created through the API is checked like a YAML device (its transport's
 ``check_address`` gives the address key) and added to the registry and to presence at once,
-with the hub-wide alarm defaults. Transports that ask the registry per frame (the simulator,
-``mqtt``) see a new or deleted device from their next frame; ``coap_lwm2m`` finds a new
-endpoint at its next registration. Stored devices are loaded before the transports start.
-
-Not yet: ``coap_lwm2m`` keeps its endpoint index, so a deleted endpoint still counts until a
-restart; ``tcp_dtu`` indexes the slaves behind each DTU once; an open session of a deleted
-device is not closed. Each needs the transport to be told (a registry-change hook).
+with the hub-wide alarm defaults overridden by its own ``settings`` (``alarms`` and
+``heartbeat``, checked by the configuration's own checks). The registry tells the running
+transports of each change (:meth:`hub.registry.Registry.watch`): ``tcp_dtu`` polls a new
+slave of a connected DTU at once, stops polling a deleted one and closes the DTU's session
+when it was its last device, and accepts a new DTU id at its next connect; ``coap_lwm2m``
+updates its endpoint index and ends a deleted device's registration; ``mqtt`` fails a
+deleted device's pending commands; the simulator forgets a deleted device's state. Stored
+devices are loaded before the transports start.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from hub.config import DeviceSettings
+from hub.alarms import Threshold
+from hub.config import DeviceSettings, device_alarms, device_heartbeat
 from hub.store import Device as StoredDevice
-from hub.validate import Invalid
+from hub.validate import Checker, Invalid, Path, Section
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -49,11 +51,26 @@ def registry_device(hub: Hub, d: StoredDevice) -> Device:
     except (Invalid, ValueError, TypeError) as e:
         raise DeviceRefused("address", f"bad address for a {section.type} device: {e}") \
             from None
+    alarms, interval, count = device_settings(hub, d.settings or {})
     settings = DeviceSettings(
         id=d.id, model=d.model, transport=d.transport, address=d.address, address_key=key,
-        name=d.name, location=d.location, project=d.project,
-        alarms={k: v for k, v in hub.config.alarm_defaults.items() if v.enabled})
-    return hub.registry._from_settings(settings)  # the one place YAML devices are made too
+        name=d.name, location=d.location, project=d.project, alarms=alarms,
+        heartbeat_interval=interval, timeout_count=count)
+    return hub.registry.build(settings)  # the one place YAML devices are made too
+
+
+def device_settings(hub: Hub, raw: dict[str, Any]
+                    ) -> tuple[dict[str, Threshold], float | None, int | None]:
+    """A stored device's ``alarms`` (over the hub-wide defaults) and ``heartbeat``, checked
+    as a YAML device's; :class:`DeviceRefused` names the first problem."""
+    checker = Checker()
+    root = Section(checker, Path("settings"), raw)
+    alarms = device_alarms(root.section("alarms"), hub.config.alarm_defaults)
+    interval, count = device_heartbeat(root.section("heartbeat"))
+    root.finish()
+    if checker.errors:
+        raise DeviceRefused("settings", "; ".join(e.split(": ", 1)[-1] for e in checker.errors))
+    return {k: v for k, v in alarms.items() if v.enabled}, interval, count
 
 
 def clashes(hub: Hub, device: Device) -> str | None:
@@ -69,6 +86,16 @@ def clashes(hub: Hub, device: Device) -> str | None:
 def go_live(hub: Hub, device: Device) -> None:
     hub.registry.add(device)
     hub.presence.track([device.id])
+
+
+def change(hub: Hub, device: Device) -> None:
+    """Put a changed device in the registry in place of the old one (the transports are told
+    one change, not a removal and an addition)."""
+    if device.id in hub.registry:
+        hub.registry.replace(device)
+        hub.presence.reschedule(device.id)
+    else:
+        go_live(hub, device)
 
 
 def go_away(hub: Hub, device_id: str) -> None:

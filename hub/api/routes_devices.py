@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Query
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
 from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
-from hub.api.live import DeviceRefused, clashes, go_away, go_live, registry_device
+from hub.api.live import DeviceRefused, change, clashes, go_away, go_live, registry_device
 from hub.api.schemas import (
     ERRORS,
     DeviceDetail,
@@ -142,7 +142,8 @@ async def create_device(body: DeviceIn, caller: Caller, tree: OrgTree, ctx: Ctx)
     _check_device(caller, tree, body.project)
     now = time.time()
     device = StoredDevice(body.id, body.name, body.project, body.model, body.transport,
-                          body.address, body.location, caller.name, now, now)
+                          body.address, body.location, caller.name, now, now,
+                          settings=body.settings.model_dump(exclude_none=True))
     running = _runnable(ctx, device)
     why = clashes(ctx.hub, running)
     if why:
@@ -181,6 +182,9 @@ async def update_device(device_id: str, body: DevicePatch, caller: Caller, tree:
                         ctx: Ctx) -> DeviceOut:
     d = await _stored(ctx, caller, tree, device_id)
     changes = body.model_dump(exclude_unset=True)
+    if "settings" in changes:
+        changes["settings"] = body.settings.model_dump(exclude_none=True) \
+            if body.settings is not None else {}
     _check_device(caller, tree, changes.get("project", d.project))
     old = await ctx.run(ctx.store.get_device, d.id)
     new = dataclasses.replace(old, **changes)
@@ -194,8 +198,7 @@ async def update_device(device_id: str, body: DevicePatch, caller: Caller, tree:
                                updated_ts=time.time())
     finally:
         ctx.devices_changed()
-    go_away(ctx.hub, d.id)
-    go_live(ctx.hub, running)
+    change(ctx.hub, running)
     await ctx.audit(caller.name, "device.changed", d.id, changes)
     n = len(active_by_device(ctx.hub).get(d.id, []))
     return _out(ctx, DeviceView(stored.id, stored.name, stored.project, stored.model,

@@ -29,10 +29,10 @@ from hub.api.schemas import (
     EventOut,
     EventPage,
 )
-from hub.api.stream import Overflow, catch_up
+from hub.api.stream import Overflow, catch_up, encode
 from hub.api.views import active_by_device, event_out
 from hub.commands import CommandError, new_command_id
-from hub.model import Acknowledgement, Command, Event, EventKind
+from hub.model import Acknowledgement, Command, CommandResult, Event, EventKind
 
 router = APIRouter(prefix="/api", tags=["events and commands"])
 
@@ -106,8 +106,9 @@ async def active_events(caller: Caller, tree: OrgTree, ctx: Ctx,
 
 
 @router.get("/events/stream", responses={**ERRORS, 200: {
-    "description": "Server-Sent Events: `event: event`, `id:` the journal seq, `data:` an "
-                   "event as in GET /api/events",
+    "description": "Server-Sent Events, `id:` the journal seq: `event: event` (`data:` an "
+                   "event as in GET /api/events), `event: command_result` (a command's "
+                   "progress), with `readings=true` `event: reading`",
     "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream_events(
     caller: Caller, tree: OrgTree, ctx: Ctx,
@@ -119,10 +120,13 @@ async def stream_events(
     idle_timeout: Annotated[float | None, Query(gt=0, le=86400, description="end the "
                                                 "stream after this many seconds without "
                                                 "an event")] = None,
+    readings: Annotated[bool, Query(description="readings too (many: filter by device "
+                                    "or project)")] = False,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> EventSourceResponse:
-    """Events as they are committed, for the devices the caller sees; reconnect with
-    ``Last-Event-ID`` (or ``after``) to miss nothing."""
+    """Events and command results (and readings, if asked) as they are committed, for the
+    devices the caller sees; reconnect with ``Last-Event-ID`` (or ``after``) to miss
+    nothing. ``kind`` filters events only."""
     devices = await visible_devices(ctx, caller, tree)
     allowed = await _device_projects(ctx, caller, tree)
     if project is not None:
@@ -132,22 +136,30 @@ async def stream_events(
     if after is None and last_event_id and last_event_id.isdigit():
         after = int(last_event_id)
 
-    def keep(e: Event) -> bool:
-        return e.device in allowed and (kind is None or e.kind.value == kind)
+    def keep(r: object) -> bool:
+        if r.device not in allowed:  # type: ignore[attr-defined]
+            return False
+        return kind is None or not isinstance(r, Event) or r.kind.value == kind
 
-    sub, feed_seq = ctx.feed.subscribe()
+    sub, feed_seq = ctx.feed.subscribe(readings)
 
     async def events():
         try:
             cursor = feed_seq if after is None else after
             if cursor < feed_seq:
-                for seq, e in await catch_up(ctx, cursor, feed_seq, keep):
-                    yield {"id": str(seq), "event": "event",
-                           "data": event_out(e, seq).model_dump_json()}
+                for seq, r in await catch_up(ctx, cursor, feed_seq, keep, readings):
+                    name, data = encode(seq, r)  # type: ignore[arg-type]
+                    yield {"id": str(seq), "event": name, "data": data}
                 cursor = feed_seq
+            loop = asyncio.get_running_loop()
+            last = loop.time()
             while True:
+                # idle means nothing *for this subscriber*: others' records do not count
+                wait = None if idle_timeout is None else idle_timeout - (loop.time() - last)
+                if wait is not None and wait <= 0:
+                    return
                 try:
-                    seq, e, data = await asyncio.wait_for(sub.get(), idle_timeout)
+                    seq, e, name, data = await asyncio.wait_for(sub.get(), wait)
                 except TimeoutError:
                     return
                 except Overflow:
@@ -159,7 +171,8 @@ async def stream_events(
                     continue
                 cursor = seq
                 if keep(e):
-                    yield {"id": str(seq), "event": "event", "data": data}
+                    last = loop.time()
+                    yield {"id": str(seq), "event": name, "data": data}
         finally:
             ctx.feed.unsubscribe(sub)
 
@@ -216,6 +229,8 @@ async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: Or
         done = hub.commands.execute(command)
     except CommandError as e:
         raise invalid(str(e), "body") from None
+    # where to find its lifecycle in the journal after a restart
+    await ctx.run(ctx.store.add_command, command.id, d.id, now, body.ttl)
     state = CommandOut(id=command.id, device=d.id, action=body.action, channel=body.channel,
                        params=dict(body.params), requested_by=caller.name, status="pending")
     state.move("pending", now)
@@ -243,10 +258,37 @@ async def send_command(device_id: str, body: CommandIn, caller: Caller, tree: Or
 @router.get("/commands/{command_id}", response_model=CommandOut, responses=ERRORS)
 async def get_command(command_id: Annotated[str, Path(max_length=64)], caller: Caller,
                       tree: OrgTree, ctx: Ctx) -> CommandOut:
-    """A command started through the API and its lifecycle (queued, pending, succeeded,
-    failed, timed out), while the hub runs."""
+    """A command started through the API and its lifecycle (queued, pending, sent,
+    succeeded, failed, timed out): while the hub runs from memory, after a restart from the
+    journal's command and command result records."""
     state = ctx.commands.get(command_id)
+    if state is None:
+        state = await _journaled_command(ctx, command_id)
     if state is None:
         raise not_found("command")
     await device_in_scope(ctx, caller, tree, state.device)
+    return state
+
+
+#: how long after its start a command's results are looked for (it may resume after a restart)
+RESULT_HORIZON = 86400.0
+
+
+async def _journaled_command(ctx: ApiContext, command_id: str) -> CommandOut | None:
+    found = await ctx.run(ctx.store.command, command_id)
+    if found is None:
+        return None
+    device, ts, ttl = found
+    records = await ctx.journal(lambda j: j.command_records(device, ts - 1,
+                                                            ts + ttl + RESULT_HORIZON))
+    state: CommandOut | None = None
+    for _seq, r in records:
+        if isinstance(r, Command) and r.id == command_id:
+            state = CommandOut(id=r.id, device=r.device, action=r.action, channel=r.channel,
+                               params=dict(r.params), requested_by=r.requested_by,
+                               status="pending")
+            state.move("pending", r.ts)
+        elif state is not None and isinstance(r, CommandResult) and \
+                r.command_id == command_id:
+            state.move(r.status.value, r.ts, r.detail)
     return state

@@ -178,6 +178,24 @@ class ReadingOut(BaseModel):
     unit: str = ""
 
 
+class StreamReadingOut(ReadingOut):
+    """A reading in the live stream (``event: reading``)."""
+
+    seq: int
+    device: str
+
+
+class CommandResultOut(BaseModel):
+    """A command's progress in the live stream (``event: command_result``)."""
+
+    seq: int | None = None
+    command_id: str
+    device: str
+    status: str
+    ts: float
+    detail: str = ""
+
+
 class EventOut(BaseModel):
     seq: int | None = None
     id: str
@@ -196,6 +214,21 @@ class EventOut(BaseModel):
 Address = str | int | dict[str, str | int | float] | None
 
 
+class HeartbeatIn(Strict):
+    interval: float | None = Field(default=None, description="seconds between signs of life")
+    timeout_count: int | None = Field(default=None, description="missed ones before offline")
+
+
+class DeviceSettingsIn(Strict):
+    """As a YAML device's ``alarms`` and ``heartbeat`` (checked by the same checks)."""
+
+    alarms: dict[str, dict[str, float | bool]] | None = Field(
+        default=None, max_length=32,
+        description="per alarm type: alarm, warning, warning_ratio, hysteresis, delay, "
+                    "clear_delay, enabled (over the hub-wide alarms.defaults)")
+    heartbeat: HeartbeatIn | None = None
+
+
 class DeviceIn(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     name: str = Field(min_length=1, max_length=128)
@@ -206,6 +239,7 @@ class DeviceIn(Strict):
                              "the configuration: {dtu: ID, slave: N}, an LwM2M endpoint, "
                              "an MQTT device id, a simulator profile")
     location: str = Field(default="", max_length=256)
+    settings: DeviceSettingsIn = Field(default_factory=DeviceSettingsIn)
 
 
 class DevicePatch(Strict):
@@ -215,6 +249,7 @@ class DevicePatch(Strict):
     transport: str | None = Field(default=None, min_length=1, max_length=64)
     address: Address = None
     location: str | None = Field(default=None, max_length=256)
+    settings: DeviceSettingsIn | None = None
 
 
 class DeviceOut(BaseModel):
@@ -233,6 +268,17 @@ class DeviceOut(BaseModel):
 class DeviceDetail(DeviceOut):
     readings: list[ReadingOut]
     alarms: list[EventOut]
+
+
+class GatewayOut(BaseModel):
+    id: str
+    transport: str
+    kind: str = Field(description="dtu, lwm2m, mqtt or simulator")
+    auth: str = Field(description="how the hub recognises it")
+    connected: bool
+    address: str | None = Field(description="its peer address while connected")
+    last_seen: float | None = Field(description="UTC epoch seconds of its last message")
+    devices: list[str] = Field(description="the devices behind it that the caller may see")
 
 
 class DevicePage(BaseModel):

@@ -1,6 +1,8 @@
-"""The live stream of events (Server-Sent Events), resumable from a journal seq.
+"""The live stream (Server-Sent Events) of events, command results and, on request, readings,
+resumable from a journal seq.
 
-One feed per API reads new event records from the journal once (on a worker thread, when
+One feed per API reads new event and command result records (and readings while a
+subscriber wants them) from the journal once (on a worker thread, when
 the writer's committed seq moved) and hands them to every subscriber's queue; subscribers
 filter by what they may see. A subscriber that resumes (``after`` or ``Last-Event-ID``)
 first registers with the feed, then reads the journal from its seq up to where the feed
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
-from hub.api.views import event_out
-from hub.model import Event
+from hub.api.schemas import CommandResultOut, StreamReadingOut
+from hub.api.views import event_out, reading_out
+from hub.model import CommandResult, Event, Reading
 
 if TYPE_CHECKING:
     from hub.api.context import ApiContext
@@ -31,8 +34,27 @@ BATCH = 5000
 MAX_QUEUE = 10_000
 
 
-def _events_after(journal, seq: int) -> list:
-    return journal.read(seq, limit=BATCH, kinds={"event"})
+#: what every subscriber gets; readings only on request (``readings=true``)
+KINDS = frozenset({"event", "command_result"})
+WITH_READINGS = KINDS | {"reading"}
+
+Item = tuple[int, "Event | CommandResult | Reading", str, str]  # seq, record, name, data
+
+
+def _records_after(journal, seq: int, kinds: frozenset[str]) -> list:
+    return journal.read(seq, limit=BATCH, kinds=set(kinds))
+
+
+def encode(seq: int, record: Event | CommandResult | Reading) -> tuple[str, str]:
+    """The SSE event name and data of a journal record."""
+    if isinstance(record, Event):
+        return "event", event_out(record, seq).model_dump_json()
+    if isinstance(record, CommandResult):
+        return "command_result", CommandResultOut(
+            seq=seq, command_id=record.command_id, device=record.device,
+            status=record.status.value, ts=record.ts, detail=record.detail).model_dump_json()
+    return "reading", StreamReadingOut(seq=seq, device=record.device,
+                                       **reading_out(record).model_dump()).model_dump_json()
 
 
 class Overflow(Exception):
@@ -40,11 +62,12 @@ class Overflow(Exception):
 
 
 class Subscriber:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[int, Event, str] | None] = asyncio.Queue()
+    def __init__(self, readings: bool = False) -> None:
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue()
         self.overflowed = False
+        self.readings = readings
 
-    def put(self, item: tuple[int, Event, str]) -> None:
+    def put(self, item: Item) -> None:
         if self.overflowed:
             return
         if self.queue.qsize() >= MAX_QUEUE:
@@ -53,7 +76,7 @@ class Subscriber:
             return
         self.queue.put_nowait(item)
 
-    async def get(self) -> tuple[int, Event, str]:
+    async def get(self) -> Item:
         item = await self.queue.get()
         if item is None:
             raise Overflow()
@@ -65,20 +88,24 @@ class EventFeed:
         self.ctx = ctx
         self.seq = ctx.hub.journal.last_seq()
         self.subscribers: set[Subscriber] = set()
+        self.readers = 0  # subscribers that want readings
         self._task: asyncio.Task | None = None
 
-    def subscribe(self) -> tuple[Subscriber, int]:
-        """A new subscriber and the seq from which the feed will hand it events (after)."""
-        sub = Subscriber()
+    def subscribe(self, readings: bool = False) -> tuple[Subscriber, int]:
+        """A new subscriber and the seq from which the feed will hand it records (after)."""
+        sub = Subscriber(readings)
         if not self.subscribers:
             self.seq = self.ctx.hub.journal.last_seq()
         self.subscribers.add(sub)
+        self.readers += readings
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return sub, self.seq
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
+        if sub in self.subscribers:
+            self.subscribers.discard(sub)
+            self.readers -= sub.readings
 
     async def _run(self) -> None:
         try:
@@ -86,12 +113,19 @@ class EventFeed:
                 last = self.ctx.hub.journal.last_seq()
                 if last > self.seq:
                     after = self.seq
-                    batch = await self.ctx.journal(_events_after, after)
-                    for seq, event in batch:
+                    with_readings = self.readers > 0
+                    batch = await self.ctx.journal(
+                        _records_after, after, WITH_READINGS if with_readings else KINDS)
+                    if self.readers and not with_readings:
+                        continue  # one came for readings meanwhile: read this stretch again
+                    subs = list(self.subscribers)
+                    readers = [s for s in subs if s.readings]
+                    for seq, record in batch:
                         # encoded once for every subscriber: 1,000 of them share the work
-                        item = (seq, event, event_out(event, seq).model_dump_json())
-                        for sub in list(self.subscribers):
-                            sub.put(item)  # type: ignore[arg-type]
+                        name, data = encode(seq, record)
+                        item = (seq, record, name, data)
+                        for sub in (readers if name == "reading" else subs):
+                            sub.put(item)
                     self.seq = batch[-1][0] if len(batch) == BATCH else max(last, after)
                     continue
                 await asyncio.sleep(POLL)
@@ -113,22 +147,23 @@ class EventFeed:
                 await self._task
 
 
-async def catch_up(ctx: ApiContext, after: int, until: int,
-                   keep: Callable[[Event], bool]) -> list[tuple[int, Event]]:
-    """Events with ``after < seq <= until`` that ``keep`` accepts, from the journal."""
-    out: list[tuple[int, Event]] = []
+async def catch_up(ctx: ApiContext, after: int, until: int, keep: Callable[[object], bool],
+                   readings: bool = False) -> list[tuple[int, object]]:
+    """Records with ``after < seq <= until`` that ``keep`` accepts, from the journal."""
+    out: list[tuple[int, object]] = []
     cursor = after
+    kinds = WITH_READINGS if readings else KINDS
     while cursor < until:
         start = cursor
-        batch = await ctx.journal(_events_after, start)
+        batch = await ctx.journal(_records_after, start, kinds)
         if not batch:
             break
         for seq, event in batch:
             if seq > until:
                 return out
             cursor = seq
-            if keep(event):  # type: ignore[arg-type]
-                out.append((seq, event))  # type: ignore[arg-type]
+            if keep(event):
+                out.append((seq, event))
         if len(batch) < BATCH:
             break
     return out

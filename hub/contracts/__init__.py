@@ -53,13 +53,21 @@ from hub.contracts.polled import (
 )
 from hub.contracts.sink import SinkJournal, SinkPort
 from hub.contracts.sms import SendResult, SmsMessage, SmsProvider
-from hub.contracts.transport import CommandTarget, DeviceInfo, TransportPort
+from hub.contracts.transport import (
+    CommandTarget,
+    DeviceChange,
+    DeviceInfo,
+    Gateway,
+    GatewaySource,
+    TransportPort,
+)
 
 __all__ = [
     "NEED_DATA",
     "CommandTarget",
     "ContentFormat",
     "DecodeError",
+    "DeviceChange",
     "DeviceInfo",
     "DeviceModel",
     "DeviceModelType",
@@ -79,6 +87,8 @@ __all__ = [
     "SmsProvider",
     "SmsProviderType",
     "StreamFramer",
+    "Gateway",
+    "GatewaySource",
     "TransportPort",
     "TransportType",
     "Value",

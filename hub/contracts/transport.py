@@ -9,13 +9,17 @@ transport's ``factory(port, name, options)`` gets one (see
 :class:`hub.contracts.TransportType`).
 
 A transport that carries commands implements :class:`CommandTarget` and registers it
-through the port when it starts.
+through the port when it starts; one that has gateways (DTUs, LwM2M endpoints, MQTT clients)
+also implements :class:`GatewaySource` on that target, and the hub lists them from there.
+A transport that indexes its devices watches the registry (``watch_devices``) so that a
+device added, changed or removed while it runs (through the API) takes effect at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -24,7 +28,8 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.model import Command, Event, Record
 
-__all__ = ["CommandTarget", "DeviceInfo", "TransportPort"]
+__all__ = ["CommandTarget", "DeviceChange", "DeviceInfo", "Gateway", "GatewaySource",
+           "TransportPort"]
 
 
 @runtime_checkable
@@ -45,6 +50,46 @@ class DeviceInfo(Protocol):
     provisioned: bool
 
 
+@dataclass(frozen=True)
+class DeviceChange:
+    """A device of the registry added, changed or removed while the hub runs.
+
+    ``device`` is the device now (for ``removed``: as it was); ``previous`` is the device as
+    it was before a ``changed`` (its address, and so its DTU or endpoint, may differ).
+    """
+
+    kind: Literal["added", "changed", "removed"]
+    device: DeviceInfo
+    previous: DeviceInfo | None = None
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What sits between the hub and devices: a DTU, an LwM2M endpoint, an MQTT client.
+
+    ``kind`` names it (``dtu``, ``lwm2m``, ``mqtt``, ``simulator``); ``auth`` how it is
+    recognised (``registration id``, ``endpoint name``, ``broker``); ``address`` its peer
+    address while connected; ``last_seen`` the reactor time of its last message (``None``:
+    never since the start); ``devices`` the ids of the devices behind it.
+    """
+
+    id: str
+    transport: str
+    kind: str
+    auth: str
+    connected: bool
+    address: str | None
+    last_seen: float | None
+    devices: tuple[str, ...]
+
+
+@runtime_checkable
+class GatewaySource(Protocol):
+    """A transport's gateways, as they stand now (a cheap walk of its own tables)."""
+
+    def gateways(self) -> Sequence[Gateway]: ...
+
+
 class CommandTarget(Protocol):
     """What a transport service offers to carry commands to its devices: a Deferred that
     fires with the command's final :class:`hub.model.CommandResult` (the hub enforces the
@@ -61,7 +106,10 @@ class TransportPort(Protocol):
     them once at start); ``device(id)`` finds one by id (``None`` if unknown);
     ``resolve(transport, address_key, identity)`` identifies a device that presented
     itself, or returns ``None``: the hub refused and counted it (or an auto-provisioning
-    rule created it).
+    rule created it). ``watch_devices(transport, listener)`` tells ``listener`` of every
+    :class:`DeviceChange` on ``transport`` from now on, synchronously on the reactor (a
+    device moved to another transport is ``removed`` here and ``added`` there); it
+    returns the function that stops it (call it on stop).
 
     *Data* — ``ingest(device, records)`` and ``ingest_many(batch)`` take a device model's
     records; the Deferred fires after the journal commit, and only then may the transport
@@ -93,6 +141,9 @@ class TransportPort(Protocol):
 
     def resolve(self, transport: str, address_key: Any,
                 identity: str | None = None) -> DeviceInfo | None: ...
+
+    def watch_devices(self, transport: str,
+                      listener: Callable[[DeviceChange], None]) -> Callable[[], None]: ...
 
     # -- data
     def ingest(self, device: str, records: Sequence[Record],

@@ -24,7 +24,7 @@ from hub.journal.codecs import (
 )
 from hub.journal.recent import RecentRows
 from hub.journal.schema import KIND_COMMAND, KIND_READING, KINDS, JournalClosedError, JournalError
-from hub.model import Acknowledgement, Command, Delivery, Event, Quality, Reading
+from hub.model import Acknowledgement, Command, CommandResult, Delivery, Event, Quality, Reading
 
 _QUALITY = QUALITY
 _GOOD = Quality.GOOD
@@ -281,6 +281,19 @@ class JournalQueries:
                         open_.pop(r.command_id, None)
             found += open_.values()
         return [c for _, c in sorted(found, key=lambda x: x[0])]
+
+    def command_records(self, device: str, since: float, until: float
+                        ) -> list[tuple[int, Command | CommandResult]]:
+        """``(seq, command or result)`` of ``device`` journaled at ``since <= ts <= until``,
+        in seq order (one indexed query): a command's lifecycle after a restart."""
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return []
+        rows = self._conn().execute(
+            "SELECT seq, kind, data FROM records WHERE device = ? AND ts >= ? AND ts <= ?"
+            " AND kind IN (2, 3) ORDER BY seq", (dev_id, since, until))
+        return [(seq, command_from_dict(json.loads(data)) if kind == KIND_COMMAND
+                 else result_from_dict(json.loads(data))) for seq, kind, data in rows]
 
     def active_events(self) -> list[Event]:
         """Alarms and faults raised and not yet cleared, in the order they were raised."""

@@ -111,6 +111,8 @@ class Device:
     created_by: str = ""
     created_ts: float = 0.0
     updated_ts: float = 0.0
+    #: ``{"alarms": {rule: {...}}, "heartbeat": {interval, timeout_count}}`` as in the YAML
+    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 class PlatformStore(Protocol):
@@ -165,3 +167,7 @@ class PlatformStore(Protocol):
     def devices(self) -> list[Device]: ...
     def update_device(self, device_id: str, **changes: Any) -> Device: ...
     def delete_device(self, device_id: str) -> None: ...
+
+    # commands started through the API: where their lifecycle is in the journal
+    def add_command(self, command_id: str, device: str, ts: float, ttl: float) -> None: ...
+    def command(self, command_id: str) -> tuple[str, float, float] | None: ...

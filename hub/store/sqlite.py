@@ -75,6 +75,16 @@ MIGRATIONS: list[str] = [
     """,
     # 2: alarm records and their history, escalation timers, notifications, hazards
     ALARMS_MIGRATION,
+    # 3: per-device settings of API devices (alarm thresholds, heartbeat) as the YAML has them
+    """
+    ALTER TABLE devices ADD COLUMN settings TEXT;
+    """,
+    # 4: commands started through the API, so that their lifecycle (in the journal, found by
+    # device and time) stays readable after a restart
+    """
+    CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
+                           ttl REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -101,7 +111,8 @@ def _key(row: tuple) -> ApiKey:
 
 def _device(row: tuple) -> Device:
     return Device(row[0], row[1], row[2], row[3], row[4],
-                  None if row[5] is None else json.loads(row[5]), *row[6:])
+                  None if row[5] is None else json.loads(row[5]), *row[6:10],
+                  settings=json.loads(row[10]) if row[10] else {})
 
 
 _USER_COLS = "id, name, password_hash, display_name, disabled, created_ts, failed_logins, " \
@@ -111,7 +122,7 @@ _SESSION_COLS = "id, user_id, token_hash, refresh_hash, expires, refresh_expires
                 "address, revoked"
 _KEY_COLS = "id, name, key_hash, role, node_id, created_by, created_ts, revoked"
 _DEVICE_COLS = "id, name, project, model, transport, address, location, created_by, " \
-               "created_ts, updated_ts"
+               "created_ts, updated_ts, settings"
 
 
 class SqliteStore(AlarmTables, HazardTables):
@@ -389,10 +400,11 @@ class SqliteStore(AlarmTables, HazardTables):
         def do(db: sqlite3.Connection) -> Device:
             if db.execute("SELECT 1 FROM devices WHERE id = ?", (device.id,)).fetchone():
                 raise Conflict(f"a device {device.id!r} exists")
-            db.execute(f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.execute(f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (device.id, device.name, device.project, device.model,
                         device.transport, json.dumps(device.address), device.location,
-                        device.created_by, device.created_ts, device.updated_ts))
+                        device.created_by, device.created_ts, device.updated_ts,
+                        json.dumps(device.settings or {})))
             return device
         return self._write(do)
 
@@ -405,12 +417,13 @@ class SqliteStore(AlarmTables, HazardTables):
 
     def update_device(self, device_id: str, **changes: Any) -> Device:
         allowed = {"name", "project", "model", "transport", "address", "location",
-                   "updated_ts"}
+                   "updated_ts", "settings"}
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"cannot change {sorted(bad)} of a device")
-        if "address" in changes:
-            changes["address"] = json.dumps(changes["address"])
+        for key in ("address", "settings"):
+            if key in changes:
+                changes[key] = json.dumps(changes[key])
 
         def do(db: sqlite3.Connection) -> Device:
             if changes:
@@ -423,6 +436,18 @@ class SqliteStore(AlarmTables, HazardTables):
                 raise NotFound(f"no device {device_id!r}")
             return _device(row)
         return self._write(do)
+
+    # ---------------------------------------------------------------- commands
+
+    def add_command(self, command_id: str, device: str, ts: float, ttl: float) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO commands (id, device, ts, ttl) VALUES (?, ?, ?, ?)",
+            (command_id, device, ts, ttl)))
+
+    def command(self, command_id: str) -> tuple[str, float, float] | None:
+        row = self._read(lambda db: db.execute(
+            "SELECT device, ts, ttl FROM commands WHERE id = ?", (command_id,)).fetchone())
+        return None if row is None else (row[0], row[1], row[2])
 
     def delete_device(self, device_id: str) -> None:
         n = self._write(lambda db: db.execute("DELETE FROM devices WHERE id = ?",

@@ -227,6 +227,49 @@ def test_device_detail_has_latest_readings(api, root):
     assert {r["channel"] for r in only} == {"A", "B", "C"}
 
 
+def test_api_devices_carry_alarm_thresholds_and_heartbeat_checked_like_yaml(api, root):
+    body = {"id": "api-set-1", "name": "阈值", "project": "p2", "model": "simulated",
+            "transport": "demo", "address": "leakage",
+            "settings": {"alarms": {"temperature": {"alarm": 60, "delay": 0}},
+                         "heartbeat": {"interval": 5, "timeout_count": 2}}}
+    bad = root.post("/api/devices", json={**body, "settings": {
+        "alarms": {"temperature": {"alarm": 60, "hysteresis": -1}}}})
+    assert bad.status_code == 422 and "hysteresis" in bad.text, bad.text
+    unknown = root.post("/api/devices", json={**body, "settings": {
+        "alarms": {"volcano": {"alarm": 1}}}})
+    assert unknown.status_code == 422 and "not an alarm type" in unknown.text
+    assert root.get("/api/devices/api-set-1").status_code == 404  # nothing stored
+    r = root.post("/api/devices", json=body)
+    assert r.status_code == 201, r.text
+    patched = root.patch("/api/devices/api-set-1",
+                         json={"settings": {"heartbeat": {"interval": 0}}})
+    assert patched.status_code == 422 and "interval" in patched.text
+    assert root.patch("/api/devices/api-set-1", json={"settings": {
+        "alarms": {"temperature": {"alarm": 65}}}}).status_code == 200
+    changes = [e for e in api.audit("--device", "api-set-1") if e["action"] == "device.changed"]
+    assert changes and changes[-1]["details"]["settings"] == {
+        "alarms": {"temperature": {"alarm": 65}}}
+    assert root.delete("/api/devices/api-set-1").status_code == 204
+
+
+
+def test_gateways_are_listed_by_transport_within_the_caller_s_projects(api, root):
+    gws = {g["id"]: g for g in root.get("/api/gateways").json()}
+    assert {"d1", "d2"} <= set(gws), gws
+    d1 = gws["d1"]
+    assert d1["kind"] == "simulator" and d1["transport"] == "demo" and d1["connected"]
+    assert d1["devices"] == ["d1"] and d1["auth"]
+    deadline = time.monotonic() + 10
+    while root.get("/api/gateways", params={"q": "d1"}).json()[0]["last_seen"] is None:
+        assert time.monotonic() < deadline, "d1's gateway was never heard"
+        time.sleep(0.1)
+    assert [g["id"] for g in root.get("/api/gateways", params={"q": "D2"}).json()] == ["d2"]
+    assert root.get("/api/gateways", params={"kind": "dtu"}).json() == []
+    assert root.get("/api/gateways", params={"connected": False}).json() == []
+    with api.client(api.login("view2")) as viewer:
+        assert [g["id"] for g in viewer.get("/api/gateways").json()] == ["d2"]
+
+
 def test_devices_created_through_the_api_run_at_once(api, root):
     body = {"id": "api-dev-1", "name": "新设备", "project": "p2", "model": "simulated",
             "transport": "demo", "address": "leakage", "location": "3F"}
@@ -399,3 +442,4 @@ def test_failed_logins_from_one_address_are_throttled(api):
         assert codes[12:] == [429, 429]
         r = c.post("/api/auth/login", json={"username": "op1", "password": PASSWORD})
         assert r.status_code == 429 and "Retry-After" in r.headers
+

@@ -40,7 +40,8 @@ FOREIGN_BODIES = {
 }
 
 #: list routes: answered, but nothing of p1 in them (logout last: it ends the session)
-LISTS = [("get", "/api/devices"), ("get", "/api/projects"), ("get", "/api/units"),
+LISTS = [("get", "/api/devices"), ("get", "/api/gateways"), ("get", "/api/projects"),
+         ("get", "/api/units"),
          ("get", "/api/events"), ("get", "/api/events/active"), ("get", "/api/users"),
          ("get", "/api/api-keys"), ("get", "/api/auth/me"),
          ("get", "/api/events/stream"), ("get", "/api/audit"), ("get", "/api/alarms"),

@@ -16,16 +16,16 @@ def api(tmp_path_factory):
         yield hub
 
 
-def read_events(client, n, timeout=60.0, **params):
-    """The first ``n`` SSE events of a stream (each as {"id", "event", "data"}), or fewer
-    if it ends."""
+def read_events(client, n, timeout=60.0, kinds=("event", "end"), **params):
+    """The first ``n`` SSE events of ``kinds`` of a stream (each as {"id", "event",
+    "data"}), or fewer if it ends."""
     out, current = [], {}
     with client.stream("GET", "/api/events/stream", params=params, timeout=timeout) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
             if not line:
-                if current.get("event") in ("event", "end"):
+                if current.get("event") in kinds:
                     out.append(current)
                     if len(out) >= n:
                         break
@@ -62,3 +62,32 @@ def test_stream_shows_only_the_callers_devices(api):
         mine = read_events(op, 2, after=0, device="d1", kind="alarm")
         assert {json.loads(e["data"])["device"] for e in mine} == {"d1"}
         assert {json.loads(e["data"])["kind"] for e in mine} == {"alarm"}
+
+
+ALL = ("event", "end", "command_result", "reading")
+
+
+def test_command_results_are_in_the_stream_and_readings_on_request(api):
+    with api.client(api.login("op1")) as op:
+        r = op.post("/api/devices/efd-1/commands", json={"action": "reset", "wait": True})
+        assert r.status_code == 202 and r.json()["status"] == "succeeded", r.text
+        cid = r.json()["id"]
+        # from the journal (after=0): the command's results, no readings unless asked
+        past = read_events(op, 1000, kinds=ALL, after=0, device="efd-1", idle_timeout=1.5)
+        results = [json.loads(e["data"]) for e in past if e["event"] == "command_result"]
+        assert [x["status"] for x in results if x["command_id"] == cid][-1] == "succeeded"
+        assert not [e for e in past if e["event"] == "reading"]
+        # readings of one device, on request, live
+        live = read_events(op, 5, kinds=ALL, readings=True, device="d1")
+        readings = [json.loads(e["data"]) for e in live if e["event"] == "reading"]
+        assert readings and {x["device"] for x in readings} == {"d1"}
+        assert all("quantity" in x and "value" in x for x in readings)
+        seqs = [int(e["id"]) for e in live]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        # resumed after the first: the same records come back, in order, none twice
+        again = read_events(op, 4, kinds=ALL, readings=True, device="d1", after=seqs[0])
+        assert [int(e["id"]) for e in again] == seqs[1:]
+    with api.client(api.login("view2")) as other:
+        foreign = read_events(other, 3, kinds=ALL, readings=True, device="d1",
+                              idle_timeout=1.5)
+        assert foreign == []  # d1 is not view2's: nothing, not even its readings

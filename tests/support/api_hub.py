@@ -132,6 +132,11 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
         made = hub_cli(config, "users", "add", "--role", "admin", "root", "--password-stdin",
                        stdin=ROOT_PASSWORD + "\n")
         assert made.returncode == 0, made.stderr
+    return _launch(tmp, config, wire)
+
+
+def _launch(tmp: Path, config: Path, wire: int) -> ApiHub:
+    site = tmp / "site"
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env_before) if p)
     try:
@@ -147,6 +152,15 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
     hub.device = CommandDevice(wire)
     hub.device.start()
     proc.wait_for("cmd_line: efd-1 connected")
+    return hub
+
+
+def restart_api_hub(old: ApiHub) -> ApiHub:
+    """Stop ``old`` and start the hub again on its configuration and state (a restart)."""
+    old.stop()
+    wire = yaml.safe_load(old.config.read_text(encoding="utf-8"))["transports"]["wire"]["port"]
+    hub = _launch(old.dir, old.config, wire)
+    hub.ids = old.ids
     return hub
 
 

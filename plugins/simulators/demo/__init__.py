@@ -39,8 +39,10 @@ from hub import hookimpl
 from hub import model as m
 from hub.contracts import (
     DecodeError,
+    DeviceChange,
     DeviceModelType,
     EncodeError,
+    Gateway,
     TransportPort,
     TransportType,
 )
@@ -136,14 +138,35 @@ class SimulatorService(TimerService):
         self.transport = name
         self.options = options
         self.devices: dict[str, DemoDevice] = {}
+        self._unwatch: Any = None
+        self.seen: dict[str, float] = {}  # device -> when it last sent a frame
 
     def startService(self) -> None:
         super().startService()
         self.hub.register_command_target(self.transport, self)
+        self._unwatch = self.hub.watch_devices(self.transport, self.device_changed)
 
     def stopService(self) -> Any:
         self.hub.unregister_command_target(self.transport)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         return super().stopService()
+
+    def device_changed(self, change: DeviceChange) -> None:
+        """A deleted or changed device's simulated state goes (a new profile starts anew);
+        the next tick lists the devices from the registry, so a new one reports then."""
+        if change.kind != "added":
+            gone = (change.previous or change.device).id
+            self.devices.pop(gone, None)
+            self.seen.pop(gone, None)
+
+    def gateways(self) -> list[Gateway]:
+        """Each simulated device is its own gateway, always connected."""
+        return [Gateway(id=d.id, transport=self.transport, kind="simulator",
+                        auth="none (in the hub)", connected=True, address=None,
+                        last_seen=self.seen.get(d.id), devices=(d.id,))
+                for d in self.hub.devices(self.transport)]
 
     def device(self, device: Any) -> DemoDevice:
         sim = self.devices.get(device.id)
@@ -162,6 +185,7 @@ class SimulatorService(TimerService):
         data = self.device(device).frame(now)
         if data is None:
             return
+        self.seen[device.id] = now
         try:
             records = device.model.decode(device.id, data, now)
         except DecodeError as e:

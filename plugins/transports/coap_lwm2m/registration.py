@@ -221,6 +221,11 @@ class RegistrationTable:
         self._drop(reg.device)
         return reg
 
+    def forget(self, device: str) -> Registration | None:
+        """End ``device``'s registration (the device was deleted or renamed); it is
+        unknown until it registers again."""
+        return self._drop(device)
+
     def heard(self, device: str, remote: Any) -> bool:
         """Any message from ``device``: remember its address; whether the address changed."""
         reg = self._by_device.get(device)

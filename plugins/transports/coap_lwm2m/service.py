@@ -42,7 +42,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from hub.contracts import DecodeError, EncodeError, TransportPort
+from hub.contracts import DecodeError, DeviceChange, EncodeError, Gateway, TransportPort
 from hub.contracts.lwm2m import ContentFormat, Lwm2mModel, Lwm2mOperation, Lwm2mValue, Path
 from hub.model import Command, CommandResult, CommandStatus
 
@@ -113,6 +113,7 @@ class Lwm2mService(Service):
                                          options.request_timeout)
         self._index: dict[str, Any] = {}  # address key -> device, for endpoint resolution
         self._sweep: task.LoopingCall | None = None
+        self._unwatch: Any = None
         self._recent_registers: deque[float] = deque()
         self._held: list[tuple[Registration, bool]] = []  # observations a burst holds back
         self._held_since = 0.0
@@ -139,6 +140,7 @@ class Lwm2mService(Service):
         opts = self.options
         self._index = {d.address_key: d for d in self.hub.devices(
             self.transport_name)}
+        self._unwatch = self.hub.watch_devices(self.transport_name, self.device_changed)
         # aiocoap sets SO_REUSEPORT on its server socket unless told not to: a second hub
         # (or any SO_REUSEPORT socket) on this port would then bind too and silently take a
         # share of the devices' datagrams. Without it that second bind fails loudly.
@@ -156,6 +158,43 @@ class Lwm2mService(Service):
                   "receive buffer {rcvbuf})", transport=self.transport_name, host=opts.host,
                   port=opts.port, n=len(self._index), rcvbuf=rcvbuf)
         self._resume_commands()
+
+    def device_changed(self, change: DeviceChange) -> None:
+        """The registry changed: the endpoint index follows; a deleted device's (or a
+        renamed endpoint's) registration ends, and its observations with it."""
+        old = change.previous if change.kind == "changed" else change.device
+        if change.kind != "added" and old is not None:
+            if getattr(self._index.get(old.address_key), "id", None) == old.id:
+                del self._index[old.address_key]
+            if change.kind == "removed" or old.address_key != change.device.address_key:
+                self._end_registration(old.id)
+        if change.kind != "removed":
+            self._index[change.device.address_key] = change.device
+
+    def gateways(self) -> list[Gateway]:
+        """Each endpoint of the index (a device is its own gateway): registered or not."""
+        out = []
+        for key, device in list(self._index.items()):
+            reg = self.table.get(device.id)
+            expires = reg.expires_at(self.options.grace) if reg is not None else None
+            live = reg is not None and reg.remote is not None and \
+                (expires is None or expires >= self.hub.clock.seconds())
+            out.append(Gateway(
+                id=str(reg.endpoint if reg is not None else key), transport=self.transport_name,
+                kind="lwm2m", auth="endpoint name", connected=live,
+                address=_host(reg.remote) if live and reg is not None else None,
+                last_seen=reg.last_heard if reg is not None else None, devices=(device.id,)))
+        return out
+
+    def _end_registration(self, device: str) -> None:
+        reg = self.table.forget(device)
+        self.observations.cancel(device)
+        if reg is not None:
+            self.hub.set_offline_after(device, None)
+            self.hub.metrics.inc("coap.registrations_ended", transport=self.transport_name)
+            _log.info("{transport}: registration of {device} ({ep}) ended: the device was "
+                      "deleted or renamed", transport=self.transport_name, device=device,
+                      ep=reg.endpoint)
 
     def _grow_receive_buffer(self, size: int) -> str:
         """Set the server socket's SO_RCVBUF; the size the kernel granted, for the log.
@@ -184,6 +223,9 @@ class Lwm2mService(Service):
         super().stopService()
         self._flush_ingest()
         self.hub.unregister_command_target(self.transport_name)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         if self._release is not None and self._release.active():
@@ -669,6 +711,13 @@ def _is_lwm2m(model: Any) -> bool:
     if known is None:
         known = _LWM2M_TYPES[cls] = isinstance(model, Lwm2mModel)
     return known
+
+
+def _host(remote: Any) -> str:
+    try:
+        return remote.hostinfo
+    except Exception:  # noqa: BLE001 - only for display
+        return str(remote)
 
 
 def _remote(request: Message) -> str:

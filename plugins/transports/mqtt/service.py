@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from hub.contracts import DecodeError, EncodeError, TransportPort
+from hub.contracts import DecodeError, DeviceChange, EncodeError, Gateway, TransportPort
 from hub.model import (
     Command,
     CommandResult,
@@ -56,6 +56,10 @@ class MqttService(Service):
         self._link_event: Event | None = None
         # consecutive failed ingests per connection index: the reconnect backoff after them
         self._ingest_failures: dict[int, int] = {}
+        # device id -> (reactor time of its last message, the status it last said): each
+        # device is an MQTT client of the broker, and the gateway list shows these
+        self.clients: dict[str, tuple[float, bool]] = {}
+        self._unwatch: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -78,6 +82,7 @@ class MqttService(Service):
         for c in self.connections:
             c.start()
         self.hub.register_command_target(self.transport_name, self)
+        self._unwatch = self.hub.watch_devices(self.transport_name, self.device_changed)
         _log.info("{transport}: connecting to {host}:{port} as {client} ({tls})",
                   transport=self.transport_name, host=self.options.host,
                   port=self.options.broker_port, client=self.connections[0].client_id,
@@ -87,6 +92,9 @@ class MqttService(Service):
     def stopService(self):
         super().stopService()
         self.hub.unregister_command_target(self.transport_name)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         yield defer.gatherResults([c.stop() for c in self.connections], consumeErrors=True)
         for p in list(self.pending.values()):
             self._complete(p, CommandStatus.FAILED, "the hub is stopping")
@@ -268,6 +276,8 @@ class MqttService(Service):
                       "{topic}", transport=conn.name, ident=ident, topic=topic)
             conn.finished(item)
             return None
+        self.clients[device.id] = (self.hub.clock.seconds(),
+                                   self.clients.get(device.id, (0.0, True))[1])
         if kind == "status":
             self._status(conn, item, device)
         elif kind == "result":
@@ -305,9 +315,41 @@ class MqttService(Service):
             # a last will: presence decides offline by its own timer; say what we heard
             _log.info("{transport}: {device} says it is offline ({text!r})",
                       transport=conn.name, device=device.id, text=text)
+            self.clients[device.id] = (self.clients[device.id][0], False)
         else:
+            self.clients[device.id] = (self.clients[device.id][0], True)
             self.hub.heartbeat(device.id)
         conn.finished(item)
+
+    # -- devices and gateways --------------------------------------------------------------
+
+    def device_changed(self, change: DeviceChange) -> None:
+        """A deleted (or re-addressed) device's commands in flight fail now: their result
+        would come from a device the hub no longer knows by that address."""
+        if change.kind == "added":
+            return
+        old = change.previous if change.kind == "changed" else change.device
+        if old is None or (change.kind == "changed"
+                           and old.address_key == change.device.address_key):
+            return
+        self.clients.pop(old.id, None)
+        for p in [p for p in self.pending.values() if p.device.id == old.id]:
+            self._complete(p, CommandStatus.FAILED, "the device was deleted or re-addressed")
+
+    def gateways(self) -> list[Gateway]:
+        """Each device is its own MQTT client of the broker: connected while the broker
+        link is up and its last status message did not say offline."""
+        link = any(c.connected for c in self.connections)
+        broker = f"{self.options.host}:{self.options.broker_port}"
+        out = []
+        for device in self.hub.devices(self.transport_name):
+            seen, online = self.clients.get(device.id, (None, False))
+            out.append(Gateway(
+                id=str(device.address_key), transport=self.transport_name, kind="mqtt",
+                auth="broker account and topic ACL", connected=link and seen is not None
+                and online, address=broker if seen is not None else None, last_seen=seen,
+                devices=(device.id,)))
+        return out
 
     # -- commands --------------------------------------------------------------------------
 

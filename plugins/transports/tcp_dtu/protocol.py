@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from hub.contracts import DeviceInfo, TransportPort
+from hub.contracts import DeviceChange, DeviceInfo, Gateway, TransportPort
 from hub.metrics import Histogram
 from hub.model import Command, CommandResult
 from plugins.transports.tcp_dtu.options import DtuOptions
@@ -181,14 +181,44 @@ class DtuFactory(Factory):
         device = self.hub.resolve(self.name, (dtu_id, 1), identity=dtu_id)
         if device is None:
             return []
-        self._by_dtu.setdefault(dtu_id, []).append(device)
-        return [device]
+        self._index(device)  # told already when the registry added it; idempotent
+        return self._by_dtu.get(dtu_id) or [device]
+
+    def device_changed(self, change: DeviceChange) -> None:
+        """The registry changed: a new DTU id is accepted at its next connect, a connected
+        DTU polls a new slave at once and stops polling a deleted one (its session closes
+        when that was its last device)."""
+        if change.kind != "added":
+            gone = change.previous or change.device
+            dtu, unit = gone.address_key
+            if self._by_dtu is not None:
+                left = [d for d in self._by_dtu.get(dtu, ()) if d.id != gone.id]
+                if left:
+                    self._by_dtu[dtu] = left
+                else:
+                    self._by_dtu.pop(dtu, None)
+            p = self.sessions.get(dtu)
+            if p is not None:
+                p.session.drop_unit(unit, gone.id)
+        if change.kind != "removed":
+            device = change.device
+            self._index(device)
+            p = self.sessions.get(device.address_key[0])
+            if p is not None:
+                p.session.add_unit(device)
+
+    def _index(self, device: DeviceInfo) -> None:
+        if self._by_dtu is None:
+            return  # built from the registry at the first registration
+        devices = self._by_dtu.setdefault(device.address_key[0], [])
+        devices[:] = [d for d in devices if d.id != device.id] + [device]
 
 
 class DtuService(Service):
     """Listens for DTUs; carries commands to their slaves."""
 
     port: Any = None  # the listening port, once started
+    _unwatch: Any = None
 
     def __init__(self, hub: TransportPort, name: str, options: DtuOptions,
                  reactor: Any = None) -> None:
@@ -206,6 +236,7 @@ class DtuService(Service):
                                           backlog=self.options.backlog,
                                           interface=self.options.host)
         self.port = yield ep.listen(self.factory)  # a port in use fails the hub's start
+        self._unwatch = self.hub.watch_devices(self.transport_name, self.factory.device_changed)
         super().startService()
         self.hub.register_command_target(self.transport_name, self)
         _log.info("{transport}: listening for DTUs on {host}:{port}", transport=self.transport_name,
@@ -231,10 +262,30 @@ class DtuService(Service):
     def stopService(self):
         super().stopService()
         self.hub.unregister_command_target(self.transport_name)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self.port is not None:
             yield self.port.stopListening()
         for p in list(self.factory.connections):
             p.transport.loseConnection()
+
+    def gateways(self) -> list[Gateway]:
+        """Every DTU with devices declared behind it, connected or not, and every other one
+        connected now."""
+        behind: dict[str, list[str]] = {}
+        for d in self.hub.devices(self.transport_name):
+            behind.setdefault(d.address_key[0], []).append(d.id)
+        out = []
+        auth = f"registration id ({self.options.registration.mode})"
+        for dtu in sorted(set(behind) | set(self.factory.sessions)):
+            p = self.factory.sessions.get(dtu)
+            live = p is not None and not p.session.closed
+            out.append(Gateway(id=dtu, transport=self.transport_name, kind="dtu", auth=auth,
+                               connected=live, address=p.peer() if live else None,
+                               last_seen=p.session.last_input if p is not None else None,
+                               devices=tuple(behind.get(dtu, ()))))
+        return out
 
     def send_command(self, device: Any, command: Command) -> defer.Deferred:
         session = self.factory.sessions.get(device.address_key[0])

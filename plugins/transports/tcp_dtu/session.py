@@ -28,8 +28,9 @@ request), ``(BROADCAST, i)`` (the ``i``-th model's periodic broadcast, if any) a
 unit (its next poll cycle; the unit itself, not a tuple around it:
 at 50,000 sessions every object per session counts).
 
-Slightly over 500 lines: the rules of one line are one state machine, read together; the
-commands' half is apart already (:mod:`.session_commands`).
+Over 500 lines: the rules of one line are one state machine, read together (devices
+added and removed behind a connected DTU change its slaves, framers and timers: they belong
+here too); the commands' half is apart already (:mod:`.session_commands`).
 """
 
 from __future__ import annotations
@@ -287,6 +288,63 @@ class DtuSession(CommandQueue):
             self._framers = framers
         if models:
             self._broadcasts = list(models.values())
+
+    @property
+    def last_input(self) -> float:
+        """The reactor time of the last bytes (or connection) seen."""
+        return self._now
+
+    # -- devices changed while connected (the registry told the transport) ------------------
+
+    def add_unit(self, device: Any) -> None:
+        """``device`` is now behind this DTU (new, or changed in place): polled from now."""
+        if self.closed or self.dtu_id is None:
+            return
+        unit = device.address_key[1]
+        new = unit not in self.slaves
+        self.slaves[unit] = device
+        self._reframe()
+        if new:
+            self.io.set_timer(unit, 0.01)
+        _log.info("DTU {dtu}: {device} added as unit {unit}", dtu=self.dtu_id,
+                  device=device.id, unit=unit)
+
+    def drop_unit(self, unit: Any, device_id: str) -> None:
+        """The device ``device_id`` at ``unit`` is gone: no longer polled; the session closes
+        when it was the DTU's last device."""
+        device = self.slaves.get(unit)
+        if self.closed or device is None or device.id != device_id:
+            return
+        del self.slaves[unit]
+        self.failing.discard(unit)
+        self._status.pop(unit, None)
+        self.io.cancel_timer(unit)
+        self.polls = [r for r in self.polls if r.device is not device]
+        if not self.slaves:
+            _log.info("DTU {dtu}: its last device {device} was deleted; closing its session",
+                      dtu=self.dtu_id, device=device_id)
+            self.closed = True
+            self.io.close()
+            return
+        self._reframe()
+        _log.info("DTU {dtu}: {device} (unit {unit}) deleted; no longer polled",
+                  dtu=self.dtu_id, device=device_id, unit=unit)
+
+    def _reframe(self) -> None:
+        """Framers for the line's units as they are now; an answer on its way is read by
+        the new framer (it takes the bytes the old one held)."""
+        old = self.framer
+        self._framers = self._broadcasts = None
+        self._line_framers()
+        req = self.outstanding
+        if old is None or req is None:
+            return
+        framer = (self._framers or {}).get(req.device.model.protocol, self.framer)
+        assert framer is not None
+        old.expect_nothing()
+        framer.feed(old.take_buffered())
+        framer.expect_answer(req.frame, req.length)
+        self.framer = framer
 
     def _alive(self) -> None:
         """A DTU heartbeat: liveness for every slave that is answering its polls."""
