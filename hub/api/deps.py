@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.api.authz import Principal, Tree
@@ -82,3 +82,22 @@ def forbidden(why: str) -> HTTPException:
 def invalid(message: str, *loc: str | int) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors (one schema for every 422)."""
     return HTTPException(422, [{"type": "value_error", "loc": list(loc), "msg": message}])
+
+
+# ---- resuming a live stream (events, alarm records, hazards): one set of parameters
+
+#: ``after``: the seq to resume after (default: ``Last-Event-ID``, else from now)
+ResumeAfter = Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
+                                          "(default: Last-Event-ID, else from now)")]
+#: ``idle_timeout``: end the stream after this many seconds with nothing to send
+IdleTimeout = Annotated[float | None, Query(gt=0, le=86400, description="end the stream "
+                                            "after this many seconds without an event")]
+#: the ``Last-Event-ID`` header a reconnecting EventSource sends
+LastEventId = Annotated[str | None, Header(max_length=20)]
+
+
+def resume_after(after: int | None, last_event_id: str | None) -> int | None:
+    """Where a stream resumes: ``after`` if given, else a numeric ``Last-Event-ID``."""
+    if after is None and last_event_id and last_event_id.isdigit():
+        return int(last_event_id)
+    return after

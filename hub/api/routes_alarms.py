@@ -15,14 +15,24 @@ import asyncio
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from hub.alarmdesk.lifecycle import AlarmRecord, IllegalAct, apply_act
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
-from hub.api.deps import Caller, Ctx, OrgTree, forbidden, not_found
+from hub.api.deps import (
+    Caller,
+    Ctx,
+    IdleTimeout,
+    LastEventId,
+    OrgTree,
+    ResumeAfter,
+    forbidden,
+    not_found,
+    resume_after,
+)
 from hub.api.schemas import ERRORS, Strict
 from hub.model import Acknowledgement
 from hub.store.base import ROOT_ID
@@ -159,16 +169,14 @@ async def list_alarms(
     "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream_alarms(
     caller: Caller, tree: OrgTree, ctx: Ctx,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
-                                       "(default: Last-Event-ID, else from now)")] = None,
-    idle_timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: ResumeAfter = None,
+    idle_timeout: IdleTimeout = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Every change of an alarm record in the caller's scope as it is stored; reconnect
     with ``Last-Event-ID`` to miss nothing."""
     projects = readable_projects(caller, tree)
-    if after is None and last_event_id and last_event_id.isdigit():
-        after = int(last_event_id)
+    after = resume_after(after, last_event_id)
     if after is None:
         after = await ctx.run(ctx.store.last_alarm_change)
 

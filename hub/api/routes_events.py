@@ -13,12 +13,23 @@ import asyncio
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from sse_starlette import EventSourceResponse
 
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
-from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
+from hub.api.deps import (
+    Caller,
+    Ctx,
+    IdleTimeout,
+    LastEventId,
+    OrgTree,
+    ResumeAfter,
+    forbidden,
+    invalid,
+    not_found,
+    resume_after,
+)
 from hub.api.routes_devices import device_in_scope, visible_devices
 from hub.api.schemas import (
     ERRORS,
@@ -112,17 +123,14 @@ async def active_events(caller: Caller, tree: OrgTree, ctx: Ctx,
     "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream_events(
     caller: Caller, tree: OrgTree, ctx: Ctx,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
-                                       "(default: Last-Event-ID, else from now)")] = None,
+    after: ResumeAfter = None,
     kind: KIND = None,
     device: Annotated[str | None, Query(max_length=64)] = None,
     project: Annotated[str | None, Query(max_length=64)] = None,
-    idle_timeout: Annotated[float | None, Query(gt=0, le=86400, description="end the "
-                                                "stream after this many seconds without "
-                                                "an event")] = None,
+    idle_timeout: IdleTimeout = None,
     readings: Annotated[bool, Query(description="readings too (many: filter by device "
                                     "or project)")] = False,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Events and command results (and readings, if asked) as they are committed, for the
     devices the caller sees; reconnect with ``Last-Event-ID`` (or ``after``) to miss
@@ -133,8 +141,7 @@ async def stream_events(
         allowed = {k for k, d in devices.items() if d.project == project}
     if device is not None:
         allowed &= {device}
-    if after is None and last_event_id and last_event_id.isdigit():
-        after = int(last_event_id)
+    after = resume_after(after, last_event_id)
 
     def keep(r: object) -> bool:
         if r.device not in allowed:  # type: ignore[attr-defined]

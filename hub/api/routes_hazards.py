@@ -14,7 +14,7 @@ import hashlib
 import os
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
@@ -29,7 +29,17 @@ from hub.alarmdesk.hazards import (
     file_type,
 )
 from hub.alarmdesk.stats import alarm_stats, hazard_stats
-from hub.api.deps import Caller, Ctx, OrgTree, invalid, not_found
+from hub.api.deps import (
+    Caller,
+    Ctx,
+    IdleTimeout,
+    LastEventId,
+    OrgTree,
+    ResumeAfter,
+    invalid,
+    not_found,
+    resume_after,
+)
 from hub.api.routes_alarms import change_stream, check_act, check_read, readable_projects
 from hub.api.schemas import ERRORS, Strict
 from hub.store.hazards import Hazard
@@ -177,15 +187,13 @@ async def list_hazards(
     "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream_hazards(
     caller: Caller, tree: OrgTree, ctx: Ctx,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq "
-                                       "(default: Last-Event-ID, else from now)")] = None,
-    idle_timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: ResumeAfter = None,
+    idle_timeout: IdleTimeout = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Every hazard opened or moved in the caller's scope, as it is stored."""
     projects = readable_projects(caller, tree)
-    if after is None and last_event_id and last_event_id.isdigit():
-        after = int(last_event_id)
+    after = resume_after(after, last_event_id)
     if after is None:
         after = await ctx.run(ctx.store.last_hazard_change)
 

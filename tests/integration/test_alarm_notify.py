@@ -14,19 +14,14 @@ import time
 from hub.store import SqliteStore
 from tests.support.api_hub import populate, start_api_hub
 from tests.support.peers.sms_providers import AliyunPeer, LoopbackPeer
+from tests.support.services import wait_until
 from tests.support.sms_config import KEY_ID, SECRET
 
 HOOK_SECRET = "hook-secret-0042"
 
 
 def _wait(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return wait_until(predicate, timeout, interval=0.1, what=what)
 
 
 def test_sms_then_webhook_then_ack_stops_it(tmp_path):

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.support.api_hub import populated_hub
+from tests.support.services import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +19,7 @@ def api(tmp_path_factory):
 
 
 def _wait(fn, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
+    return wait_until(fn, timeout, interval=0.2, what=what)
 
 
 def test_device_and_project_grades_say_why(api):

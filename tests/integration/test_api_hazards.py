@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.api_hub import populated_hub
+from tests.support.services import wait_until
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
@@ -23,13 +24,10 @@ def api(tmp_path_factory):
 
 
 def _alarm(client):
-    deadline = time.monotonic() + 30
-    while True:
-        items = client.get("/api/alarms", params={"device": "d1"}).json()["items"]
-        if items:
-            return items[0]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    items = wait_until(
+        lambda: client.get("/api/alarms", params={"device": "d1"}).json()["items"], 30,
+        interval=0.2, what="d1's alarm record")
+    return items[0]
 
 
 def test_the_hazard_workflow(api):
