@@ -8,6 +8,7 @@
       port: 8080               # 0: any free port (tests)
       tls: {cert: api.crt, key: api.key}   # optional; files relative to the config file
       store: var/platform.sqlite           # default <state_dir>/platform.sqlite
+      # or {backend: postgresql, dsn: ..., password_file: ...}: hub.store.settings
       token_ttl: 3600          # s a bearer token is valid
       refresh_ttl: 2592000     # s its refresh token is valid (30 days)
       max_body_kb: 1024        # larger request bodies are refused (413)
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from hub.alarmdesk.settings import NotifySettings, parse_notify
 from hub.console.settings import ConsoleSettings, parse_console
+from hub.store.settings import StoreSettings, parse_store
 from hub.validate import Section, boolean, integer, number, string
 
 
@@ -35,7 +37,9 @@ class ApiSettings:
     port: int = 8080
     tls_cert: str | None = None
     tls_key: str | None = None
-    store_path: str = "var/platform.sqlite"
+    store_path: str = "var/platform.sqlite"  # the SQLite file ("" on PostgreSQL)
+    #: which platform store (SQLite, or PostgreSQL in cluster mode)
+    store: StoreSettings = field(default_factory=StoreSettings)
     token_ttl: float = 3600.0
     refresh_ttl: float = 30 * 86400.0
     max_body: int = 1024 * 1024
@@ -63,7 +67,7 @@ def parse_api(top: Section, state_dir: str, base: str) -> ApiSettings | None:
     enabled = s.get("enabled", boolean, True)
     host = s.get("host", string(), "127.0.0.1")
     port = s.get("port", integer(0, 65535), 8080)
-    store = s.get("store", string(), store_path(state_dir))
+    store = parse_store(s, "store", store_path(state_dir), base)
     tls = s.section("tls")
     cert = tls.get("cert", string(), None)
     key = tls.get("key", string(), None)
@@ -82,7 +86,8 @@ def parse_api(top: Section, state_dir: str, base: str) -> ApiSettings | None:
     lock = s.section("lockout")
     throttle = s.section("address_throttle")
     out = ApiSettings(
-        enabled=enabled, host=host, port=port, tls_cert=cert, tls_key=key, store_path=store,
+        enabled=enabled, host=host, port=port, tls_cert=cert, tls_key=key, store_path=store.path,
+        store=store,
         token_ttl=s.get("token_ttl", number(60, 30 * 86400, "s"), 3600.0),
         refresh_ttl=s.get("refresh_ttl", number(60, 365 * 86400, "s"), 30 * 86400.0),
         max_body=int(s.get("max_body_kb", integer(1, 64 * 1024), 1024)) * 1024,
