@@ -1,5 +1,6 @@
 """Fixtures shared by unit and integration tests: installing test distributions through real
-entry-point metadata (tests/support/distribution.py), log capture, a VictoriaMetrics."""
+entry-point metadata (tests/support/distribution.py), log capture, a VictoriaMetrics, a
+PostgreSQL and platform stores on both backends (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import sys
 import pytest
 
 from tests.support.distribution import PLUGINS, write_distribution
+from tests.support.postgres import (  # noqa: F401  (fixtures: PostgreSQL, stores on both backends)
+    make_store,
+    pg_dsn,
+    postgres,
+    store_backend,
+)
 from tests.support.services import victoria  # noqa: F401  (fixture: a VictoriaMetrics per test)
 
 

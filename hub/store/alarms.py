@@ -229,8 +229,9 @@ class AlarmTables:
             w.add("open = 1")
         if state is not None:
             active, _, acked = state.partition("-")
-            w.add("(active_events != '[]') = ? AND acked = ?", int(active == "active"),
-                  int(acked == "acknowledged"))
+            # CASE: a comparison is 0/1 in SQLite but a boolean in PostgreSQL
+            w.add("CASE WHEN active_events != '[]' THEN 1 ELSE 0 END = ? AND acked = ?",
+                  int(active == "active"), int(acked == "acknowledged"))
         w.equal(device=device, kind=kind).period("first_ts", since, until)
         sql = f"SELECT {_COLS} FROM alarms WHERE {w.sql} ORDER BY id LIMIT ?"
         rows = self._read(lambda db: db.execute(sql, (*w.args, limit)).fetchall())

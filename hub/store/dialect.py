@@ -149,7 +149,7 @@ class PgDialect:
             table = self.catalog.tables.get(name)
             cols = [c.strip() for c in m.group(4).split(",")] if m.group(3) else \
                 (table.columns if table else [])
-            head = f"INSERT INTO {name}" + (f" ({m.group(4)})" if m.group(3) else "")
+            head = f"INSERT INTO {name}" + (f" ({m.group(4)}) " if m.group(3) else " ")
             sql = head + sql[m.end():]
             if mode == "IGNORE":
                 tail += " ON CONFLICT DO NOTHING"

@@ -143,5 +143,6 @@ class HazardTables:
             return []
         w.period("first_ts", since, until)
         return self._read(lambda db: db.execute(
-            "SELECT kind, severity, acked, active_events != '[]', first_ts, acked_ts, "
+            "SELECT kind, severity, acked, CASE WHEN active_events != '[]' THEN 1 ELSE 0 END, "
+            "first_ts, acked_ts, "
             f"cleared_ts, code FROM alarms WHERE {w.sql}", w.args).fetchall())

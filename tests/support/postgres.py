@@ -120,3 +120,34 @@ def pg_dsn(postgres: PostgresServer) -> Iterator[str]:
     yield postgres.dsn(options=f"-csearch_path={name}")
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
         c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The platform store's backends: a test using ``make_store`` runs on each."""
+    return request.param
+
+
+@pytest.fixture
+def make_store(store_backend: str, tmp_path, request: pytest.FixtureRequest):
+    """``make_store(**kw)`` -> an opened platform store of ``store_backend``; each call opens
+    another store on the same database (another "node"); all are closed after the test.
+    PostgreSQL is started only for the tests that run on it."""
+    from hub.store import SqliteStore
+    from hub.store.postgres import PostgresStore
+
+    opened: list = []
+    dsn = request.getfixturevalue("pg_dsn") if store_backend == "postgresql" else None
+
+    def make(**kw):
+        if dsn is None:
+            s = SqliteStore(str(tmp_path / "platform.sqlite"))
+        else:
+            s = PostgresStore(dsn, **kw)
+        s.open()
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()

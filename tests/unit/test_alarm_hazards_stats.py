@@ -6,7 +6,6 @@ import pytest
 
 from hub.alarmdesk.hazards import IllegalTransition, check_transition, file_type
 from hub.alarmdesk.stats import alarm_stats, hazard_stats, percentile
-from hub.store import SqliteStore
 
 
 def test_transitions():
@@ -37,7 +36,7 @@ def test_percentiles_nearest_rank():
     assert (percentile(values, 50), percentile(values, 90)) == (5.0, 9.0)
 
 
-def test_alarm_and_hazard_stats(tmp_path):
+def test_alarm_and_hazard_stats(make_store):
     rows = [("alarm", "alarm", 1, 0, 100.0, 130.0, 200.0, "temperature"),
             ("alarm", "pre-alarm", 1, 1, 100.0, 110.0, None, "temperature"),
             ("fault", "fault", 0, 1, 100.0, None, None, "offline")]
@@ -47,8 +46,7 @@ def test_alarm_and_hazard_stats(tmp_path):
                              "active-unacknowledged": 1}
     assert s["time_to_acknowledge"] == {"count": 2, "median": 10.0, "p90": 30.0}
     assert s["time_to_close"] == {"count": 1, "median": 100.0, "p90": 100.0}
-    store = SqliteStore(str(tmp_path / "p.sqlite"))
-    store.open()
+    store = make_store()
     a = store.hazard_add("p1", "d1", None, "线路", "一般", "x", 50.0, "", "op", 10.0)
     b = store.hazard_add("p1", "d1", None, "线路", "重大", "y", None, "", "op", 10.0)
     for to in ("rectifying", "checked", "closed"):
@@ -60,4 +58,3 @@ def test_alarm_and_hazard_stats(tmp_path):
     with pytest.raises(IllegalTransition):
         store.hazard_move(b.id, "found", "op", 80.0)
     assert len(store.hazard_history(b.id)) == 4
-    store.close()

@@ -6,7 +6,7 @@ import pytest
 
 from hub.alarmdesk.lifecycle import IllegalAct, apply_act, apply_event, severity_of
 from hub.model import Acknowledgement, Event, EventKind, EventState, Level
-from hub.store import NotFound, SqliteStore
+from hub.store import NotFound
 
 
 def ev(state, ts, level=Level.ALARM, id="e1", kind=EventKind.ALARM, code="temperature",
@@ -18,11 +18,9 @@ R, C = EventState.RAISED, EventState.CLEARED
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(str(tmp_path / "platform.sqlite"))
-    s.open()
-    yield s
-    s.close()
+def store(make_store):
+    """The platform store on each backend (SQLite, PostgreSQL: tests/support/postgres.py)."""
+    return make_store()
 
 
 def project(_device):

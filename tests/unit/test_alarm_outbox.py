@@ -11,7 +11,6 @@ from twisted.internet.task import Clock
 from hub.alarmdesk.channels import Outbox, Permanent
 from hub.alarmdesk.policy import Notification
 from hub.alarmdesk.settings import NotifySettings
-from hub.store import SqliteStore
 
 
 class Flaky:
@@ -29,11 +28,9 @@ class Flaky:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(str(tmp_path / "p.sqlite"))
-    s.open()
-    yield s
-    s.close()
+def store(make_store):
+    """The platform store on each backend (SQLite, PostgreSQL: tests/support/postgres.py)."""
+    return make_store()
 
 
 NOTE = Notification(7, 0, "sms", "13800138000", "alarm", "d1 temperature")

@@ -27,7 +27,13 @@ from hub.store import sqlite as store_sqlite
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(make_store):
+    """The platform store on each backend (SQLite, PostgreSQL: tests/support/postgres.py)."""
+    return make_store()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = SqliteStore(str(tmp_path / "platform.sqlite"))
     s.open()
     yield s
@@ -176,9 +182,10 @@ def test_api_section_is_checked(tmp_path):
                      str(tmp_path / "h.yaml"), plugins)
 
 
-def test_store_file_is_private(store):
+def test_store_file_is_private(sqlite_store):
     import os
     import stat
 
+    store = sqlite_store
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
     assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
