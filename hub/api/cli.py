@@ -6,7 +6,8 @@
     hub users add --role operator --node 7 bob --password-stdin < pw.txt
     hub users passwd alice | disable bob | enable bob | unlock bob | list [--json]
 
-It writes the platform store directly (whether or not the hub runs: SQLite WAL) and records
+It writes the platform store directly (whether or not the hub runs: SQLite WAL, or the
+cluster's PostgreSQL) and records
 each change in the audit log: through the running hub's admin socket, or, with no hub
 running, in the audit log file itself.
 """
@@ -21,7 +22,8 @@ import sys
 import time
 from typing import Any
 
-from hub.store import ROLES, SqliteStore, store_path
+from hub.store import ROLES, PlatformStore, store_path
+from hub.store.settings import StoreSettings, open_store
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -33,14 +35,13 @@ def _who() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, SqliteStore]:
+def _open(args: argparse.Namespace) -> tuple[Any, PlatformStore]:
     from hub.cli import _load
 
     _, config = _load(args)
-    path = config.api.store_path if config.api is not None else store_path(config.state_dir)
-    store = SqliteStore(path)
-    store.open()
-    return config, store
+    settings = (config.api.store if config.api is not None
+                else StoreSettings(path=store_path(config.state_dir)))
+    return config, open_store(settings)
 
 
 def _audit(config: Any, action: str, subject: str, details: dict[str, Any]) -> None:

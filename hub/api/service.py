@@ -27,7 +27,8 @@ from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.api.live import load_stored
 from hub.api.settings import ApiSettings
-from hub.store import SqliteStore
+from hub.store.health import StoreHealth
+from hub.store.settings import open_store
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -49,9 +50,10 @@ class ApiService(Service):
     def __init__(self, hub: Hub, settings: ApiSettings) -> None:
         self.hub = hub
         self.settings = settings
-        self.store = SqliteStore(settings.store_path)
         # devices created through the API join the registry before any transport starts
-        self.store.open()
+        health = StoreHealth(hub) if settings.store.backend != "sqlite" else None
+        self.store = open_store(settings.store, on_health=health)
+        _log.info("platform store: {store}", store=settings.store.describe())
         self._problems = load_stored(hub, self.store.devices())
         self.desk = AlarmDesk(hub, self.store, settings.notify)
         self.ctx: ApiContext | None = None
