@@ -149,8 +149,8 @@ class PgDialect:
             table = self.catalog.tables.get(name)
             cols = [c.strip() for c in m.group(4).split(",")] if m.group(3) else \
                 (table.columns if table else [])
-            head = f"INSERT INTO {name}" + (f" ({m.group(4)}) " if m.group(3) else " ")
-            sql = head + sql[m.end():]
+            head = f"INSERT INTO {name}" + (f" ({m.group(4)})" if m.group(3) else "")
+            sql = f"{head} {sql[m.end():].lstrip()}"
             if mode == "IGNORE":
                 tail += " ON CONFLICT DO NOTHING"
             elif mode == "REPLACE":
