@@ -120,3 +120,20 @@ def test_passwords_never_reach_messages():
     assert redact("host=db password=x1 user=u") == "host=db password=*** user=u"
     assert redact("host=db password='a b' user=u") == "host=db password=*** user=u"
     assert redact("postgresql://hub:pw@db/hub") == "postgresql://hub:***@db/hub"
+
+
+def test_hub_check_names_the_store_key(tmp_path):
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+    from hub.validate import ConfigError
+
+    base = {"hub": {"state_dir": str(tmp_path)}, "devices": []}
+    cfg = check_config({**base, "api": {"store": {"backend": "postgresql",
+                                                  "dsn": "host=db dbname=hub"}}},
+                       str(tmp_path / "h.yaml"), make_plugins())
+    assert cfg.api.store.backend == "postgresql" and cfg.api.store_path == ""
+    with pytest.raises(ConfigError) as e:
+        check_config({**base, "api": {"store": {"backend": "postgresql",
+                                                "dsn": "host=db password=Zq9secret"}}},
+                     str(tmp_path / "h.yaml"), make_plugins())
+    assert "api.store.dsn: holds a password" in str(e.value) and "Zq9secret" not in str(e.value)
