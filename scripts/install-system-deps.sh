@@ -17,6 +17,9 @@ for pair in "${NEEDED[@]}"; do
   pkg=${pair%%:*}; cmd=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
 done
+# PostgreSQL (cluster mode's platform store, tests/support/postgres.py): its binaries are not
+# on PATH on Debian, so look for the server where the package puts it
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=("postgresql")
 # libraries and fonts (no command to look for): WeasyPrint's Pango and HarfBuzz, and a CJK
 # font so that Chinese renders in report PDFs (hub.reports)
 for pkg in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-wqy-zenhei; do

@@ -57,6 +57,10 @@ def create_app(ctx: ApiContext) -> Guard:
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
     console.mount(app)  # the web console under / (hub.console)
 
+    from hub.store.postgres import StoreUnavailable, unavailable_response
+
+    app.add_exception_handler(StoreUnavailable, unavailable_response)
+
     @app.get("/api/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_PAGE)

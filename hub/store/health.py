@@ -45,7 +45,7 @@ class StoreHealth:
         now = self.hub.clock.seconds()
         if not up and self._raised is None:
             metrics.inc("store.outages", backend=self.backend)
-            _log.error("platform store unavailable: {why}; retrying", why=why)
+            _log.warn("platform store unavailable: {why}; retrying", why=why)
             self._raised = Event(
                 "hub", EventKind.FAULT, FAULT_CODE, EventState.RAISED, now, Level.FAULT,
                 id=event_id("hub", FAULT_CODE, "", Level.FAULT, now), source="hub",

@@ -52,6 +52,15 @@ class StoreUnavailable(StoreError):
     """The database could not be reached in time, or a commit's outcome is unknown."""
 
 
+async def unavailable_response(request: Any, exc: Exception) -> Any:
+    """The API's answer while the database is away: 503 and when to try again (a FastAPI
+    exception handler; the body never holds the DSN)."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": "the platform store is unavailable; try again shortly"},
+                        status_code=503, headers={"Retry-After": "5"})
+
+
 def redact(dsn: str) -> str:
     """A DSN for messages: any password in it replaced."""
     dsn = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.I)

@@ -5,6 +5,7 @@ APIs share one PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 
@@ -273,3 +274,30 @@ def test_two_hubs_share_one_postgresql_store(tmp_path, pg_dsn):
         one.stop()
         if two is not None:
             two.stop()
+
+
+def test_a_hub_answers_503_while_postgresql_is_away_and_recovers(tmp_path, own_postgres):
+    hub = start_api_hub(tmp_path, {"store": {"backend": "postgresql", "retry_seconds": 0.5,
+                                             "dsn": own_postgres.dsn()}})
+    try:
+        token = hub.login("root", ROOT_PASSWORD)
+        with hub.client(token) as c:
+            assert c.get("/api/auth/me").status_code == 200
+            own_postgres.stop()
+            r = c.get("/api/auth/me")
+            assert (r.status_code, r.headers.get("retry-after")) == (503, "5"), r.text
+            assert "unavailable" in r.json()["detail"] and "host=" not in r.text
+            assert c.get("/readyz").status_code == 503
+            hub.proc.wait_for("platform store unavailable")
+            assert re.search(r'store_up\{backend="postgresql"\} 0', c.get("/metrics").text)
+            own_postgres.start()
+            wait_until(lambda: c.get("/api/auth/me").status_code == 200, 30,
+                       what="the API answering again")
+            hub.proc.wait_for("platform store reachable again")
+            assert re.search(r'store_up\{backend="postgresql"\} 1', c.get("/metrics").text)
+            faults = c.get("/api/events", params={"device": "hub", "kind": "fault"}).json()
+            assert [(e["code"], e["state"]) for e in faults["items"]
+                    if e["code"] == "store_unavailable"] == [
+                ("store_unavailable", "raised"), ("store_unavailable", "cleared")]
+    finally:
+        hub.proc.stop()
