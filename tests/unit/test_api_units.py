@@ -40,10 +40,8 @@ def sqlite_store(tmp_path):
     s.close()
 
 
-def test_migrations_run_once_and_a_newer_store_is_refused(tmp_path, monkeypatch):
-    path = str(tmp_path / "p.sqlite")
-    s = SqliteStore(path)
-    s.open()
+def test_migrations_run_once_and_a_newer_store_is_refused(make_store, monkeypatch):
+    s = make_store()
     n = store_sqlite.SCHEMA_VERSION
     assert s.schema_version() == n == len(store_sqlite.MIGRATIONS)
     s.add_user("a", "h", now=1.0)
@@ -52,14 +50,13 @@ def test_migrations_run_once_and_a_newer_store_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(store_sqlite, "MIGRATIONS", [*store_sqlite.MIGRATIONS,
                                                      "ALTER TABLE users ADD COLUMN phone TEXT;"])
     monkeypatch.setattr(store_sqlite, "SCHEMA_VERSION", n + 1)
-    s = SqliteStore(path)
-    s.open()
+    s = make_store()
     assert s.schema_version() == n + 1 and s.user_by_name("a") is not None
     s.close()
     monkeypatch.setattr(store_sqlite, "SCHEMA_VERSION", n)
     monkeypatch.setattr(store_sqlite, "MIGRATIONS", store_sqlite.MIGRATIONS[:n])
     with pytest.raises(Exception, match="newer than this hub"):
-        SqliteStore(path).open()
+        make_store()
 
 
 def test_store_users_nodes_devices(store):
