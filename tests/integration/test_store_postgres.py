@@ -65,7 +65,6 @@ def test_each_notification_is_claimed_once_across_two_nodes(pg_dsn):
                     claims[key] = row
         assert len(claims) == len(items)
         assert len(a.notify_pending()) == len(items)
-        assert a.conflicts + b.conflicts >= 0  # serialization retries happen or not
     finally:
         a.close()
         b.close()
