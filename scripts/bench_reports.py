@@ -123,9 +123,9 @@ def year_store(path: str, devices: int, since: float) -> None:
 
 
 def bench_report(base: Path, devices: int) -> dict[str, float]:
-    from hub.analysis.settings import AnalysisSettings
     from hub.analysis.energy import TouSchedule
     from hub.analysis.grading import GradingScheme
+    from hub.analysis.settings import AnalysisSettings
     from hub.reports.data import build_report, month_range
     from hub.reports.render import render
 

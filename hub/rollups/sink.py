@@ -65,8 +65,13 @@ class RollupOptions:
     #: configured here because they are read with these rollups
     grading: Mapping[str, Any] | None = None
     tou: Mapping[str, Any] | None = None
+    #: when daily/weekly/monthly reports are made and who gets them
+    #: (:class:`hub.reports.schedule.ReportSchedule`)
+    reports: Mapping[str, Any] | None = None
     #: "thread" (the default) or "inline" (on the reactor thread: for comparisons)
     worker: str = "thread"
+    #: false: no rollups (they run by default, :func:`hub.config.load_config`)
+    enabled: bool = True
 
 
 class FoldWorker:

@@ -298,6 +298,74 @@ class RollupStore:
                 out[start] = out.get(start, 0.0) + e
         return dict(sorted(out.items()))
 
+    def _series_ids(self, devices: Iterable[str], quantity: str,
+                    channel: str | None = None) -> dict[str, list[int]]:
+        """Series ids of ``quantity`` per device; for counters the device's whole-device
+        series (channel ``""``) when it has one, else all its channels (as :meth:`energy`
+        counts)."""
+        wanted = set(devices)
+        per: dict[str, dict[str, int]] = {}
+        sql = "SELECT id, device, channel FROM series WHERE quantity = ?"
+        args: list[Any] = [quantity]
+        if channel is not None:
+            sql += " AND channel = ?"
+            args.append(channel)
+        for sid, device, ch in self.db.execute(sql, args):
+            if device in wanted:
+                per.setdefault(device, {})[ch] = sid
+        return {d: [chs[""]] if "" in chs else list(chs.values()) for d, chs in per.items()}
+
+    def _sum_by(self, ids: list[int], column: str, width: int, since: float | None,
+                until: float | None, by: str) -> list[tuple]:
+        out: list[tuple] = []
+        for k in range(0, len(ids), 500):
+            chunk = ids[k:k + 500]
+            sql = (f"SELECT {by}, sum({column}) FROM buckets WHERE width = ? AND series IN "
+                   f"({','.join('?' * len(chunk))})")
+            args: list[Any] = [width, *chunk]
+            if since is not None:
+                sql += " AND start >= ?"
+                args.append(since)
+            if until is not None:
+                sql += " AND start < ?"
+                args.append(until)
+            out += self.db.execute(sql + f" GROUP BY {by}", args).fetchall()
+        return out
+
+    def project_energy(self, devices: Iterable[str], width: int = HOUR,
+                       since: float | None = None, until: float | None = None,
+                       quantity: str = "active_energy") -> dict[float, float]:
+        """Energy of several devices summed per bucket start (each device counted as
+        :meth:`energy` counts it), in one query per 500 series."""
+        ids = [i for v in self._series_ids(devices, quantity).values() for i in v]
+        out: dict[float, float] = {}
+        for start, kwh in self._sum_by(ids, "energy", width, since, until, "start"):
+            out[start] = out.get(start, 0.0) + (kwh or 0.0)
+        return dict(sorted(out.items()))
+
+    def device_energy(self, devices: Iterable[str], width: int = DAY,
+                      since: float | None = None, until: float | None = None,
+                      quantity: str = "active_energy") -> dict[str, float]:
+        """Each device's energy over the range (as :meth:`energy` counts it)."""
+        per = self._series_ids(devices, quantity)
+        owner = {i: d for d, v in per.items() for i in v}
+        out: dict[str, float] = {}
+        for sid, kwh in self._sum_by(list(owner), "energy", width, since, until, "series"):
+            out[owner[sid]] = out.get(owner[sid], 0.0) + (kwh or 0.0)
+        return out
+
+    def project_mean(self, devices: Iterable[str], quantity: str, width: int,
+                     since: float | None = None, until: float | None = None,
+                     channel: str = "") -> dict[float, float]:
+        """The sum over devices of each bucket's mean of ``quantity`` (one channel), per
+        bucket start: a project's load from its devices' ``active_power``."""
+        ids = [i for v in self._series_ids(devices, quantity, channel).values() for i in v]
+        out: dict[float, float] = {}
+        for start, m in self._sum_by(ids, "total * 1.0 / count", width, since, until,
+                                     "start"):
+            out[start] = out.get(start, 0.0) + (m or 0.0)
+        return dict(sorted(out.items()))
+
     def devices(self) -> list[str]:
         return [d for (d,) in self.db.execute("SELECT DISTINCT device FROM series ORDER BY 1")]
 
@@ -335,7 +403,7 @@ class Accumulator:
         if rows and rows[0][0] <= top:  # in seq order: skip what was folded in already
             i = bisect_right(rows, top, key=_SEQ)
         n = 0
-        for seq, kind, jsid, ts, value, quality, _ in rows[i:] if i else rows:
+        for _, kind, jsid, ts, value, quality, _ in rows[i:] if i else rows:
             if kind or quality is not None or value is None:
                 continue
             k = keys.get(jsid)
