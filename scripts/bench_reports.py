@@ -122,7 +122,7 @@ def year_store(path: str, devices: int, since: float) -> None:
     store.close()
 
 
-def bench_report(base: Path, devices: int) -> dict[str, float]:
+def bench_report(base: Path, devices: int) -> dict[str, tuple[float, float]]:
     from hub.analysis.energy import TouSchedule
     from hub.analysis.grading import GradingScheme
     from hub.analysis.settings import AnalysisSettings
@@ -146,22 +146,23 @@ def bench_report(base: Path, devices: int) -> dict[str, float]:
     h.feed(events)
     s = AnalysisSettings(path, 8 * 3600, GradingScheme(), TouSchedule(), True)
     store = RollupStore(path, readonly=True)
-    out: dict[str, float] = {}
-    t = time.perf_counter()
+    out: dict[str, tuple[float, float]] = {}
+    t, c = time.perf_counter(), time.process_time()
     report = build_report(h.journal, store, "p", {f"d{d}": f"配电箱 {d}"
                                                   for d in range(devices)},
                           since, until, s, "2026-01", "基准项目")
-    out["build"] = time.perf_counter() - t
+    out["build"] = (time.perf_counter() - t, time.process_time() - c)
     for fmt in ("html", "pdf", "xlsx"):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         render(report, fmt)
-        out[fmt] = time.perf_counter() - t
+        out[fmt] = (time.perf_counter() - t, time.process_time() - c)
     store.close()
     h.close()
     return out
 
 
 def bench_year(base: Path, devices: int) -> tuple[float, float, int]:
+    """(wall s, CPU s, days) of the best of three."""
     from hub.analysis.energy import by_period, project_energy
 
     since = T0
@@ -169,14 +170,14 @@ def bench_year(base: Path, devices: int) -> tuple[float, float, int]:
     year_store(path, devices, since)
     store = RollupStore(path, readonly=True)
     ids = [f"d{d}" for d in range(devices)]
-    t = time.perf_counter()
-    daily = project_energy(store, ids, DAY, since, since + 365 * DAY)
-    raw = time.perf_counter() - t
-    t = time.perf_counter()
-    per_day = by_period(daily, store.tz_offset, "day")
-    labelled = raw + time.perf_counter() - t
+    best = (float("inf"), float("inf"))
+    for _ in range(3):
+        t, c = time.perf_counter(), time.process_time()
+        daily = project_energy(store, ids, DAY, since, since + 365 * DAY)
+        per_day = by_period(daily, store.tz_offset, "day")
+        best = min(best, (time.perf_counter() - t, time.process_time() - c))
     store.close()
-    return raw, labelled, len(per_day)
+    return best[0], best[1], len(per_day)
 
 
 def main() -> None:
@@ -230,13 +231,14 @@ def main() -> None:
         if not args.skip_report:
             r = bench_report(base, args.report_devices)
             print(f"monthly report, {args.report_devices:,} devices, a month of hourly "
-                  f"rollups: data {r['build']:.2f} s, HTML {r['html']:.2f} s, PDF "
-                  f"{r['pdf']:.2f} s, Excel {r['xlsx']:.2f} s; total with PDF "
-                  f"{r['build'] + r['pdf']:.2f} s (bound 10 s)")
-            raw, labelled, days = bench_year(base, args.report_devices)
-            print(f"a year of daily energy, one project of {args.report_devices:,} devices: "
-                  f"{raw * 1000:.0f} ms ({days} days labelled: {labelled * 1000:.0f} ms; "
-                  "bound 1 s)")
+                  "rollups, s wall (CPU):")
+            print("  " + ", ".join(f"{k} {w:.2f} ({c:.2f})" for k, (w, c) in r.items()))
+            print(f"  data + PDF {r['build'][0] + r['pdf'][0]:.2f} s wall, "
+                  f"{r['build'][1] + r['pdf'][1]:.2f} s CPU (bound 10 s)")
+            wall, cpu, days = bench_year(base, args.report_devices)
+            print(f"a year of daily energy ({days} days), one project of "
+                  f"{args.report_devices:,} devices: {wall * 1000:.0f} ms wall, "
+                  f"{cpu * 1000:.0f} ms CPU (best of 3; bound 1 s)")
 
 
 if __name__ == "__main__":

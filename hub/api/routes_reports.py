@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from hub.api.context import ApiContext
 from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
-from hub.api.routes_analysis import project_devices, settings, with_rollups
+from hub.api.routes_analysis import project_devices, set_points, settings, with_rollups
 from hub.api.schemas import ERRORS
 from hub.reports.archive import ReportArchive, StoredReport, make_documents, reports_dir, summary
-from hub.reports.data import LABELS, last_period
+from hub.reports.data import LABELS, last_period, period_range
 from hub.reports.render import FORMATS
 from hub.reports.schedule import Project, ReportScheduler
 
@@ -68,10 +68,13 @@ async def make(ctx: ApiContext, project_id: int, code: str, devices: list[str], 
     names = {d: index.by_id[d].name for d in devices if d in index.by_id}
     s = settings(ctx)
     store = archive(ctx)
+    _, until = period_range(kind, period, s.tz_offset)
+    hazards = await ctx.run(lambda: ctx.store.hazards({code}, until=until, limit=100_000))
+    points = await set_points(ctx)
 
     def build(rollups: Any) -> tuple[Any, list]:
         report, docs = make_documents(ctx._reader(), rollups, s, code, names, title, kind,
-                                      period, formats)
+                                      period, formats, hazards, points)
         return report, store.save(code, kind, period, docs)
     return await with_rollups(ctx, build)
 

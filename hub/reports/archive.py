@@ -92,7 +92,9 @@ class ReportArchive:
 
 def make_documents(journal: Any, store: Any, settings: AnalysisSettings, project: str,
                    devices: dict[str, str], title: str, kind: str, period: str,
-                   formats: tuple[str, ...]) -> tuple[ProjectReport, dict[str, bytes]]:
+                   formats: tuple[str, ...], hazards: Any = (),
+                   set_points: dict[str, dict[str, float]] | None = None
+                   ) -> tuple[ProjectReport, dict[str, bytes]]:
     """The report of ``project``'s ``kind`` period ``period`` and its documents (one per
     format): what the schedule, the API and ``hub report`` all make."""
     from hub.reports.data import build_report, period_range
@@ -101,7 +103,7 @@ def make_documents(journal: Any, store: Any, settings: AnalysisSettings, project
     tz = store.tz_offset if store is not None else settings.tz_offset
     since, until = period_range(kind, period, tz)
     report = build_report(journal, store, project, devices, since, until, settings, period,
-                          title, kind)
+                          title, kind, hazards, set_points)
     docs: dict[str, bytes] = {}
     for fmt in formats:
         if fmt == "html":

@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.analysis.energy import advice, by_period, cost, load_curve, project_energy, split_tou
-from hub.analysis.grading import Grade, episodes, grade_device, grade_project
+from hub.analysis.grading import (
+    Grade,
+    episodes,
+    extra_deductions,
+    grade_device,
+    grade_project,
+)
 from hub.model import ALARM_RULES, FAULT_CODES, EventKind
 from hub.rollups.store import DAY, HOUR
 
@@ -155,10 +161,12 @@ def _day(ts: float, tz: int) -> str:
 
 def build_report(journal: Any, store: Any, project: str, devices: dict[str, str],
                  since: float, until: float, settings: AnalysisSettings, period: str,
-                 title: str = "", kind: str = "monthly") -> ProjectReport:
+                 title: str = "", kind: str = "monthly", hazards: Any = (),
+                 set_points: dict[str, dict[str, float]] | None = None) -> ProjectReport:
     """The report of ``project`` (``devices``: id -> name) over ``[since, until)``;
     ``store`` is a :class:`hub.rollups.RollupStore` or None (no energy then). Events are
-    read once for all devices (a query per device is seconds for a thousand)."""
+    read once for all devices (a query per device is seconds for a thousand). ``hazards``
+    (the project's, :mod:`hub.store.hazards`) and ``set_points`` feed grading rules 6-8."""
     tz = store.tz_offset if store is not None else settings.tz_offset
     scheme = settings.grading
     by_type: Counter[str] = Counter()
@@ -183,13 +191,15 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
             acks_of.setdefault(a.device, []).append(a)
     kwh_of = (store.device_energy(list(devices), DAY, since, until)
               if store is not None else {})
+    extra, project_extra = extra_deductions(list(devices), since, until, scheme, hazards,
+                                            store, set_points)
     for dev, name in sorted(devices.items()):
         events = events_of.get(dev, [])
         acks = acks_of.get(dev, [])
         first_ack: dict[str, float] = {}
         for a in acks:
             first_ack.setdefault(a.event_id, a.ts)
-        g = grade_device(dev, events, acks, since, until, scheme)
+        g = grade_device(dev, events, acks, since, until, scheme, extra[dev])
         grades.append(g)
         n_alarms = n_faults = 0
         offline = 0.0
@@ -221,7 +231,7 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
         kwh = kwh_of.get(dev, 0.0)
         rows.append(DeviceRow(dev, name, n_alarms, n_faults,
                               1.0 - offline / (until - since), kwh, g.score, g.grade))
-    project_grade = grade_project(project, grades, scheme)
+    project_grade = grade_project(project, grades, scheme, project_extra)
     ids = sorted(devices)
     if store is not None:
         daily = project_energy(store, ids, DAY, since, until)
