@@ -360,10 +360,19 @@ async def power_quality(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
                         since: Since = None, until: Until = None,
                         nominal_voltage: Annotated[float, Query(gt=0, le=1e6)] = 220.0,
                         nominal_kv: Annotated[float, Query(gt=0)] = 0.38,
-                        three_phase: bool = False) -> PowerQualityOut:
+                        three_phase: bool = False,
+                        short_circuit_mva: Annotated[float | None, Query(
+                            gt=0, description="minimum short-circuit capacity at the point "
+                            "of common coupling (default: GB/T 14549's reference)")] = None,
+                        user_mva: Annotated[float | None, Query(
+                            gt=0, description="the user's agreed capacity")] = None,
+                        supply_mva: Annotated[float | None, Query(
+                            gt=0, description="the supply equipment's capacity")] = None,
+                        ) -> PowerQualityOut:
     """Voltage deviation, three-phase unbalance, voltage THD and frequency deviation over
-    a period (default: the last 7 days) against GB/T 12325, 15543, 14549 and 15945: 95 %
-    values, maxima, time above the limit, pass/fail."""
+    a period (default: the last 7 days) against GB/T 12325, 15543, 14549 and 15945, and
+    each harmonic-current order the device reports against GB/T 14549 table 2 scaled to
+    the given capacities: 95 % values, maxima, time above the limit, pass/fail."""
     from hub.analysis.power_quality import THD_LIMITS, assess_device
 
     end = time.time() if until is None else until
@@ -373,7 +382,10 @@ async def power_quality(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
     if nominal_kv not in THD_LIMITS:
         raise invalid(f"nominal_kv: one of {sorted(THD_LIMITS)}", "query", "nominal_kv")
     d = await device_in_scope(ctx, caller, tree, device_id)
-    results = await ctx.journal(lambda j: assess_device(j, d.id, start, end, nominal_voltage,
-                                                        nominal_kv, three_phase))
+    if (user_mva is None) != (supply_mva is None):
+        raise invalid("give user_mva and supply_mva together", "query", "user_mva")
+    results = await ctx.journal(lambda j: assess_device(
+        j, d.id, start, end, nominal_voltage, nominal_kv, three_phase, short_circuit_mva,
+        user_mva, supply_mva))
     return PowerQualityOut(device=d.id, since=start, until=end, indices=[
         PowerQualityIndexOut(**r.__dict__) for r in results])

@@ -6,7 +6,7 @@ finished days on timers.
 the journal (:class:`hub.sinks.JournalTail`: the journal's recent rows are in memory) and
 hands them to a worker thread (:class:`FoldWorker`), which owns its own SQLite connection
 to the rollup file. The worker folds the rows into an in-memory
-:class:`hub.rollups.store.Accumulator` and writes it in one transaction every
+:class:`hub.rollups.fold.Accumulator` and writes it in one transaction every
 ``flush_interval`` seconds: a series with a reading a minute costs one upsert per flush
 rather than one per reading, which is what lets the fold keep up with 100,000 readings a
 second (``python -m scripts.bench_reports``). On a clock that cannot take calls from
@@ -35,7 +35,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from hub.rollups.store import DEFAULT_TZ_OFFSET, Accumulator, RollupStore, resolve_path
+from hub.rollups.fold import Accumulator
+from hub.rollups.store import DEFAULT_TZ_OFFSET, RollupStore, resolve_path
 from hub.sinks import CursorSink
 
 _log = Logger(namespace="hub.rollups")
