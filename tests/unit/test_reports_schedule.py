@@ -133,3 +133,35 @@ def test_push_text_goes_through_a_channel_once_per_recipient():
     missing = push_text({}, "sms", ["a"], "x")
     assert len(missing) == 1
     missing[0].addErrback(lambda f: f.trap(KeyError))
+
+
+def test_hub_report_daily_and_weekly_on_the_cli(tmp_path, capsys):
+    import yaml
+
+    from hub.cli import main
+    from hub.journal import Journal
+    from hub.model import Reading
+
+    (tmp_path / "var").mkdir()
+    config = tmp_path / "hub.yaml"
+    config.write_text(yaml.safe_dump({
+        "hub": {"state_dir": "var"}, "transports": {"demo": {"type": "simulator"}},
+        "devices": [{"id": "d1", "name": "一号箱", "project": "p1", "model": "simulated",
+                     "transport": "demo", "address": "normal"}]}, allow_unicode=True),
+        encoding="utf-8")
+    j = Journal(str(tmp_path / "var" / "journal.sqlite"), clock=Clock())
+    j.open()  # Monday and Tuesday, 1 kWh an hour
+    j.append([Reading("d1", "active_energy", 10.0 + i, MON + i * 3600) for i in range(48)])
+    j.flush()
+    j.close()
+    assert main(["rollups", "rebuild", "-c", str(config)]) == 0  # rollups by default
+    out = tmp_path / "d.html"
+    assert main(["report", "daily", "-c", str(config), "--project", "p1", "--period",
+                 "2026-01-06", "--format", "html", "-o", str(out)]) == 0
+    assert "0 alarms, 24.00 kWh" in capsys.readouterr().err
+    assert "电气火灾监控日报" in out.read_text(encoding="utf-8")
+    assert main(["report", "weekly", "-c", str(config), "--project", "p1", "--period",
+                 "2026-W02", "--format", "xlsx", "-o", str(tmp_path / "w.xlsx")]) == 0
+    assert "47.00 kWh" in capsys.readouterr().err
+    assert main(["report", "weekly", "-c", str(config), "--project", "p1", "--period",
+                 "2026-01"]) == 2
