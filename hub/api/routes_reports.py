@@ -148,7 +148,16 @@ def start_scheduler(ctx: ApiContext, base_url: str) -> ReportScheduler | None:
 
     def projects() -> list[Project]:
         nodes = ctx.store.nodes()
-        return [Project(n.id, n.code, n.name) for n in nodes if n.kind == "project" and n.code]
+        counts: dict[str, int] = {}
+        index = ctx._index  # the last index the API built; None before any request
+        if index is None:
+            from hub.api.views import DeviceIndex, all_devices
+
+            index = DeviceIndex(all_devices(ctx.hub, ctx.store.devices()))
+        for d in index.by_id.values():
+            counts[d.project] = counts.get(d.project, 0) + 1
+        return [Project(n.id, n.code, n.name, counts.get(n.code, 0)) for n in nodes
+                if n.kind == "project" and n.code]
 
     def have(p: Project, kind: str, period: str) -> bool:
         return store.exists(p.code, kind, period, first)

@@ -117,6 +117,7 @@ class Project:
     id: int
     code: str
     name: str
+    devices: int = 1  # how many it has (none: no report)
 
 
 class ReportScheduler(Service):
@@ -149,7 +150,9 @@ class ReportScheduler(Service):
         super().startService()
         self._loop = task.LoopingCall(self.check)
         self._loop.clock = self.clock
-        self._loop.start(self.interval, now=True)
+        # the first check a minute after the start: a hub that starts (or a test that
+        # starts one) is not held up by documents of periods that ended while it was down
+        self._loop.start(self.interval, now=False)
 
     def stopService(self) -> None:
         super().stopService()
@@ -173,6 +176,8 @@ class ReportScheduler(Service):
     def _make_due(self) -> Any:
         now = self.clock.seconds()
         for p in self.projects():
+            if not p.devices:
+                continue
             for kind, period in due(self.schedule, now, self.tz_offset,
                                     lambda k, per, p=p: self.have(p, k, per)):
                 if not self.running:

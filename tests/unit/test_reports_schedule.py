@@ -74,6 +74,8 @@ def test_the_scheduler_makes_due_reports_on_the_clock_and_pushes_them(tmp_path):
                             lambda p, k, per: archive.exists(p.code, k, per, "pdf"),
                             produce, notify)
     sched.startService()
+    assert sched.made == []  # the first check a minute after the start
+    clock.advance(60)
     assert sched.made == [("p1", "daily", "2026-01-03")]  # yesterday's is due at 07:00
     clock.advance(3600)
     assert sched.made[-1] == ("p1", "daily", "2026-01-04")
@@ -98,9 +100,10 @@ def test_a_failed_report_is_tried_again_at_the_next_check(tmp_path):
             return defer.fail(RuntimeError("disk full"))
         return "ok"
     sched = ReportScheduler(clock, ReportSchedule(weekly=None, monthly=None), TZ,
-                            lambda: [Project(1, "p1", "x")],
+                            lambda: [Project(1, "p1", "x"), Project(2, "empty", "y", 0)],
                             lambda p, k, per: len(attempts) > 1, produce)
     sched.startService()
+    clock.advance(60)
     clock.advance(60)
     assert attempts == ["2026-01-04", "2026-01-04"] and sched.made == [
         ("p1", "daily", "2026-01-04")]
