@@ -31,25 +31,7 @@ from twisted.internet import defer, task
 from hub.model import Event, EventKind, EventState, Level, Reading
 from hub.rollups import DAY, HOUR, RollupOptions, RollupSink, RollupStore
 from hub.testing import SinkHarness
-
-T0 = 1_767_196_800.0  # 2026-01-01 00:00 +08:00 is T0 - 8 h; a month starts at a day
-
-
-def readings(n: int, devices: int) -> list[Reading]:
-    out = []
-    per_step = devices * 3
-    for k in range(n):
-        step, i = divmod(k, per_step)
-        d, q = divmod(i, 3)
-        ts = T0 + step * 60
-        dev = f"d{d}"
-        if q == 0:
-            out.append(Reading(dev, "active_energy", 1000 + step * 0.05, ts))
-        elif q == 1:
-            out.append(Reading(dev, "active_power", 3000 + (k % 97), ts))
-        else:
-            out.append(Reading(dev, "temperature", 25 + (k % 13), ts, "T1"))
-    return out
+from scripts.bench_rollups import T0, readings
 
 
 @defer.inlineCallbacks

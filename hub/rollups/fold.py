@@ -80,24 +80,9 @@ class Accumulator:
                     b[5] = value
                 if energy is not None:
                     b[6] += energy
-            if whole_hours:
-                continue
-            key = (sid, DAY, (ts + tz) // DAY * DAY - tz)
-            b = acc.get(key)
-            if b is None:
-                acc[key] = [1, value, value, value, ts, value, energy]
-            else:
-                b[0] += 1
-                if value < b[1]:
-                    b[1] = value
-                elif value > b[2]:
-                    b[2] = value
-                b[3] += value
-                if ts >= b[4]:
-                    b[4] = ts
-                    b[5] = value
-                if energy is not None:
-                    b[6] += energy
+            if not whole_hours:  # days that start within an hour: folded in apart
+                _merge(acc, (sid, DAY, (ts + tz) // DAY * DAY - tz),
+                       [1, value, value, value, ts, value, energy])
         if rows:
             self.top = max(top, rows[-1][0])
         self.mark = max(self.top, self.mark, end or 0)
@@ -144,18 +129,23 @@ class Accumulator:
         acc = self.acc
         tz = self.store.tz_offset
         for (sid, width, start), h in list(acc.items()):
-            if width != HOUR:
-                continue
-            key = (sid, DAY, (start + tz) // DAY * DAY - tz)
-            b = acc.get(key)
-            if b is None:
-                acc[key] = list(h)
-                continue
-            b[0] += h[0]
-            b[1] = min(b[1], h[1])
-            b[2] = max(b[2], h[2])
-            b[3] += h[3]
-            if h[4] >= b[4]:
-                b[4], b[5] = h[4], h[5]
-            if h[6] is not None:
-                b[6] += h[6]
+            if width == HOUR:
+                _merge(acc, (sid, DAY, (start + tz) // DAY * DAY - tz), list(h))
+
+
+def _merge(acc: dict[tuple[int, int, float], list], key: tuple[int, int, float],
+           part: list) -> None:
+    """Fold a partial bucket ``[count, min, max, total, last_ts, last, energy]`` into
+    ``acc[key]`` (the hot path, one reading into its hour, is inlined in ``add``)."""
+    b = acc.get(key)
+    if b is None:
+        acc[key] = part
+        return
+    b[0] += part[0]
+    b[1] = min(b[1], part[1])
+    b[2] = max(b[2], part[2])
+    b[3] += part[3]
+    if part[4] >= b[4]:
+        b[4], b[5] = part[4], part[5]
+    if part[6] is not None:
+        b[6] += part[6]

@@ -271,12 +271,7 @@ class RollupStore:
             if v is not None:
                 sql += f" AND {col} = ?"
                 args.append(v)
-        if since is not None:
-            sql += " AND b.start >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND b.start < ?"
-            args.append(until)
+        sql += _range(args, since, until, "b.start")
         rows = self.db.execute(sql + " ORDER BY s.quantity, s.channel, b.start", args)
         return [Bucket(d, c, q, w, st, n, lo, hi, tot / n, last, lts, e)
                 for d, c, q, w, st, n, lo, hi, tot, last, lts, e in rows]
@@ -324,12 +319,7 @@ class RollupStore:
             sql = (f"SELECT {by}, sum({column}) FROM buckets WHERE width = ? AND series IN "
                    f"({','.join('?' * len(chunk))})")
             args: list[Any] = [width, *chunk]
-            if since is not None:
-                sql += " AND start >= ?"
-                args.append(since)
-            if until is not None:
-                sql += " AND start < ?"
-                args.append(until)
+            sql += _range(args, since, until, "start")
             out += self.db.execute(sql + f" GROUP BY {by}", args).fetchall()
         return out
 
@@ -370,3 +360,13 @@ class RollupStore:
     def devices(self) -> list[str]:
         return [d for (d,) in self.db.execute("SELECT DISTINCT device FROM series ORDER BY 1")]
 
+
+def _range(args: list[Any], since: float | None, until: float | None, column: str) -> str:
+    """The SQL of ``since <= column < until`` (either bound may be None); appends its
+    arguments to ``args``."""
+    sql = ""
+    for bound, op in ((since, ">="), (until, "<")):
+        if bound is not None:
+            sql += f" AND {column} {op} ?"
+            args.append(bound)
+    return sql
