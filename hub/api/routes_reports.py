@@ -131,6 +131,21 @@ async def download_report(project_id: int, caller: Caller, tree: OrgTree, ctx: C
         "Content-Disposition": f'attachment; filename="report-{code}-{kind}-{label}.{format}"'})
 
 
+def scheduled_since(root: str, now: float) -> float:
+    """When reports were first scheduled here (``<root>/.since``, written now if absent)."""
+    import os
+
+    path = os.path.join(root, ".since")
+    try:
+        with open(path, encoding="ascii") as f:
+            return float(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        os.makedirs(root, exist_ok=True)
+        with open(path, "w", encoding="ascii") as f:
+            f.write(f"{now:.0f}\n")
+        return now
+
+
 def start_scheduler(ctx: ApiContext, base_url: str) -> ReportScheduler | None:
     """The schedule of the configured reports, on the hub's clock; pushes a summary and a
     link through the alarm desk's channels (``reports.notify``)."""
@@ -179,6 +194,7 @@ def start_scheduler(ctx: ApiContext, base_url: str) -> ReportScheduler | None:
                                                       text, p.code, f"{kind}:{period}")],
                                   consumeErrors=True)
     sched = ReportScheduler(ctx.hub.clock, s.reports, s.tz_offset, projects, have, produce,
-                            notify)
+                            notify, not_before=scheduled_since(store.root,
+                                                               ctx.hub.clock.seconds()))
     sched.startService()
     return sched

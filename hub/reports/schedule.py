@@ -14,7 +14,9 @@ When each is made (local time, configurable under the ``rollups`` sink's ``repor
 newest whole period whose time has come (a hub that was down for a week makes last
 week's report, not seven daily ones). :class:`ReportScheduler` checks every minute and
 makes them one at a time through ``produce`` (a Deferred: the API service builds on a
-worker thread).
+worker thread). Periods that ended before reports were first scheduled on this hub (the
+time kept in ``<state_dir>/reports/.since``) are not made: a new hub does not start by
+rendering the past.
 """
 
 from __future__ import annotations
@@ -94,9 +96,10 @@ class ReportSchedule:
 
 
 def due(schedule: ReportSchedule, now: float, tz_offset: int,
-        have: Callable[[str, str], bool]) -> list[tuple[str, str]]:
+        have: Callable[[str, str], bool], not_before: float = 0.0) -> list[tuple[str, str]]:
     """``(kind, period)`` of the reports that should exist by ``now`` and do not
-    (``have(kind, period)``): per kind, the newest whole period whose time came."""
+    (``have(kind, period)``): per kind, the newest whole period whose time came, unless
+    it ended before ``not_before`` (when reports were first scheduled)."""
     out = []
     for kind in KINDS:
         after = schedule.after(kind)
@@ -105,9 +108,10 @@ def due(schedule: ReportSchedule, now: float, tz_offset: int,
         period = last_period(kind, now, tz_offset)
         _, end = period_range(kind, period, tz_offset)
         if now < end + after:  # not time yet: the one before was due at its time
-            start, _ = period_range(kind, period, tz_offset)
+            start, end = period_range(kind, period, tz_offset)
             period = last_period(kind, start, tz_offset)
-        if not have(kind, period):
+            end = start
+        if end > not_before and not have(kind, period):
             out.append((kind, period))
     return out
 
@@ -133,7 +137,7 @@ class ReportScheduler(Service):
                  have: Callable[[Project, str, str], bool],
                  produce: Callable[[Project, str, str], Any],
                  notify: Callable[[Project, str, str, Any], Any] | None = None,
-                 interval: float = CHECK_INTERVAL) -> None:
+                 interval: float = CHECK_INTERVAL, not_before: float = 0.0) -> None:
         self.clock = clock
         self.schedule = schedule
         self.tz_offset = tz_offset
@@ -142,6 +146,7 @@ class ReportScheduler(Service):
         self.produce = produce
         self.notify = notify
         self.interval = interval
+        self.not_before = not_before
         self.made: list[tuple[str, str, str]] = []  # (project, kind, period), for tests
         self._loop: task.LoopingCall | None = None
         self._busy = False
@@ -179,7 +184,8 @@ class ReportScheduler(Service):
             if not p.devices:
                 continue
             for kind, period in due(self.schedule, now, self.tz_offset,
-                                    lambda k, per, p=p: self.have(p, k, per)):
+                                    lambda k, per, p=p: self.have(p, k, per),
+                                    self.not_before):
                 if not self.running:
                     return
                 try:

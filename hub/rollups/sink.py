@@ -131,6 +131,13 @@ class FoldWorker:
 
     def _run(self) -> None:
         try:
+            self._loop()
+        finally:  # the stop waits for this, whatever happened
+            assert self.call_from_thread is not None
+            self.call_from_thread(self.done.callback, None)
+
+    def _loop(self) -> None:
+        try:
             self._open()
         except Exception:
             self._tell("failed", Failure())
@@ -152,8 +159,6 @@ class FoldWorker:
         if self.store is not None:
             self.store.close()
             self.store = None
-        assert self.call_from_thread is not None
-        self.call_from_thread(self.done.callback, None)
 
     def _handle(self, item: tuple) -> bool:
         """Fold, flush or stop; False once stopped. Errors are reported, not raised

@@ -168,3 +168,19 @@ def test_hub_report_daily_and_weekly_on_the_cli(tmp_path, capsys):
     assert "47.00 kWh" in capsys.readouterr().err
     assert main(["report", "weekly", "-c", str(config), "--project", "p1", "--period",
                  "2026-01"]) == 2
+
+
+def test_nothing_that_ended_before_reports_were_first_scheduled():
+    s = ReportSchedule()
+    at = MON + 9 * 3600
+    # yesterday and last week ended at MON, after the first start; December before it
+    assert due(s, at, TZ, lambda k, p: False, not_before=MON - 3600) == [
+        ("daily", "2026-01-04"), ("weekly", "2026-W01")]
+    assert due(s, at, TZ, lambda k, p: False, not_before=MON + 3600) == []
+
+
+def test_scheduled_since_is_kept(tmp_path):
+    from hub.api.routes_reports import scheduled_since
+
+    assert scheduled_since(str(tmp_path / "r"), 1000.0) == 1000.0
+    assert scheduled_since(str(tmp_path / "r"), 5000.0) == 1000.0
