@@ -187,7 +187,8 @@ class FoldWorker:
             self.acc.forget()
             if not self.threaded:
                 raise
-            self._tell("consumed")
+            if item[0] == "rows":
+                self._tell("consumed")
             self._tell("failed", Failure())
         return True
 
