@@ -276,6 +276,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
     models = _typed(top.section("models"), plugins.models, "device model")
     transports = _typed(top.section("transports"), plugins.transports, "transport")
     sinks = _typed(top.section("sinks"), plugins.sinks, "sink")
+    sinks = _default_rollups(top, sinks, plugins.sinks)
 
     known_models = set(models) | set(plugins.models)
     devices = _devices(top, checker, alarm_defaults, known_models, transports, plugins)
@@ -395,6 +396,20 @@ def _presence(s: Section) -> PresenceSettings:
     )
     s.finish()
     return out
+
+
+def _default_rollups(top: Section, sinks: dict[str, TypedSection],
+                     types: dict[str, Any]) -> dict[str, TypedSection]:
+    """Rollups run by default (README "Rollups, safety grading and reports"): a ``rollups``
+    sink with default options unless one is configured; ``enabled: false`` turns it off."""
+    if "rollups" not in types:
+        return sinks
+    if not any(t.type == "rollups" for t in sinks.values()):
+        path = top.path / "sinks" / "rollups"
+        options = top.checker.check(path, types["rollups"].check_options,
+                                    Section(top.checker, path, {}))
+        sinks = {**sinks, "rollups": TypedSection("rollups", "rollups", options)}
+    return {k: t for k, t in sinks.items() if getattr(t.options, "enabled", True)}
 
 
 def _typed(s: Section, types: dict[str, Any], what: str) -> dict[str, TypedSection]:

@@ -11,7 +11,8 @@
    after every commit, as in the hub: readings/s both ways and the slowdown (the issue's
    target: at most 15 %, at 100,000 readings/s).
 
-Everything runs on one thread, as in the hub (the sink writes on the reactor thread).
+On the `task.Clock` of this benchmark the sink folds inline, on the one thread (`python -m
+scripts.bench_reports` measures it on its worker thread, as the hub runs it).
 """
 
 from __future__ import annotations

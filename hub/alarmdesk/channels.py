@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -129,6 +130,20 @@ def build_channels(settings: NotifySettings, plugins: Any, reactor: Any) -> dict
             if ptype is not None:
                 out[name] = SmsChannel(ptype.factory(c.provider, reactor))
     return out
+
+
+def push_text(channels: dict[str, Any], channel: str, recipients: Sequence[str], text: str,
+              project: str = "", key: str = "") -> list[defer.Deferred]:
+    """Something that is not an alarm (a scheduled report's summary and link) through a
+    configured channel, once per recipient, sent once without the outbox's claims and
+    retries. ``alarm_id`` 0 marks it; ``step`` is a number of ``key`` (the report), so a
+    receiver that deduplicates by ``Idempotency-Key`` keeps each report."""
+    ch = channels.get(channel)
+    if ch is None:
+        return [defer.fail(KeyError(f"no notification channel {channel!r} configured"))]
+    step = zlib.crc32(key.encode()) if key else 0
+    return [defer.maybeDeferred(ch.send, Notification(0, step, channel, r, "info", text,
+                                                      project)) for r in recipients]
 
 
 class Outbox:

@@ -2,7 +2,8 @@
 (尖峰 / 峰 / 平 / 谷) with tariffs and cost, load curves, and simple advice.
 
 Everything here reads :class:`hub.rollups.RollupStore` buckets, never raw readings: a year
-of a project is 365 daily buckets per device.
+of a project is 365 daily buckets per device, summed in SQL (:meth:`RollupStore.project_energy`).
+Year-on-year and period-on-period comparisons: :func:`compare`.
 
 **Time-of-use split.** Periods are local clock ranges (``"23:00"``–``"07:00"`` wraps
 midnight) named 尖峰, 峰, 平 or 谷; the hours no period names are 平. Each hourly bucket's
@@ -129,22 +130,14 @@ def width_for(period: str) -> int:
 def project_energy(store: Any, devices: Iterable[str], width: int, since: float,
                    until: float) -> dict[float, float]:
     """Energy of several devices summed per bucket start."""
-    out: dict[float, float] = {}
-    for d in devices:
-        for start, kwh in store.energy(d, width, since, until).items():
-            out[start] = out.get(start, 0.0) + kwh
-    return dict(sorted(out.items()))
+    return store.project_energy(list(devices), width, since, until)
 
 
 def load_curve(store: Any, devices: Sequence[str], width: int, since: float,
                until: float) -> dict[float, float]:
     """Mean active power (W, summed over devices: the project's load) per bucket, from
     the whole-device ``active_power`` series (channel ``""``)."""
-    out: dict[float, float] = {}
-    for d in devices:
-        for b in store.buckets(d, "active_power", "", width, since, until):
-            out[b.start] = out.get(b.start, 0.0) + b.mean
-    return dict(sorted(out.items()))
+    return store.project_mean(devices, "active_power", width, since, until)
 
 
 def advice(hourly: Mapping[float, float], tz_offset: int, pf_mean: float | None = None,
@@ -167,3 +160,72 @@ def advice(hourly: Mapping[float, float], tz_offset: int, pf_mean: float | None 
     if pf_mean is not None and pf_mean < 0.9:
         out.append(f"平均功率因数 {pf_mean:.2f} 低于 0.90：建议无功补偿。")
     return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Energy of a span against the same span a year before (year-on-year, 同比) and the
+    period before (period-on-period, 环比: the previous calendar month for a month, else
+    the span of equal length just before). ``None``: the rollups hold nothing then;
+    changes are relative (0.1 = 10 % more)."""
+
+    current: float
+    year_ago: float | None
+    period_before: float | None
+
+    @staticmethod
+    def _change(now: float, then: float | None) -> float | None:
+        return None if then is None or then == 0 else (now - then) / then
+
+    @property
+    def yoy(self) -> float | None:
+        return self._change(self.current, self.year_ago)
+
+    @property
+    def mom(self) -> float | None:
+        return self._change(self.current, self.period_before)
+
+
+def _local(ts: float, tz_offset: int) -> datetime:
+    return datetime.fromtimestamp(ts + tz_offset, UTC)
+
+
+def _epoch(t: datetime, tz_offset: int) -> float:
+    return t.timestamp() - tz_offset
+
+
+def year_before(ts: float, tz_offset: int) -> float:
+    """The same local date and time a year before (29 February: the 28th)."""
+    t = _local(ts, tz_offset)
+    try:
+        return _epoch(t.replace(year=t.year - 1), tz_offset)
+    except ValueError:
+        return _epoch(t.replace(year=t.year - 1, day=28), tz_offset)
+
+
+def period_before(since: float, until: float, tz_offset: int) -> tuple[float, float]:
+    """The period before ``[since, until)``: the previous calendar month when the span is
+    one local month, else the span of equal length ending at ``since``."""
+    a, b = _local(since, tz_offset), _local(until, tz_offset)
+    whole_month = (a.day == 1 and b.day == 1 and a.time() == b.time() == datetime.min.time()
+                   and (b.year * 12 + b.month) - (a.year * 12 + a.month) == 1)
+    if whole_month:
+        prev = a.replace(year=a.year - (a.month == 1), month=(a.month - 2) % 12 + 1)
+        return _epoch(prev, tz_offset), since
+    return since - (until - since), since
+
+
+def compare(store: Any, devices: Sequence[str], since: float, until: float,
+            tz_offset: int) -> Comparison:
+    """:class:`Comparison` of ``devices``' energy over ``[since, until)`` from daily
+    buckets (hourly when the span is not whole local days)."""
+    whole_days = (since + tz_offset) % DAY == 0 and (until + tz_offset) % DAY == 0
+    width = DAY if whole_days else HOUR
+
+    def total(a: float, b: float) -> float | None:
+        e = store.project_energy(list(devices), width, a, b)
+        return sum(e.values()) if e else None
+    p0, p1 = period_before(since, until, tz_offset)
+    return Comparison(total(since, until) or 0.0,
+                      total(year_before(since, tz_offset), year_before(until, tz_offset)),
+                      total(p0, p1))

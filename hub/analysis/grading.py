@@ -18,6 +18,17 @@ with its reason, so a grade always says why. All weights and bands are configura
    ``open_unacked_points`` more for each still raised and unacknowledged at the end.
 4. **Offline**: ``offline_points × share of the period offline`` (offline faults).
 5. **Other faults** (open or shorted channel, self-fault, ...): ``fault_points`` each.
+6. **Open hazards** (隐患, :mod:`hub.store.hazards`): ``hazard_points[severity]`` (一般 5,
+   重大 15) for each hazard of the device found before the end of the period and not
+   closed by then. A hazard of the whole project (no device) deducts from the project.
+7. **Overdue rectifications**: ``overdue_points`` (5) for each such hazard whose deadline
+   passed before the end of the period, plus ``overdue_day_points`` (1) per whole day
+   overdue, at most ``overdue_cap`` (20) per hazard.
+8. **Near the set point**: ``near_points`` (0.5) per hour whose highest temperature or
+   residual current reached ``near_ratio`` (80 %) of the device's alarm set point, at
+   most ``near_cap`` (10) per quantity (hourly rollup maxima; the set points are the
+   device's configured thresholds). Reaching the set point itself is an alarm (rule 1);
+   this is the margin that is running out.
 
 The score is ``max(0, 100 - Σ)``. Bands: ``score ≥ 90`` 优, ``≥ 75`` 良好, ``≥ 60``
 一般隐患, else 严重隐患 (configurable). A **project** scores the mean of its devices, but
@@ -59,6 +70,14 @@ class GradingScheme:
     bands: tuple[float, float, float] = (90.0, 75.0, 60.0)
     project_above_worst: float = 20.0
     fire_codes: frozenset[str] = FIRE_CODES
+    hazard_points: Mapping[str, float] = field(
+        default_factory=lambda: {"一般": 5.0, "重大": 15.0})
+    overdue_points: float = 5.0
+    overdue_day_points: float = 1.0
+    overdue_cap: float = 20.0
+    near_ratio: float = 0.8
+    near_points: float = 0.5
+    near_cap: float = 10.0
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> GradingScheme:
@@ -99,7 +118,8 @@ class GradingScheme:
 
 @dataclass(frozen=True)
 class Deduction:
-    rule: str  # alarms | alarm_time | late_ack | open_unacked | offline | faults
+    rule: str  # alarms | alarm_time | late_ack | open_unacked | offline | faults |
+    # hazards | overdue | near_set_point
     points: float
     reason: str
     device: str = ""
@@ -148,12 +168,60 @@ def _overlap(a: float, b: float, since: float, until: float) -> float:
     return max(0.0, min(b, until) - max(a, since))
 
 
+def hazard_deductions(hazards: Iterable[Any], until: float, scheme: GradingScheme,
+                      device: str = "") -> list[Deduction]:
+    """Rules 6 and 7 for ``hazards`` (anything with ``id, device, severity, category,
+    created_ts, closed_ts, deadline``: :class:`hub.store.hazards.Hazard`) as they stood at
+    ``until``."""
+    s = scheme
+    out: list[Deduction] = []
+    for h in hazards:
+        if h.created_ts >= until or (h.closed_ts is not None and h.closed_ts < until):
+            continue
+        dev = h.device or device
+        out.append(Deduction("hazards", s.hazard_points.get(h.severity, 0.0),
+                             f"隐患 #{h.id}（{h.severity}，{h.category}）未销号", dev,
+                             f"hazard:{h.id}"))
+        if h.deadline is not None and h.deadline < until:
+            days = int((until - h.deadline) // 86400)
+            out.append(Deduction("overdue", min(s.overdue_cap, s.overdue_points
+                                                 + s.overdue_day_points * days),
+                                 f"隐患 #{h.id} 整改逾期 {days} 天（期限 {_when(h.deadline)}）",
+                                 dev, f"hazard:{h.id}"))
+    return out
+
+
+def near_set_point_deductions(device: str, hourly_max: Mapping[str, Sequence[float]],
+                              set_points: Mapping[str, float],
+                              scheme: GradingScheme) -> list[Deduction]:
+    """Rule 8: ``hourly_max`` maps a quantity (temperature, residual_current) to the
+    highest value of each hour of the period; ``set_points`` the device's alarm set
+    points of the same quantities."""
+    s = scheme
+    out = []
+    for quantity, maxima in sorted(hourly_max.items()):
+        sp = set_points.get(quantity)
+        if not sp or sp <= 0:
+            continue
+        bound = s.near_ratio * sp
+        hours = sum(1 for m in maxima if m >= bound)
+        if hours:
+            out.append(Deduction(
+                "near_set_point", min(s.near_cap, s.near_points * hours),
+                f"{hours} h with {quantity} ≥ {s.near_ratio:.0%} of its set point {sp:g} "
+                f"(≥ {bound:g})", device, quantity))
+    return out
+
+
 def grade_device(device: str, events: Sequence[Event], acks: Sequence[Acknowledgement],
-                 since: float, until: float, scheme: GradingScheme | None = None) -> Grade:
+                 since: float, until: float, scheme: GradingScheme | None = None,
+                 extra: Iterable[Deduction] = ()) -> Grade:
     """The grade of ``device`` over ``[since, until)`` from its events (include those raised
-    before ``since`` that were still raised in it) and acknowledgements."""
+    before ``since`` that were still raised in it) and acknowledgements; ``extra``:
+    deductions from other inputs (:func:`hazard_deductions`,
+    :func:`near_set_point_deductions`)."""
     s = scheme or GradingScheme()
-    ded: list[Deduction] = []
+    ded: list[Deduction] = list(extra)
     first_ack: dict[str, float] = {}
     for a in acks:
         if a.event_id not in first_ack or a.ts < first_ack[a.event_id]:
@@ -213,25 +281,55 @@ def grade_device(device: str, events: Sequence[Event], acks: Sequence[Acknowledg
 
 
 def grade_project(project: str, devices: Sequence[Grade],
-                  scheme: GradingScheme | None = None) -> Grade:
+                  scheme: GradingScheme | None = None,
+                  extra: Sequence[Deduction] = ()) -> Grade:
     """The project's grade from its devices' (same period): the mean score, at most
-    ``project_above_worst`` above the worst; its deductions are the devices'."""
+    ``project_above_worst`` above the worst, less ``extra`` (hazards of the whole project);
+    its deductions are those and the devices'."""
     s = scheme or GradingScheme()
+    own = sum(d.points for d in extra)
     if not devices:
-        return Grade(project, 0.0, 0.0, 100.0, s.grade(100.0), ())
+        score = round(max(0.0, 100.0 - own), 1)
+        return Grade(project, 0.0, 0.0, score, s.grade(score), tuple(extra))
     mean = sum(g.score for g in devices) / len(devices)
     worst = min(g.score for g in devices)
-    score = round(min(mean, worst + s.project_above_worst), 1)
-    ded = tuple(d for g in sorted(devices, key=lambda g: g.score) for d in g.deductions)
+    score = round(max(0.0, min(mean, worst + s.project_above_worst) - own), 1)
+    ded = tuple(extra) + tuple(d for g in sorted(devices, key=lambda g: g.score)
+                               for d in g.deductions)
     return Grade(project, devices[0].since, devices[0].until, score, s.grade(score), ded,
                  tuple(devices))
 
 
 def journal_grade(journal: Any, device: str, since: float, until: float,
-                  scheme: GradingScheme | None = None, lookback: float = 30 * 86400) -> Grade:
+                  scheme: GradingScheme | None = None, lookback: float = 30 * 86400,
+                  extra: Iterable[Deduction] = ()) -> Grade:
     """:func:`grade_device` from a journal (events of the period, and of ``lookback``
     before it, for alarms raised earlier and still raised in it)."""
     events = [e for e in journal.events(device, since - lookback, limit=1_000_000)
               if e.ts < until]
     acks = [a for a in journal.acknowledgements(device) if a.ts < until]
-    return grade_device(device, events, acks, since, until, scheme)
+    return grade_device(device, events, acks, since, until, scheme, extra)
+
+
+def extra_deductions(devices: Sequence[str], since: float, until: float,
+                     scheme: GradingScheme, hazards: Iterable[Any] = (),
+                     rollups: Any = None,
+                     set_points: Mapping[str, Mapping[str, float]] | None = None
+                     ) -> tuple[dict[str, list[Deduction]], list[Deduction]]:
+    """Rules 6 to 8 for ``devices``: (per device, of the whole project)."""
+    per: dict[str, list[Deduction]] = {d: [] for d in devices}
+    project: list[Deduction] = []
+    for d in hazard_deductions(hazards, until, scheme):
+        if d.device in per:
+            per[d.device].append(d)
+        elif not d.device:
+            project.append(d)
+    if rollups is not None and set_points:
+        for dev in devices:
+            points = set_points.get(dev)
+            if not points:
+                continue
+            maxima = {q: [b.max for b in rollups.buckets(dev, q, None, 3600, since, until)]
+                      for q in points}
+            per[dev] += near_set_point_deductions(dev, maxima, points, scheme)
+    return per, project

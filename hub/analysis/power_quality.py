@@ -7,7 +7,24 @@ three-phase unbalance     GB/T 15543-2008: 95 % probability value ≤ 2 %, maxim
 voltage THD               GB/T 14549-93: 0.38 kV 5.0 %, 6/10 kV 4.0 %, 35/66 kV 3.0 %,
                           110 kV 2.0 %
 frequency deviation       GB/T 15945-2008: ±0.2 Hz
+harmonic currents         GB/T 14549-93 table 2 (orders 2-25, at the point of common
+                          coupling), scaled per annex B (see below)
 ========================  ============================================================
+
+**Harmonic-current limits.** Table 2 gives the current (A) of each order 2-25 that all
+users together may inject at the point of common coupling, for a *reference* short-circuit
+capacity per voltage (0.38 kV: 10 MVA; 6 and 10 kV: 100 MVA; 35 kV: 250 MVA; 66 kV: 500 MVA;
+110 kV: 750 MVA). Annex B scales it:
+
+* (B1) to the actual minimum short-circuit capacity ``S_k1`` at the point:
+  ``I_h = S_k1 / S_k2 × I_hp`` (``S_k2`` the reference capacity, ``I_hp`` the table value);
+* (B2) to one user's share, with the user's agreed capacity ``S_i`` of the supply
+  equipment's capacity ``S_t``: ``I_hi = I_h × (S_i / S_t)^(1/α)``, α = 1.1 (order 3),
+  1.2 (5), 1.4 (7), 1.8 (11), 1.9 (13), 2 (every other order).
+
+A device reports harmonic current content (``current_harmonic_<n>``, % of the
+fundamental); the amperes compared are that share of its ``current`` reading of the same
+timestamp and channel.
 
 Per index: the 95 % probability value (the largest 5 % of the samples left out, as the
 standards define it), the maximum, the share of samples above the limit (time above limit,
@@ -39,6 +56,45 @@ from typing import Any
 #: GB/T 14549-93 voltage THD limits (%) by nominal voltage (kV)
 THD_LIMITS = {0.38: 5.0, 6: 4.0, 10: 4.0, 35: 3.0, 66: 3.0, 110: 2.0}
 UNBALANCE_NORMAL, UNBALANCE_SHORT = 2.0, 4.0
+
+#: GB/T 14549-93 table 2: nominal kV -> (reference short-circuit MVA, A for orders 2..25)
+HARMONIC_CURRENT_LIMITS: dict[float, tuple[float, tuple[float, ...]]] = {
+    0.38: (10.0, (78, 62, 39, 62, 26, 44, 19, 21, 16, 28, 13, 24, 11, 12, 9.7, 18, 8.6, 16,
+                  7.8, 8.9, 7.1, 14, 6.5, 12)),
+    6: (100.0, (43, 34, 21, 34, 14, 24, 11, 11, 8.5, 16, 7.1, 13, 6.1, 6.8, 5.3, 10, 4.7, 9.0,
+                4.3, 4.9, 3.9, 7.4, 3.6, 6.8)),
+    10: (100.0, (26, 20, 13, 20, 8.5, 15, 6.4, 6.8, 5.1, 9.3, 4.3, 7.9, 3.7, 4.1, 3.2, 6.0, 2.8,
+                 5.4, 2.6, 2.9, 2.3, 4.5, 2.1, 4.1)),
+    35: (250.0, (15, 12, 7.7, 12, 5.1, 8.8, 3.8, 4.1, 3.1, 5.6, 2.6, 4.7, 2.2, 2.5, 1.9, 3.6,
+                 1.7, 3.2, 1.5, 1.8, 1.4, 2.7, 1.3, 2.5)),
+    66: (500.0, (16, 13, 8.1, 13, 5.4, 9.3, 4.1, 4.3, 3.3, 5.9, 2.7, 5.0, 2.3, 2.6, 2.0, 3.8,
+                 1.8, 3.4, 1.6, 1.9, 1.5, 2.8, 1.4, 2.6)),
+    110: (750.0, (12, 9.6, 6.0, 9.6, 4.0, 6.8, 3.0, 3.2, 2.4, 4.3, 2.0, 3.7, 1.7, 1.9, 1.5,
+                  2.8, 1.3, 2.5, 1.2, 1.4, 1.1, 2.1, 1.0, 1.9)),
+}
+#: GB/T 14549-93 annex C: the exponent α of the share formula (B2); 2 for other orders
+HARMONIC_ALPHA = {3: 1.1, 5: 1.2, 7: 1.4, 11: 1.8, 13: 1.9}
+
+
+def harmonic_current_limit(order: int, nominal_kv: float = 0.38,
+                           short_circuit_mva: float | None = None,
+                           user_mva: float | None = None,
+                           supply_mva: float | None = None) -> float:
+    """Allowed injected harmonic current (A) of ``order`` (2-25): table 2's value, scaled
+    to the actual minimum short-circuit capacity (B1) and to one user's share of the
+    supply capacity (B2) when given."""
+    if nominal_kv not in HARMONIC_CURRENT_LIMITS:
+        raise ValueError(f"no harmonic current limits for {nominal_kv} kV; known: "
+                         f"{sorted(HARMONIC_CURRENT_LIMITS)}")
+    if not 2 <= order <= 25:
+        raise ValueError("GB/T 14549 limits harmonic orders 2 to 25")
+    reference, table = HARMONIC_CURRENT_LIMITS[nominal_kv]
+    limit = float(table[order - 2])
+    if short_circuit_mva is not None:
+        limit *= short_circuit_mva / reference
+    if user_mva is not None and supply_mva:
+        limit *= (user_mva / supply_mva) ** (1 / HARMONIC_ALPHA.get(order, 2.0))
+    return limit
 FREQUENCY_LIMIT = 0.2
 
 
@@ -119,10 +175,27 @@ def frequency_deviation(hz: Iterable[float], nominal: float = 50.0) -> IndexResu
                    lambda d: d > FREQUENCY_LIMIT, lambda vs, h: h <= FREQUENCY_LIMIT)
 
 
+def harmonic_current(order: int, amperes: list[float], limit: float) -> IndexResult:
+    return _assess(f"current_harmonic_{order}", amperes,
+                   f"≤ {limit:.3g} A (GB/T 14549 table 2, annex B)",
+                   lambda v: v > limit, lambda vs, h: h <= limit)
+
+
+def harmonic_amperes(content: Iterable[tuple[float, str, float]],
+                     current: Iterable[tuple[float, str, float]]) -> list[float]:
+    """Amperes of one harmonic order from its content (% of the fundamental) and the
+    current readings of the same (timestamp, channel)."""
+    amps = {(ts, ch): v for ts, ch, v in current}
+    return [pct / 100 * amps[(ts, ch)] for ts, ch, pct in content if (ts, ch) in amps]
+
+
 def assess_device(journal: Any, device: str, since: float, until: float,
                   nominal_voltage: float = 220.0, nominal_kv: float = 0.38,
-                  three_phase: bool = False) -> list[IndexResult]:
-    """The four indices of ``device`` over ``[since, until)`` from its raw readings."""
+                  three_phase: bool = False, short_circuit_mva: float | None = None,
+                  user_mva: float | None = None,
+                  supply_mva: float | None = None) -> list[IndexResult]:
+    """The four indices of ``device`` over ``[since, until)`` from its raw readings, and
+    one per harmonic-current order it reports (2-25)."""
     def values(quantity: str, channel: str | None = None) -> list[tuple[float, str, float]]:
         return [(r.ts, r.channel, r.value) for r in
                 journal.history(device, quantity, channel, since, until)
@@ -136,6 +209,18 @@ def assess_device(journal: Any, device: str, since: float, until: float,
                 phases.setdefault(ts, {})[ch] = v
         given = [unbalance_from_magnitudes(p["A"], p["B"], p["C"])
                  for p in phases.values() if len(p) == 3]
-    return [voltage_deviation([v for _, _, v in volts], nominal_voltage, three_phase),
-            unbalance(given), thd([v for _, _, v in values("voltage_thd")], nominal_kv),
-            frequency_deviation([v for _, _, v in values("frequency")])]
+    out = [voltage_deviation([v for _, _, v in volts], nominal_voltage, three_phase),
+           unbalance(given), thd([v for _, _, v in values("voltage_thd")], nominal_kv),
+           frequency_deviation([v for _, _, v in values("frequency")])]
+    if nominal_kv in HARMONIC_CURRENT_LIMITS:
+        current: list[tuple[float, str, float]] | None = None
+        for order in range(2, 26):
+            content = values(f"current_harmonic_{order}")
+            if not content:
+                continue
+            if current is None:
+                current = values("current")
+            limit = harmonic_current_limit(order, nominal_kv, short_circuit_mva, user_mva,
+                                           supply_mva)
+            out.append(harmonic_current(order, harmonic_amperes(content, current), limit))
+    return out

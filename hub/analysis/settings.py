@@ -4,11 +4,12 @@ sink (defaults when none is configured)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hub.analysis.energy import TouSchedule
 from hub.analysis.grading import GradingScheme
+from hub.reports.schedule import ReportSchedule
 from hub.rollups.store import DEFAULT_TZ_OFFSET, default_path, resolve_path
 
 
@@ -19,6 +20,9 @@ class AnalysisSettings:
     grading: GradingScheme
     tou: TouSchedule
     configured: bool  # a rollups sink keeps the file up to date
+    reports: ReportSchedule = field(default_factory=ReportSchedule)
+    #: device thresholds the grading compares readings with (hub.analysis.setpoints)
+    set_points: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def analysis_settings(config: Any) -> AnalysisSettings:
@@ -28,6 +32,25 @@ def analysis_settings(config: Any) -> AnalysisSettings:
             return AnalysisSettings(resolve_path(o.path, config.state_dir),
                                     int(o.tz_offset_hours * 3600),
                                     GradingScheme.from_mapping(o.grading),
-                                    TouSchedule.from_mapping(o.tou), True)
+                                    TouSchedule.from_mapping(o.tou), True,
+                                    ReportSchedule.from_mapping(getattr(o, "reports", None)),
+                                    config_set_points(config))
     return AnalysisSettings(default_path(config.state_dir), DEFAULT_TZ_OFFSET,
-                            GradingScheme(), TouSchedule(), False)
+                            GradingScheme(), TouSchedule(), False,
+                            set_points=config_set_points(config))
+
+
+def config_set_points(config: Any) -> dict[str, dict[str, float]]:
+    """``{device: {"temperature": °C, "residual_current": mA}}``: the alarm set points of
+    each configured device (its ``alarms`` thresholds, or the configuration's defaults)."""
+    out: dict[str, dict[str, float]] = {}
+    for d in getattr(config, "devices", ()):
+        points: dict[str, float] = {}
+        for code, th in (getattr(d, "alarms", None) or {}).items():
+            v = getattr(th, "alarm", None)
+            if code in ("temperature", "residual_current") and v is not None and getattr(
+                    th, "enabled", True):
+                points[code] = float(v)
+        if points:
+            out[d.id] = points
+    return out

@@ -188,6 +188,32 @@ def grade_out(g: Grade) -> GradeOut:
                     devices=[grade_out(x) for x in g.devices])
 
 
+async def set_points(ctx: ApiContext) -> dict[str, dict[str, float]]:
+    """Alarm set points of temperature and residual current per device: the
+    configuration's, and those stored with devices created through the API."""
+    out = dict(settings(ctx).set_points)
+    for sd in await ctx.stored_devices():
+        alarms = (sd.settings or {}).get("alarms") or {}
+        points = {q: float(alarms[q]["alarm"]) for q in ("temperature", "residual_current")
+                  if isinstance(alarms.get(q), dict) and alarms[q].get("alarm") is not None
+                  and alarms[q].get("enabled", True)}
+        if points and sd.id not in out:
+            out[sd.id] = points
+    return out
+
+
+async def grading_inputs(ctx: ApiContext, project: str, devices: list[str], since: float,
+                         until: float) -> tuple[dict[str, list], list]:
+    """Rules 6-8 of the grading: the project's hazards, readings near set points."""
+    from hub.analysis.grading import extra_deductions
+
+    s = settings(ctx)
+    hazards = await ctx.run(lambda: ctx.store.hazards({project}, until=until, limit=100_000))
+    points = await set_points(ctx)
+    return await with_rollups(ctx, lambda st: extra_deductions(
+        devices, since, until, s.grading, hazards, st, points))
+
+
 @router.get("/devices/{device_id}/grade", response_model=GradeOut, responses=ERRORS)
 async def device_grade(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
                        since: Since = None, until: Until = None) -> GradeOut:
@@ -196,14 +222,19 @@ async def device_grade(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
     start, end = _range(since, until)
     d = await device_in_scope(ctx, caller, tree, device_id)
     scheme = settings(ctx).grading
-    g = await ctx.journal(lambda j: journal_grade(j, d.id, start, end, scheme))
+    extra, _ = await grading_inputs(ctx, d.project, [d.id], start, end)
+    g = await ctx.journal(lambda j: journal_grade(j, d.id, start, end, scheme,
+                                                  extra=extra[d.id]))
     return grade_out(g)
 
 
 def project_grade(j: Any, code: str, devices: list[str], since: float, until: float,
-                  s: AnalysisSettings) -> Grade:
-    return grade_project(code, [journal_grade(j, d, since, until, s.grading)
-                                for d in devices], s.grading)
+                  s: AnalysisSettings, extra: tuple[dict[str, list], list] | None = None
+                  ) -> Grade:
+    per, own = extra or ({}, [])
+    return grade_project(code, [journal_grade(j, d, since, until, s.grading,
+                                              extra=per.get(d, ()))
+                                for d in devices], s.grading, own)
 
 
 @router.get("/projects/{project_id}/grade", response_model=GradeOut, responses=ERRORS)
@@ -213,7 +244,8 @@ async def project_grade_route(project_id: int, caller: Caller, tree: OrgTree, ct
     start, end = _range(since, until)
     code, devices = await project_devices(ctx, caller, tree, project_id)
     s = settings(ctx)
-    g = await ctx.journal(lambda j: project_grade(j, code, devices, start, end, s))
+    extra = await grading_inputs(ctx, code, devices, start, end)
+    g = await ctx.journal(lambda j: project_grade(j, code, devices, start, end, s, extra))
     return grade_out(g)
 
 
@@ -287,10 +319,13 @@ async def monthly_report(project_id: int, caller: Caller, tree: OrgTree, ctx: Ct
     index = await ctx.device_index()
     names = {d: index.by_id[d].name for d in devices}
     title = tree.nodes[project_id].name
+    hazards = await ctx.run(lambda: ctx.store.hazards({code}, until=until, limit=100_000))
+    points = await set_points(ctx)
 
     def build(store: RollupStore | None) -> bytes:
         j = ctx._reader()
-        report = build_report(j, store, code, names, since, until, s, month, title)
+        report = build_report(j, store, code, names, since, until, s, month, title,
+                              hazards=hazards, set_points=points)
         return render(report, format)
     body = await with_rollups(ctx, build)
     filename = f"report-{code}-{month}.{format}"
@@ -325,10 +360,19 @@ async def power_quality(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
                         since: Since = None, until: Until = None,
                         nominal_voltage: Annotated[float, Query(gt=0, le=1e6)] = 220.0,
                         nominal_kv: Annotated[float, Query(gt=0)] = 0.38,
-                        three_phase: bool = False) -> PowerQualityOut:
+                        three_phase: bool = False,
+                        short_circuit_mva: Annotated[float | None, Query(
+                            gt=0, description="minimum short-circuit capacity at the point "
+                            "of common coupling (default: GB/T 14549's reference)")] = None,
+                        user_mva: Annotated[float | None, Query(
+                            gt=0, description="the user's agreed capacity")] = None,
+                        supply_mva: Annotated[float | None, Query(
+                            gt=0, description="the supply equipment's capacity")] = None,
+                        ) -> PowerQualityOut:
     """Voltage deviation, three-phase unbalance, voltage THD and frequency deviation over
-    a period (default: the last 7 days) against GB/T 12325, 15543, 14549 and 15945: 95 %
-    values, maxima, time above the limit, pass/fail."""
+    a period (default: the last 7 days) against GB/T 12325, 15543, 14549 and 15945, and
+    each harmonic-current order the device reports against GB/T 14549 table 2 scaled to
+    the given capacities: 95 % values, maxima, time above the limit, pass/fail."""
     from hub.analysis.power_quality import THD_LIMITS, assess_device
 
     end = time.time() if until is None else until
@@ -338,7 +382,10 @@ async def power_quality(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx,
     if nominal_kv not in THD_LIMITS:
         raise invalid(f"nominal_kv: one of {sorted(THD_LIMITS)}", "query", "nominal_kv")
     d = await device_in_scope(ctx, caller, tree, device_id)
-    results = await ctx.journal(lambda j: assess_device(j, d.id, start, end, nominal_voltage,
-                                                        nominal_kv, three_phase))
+    if (user_mva is None) != (supply_mva is None):
+        raise invalid("give user_mva and supply_mva together", "query", "user_mva")
+    results = await ctx.journal(lambda j: assess_device(
+        j, d.id, start, end, nominal_voltage, nominal_kv, three_phase, short_circuit_mva,
+        user_mva, supply_mva))
     return PowerQualityOut(device=d.id, since=start, until=end, indices=[
         PowerQualityIndexOut(**r.__dict__) for r in results])

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from twisted.application.service import Service
@@ -60,6 +60,7 @@ class ApiService(Service):
         self.server: _Server | None = None
         self.port: int | None = None
         self._task: asyncio.Task | None = None
+        self.reports: Any = None
 
     @property
     def url(self) -> str:
@@ -115,6 +116,8 @@ class ApiService(Service):
             await asyncio.sleep(0.01)
             waited += 0.01
         self.desk.startService()
+        from hub.api.routes_reports import start_scheduler  # scheduled reports
+        self.reports = start_scheduler(self.ctx, self.url)
         Service.startService(self)
         _log.info("API listening on {url} (docs {url}api/docs)", url=self.url)
         if self.store.count_users() == 0:
@@ -126,6 +129,8 @@ class ApiService(Service):
         return defer.Deferred.fromFuture(self._loop().create_task(self._stop()))
 
     async def _stop(self) -> None:
+        if self.reports is not None:
+            self.reports.stopService()
         if self.ctx is not None and self.ctx.feed is not None:
             await self.ctx.feed.stop()  # open streams end, so uvicorn need not wait for them
         if self.server is not None and self._task is not None:

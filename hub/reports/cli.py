@@ -1,7 +1,10 @@
-"""``hub report monthly --project CODE [--month YYYY-MM] [--format pdf] [-o FILE]``: the same
-document the API serves, from the journal (read-only) and the rollups, while the hub runs
-or after it stopped. The project's devices are those the configuration assigns to it
-(plus ``--device`` for devices created through the API)."""
+"""``hub report daily|weekly|monthly --project CODE [--period P] [--format pdf] [-o FILE]``:
+the same document the API serves, from the journal (read-only) and the rollups, while the
+hub runs or after it stopped. The period: ``YYYY-MM-DD``, ``YYYY-Www`` (ISO week) or
+``YYYY-MM`` (``--month`` too for monthly); default: the last whole one (monthly: this
+month so far). The project's devices are those the configuration assigns to it (plus
+``--device`` for devices created through the API); set points for grading rule 8 come
+from the configuration; hazards (rules 6-7) live in the API's store and are left out."""
 
 from __future__ import annotations
 
@@ -13,18 +16,22 @@ import time
 from hub.reports.render import FORMATS
 
 
-def cmd_report_monthly(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     from hub.analysis.settings import analysis_settings
     from hub.cli.helpers import EXIT_USAGE, fail, load_config, note, open_journal
-    from hub.reports.data import build_report, current_month, month_range
+    from hub.reports.data import build_report, current_month, last_period, period_range
     from hub.reports.render import render
     from hub.rollups.store import RollupStore
 
     _, config = load_config(args)
     s = analysis_settings(config)
-    month = args.month or current_month(time.time(), s.tz_offset)
+    kind = args.kind
+    month = args.period or getattr(args, "month", None)
+    if month is None:
+        month = (current_month(time.time(), s.tz_offset) if kind == "monthly"
+                 else last_period(kind, time.time(), s.tz_offset))
     try:
-        since, until = month_range(month, s.tz_offset)
+        since, until = period_range(kind, month, s.tz_offset)
     except ValueError as e:
         return fail(str(e), EXIT_USAGE)
     devices = {d.id: d.name for d in config.devices if d.project == args.project}
@@ -38,7 +45,7 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
     j = open_journal(config)
     try:
         report = build_report(j, store, args.project, devices, since, until, s, month,
-                              args.title or args.project)
+                              args.title or args.project, kind, set_points=s.set_points)
         body = render(report, args.format)
     finally:
         j.close()
@@ -60,13 +67,19 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
     from hub.cli.helpers import add_config_argument, command_group
 
     what = command_group(sub, "report", "project reports (HTML, PDF, Excel)")
-    sp = add_config_argument(what.add_parser(
-        "monthly", help="a project's month: safety grade, alarms, energy, devices"))
-    sp.add_argument("--project", required=True, help="the project's code")
-    sp.add_argument("--month", help="YYYY-MM (local); default: this month")
-    sp.add_argument("--format", choices=sorted(FORMATS), default="pdf")
-    sp.add_argument("--device", action="append", help="a device of the project (repeat)")
-    sp.add_argument("--title", help="the report's title (default: the project's code)")
-    sp.add_argument("-o", "--output", help="file to write ('-': standard output); default "
-                    "report-<project>-<month>.<format>")
-    sp.set_defaults(func=cmd_report_monthly)
+    for kind, helptext, form in (
+            ("daily", "a project's day", "YYYY-MM-DD; default: yesterday"),
+            ("weekly", "a project's ISO week", "YYYY-Www; default: last week"),
+            ("monthly", "a project's month", "YYYY-MM; default: this month")):
+        sp = add_config_argument(what.add_parser(
+            kind, help=f"{helptext}: safety grade, alarms, energy, devices"))
+        sp.add_argument("--project", required=True, help="the project's code")
+        sp.add_argument("--period", help=f"the local period, {form}")
+        if kind == "monthly":
+            sp.add_argument("--month", help="as --period")
+        sp.add_argument("--format", choices=sorted(FORMATS), default="pdf")
+        sp.add_argument("--device", action="append", help="a device of the project (repeat)")
+        sp.add_argument("--title", help="the report's title (default: the project's code)")
+        sp.add_argument("-o", "--output", help="file to write ('-': standard output); "
+                        "default report-<project>-<period>.<format>")
+        sp.set_defaults(func=cmd_report, kind=kind)

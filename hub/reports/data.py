@@ -9,13 +9,21 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.analysis.energy import advice, by_period, cost, load_curve, project_energy, split_tou
-from hub.analysis.grading import Grade, episodes, grade_device, grade_project
-from hub.analysis.settings import AnalysisSettings
+from hub.analysis.grading import (
+    Grade,
+    episodes,
+    extra_deductions,
+    grade_device,
+    grade_project,
+)
 from hub.model import ALARM_RULES, FAULT_CODES, EventKind
 from hub.rollups.store import DAY, HOUR
+
+if TYPE_CHECKING:
+    from hub.analysis.settings import AnalysisSettings
 
 #: Chinese names of alarm and fault codes, for people
 CODE_NAMES: dict[str, str] = {
@@ -40,6 +48,55 @@ def month_range(month: str, tz_offset: int) -> tuple[float, float]:
 
 def current_month(now: float, tz_offset: int) -> str:
     return datetime.fromtimestamp(now + tz_offset, UTC).strftime("%Y-%m")
+
+
+#: report kinds and their names in the documents
+KINDS = {"daily": "日报", "weekly": "周报", "monthly": "月度报告"}
+#: what a period label of each kind looks like
+LABELS = {"daily": r"^\d{4}-\d{2}-\d{2}$", "weekly": r"^\d{4}-W\d{2}$",
+          "monthly": r"^\d{4}-\d{2}$"}
+
+
+def period_range(kind: str, label: str, tz_offset: int) -> tuple[float, float]:
+    """The local period ``label`` of ``kind`` as (start, end) UTC epoch seconds: daily
+    ``YYYY-MM-DD``, weekly ``YYYY-Www`` (ISO 8601 week, Monday to Monday), monthly
+    ``YYYY-MM``. ValueError when the label is not one."""
+    if kind == "monthly":
+        return month_range(label, tz_offset)
+    try:
+        if kind == "daily":
+            start = datetime.strptime(label, "%Y-%m-%d").replace(tzinfo=UTC)
+            days = 1
+        elif kind == "weekly":
+            y, w = label.split("-W")
+            start = datetime.fromisocalendar(int(y), int(w), 1).replace(tzinfo=UTC)
+            days = 7
+        else:
+            raise ValueError(f"kind: one of {', '.join(KINDS)}")
+    except ValueError as e:
+        if str(e).startswith("kind"):
+            raise
+        raise ValueError(f"{label!r} is not a {kind} period ("
+                         f"{'YYYY-MM-DD' if kind == 'daily' else 'YYYY-Www'})") from None
+    t = start.timestamp() - tz_offset
+    return t, t + days * DAY
+
+
+def period_of(kind: str, ts: float, tz_offset: int) -> str:
+    """The label of the local period of ``kind`` holding ``ts``."""
+    t = datetime.fromtimestamp(ts + tz_offset, UTC)
+    if kind == "daily":
+        return t.strftime("%Y-%m-%d")
+    if kind == "weekly":
+        y, w, _ = t.isocalendar()
+        return f"{y}-W{w:02d}"
+    return t.strftime("%Y-%m")
+
+
+def last_period(kind: str, now: float, tz_offset: int) -> str:
+    """The label of the newest whole period of ``kind`` before ``now``."""
+    start, _ = period_range(kind, period_of(kind, now, tz_offset), tz_offset)
+    return period_of(kind, start - 1, tz_offset)
 
 
 @dataclass
@@ -80,6 +137,14 @@ class ProjectReport:
     online_rate: float
     devices: list[DeviceRow] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
+    kind: str = "monthly"  # daily | weekly | monthly
+    #: energy of the same span a year before and a period before (None: no rollups then)
+    energy_year_ago: float | None = None
+    energy_period_before: float | None = None
+
+    @property
+    def kind_name(self) -> str:
+        return KINDS.get(self.kind, self.kind)
 
     @property
     def alarms(self) -> int:
@@ -96,9 +161,12 @@ def _day(ts: float, tz: int) -> str:
 
 def build_report(journal: Any, store: Any, project: str, devices: dict[str, str],
                  since: float, until: float, settings: AnalysisSettings, period: str,
-                 title: str = "") -> ProjectReport:
+                 title: str = "", kind: str = "monthly", hazards: Any = (),
+                 set_points: dict[str, dict[str, float]] | None = None) -> ProjectReport:
     """The report of ``project`` (``devices``: id -> name) over ``[since, until)``;
-    ``store`` is a :class:`hub.rollups.RollupStore` or None (no energy then)."""
+    ``store`` is a :class:`hub.rollups.RollupStore` or None (no energy then). Events are
+    read once for all devices (a query per device is seconds for a thousand). ``hazards``
+    (the project's, :mod:`hub.store.hazards`) and ``set_points`` feed grading rules 6-8."""
     tz = store.tz_offset if store is not None else settings.tz_offset
     scheme = settings.grading
     by_type: Counter[str] = Counter()
@@ -113,14 +181,25 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
     rows: list[DeviceRow] = []
     offline_total = 0.0
     days = [_day(t, tz) for t in _range_days(since, until)]
+    events_of: dict[str, list] = {}
+    for e in journal.events(None, since - 30 * DAY, limit=10_000_000):
+        if e.ts < until and e.device in devices:
+            events_of.setdefault(e.device, []).append(e)
+    acks_of: dict[str, list] = {}
+    for a in journal.acknowledgements(None):
+        if a.ts < until:
+            acks_of.setdefault(a.device, []).append(a)
+    kwh_of = (store.device_energy(list(devices), DAY, since, until)
+              if store is not None else {})
+    extra, project_extra = extra_deductions(list(devices), since, until, scheme, hazards,
+                                            store, set_points)
     for dev, name in sorted(devices.items()):
-        events = [e for e in journal.events(dev, since - 30 * DAY, limit=1_000_000)
-                  if e.ts < until]
-        acks = [a for a in journal.acknowledgements(dev) if a.ts < until]
+        events = events_of.get(dev, [])
+        acks = acks_of.get(dev, [])
         first_ack: dict[str, float] = {}
         for a in acks:
             first_ack.setdefault(a.event_id, a.ts)
-        g = grade_device(dev, events, acks, since, until, scheme)
+        g = grade_device(dev, events, acks, since, until, scheme, extra[dev])
         grades.append(g)
         n_alarms = n_faults = 0
         offline = 0.0
@@ -149,12 +228,10 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
                 faults[e.code] += 1
                 faults_day[_day(e.ts, tz)] += 1
         offline_total += offline
-        kwh = 0.0
-        if store is not None:
-            kwh = sum(store.energy(dev, DAY, since, until).values())
+        kwh = kwh_of.get(dev, 0.0)
         rows.append(DeviceRow(dev, name, n_alarms, n_faults,
                               1.0 - offline / (until - since), kwh, g.score, g.grade))
-    project_grade = grade_project(project, grades, scheme)
+    project_grade = grade_project(project, grades, scheme, project_extra)
     ids = sorted(devices)
     if store is not None:
         daily = project_energy(store, ids, DAY, since, until)
@@ -164,6 +241,12 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
         daily, hourly, load = {}, {}, {}
     tou = split_tou(hourly, tz, settings.tou)
     energy_day = by_period(daily, tz, "day")
+    year_ago = before = None
+    if store is not None:
+        from hub.analysis.energy import compare
+
+        c = compare(store, ids, since, until, tz)
+        year_ago, before = c.year_ago, c.period_before
     return ProjectReport(
         project=project, title=title or project, period=period, since=since, until=until,
         tz_offset=tz, grade=project_grade,
@@ -181,7 +264,8 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
         load_per_day={_day(s, tz): round(w, 1) for s, w in load.items()},
         online_rate=1.0 - offline_total / ((until - since) * len(devices)) if devices else 1.0,
         devices=sorted(rows, key=lambda r: (r.score, r.device)),
-        advice=advice(hourly, tz, None, settings.tou))
+        advice=advice(hourly, tz, None, settings.tou), kind=kind,
+        energy_year_ago=year_ago, energy_period_before=before)
 
 
 def _range_days(since: float, until: float) -> list[float]:

@@ -117,15 +117,33 @@ def _minutes(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f} 分钟"
 
 
-def render_html(r: ProjectReport) -> str:
+#: devices listed in a PDF (the lowest scores first; Excel and HTML list all): a
+#: thousand-row table is fifty pages nobody reads and a minute of WeasyPrint
+PDF_DEVICE_ROWS = 50
+
+
+def _change(now: float, then: float | None, name: str) -> str:
+    if then is None:
+        return f"{name}：无可比数据"
+    if then == 0:
+        return f"{name}：上期 0 kWh"
+    return f"{name} {(now - then) / then:+.1%}（{then:,.2f} kWh）"
+
+
+def render_html(r: ProjectReport, device_rows: int | None = None) -> str:
+    """The report as one HTML page; ``device_rows``: list only that many devices."""
     e = html.escape
     g = r.grade
+    shown = r.devices if device_rows is None else r.devices[:device_rows]
+    more = len(r.devices) - len(shown)
+    this = {"daily": "本日", "weekly": "本周"}.get(r.kind, "本月")
     deductions = [[d.device, RULES.get(d.rule, d.rule), d.reason, round(d.points, 2)]
                   for d in g.deductions[:30]]
     parts = [
         f"<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-        f"<title>{e(r.title)} {r.period} 月度报告</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(r.title)} 电气火灾监控月度报告</h1>",
+        f"<title>{e(r.title)} {r.period} {r.kind_name}</title><style>{_CSS}</style></head>"
+        "<body>",
+        f"<h1>{e(r.title)} 电气火灾监控{r.kind_name}</h1>",
         f"<p class=\"meta\">项目 {e(r.project)} · 统计周期 {r.period} · "
         f"设备 {len(r.devices)} 台</p>",
         "<h2>一、安全评级</h2>",
@@ -138,14 +156,16 @@ def render_html(r: ProjectReport) -> str:
         f"{r.unacknowledged} 次；平均确认用时 {_minutes(r.mean_ack_minutes)}，平均恢复用时 "
         f"{_minutes(r.mean_clear_minutes)}。</p>",
         _table(["报警类型", "次数"], [[k, v] for k, v in r.alarms_by_type.items()])
-        if r.alarms_by_type else "<p>本月无报警。</p>",
+        if r.alarms_by_type else f"<p>{this}无报警。</p>",
         _table(["故障类型", "次数"], [[k, v] for k, v in r.faults_by_type.items()])
         if r.faults_by_type else "",
         _chart(line_chart({"报警": r.alarms_per_day, "故障": r.faults_per_day},
                           "每日报警与故障", "次")),
         _pie(pie_chart(r.alarms_by_type, "报警类型占比")),
         "<h2>三、用电分析</h2>",
-        f"<p>本月用电 <b>{r.energy_total:,.2f}</b> kWh，电费约 {r.cost:,.2f} 元。</p>",
+        f"<p>{this}用电 <b>{r.energy_total:,.2f}</b> kWh，电费约 {r.cost:,.2f} 元；"
+        f"{_change(r.energy_total, r.energy_year_ago, '同比')}，"
+        f"{_change(r.energy_total, r.energy_period_before, '环比')}。</p>",
         _table(["时段", "电量 (kWh)"], [[k, float(v)] for k, v in r.tou.items()]),
         _chart(bar_chart(r.energy_per_day, "每日用电量", "kWh")),
         _pie(pie_chart(r.tou, "峰平谷用电占比")),
@@ -160,7 +180,8 @@ def render_html(r: ProjectReport) -> str:
         f"<p>设备在线率 {r.online_rate:.1%}。</p>",
         _table(["设备", "名称", "评级", "评分", "报警", "故障", "在线率", "用电 (kWh)"],
                [[d.device, d.name, d.grade, float(d.score), d.alarms, d.faults,
-                 f"{d.online_rate:.1%}", float(d.kwh)] for d in r.devices]),
+                 f"{d.online_rate:.1%}", float(d.kwh)] for d in shown]),
+        f"<p>其余 {more} 台设备（评分较高）见 Excel 版。</p>" if more > 0 else "",
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -169,7 +190,7 @@ def render_html(r: ProjectReport) -> str:
 def render_pdf(r: ProjectReport, html_text: str | None = None) -> bytes:
     from weasyprint import HTML
 
-    return HTML(string=html_text or render_html(r)).write_pdf()
+    return HTML(string=html_text or render_html(r, PDF_DEVICE_ROWS)).write_pdf()
 
 
 def render_xlsx(r: ProjectReport) -> bytes:
@@ -179,12 +200,15 @@ def render_xlsx(r: ProjectReport) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "概要"
-    for row in (["项目", r.project], ["名称", r.title], ["统计周期", r.period],
+    for row in (["项目", r.project], ["名称", r.title], ["报告", r.kind_name],
+                ["统计周期", r.period],
                 ["安全评分", r.grade.score], ["安全评级", r.grade.grade],
                 ["报警次数", r.alarms], ["故障次数", r.faults],
                 ["已确认", r.acknowledged], ["未确认", r.unacknowledged],
                 ["平均确认用时 (分钟)", r.mean_ack_minutes], ["用电量 (kWh)", r.energy_total],
-                ["电费 (元)", r.cost], ["设备在线率", round(r.online_rate, 4)],
+                ["电费 (元)", r.cost], ["去年同期用电量 (kWh)", r.energy_year_ago],
+                ["上期用电量 (kWh)", r.energy_period_before],
+                ["设备在线率", round(r.online_rate, 4)],
                 *[[f"{k} (kWh)", v] for k, v in r.tou.items()]):
         ws.append(row)
     ws.column_dimensions["A"].width = 22

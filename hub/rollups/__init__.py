@@ -2,7 +2,9 @@
 safety grading and reports").
 
 * :mod:`.store`: :class:`RollupStore`, the SQLite file, the energy-delta rule, rebuild;
-* :mod:`.sink`: :class:`RollupSink`, which keeps it up to date from the journal.
+* :mod:`.fold`: :class:`Accumulator`, readings folded in memory between writes;
+* :mod:`.sink`: :class:`RollupSink`, which keeps it up to date from the journal on a
+  worker thread.
 """
 
 from hub.rollups.sink import RollupOptions, RollupSink

@@ -2,8 +2,9 @@
 (:mod:`hub.rollups`; README "Rollups, safety grading and reports")::
 
     sinks:
-      rollups:
-        type: rollups
+      rollups:                       # on by default with these options; to change them,
+        type: rollups                # configure it; `enabled: false` turns it off
+        # worker: thread             # the fold's thread (inline: on the reactor thread)
         # path: rollups.sqlite       # relative to state_dir (the default)
         tz_offset_hours: 8           # days start at local midnight (fixed at creation)
         hourly_days: 800             # hourly buckets kept this long
@@ -13,6 +14,12 @@
           periods: [{start: "10:00", end: "15:00", name: 峰},
                     {start: "23:00", end: "07:00", name: 谷}]
           tariffs: {峰: 1.05, 平: 0.65, 谷: 0.30}
+        reports:                     # scheduled reports (hub.reports.schedule)
+          daily: "07:00"             # yesterday's, at 07:00 local (null: none)
+          weekly: "1 07:30"          # last week's, Monday 07:30
+          monthly: "1 08:00"         # last month's, on the 1st at 08:00
+          formats: [pdf, xlsx]
+          notify: [{channel: ops, recipients: ["13800138000"]}]  # api.notify.channels
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from hub import hookimpl
 from hub.analysis.energy import TouSchedule
 from hub.analysis.grading import GradingScheme
 from hub.contracts import SinkType
+from hub.reports.schedule import ReportSchedule
 from hub.rollups import RollupOptions, RollupSink
-from hub.validate import Invalid, Section, integer, number, string
+from hub.validate import Invalid, Section, boolean, choice, integer, number, string
 
 
 def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -42,6 +50,8 @@ def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def check_options(s: Section) -> RollupOptions:
     opts = RollupOptions(
+        enabled=s.get("enabled", boolean, True),
+        worker=s.get("worker", choice("thread", "inline"), "thread"),
         path=s.get("path", string(r".+", "a file path"), None),
         tz_offset_hours=s.get("tz_offset_hours", number(-12, 14, "h"), 8.0),
         hourly_days=s.get("hourly_days", number(731, None, "days"), 800.0),
@@ -53,6 +63,7 @@ def check_options(s: Section) -> RollupOptions:
         retry_max=s.get("retry_max", number(0.01, 86400, "s"), 60.0),
         grading=s.get("grading", _checked(GradingScheme.from_mapping), None),
         tou=s.get("tou", _checked(TouSchedule.from_mapping), None),
+        reports=s.get("reports", _checked(ReportSchedule.from_mapping), None),
     )
     s.finish()
     return opts

@@ -96,3 +96,33 @@ def test_monthly_report_as_pdf_and_excel(api, tmp_path):
         assert summary["项目"] == "p1" and summary["报警次数"] >= 1
         bad = aud.get(f"/api/projects/{p1}/reports/monthly", params={"month": "2026-13"})
         assert bad.status_code == 422
+
+
+def test_reports_are_made_listed_downloaded_and_audited(api):
+    p1 = api.ids["p1"]
+    with api.client(api.login("aud1")) as aud:  # an auditor reads but does not make
+        assert aud.get(f"/api/projects/{p1}/reports").status_code == 200
+        r = aud.post(f"/api/projects/{p1}/reports", params={"kind": "daily"})
+        assert r.status_code == 403, r.text
+    with api.client(api.login("op1")) as op:
+        r = op.post(f"/api/projects/{p1}/reports", params={"kind": "weekly",
+                                                          "format": ["pdf", "xlsx"]})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert sorted(x["format"] for x in made) == ["pdf", "xlsx"]
+        period = made[0]["period"]
+        assert "-W" in period and made[0]["size"] > 1000
+        listed = op.get(f"/api/projects/{p1}/reports", params={"kind": "weekly"}).json()
+        assert {(x["kind"], x["period"], x["format"]) for x in listed} == {
+            ("weekly", period, "pdf"), ("weekly", period, "xlsx")}
+        pdf = op.get(made[0]["url"] if made[0]["format"] == "pdf" else made[1]["url"])
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+        assert pdf.headers["content-type"] == "application/pdf"
+        missing = op.get(f"/api/projects/{p1}/reports/download",
+                         params={"kind": "daily", "period": "2020-01-01"})
+        assert missing.status_code == 404
+        bad = op.post(f"/api/projects/{p1}/reports", params={"kind": "weekly",
+                                                            "period": "2026-01"})
+        assert bad.status_code == 422 and "YYYY-Www" in bad.text
+    acts = {(e["actor"], e["action"]) for e in api.audit()}
+    assert ("op1", "report.made") in acts and ("op1", "report.downloaded") in acts
