@@ -149,6 +149,10 @@ async def _projects(s: Session) -> list[Any]:
                                           unit_id=None, limit=500, offset=0)
 
 
+#: the user's projects (for the other page modules)
+project_list = _projects
+
+
 async def _events(ctx: Any, s: Session, **f: Any) -> Any:
     args = {"after": 0, "limit": 100, "kind": None, "level": None, "state": None,
             "device": None, "project": None, "since": None, "until": None, **f}
@@ -334,7 +338,7 @@ async def ack(request: Request, event_id: str, csrf: str = Form(max_length=128),
     return HTMLResponse(f'<span class="ok">{t("ack.done")}</span>')
 
 
-@router.get("/events")
+@router.get("/events/log")
 async def events(request: Request, kind: str | None = None, state: str | None = None,
                  device: str | None = None, project: str | None = None,
                  after: int = 0) -> Response:

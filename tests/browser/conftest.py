@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.console_browser import Page
+
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -31,3 +33,16 @@ def chromium() -> Iterator[object]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless=new"])
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def browse(chromium, hub):
+    opened: list[Page] = []
+
+    def make(width: int = 1280) -> Page:
+        page = Page(chromium, hub.url, width)
+        opened.append(page)
+        return page
+    yield make
+    for page in opened:
+        page.close()

@@ -34,7 +34,7 @@
 
   // -------------------------------------------------------------- history chart
   var chartEl = document.getElementById("chart");
-  if (chartEl && window.echarts) {
+  if (chartEl && window.echarts && document.getElementById("history-form")) {
     var chart = echarts.init(chartEl, null, {locale: data.lang.indexOf("zh") === 0 ? "ZH" : "EN"});
     var form = document.getElementById("history-form");
     var note = document.getElementById("chart-note");
@@ -112,5 +112,82 @@
       });
       mapEl.parentNode.insertBefore(list, mapEl.nextSibling);
     }
+  }
+
+  // -------------------------------------------------------------- alarm records: batch acts
+  var batch = document.querySelector("form[data-batch]");
+  if (batch) {
+    var boxes = function () { return document.querySelectorAll("input[name=ids][form=batch]"); };
+    var picked = function () { return document.querySelectorAll("input[name=ids][form=batch]:checked").length; };
+    var countEl = document.getElementById("batch-count");
+    var recount = function () { countEl.textContent = fmt(S.selected, {n: picked()}); };
+    var all = document.getElementById("pick-all");
+    if (all) all.addEventListener("change", function () {
+      boxes().forEach(function (b) { b.checked = all.checked; });
+      recount();
+    });
+    boxes().forEach(function (b) { b.addEventListener("change", recount); });
+    batch.addEventListener("submit", function (ev) {
+      var n = picked();
+      var act = batch.elements.action;
+      if (!n) { ev.preventDefault(); window.alert(batch.dataset.none); return; }
+      if (!window.confirm(fmt(batch.dataset.confirm, {n: n, action: act.options[act.selectedIndex].text}))) ev.preventDefault();
+    });
+  }
+
+  // -------------------------------------------------------------- an alarm's reading curve
+  var curveEl = document.querySelector("[data-curve]");
+  if (curveEl && window.echarts) {
+    var curve = echarts.init(curveEl, null, {locale: data.lang.indexOf("zh") === 0 ? "ZH" : "EN"});
+    fetch(curveEl.dataset.curve, {credentials: "same-origin"}).then(function (r) {
+      if (!r.ok) throw new Error(r.status);
+      return r.json();
+    }).then(function (c) {
+      var pts = c.points.filter(function (p) { return p.n > 0; });
+      curveEl.dataset.points = String(pts.length);
+      var t = function (p) { return p.ts * 1000; };
+      curve.setOption({
+        animation: false, tooltip: {trigger: "axis"},
+        legend: {top: 0, data: [curveEl.dataset.name, S.max]},
+        grid: {top: 36, left: 56, right: 24, bottom: 64},
+        dataZoom: [{type: "inside"}, {type: "slider"}],
+        xAxis: {type: "time", axisLabel: {hideOverlap: true}}, yAxis: {type: "value", scale: true},
+        series: [
+          {name: curveEl.dataset.name, type: "line", showSymbol: false, data: pts.map(function (p) { return [t(p), p.avg]; }),
+           markArea: {itemStyle: {color: "rgba(198,40,40,0.12)"}, label: {show: true, position: "insideTop", color: "#c62828"},
+                      data: [[{name: S.alarm_span, xAxis: c.from * 1000}, {xAxis: c.to * 1000}]]}},
+          {name: S.max, type: "line", showSymbol: false, lineStyle: {type: "dotted"}, data: pts.map(function (p) { return [t(p), p.max]; })}
+        ]
+      }, true);
+      document.getElementById("chart-note").textContent = pts.length ? S.alarm_span_note : S.no_data;
+    }).catch(function () { curveEl.dataset.points = "0"; document.getElementById("chart-note").textContent = S.no_data; });
+    window.addEventListener("resize", function () { curve.resize(); });
+  }
+
+  // -------------------------------------------------------------- hazard photo upload
+  var upload = document.querySelector("form[data-upload]");
+  if (upload) {
+    var state = document.getElementById("upload-state");
+    upload.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var file = document.getElementById("upload-file").files[0];
+      if (!file) { state.textContent = S.pick_file; state.className = "err"; return; }
+      state.textContent = S.uploading; state.className = "";
+      var csrf = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRF-Token"];
+      fetch(upload.dataset.upload + "?name=" + encodeURIComponent(file.name), {
+        method: "POST", credentials: "same-origin", body: file,
+        headers: {"Content-Type": file.type || "application/octet-stream", "X-CSRF-Token": csrf}
+      }).then(function (r) {
+        return r.text().then(function (text) {
+          var body = {};
+          try { body = JSON.parse(text); } catch (e) { body = {}; }
+          return {ok: r.ok, status: r.status, body: body};
+        });
+      }).then(function (res) {
+        if (res.ok) { window.location.reload(); return; }
+        state.textContent = res.body.error || (res.status === 413 ? S.too_large : res.status === 415 ? S.bad_type : S.upload_failed);
+        state.className = "err";
+      }).catch(function () { state.textContent = S.upload_failed; state.className = "err"; });
+    });
   }
 })();
