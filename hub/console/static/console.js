@@ -190,4 +190,58 @@
       }).catch(function () { state.textContent = S.upload_failed; state.className = "err"; });
     });
   }
+
+  // -------------------------------------------------------------- history: circuits compared
+  var cmpEl = document.getElementById("compare-chart");
+  if (cmpEl && window.echarts) {
+    var cmp = echarts.init(cmpEl, null, {locale: data.lang.indexOf("zh") === 0 ? "ZH" : "EN"});
+    var cmpNote = document.getElementById("chart-note");
+    var links = [document.getElementById("export-csv"), document.getElementById("export-xlsx")];
+    var window_ = null;
+    // "the last hour" is fixed to the hour the chart shows, so the files hold its points
+    var exportWindow = function (from, to) {
+      links.forEach(function (a) {
+        var u = new URL(a.href);
+        u.searchParams.set("since", from.toFixed(3));
+        u.searchParams.set("until", to.toFixed(3));
+        a.href = u.pathname + u.search;
+      });
+    };
+    fetch(cmpEl.dataset.src, {credentials: "same-origin"}).then(function (r) {
+      if (!r.ok) throw new Error(r.status);
+      return r.json();
+    }).then(function (h) {
+      window_ = [h.since, h.until];
+      exportWindow(h.since, h.until);
+      var total = 0;
+      var series = h.series.map(function (sr) {
+        total += sr.points.length;
+        return {name: sr.label, type: "line", showSymbol: false, sampling: "lttb",
+                data: sr.points.map(function (p) { return [p[0] * 1000, p[1]]; })};
+      });
+      cmp.setOption({
+        animation: false, tooltip: {trigger: "axis"},
+        legend: {top: 0, type: "scroll"},
+        grid: {top: 40, left: 56, right: 24, bottom: 70},
+        toolbox: {right: 10, top: 22, feature: {dataZoom: {yAxisIndex: "none"}, restore: {}}},
+        dataZoom: [{type: "inside"}, {type: "slider"}],
+        xAxis: {type: "time", axisLabel: {hideOverlap: true}},
+        yAxis: {type: "value", scale: true, name: h.unit},
+        series: series
+      }, true);
+      cmpEl.dataset.series = String(series.length);
+      cmpEl.dataset.points = String(total);
+      cmpNote.textContent = total ? fmt(S.compare_note, {n: series.length, points: total}) : S.no_data;
+    }).catch(function () { cmpEl.dataset.series = "0"; cmpEl.dataset.points = "0"; cmpNote.textContent = S.no_data; });
+    // the export holds what is shown: the links follow the zoomed window
+    cmp.on("datazoom", function () {
+      if (!window_) return;
+      // the axis' visible extent (ms): the zoom's percentages are of the data's extent,
+      // not of the range asked for
+      var ext = cmp.getModel().getComponent("xAxis", 0).axis.scale.getExtent();
+      exportWindow(Math.max(window_[0], ext[0] / 1000), Math.min(window_[1], ext[1] / 1000));
+      cmpEl.dataset.zoomed = "1";
+    });
+    window.addEventListener("resize", function () { cmp.resize(); });
+  }
 })();
