@@ -27,6 +27,7 @@ from hub.console.auth import (
     check_post,
     new_pre_csrf,
     session_of,
+    session_of_token,
     set_cookie,
 )
 from hub.console.i18n import LANGUAGES, Translator, choose
@@ -105,6 +106,13 @@ async def login(request: Request, username: str = Form(max_length=128),
     resp = RedirectResponse(target, status_code=303)
     set_cookie(resp, request, SESSION, out.access_token, max_age=out.expires_in)
     resp.delete_cookie(PRE_CSRF, path="/")
+    # the account's language, on whatever browser it logs in from (the cookie is only the
+    # fallback for an account that never chose one)
+    s = await session_of_token(request, out.access_token)
+    if s is not None and s.principal.user_id is not None:
+        lang = await ctx.run(ctx.store.user_language, s.principal.user_id)
+        if lang in LANGUAGES:
+            set_cookie(resp, request, LANG, lang, max_age=365 * 86400, http_only=False)
     return resp
 
 
@@ -128,6 +136,9 @@ async def set_language(request: Request, lang: str = Form(max_length=16),
     await check_post(request, s, csrf)
     if lang not in LANGUAGES:
         raise HTTPException(422, "unknown language")
+    if s is not None and s.principal.user_id is not None:
+        ctx = ctx_of(request)
+        await ctx.run(ctx.store.set_user_language, s.principal.user_id, lang)
     target = back if back.startswith("/") and not back.startswith("//") else "/"
     resp = RedirectResponse(target, status_code=303)
     set_cookie(resp, request, LANG, lang, max_age=365 * 86400, http_only=False)

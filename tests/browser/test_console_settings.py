@@ -1,0 +1,132 @@
+"""The console's settings in headless Chromium against a real hub: a manager creates a
+user (only the roles and places it may grant are offered; the API's password policy is
+shown at the field), edits a project and adds a device with the API's validation errors
+inline, sees a policy refused; an operator's language is kept with the account and used
+at login on a fresh browser; a viewer of p2 sees nothing of p1."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support.api_hub import ROOT_PASSWORD, populated_hub
+from tests.support.console_browser import logged_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with populated_hub(tmp_path_factory.mktemp("console-settings")) as h:
+        h.root = h.login("root", ROOT_PASSWORD)
+        yield h
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def options(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(f"{selector} option", "os => os.map(o => o.value)")
+
+
+def test_a_manager_creates_a_user_with_only_what_it_may_grant(hub, browse, shots):
+    b = logged_in(browse, "mgr1")
+    p = b.page
+    p.goto("/settings/users")
+    assert options(p, "#new-user #f-role") == ["viewer", "auditor", "operator", "manager"]
+    assert options(p, "#new-user #f-node_id") == [str(hub.ids["p1"])]
+    p.fill("#new-user #f-name", "duty7")
+    p.fill("#new-user #f-password", "short")
+    p.click("#create-user")
+    p.wait_for_selector("#f-password[aria-invalid=true]")
+    assert "10" in p.inner_text("[data-error-for=password]")
+    assert p.input_value("#new-user #f-name") == "duty7"  # what was typed stays
+    b.problems = [x for x in b.problems if "422" not in x]
+    p.fill("#new-user #f-password", "Night-shift-4711")
+    p.select_option("#new-user #f-role", "operator")
+    p.click("#create-user")
+    p.wait_for_selector("#flash-notice")
+    assert "值班员 @ platform / U1 / 项目 p1" in p.inner_text("tr[data-user=duty7]")
+    p.screenshot(path=shots / "settings-users-desktop.png", full_page=True)
+    phone = logged_in(browse, "mgr1", width=390)
+    phone.page.goto("/settings/users")
+    phone.page.screenshot(path=shots / "settings-users-phone.png", full_page=True)
+
+
+def test_project_and_device_forms_show_the_apis_errors_inline(hub, browse, shots):
+    b = logged_in(browse, "mgr1")
+    p = b.page
+    p.goto("/settings/projects")
+    p.click("tr[data-project=p1] summary")
+    pid = hub.ids["p1"]
+    p.fill(f"#p{pid}f-latitude", "95")
+    p.click("tr[data-project=p1] form button[type=submit]")
+    p.wait_for_selector(f"#p{pid}f-latitude[aria-invalid=true]")
+    assert "90" in p.inner_text(f"#p{pid}f-latitude-err")
+    p.fill(f"#p{pid}f-latitude", "31.2")
+    p.fill(f"#p{pid}f-longitude", "121.5")
+    p.click("tr[data-project=p1] form button[type=submit]")
+    p.wait_for_selector("#flash-notice")
+    assert "31.2, 121.5" in p.inner_text("tr[data-project=p1]")
+    p.goto("/settings/devices?project=p1")
+    p.fill("#new-device #f-id", "bad id!")
+    p.fill("#new-device #f-name", "四号箱")
+    p.fill("#new-device #f-model", "simulated")
+    p.fill("#new-device #f-transport", "demo")
+    p.fill("#new-device #f-address", "leakage")
+    p.click("#create-device")
+    p.wait_for_selector("#new-device #f-id[aria-invalid=true]")
+    p.fill("#new-device #f-id", "d4")
+    p.fill("#new-device #f-address", "no-such-profile")
+    p.click("#create-device")
+    p.wait_for_selector("#new-device [data-error-for=address]")
+    assert "profile" in p.inner_text("#new-device [data-error-for=address]")
+    p.fill("#new-device #f-address", "leakage")
+    p.click("#create-device")
+    p.wait_for_selector("#flash-notice")
+    assert "四号箱" in p.inner_text("tr[data-device=d4]")
+    p.click("tr[data-device=d4] summary")
+    p.fill("#d-d4f-location", "4F 配电间")
+    p.click("tr[data-device=d4] form button[type=submit]")
+    p.wait_for_selector("#flash-notice")
+    assert "4F 配电间" in p.inner_text("tr[data-device=d4]")
+    p.screenshot(path=shots / "settings-devices-desktop.png", full_page=True)
+    p.goto("/settings/notify?project=p1")
+    p.click("#save-policy")  # no channel picked: the API wants at least one step
+    p.wait_for_selector("#form-error")
+    assert "通知步骤" in p.inner_text("#form-error")
+    b.problems = [x for x in b.problems if "422" not in x]
+    with hub.client(hub.root) as c:
+        d4 = c.get("/api/devices/d4").json()
+    assert (d4["name"], d4["location"]) == ("四号箱", "4F 配电间")
+
+
+def test_the_language_is_kept_with_the_account(hub, browse):
+    b = logged_in(browse, "op1")
+    p = b.page
+    p.goto("/settings/users")
+    assert p.locator("#no-users-role").count() == 1  # an operator manages no users
+    p.goto("/settings/account")
+    p.select_option("#account-lang", "en")
+    p.click("#save-lang")
+    p.wait_for_function("document.documentElement.lang === 'en'")
+    fresh = logged_in(browse, "op1")  # another browser, no language cookie
+    assert fresh.page.inner_text("h1") == "Home"
+    assert fresh.page.get_attribute("html", "lang") == "en"
+
+
+def test_a_viewer_of_p2_sees_nothing_of_p1(hub, browse):
+    b = logged_in(browse, "view2")
+    p = b.page
+    p.goto("/settings/projects")
+    assert p.eval_on_selector_all("#projects-table tr[data-project]",
+                                  "rs => rs.map(r => r.dataset.project)") == ["p2"]
+    assert p.locator("#new-project").count() == 0
+    p.goto("/settings/devices")
+    assert options(p, "select[name=project]") == ["p2"]
+    assert p.locator("#new-device").count() == 0
+    p.goto("/settings/notify?project=p1")
+    assert re.sub(r"\s+", "", p.inner_text("#policy h2")).startswith("项目p2")
