@@ -211,7 +211,7 @@ async def home(request: Request) -> Response:
         state = by_project.get(p.code, "ok")
         points.append({"name": p.name, "code": p.code, "lat": p.latitude, "lon": p.longitude,
                        "state": state, "state_label": labels[state],
-                       "href": f"/devices?project={p.code}"})
+                       "href": f"/projects/{p.code}"})
     return render(request, "home.html", t, s,
                   online=online, offline=total - online, total=total,
                   counts=await month_counts(ctx, s, time.time()), map_points=points,

@@ -6,6 +6,7 @@ at login on a fresh browser; a viewer of p2 sees nothing of p1."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -130,3 +131,61 @@ def test_a_viewer_of_p2_sees_nothing_of_p1(hub, browse):
     assert p.locator("#new-device").count() == 0
     p.goto("/settings/notify?project=p1")
     assert re.sub(r"\s+", "", p.inner_text("#policy h2")).startswith("项目p2")
+
+
+def plan_png() -> bytes:
+    """A small floor plan: three rooms drawn on white."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (800, 500), "white")
+    draw = ImageDraw.Draw(img)
+    for box in ((20, 20, 380, 480), (380, 20, 780, 250), (380, 250, 780, 480)):
+        draw.rectangle(box, outline="black", width=4)
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_floor_plan_upload_place_and_live_state(hub, browse, shots):
+    b = logged_in(browse, "mgr1")
+    p = b.page
+    p.goto("/projects/p1")
+    assert p.locator("#no-plan").count() == 1
+    p.set_input_files("#upload-file", {"name": "plan.txt", "mimeType": "image/png",
+                                        "buffer": b"no image"})
+    p.click("#plan-upload button[type=submit]")
+    p.wait_for_selector("#upload-state.err:has-text('不支持的图片类型')")
+    b.problems = [x for x in b.problems if "status of 415" not in x]
+    p.set_input_files("#upload-file", {"name": "一层.png", "mimeType": "image/png",
+                                        "buffer": plan_png()})
+    p.click("#plan-upload button[type=submit]")
+    p.wait_for_selector("#plan img")
+    # by mouse: choose d1, click the left room
+    p.select_option("#place-device", "d1")
+    box = p.locator("#plan img").bounding_box()
+    p.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    p.wait_for_selector("#plan a[data-spot=d1]")
+    # by keyboard: efd-1 at 70 % across, 30 % down
+    p.select_option("#place-device", "efd-1")
+    p.fill("#place-x", "70")
+    p.fill("#place-y", "30")
+    p.focus("#place-submit")
+    p.keyboard.press("Enter")
+    p.wait_for_selector("#plan a[data-spot=efd-1]")
+    style = p.get_attribute("#plan a[data-spot=efd-1]", "style")
+    assert "left:70.0%" in style.replace(" ", "") and "top:30.0%" in style.replace(" ", "")
+    # d1 overheats once every 30 s: its spot turns to alarm by itself, with the word too
+    p.wait_for_selector("#plan a[data-spot=d1][data-state=alarm]", timeout=60_000)
+    assert "报警" in p.inner_text("#plan a[data-spot=d1]")
+    p.screenshot(path=shots / "project-plan-desktop.png", full_page=True)
+    phone = logged_in(browse, "op1", width=390)
+    phone.page.goto("/projects/p1")
+    phone.page.wait_for_selector("#plan a[data-spot=d1]")
+    assert phone.page.locator("#place-form").count() == 0  # an operator places nothing
+    phone.page.screenshot(path=shots / "project-plan-phone.png", full_page=True)
+    view = logged_in(browse, "view2")
+    assert view.page.goto("/projects/p1").status == 404
+    assert view.page.context.request.get(f"{hub.url}/ui/projects/p1/plan.img").status == 404
+    view.problems = []  # the 404s are the point
+    acts = [e["action"] for e in hub.audit("--device", "p1")]
+    assert acts.count("floor_plan.placed") == 2 and "floor_plan.uploaded" in acts

@@ -15,7 +15,7 @@
   // -------------------------------------------------------------- live events
   var page = document.body.dataset.page;
   var live = document.getElementById("live");
-  if (page === "home" || live) {
+  if (page === "home" || page === "project" || live) {
     var url = "/ui/stream" + (live ? "?device=" + encodeURIComponent(live.dataset.device) : "");
     var source = new EventSource(url);
     var dots = document.querySelectorAll("[data-live-indicator]");
@@ -165,7 +165,7 @@
   }
 
   // -------------------------------------------------------------- hazard photo upload
-  var upload = document.querySelector("form[data-upload]");
+  var upload = document.querySelector("form[data-upload]");  // a hazard's photo, a floor plan
   if (upload) {
     var state = document.getElementById("upload-state");
     upload.addEventListener("submit", function (ev) {
@@ -243,5 +243,41 @@
       cmpEl.dataset.zoomed = "1";
     });
     window.addEventListener("resize", function () { cmp.resize(); });
+  }
+
+  // -------------------------------------------------------------- floor plan: place devices
+  var placeForm = document.getElementById("place-form");
+  if (placeForm) {
+    var send = function (body) {
+      fetch(placeForm.dataset.place, {method: "POST", credentials: "same-origin", body: body,
+                                      headers: {"X-CSRF-Token": placeForm.elements.csrf.value}})
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+        .then(function (html) {
+          var box = document.getElementById("plan-box");
+          box.innerHTML = html;
+          box.dataset.placed = String(Number(box.dataset.placed || "0") + 1);
+        });
+    };
+    placeForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var body = new URLSearchParams({csrf: placeForm.elements.csrf.value, device: placeForm.elements.device.value});
+      var removing = ev.submitter && ev.submitter.name === "remove";
+      if (!removing) {
+        if (placeForm.elements.x.value === "" || placeForm.elements.y.value === "") return;
+        body.set("x", String(Number(placeForm.elements.x.value) / 100));
+        body.set("y", String(Number(placeForm.elements.y.value) / 100));
+      }
+      send(body);
+    });
+    // a click on the plan places the chosen device there (the fields above do the same by
+    // keyboard)
+    document.addEventListener("click", function (ev) {
+      var img = ev.target.closest && ev.target.closest(".plan.placing img");
+      if (!img) return;
+      var box = img.getBoundingClientRect();
+      placeForm.elements.x.value = ((ev.clientX - box.left) / box.width * 100).toFixed(1);
+      placeForm.elements.y.value = ((ev.clientY - box.top) / box.height * 100).toFixed(1);
+      placeForm.requestSubmit(document.getElementById("place-submit"));
+    });
   }
 })();
