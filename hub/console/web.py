@@ -294,11 +294,15 @@ async def device_history(request: Request, device_id: str, quantity: str = "temp
 
 
 @router.get("/ui/stream")
-async def stream(request: Request, device: str | None = None) -> Response:
+async def stream(request: Request, device: str | None = None,
+                 readings: str = "") -> Response:
+    """The page's live stream: events and command results; with a device (its page),
+    that device's readings too, so its values change as they are committed."""
     s = await need(request)
+    device = (device or None) and device[:64]
     return await routes_events.stream_events(
-        s.principal, s.tree, ctx_of(request), after=None, kind=None,
-        device=(device or None) and device[:64], project=None, idle_timeout=None,
+        s.principal, s.tree, ctx_of(request), after=None, kind=None, device=device,
+        project=None, idle_timeout=None, readings=bool(device) and readings == "1",
         last_event_id=request.headers.get("last-event-id"))
 
 

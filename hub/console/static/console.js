@@ -16,10 +16,12 @@
   var page = document.body.dataset.page;
   var live = document.getElementById("live");
   if (page === "home" || page === "project" || live) {
-    var url = "/ui/stream" + (live ? "?device=" + encodeURIComponent(live.dataset.device) : "");
+    var url = "/ui/stream" + (live ? "?readings=1&device=" + encodeURIComponent(live.dataset.device) : "");
     var source = new EventSource(url);
     var dots = document.querySelectorAll("[data-live-indicator]");
     source.addEventListener("open", function () {
+      // when the page went live (ms since navigation start; scripts/bench_console.py reads it)
+      if (!document.body.dataset.liveAt) document.body.dataset.liveAt = String(Math.round(performance.now()));
       dots.forEach(function (d) { d.classList.add("on"); d.title = ""; });
     });
     source.addEventListener("error", function () {
@@ -28,6 +30,18 @@
     source.addEventListener("event", function (msg) {
       document.body.dataset.liveEvents = String(Number(document.body.dataset.liveEvents || "0") + 1);
       document.body.dispatchEvent(new CustomEvent("hub:event", {detail: JSON.parse(msg.data)}));
+    });
+    // a device's values change in place as they are committed (no reload, no poll)
+    var numbers = new Intl.NumberFormat(data.lang, {maximumFractionDigits: 2});
+    var times = new Intl.DateTimeFormat(data.lang, {dateStyle: "medium", timeStyle: "medium"});
+    source.addEventListener("reading", function (msg) {
+      var r = JSON.parse(msg.data);
+      var row = document.querySelector('tr[data-reading="' + r.quantity + "|" + r.channel + '"]');
+      if (row) {
+        row.querySelector("[data-v]").textContent = (r.value === null ? "—" : numbers.format(r.value)) + (r.unit ? " " + r.unit : "");
+        row.querySelector("[data-ts]").textContent = times.format(new Date(r.ts * 1000));
+      }
+      document.body.dispatchEvent(new CustomEvent("hub:reading", {detail: r}));
     });
     window.addEventListener("pagehide", function () { source.close(); });
   }
@@ -64,6 +78,7 @@
           ]
         }, true);
         chartEl.dataset.points = String(pts.length);
+        if (!chartEl.dataset.drawnAt) chartEl.dataset.drawnAt = String(Math.round(performance.now()));
         note.textContent = !pts.length ? S.no_data
           : h.raw_points <= pts.length ? fmt(S.raw, {raw: h.raw_points})
           : fmt(S.points, {raw: h.raw_points, bucket: h.bucket_seconds >= 10 ? Math.round(h.bucket_seconds) : h.bucket_seconds.toFixed(1)});
