@@ -7,7 +7,6 @@ kept in the test's tmp dir, under ``screenshots/``."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -27,10 +26,6 @@ def hub(tmp_path_factory):
                 assert r.status_code == 200, r.text
         yield h
 
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
 
 
 def test_login_in_chinese_by_default_with_messages_from_the_api(browse, shots):

@@ -39,10 +39,6 @@ def hub(tmp_path_factory):
         yield h
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    return tmp_path_factory.mktemp("screenshots")
-
 
 def download(page, selector: str) -> bytes:
     with page.expect_download() as dl:

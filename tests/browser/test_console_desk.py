@@ -28,10 +28,6 @@ def hub(tmp_path_factory):
         yield h
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    return tmp_path_factory.mktemp("screenshots")
-
 
 def p1_alarms(hub, n: int) -> list[dict]:
     """Wait for at least ``n`` unacknowledged temperature alarm records in p1 (d1 overheats

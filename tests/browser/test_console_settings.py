@@ -24,10 +24,6 @@ def hub(tmp_path_factory):
         yield h
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    return tmp_path_factory.mktemp("screenshots")
-
 
 def options(page, selector: str) -> list[str]:
     return page.eval_on_selector_all(f"{selector} option", "os => os.map(o => o.value)")

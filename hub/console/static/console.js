@@ -108,7 +108,9 @@
     var bounds = [];
     placed.forEach(function (p) {
       var m = L.circleMarker([p.lat, p.lon], {radius: 9, color: "#fff", weight: 2, fillColor: colours[p.state] || "#555", fillOpacity: 0.9});
-      m.bindTooltip(p.name + " · " + p.state_label, {permanent: !tiles.url, direction: "right"});
+      // names always shown on the plain canvas, unless there are so many that they would
+      // cover each other (then on hover, as on a tiled map)
+      m.bindTooltip(p.name + " · " + p.state_label, {permanent: !tiles.url && placed.length <= 30, direction: "right"});
       m.on("click", function () { window.location.href = p.href; });
       m.addTo(map);
       bounds.push([p.lat, p.lon]);
