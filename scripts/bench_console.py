@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 
-from scripts.bench_api import PASSWORD, pct, start_hub, write_config
+from scripts.bench_api import PASSWORD, make_projects, pct, start_hub, write_config
 from tests.support.services import Mosquitto
 
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
@@ -137,18 +137,10 @@ def main() -> int:
         config = write_config(tmp, args.devices, args.projects, broker.port)
         proc, url = start_hub(config)
         try:
-            with httpx.Client(base_url=url, timeout=60) as c:
-                token = c.post("/api/auth/login", json={"username": "bench",
-                                                        "password": PASSWORD}
-                               ).json()["access_token"]
-                c.headers["Authorization"] = f"Bearer {token}"
-                unit = c.post("/api/units", json={"name": "bench"}).json()["id"]
-                for p in range(args.projects):
-                    r = c.post("/api/projects", json={"name": f"项目 {p}", "code": f"p{p:03d}",
-                                                      "unit_id": unit, "region": "华东",
-                                                      "latitude": 30 + p % 10,
-                                                      "longitude": 110 + p // 10})
-                    assert r.status_code == 201, r.text
+            token = make_projects(url, args.projects, latitude=lambda p: 30 + p % 10,
+                                  longitude=lambda p: 110 + p // 10)
+            with httpx.Client(base_url=url, timeout=60,
+                              headers={"Authorization": f"Bearer {token}"}) as c:
                 total = c.get("/api/devices", params={"limit": 1}).json()["total"]
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM,

@@ -39,6 +39,8 @@ CODE_QUANTITY = {"temperature": "temperature", "residual_current": "residual_cur
                  "overcurrent": "current", "overvoltage": "voltage",
                  "undervoltage": "voltage"}
 AROUND = 1800.0  # s of readings shown before and after an alarm
+HAZARD_FIELDS = ("project", "device", "category", "severity", "description", "deadline",
+                 "responsible")
 
 
 def _back(path: str) -> str:
@@ -192,19 +194,9 @@ async def alarm_curve(request: Request, alarm_id: int) -> Response:
 
 
 @router.post("/alarms/{alarm_id}/hazard")
-async def hazard_from_alarm(request: Request, alarm_id: int,
-                            csrf: str = Form(max_length=128),
-                            category: str = Form("", max_length=200),
-                            severity: str = Form("", max_length=64),
-                            description: str = Form("", max_length=8000),
-                            deadline: str = Form("", max_length=32),
-                            responsible: str = Form("", max_length=256)) -> Response:
-    s = await need(request)
-    await check_post(request, s, csrf)
-    return await _open_hazard(request, s, {
-        "alarm_id": alarm_id, "category": category, "severity": severity,
-        "description": description, "deadline": deadline, "responsible": responsible},
-        f"/alarms/{alarm_id}")
+async def hazard_from_alarm(request: Request, alarm_id: int) -> Response:
+    return await _hazard_post(request, f"/alarms/{alarm_id}", alarm_id=alarm_id,
+                              project="")
 
 
 # ------------------------------------------------------------------ hazards
@@ -264,20 +256,17 @@ async def hazards(request: Request, state: str = "found", project: str = "",
 
 
 @router.post("/hazards")
-async def hazard_new(request: Request, csrf: str = Form(max_length=128),
-                     project: str = Form("", max_length=64),
-                     device: str = Form("", max_length=64),
-                     category: str = Form("", max_length=200),
-                     severity: str = Form("", max_length=64),
-                     description: str = Form("", max_length=8000),
-                     deadline: str = Form("", max_length=32),
-                     responsible: str = Form("", max_length=256)) -> Response:
+async def hazard_new(request: Request) -> Response:
+    return await _hazard_post(request, "/hazards")
+
+
+async def _hazard_post(request: Request, back: str, **fixed: Any) -> Response:
+    """A hazard form (by hand, or from an alarm with ``fixed`` alarm_id)."""
     s = await need(request)
-    await check_post(request, s, csrf)
-    return await _open_hazard(request, s, {
-        "project": project, "device": device, "category": category, "severity": severity,
-        "description": description, "deadline": deadline, "responsible": responsible},
-        "/hazards")
+    form = await request.form()
+    await check_post(request, s, str(form.get("csrf", "")))
+    values: dict[str, Any] = {k: str(form.get(k, ""))[:8000] for k in HAZARD_FIELDS}
+    return await _open_hazard(request, s, {**values, **fixed}, back)
 
 
 @router.get("/hazards/{hazard_id}")

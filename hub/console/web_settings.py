@@ -130,6 +130,19 @@ async def _page(request: Request, s: Session, tab: str, errors: dict[str, str] |
                   unit_nodes=[n for n in nodes if n.kind != "project"], **data)
 
 
+async def _submit(request: Request, s: Session, tab: str, v: dict[str, str],
+                  errors: dict[str, str], body: Any, fn: Any, *args: Any,
+                  again: dict[str, str] | None = None, **query: str) -> Response:
+    """``fn(*args, body, caller, tree, ctx)`` (an API route) when the form made a body;
+    then the page again with the errors (and ``again``, else what was typed), or on to
+    the tab."""
+    if body is not None:
+        await _call(errors, fn, *args, body, s.principal, s.tree, ctx_of(request))
+    if errors:
+        return await _page(request, s, tab, errors, v if again is None else again)
+    return _done(tab, **query)
+
+
 def _done(tab: str, **query: str) -> Response:
     q = urlencode({**query, "done": "1"})
     return RedirectResponse(f"/settings/{tab}?{q}", status_code=303)
@@ -185,13 +198,8 @@ async def user_create(request: Request) -> Response:
     body = _model(errors, UserIn, name=v.get("name", ""), password=v.get("password", ""),
                   display_name=v.get("display_name", ""), role=v.get("role", ""),
                   node_id=node or 0)
-    if body is not None:
-        await _call(errors, routes_users.create_user, body, s.principal, s.tree,
-                    ctx_of(request))
-    if errors:
-        v.pop("password", None)
-        return await _page(request, s, "users", errors, v)
-    return _done("users")
+    v.pop("password", None)
+    return await _submit(request, s, "users", v, errors, body, routes_users.create_user)
 
 
 @router.post("/settings/users/{user_id}")
@@ -243,12 +251,7 @@ async def project_create(request: Request) -> Response:
     body = _model(errors, ProjectIn, code=v.get("code", ""), unit_id=unit or 1,
                   **{k: x for k, x in fields.items() if x not in ("", None)}) \
         if not errors else None
-    if body is not None:
-        await _call(errors, routes_org.create_project, body, s.principal, s.tree,
-                    ctx_of(request))
-    if errors:
-        return await _page(request, s, "projects", errors, v)
-    return _done("projects")
+    return await _submit(request, s, "projects", v, errors, body, routes_org.create_project)
 
 
 @router.post("/settings/projects/{project_id}")
@@ -261,12 +264,8 @@ async def project_change(request: Request, project_id: int) -> Response:
     if not fields.get("name"):
         fields.pop("name", None)
     body = _model(errors, ProjectPatch, **fields) if not errors else None
-    if body is not None:
-        await _call(errors, routes_org.update_project, project_id, body, s.principal,
-                    s.tree, ctx_of(request))
-    if errors:
-        return await _page(request, s, "projects", errors, {**v, "edit": str(project_id)})
-    return _done("projects")
+    return await _submit(request, s, "projects", v, errors, body, routes_org.update_project,
+                         project_id, again={**v, "edit": str(project_id)})
 
 
 # ------------------------------------------------------------------ devices
@@ -292,12 +291,8 @@ async def device_create(request: Request) -> Response:
                   project=v.get("project", ""), model=v.get("model", ""),
                   transport=v.get("transport", ""), address=_address(v.get("address", "")),
                   location=v.get("location", ""))
-    if body is not None:
-        await _call(errors, routes_devices.create_device, body, s.principal, s.tree,
-                    ctx_of(request))
-    if errors:
-        return await _page(request, s, "devices", errors, v)
-    return _done("devices", project=v.get("project", ""))
+    return await _submit(request, s, "devices", v, errors, body,
+                         routes_devices.create_device, project=v.get("project", ""))
 
 
 @router.post("/settings/devices/{device_id}")
@@ -309,12 +304,9 @@ async def device_change(request: Request, device_id: str) -> Response:
     if v.get("address"):
         changes["address"] = _address(v["address"])
     body = _model(errors, DevicePatch, **changes)
-    if body is not None:
-        await _call(errors, routes_devices.update_device, device_id[:64], body, s.principal,
-                    s.tree, ctx_of(request))
-    if errors:
-        return await _page(request, s, "devices", errors, {**v, "edit": device_id})
-    return _done("devices", project=v.get("project", ""))
+    return await _submit(request, s, "devices", v, errors, body,
+                         routes_devices.update_device, device_id[:64],
+                         again={**v, "edit": device_id}, project=v.get("project", ""))
 
 
 # ------------------------------------------------------------------ notification policies

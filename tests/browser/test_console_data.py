@@ -13,8 +13,7 @@ from datetime import datetime
 import pytest
 from openpyxl import load_workbook
 
-from tests.support.api_hub import ROOT_PASSWORD, populated_hub
-from tests.support.console_browser import logged_in
+from tests.support.console_browser import console_hub, logged_in, phone_shot
 from tests.support.services import wait_until
 
 pytestmark = pytest.mark.browser
@@ -22,8 +21,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with populated_hub(tmp_path_factory.mktemp("console-data")) as h:
-        h.root = h.login("root", ROOT_PASSWORD)
+    with console_hub(tmp_path_factory.mktemp("console-data")) as h:
         with h.client(h.root) as c:
             r = c.post("/api/devices", json={"id": "d3", "name": "三号箱", "project": "p1",
                                              "model": "simulated", "transport": "demo",
@@ -80,10 +78,7 @@ def test_two_circuits_on_one_chart_zoomed_and_exported(hub, browse, shots):
     zoomed = list(csv.reader(io.StringIO(download(p, "#export-csv").decode("utf-8-sig"))))
     assert len(zoomed) > 1 and all(r[0] >= start for r in zoomed[1:])
     assert any(r[0] < start for r in rows[1:])  # the whole range had earlier points
-    phone = logged_in(browse, "op1", width=390)
-    phone.page.goto(p.url)
-    phone.page.wait_for_selector("#compare-chart canvas")
-    phone.page.screenshot(path=shots / "history-phone.png", full_page=True)
+    phone_shot(browse, "op1", p.url, shots / "history-phone.png", "#compare-chart canvas")
 
 
 def test_monthly_reports_viewed_and_downloaded(hub, browse, shots):
@@ -103,9 +98,7 @@ def test_monthly_reports_viewed_and_downloaded(hub, browse, shots):
     assert "月度报告" in doc.title()
     doc.close()
     p.screenshot(path=shots / "reports-desktop.png", full_page=True)
-    phone = logged_in(browse, "mgr1", width=390)
-    phone.page.goto("/reports")
-    phone.page.screenshot(path=shots / "reports-phone.png", full_page=True)
+    phone_shot(browse, "mgr1", "/reports", shots / "reports-phone.png")
 
 
 def test_a_viewer_of_p2_gets_nothing_of_p1(hub, browse):

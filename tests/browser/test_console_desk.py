@@ -10,8 +10,7 @@ import re
 
 import pytest
 
-from tests.support.api_hub import ROOT_PASSWORD, populated_hub
-from tests.support.console_browser import logged_in
+from tests.support.console_browser import console_hub, logged_in, phone_shot
 from tests.support.services import wait_until
 
 pytestmark = pytest.mark.browser
@@ -23,8 +22,7 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with populated_hub(tmp_path_factory.mktemp("console-desk")) as h:
-        h.root = h.login("root", ROOT_PASSWORD)
+    with console_hub(tmp_path_factory.mktemp("console-desk")) as h:
         yield h
 
 
@@ -64,9 +62,7 @@ def test_batch_acknowledge_from_the_list(hub, browse, shots):
         for i in ids:
             assert c.get(f"/api/alarms/{i}").json()["acked_by"] == "op1"
     p.screenshot(path=shots / "alarms-desktop.png", full_page=True)
-    phone = logged_in(browse, "op1", width=390)
-    phone.page.goto("/events?project=p1")
-    phone.page.screenshot(path=shots / "alarms-phone.png", full_page=True)
+    phone_shot(browse, "op1", "/events?project=p1", shots / "alarms-phone.png")
     assert alarms
 
 

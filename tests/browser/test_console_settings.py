@@ -11,16 +11,14 @@ import re
 
 import pytest
 
-from tests.support.api_hub import ROOT_PASSWORD, populated_hub
-from tests.support.console_browser import logged_in
+from tests.support.console_browser import console_hub, logged_in, phone_shot
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with populated_hub(tmp_path_factory.mktemp("console-settings")) as h:
-        h.root = h.login("root", ROOT_PASSWORD)
+    with console_hub(tmp_path_factory.mktemp("console-settings")) as h:
         yield h
 
 
@@ -48,9 +46,7 @@ def test_a_manager_creates_a_user_with_only_what_it_may_grant(hub, browse, shots
     p.wait_for_selector("#flash-notice")
     assert "值班员 @ platform / U1 / 项目 p1" in p.inner_text("tr[data-user=duty7]")
     p.screenshot(path=shots / "settings-users-desktop.png", full_page=True)
-    phone = logged_in(browse, "mgr1", width=390)
-    phone.page.goto("/settings/users")
-    phone.page.screenshot(path=shots / "settings-users-phone.png", full_page=True)
+    phone_shot(browse, "mgr1", "/settings/users", shots / "settings-users-phone.png")
 
 
 def test_project_and_device_forms_show_the_apis_errors_inline(hub, browse, shots):

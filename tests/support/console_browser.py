@@ -3,9 +3,12 @@ requests (a test fails on any), and logging in through the console's form."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
-from tests.support.api_hub import PASSWORD
+from tests.support.api_hub import PASSWORD, ROOT_PASSWORD, ApiHub, populated_hub
 
 
 class Page:
@@ -49,3 +52,21 @@ def logged_in(browse, name: str, width: int = 1280) -> Page:
     b.login(name)
     b.page.wait_for_url(re.compile(r"/$"))
     return b
+
+
+@contextlib.contextmanager
+def console_hub(tmp: Path) -> Iterator[ApiHub]:
+    """A running API hub with the test organisation, and ``root``'s token as ``.root``."""
+    with populated_hub(tmp) as h:
+        h.root = h.login("root", ROOT_PASSWORD)  # type: ignore[attr-defined]
+        yield h
+
+
+def phone_shot(browse, name: str, path: str, file: Path, ready: str | None = None) -> Page:
+    """``path`` on a 390-px-wide phone, logged in as ``name``, screenshot to ``file``."""
+    phone = logged_in(browse, name, width=390)
+    phone.page.goto(path)
+    if ready:
+        phone.page.wait_for_selector(ready)
+    phone.page.screenshot(path=file, full_page=True)
+    return phone
