@@ -122,6 +122,22 @@ def start_hub(config: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def make_projects(url: str, projects: int, **fields: object) -> str:
+    """The admin's access token, after making ``projects`` projects p000… in a unit (with
+    ``fields(p)`` for each field given as a function of the project's number)."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        token = c.post("/api/auth/login", json={"username": "bench", "password": PASSWORD}
+                       ).json()["access_token"]
+        c.headers["Authorization"] = f"Bearer {token}"
+        unit = c.post("/api/units", json={"name": "bench"}).json()["id"]
+        for p in range(projects):
+            extra = {k: f(p) if callable(f) else f for k, f in fields.items()}
+            r = c.post("/api/projects", json={"name": f"项目 {p}", "code": f"p{p:03d}",
+                                              "unit_id": unit, "region": "华东", **extra})
+            assert r.status_code == 201, r.text
+    return token
+
+
 def paced_load(url: str, token: str, rate: float, seconds: float, projects: int,
                devices: int) -> tuple[list[float], list[float], int]:
     """Alternating list/detail requests at ``rate``/s from 8 threads; latencies in ms."""
@@ -221,16 +237,7 @@ def main() -> int:
         since = fill_journal(tmp)
         proc, url = start_hub(config)
         try:
-            with httpx.Client(base_url=url, timeout=60) as c:
-                token = c.post("/api/auth/login", json={"username": "bench",
-                                                        "password": PASSWORD}
-                               ).json()["access_token"]
-                c.headers["Authorization"] = f"Bearer {token}"
-                unit = c.post("/api/units", json={"name": "bench"}).json()["id"]
-                for p in range(args.projects):
-                    r = c.post("/api/projects", json={"name": f"项目 {p}", "code": f"p{p:03d}",
-                                                      "unit_id": unit, "region": "华东"})
-                    assert r.status_code == 201, r.text
+            token = make_projects(url, args.projects)
             clock = CommitClock(str(tmp / "var" / "journal.sqlite"), interval=0.05)
             devices = [f"dev-{i:05d}" for i in range(args.devices)]
             history_seconds = 10.0

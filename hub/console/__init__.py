@@ -17,9 +17,17 @@ def mount(app: FastAPI) -> None:
     """Add the console's pages and assets to the API's app (when the console is enabled)."""
     if not app.state.ctx.settings.console.enabled:
         return
-    from hub.console.web import router
+    from hub.console import (
+        web,
+        web_desk,
+        web_history,
+        web_plans,
+        web_reports,
+        web_settings,
+    )
 
-    app.include_router(router)
+    for module in (web, web_desk, web_history, web_reports, web_settings, web_plans):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
 
     default = app.exception_handlers.get(HTTPException)

@@ -72,7 +72,10 @@ class Session:
 
 
 async def session_of(request: Request) -> Session | None:
-    token = request.cookies.get(SESSION)
+    return await session_of_token(request, request.cookies.get(SESSION))
+
+
+async def session_of_token(request: Request, token: str | None) -> Session | None:
     if not token or len(token) > 512 or token.startswith("hubk_"):
         return None
     ctx: ApiContext = request.app.state.ctx

@@ -27,6 +27,7 @@ from hub.console.auth import (
     check_post,
     new_pre_csrf,
     session_of,
+    session_of_token,
     set_cookie,
 )
 from hub.console.i18n import LANGUAGES, Translator, choose
@@ -105,6 +106,13 @@ async def login(request: Request, username: str = Form(max_length=128),
     resp = RedirectResponse(target, status_code=303)
     set_cookie(resp, request, SESSION, out.access_token, max_age=out.expires_in)
     resp.delete_cookie(PRE_CSRF, path="/")
+    # the account's language, on whatever browser it logs in from (the cookie is only the
+    # fallback for an account that never chose one)
+    s = await session_of_token(request, out.access_token)
+    if s is not None and s.principal.user_id is not None:
+        lang = await ctx.run(ctx.store.user_language, s.principal.user_id)
+        if lang in LANGUAGES:
+            set_cookie(resp, request, LANG, lang, max_age=365 * 86400, http_only=False)
     return resp
 
 
@@ -128,6 +136,9 @@ async def set_language(request: Request, lang: str = Form(max_length=16),
     await check_post(request, s, csrf)
     if lang not in LANGUAGES:
         raise HTTPException(422, "unknown language")
+    if s is not None and s.principal.user_id is not None:
+        ctx = ctx_of(request)
+        await ctx.run(ctx.store.set_user_language, s.principal.user_id, lang)
     target = back if back.startswith("/") and not back.startswith("//") else "/"
     resp = RedirectResponse(target, status_code=303)
     set_cookie(resp, request, LANG, lang, max_age=365 * 86400, http_only=False)
@@ -147,6 +158,10 @@ async def _devices(ctx: Any, s: Session, *, project: str | None = None,
 async def _projects(s: Session) -> list[Any]:
     return await routes_org.list_projects(s.principal, s.tree, q=None, region=None,
                                           unit_id=None, limit=500, offset=0)
+
+
+#: the user's projects (for the other page modules)
+project_list = _projects
 
 
 async def _events(ctx: Any, s: Session, **f: Any) -> Any:
@@ -196,7 +211,7 @@ async def home(request: Request) -> Response:
         state = by_project.get(p.code, "ok")
         points.append({"name": p.name, "code": p.code, "lat": p.latitude, "lon": p.longitude,
                        "state": state, "state_label": labels[state],
-                       "href": f"/devices?project={p.code}"})
+                       "href": f"/projects/{p.code}"})
     return render(request, "home.html", t, s,
                   online=online, offline=total - online, total=total,
                   counts=await month_counts(ctx, s, time.time()), map_points=points,
@@ -279,11 +294,15 @@ async def device_history(request: Request, device_id: str, quantity: str = "temp
 
 
 @router.get("/ui/stream")
-async def stream(request: Request, device: str | None = None) -> Response:
+async def stream(request: Request, device: str | None = None,
+                 readings: str = "") -> Response:
+    """The page's live stream: events and command results; with a device (its page),
+    that device's readings too, so its values change as they are committed."""
     s = await need(request)
+    device = (device or None) and device[:64]
     return await routes_events.stream_events(
-        s.principal, s.tree, ctx_of(request), after=None, kind=None,
-        device=(device or None) and device[:64], project=None, idle_timeout=None,
+        s.principal, s.tree, ctx_of(request), after=None, kind=None, device=device,
+        project=None, idle_timeout=None, readings=bool(device) and readings == "1",
         last_event_id=request.headers.get("last-event-id"))
 
 
@@ -334,7 +353,7 @@ async def ack(request: Request, event_id: str, csrf: str = Form(max_length=128),
     return HTMLResponse(f'<span class="ok">{t("ack.done")}</span>')
 
 
-@router.get("/events")
+@router.get("/events/log")
 async def events(request: Request, kind: str | None = None, state: str | None = None,
                  device: str | None = None, project: str | None = None,
                  after: int = 0) -> Response:

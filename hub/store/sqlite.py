@@ -32,6 +32,8 @@ from hub.store.base import (
     StoreError,
     User,
 )
+from hub.store.console import MIGRATION as CONSOLE_MIGRATION
+from hub.store.console import ConsoleTables
 from hub.store.hazards import HazardTables
 
 T = TypeVar("T")
@@ -85,6 +87,9 @@ MIGRATIONS: list[str] = [
     CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
                            ttl REAL NOT NULL);
     """,
+    # 7 in the plan (the integrator renumbers): the console's per-account language and
+    # floor plans
+    CONSOLE_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -125,7 +130,7 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts, settings"
 
 
-class SqliteStore(AlarmTables, HazardTables):
+class SqliteStore(AlarmTables, HazardTables, ConsoleTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:

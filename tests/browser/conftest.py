@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.support.console_browser import Page
 
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 
@@ -31,3 +34,25 @@ def chromium() -> Iterator[object]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless=new"])
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    """One folder for every page's screenshots: ``<pytest's base temp>/screenshots``
+    (README, Web console)."""
+    folder = tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browse(chromium, hub):
+    opened: list[Page] = []
+
+    def make(width: int = 1280) -> Page:
+        page = Page(chromium, hub.url, width)
+        opened.append(page)
+        return page
+    yield make
+    for page in opened:
+        page.close()

@@ -7,11 +7,11 @@ kept in the test's tmp dir, under ``screenshots/``."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.support.api_hub import PASSWORD, ROOT_PASSWORD, populated_hub
+from tests.support.api_hub import ROOT_PASSWORD, populated_hub
+from tests.support.console_browser import logged_in
 
 pytestmark = pytest.mark.browser
 
@@ -26,66 +26,6 @@ def hub(tmp_path_factory):
                 assert r.status_code == 200, r.text
         yield h
 
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
-
-
-class Page:
-    """A browser page that records console errors and failed requests."""
-
-    def __init__(self, browser, base: str, width: int = 1280) -> None:
-        self.context = browser.new_context(base_url=base,
-                                           viewport={"width": width, "height": 900})
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(
-            f"console: {m.text} at {m.location.get('url')}"))
-        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("requestfailed", self._failed)
-        self.page.on("response", lambda r: r.status >= 500 and self.problems.append(
-            f"{r.status} {r.url}"))
-
-    def _failed(self, request) -> None:
-        # a request the browser itself cancels because the page was left (the live stream,
-        # the favicon) is no failure of the hub
-        if "ERR_ABORTED" in (request.failure or ""):
-            return
-        self.problems.append(f"request failed: {request.url} {request.failure}")
-
-    def login(self, name: str, password: str = PASSWORD) -> None:
-        p = self.page
-        p.goto("/login")
-        p.fill("#username", name)
-        p.fill("#password", password)
-        p.click("button[type=submit].primary")
-        p.wait_for_load_state("load")
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.problems == []
-
-
-def logged_in(browse, name: str, width: int = 1280) -> Page:
-    """A page logged in as ``name``, on the home page."""
-    b = browse(width)
-    b.login(name)
-    b.page.wait_for_url(re.compile(r"/$"))
-    return b
-
-
-@pytest.fixture
-def browse(chromium, hub):
-    opened: list[Page] = []
-
-    def make(width: int = 1280) -> Page:
-        page = Page(chromium, hub.url, width)
-        opened.append(page)
-        return page
-    yield make
-    for page in opened:
-        page.close()
 
 
 def test_login_in_chinese_by_default_with_messages_from_the_api(browse, shots):

@@ -1,0 +1,38 @@
+"""Turning the API's refusals into what a form shows: pydantic's validation errors by
+field, and an HTTPException's detail (a string, FastAPI's list of errors, or a dict with a
+message) as one sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+def field_errors(e: ValidationError) -> dict[str, str]:
+    """{field: message} of a model's validation errors (the first per field)."""
+    out: dict[str, str] = {}
+    for err in e.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body",)]
+        key = loc[0] if loc else "form"
+        out.setdefault(key, str(err.get("msg", "")).removeprefix("Value error, "))
+    return out
+
+
+def detail_errors(detail: Any) -> dict[str, str]:
+    """{field: message} of a 422 the API raised itself (``hub.api.deps.invalid``)."""
+    out: dict[str, str] = {}
+    if isinstance(detail, list):
+        for err in detail:
+            if isinstance(err, dict):
+                loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]
+                out.setdefault(loc[0] if loc else "form", str(err.get("msg", "")))
+    return out
+
+
+def problem(detail: Any) -> str:
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        return "; ".join(str(d.get("msg", "")) for d in detail)
+    if isinstance(detail, dict):
+        return str(detail.get("message", detail))
+    return str(detail)
