@@ -1,0 +1,290 @@
+"""The core role: partitions owned through leases, one worker per owned partition.
+
+*Ownership* — a JetStream KV bucket whose entries live ``lease_ttl`` seconds (the bucket's
+max age). A core holds partition ``p`` while it keeps updating ``p.<p>`` with the revision
+it last wrote (an optimistic compare-and-set: two cores can never both hold it). Cores
+announce themselves in ``node.<name>`` (same TTL); each aims at ``ceil(partitions /
+cores)`` partitions, takes free ones when it has fewer and releases its highest when it has
+more, so a core that joins, leaves or dies has its share moved within about one TTL. A core
+that cannot renew (NATS unreachable) stops its workers at once: the lease may be someone
+else's by the time it could renew.
+
+*A partition* — a :class:`hub.core.Hub` of its own (presence, alarm engine, journal,
+sinks) over the devices that hash to it, with its state directory under
+``cluster.partition_dir`` so that it moves with the lease. It consumes the durable pull
+consumer ``p<p>`` (ack policy "all"): a fetched batch is ingested, journaled, and only
+after the commit is its last message acknowledged. The stream sequence of the last applied
+message is written with the same commit (a journal touch of the pseudo-device
+:data:`MARKER`), so a message redelivered after a crash is recognised and skipped: readings
+are not journaled twice and the alarm engine, restored from the same journal, does not
+raise an alarm twice or lose a clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from hub.cluster.link import backoff
+from hub.cluster.wire import decode, device_token, partition_of
+from hub.config import AuditSettings, HubConfig
+
+if TYPE_CHECKING:
+    from hub.cluster.link import NatsLink
+    from hub.cluster.settings import ClusterSettings
+    from hub.core import Hub
+
+_log = Logger(namespace="hub.cluster.core")
+
+#: the journal's pseudo-device whose last_seen is the last applied stream sequence
+MARKER = "~stream"
+
+
+def partition_config(config: HubConfig, settings: ClusterSettings, p: int) -> HubConfig:
+    """The configuration of partition ``p``'s Hub: the node's, with the partition's
+    devices, its own state directory (journal, audit log and key move with the lease), no
+    transports and no API."""
+    pdir = os.path.join(settings.partition_dir, f"p{p}")
+    devices = [d for d in config.devices
+               if partition_of(device_token(d.id), settings.partitions) == p]
+    return dataclasses.replace(
+        config, name=f"p{p}", state_dir=pdir, devices=devices, transports={}, api=None,
+        journal=dataclasses.replace(config.journal, path=os.path.join(pdir, "journal.sqlite")),
+        audit=AuditSettings(os.path.join(pdir, "audit.sqlite"),
+                            os.path.join(pdir, "audit_key.pem")))
+
+
+class PartitionWorker:
+    def __init__(self, node: Hub, link: NatsLink, p: int) -> None:
+        self.node = node
+        self.link = link
+        self.settings = link.settings
+        self.p = p
+        self.hub: Hub | None = None
+        self.service: Any = None
+        self.committed = 0
+        self._task: asyncio.Task | None = None
+        self._running = False
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async def start(self) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        from hub.api.live import load_stored
+        from hub.cluster.store import open_platform_store
+        from hub.core import Hub
+        from hub.service import HubService
+
+        s = self.settings
+        config = partition_config(self.node.config, s, self.p)
+        os.makedirs(config.state_dir, exist_ok=True)
+        hub = Hub(config, self.node.plugins, self.node.clock, self.node.metrics)
+        store = open_platform_store(self.node.config)
+        if store is not None:  # devices created through the API, those of this partition
+            try:
+                load_stored(hub, [d for d in store.devices() if partition_of(
+                    device_token(d.id), s.partitions) == self.p])
+            finally:
+                store.close()
+        self.hub = hub
+        self.service = HubService(hub, admin=False)
+        await self.service.startService().asFuture(self._loop())
+        self.committed = int(hub.journal.device_states().get(MARKER, 0))
+        self.sub = await self.link.js.pull_subscribe(
+            f"{s.prefix}.in.{self.p}.*", durable=f"p{self.p}", stream=s.stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
+                                  ack_wait=max(2.0, 1.5 * s.lease_ttl),
+                                  max_ack_pending=-1, max_waiting=16))
+        self._running = True
+        self._task = asyncio.ensure_future(self._run())
+        _log.info("partition {p} owned by {node} (journal {path}, applied up to stream seq "
+                  "{seq})", p=self.p, node=s.node, path=config.journal.path, seq=self.committed)
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        try:
+            await self.sub.unsubscribe()
+        except Exception:  # noqa: BLE001 - the link may be down; the lease says who owns it
+            pass
+        if self.service is not None:
+            await self.service.stopService().asFuture(self._loop())
+        _log.info("partition {p} released by {node}", p=self.p, node=self.settings.node)
+
+    async def _run(self) -> None:
+        import nats.errors
+
+        attempt = 0
+        while self._running:
+            try:
+                msgs = await self.sub.fetch(self.settings.fetch_batch, timeout=0.5)
+            except nats.errors.TimeoutError:
+                attempt = 0
+                continue
+            except Exception as e:  # noqa: BLE001 - the link is down or JetStream restarts
+                self.node.metrics.inc("cluster.fetch_errors")
+                _log.debug("partition {p}: fetch failed ({error})", p=self.p, error=repr(e))
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            try:
+                await self.apply(msgs)
+            except Exception as e:  # noqa: BLE001 - not acked: redelivered after ack_wait
+                self.node.metrics.inc("cluster.apply_errors")
+                _log.warn("partition {p}: {n} messages not committed ({error})", p=self.p,
+                          n=len(msgs), error=repr(e))
+
+    async def apply(self, msgs: list[Any]) -> None:
+        """Ingest ``msgs`` in stream order, wait for the journal commit, then ack the last
+        (ack policy "all" acknowledges everything before it)."""
+        hub = self.hub
+        assert hub is not None
+        if not msgs:
+            return
+        pending = []
+        last = self.committed
+        skipped = 0
+        for m in msgs:
+            seq = m.metadata.sequence.stream
+            if seq <= self.committed:
+                skipped += 1  # journaled before a crash, redelivered: applied already
+                continue
+            body = decode(m.data)
+            records = body.get("r")
+            if records is not None:
+                pending.append(hub.ingest_many(((body["d"], records),), body["t"]))
+            elif "h" in body:
+                hub.heartbeat(body["d"], body["h"])
+            elif "x" in body:
+                hub.set_offline_after(body["d"], body.get("o"))
+            last = max(last, seq)
+        if skipped:
+            self.node.metrics.inc("cluster.redelivered_skipped", skipped)
+        if last > self.committed:
+            hub.journal.touch(MARKER, float(last))  # committed with the records above
+            if not pending:
+                pending.append(hub.journal.append([]))
+                hub.journal.flush()
+            await defer.DeferredList(pending, fireOnOneErrback=True,
+                                     consumeErrors=True).asFuture(self._loop())
+            self.committed = last
+        await msgs[-1].ack()
+        self.node.metrics.inc("cluster.consumed", len(msgs))
+
+
+class Owner:
+    """Keeps this core's fair share of the partitions (see the module's docstring)."""
+
+    def __init__(self, node: Hub, link: NatsLink) -> None:
+        self.node = node
+        self.link = link
+        self.settings = link.settings
+        self.workers: dict[int, PartitionWorker] = {}
+        self.revisions: dict[int, int] = {}
+        self._task: asyncio.Task | None = None
+        self._running = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called before the reactor runs its loop: the task goes on the reactor's own."""
+        self._running = True
+        self._task = loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        for p in sorted(self.workers):
+            await self._drop(p, release=True)
+
+    async def _run(self) -> None:
+        period = self.settings.lease_ttl / 3
+        attempt = 0
+        while self._running:
+            await self.link.connected.wait()
+            try:
+                await self.tick()
+                attempt = 0
+                await asyncio.sleep(period)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - NATS went away mid-tick
+                _log.warn("partition leases: {error}; retrying", error=repr(e))
+                for p in sorted(self.workers):  # cannot prove ownership: stop at once
+                    await self._drop(p, release=False)
+                await asyncio.sleep(backoff(attempt, first=period / 4))
+                attempt += 1
+
+    async def tick(self) -> None:
+        import nats.js.errors
+
+        kv = self.link.kv
+        me = self.settings.node
+        n = self.settings.partitions
+        await kv.put(f"node.{me}", b"1")
+        try:
+            keys = set(await kv.keys())
+        except nats.js.errors.NoKeysError:
+            keys = set()
+        nodes = sorted(k[5:] for k in keys if k.startswith("node."))
+        share = math.ceil(n / max(1, len(nodes)))
+        for p, rev in sorted(self.revisions.items()):
+            try:
+                self.revisions[p] = await kv.update(f"p.{p}", me.encode(), last=rev)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                _log.warn("partition {p}: lease lost", p=p)
+                await self._drop(p, release=False)
+        while len(self.workers) > share:
+            await self._drop(max(self.workers), release=True)
+        if len(self.workers) < share:
+            start = nodes.index(me) * share if me in nodes else 0
+            for i in range(n):
+                p = (start + i) % n
+                if len(self.workers) >= share:
+                    break
+                if f"p.{p}" in keys or p in self.workers:
+                    continue
+                try:
+                    rev = await kv.create(f"p.{p}", me.encode())
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # another core was quicker
+                worker = PartitionWorker(self.node, self.link, p)
+                self.workers[p] = worker
+                self.revisions[p] = rev
+                try:
+                    await worker.start()
+                except Exception:
+                    _log.failure("partition {p} could not start", p=p)
+                    await self._drop(p, release=True)
+        self.node.metrics.set("cluster.partitions_owned", len(self.workers))
+        self.node.metrics.set("cluster.cores", len(nodes))
+
+    async def _drop(self, p: int, release: bool) -> None:
+        worker = self.workers.pop(p, None)
+        rev = self.revisions.pop(p, None)
+        if worker is not None:
+            try:
+                await worker.stop()
+            except Exception:  # noqa: BLE001
+                _log.failure("partition {p} did not stop cleanly", p=p)
+        if release and rev is not None:
+            try:
+                await self.link.kv.delete(f"p.{p}", last=rev)
+            except Exception:  # noqa: BLE001 - it expires by itself
+                pass

@@ -1,0 +1,196 @@
+"""nats-server (JetStream) and HAProxy on free loopback ports, for cluster-mode tests and
+scripts/bench_cluster.py. Each stops by the process it started; a restart keeps the ports
+and, for NATS, the JetStream store directory (that is what a server restart looks like)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import urllib.request
+
+from tests.support.services import free_port, port_open, wait_until
+
+NATS_BINARY = shutil.which("nats-server") or "/usr/sbin/nats-server"
+HAPROXY_BINARY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+class NatsServer:
+    """One nats-server with JetStream and the partition mapping hub.cluster needs.
+
+    Limits are set (a server sizes JetStream from the host's memory and disk otherwise).
+    """
+
+    def __init__(self, directory: str, partitions: int, prefix: str = "hub",
+                 max_file: str = "1G", max_mem: str = "64M") -> None:
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.port = free_port()
+        self.http_port = free_port()
+        self.conf_path = os.path.join(directory, "nats.conf")
+        self.log_path = os.path.join(directory, "nats.log")
+        self.proc: subprocess.Popen | None = None
+        mapping = (f'"{prefix}.in.*": '
+                   f'"{prefix}.in.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}"')
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join([
+                "server_name: hubtest",
+                f"listen: 127.0.0.1:{self.port}",
+                f"http: 127.0.0.1:{self.http_port}",
+                f"jetstream {{ store_dir: {os.path.join(directory, 'js')!r}, "
+                f"max_file_store: {max_file}, max_memory_store: {max_mem} }}",
+                f"mappings = {{ {mapping} }}",
+                "",
+            ]))
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.http_port}/healthz?js-enabled-only=true",
+                    timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 20.0) -> NatsServer:
+        if not os.path.exists(NATS_BINARY):
+            raise RuntimeError("nats-server is not installed (make system-deps)")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([NATS_BINARY, "-c", self.conf_path], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+
+        def up() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited; see {self.log_path}")
+            return self.healthy()
+
+        try:
+            wait_until(up, timeout, what=f"nats-server on port {self.port}")
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGINT: nats-server's clean stop (SIGTERM exits with 1)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+class Haproxy:
+    """HAProxy in TCP mode in front of ``backends`` (loopback ports): a backend that dies is
+    marked down within ~200 ms and its sessions are shut, so DTUs dial again and land on
+    another one."""
+
+    def __init__(self, directory: str, backends: list[int]) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.port = free_port()
+        self.conf_path = os.path.join(directory, "haproxy.cfg")
+        self.log_path = os.path.join(directory, "haproxy.log")
+        self.proc: subprocess.Popen | None = None
+        servers = [f"    server edge{i} 127.0.0.1:{p}" for i, p in enumerate(backends)]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join([
+                "global", "    maxconn 20000",
+                "defaults", "    mode tcp", "    timeout connect 500ms",
+                "    timeout client 10m", "    timeout server 10m", "    retries 2",
+                "    option redispatch",
+                "frontend dtus", f"    bind 127.0.0.1:{self.port}", "    default_backend edges",
+                "backend edges", "    balance roundrobin",
+                "    default-server check inter 200ms fastinter 100ms downinter 500ms fall 1 "
+                "rise 2 on-marked-down shutdown-sessions",
+                *servers, ""]))
+
+    def start(self, timeout: float = 20.0) -> Haproxy:
+        subprocess.run([HAPROXY_BINARY, "-c", "-q", "-f", self.conf_path], check=True,
+                       capture_output=True, timeout=30)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([HAPROXY_BINARY, "-f", self.conf_path, "-db"], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(lambda: port_open(self.port), timeout, what="haproxy")
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        proc.wait(timeout)
+
+
+# ---------------------------------------------------------------- a cluster of hub processes
+
+EFD_MAP = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "devices",
+                       "efd-example.yaml")
+FIRST_DTU = "861234500000000"
+
+
+def node_config(tmp: str, name: str, nats_url: str, dtu_port: int, dtu_ids: list[str],
+                partitions: int, lease_ttl: float = 2.0, poll_interval: float = 0.5) -> str:
+    """The configuration file of one node (edge or core: the same sections; the role is
+    chosen on the command line). Nodes share the partition directory (their partitions'
+    journals move between cores through it) and nothing else."""
+    import yaml
+
+    config = {
+        "hub": {"name": name, "state_dir": os.path.join(tmp, name)},
+        "journal": {"commit_interval_ms": 5},
+        "alarms": {"warning_ratio": 0,
+                   "defaults": {"overvoltage": {"alarm": 250, "hysteresis": 2, "delay": 0}}},
+        "models": {"efd": {"type": "modbus_map", "map": os.path.abspath(EFD_MAP)}},
+        "transports": {"dtu": {"type": "tcp_dtu", "host": "127.0.0.1", "port": dtu_port,
+                               "response_timeout": 1.0}},
+        "devices": [{"id": f"efd-{dtu}", "model": "efd", "transport": "dtu",
+                     "address": {"dtu": dtu, "slave": 1, "poll_interval": poll_interval}}
+                    for dtu in dtu_ids],
+        "cluster": {"nats": [nats_url], "node": name, "partitions": partitions,
+                    "lease_ttl_s": lease_ttl, "max_mb": 256,
+                    "partition_dir": os.path.join(tmp, "partitions")},
+    }
+    path = os.path.join(tmp, f"{name}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, allow_unicode=True)
+    return path
+
+
+def partition_journals(tmp: str) -> list[str]:
+    base = os.path.join(tmp, "partitions")
+    if not os.path.isdir(base):
+        return []
+    return sorted(os.path.join(base, p, "journal.sqlite") for p in os.listdir(base)
+                  if os.path.exists(os.path.join(base, p, "journal.sqlite")))
+
+
+def journal_rows(tmp: str) -> tuple[list[tuple], list[dict]]:
+    """Every reading ``(device, channel, quantity, ts)`` and every event (its JSON) in the
+    partition journals, read-only while the cores run."""
+    import json
+    import sqlite3
+
+    readings: list[tuple] = []
+    events: list[dict] = []
+    for path in partition_journals(tmp):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            readings += db.execute(
+                "SELECT device, channel, quantity, ts FROM readings").fetchall()
+            events += [json.loads(d) for (d,) in
+                       db.execute("SELECT data FROM records WHERE kind = 1")]
+        finally:
+            db.close()
+    return readings, events
