@@ -104,7 +104,7 @@ class Haproxy:
         servers = [f"    server edge{i} 127.0.0.1:{p}" for i, p in enumerate(backends)]
         with open(self.conf_path, "w") as f:
             f.write("\n".join([
-                "global", "    maxconn 20000",
+                "global", "    maxconn 4000",  # more needs a higher fd limit than a test shell has
                 "defaults", "    mode tcp", "    timeout connect 500ms",
                 "    timeout client 10m", "    timeout server 10m", "    retries 2",
                 "    option redispatch",
@@ -121,7 +121,12 @@ class Haproxy:
         self.proc = subprocess.Popen([HAPROXY_BINARY, "-f", self.conf_path, "-db"], stdout=log,
                                      stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: port_open(self.port), timeout, what="haproxy")
+        def up() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"haproxy exited; see {self.log_path}")
+            return port_open(self.port)
+
+        wait_until(up, timeout, what="haproxy")
         return self
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -190,7 +195,213 @@ def journal_rows(tmp: str) -> tuple[list[tuple], list[dict]]:
             readings += db.execute(
                 "SELECT device, channel, quantity, ts FROM readings").fetchall()
             events += [json.loads(d) for (d,) in
-                       db.execute("SELECT data FROM records WHERE kind = 1")]
+                       db.execute("SELECT data FROM records WHERE kind = 1 ORDER BY seq")]
         finally:
             db.close()
     return readings, events
+
+
+def stream_records(url: str, stream: str = "HUB") -> list[tuple]:
+    """Every reading in the stream as ``(device, channel, quantity, ts)``: what JetStream
+    acknowledged to an edge, hence what a device may have been acknowledged for."""
+    import asyncio
+
+    import nats
+
+    from hub.cluster.wire import decode
+
+    async def read() -> list[tuple]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    m = await js.get_msg(stream, seq)
+                except nats.js.errors.NotFoundError:
+                    continue
+                body = decode(m.data)
+                out += [(r.device, r.channel, r.quantity, r.ts) for r in body.get("r") or ()
+                        if hasattr(r, "quantity")]
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def consumers_drained(nats_server: NatsServer, partitions: int, stream: str = "HUB") -> bool:
+    """Whether every partition's consumer exists and has nothing pending or unacknowledged."""
+    import asyncio
+
+    import nats
+
+    async def check() -> bool:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            for p in range(partitions):
+                try:
+                    info = await js.consumer_info(stream, f"p{p}")
+                except nats.js.errors.NotFoundError:
+                    return False
+                if info.num_pending or info.num_ack_pending:
+                    return False
+            return True
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(check())
+    except OSError:
+        return False
+
+
+class Node:
+    """One process of the cluster (``hub run --role ROLE -c config``, or the simulator);
+    a thread copies its output lines into :attr:`lines`."""
+
+    def __init__(self, name: str, role: str, argv: list[str], cwd: str) -> None:
+        import threading
+
+        self.name, self.role = name, role
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+        self.lines.append("")
+
+    def logged(self, text: str) -> list[str]:
+        return [line for line in list(self.lines) if text in line]
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        return wait_until(lambda: (self.logged(text) or [None])[0], timeout,
+                          what=f"{self.name} logging {text!r}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        return self.proc.returncode
+
+
+class Cluster:
+    """nats-server, ``edges`` edge and ``cores`` core processes, HAProxy in front of the
+    edges' DTU ports, and ``hub simulate dtu`` dialling HAProxy. :meth:`stop` ends what
+    was started, in reverse."""
+
+    def __init__(self, tmp: str, edges: int = 2, cores: int = 2, dtus: int = 12,
+                 partitions: int = 8, period: float = 4.0, poll_interval: float = 0.5,
+                 api: bool = False) -> None:
+        self.tmp, self.partitions = tmp, partitions
+        self.dtu_ids = [str(int(FIRST_DTU) + i) for i in range(dtus)]
+        self.devices = [f"efd-{d}" for d in self.dtu_ids]
+        self.nats = NatsServer(os.path.join(tmp, "nats"), partitions)
+        self.edge_ports = [free_port() for _ in range(edges)]
+        self.haproxy = Haproxy(os.path.join(tmp, "haproxy"), self.edge_ports)
+        self.api_ports: dict[str, int] = {}
+        self.configs: dict[str, str] = {}
+        names = [f"edge{i + 1}" for i in range(edges)] + [f"core{i + 1}" for i in range(cores)]
+        for i, name in enumerate(names):
+            port = self.edge_ports[i] if name.startswith("edge") else free_port()
+            self.configs[name] = node_config(tmp, name, self.nats.url, port, self.dtu_ids,
+                                             partitions, poll_interval=poll_interval)
+        if api:
+            self._add_api()
+        self.nodes: dict[str, Node] = {}
+        self.sim: Node | None = None
+        self.period = period
+
+    def _add_api(self) -> None:
+        import yaml
+
+        store = os.path.join(self.tmp, "platform.sqlite")
+        for name, path in self.configs.items():
+            with open(path) as f:
+                config = yaml.safe_load(f)
+            self.api_ports[name] = free_port()
+            config["api"] = {"port": self.api_ports[name], "store": store}
+            with open(path, "w") as f:
+                yaml.safe_dump(config, f, allow_unicode=True)
+
+    def start(self) -> Cluster:
+        from tests.support.hubproc import BIN
+
+        self.nats.start()
+        for name, path in self.configs.items():
+            role = name.rstrip("0123456789")
+            self.nodes[name] = Node(name, role, [str(BIN / "hub"), "run", "-c", path,
+                                                 "--role", role], self.tmp)
+        for node in self.nodes.values():
+            node.wait_for("NATS connected", 60)
+            if node.role == "edge":
+                node.wait_for("listening for DTUs", 30)
+        wait_until(lambda: len(self.owners()) == self.partitions, 60,
+                   what="every partition owned")
+        self.haproxy.start()
+        self.sim = Node("sim", "sim", [
+            str(BIN / "hub"), "simulate", "dtu", "--connect", f"127.0.0.1:{self.haproxy.port}",
+            "--id", self.dtu_ids[0], "--count", str(len(self.dtu_ids)), "--map",
+            os.path.abspath(EFD_MAP), "--episode", "overvoltage", "--period", str(self.period)],
+            self.tmp)
+        return self
+
+    def owners(self) -> dict[int, str]:
+        """partition -> the live core that last logged owning it."""
+        import re
+
+        out: dict[int, str] = {}
+        for name, node in self.nodes.items():
+            if node.role != "core" or node.proc.poll() is not None:
+                continue
+            for line in list(node.lines):
+                m = re.search(r"partition (\d+) (owned|released) by", line)
+                if m:
+                    p = int(m.group(1))
+                    if m.group(2) == "owned":
+                        out[p] = name
+                    elif out.get(p) == name:
+                        del out[p]
+        return out
+
+    def edge_of(self, dtu: str) -> str | None:
+        """The live edge that last registered ``dtu`` (and did not see it leave since)."""
+        holder = None
+        for name, node in self.nodes.items():
+            if node.role != "edge" or node.proc.poll() is not None:
+                continue
+            state = None
+            for line in list(node.lines):
+                if f"DTU {dtu} registered" in line:
+                    state = "in"
+                elif f"DTU {dtu} disconnected" in line:
+                    state = "out"
+            if state == "in":
+                holder = name
+        return holder
+
+    def stop_sim(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+
+    def stop(self) -> dict[str, int]:
+        codes = {}
+        self.stop_sim()
+        self.haproxy.stop()
+        for name, node in reversed(list(self.nodes.items())):
+            codes[name] = node.stop()
+        self.nats.stop()
+        return codes
