@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -61,8 +62,10 @@ def partition_config(config: HubConfig, settings: ClusterSettings, p: int) -> Hu
 
 
 class PartitionWorker:
-    def __init__(self, node: Hub, link: NatsLink, p: int) -> None:
+    def __init__(self, node: Hub, link: NatsLink, p: int,
+                 valid: Callable[[], bool] = lambda: True) -> None:
         self.node = node
+        self.valid = valid  # whether the lease is surely still ours
         self.link = link
         self.settings = link.settings
         self.p = p
@@ -128,6 +131,9 @@ class PartitionWorker:
 
         attempt = 0
         while self._running:
+            if not self.valid():  # not renewed for most of a TTL: maybe someone else's now
+                await asyncio.sleep(0.05)
+                continue
             try:
                 msgs = await self.sub.fetch(self.settings.fetch_batch, timeout=0.5)
             except nats.errors.TimeoutError:
@@ -194,6 +200,7 @@ class Owner:
         self.settings = link.settings
         self.workers: dict[int, PartitionWorker] = {}
         self.revisions: dict[int, int] = {}
+        self.renewed: dict[int, float] = {}  # partition -> loop time of its last renewal
         self._task: asyncio.Task | None = None
         self._running = False
 
@@ -210,7 +217,7 @@ class Owner:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        for p in sorted(self.workers):
+        for p in sorted(self.revisions):
             await self._drop(p, release=True)
 
     async def _run(self) -> None:
@@ -226,8 +233,11 @@ class Owner:
                 raise
             except Exception as e:  # noqa: BLE001 - NATS went away mid-tick
                 _log.warn("partition leases: {error}; retrying", error=repr(e))
-                for p in sorted(self.workers):  # cannot prove ownership: stop at once
-                    await self._drop(p, release=False)
+                # Cannot prove ownership: stop the workers at once, but remember the leases'
+                # revisions: if nobody took one meanwhile, the next renewal proves it is
+                # still ours and its worker starts again without waiting for the TTL.
+                for p in sorted(self.workers):
+                    await self._stop_worker(p)
                 await asyncio.sleep(backoff(attempt, first=period / 4))
                 attempt += 1
 
@@ -247,42 +257,59 @@ class Owner:
         for p, rev in sorted(self.revisions.items()):
             try:
                 self.revisions[p] = await kv.update(f"p.{p}", me.encode(), last=rev)
+                self.renewed[p] = asyncio.get_running_loop().time()
             except nats.js.errors.KeyWrongLastSequenceError:
                 _log.warn("partition {p}: lease lost", p=p)
                 await self._drop(p, release=False)
-        while len(self.workers) > share:
-            await self._drop(max(self.workers), release=True)
-        if len(self.workers) < share:
+                continue
+            if p not in self.workers:
+                await self._start_worker(p)
+        while len(self.revisions) > share:
+            await self._drop(max(self.revisions), release=True)
+        if len(self.revisions) < share:
             start = nodes.index(me) * share if me in nodes else 0
             for i in range(n):
                 p = (start + i) % n
-                if len(self.workers) >= share:
+                if len(self.revisions) >= share:
                     break
-                if f"p.{p}" in keys or p in self.workers:
+                if f"p.{p}" in keys or p in self.revisions:
                     continue
                 try:
                     rev = await kv.create(f"p.{p}", me.encode())
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue  # another core was quicker
-                worker = PartitionWorker(self.node, self.link, p)
-                self.workers[p] = worker
                 self.revisions[p] = rev
-                try:
-                    await worker.start()
-                except Exception:
-                    _log.failure("partition {p} could not start", p=p)
-                    await self._drop(p, release=True)
+                self.renewed[p] = asyncio.get_running_loop().time()
+                await self._start_worker(p)
         self.node.metrics.set("cluster.partitions_owned", len(self.workers))
         self.node.metrics.set("cluster.cores", len(nodes))
 
-    async def _drop(self, p: int, release: bool) -> None:
+    def _valid(self, p: int) -> bool:
+        renewed = self.renewed.get(p)
+        return renewed is not None and (asyncio.get_running_loop().time() - renewed
+                                        < 0.8 * self.settings.lease_ttl)
+
+    async def _start_worker(self, p: int) -> None:
+        worker = PartitionWorker(self.node, self.link, p, lambda: self._valid(p))
+        self.workers[p] = worker
+        try:
+            await worker.start()
+        except Exception:
+            _log.failure("partition {p} could not start", p=p)
+            await self._drop(p, release=True)
+
+    async def _stop_worker(self, p: int) -> None:
         worker = self.workers.pop(p, None)
-        rev = self.revisions.pop(p, None)
         if worker is not None:
             try:
                 await worker.stop()
             except Exception:  # noqa: BLE001
                 _log.failure("partition {p} did not stop cleanly", p=p)
+
+    async def _drop(self, p: int, release: bool) -> None:
+        await self._stop_worker(p)
+        rev = self.revisions.pop(p, None)
+        self.renewed.pop(p, None)
         if release and rev is not None:
             try:
                 await self.link.kv.delete(f"p.{p}", last=rev)

@@ -21,6 +21,10 @@ from tests.support.services import wait_until
 
 PASSWORD = "Adm1n-pass-0042"
 
+# ~45 s each on a loaded 2-core machine: `make test` runs them (no marker is deselected);
+# `-m 'not cluster'` leaves them out while working on something else
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture
 def cluster(tmp_path):

@@ -145,7 +145,7 @@ FIRST_DTU = "861234500000000"
 
 
 def node_config(tmp: str, name: str, nats_url: str, dtu_port: int, dtu_ids: list[str],
-                partitions: int, lease_ttl: float = 2.0, poll_interval: float = 0.5) -> str:
+                partitions: int, lease_ttl: float = 3.0, poll_interval: float = 0.5) -> str:
     """The configuration file of one node (edge or core: the same sections; the role is
     chosen on the command line). Nodes share the partition directory (their partitions'
     journals move between cores through it) and nothing else."""
