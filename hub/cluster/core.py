@@ -97,10 +97,9 @@ class PartitionWorker:
                     device_token(d.id), s.partitions) == self.p])
             finally:
                 store.close()
-        self.hub = hub
         self.service = HubService(hub, admin=False)
         await self.service.startService().asFuture(self._loop())
-        self.committed = int(hub.journal.device_states().get(MARKER, 0))
+        self.attach(hub)
         self.sub = await self.link.js.pull_subscribe(
             f"{s.prefix}.in.{self.p}.*", durable=f"p{self.p}", stream=s.stream,
             config=ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
@@ -110,6 +109,11 @@ class PartitionWorker:
         self._task = asyncio.ensure_future(self._run())
         _log.info("partition {p} owned by {node} (journal {path}, applied up to stream seq "
                   "{seq})", p=self.p, node=s.node, path=config.journal.path, seq=self.committed)
+
+    def attach(self, hub: Hub) -> None:
+        """Work on ``hub`` (opened), from the stream position its journal has applied."""
+        self.hub = hub
+        self.committed = int(hub.journal.device_states().get(MARKER, 0))
 
     async def stop(self) -> None:
         self._running = False
