@@ -7,10 +7,10 @@ core → journal) and CPU per record on each role, against the single process in
 
 For each layout — ``single`` (``hub run``, role all), ``1+1`` (one edge, one core) and
 ``2+2`` (two of each) — it starts nats-server (JetStream, file store, the partition mapping;
-not used by ``single``), the hub processes, and ``hub simulate dtu`` processes dialling the
-edges directly (half the DTUs each in 2+2: no balancer CPU in the figures). Every DTU has one
+not used by ``single``), the hub processes, and ``--sim-procs`` ``hub simulate dtu``
+processes dialling the edges directly (no balancer CPU in the figures). Every DTU has one
 device of the example EFD map (``conf/devices/efd-example.yaml``: one Modbus read of 18
-registers per poll, 13 readings), polled every ``--interval`` s, so the offered load is
+registers per poll, 11 readings), polled every ``--interval`` s, so the offered load is
 ``dtus / interval`` polls/s. After ``--warmup`` s it measures a window of ``--window`` s:
 
 * **records/s**: readings committed to the journals (the partition journals, or the single
@@ -129,8 +129,12 @@ def run_layout(layout: str, args: argparse.Namespace, tmp: str) -> dict:
 
             wait_until(owned, 120, what="every partition owned")
             journals = lambda: partition_journals(tmp)  # noqa: E731
-        share = -(-args.dtus // len(ports))
-        for i, port in enumerate(ports):
+        procs_n = max(args.sim_procs, len(ports))
+        share = -(-args.dtus // procs_n)
+        for i in range(procs_n):
+            if i * share >= args.dtus:
+                break
+            port = ports[i % len(ports)]
             first = ids[i * share]
             count = min(share, args.dtus - i * share)
             sims.append(Node(f"sim{i}", "sim", [
@@ -192,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--warmup", type=float, default=15.0)
     p.add_argument("--window", type=float, default=20.0)
+    p.add_argument("--sim-procs", type=int, default=4,
+                   help="simulator processes (a starved simulator caps the offered load)")
     p.add_argument("--only", choices=("single", "1+1", "2+2"), action="append")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
