@@ -91,6 +91,21 @@ def stream_backlog(url: str, partitions: int) -> int:
     return asyncio.run(pending())
 
 
+def stream_info(url: str) -> tuple[int, int]:
+    """(messages, bytes) stored in the stream."""
+    import nats
+
+    async def info() -> tuple[int, int]:
+        nc = await nats.connect(url)
+        try:
+            state = (await nc.jetstream().stream_info("HUB")).state
+            return state.messages, state.bytes
+        finally:
+            await nc.close()
+
+    return asyncio.run(info())
+
+
 def run_layout(layout: str, args: argparse.Namespace, tmp: str) -> dict:
     edges, cores = {"single": (0, 0), "1+1": (1, 1), "2+2": (2, 2)}[layout]
     ids = [str(int(FIRST_DTU) + i) for i in range(args.dtus)]
@@ -143,6 +158,7 @@ def run_layout(layout: str, args: argparse.Namespace, tmp: str) -> dict:
                 "--ramp", "500"], tmp))
         time.sleep(args.warmup)  # a benchmark, not a test: let the line settle
         procs = {name: n.proc.pid for name, n in nodes.items()}
+        procs.update({s.name: s.proc.pid for s in sims})
         if nats is not None:
             procs["nats"] = nats.proc.pid
         cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
@@ -157,7 +173,11 @@ def run_layout(layout: str, args: argparse.Namespace, tmp: str) -> dict:
         for name, seconds in cpu.items():
             role = name.rstrip("0123456789")
             roles[role] = roles.get(role, 0.0) + seconds
+        sim_cpu = roles.pop("sim", 0.0)
+        info = stream_info(nats.url) if nats is not None else (0, 0)
         return {"layout": layout, "records": records, "seconds": t1 - t0,
+                "sim_pct": 100 * sim_cpu / (t1 - t0),
+                "bytes_per_message": info[1] / max(1, info[0]),
                 "rate": records / (t1 - t0), "backlog": backlog,
                 "us_per_record": {r: 1e6 * s / max(1, records) for r, s in roles.items()},
                 "cpu_pct": {r: 100 * s / (t1 - t0) for r, s in roles.items()}}
@@ -174,7 +194,8 @@ def report(results: list[dict], args: argparse.Namespace, load: tuple[str, str])
     lines = [f"bench_cluster: {args.dtus} DTUs polled every {args.interval:g} s "
              f"({args.dtus / args.interval:.0f} polls/s offered), {args.partitions} partitions, "
              f"window {args.window:g} s; load average before {load[0]}, after {load[1]}",
-             f"{'layout':8} {'records/s':>10} {'backlog':>8}  CPU µs/record (CPU % of a core)"]
+             f"{'layout':8} {'records/s':>10} {'backlog':>8} {'B/msg':>6}  "
+             "CPU µs/record (CPU % of a core)"]
     single = next((r for r in results if r["layout"] == "single"), None)
     for r in results:
         roles = "  ".join(f"{role} {us:.1f} ({r['cpu_pct'][role]:.0f} %)"
@@ -184,7 +205,9 @@ def report(results: list[dict], args: argparse.Namespace, load: tuple[str, str])
         if single is not None and r is not single:
             base = sum(single["us_per_record"].values())
             extra = f"  total {total:.1f} = {total / base:.1f}× single"
-        lines.append(f"{r['layout']:8} {r['rate']:>10.0f} {r['backlog']:>8}  {roles}{extra}")
+        lines.append(f"{r['layout']:8} {r['rate']:>10.0f} "
+                     f"{r['backlog']:>8} {r['bytes_per_message']:>6.0f}  {roles}{extra}  "
+                     f"(simulators {r['sim_pct']:.0f} %)")
     return "\n".join(lines)
 
 
