@@ -86,6 +86,9 @@ def build_service(role: str, hub: Hub) -> HubService:
     from hub.service import HubService
 
     cluster = ClusterService(role, hub)
+    # Presence belongs to the partitions' Hubs: the node's own Hub sees no data, and its
+    # presence would call every device offline after heartbeat interval × timeout count.
+    hub.presence.stop()
     if role == "edge":
         return HubService(hub, port=cluster.edge, sinks=False, cluster=cluster)
     return HubService(hub, transports=False, sinks=False, cluster=cluster)

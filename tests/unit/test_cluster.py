@@ -164,3 +164,26 @@ def test_redelivery_after_a_crash_is_applied_once(tmp_path, hub_clock):
     assert values == [230, 260, 261, 230]
     assert states == ["raised", "cleared"]
     assert marker == (4.0,)
+
+
+@pytest.mark.parametrize("role", ["edge", "core"])
+def test_a_nodes_own_hub_calls_no_device_offline(role, tmp_path, hub_clock):
+    """The node's Hub of an edge or core gets no data (the partitions' Hubs do): its
+    presence must not decide that every device went offline. Commands go through NATS."""
+    from hub.cluster.node import build_service
+    from hub.cluster.remote import RemoteCommandTarget
+
+    hub = build_hub(config({"cluster": {"nats": "nats://127.0.0.1:1"}}),
+                    str(tmp_path / "node"), clock=hub_clock)
+    service = build_service(role, hub)
+    assert isinstance(hub.commands.targets["dtu"], RemoteCommandTarget)
+    assert [s.name for s in service][:3] == ["journal-prune", "metrics-snapshot", "cluster"]
+    assert not any(s.name.startswith("sinks.") for s in service)
+    assert any(s.name.startswith("transports.") for s in service) == (role == "edge")
+    hub.open()
+    try:
+        hub_clock.advance(3600)
+        hub.journal.flush()
+        assert hub.journal.active_events() == []
+    finally:
+        hub.close()
