@@ -136,7 +136,8 @@ def run_layout(layout: str, args: argparse.Namespace, tmp: str) -> dict:
                 nodes[f"core{i + 1}"] = Node(f"core{i + 1}", "core", [
                     str(BIN / "hub"), "run", "-c", cfg, "--role", "core"], tmp)
             for node in nodes.values():
-                node.wait_for("NATS connected", 120)
+                wait_until(lambda n=node: n.logged("NATS connected") or n.logged(
+                    "NATS link restored"), 120, what=f"{node.name} connected to NATS")
 
             def owned() -> bool:
                 return len({line.split("partition ")[1].split()[0] for n in nodes.values()

@@ -71,6 +71,8 @@ class PartitionWorker:
         self.hub: Hub | None = None
         self.service: Any = None
         self.committed = 0
+        self.sub: Any = None
+        self.delivered = 0
         self._task: asyncio.Task | None = None
         self._running = False
 
@@ -78,8 +80,6 @@ class PartitionWorker:
         return asyncio.get_running_loop()
 
     async def start(self) -> None:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
         from hub.api.live import load_stored
         from hub.cluster.store import open_platform_store
         from hub.core import Hub
@@ -99,15 +99,40 @@ class PartitionWorker:
         self.service = HubService(hub, admin=False)
         await self.service.startService().asFuture(self._loop())
         self.attach(hub)
-        self.sub = await self.link.js.pull_subscribe(
-            f"{s.prefix}.in.{self.p}.*", durable=f"p{self.p}", stream=s.stream,
-            config=ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
-                                  ack_wait=max(2.0, 1.5 * s.lease_ttl),
-                                  max_ack_pending=-1, max_waiting=16))
+        await self.consume_from_journal()
         self._running = True
         self._task = asyncio.ensure_future(self._run())
         _log.info("partition {p} owned by {node} (journal {path}, applied up to stream seq "
                   "{seq})", p=self.p, node=s.node, path=config.journal.path, seq=self.committed)
+
+    async def consume_from_journal(self) -> None:
+        """(Re)create the partition's consumer at the first message the journal has not
+        applied. The journal's marker, not the consumer's acknowledgements, is the cursor:
+        a dead owner's unacknowledged deliveries would otherwise come back after newer
+        messages (out of order, past the marker) or be swept up by a later "ack all". Acks
+        only keep the consumer's lag visible."""
+        import nats.js.errors
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        s = self.settings
+        js = self.link.js
+        if self.sub is not None:
+            try:
+                await self.sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - gone with the connection
+                pass
+            self.sub = None
+        try:
+            await js.delete_consumer(s.stream, f"p{self.p}")
+        except nats.js.errors.NotFoundError:
+            pass
+        self.sub = await js.pull_subscribe(
+            f"{s.prefix}.in.{self.p}.*", durable=f"p{self.p}", stream=s.stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.ALL,
+                                  deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                  opt_start_seq=self.committed + 1, ack_wait=30.0,
+                                  max_ack_pending=-1, max_waiting=16))
+        self.delivered = 0  # the consumer sequence of the last delivery taken
 
     def attach(self, hub: Hub) -> None:
         """Work on ``hub`` (opened), from the stream position its journal has applied."""
@@ -133,11 +158,15 @@ class PartitionWorker:
         import nats.errors
 
         attempt = 0
+        rewind = False
         while self._running:
             if not self.valid():  # not renewed for most of a TTL: maybe someone else's now
                 await asyncio.sleep(0.05)
                 continue
             try:
+                if rewind:
+                    await self.consume_from_journal()
+                    rewind = False
                 msgs = await self.sub.fetch(self.settings.fetch_batch, timeout=0.5)
             except nats.errors.TimeoutError:
                 attempt = 0
@@ -145,20 +174,42 @@ class PartitionWorker:
             except Exception as e:  # noqa: BLE001 - the link is down or JetStream restarts
                 self.node.metrics.inc("cluster.fetch_errors")
                 _log.debug("partition {p}: fetch failed ({error})", p=self.p, error=repr(e))
+                rewind = True  # deliveries may have been lost with the connection
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1
                 continue
             attempt = 0
+            if not msgs:
+                continue
+            if not self.in_order(msgs):
+                # a delivery went missing (a fetch that timed out as it arrived) or came
+                # again: start over from the journal's position, in order
+                self.node.metrics.inc("cluster.rewinds")
+                rewind = True
+                continue
             try:
                 await self.apply(msgs)
-            except Exception as e:  # noqa: BLE001 - not acked: redelivered after ack_wait
+            except Exception as e:  # noqa: BLE001 - not committed, not acked
                 self.node.metrics.inc("cluster.apply_errors")
-                _log.warn("partition {p}: {n} messages not committed ({error})", p=self.p,
-                          n=len(msgs), error=repr(e))
+                _log.warn("partition {p}: {n} messages not committed ({error}); again from "
+                          "stream seq {seq}", p=self.p, n=len(msgs), error=repr(e),
+                          seq=self.committed + 1)
+                rewind = True
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+
+    def in_order(self, msgs: list[Any]) -> bool:
+        """Whether ``msgs`` are the consumer's next deliveries, each for the first time."""
+        for i, m in enumerate(msgs):
+            md = m.metadata
+            if md.sequence.consumer != self.delivered + 1 + i or md.num_delivered != 1:
+                return False
+        self.delivered += len(msgs)
+        return True
 
     async def apply(self, msgs: list[Any]) -> None:
-        """Ingest ``msgs`` in stream order, wait for the journal commit, then ack the last
-        (ack policy "all" acknowledges everything before it)."""
+        """Ingest ``msgs`` (in stream order), wait for the journal commit, then ack the
+        last (ack policy "all" acknowledges everything before it)."""
         hub = self.hub
         assert hub is not None
         if not msgs:
@@ -170,7 +221,7 @@ class PartitionWorker:
         for m in msgs:
             seq = m.metadata.sequence.stream
             if seq <= self.committed:
-                skipped += 1  # journaled before a crash, redelivered: applied already
+                skipped += 1  # journaled already (a batch committed, then not acked)
                 continue
             body = decode(m.data)
             records = body.get("r")

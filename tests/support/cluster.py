@@ -346,7 +346,9 @@ class Cluster:
             self.nodes[name] = Node(name, role, [str(BIN / "hub"), "run", "-c", path,
                                                  "--role", role], self.tmp)
         for node in self.nodes.values():
-            node.wait_for("NATS connected", 60)
+            # under load a first connect may time out: then it logs "restored" instead
+            wait_until(lambda n=node: n.logged("NATS connected") or n.logged(
+                "NATS link restored"), 60, what=f"{node.name} connected to NATS")
             if node.role == "edge":
                 node.wait_for("listening for DTUs", 30)
         wait_until(lambda: len(self.owners()) == self.partitions, 60,

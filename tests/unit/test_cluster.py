@@ -115,8 +115,10 @@ def test_a_partition_gets_its_devices_and_a_state_dir_of_its_own(tmp_path):
 class Msg:
     """A fetched JetStream message: its stream sequence, its data, its ack."""
 
-    def __init__(self, seq: int, data: bytes, acks: list[int]) -> None:
-        self.metadata = SimpleNamespace(sequence=SimpleNamespace(stream=seq))
+    def __init__(self, seq: int, data: bytes, acks: list[int], delivery: int = 0,
+                 times: int = 1) -> None:
+        self.metadata = SimpleNamespace(
+            sequence=SimpleNamespace(stream=seq, consumer=delivery), num_delivered=times)
         self.data = data
         self._acks = acks
 
@@ -187,3 +189,15 @@ def test_a_nodes_own_hub_calls_no_device_offline(role, tmp_path, hub_clock):
         assert hub.journal.active_events() == []
     finally:
         hub.close()
+
+
+def test_only_the_consumers_next_first_deliveries_are_in_order(tmp_path, hub_clock):
+    """A delivery lost to a fetch that timed out, or one that comes again, makes the worker
+    start over from its journal's position instead of applying past a gap."""
+    w = PartitionWorker(None, SimpleNamespace(settings=ClusterSettings()), 0)
+    acks: list[int] = []
+    assert w.in_order([Msg(10, b"", acks, 1), Msg(12, b"", acks, 2)])
+    assert w.delivered == 2
+    assert not w.in_order([Msg(20, b"", acks, 4)])  # delivery 3 went missing
+    assert not w.in_order([Msg(20, b"", acks, 3, times=2)])  # a redelivery
+    assert w.in_order([Msg(20, b"", acks, 3)]) and w.delivered == 3
