@@ -11,13 +11,15 @@ else's by the time it could renew.
 
 *A partition* — a :class:`hub.core.Hub` of its own (presence, alarm engine, journal,
 sinks) over the devices that hash to it, with its state directory under
-``cluster.partition_dir`` so that it moves with the lease. It consumes the durable pull
-consumer ``p<p>`` (ack policy "all"): a fetched batch is ingested, journaled, and only
-after the commit is its last message acknowledged. The stream sequence of the last applied
-message is written with the same commit (a journal touch of the pseudo-device
-:data:`MARKER`), so a message redelivered after a crash is recognised and skipped: readings
-are not journaled twice and the alarm engine, restored from the same journal, does not
-raise an alarm twice or lose a clear.
+``cluster.partition_dir`` so that it moves with the lease. The stream sequence of the last
+applied message is written with each commit (a journal touch of the pseudo-device
+:data:`MARKER`), and that position, not the consumer's acknowledgements, is the cursor:
+the owner (re)creates the durable pull consumer ``p<p>`` to start right after it — when it
+takes the partition, and whenever a delivery is missing or repeated, a fetch failed or a
+commit failed — so messages are applied once and in stream order, whatever a dead owner
+left unacknowledged. A fetched batch is ingested, committed, and only then is its last
+message acknowledged (ack policy "all"). The alarm engine and presence of the new owner are
+restored from the same journal: no alarm is raised twice and no clear is lost.
 """
 
 from __future__ import annotations
