@@ -265,15 +265,19 @@ class Node:
     def __init__(self, name: str, role: str, argv: list[str], cwd: str) -> None:
         import threading
 
-        self.name, self.role = name, role
+        self.name, self.role, self.cwd = name, role, cwd
         self.proc = subprocess.Popen(
             argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
+        # also to <cwd>/<name>.log: pytest keeps the last runs' tmp_path to read after a failure
+        with open(os.path.join(self.cwd, f"{self.name}.log"), "a", encoding="utf-8") as log:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
         self.lines.append("")
 
     def logged(self, text: str) -> list[str]:
@@ -348,7 +352,7 @@ class Cluster:
         for node in self.nodes.values():
             # under load a first connect may time out: then it logs "restored" instead
             wait_until(lambda n=node: n.logged("NATS connected") or n.logged(
-                "NATS link restored"), 60, what=f"{node.name} connected to NATS")
+                "NATS link restored"), 120, what=f"{node.name} connected to NATS")
             if node.role == "edge":
                 node.wait_for("listening for DTUs", 30)
         wait_until(lambda: len(self.owners()) == self.partitions, 60,
@@ -362,21 +366,20 @@ class Cluster:
         return self
 
     def owners(self) -> dict[int, str]:
-        """partition -> the live core that last logged owning it."""
+        """partition -> a live core whose own last word on it was "owned" (each core's log
+        is in its own order; the logs of two cores are not comparable line by line)."""
         import re
 
         out: dict[int, str] = {}
         for name, node in self.nodes.items():
             if node.role != "core" or node.proc.poll() is not None:
                 continue
+            mine: dict[int, bool] = {}
             for line in list(node.lines):
                 m = re.search(r"partition (\d+) (owned|released) by", line)
                 if m:
-                    p = int(m.group(1))
-                    if m.group(2) == "owned":
-                        out[p] = name
-                    elif out.get(p) == name:
-                        del out[p]
+                    mine[int(m.group(1))] = m.group(2) == "owned"
+            out.update({p: name for p, owned in mine.items() if owned})
         return out
 
     def edge_of(self, dtu: str) -> str | None:
