@@ -10,10 +10,32 @@ import signal
 import subprocess
 import urllib.request
 
-from tests.support.services import free_port, port_open, wait_until
+from tests.support.services import free_port, port_open, terminate, wait_until
 
 NATS_BINARY = shutil.which("nats-server") or "/usr/sbin/nats-server"
 HAPROXY_BINARY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def start_logged(argv: list[str], log_path: str, ready, what: str,
+                 timeout: float) -> subprocess.Popen:
+    """Start ``argv`` with its output appended to ``log_path``; wait until ``ready()``
+    (failing at once if it exits, killing it if it never gets there)."""
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited; see {log_path}")
+        return ready()
+
+    try:
+        wait_until(up, timeout, what=what)
+    except TimeoutError:
+        proc.kill()
+        proc.wait(timeout)
+        raise
+    return proc
 
 
 class NatsServer:
@@ -60,34 +82,14 @@ class NatsServer:
     def start(self, timeout: float = 20.0) -> NatsServer:
         if not os.path.exists(NATS_BINARY):
             raise RuntimeError("nats-server is not installed (make system-deps)")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([NATS_BINARY, "-c", self.conf_path], stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-
-        def up() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited; see {self.log_path}")
-            return self.healthy()
-
-        try:
-            wait_until(up, timeout, what=f"nats-server on port {self.port}")
-        except TimeoutError:
-            self.stop()
-            raise
+        self.proc = start_logged([NATS_BINARY, "-c", self.conf_path], self.log_path,
+                                 self.healthy, f"nats-server on port {self.port}", timeout)
         return self
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGINT: nats-server's clean stop (SIGTERM exits with 1)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        terminate(proc, timeout, signal.SIGINT)
 
 
 class Haproxy:
@@ -117,24 +119,14 @@ class Haproxy:
     def start(self, timeout: float = 20.0) -> Haproxy:
         subprocess.run([HAPROXY_BINARY, "-c", "-q", "-f", self.conf_path], check=True,
                        capture_output=True, timeout=30)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([HAPROXY_BINARY, "-f", self.conf_path, "-db"], stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-        def up() -> bool:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited; see {self.log_path}")
-            return port_open(self.port)
-
-        wait_until(up, timeout, what="haproxy")
+        self.proc = start_logged([HAPROXY_BINARY, "-f", self.conf_path, "-db"],
+                                 self.log_path, lambda: port_open(self.port), "haproxy",
+                                 timeout)
         return self
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        proc.wait(timeout)
+        terminate(proc, timeout)
 
 
 # ---------------------------------------------------------------- a cluster of hub processes
@@ -292,13 +284,7 @@ class Node:
         self.proc.wait(10)
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        terminate(self.proc, timeout)
         return self.proc.returncode
 
 
