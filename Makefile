@@ -43,6 +43,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m scripts.bench_alarms
 	$(BIN)/python -m scripts.bench_gb26875
 	$(BIN)/python -m scripts.bench_api
+	$(BIN)/python -m scripts.bench_cluster
 
 clean:
 	rm -rf $(VENV) var *.egg-info

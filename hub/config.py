@@ -37,6 +37,7 @@ import yaml
 
 from hub.alarms import Threshold
 from hub.api.settings import ApiSettings, parse_api
+from hub.cluster.settings import ClusterSettings, parse_cluster
 from hub.config_alarms import alarm_defaults as _alarm_defaults
 from hub.config_alarms import base_ratio, threshold
 from hub.model import ALARM_RULES
@@ -223,6 +224,7 @@ class HubConfig:
     gc: GcSettings = GcSettings()
     audit: AuditSettings | None = None
     api: ApiSettings | None = None  # the northbound API (hub.api.settings); None: off
+    cluster: ClusterSettings | None = None  # NATS for --role edge|core (hub.cluster.settings)
     #: SHA-256 (hex) of the file's bytes as loaded; "" for a configuration built in memory
     sha256: str = ""
 
@@ -270,6 +272,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
     journal = _journal(top.section("journal"), state_dir, base)
     audit = _audit(top.section("audit"), state_dir, base)
     api = parse_api(top, state_dir, base)
+    cluster = parse_cluster(top, name, state_dir)
     presence = _presence(top.section("presence"))
     alarm_defaults = _alarm_defaults(top.section("alarms"))
 
@@ -312,6 +315,7 @@ def check_config(data: Any, file: str, plugins: HubPlugins) -> HubConfig:
         gc=gc,
         audit=audit,
         api=api,
+        cluster=cluster,
     )
 
 

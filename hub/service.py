@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
@@ -80,9 +81,14 @@ class OrderedMultiService(MultiService):
 class HubService(OrderedMultiService):
     """The whole hub: journal and state, sinks, transports, plugin lifecycle."""
 
-    def __init__(self, hub: Hub, admin: bool = True) -> None:
+    def __init__(self, hub: Hub, admin: bool = True, *, port: Any = None,
+                 transports: bool = True, sinks: bool = True,
+                 cluster: IService | None = None) -> None:
         """``admin=False`` leaves out the admin socket (tests on a task.Clock, where no
-        reactor runs to close a real socket)."""
+        reactor runs to close a real socket). Cluster roles (:mod:`hub.cluster.node`) give
+        the transports another ``port`` (the edge's), leave out ``transports`` or
+        ``sinks``, and add their ``cluster`` service, started before sinks and
+        transports."""
         super().__init__()
         self.hub = hub
         self._closed = False
@@ -101,12 +107,14 @@ class HubService(OrderedMultiService):
         snapshot.clock = hub.clock
         snapshot.setName("metrics-snapshot")
         snapshot.setServiceParent(self)
-        for name, section in hub.config.sinks.items():
+        if cluster is not None:
+            cluster.setServiceParent(self)
+        for name, section in hub.config.sinks.items() if sinks else ():
             self._add(f"sinks.{name}", hub.plugins.sinks[section.type].factory(hub, name,
                                                                                 section.options))
-        for name, section in hub.config.transports.items():
-            self._add(f"transports.{name}",
-                      hub.plugins.transports[section.type].factory(hub, name, section.options))
+        for name, section in hub.config.transports.items() if transports else ():
+            self._add(f"transports.{name}", hub.plugins.transports[section.type].factory(
+                hub if port is None else port, name, section.options))
         api = hub.config.api
         if admin and api is not None and api.enabled:  # needs a running asyncio reactor
             from hub.api.service import ApiService

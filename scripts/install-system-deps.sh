@@ -11,6 +11,8 @@ NEEDED=(
   "poppler-utils:pdftotext"            # tests turn report PDFs into text and PNGs
   "systemd:systemd-analyze"            # tests/integration/test_systemd_unit.py verifies conf/systemd/hub.service
   "chromium:chromium"                  # tests/browser drive it through Playwright (never its own browser download)
+  "nats-server:nats-server"            # cluster mode: JetStream between edge and core nodes (hub.cluster)
+  "haproxy:haproxy"                    # cluster tests: the L4 balancer in front of the edge nodes
 )
 missing=()
 for pair in "${NEEDED[@]}"; do

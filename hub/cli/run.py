@@ -27,7 +27,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     tune_gc(config.gc)
     start_logging(args.log_level or config.log_level, config.log_format)
     log = Logger(namespace="hub.cli")
-    service = HubService(Hub(config, plugins, reactor))
+    if args.role == "all":  # the single process: no NATS, nothing of hub.cluster imported
+        service = HubService(Hub(config, plugins, reactor))
+    else:
+        from hub.cluster.node import build_service
+
+        try:
+            service = build_service(args.role, Hub(config, plugins, reactor))
+        except ValueError as e:
+            print(f"hub run: {e}")
+            return 2
     exit_code = [0]
 
     def failed(f):
@@ -51,6 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     sp = add_config_argument(sub.add_parser("run", help="run the hub"))
     sp.add_argument("--log-level", choices=("debug", "info", "warn", "error"))
+    sp.add_argument("--role", choices=("all", "edge", "core"), default="all",
+                    help="all: the single process (default); edge: device protocols into "
+                    "NATS JetStream; core: partitions, alarms, journal, sinks (README: "
+                    "Cluster mode)")
     sp.set_defaults(func=cmd_run)
     add_config_argument(sub.add_parser("check", help="validate a configuration")).set_defaults(
         func=cmd_check)

@@ -39,11 +39,13 @@ VM_BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
 
 
-def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
-    """SIGTERM a service we started (so it can flush) and wait; SIGKILL if it hangs."""
+def terminate(proc: subprocess.Popen | None, timeout: float,
+              sig: int = signal.SIGTERM) -> None:
+    """SIGTERM (or ``sig``) a service we started (so it can flush) and wait; SIGKILL if it
+    hangs."""
     if proc is None or proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:

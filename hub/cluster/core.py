@@ -1,0 +1,376 @@
+"""The core role: partitions owned through leases, one worker per owned partition.
+
+*Ownership* — a JetStream KV bucket whose entries live ``lease_ttl`` seconds (the bucket's
+max age). A core holds partition ``p`` while it keeps updating ``p.<p>`` with the revision
+it last wrote (an optimistic compare-and-set: two cores can never both hold it). Cores
+announce themselves in ``node.<name>`` (same TTL); each aims at ``ceil(partitions /
+cores)`` partitions, takes free ones when it has fewer and releases its highest when it has
+more, so a core that joins, leaves or dies has its share moved within about one TTL. A core
+that cannot renew (NATS unreachable) stops its workers at once: the lease may be someone
+else's by the time it could renew.
+
+*A partition* — a :class:`hub.core.Hub` of its own (presence, alarm engine, journal,
+sinks) over the devices that hash to it, with its state directory under
+``cluster.partition_dir`` so that it moves with the lease. The stream sequence of the last
+applied message is written with each commit (a journal touch of the pseudo-device
+:data:`MARKER`), and that position, not the consumer's acknowledgements, is the cursor:
+the owner (re)creates the durable pull consumer ``p<p>`` to start right after it — when it
+takes the partition, and whenever a delivery is missing or repeated, a fetch failed or a
+commit failed — so messages are applied once and in stream order, whatever a dead owner
+left unacknowledged. A fetched batch is ingested, committed, and only then is its last
+message acknowledged (ack policy "all"). The alarm engine and presence of the new owner are
+restored from the same journal: no alarm is raised twice and no clear is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from hub.cluster.link import backoff
+from hub.cluster.wire import decode, device_token, partition_of
+from hub.config import AuditSettings, HubConfig
+
+if TYPE_CHECKING:
+    from hub.cluster.link import NatsLink
+    from hub.cluster.settings import ClusterSettings
+    from hub.core import Hub
+
+_log = Logger(namespace="hub.cluster.core")
+
+#: the journal's pseudo-device whose last_seen is the last applied stream sequence
+MARKER = "~stream"
+
+
+def partition_config(config: HubConfig, settings: ClusterSettings, p: int) -> HubConfig:
+    """The configuration of partition ``p``'s Hub: the node's, with the partition's
+    devices, its own state directory (journal, audit log and key move with the lease), no
+    transports and no API."""
+    pdir = os.path.join(settings.partition_dir, f"p{p}")
+    devices = [d for d in config.devices
+               if partition_of(device_token(d.id), settings.partitions) == p]
+    return dataclasses.replace(
+        config, name=f"p{p}", state_dir=pdir, devices=devices, transports={}, api=None,
+        journal=dataclasses.replace(config.journal, path=os.path.join(pdir, "journal.sqlite")),
+        audit=AuditSettings(os.path.join(pdir, "audit.sqlite"),
+                            os.path.join(pdir, "audit_key.pem")))
+
+
+class PartitionWorker:
+    def __init__(self, node: Hub, link: NatsLink, p: int,
+                 valid: Callable[[], bool] = lambda: True) -> None:
+        self.node = node
+        self.valid = valid  # whether the lease is surely still ours
+        self.link = link
+        self.settings = link.settings
+        self.p = p
+        self.hub: Hub | None = None
+        self.service: Any = None
+        self.committed = 0
+        self.sub: Any = None
+        self.delivered = 0
+        self._task: asyncio.Task | None = None
+        self._running = False
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async def start(self) -> None:
+        from hub.api.live import load_stored
+        from hub.cluster.store import open_platform_store
+        from hub.core import Hub
+        from hub.service import HubService
+
+        s = self.settings
+        config = partition_config(self.node.config, s, self.p)
+        os.makedirs(config.state_dir, exist_ok=True)
+        hub = Hub(config, self.node.plugins, self.node.clock, self.node.metrics)
+        store = open_platform_store(self.node.config)
+        if store is not None:  # devices created through the API, those of this partition
+            try:
+                load_stored(hub, [d for d in store.devices() if partition_of(
+                    device_token(d.id), s.partitions) == self.p])
+            finally:
+                store.close()
+        self.service = HubService(hub, admin=False)
+        await self.service.startService().asFuture(self._loop())
+        self.attach(hub)
+        await self.consume_from_journal()
+        self._running = True
+        self._task = asyncio.ensure_future(self._run())
+        _log.info("partition {p} owned by {node} (journal {path}, applied up to stream seq "
+                  "{seq})", p=self.p, node=s.node, path=config.journal.path, seq=self.committed)
+
+    async def consume_from_journal(self) -> None:
+        """(Re)create the partition's consumer at the first message the journal has not
+        applied. The journal's marker, not the consumer's acknowledgements, is the cursor:
+        a dead owner's unacknowledged deliveries would otherwise come back after newer
+        messages (out of order, past the marker) or be swept up by a later "ack all". Acks
+        only keep the consumer's lag visible."""
+        import nats.js.errors
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        s = self.settings
+        js = self.link.js
+        if self.sub is not None:
+            try:
+                await self.sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - gone with the connection
+                pass
+            self.sub = None
+        try:
+            await js.delete_consumer(s.stream, f"p{self.p}")
+        except nats.js.errors.NotFoundError:
+            pass
+        self.sub = await js.pull_subscribe(
+            f"{s.prefix}.in.{self.p}.*", durable=f"p{self.p}", stream=s.stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.ALL,
+                                  deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                  opt_start_seq=self.committed + 1, ack_wait=30.0,
+                                  max_ack_pending=-1, max_waiting=16))
+        self.delivered = 0  # the consumer sequence of the last delivery taken
+
+    def attach(self, hub: Hub) -> None:
+        """Work on ``hub`` (opened), from the stream position its journal has applied."""
+        self.hub = hub
+        self.committed = int(hub.journal.device_states().get(MARKER, 0))
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        try:
+            await self.sub.unsubscribe()
+        except Exception:  # noqa: BLE001 - the link may be down; the lease says who owns it
+            pass
+        if self.service is not None:
+            await self.service.stopService().asFuture(self._loop())
+        _log.info("partition {p} released by {node}", p=self.p, node=self.settings.node)
+
+    async def _run(self) -> None:
+        import nats.errors
+
+        attempt = 0
+        rewind = False
+        while self._running:
+            if not self.valid():  # not renewed for most of a TTL: maybe someone else's now
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                if rewind:
+                    await self.consume_from_journal()
+                    rewind = False
+                msgs = await self.sub.fetch(self.settings.fetch_batch, timeout=0.5)
+            except nats.errors.TimeoutError:
+                attempt = 0
+                continue
+            except Exception as e:  # noqa: BLE001 - the link is down or JetStream restarts
+                self.node.metrics.inc("cluster.fetch_errors")
+                _log.debug("partition {p}: fetch failed ({error})", p=self.p, error=repr(e))
+                rewind = True  # deliveries may have been lost with the connection
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            if not msgs:
+                continue
+            if not self.in_order(msgs):
+                # a delivery went missing (a fetch that timed out as it arrived) or came
+                # again: start over from the journal's position, in order
+                self.node.metrics.inc("cluster.rewinds")
+                rewind = True
+                continue
+            try:
+                await self.apply(msgs)
+            except Exception as e:  # noqa: BLE001 - not committed, not acked
+                self.node.metrics.inc("cluster.apply_errors")
+                _log.warn("partition {p}: {n} messages not committed ({error}); again from "
+                          "stream seq {seq}", p=self.p, n=len(msgs), error=repr(e),
+                          seq=self.committed + 1)
+                rewind = True
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+
+    def in_order(self, msgs: list[Any]) -> bool:
+        """Whether ``msgs`` are the consumer's next deliveries, each for the first time."""
+        for i, m in enumerate(msgs):
+            md = m.metadata
+            if md.sequence.consumer != self.delivered + 1 + i or md.num_delivered != 1:
+                return False
+        self.delivered += len(msgs)
+        return True
+
+    async def apply(self, msgs: list[Any]) -> None:
+        """Ingest ``msgs`` (in stream order), wait for the journal commit, then ack the
+        last (ack policy "all" acknowledges everything before it)."""
+        hub = self.hub
+        assert hub is not None
+        if not msgs:
+            return
+        batch = []
+        received = 0.0
+        last = self.committed
+        skipped = 0
+        for m in msgs:
+            seq = m.metadata.sequence.stream
+            if seq <= self.committed:
+                skipped += 1  # journaled already (a batch committed, then not acked)
+                continue
+            body = decode(m.data)
+            records = body.get("r")
+            if records is not None:
+                batch.append((body["d"], records))
+                received = max(received, body["t"])
+            elif "h" in body:
+                hub.heartbeat(body["d"], body["h"])
+            elif "x" in body:
+                hub.set_offline_after(body["d"], body.get("o"))
+            last = max(last, seq)
+        if skipped:
+            self.node.metrics.inc("cluster.redelivered_skipped", skipped)
+        if batch:
+            # One ingest for the whole fetch, as a transport does for a drained socket
+            # buffer: its received time is the latest message's (presence needs no finer).
+            # The marker rides on the same commit as the records. (A fetch of heartbeats
+            # only is acknowledged without one: applying a heartbeat twice changes nothing.)
+            d = hub.ingest_many(batch, received)
+            hub.journal.touch(MARKER, float(last))
+            await d.asFuture(self._loop())
+            self.committed = last
+        await msgs[-1].ack()
+        self.node.metrics.inc("cluster.consumed", len(msgs))
+
+
+class Owner:
+    """Keeps this core's fair share of the partitions (see the module's docstring)."""
+
+    def __init__(self, node: Hub, link: NatsLink) -> None:
+        self.node = node
+        self.link = link
+        self.settings = link.settings
+        self.workers: dict[int, PartitionWorker] = {}
+        self.revisions: dict[int, int] = {}
+        self.renewed: dict[int, float] = {}  # partition -> loop time of its last renewal
+        self._task: asyncio.Task | None = None
+        self._running = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called before the reactor runs its loop: the task goes on the reactor's own."""
+        self._running = True
+        self._task = loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        for p in sorted(self.revisions):
+            await self._drop(p, release=True)
+
+    async def _run(self) -> None:
+        period = self.settings.lease_ttl / 3
+        attempt = 0
+        while self._running:
+            await self.link.connected.wait()
+            try:
+                await self.tick()
+                attempt = 0
+                await asyncio.sleep(period)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - NATS went away mid-tick
+                _log.warn("partition leases: {error}; retrying", error=repr(e))
+                # Cannot prove ownership: stop the workers at once, but remember the leases'
+                # revisions: if nobody took one meanwhile, the next renewal proves it is
+                # still ours and its worker starts again without waiting for the TTL.
+                for p in sorted(self.workers):
+                    await self._stop_worker(p)
+                await asyncio.sleep(backoff(attempt, first=period / 4))
+                attempt += 1
+
+    async def tick(self) -> None:
+        import nats.js.errors
+
+        kv = self.link.kv
+        me = self.settings.node
+        n = self.settings.partitions
+        await kv.put(f"node.{me}", b"1")
+        try:
+            keys = set(await kv.keys())
+        except nats.js.errors.NoKeysError:
+            keys = set()
+        nodes = sorted(k[5:] for k in keys if k.startswith("node."))
+        share = math.ceil(n / max(1, len(nodes)))
+        for p, rev in sorted(self.revisions.items()):
+            try:
+                self.revisions[p] = await kv.update(f"p.{p}", me.encode(), last=rev)
+                self.renewed[p] = asyncio.get_running_loop().time()
+            except nats.js.errors.KeyWrongLastSequenceError:
+                _log.warn("partition {p}: lease lost", p=p)
+                await self._drop(p, release=False)
+                continue
+            if p not in self.workers:
+                await self._start_worker(p)
+        while len(self.revisions) > share:
+            await self._drop(max(self.revisions), release=True)
+        if len(self.revisions) < share:
+            start = nodes.index(me) * share if me in nodes else 0
+            for i in range(n):
+                p = (start + i) % n
+                if len(self.revisions) >= share:
+                    break
+                if f"p.{p}" in keys or p in self.revisions:
+                    continue
+                try:
+                    rev = await kv.create(f"p.{p}", me.encode())
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # another core was quicker
+                self.revisions[p] = rev
+                self.renewed[p] = asyncio.get_running_loop().time()
+                await self._start_worker(p)
+        self.node.metrics.set("cluster.partitions_owned", len(self.workers))
+        self.node.metrics.set("cluster.cores", len(nodes))
+
+    def _valid(self, p: int) -> bool:
+        renewed = self.renewed.get(p)
+        return renewed is not None and (asyncio.get_running_loop().time() - renewed
+                                        < 0.8 * self.settings.lease_ttl)
+
+    async def _start_worker(self, p: int) -> None:
+        worker = PartitionWorker(self.node, self.link, p, lambda: self._valid(p))
+        self.workers[p] = worker
+        try:
+            await worker.start()
+        except Exception:
+            _log.failure("partition {p} could not start", p=p)
+            await self._drop(p, release=True)
+
+    async def _stop_worker(self, p: int) -> None:
+        worker = self.workers.pop(p, None)
+        if worker is not None:
+            try:
+                await worker.stop()
+            except Exception:  # noqa: BLE001
+                _log.failure("partition {p} did not stop cleanly", p=p)
+
+    async def _drop(self, p: int, release: bool) -> None:
+        await self._stop_worker(p)
+        rev = self.revisions.pop(p, None)
+        self.renewed.pop(p, None)
+        if release and rev is not None:
+            try:
+                await self.link.kv.delete(f"p.{p}", last=rev)
+            except Exception:  # noqa: BLE001 - it expires by itself
+                pass

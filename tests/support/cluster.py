@@ -1,0 +1,398 @@
+"""nats-server (JetStream) and HAProxy on free loopback ports, for cluster-mode tests and
+scripts/bench_cluster.py. Each stops by the process it started; a restart keeps the ports
+and, for NATS, the JetStream store directory (that is what a server restart looks like)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import urllib.request
+
+from tests.support.services import free_port, port_open, terminate, wait_until
+
+NATS_BINARY = shutil.which("nats-server") or "/usr/sbin/nats-server"
+HAPROXY_BINARY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def start_logged(argv: list[str], log_path: str, ready, what: str,
+                 timeout: float) -> subprocess.Popen:
+    """Start ``argv`` with its output appended to ``log_path``; wait until ``ready()``
+    (failing at once if it exits, killing it if it never gets there)."""
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited; see {log_path}")
+        return ready()
+
+    try:
+        wait_until(up, timeout, what=what)
+    except TimeoutError:
+        proc.kill()
+        proc.wait(timeout)
+        raise
+    return proc
+
+
+class NatsServer:
+    """One nats-server with JetStream and the partition mapping hub.cluster needs.
+
+    Limits are set (a server sizes JetStream from the host's memory and disk otherwise).
+    """
+
+    def __init__(self, directory: str, partitions: int, prefix: str = "hub",
+                 max_file: str = "1G", max_mem: str = "64M") -> None:
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.port = free_port()
+        self.http_port = free_port()
+        self.conf_path = os.path.join(directory, "nats.conf")
+        self.log_path = os.path.join(directory, "nats.log")
+        self.proc: subprocess.Popen | None = None
+        mapping = (f'"{prefix}.in.*": '
+                   f'"{prefix}.in.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}"')
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join([
+                "server_name: hubtest",
+                f"listen: 127.0.0.1:{self.port}",
+                f"http: 127.0.0.1:{self.http_port}",
+                f"jetstream {{ store_dir: {os.path.join(directory, 'js')!r}, "
+                f"max_file_store: {max_file}, max_memory_store: {max_mem} }}",
+                f"mappings = {{ {mapping} }}",
+                "",
+            ]))
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.http_port}/healthz?js-enabled-only=true",
+                    timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 20.0) -> NatsServer:
+        if not os.path.exists(NATS_BINARY):
+            raise RuntimeError("nats-server is not installed (make system-deps)")
+        self.proc = start_logged([NATS_BINARY, "-c", self.conf_path], self.log_path,
+                                 self.healthy, f"nats-server on port {self.port}", timeout)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGINT: nats-server's clean stop (SIGTERM exits with 1)."""
+        proc, self.proc = self.proc, None
+        terminate(proc, timeout, signal.SIGINT)
+
+
+class Haproxy:
+    """HAProxy in TCP mode in front of ``backends`` (loopback ports): a backend that dies is
+    marked down within ~200 ms and its sessions are shut, so DTUs dial again and land on
+    another one."""
+
+    def __init__(self, directory: str, backends: list[int]) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.port = free_port()
+        self.conf_path = os.path.join(directory, "haproxy.cfg")
+        self.log_path = os.path.join(directory, "haproxy.log")
+        self.proc: subprocess.Popen | None = None
+        servers = [f"    server edge{i} 127.0.0.1:{p}" for i, p in enumerate(backends)]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join([
+                "global", "    maxconn 4000",  # more needs a higher fd limit than a test shell has
+                "defaults", "    mode tcp", "    timeout connect 500ms",
+                "    timeout client 10m", "    timeout server 10m", "    retries 2",
+                "    option redispatch",
+                "frontend dtus", f"    bind 127.0.0.1:{self.port}", "    default_backend edges",
+                "backend edges", "    balance roundrobin",
+                "    default-server check inter 200ms fastinter 100ms downinter 500ms fall 1 "
+                "rise 2 on-marked-down shutdown-sessions",
+                *servers, ""]))
+
+    def start(self, timeout: float = 20.0) -> Haproxy:
+        subprocess.run([HAPROXY_BINARY, "-c", "-q", "-f", self.conf_path], check=True,
+                       capture_output=True, timeout=30)
+        self.proc = start_logged([HAPROXY_BINARY, "-f", self.conf_path, "-db"],
+                                 self.log_path, lambda: port_open(self.port), "haproxy",
+                                 timeout)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        terminate(proc, timeout)
+
+
+# ---------------------------------------------------------------- a cluster of hub processes
+
+EFD_MAP = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "devices",
+                       "efd-example.yaml")
+FIRST_DTU = "861234500000000"
+
+
+def node_config(tmp: str, name: str, nats_url: str, dtu_port: int, dtu_ids: list[str],
+                partitions: int, lease_ttl: float = 3.0, poll_interval: float = 0.5) -> str:
+    """The configuration file of one node (edge or core: the same sections; the role is
+    chosen on the command line). Nodes share the partition directory (their partitions'
+    journals move between cores through it) and nothing else."""
+    import yaml
+
+    config = {
+        "hub": {"name": name, "state_dir": os.path.join(tmp, name)},
+        "journal": {"commit_interval_ms": 5},
+        "alarms": {"warning_ratio": 0,
+                   "defaults": {"overvoltage": {"alarm": 250, "hysteresis": 2, "delay": 0}}},
+        "models": {"efd": {"type": "modbus_map", "map": os.path.abspath(EFD_MAP)}},
+        "transports": {"dtu": {"type": "tcp_dtu", "host": "127.0.0.1", "port": dtu_port,
+                               "response_timeout": 1.0}},
+        "devices": [{"id": f"efd-{dtu}", "model": "efd", "transport": "dtu",
+                     "address": {"dtu": dtu, "slave": 1, "poll_interval": poll_interval}}
+                    for dtu in dtu_ids],
+        "cluster": {"nats": [nats_url], "node": name, "partitions": partitions,
+                    "lease_ttl_s": lease_ttl, "max_mb": 256,
+                    "partition_dir": os.path.join(tmp, "partitions")},
+    }
+    path = os.path.join(tmp, f"{name}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, allow_unicode=True)
+    return path
+
+
+def partition_journals(tmp: str) -> list[str]:
+    base = os.path.join(tmp, "partitions")
+    if not os.path.isdir(base):
+        return []
+    return sorted(os.path.join(base, p, "journal.sqlite") for p in os.listdir(base)
+                  if os.path.exists(os.path.join(base, p, "journal.sqlite")))
+
+
+def journal_rows(tmp: str) -> tuple[list[tuple], list[dict]]:
+    """Every reading ``(device, channel, quantity, ts)`` and every event (its JSON) in the
+    partition journals, read-only while the cores run."""
+    import json
+    import sqlite3
+
+    readings: list[tuple] = []
+    events: list[dict] = []
+    for path in partition_journals(tmp):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            readings += db.execute(
+                "SELECT device, channel, quantity, ts FROM readings").fetchall()
+            events += [json.loads(d) for (d,) in
+                       db.execute("SELECT data FROM records WHERE kind = 1 ORDER BY seq")]
+        finally:
+            db.close()
+    return readings, events
+
+
+def stream_records(url: str, stream: str = "HUB") -> list[tuple]:
+    """Every reading in the stream as ``(device, channel, quantity, ts)``: what JetStream
+    acknowledged to an edge, hence what a device may have been acknowledged for."""
+    import asyncio
+
+    import nats
+
+    from hub.cluster.wire import decode
+
+    async def read() -> list[tuple]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    m = await js.get_msg(stream, seq)
+                except nats.js.errors.NotFoundError:
+                    continue
+                body = decode(m.data)
+                out += [(r.device, r.channel, r.quantity, r.ts) for r in body.get("r") or ()
+                        if hasattr(r, "quantity")]
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def consumers_drained(nats_server: NatsServer, partitions: int, stream: str = "HUB") -> bool:
+    """Whether every partition's consumer exists and has nothing pending or unacknowledged."""
+    import asyncio
+
+    import nats
+
+    async def check() -> bool:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            for p in range(partitions):
+                try:
+                    info = await js.consumer_info(stream, f"p{p}")
+                except nats.js.errors.NotFoundError:
+                    return False
+                if info.num_pending or info.num_ack_pending:
+                    return False
+            return True
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(check())
+    except OSError:
+        return False
+
+
+class Node:
+    """One process of the cluster (``hub run --role ROLE -c config``, or the simulator);
+    a thread copies its output lines into :attr:`lines`."""
+
+    def __init__(self, name: str, role: str, argv: list[str], cwd: str) -> None:
+        import threading
+
+        self.name, self.role, self.cwd = name, role, cwd
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        # also to <cwd>/<name>.log: pytest keeps the last runs' tmp_path to read after a failure
+        with open(os.path.join(self.cwd, f"{self.name}.log"), "a", encoding="utf-8") as log:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
+        self.lines.append("")
+
+    def logged(self, text: str) -> list[str]:
+        return [line for line in list(self.lines) if text in line]
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        return wait_until(lambda: (self.logged(text) or [None])[0], timeout,
+                          what=f"{self.name} logging {text!r}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        terminate(self.proc, timeout)
+        return self.proc.returncode
+
+
+class Cluster:
+    """nats-server, ``edges`` edge and ``cores`` core processes, HAProxy in front of the
+    edges' DTU ports, and ``hub simulate dtu`` dialling HAProxy. :meth:`stop` ends what
+    was started, in reverse."""
+
+    def __init__(self, tmp: str, edges: int = 2, cores: int = 2, dtus: int = 12,
+                 partitions: int = 8, period: float = 4.0, poll_interval: float = 0.5,
+                 api: bool = False) -> None:
+        self.tmp, self.partitions = tmp, partitions
+        self.dtu_ids = [str(int(FIRST_DTU) + i) for i in range(dtus)]
+        self.devices = [f"efd-{d}" for d in self.dtu_ids]
+        self.nats = NatsServer(os.path.join(tmp, "nats"), partitions)
+        self.edge_ports = [free_port() for _ in range(edges)]
+        self.haproxy = Haproxy(os.path.join(tmp, "haproxy"), self.edge_ports)
+        self.api_ports: dict[str, int] = {}
+        self.configs: dict[str, str] = {}
+        names = [f"edge{i + 1}" for i in range(edges)] + [f"core{i + 1}" for i in range(cores)]
+        for i, name in enumerate(names):
+            port = self.edge_ports[i] if name.startswith("edge") else free_port()
+            self.configs[name] = node_config(tmp, name, self.nats.url, port, self.dtu_ids,
+                                             partitions, poll_interval=poll_interval)
+        if api:
+            self._add_api()
+        self.nodes: dict[str, Node] = {}
+        self.sim: Node | None = None
+        self.period = period
+
+    def _add_api(self) -> None:
+        import yaml
+
+        store = os.path.join(self.tmp, "platform.sqlite")
+        for name, path in self.configs.items():
+            with open(path) as f:
+                config = yaml.safe_load(f)
+            self.api_ports[name] = free_port()
+            config["api"] = {"port": self.api_ports[name], "store": store}
+            with open(path, "w") as f:
+                yaml.safe_dump(config, f, allow_unicode=True)
+
+    def start(self) -> Cluster:
+        from tests.support.hubproc import BIN
+
+        self.nats.start()
+        for name, path in self.configs.items():
+            role = name.rstrip("0123456789")
+            self.nodes[name] = Node(name, role, [str(BIN / "hub"), "run", "-c", path,
+                                                 "--role", role], self.tmp)
+        for node in self.nodes.values():
+            # under load a first connect may time out: then it logs "restored" instead
+            wait_until(lambda n=node: n.logged("NATS connected") or n.logged(
+                "NATS link restored"), 120, what=f"{node.name} connected to NATS")
+            if node.role == "edge":
+                node.wait_for("listening for DTUs", 30)
+        wait_until(lambda: len(self.owners()) == self.partitions, 60,
+                   what="every partition owned")
+        self.haproxy.start()
+        self.sim = Node("sim", "sim", [
+            str(BIN / "hub"), "simulate", "dtu", "--connect", f"127.0.0.1:{self.haproxy.port}",
+            "--id", self.dtu_ids[0], "--count", str(len(self.dtu_ids)), "--map",
+            os.path.abspath(EFD_MAP), "--episode", "overvoltage", "--period", str(self.period)],
+            self.tmp)
+        return self
+
+    def owners(self) -> dict[int, str]:
+        """partition -> a live core whose own last word on it was "owned" (each core's log
+        is in its own order; the logs of two cores are not comparable line by line)."""
+        import re
+
+        out: dict[int, str] = {}
+        for name, node in self.nodes.items():
+            if node.role != "core" or node.proc.poll() is not None:
+                continue
+            mine: dict[int, bool] = {}
+            for line in list(node.lines):
+                m = re.search(r"partition (\d+) (owned|released) by", line)
+                if m:
+                    mine[int(m.group(1))] = m.group(2) == "owned"
+            out.update({p: name for p, owned in mine.items() if owned})
+        return out
+
+    def edge_of(self, dtu: str) -> str | None:
+        """The live edge that last registered ``dtu`` (and did not see it leave since)."""
+        holder = None
+        for name, node in self.nodes.items():
+            if node.role != "edge" or node.proc.poll() is not None:
+                continue
+            state = None
+            for line in list(node.lines):
+                if f"DTU {dtu} registered" in line:
+                    state = "in"
+                elif f"DTU {dtu} disconnected" in line:
+                    state = "out"
+            if state == "in":
+                holder = name
+        return holder
+
+    def stop_sim(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+
+    def stop(self) -> dict[str, int]:
+        codes = {}
+        self.stop_sim()
+        self.haproxy.stop()
+        for name, node in reversed(list(self.nodes.items())):
+            codes[name] = node.stop()
+        self.nats.stop()
+        return codes
