@@ -32,6 +32,8 @@ from hub.store.base import (
     StoreError,
     User,
 )
+from hub.store.firmware import MIGRATION as FIRMWARE_MIGRATION
+from hub.store.firmware import FirmwareTables
 from hub.store.hazards import HazardTables
 
 T = TypeVar("T")
@@ -85,6 +87,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
                            ttl REAL NOT NULL);
     """,
+    # 6 as assigned (the integrator renumbers): firmware repository and OTA campaigns
+    FIRMWARE_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -125,7 +129,7 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts, settings"
 
 
-class SqliteStore(AlarmTables, HazardTables):
+class SqliteStore(AlarmTables, HazardTables, FirmwareTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:
