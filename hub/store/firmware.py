@@ -30,6 +30,7 @@ MIGRATION = """
         firmware_id INTEGER NOT NULL REFERENCES firmware (id), name TEXT NOT NULL,
         state TEXT NOT NULL, delivery TEXT NOT NULL, canary INTEGER NOT NULL,
         batch INTEGER NOT NULL, failure_bound REAL NOT NULL, wave INTEGER NOT NULL,
+        accepted_wave INTEGER NOT NULL,
         selection TEXT NOT NULL, limits TEXT NOT NULL, reason TEXT NOT NULL,
         created_by TEXT NOT NULL, created_ts REAL NOT NULL, updated_ts REAL NOT NULL);
     CREATE INDEX ota_campaigns_project ON ota_campaigns (project);
