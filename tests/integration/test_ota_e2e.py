@@ -1,0 +1,111 @@
+"""Firmware campaigns end to end: `hub run` (API and `coap_lwm2m`) and simulated queue-mode
+detectors on loopback UDP. Some devices sleep in the middle of the transfer and resume, some
+refuse the image with a result code; the campaign's canary wave goes first, the failure
+bound pauses it, a resume finishes it, and every device ends in the phase that matches what
+its simulator did, flashed at most once.
+
+The default suite runs 50 endpoints (pull) and 12 (push); `-m slow` runs the issue's 200.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.simulators.lwm2m.firmware import make_image, plan_behaviours
+from tests.support.ota import OtaHub, SimFleet
+from tests.support.services import wait_until
+
+TARGET = "1.1.10"  # the devices run 1.1.1: a substring compare would call them updated
+
+
+def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
+         drop_rate: float = 0.1, reject_rate: float = 0.02) -> None:
+    hub = OtaHub(tmp_path, count)
+    behaviours = plan_behaviours(count, drop_rate, reject_rate, reject_code=5, drop_after=2,
+                                 sleep_for=3.0)
+    sim = SimFleet(hub, behaviours)
+    try:
+        with hub.client() as c:
+            hub.proc.wait_for_all(*[f"{d} registered as" for d in hub.devices], timeout=60)
+            image = make_image(TARGET, 4000)
+            r = c.post("/api/firmware", params={"project": "p1", "version": TARGET,
+                                                "models": "nb-efd", "delivery": delivery},
+                       content=image, headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, r.text
+            fw = r.json()
+            assert fw["size"] == len(image) and not fw["signed"]
+            # a bound below one device's share: the first wave holding a refusing device
+            # pauses the campaign
+            r = c.post("/api/ota/campaigns", json={
+                "project": "p1", "firmware_id": fw["id"], "canary": canary, "batch": batch,
+                "failure_bound": 0.5 / batch if reject_rate else 0.1})
+            assert r.status_code == 201, r.text
+            cid = r.json()["id"]
+            assert r.json()["delivery"] == delivery
+
+            def state() -> dict:
+                return c.get(f"/api/ota/campaigns/{cid}").json()
+
+            paused = resumed = 0
+            while True:
+                now = wait_until(lambda: state() if state()["state"] != "running" else None,
+                                 240, 0.5, f"campaign {cid} to leave running")
+                if now["state"] != "paused":
+                    break
+                paused += 1
+                assert "above the bound" in now["reason"], now
+                # a paused campaign starts no wave: its devices all sit in ended waves
+                devices = c.get(f"/api/ota/campaigns/{cid}/devices").json()
+                assert all(d["phase"] == "queued" for d in devices if d["wave"] > now["wave"])
+                r = c.post(f"/api/ota/campaigns/{cid}/resume", json={"note": "checked"})
+                assert r.status_code == 200, r.text
+                resumed += 1
+            assert now["state"] == "finished", now
+            devices = {d["device"]: d for d in c.get(f"/api/ota/campaigns/{cid}/devices")
+                       .json()}
+            history = c.get(f"/api/ota/campaigns/{cid}/devices/{hub.devices[0]}/history"
+                            ).json()
+        firmware = sim.firmware()
+        rejecting = {hub.devices[i] for i, b in enumerate(behaviours) if b.reject}
+        dropping = {hub.devices[i] for i, b in enumerate(behaviours) if b.drop_after}
+        assert len(rejecting) == round(count * reject_rate)
+        assert len(dropping) == round(count * drop_rate)
+        for i, dev in enumerate(hub.devices):
+            d, fwo = devices[dev], firmware[i]
+            if dev in rejecting:
+                assert (d["phase"], d["result_code"]) == ("failed", 5), d
+                assert fwo.flashes == [] and fwo.version == "1.1.1"
+            else:
+                assert d["phase"] == "succeeded", d
+                assert fwo.flashes == [TARGET], (dev, fwo.flashes)  # flashed exactly once
+            if dev in dropping:
+                assert fwo.dropped, dev  # it did sleep mid-transfer, and still got there
+        assert paused == (1 if rejecting else 0) and resumed == paused
+        waves = sorted({d["wave"] for d in devices.values()})
+        assert sum(1 for d in devices.values() if d["wave"] == 0) == canary
+        assert waves == list(range(len(waves)))
+        phases = [h["phase"] for h in history]
+        assert phases[:2] == ["checking", "resetting"] and phases[-2:] == ["verifying",
+                                                                             "succeeded"]
+    finally:
+        sim.stop()
+        log = hub.stop()
+    assert "Traceback" not in log
+    events = [line for line in log.splitlines() if "OTA campaign" in line]
+    assert any("paused" in e for e in events) == bool(rejecting)
+    assert any("finished" in e for e in events)
+
+
+def test_pull_campaign_50_sleepy_detectors(tmp_path):
+    _run(tmp_path, 50, "pull", canary=5, batch=20)
+
+
+def test_push_campaign_12_sleepy_detectors(tmp_path):
+    _run(tmp_path, 12, "push", canary=2, batch=5, drop_rate=0.17, reject_rate=0.0)
+
+
+@pytest.mark.slow
+def test_pull_campaign_200_sleepy_detectors(tmp_path, request):
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("200 endpoints take minutes: run with -m slow")
+    _run(tmp_path, 200, "pull", canary=10, batch=50)
