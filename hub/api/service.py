@@ -82,6 +82,7 @@ class ApiService(Service):
         self.ctx.desk = self.desk
         # firmware campaigns; taken up once the transports run (their drivers carry them)
         self.ctx.ota = OtaManager(self.hub, self.store, s.ota, self.hub.config.state_dir)
+        self.hub.ota = self.ctx.ota  # `hub ota` reaches it through the admin socket
         self.hub.clock.callLater(0, self.ctx.ota.start)
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         # proto given explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
