@@ -31,7 +31,7 @@ LIMITS = {"check": 60, "reset": 60, "deliver": 90, "download": 90, "update": 60,
 
 class OtaHub:
     def __init__(self, tmp: Path, count: int, api: dict[str, Any] | None = None,
-                 block: int = 512) -> None:
+                 block: int = 512, limits: dict[str, float] | None = None) -> None:
         self.port = free_udp_port()
         self.ids = imeis(IMEI_BASE, count)
         self.devices = [f"nb-{i:04d}" for i in range(count)]
@@ -39,7 +39,7 @@ class OtaHub:
         config.write_text(yaml.safe_dump({
             "hub": {"name": "otatest", "state_dir": str(tmp / "var")},
             "journal": {"commit_interval_ms": 5},
-            "api": {"port": 0, "ota": {"limits": LIMITS, **(api or {})}},
+            "api": {"port": 0, "ota": {"limits": {**LIMITS, **(limits or {})}, **(api or {})}},
             "transports": {"nb": {"type": "coap_lwm2m", "host": "127.0.0.1",
                                   "port": self.port, "queue_window": 1.0,
                                   "request_timeout": 2.0, "attempts": 6,
