@@ -26,10 +26,12 @@ def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
     slow = wake_every > 2.0
     hub = OtaHub(tmp_path, count, limits={"check": 180, "reset": 180, "deliver": 240,
                                           "download": 240, "update": 180, "verify": 180,
-                                          "poll_after": 10} if slow else None)
+                                          "poll_after": 10} if slow else None,
+                 queue_window=3.0 if slow else 1.0)
     behaviours = plan_behaviours(count, drop_rate, reject_rate, reject_code=5, drop_after=2,
                                  sleep_for=3.0)
-    sim = SimFleet(hub, behaviours, update_interval=wake_every)
+    sim = SimFleet(hub, behaviours, update_interval=wake_every,
+                   window=4.0 if slow else 1.5)
     try:
         with hub.client() as c:
             hub.proc.wait_for_all(*[f"{d} registered as" for d in hub.devices], timeout=60)
@@ -49,13 +51,14 @@ def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
             cid = r.json()["id"]
             assert r.json()["delivery"] == delivery
 
-            def state() -> dict:
-                return c.get(f"/api/ota/campaigns/{cid}").json()
+            def ended() -> dict | None:
+                s = c.get(f"/api/ota/campaigns/{cid}").json()
+                return s if s["state"] != "running" else None
 
             paused = resumed = 0
             while True:
-                now = wait_until(lambda: state() if state()["state"] != "running" else None,
-                                 900 if slow else 240, 0.5, f"campaign {cid} to leave running")
+                now = wait_until(ended, 900 if slow else 240, 0.5,
+                                 f"campaign {cid} to leave running")
                 if now["state"] != "paused":
                     break
                 paused += 1

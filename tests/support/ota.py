@@ -31,7 +31,8 @@ LIMITS = {"check": 60, "reset": 60, "deliver": 90, "download": 90, "update": 60,
 
 class OtaHub:
     def __init__(self, tmp: Path, count: int, api: dict[str, Any] | None = None,
-                 block: int = 512, limits: dict[str, float] | None = None) -> None:
+                 block: int = 512, limits: dict[str, float] | None = None,
+                 queue_window: float = 1.0) -> None:
         self.port = free_udp_port()
         self.ids = imeis(IMEI_BASE, count)
         self.devices = [f"nb-{i:04d}" for i in range(count)]
@@ -41,7 +42,7 @@ class OtaHub:
             "journal": {"commit_interval_ms": 5},
             "api": {"port": 0, "ota": {"limits": {**LIMITS, **(limits or {})}, **(api or {})}},
             "transports": {"nb": {"type": "coap_lwm2m", "host": "127.0.0.1",
-                                  "port": self.port, "queue_window": 1.0,
+                                  "port": self.port, "queue_window": queue_window,
                                   "request_timeout": 2.0, "attempts": 6,
                                   "firmware_block": block}},
             "models": {"nb-efd": {"type": "lwm2m_ipso"}},

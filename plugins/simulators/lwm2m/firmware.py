@@ -97,7 +97,9 @@ class FirmwareObject:
         if not uri:
             self.reset()
             return False
-        if self.state not in (IDLE,):
+        if self.state == DOWNLOADING and uri == self.uri:
+            return False  # the same write again (its answer was lost): nothing new
+        if self.state != IDLE:
             raise StateError(f"a download is under way (state {self.state})")
         self.uri = uri
         self._begin()
