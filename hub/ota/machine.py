@@ -141,6 +141,7 @@ class DeviceUpdate:
     _next_id: int = 0
     _deadline: Any = None
     _poll: Any = None
+    _refusal: str = ""
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -234,6 +235,14 @@ class DeviceUpdate:
                 self._rearm_poll()
         elif kind == "read_status":
             state, result = value if isinstance(value, tuple) else (None, None)
+            if self.phase is Phase.DELIVERING:  # after a refused URI write
+                if state == DOWNLOADING and not result:
+                    self._enter(Phase.DOWNLOADING, self.limits.download,
+                                "the device downloads (the URI write was a repeat)")
+                    self._rearm_poll()
+                elif state != DOWNLOADED:
+                    self._finish(Phase.FAILED, self._refusal)
+                    return
             self.reported(state, result)
             if self.phase in (Phase.DOWNLOADING, Phase.UPDATING) and self._step is None:
                 self._rearm_poll()
@@ -241,6 +250,15 @@ class DeviceUpdate:
             self._rearm_poll()  # the device flashes and reboots; its Result tells
 
     def _refused(self, step: Step, detail: str) -> None:
+        if step.kind == "write_uri" and self.phase is Phase.DELIVERING:
+            # a write sent again after its answer was lost finds the download under way,
+            # and a device may refuse it for that: its State tells
+            self._refusal = f"{step.kind}: {detail}"
+            self._send("read_status")
+            return
+        if step.kind == "read_status" and self.phase is Phase.DELIVERING:
+            self._finish(Phase.FAILED, self._refusal)
+            return
         if step.kind == "read_status" or (step.kind == "execute" and self.flashed
                                           and self.phase is Phase.UPDATING):
             self._rearm_poll()

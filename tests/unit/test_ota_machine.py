@@ -278,3 +278,21 @@ def test_limits_must_be_positive():
         Limits(check=0)
     with pytest.raises(ValueError):
         Limits(attempts=0)
+
+
+def test_a_refused_repeat_of_the_uri_write_finds_the_download_going():
+    r = Rig()
+    r.u.start()
+    r.ok("1.0")
+    r.ok()
+    r.u.step_done(r.step.id, "failed", detail="4.05 Method Not Allowed")
+    assert r.u.phase is Phase.DELIVERING and r.step.kind == "read_status"
+    r.ok((1, 0))
+    assert r.u.phase is Phase.DOWNLOADING
+    r2 = Rig()
+    r2.u.start()
+    r2.ok("1.0")
+    r2.ok()
+    r2.u.step_done(r2.step.id, "failed", detail="4.05 Method Not Allowed")
+    r2.ok((0, 0))  # idle: it really refused
+    assert r2.u.phase is Phase.FAILED and "4.05" in r2.u.detail
