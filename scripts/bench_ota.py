@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import subprocess
 import tempfile
@@ -42,6 +43,7 @@ from scripts.bench_lwm2m import (
     free_udp_port,
     metrics_snapshot,
     sim_observations,
+    start_simulators,
     wait_snapshot,
     wait_until,
 )
@@ -87,20 +89,11 @@ def run(args: argparse.Namespace) -> dict:
     try:
         listening = LogCount(log_path, "API listening on")
         wait_until("hub listening", lambda: listening.update() > 0, 120, [hub])
-        import re
         url = re.search(r"API listening on (http://[^/ ]+)/", log_path.read_text()).group(1)
         registered = LogDevices(log_path, r": (\S+) registered as ")
-        per = -(-args.devices // args.sim_procs)
-        for k in range(args.sim_procs):
-            n = min(per, args.devices - k * per)
-            if n <= 0:
-                break
-            cmd = [str(BIN / "hub"), "simulate", "lwm2m", "--server", f"127.0.0.1:{port}",
-                   "--count", str(n), "--imei-base", str(IMEI_BASE + k * per),
-                   "--format", "senml", "--interval", f"{args.interval:g}", "--ramp", "500",
-                   "--lifetime", "3600", "--status-interval", "2", "--fw-version", "1.0.0"]
-            with open(tmp / f"sim-{k}.log", "w") as f:
-                sims.append(subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT))
+        sims += start_simulators(tmp, port, args.devices, args.sim_procs, IMEI_BASE, [
+            "--interval", f"{args.interval:g}", "--ramp", "500", "--status-interval", "2",
+            "--fw-version", "1.0.0"])
         procs = [hub, *sims]
         wait_until("every device registered", lambda: registered.update() >= args.devices,
                    args.devices / 20 + 120, procs)

@@ -21,6 +21,7 @@ from hub.ota.images import ImageError
 from hub.ota.manager import CampaignError
 from hub.ota.version import SCHEMES, VersionError, parse
 from hub.store.base import Conflict
+from hub.store.firmware import CampaignDevice
 
 router = APIRouter(prefix="/api", tags=["ota"])
 
@@ -83,18 +84,6 @@ class CampaignOut(BaseModel):
     progress: dict[str, int]
 
 
-class CampaignDeviceOut(BaseModel):
-    device: str
-    wave: int
-    phase: str
-    attempt: int
-    result_code: int | None
-    detail: str
-    from_version: str | None
-    flashed: bool
-    updated_ts: float
-
-
 class HistoryOut(BaseModel):
     seq: int
     device: str
@@ -105,6 +94,14 @@ class HistoryOut(BaseModel):
 
 class ActIn(Strict):
     note: str = Field(default="", max_length=1000)
+
+
+def _scope(caller: Any, tree: Any, project: str | None) -> set[str] | None:
+    """The projects a list covers: the caller's readable ones, or the one asked for."""
+    projects = readable_projects(caller, tree)
+    if project is not None:
+        projects = {project} if projects is None or project in projects else set()
+    return projects
 
 
 def _manager(ctx: Any) -> Any:
@@ -196,9 +193,7 @@ async def upload_firmware(
 async def list_firmware(caller: Caller, tree: OrgTree, ctx: Ctx,
                         project: Annotated[str | None, Query(max_length=64)] = None
                         ) -> list[FirmwareOut]:
-    projects = readable_projects(caller, tree)
-    if project is not None:
-        projects = {project} if projects is None or project in projects else set()
+    projects = _scope(caller, tree, project)
     rows = await ctx.run(ctx.store.firmware_list, projects)
     return [FirmwareOut(**f.as_dict()) for f in rows]
 
@@ -265,9 +260,7 @@ async def start_campaign(body: CampaignIn, caller: Caller, tree: OrgTree,
 async def list_campaigns(caller: Caller, tree: OrgTree, ctx: Ctx,
                          project: Annotated[str | None, Query(max_length=64)] = None
                          ) -> list[CampaignOut]:
-    projects = readable_projects(caller, tree)
-    if project is not None:
-        projects = {project} if projects is None or project in projects else set()
+    projects = _scope(caller, tree, project)
     rows = await ctx.run(ctx.store.campaigns, projects)
     return [await _campaign_out(ctx, c) for c in rows]
 
@@ -279,17 +272,15 @@ async def get_campaign(campaign_id: CampaignId, caller: Caller, tree: OrgTree,
     return await _campaign_out(ctx, await _campaign(ctx, caller, tree, campaign_id, False))
 
 
-@router.get("/ota/campaigns/{campaign_id}/devices", response_model=list[CampaignDeviceOut],
+@router.get("/ota/campaigns/{campaign_id}/devices", response_model=list[CampaignDevice],
             responses=ERRORS)
 async def campaign_devices(campaign_id: CampaignId, caller: Caller, tree: OrgTree,
-                           ctx: Ctx) -> list[CampaignDeviceOut]:
+                           ctx: Ctx) -> list[CampaignDevice]:
     """Every device of the campaign: its wave, phase, attempts and the device's result."""
     await _campaign(ctx, caller, tree, campaign_id, False)
     if getattr(ctx, "ota", None) is not None:
         await ctx.ota.flush().asFuture(asyncio.get_running_loop())
-    rows = await ctx.run(ctx.store.campaign_devices, campaign_id)
-    return [CampaignDeviceOut(**{k: v for k, v in r.as_dict().items() if k != "campaign_id"})
-            for r in rows]
+    return await ctx.run(ctx.store.campaign_devices, campaign_id)
 
 
 @router.get("/ota/campaigns/{campaign_id}/devices/{device_id}/history",

@@ -179,6 +179,16 @@ def admin_op(hub: Any, request: dict[str, Any]) -> Any:
     return {"ok": True, "campaign": c.as_dict()}
 
 
+def _reader(verbs: argparse._SubParsersAction, name: str, help: str,
+            func: Any) -> argparse.ArgumentParser:
+    """A subcommand that reads the store: ``-c`` and ``--json``."""
+    p = verbs.add_parser(name, help=help)
+    add_config_argument(p)
+    add_output_arguments(p, times=False)
+    p.set_defaults(func=func)
+    return p
+
+
 def add_ota_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ota", help="firmware updates: the repository and campaigns")
     verbs = p.add_subparsers(dest="ota_command", metavar="COMMAND")
@@ -198,11 +208,8 @@ def add_ota_command(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--signature", help="Ed25519 signature over the image (hex or base64)")
     add.add_argument("--notes", default="")
     add.set_defaults(func=cmd_firmware_add)
-    ls = fw_verbs.add_parser("list", help="images of the repository")
-    add_config_argument(ls)
-    add_output_arguments(ls, times=False)
-    ls.add_argument("--project")
-    ls.set_defaults(func=cmd_firmware_list)
+    _reader(fw_verbs, "list", "images of the repository", cmd_firmware_list).add_argument(
+        "--project")
 
     start = verbs.add_parser("start", help="start a campaign (through the running hub)")
     add_config_argument(start)
@@ -226,19 +233,8 @@ def add_ota_command(sub: argparse._SubParsersAction) -> None:
         a.add_argument("campaign", type=int)
         a.add_argument("--note", default="")
         a.set_defaults(func=cmd_act, act=act)
-    lst = verbs.add_parser("list", help="campaigns and their progress")
-    add_config_argument(lst)
-    add_output_arguments(lst, times=False)
-    lst.add_argument("--project")
-    lst.set_defaults(func=cmd_list)
-    show = verbs.add_parser("show", help="a campaign's devices")
-    add_config_argument(show)
-    add_output_arguments(show, times=False)
-    show.add_argument("campaign", type=int)
-    show.set_defaults(func=cmd_show)
-    hist = verbs.add_parser("history", help="one device's phases in a campaign")
-    add_config_argument(hist)
-    add_output_arguments(hist, times=False)
+    _reader(verbs, "list", "campaigns and their progress", cmd_list).add_argument("--project")
+    _reader(verbs, "show", "a campaign's devices", cmd_show).add_argument("campaign", type=int)
+    hist = _reader(verbs, "history", "one device's phases in a campaign", cmd_history)
     hist.add_argument("campaign", type=int)
     hist.add_argument("device")
-    hist.set_defaults(func=cmd_history)

@@ -39,15 +39,10 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError("the PEM key is not an Ed25519 public key")
         return key
-    raw: bytes | None = None
-    for decode in (bytes.fromhex, base64.b64decode):
-        try:
-            raw = decode(t)
-        except (ValueError, binascii.Error):
-            continue
-        if len(raw) == 32:
-            return Ed25519PublicKey.from_public_bytes(raw)
-    raise ValueError("not an Ed25519 public key (PEM, or 32 bytes in hex or base64)")
+    raw = _hex_or_base64(t, 32)
+    if raw is None:
+        raise ValueError("not an Ed25519 public key (PEM, or 32 bytes in hex or base64)")
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def verify_signature(image: bytes, signature: bytes,
@@ -135,12 +130,19 @@ class ImageStore:
 
 
 def _decode_signature(text: str) -> bytes:
-    t = text.strip()
+    sig = _hex_or_base64(text.strip(), 64)
+    if sig is None:
+        raise ImageError("the signature is not 64 bytes in hex or base64 (Ed25519)", 422)
+    return sig
+
+
+def _hex_or_base64(text: str, length: int) -> bytes | None:
+    """``length`` bytes written in hex or base64, or None."""
     for decode in (bytes.fromhex, base64.b64decode):
         try:
-            sig = decode(t)
+            raw = decode(text)
         except (ValueError, binascii.Error):
             continue
-        if len(sig) == 64:
-            return sig
-    raise ImageError("the signature is not 64 bytes in hex or base64 (Ed25519)", 422)
+        if len(raw) == length:
+            return raw
+    return None
