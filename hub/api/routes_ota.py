@@ -21,7 +21,7 @@ from hub.ota.images import ImageError
 from hub.ota.manager import CampaignError
 from hub.ota.version import SCHEMES, VersionError, parse
 from hub.store.base import Conflict
-from hub.store.firmware import CampaignDevice
+from hub.store.firmware import CampaignDevice, Firmware
 
 router = APIRouter(prefix="/api", tags=["ota"])
 
@@ -29,21 +29,6 @@ FirmwareId = Annotated[int, Path(ge=1, le=2**62)]
 CampaignId = Annotated[int, Path(ge=1, le=2**62)]
 DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
 Delivery = Literal["pull", "push"]
-
-
-class FirmwareOut(BaseModel):
-    id: int
-    project: str
-    models: list[str]
-    version: str
-    scheme: str
-    delivery: Delivery
-    size: int
-    sha256: str
-    signed: bool
-    notes: str
-    uploaded_by: str
-    uploaded_ts: float
 
 
 class CampaignIn(Strict):
@@ -145,7 +130,7 @@ async def _campaign_out(ctx: Any, c: Any) -> CampaignOut:
 
 # ---------------------------------------------------------------- firmware
 
-@router.post("/firmware", response_model=FirmwareOut, status_code=201, responses={
+@router.post("/firmware", response_model=Firmware, status_code=201, responses={
     **ERRORS, 413: {"description": "larger than api.ota.max_image_kb"}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
@@ -160,7 +145,7 @@ async def upload_firmware(
     notes: Annotated[str, Query(max_length=4000)] = "",
     signature: Annotated[str | None, Query(max_length=200, description="Ed25519 signature "
                                            "over the image, hex or base64")] = None,
-) -> FirmwareOut:
+) -> Firmware:
     """Add an image (the raw body) to the project's firmware repository; manager or above.
     Its SHA-256 is recorded and, with vendor keys configured, its signature checked."""
     if project not in tree.by_code:
@@ -186,22 +171,22 @@ async def upload_firmware(
                            data, signature, notes, caller.name)
     except Conflict:
         raise HTTPException(409, f"project {project} has firmware {version} already") from None
-    return FirmwareOut(**fw.as_dict())
+    return fw
 
 
-@router.get("/firmware", response_model=list[FirmwareOut], responses=ERRORS)
+@router.get("/firmware", response_model=list[Firmware], responses=ERRORS)
 async def list_firmware(caller: Caller, tree: OrgTree, ctx: Ctx,
                         project: Annotated[str | None, Query(max_length=64)] = None
-                        ) -> list[FirmwareOut]:
+                        ) -> list[Firmware]:
     projects = _scope(caller, tree, project)
     rows = await ctx.run(ctx.store.firmware_list, projects)
-    return [FirmwareOut(**f.as_dict()) for f in rows]
+    return rows
 
 
-@router.get("/firmware/{firmware_id}", response_model=FirmwareOut, responses=ERRORS)
+@router.get("/firmware/{firmware_id}", response_model=Firmware, responses=ERRORS)
 async def get_firmware(firmware_id: FirmwareId, caller: Caller, tree: OrgTree,
-                       ctx: Ctx) -> FirmwareOut:
-    return FirmwareOut(**(await _firmware(ctx, caller, tree, firmware_id)).as_dict())
+                       ctx: Ctx) -> Firmware:
+    return await _firmware(ctx, caller, tree, firmware_id)
 
 
 @router.delete("/firmware/{firmware_id}", status_code=204, responses=ERRORS)
