@@ -57,7 +57,7 @@ def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
 
             paused = resumed = 0
             while True:
-                now = wait_until(ended, 900 if slow else 240, 0.5,
+                now = wait_until(ended, 900 if slow else 600, 0.5,
                                  f"campaign {cid} to leave running")
                 if now["state"] != "paused":
                     break
@@ -74,6 +74,12 @@ def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
                        .json()}
             history = c.get(f"/api/ota/campaigns/{cid}/devices/{hub.devices[0]}/history"
                             ).json()
+            # each device's start and end are journaled events
+            notices = c.get("/api/events", params={"state": "notice", "limit": 1000}
+                            ).json()["items"]
+            codes: dict[str, set] = {}
+            for e in notices:
+                codes.setdefault(e["device"], set()).add(e["code"])
         firmware = sim.firmware()
         rejecting = {hub.devices[i] for i, b in enumerate(behaviours) if b.reject}
         dropping = {hub.devices[i] for i, b in enumerate(behaviours) if b.drop_after}
@@ -81,10 +87,13 @@ def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
         assert len(dropping) == round(count * drop_rate)
         for i, dev in enumerate(hub.devices):
             d, fwo = devices[dev], firmware[i]
+            assert "ota_started" in codes.get(dev, ()), dev
             if dev in rejecting:
+                assert "ota_failed" in codes[dev]
                 assert (d["phase"], d["result_code"]) == ("failed", 5), d
                 assert fwo.flashes == [] and fwo.version == "1.1.1"
             else:
+                assert "ota_succeeded" in codes[dev]
                 assert d["phase"] == "succeeded", d
                 assert fwo.flashes == [TARGET], (dev, fwo.flashes)  # flashed exactly once
             if dev in dropping:

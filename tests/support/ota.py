@@ -25,8 +25,8 @@ from tests.support.services import free_udp_port
 IMEI_BASE = 861234567800000
 
 #: short phases, so that a test ends in seconds; a sleepy device still wakes within them
-LIMITS = {"check": 60, "reset": 60, "deliver": 90, "download": 90, "update": 60,
-          "verify": 60, "poll_after": 4, "tries": 3, "attempts": 3}
+LIMITS = {"check": 150, "reset": 150, "deliver": 240, "download": 240, "update": 150,
+          "verify": 150, "poll_after": 4, "tries": 5, "attempts": 3}
 
 
 class OtaHub:

@@ -67,7 +67,7 @@ class FirmwareDriver:
         self._by_sha: dict[str, bytes] = {}
         self._updates: dict[str, DeviceUpdate] = {}
         self._push_next: dict[tuple[str, str], int] = {}  # (device, sha256) → next block
-        self._pending: dict[str, Any] = {}  # device → Deferred of the queued step
+        self._pending: dict[str, Any] = {}  # device → (Deferred, kind) of the queued step
         self.blocks_served = 0
         self.bytes_served = 0
 
@@ -88,9 +88,9 @@ class FirmwareDriver:
 
     def detach(self, device: str) -> None:
         update = self._updates.pop(device, None)
-        d = self._pending.pop(device, None)
-        if d is not None and not d.called:
-            d.cancel()
+        pending = self._pending.pop(device, None)
+        if pending is not None and not pending[0].called and pending[1] != "reset":
+            pending[0].cancel()  # a cancelled update's reset still goes out
         if update is not None:
             sha = getattr(update, "image_sha256", "")
             self._push_next.pop((device, sha), None)
@@ -109,10 +109,10 @@ class FirmwareDriver:
         except QueueFull as e:
             update.step_done(step.id, "timed_out", detail=str(e))
             return
-        self._pending[device] = d
+        self._pending[device] = (d, step.kind)
 
         def done(result: CommandResult) -> None:
-            if self._pending.get(device) is d:
+            if self._pending.get(device, (None,))[0] is d:
                 del self._pending[device]
             outcome = {CommandStatus.SUCCEEDED: "ok", CommandStatus.FAILED: "failed"}.get(
                 result.status, "timed_out")
