@@ -21,6 +21,9 @@ The protocol is one JSON object per line each way::
     → {"op": "rewind_cursor", "name": "history", "seq": 1200, "by": "alice"}   (or "ts")
     ← {"ok": true, "name": "history", "from": 5000, "to": 1200, "records": 3800}
 
+    → {"op": "ota", "act": "pause", "campaign": 7, "by": "alice", "note": ""}
+    ← {"ok": true, "campaign": {...}}      (``hub ota``: start, pause, resume, cancel)
+
     → {"op": "ping"}
     ← {"ok": true, "hub": "hub", "seq": 1234}
 
@@ -169,12 +172,18 @@ class AdminProtocol(LineOnlyReceiver):
         """Record an account change made by ``hub users`` (it writes the platform store
         itself; the audit log has one writer, this process)."""
         action = str(request.get("action") or "")
-        if not action.startswith(("user.", "role.", "alarm.", "hazard.")):
+        if not action.startswith(("user.", "role.", "alarm.", "hazard.", "firmware.")):
             return {"ok": False, "error": f"not an account or alarm action: {action!r}"}
         d = self.hub.audit.record(str(request.get("by") or "?"), action,
                                   str(request.get("subject") or ""),
                                   dict(request.get("details") or {}))
         return d.addCallback(lambda seq: {"ok": True, "seq": seq})
+
+    def op_ota(self, request: dict[str, Any]) -> Any:
+        """``hub ota start|pause|resume|cancel`` (see :mod:`hub.ota.cli`)."""
+        from hub.ota.cli import admin_op
+
+        return admin_op(self.hub, request)
 
     def op_rewind_cursor(self, request: dict[str, Any]) -> dict[str, Any]:
         """Move a cursor back (to ``seq``, or to the last record committed at or before

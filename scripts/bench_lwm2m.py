@@ -225,6 +225,24 @@ def sim_observations(log: Path) -> int:
     return int(found[-1]) if found else 0
 
 
+def start_simulators(tmp: Path, port: int, devices: int, procs: int, imei_base: int,
+                     extra: list[str]) -> list[subprocess.Popen]:
+    """``hub simulate lwm2m`` processes sharing ``devices`` endpoints (SenML, lifetime 1 h),
+    each logging to ``tmp/sim-<k>.log``."""
+    per = -(-devices // procs)
+    sims = []
+    for k in range(procs):
+        n = min(per, devices - k * per)
+        if n <= 0:
+            break
+        cmd = [str(BIN / "hub"), "simulate", "lwm2m", "--server", f"127.0.0.1:{port}",
+               "--count", str(n), "--imei-base", str(imei_base + k * per), "--format", "senml",
+               "--lifetime", "3600", *extra]
+        with open(tmp / f"sim-{k}.log", "w") as f:
+            sims.append(subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT))
+    return sims
+
+
 def wait_until(what: str, predicate, timeout: float, procs: list) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -256,20 +274,11 @@ def bench_hub(args: argparse.Namespace, ceiling: float | None) -> dict:
         listening = LogCount(log_path, "LwM2M/CoAP server on udp")
         wait_until("hub listening", lambda: listening.update() > 0, 120, [hub])
         registered = LogDevices(log_path, r": (\S+) registered as ")
-        per = -(-args.devices // args.sim_procs)
         # every simulator opens its sockets first; registering starts for all at once
         start_at = time.time() + args.sim_startup
-        for k in range(args.sim_procs):
-            n = min(per, args.devices - k * per)
-            if n <= 0:
-                break
-            cmd = [str(BIN / "hub"), "simulate", "lwm2m", "--server", f"127.0.0.1:{port}",
-                   "--count", str(n), "--imei-base", str(IMEI_BASE + k * per),
-                   "--format", "senml", "--interval", f"{interval:g}", "--ramp", "100000",
-                   "--concurrency", str(args.concurrency), "--lifetime", "3600",
-                   "--status-interval", "1", "--start-at", f"{start_at:.3f}"]
-            with open(tmp / f"sim-{k}.log", "w") as f:
-                sims.append(subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT))
+        sims += start_simulators(tmp, port, args.devices, args.sim_procs, IMEI_BASE, [
+            "--interval", f"{interval:g}", "--ramp", "100000", "--concurrency",
+            str(args.concurrency), "--status-interval", "1", "--start-at", f"{start_at:.3f}"])
         wait_until("every device registered", lambda: registered.update() >= args.devices,
                    args.devices / 50 + 120, [hub, *sims])
         # the window measures notifications, not the hub still setting up 15 observations

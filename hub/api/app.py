@@ -21,6 +21,7 @@ from hub.api import (
     routes_notify,
     routes_ops,
     routes_org,
+    routes_ota,
     routes_reports,
     routes_users,
 )
@@ -53,7 +54,8 @@ def create_app(ctx: ApiContext) -> Guard:
     ctx.feed = EventFeed(ctx)
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_gateways,
                    routes_events, routes_alarms, routes_notify, routes_hazards, routes_audit,
-                   routes_ops, routes_analysis, routes_reports):
+                   routes_ops, routes_analysis, routes_reports,
+                   routes_ota):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
     console.mount(app)  # the web console under / (hub.console)

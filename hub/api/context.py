@@ -55,6 +55,7 @@ class ApiContext:
         self.exporter: Any = None  # set by hub.api.app.create_app
         self.feed: Any = None  # the live event stream (hub.api.stream), set there too
         self.desk: Any = None  # the alarm desk (hub.alarmdesk.desk), set by the service
+        self.ota: Any = None  # firmware campaigns (hub.ota.manager), set by the service too
 
     # ------------------------------------------------------------ threads
 

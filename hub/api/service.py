@@ -27,6 +27,7 @@ from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.api.live import load_stored
 from hub.api.settings import ApiSettings
+from hub.ota.manager import OtaManager
 from hub.store.health import StoreHealth
 from hub.store.settings import open_store
 
@@ -82,6 +83,10 @@ class ApiService(Service):
             _log.warn("{problem}; it does not run until fixed", problem=problem)
         self.ctx = ApiContext(self.hub, s, self.store)
         self.ctx.desk = self.desk
+        # firmware campaigns; taken up once the transports run (their drivers carry them)
+        self.ctx.ota = OtaManager(self.hub, self.store, s.ota, self.hub.config.state_dir)
+        self.hub.ota = self.ctx.ota  # `hub ota` reaches it through the admin socket
+        self.hub.clock.callLater(0, self.ctx.ota.start)
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         # proto given explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
         # say IPPROTO_TCP, and with Nagle on every keep-alive answer waits ~40 ms for the
@@ -129,6 +134,8 @@ class ApiService(Service):
         return defer.Deferred.fromFuture(self._loop().create_task(self._stop()))
 
     async def _stop(self) -> None:
+        if self.ctx is not None and self.ctx.ota is not None:
+            await self.ctx.ota.stop().asFuture(asyncio.get_running_loop())
         if self.reports is not None:
             self.reports.stopService()
         if self.ctx is not None and self.ctx.feed is not None:

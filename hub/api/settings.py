@@ -16,6 +16,7 @@
       address_throttle: {failures: 20, minutes: 15}  # per client address
       notify: {channels: {...}, retry: {...}}  # alarm notification channels (hub.alarmdesk)
       console: {enabled: true, tile_url: ..., tile_attribution: ...}  # hub.console.settings
+      ota: {max_image_kb: 1024, vendor_keys: [...]}   # firmware updates (hub.ota.settings)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 from hub.alarmdesk.settings import NotifySettings, parse_notify
 from hub.console.settings import ConsoleSettings, parse_console
+from hub.ota.settings import OtaSettings, parse_ota
 from hub.store.settings import StoreSettings, parse_store
 from hub.validate import Section, boolean, integer, number, string
 
@@ -50,6 +52,7 @@ class ApiSettings:
     #: channels of the alarm notification policies (hub.alarmdesk.settings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    ota: OtaSettings = field(default_factory=OtaSettings)  # hub.ota.settings
 
     @property
     def scheme(self) -> str:
@@ -97,6 +100,7 @@ def parse_api(top: Section, state_dir: str, base: str) -> ApiSettings | None:
         address_window=throttle.get("minutes", number(0.1, 1440), 15) * 60,
         notify=parse_notify(s),
         console=parse_console(s),
+        ota=parse_ota(s, base),
     )
     lock.finish()
     throttle.finish()

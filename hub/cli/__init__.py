@@ -77,6 +77,8 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     add_rollups_command(sub)
     from hub.reports.cli import add_report_command  # `hub report monthly`
     add_report_command(sub)
+    from hub.ota.cli import add_ota_command  # `hub ota ...` (firmware campaigns)
+    add_ota_command(sub)
     if plugins is not None:
         plugins.hook.hub_add_commands(subparsers=sub)
     return p

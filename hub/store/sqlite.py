@@ -34,6 +34,8 @@ from hub.store.base import (
 )
 from hub.store.console import MIGRATION as CONSOLE_MIGRATION
 from hub.store.console import ConsoleTables
+from hub.store.firmware import MIGRATION as FIRMWARE_MIGRATION
+from hub.store.firmware import FirmwareTables
 from hub.store.hazards import HazardTables
 
 T = TypeVar("T")
@@ -87,6 +89,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
                            ttl REAL NOT NULL);
     """,
+    # 6 as assigned (the integrator renumbers): firmware repository and OTA campaigns
+    FIRMWARE_MIGRATION,
     # 7 in the plan (the integrator renumbers): the console's per-account language and
     # floor plans
     CONSOLE_MIGRATION,
@@ -130,7 +134,7 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts, settings"
 
 
-class SqliteStore(AlarmTables, HazardTables, ConsoleTables):
+class SqliteStore(AlarmTables, HazardTables, FirmwareTables, ConsoleTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:

@@ -37,6 +37,13 @@ FOREIGN_BODIES = {
                                            "description": "x"},
     ("post", "/api/hazards/transitions"): lambda ids: {"ids": [ids["hazard"]],
                                                        "to": "rectifying"},
+    ("post", "/api/ota/campaigns"): lambda ids: {"project": "p1",
+                                                 "firmware_id": ids["firmware"]},
+}
+
+#: routes whose target (a project) is in the query
+FOREIGN_QUERIES = {
+    ("post", "/api/firmware"): {"project": "p1", "version": "9.9.9", "models": "simulated"},
 }
 
 #: list routes: answered, but nothing of p1 in them (logout last: it ends the session)
@@ -46,7 +53,8 @@ LISTS = [("get", "/api/devices"), ("get", "/api/gateways"), ("get", "/api/projec
          ("get", "/api/api-keys"), ("get", "/api/auth/me"),
          ("get", "/api/events/stream"), ("get", "/api/audit"), ("get", "/api/alarms"),
          ("get", "/api/alarms/stream"), ("get", "/api/hazards"), ("get", "/api/stats/alarms"),
-         ("get", "/api/hazards/stream"),
+         ("get", "/api/hazards/stream"), ("get", "/api/firmware"),
+         ("get", "/api/ota/campaigns"),
          ("post", "/api/auth/logout")]
 LIST_PARAMS = {"/api/events/stream": {"after": 0, "idle_timeout": 1},
                "/api/alarms/stream": {"after": 0, "idle_timeout": 1},
@@ -70,14 +78,16 @@ BODIES = {
 
 
 #: values of required query parameters
-QUERY_VALUES = {"quantity": "temperature", "since": 0}
+QUERY_VALUES = {"quantity": "temperature", "since": 0, "project": "p1", "version": "9.9.9",
+                "models": "simulated"}
 
 
 def _params(ids):
     return {"device_id": "efd-1", "project_id": ids["p1"], "unit_id": ids["unit"],
             "user_id": ids["op1"], "grant_id": ids["op1.grant"], "key_id": ids["key"],
             "event_id": ids["event"], "command_id": ids["command"], "alarm_id": ids["alarm"],
-            "hazard_id": ids["hazard"], "file_id": ids["file"]}
+            "hazard_id": ids["hazard"], "file_id": ids["file"],
+            "firmware_id": ids["firmware"], "campaign_id": ids["campaign"]}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +125,16 @@ def api(tmp_path_factory):
                         headers={"Content-Type": "image/png"})
             assert r.status_code == 201, r.text
             ids["file"] = r.json()["id"]
+        with hub.client(hub.login("root", ROOT_PASSWORD)) as root:
+            r = root.post("/api/firmware", params={"project": "p1", "version": "1.0.1",
+                                                   "models": "simulated"},
+                          content=b"image", headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, r.text
+            ids["firmware"] = r.json()["id"]
+            r = root.post("/api/ota/campaigns", json={"project": "p1",
+                                                      "firmware_id": ids["firmware"]})
+            assert r.status_code == 201, r.text
+            ids["campaign"] = r.json()["id"]
         yield hub
     finally:
         hub.stop()
@@ -148,7 +168,7 @@ def test_every_route_is_in_the_matrix(api):
     for method, path in routes(api):
         key = (method, path)
         covered = (key in PUBLIC or key in LISTS or key in FOREIGN_BODIES
-                   or "{" in path)
+                   or key in FOREIGN_QUERIES or "{" in path)
         assert covered, f"{method.upper()} {path} is in no row of the authorisation matrix"
         if "{" in path:
             names = re.findall(r"{(\w+)}", path)
@@ -186,6 +206,8 @@ def test_a_user_of_another_project_reaches_nothing(api):
                 continue
             if key in FOREIGN_BODIES:
                 r = other.request(method, path, json=FOREIGN_BODIES[key](ids))
+            elif key in FOREIGN_QUERIES:
+                r = other.request(method, path, params=FOREIGN_QUERIES[key], content=b"x")
             else:
                 r = other.request(method, path.format(**_params(ids)), json=BODIES.get(path, {}),
                                   params=_query(path, api))

@@ -38,6 +38,7 @@ FORMATS = {"tlv": 11542, "senml": 110, "senml-cbor": 112}
 
 async def run_fleet(args: argparse.Namespace) -> int:
     from plugins.simulators.lwm2m.endpoint import EndpointOptions
+    from plugins.simulators.lwm2m.firmware import plan_behaviours
     from plugins.simulators.lwm2m.fleet import Fleet, imeis
     from plugins.simulators.scenario import Ramp, Scenario
 
@@ -55,6 +56,9 @@ async def run_fleet(args: argparse.Namespace) -> int:
         return 2
     fleet = Fleet(options, ids, lambda imei: Scenario(args.scenario, ramp, imei),
                   ramp=args.ramp, concurrency=args.concurrency)
+    fleet.set_firmware(args.fw_version, plan_behaviours(
+        len(ids), args.fw_drop_rate, args.fw_reject_rate, args.fw_reject_code,
+        args.fw_drop_after, args.fw_sleep))
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -164,6 +168,27 @@ def hub_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start-at", type=positive, metavar="EPOCH",
                    help="open the sockets, then start registering at this wall-clock time "
                    "(Unix seconds), to line up several simulator processes")
+    p.add_argument("--fw-version", default="1.0.0", metavar="V",
+                   help="firmware version the endpoints run at start, /3/0/3 (default 1.0.0)")
+    p.add_argument("--fw-drop-rate", type=fraction, default=0.0, metavar="SHARE",
+                   help="share of endpoints that sleep in the middle of a firmware transfer "
+                   "once, then resume (default 0)")
+    p.add_argument("--fw-drop-after", type=int, default=2, metavar="N",
+                   help="blocks received before such an endpoint sleeps (default 2)")
+    p.add_argument("--fw-sleep", type=positive, default=5.0, metavar="S",
+                   help="seconds it sleeps (default 5)")
+    p.add_argument("--fw-reject-rate", type=fraction, default=0.0, metavar="SHARE",
+                   help="share of endpoints that refuse every firmware package (default 0)")
+    p.add_argument("--fw-reject-code", type=int, default=5, choices=range(2, 12),
+                   metavar="CODE", help="the /5/0/5 result they report (default 5, "
+                   "integrity check failure)")
     add_run_options(p)
     p.add_argument("--verbose", action="store_true", help="show aiocoap's warnings")
     p.set_defaults(func=cmd_simulate_lwm2m)
+
+
+def fraction(text: str) -> float:
+    x = float(text)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return x

@@ -38,6 +38,7 @@ from aiocoap.numbers.constants import Unreliable
 
 from hub.contracts.lwm2m import ContentFormat, Lwm2mValue, Path
 from plugins.simulators.lwm2m import codec
+from plugins.simulators.lwm2m.firmware import DOWNLOADING, StateError
 from plugins.simulators.lwm2m.objects import (
     OBJECTS,
     BadRequest,
@@ -52,6 +53,9 @@ __all__ = ["Endpoint", "EndpointOptions", "Stats", "describe", "open_context"]
 _log = logging.getLogger("hub.lwm2m_sim")
 LINK_FORMAT = 40
 RETRY_FIRST, RETRY_CAP = 2.0, 60.0  # s between failed registrations, doubling
+UPDATE_TIME = 0.3  # s a firmware update (flash and restart) takes
+PULL_SZX = 5  # pull downloads ask for 512-byte blocks
+PULL_TIMEOUT, PULL_RETRIES = 20.0, 5  # per block; blocks without an answer before result 4
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class Stats:
     dropped_asleep: int = 0  # datagrams that reached a sleeping endpoint
     sleeps: int = 0
     reboots: int = 0
+    firmware_blocks: int = 0  # blocks fetched (pull)
+    firmware_drops: int = 0  # sleeps in the middle of a firmware transfer
     first_register_sent: float | None = None  # wall clock
     last_registration: float | None = None  # wall clock of the latest 2.01
     #: wall clock of each endpoint's first 2.01 (re-registrations not included)
@@ -231,6 +237,7 @@ class Endpoint:
         self._handed: int | None = None
         #: caps the registrations in flight across a fleet (set by the fleet)
         self.register_slots: asyncio.Semaphore | None = None
+        self._download: asyncio.Task | None = None  # a pull firmware download under way
 
     # ------------------------------------------------------------------ socket
 
@@ -447,6 +454,8 @@ class Endpoint:
             if fmt == ContentFormat.TEXT and len(path) != 3:
                 return Message(code=Code.NOT_ACCEPTABLE)
             return self._content(path, fmt, now)
+        if request.code in (Code.PUT, Code.POST) and path[:2] == (5, 0) and len(path) == 3:
+            return self._firmware(request, path)
         if request.code in (Code.PUT, Code.POST):
             if request.code == Code.POST and len(path) == 3:
                 self.stats.executes += 1
@@ -471,6 +480,112 @@ class Endpoint:
                 self.loop.call_soon(self.notify)
             return Message(code=Code.CHANGED)
         return Message(code=Code.METHOD_NOT_ALLOWED)
+
+    # ------------------------------------------------------------------ firmware (/5/0)
+
+    def _firmware(self, request: Message, path: Path) -> Message:
+        """Writes and the Execute of object 5 (see :mod:`.firmware`); reads go the common
+        way."""
+        fw = self.device.firmware
+        try:
+            if request.code == Code.POST and path == (5, 0, 2):
+                self.stats.executes += 1
+                fw.execute()
+                self.loop.call_later(UPDATE_TIME, self._finish_update)
+                self.loop.call_soon(self.notify)
+                return Message(code=Code.CHANGED)
+            if request.code == Code.PUT and path == (5, 0, 0):
+                self.stats.writes += 1
+                block = request.opt.block1
+                num, more = (block.block_number, block.more) if block is not None else (0,
+                                                                                        False)
+                fw.push_block(num, more, request.payload)
+                self.loop.call_soon(self.notify)
+                if fw.should_drop():
+                    self._drop(fw.behaviour.sleep_for)  # this block's answer is lost too
+                resp = Message(code=Code.CONTINUE if more else Code.CHANGED)
+                if block is not None:
+                    resp.opt.block1 = block
+                return resp
+            if request.code == Code.PUT and path == (5, 0, 1):
+                self.stats.writes += 1
+                cf = request.opt.content_format
+                try:
+                    values = codec.decode(int(cf) if cf is not None else ContentFormat.TEXT,
+                                          request.payload, path)
+                except codec.CodecError as e:
+                    raise BadRequest(str(e)) from None
+                uri = values[0].value if values else ""
+                if isinstance(uri, bytes):
+                    uri = uri.decode("utf-8", "replace")
+                if self._download is not None:
+                    self._download.cancel()
+                    self._download = None
+                if fw.write_uri(str(uri or "")):
+                    self._download = self.loop.create_task(self._pull(str(uri)))
+                self.loop.call_soon(self.notify)
+                return Message(code=Code.CHANGED)
+        except StateError as e:
+            return Message(code=Code.METHOD_NOT_ALLOWED, payload=str(e).encode()[:200])
+        return Message(code=Code.METHOD_NOT_ALLOWED)
+
+    def _drop(self, seconds: float) -> None:
+        """Fall asleep now, in the middle of a transfer, and come back after ``seconds``
+        with an Update (an NB-IoT module losing coverage, then finding it again)."""
+        self.awake = False
+        self.stats.sleeps += 1
+        self.stats.firmware_drops += 1
+        if self._sleep_timer is not None:
+            self._sleep_timer.cancel()
+            self._sleep_timer = None
+
+        def back() -> None:
+            if self._stopping:
+                return
+            self.wake()
+            self.poke("update")
+        self.loop.call_later(seconds, back)
+
+    async def _pull(self, uri: str) -> None:
+        """Fetch the package block by block (Block2), resuming after a sleep."""
+        fw = self.device.firmware
+        failures = 0
+        try:
+            while fw.state == DOWNLOADING and fw.uri == uri and not self._stopping:
+                if fw.should_drop():
+                    self._drop(fw.behaviour.sleep_for)
+                    await asyncio.sleep(fw.behaviour.sleep_for)
+                    continue
+                if not self.awake:
+                    self.wake()
+                msg = Message(code=Code.GET, uri=uri)
+                msg.opt.block2 = (fw.blocks, False, PULL_SZX)
+                assert self.ctx is not None
+                try:
+                    resp = await asyncio.wait_for(
+                        self.ctx.request(msg, handle_blockwise=False).response, PULL_TIMEOUT)
+                except Exception:  # noqa: BLE001 - no answer: try again, then give up
+                    failures += 1
+                    if failures >= PULL_RETRIES:
+                        fw.download_failed()
+                        break
+                    await asyncio.sleep(1.0)
+                    continue
+                if not resp.code.is_successful():
+                    fw.download_failed()
+                    break
+                failures = 0
+                block = resp.opt.block2
+                self.stats.firmware_blocks += 1
+                fw.add_block(resp.payload, bool(block is not None and block.more))
+        finally:
+            self._download = None
+            self.loop.call_soon(self.notify)
+
+    def _finish_update(self) -> None:
+        self.device.firmware.finish_update()
+        self.notify()
+        self.poke("update")  # back from the restart: tell the server
 
     def _content(self, path: Path, fmt: int, now: float,
                  values: list[Lwm2mValue] | None = None) -> Message:

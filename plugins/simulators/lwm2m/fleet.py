@@ -18,6 +18,7 @@ from plugins.simulators.lwm2m.endpoint import (
     describe,
     open_context,
 )
+from plugins.simulators.lwm2m.firmware import Behaviour
 from plugins.simulators.lwm2m.objects import SimDevice
 from plugins.simulators.scenario import Scenario
 
@@ -55,6 +56,12 @@ class Fleet:
         for ep in self.endpoints:
             ep.register_slots = self.slots
         self._tasks: list[asyncio.Task] = []
+
+    def set_firmware(self, version: str, behaviours: Sequence[Behaviour]) -> None:
+        """The firmware version each endpoint starts with, and how each treats an update."""
+        for ep, behaviour in zip(self.endpoints, behaviours, strict=True):
+            ep.device.firmware.version = version
+            ep.device.firmware.behaviour = behaviour
 
     async def open(self) -> None:
         """Bind every endpoint's socket (before the clock of a measured start runs)."""

@@ -18,6 +18,9 @@ Objects (IPSO/OMA ids; what the ``lwm2m_ipso`` device model reads)::
     /3200/0   Digital input: 5500 alarm contact (true while the detector's own alarm is on)
     /19/0     BinaryAppDataContainer, uplink: 0 Data (multiple; instance 0 is the device's
               own frame, see :func:`frame`), 2 Data Creation Time
+    /5/0      Firmware Update: 0 Package (W, Block1), 1 Package URI (RW), 2 Update (E),
+              3 State, 5 Update Result, 6 PkgName, 7 PkgVersion, 9 Delivery Method
+              (see :mod:`.firmware`)
     /19/1     BinaryAppDataContainer, downlink: 0 Data (RW, multiple): each instance written
               is a frame for the device (``{"cmd": "trip"}`` / ``{"cmd": "close"}``)
 
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hub.contracts.lwm2m import Lwm2mValue, Path, Value
+from plugins.simulators.lwm2m.firmware import FirmwareObject
 from plugins.simulators.scenario import DEVICE_SET_POINTS, ENERGY, Scenario
 
 __all__ = [
@@ -88,6 +92,11 @@ _DEVICE = {0: Resource("Manufacturer", "string"), 1: Resource("Model Number", "s
 OBJECTS: dict[tuple[int, int], dict[int, Resource]] = {
     (1, 0): _SERVER,
     (3, 0): _DEVICE,
+    (5, 0): {0: Resource("Package", "opaque", "RW"), 1: Resource("Package URI", "string", "RW"),
+             2: Resource("Update", "none", "E"), 3: Resource("State", "integer"),
+             5: Resource("Update Result", "integer"), 6: Resource("PkgName", "string"),
+             7: Resource("PkgVersion", "string"),
+             9: Resource("Firmware Update Delivery Method", "integer")},
     **{(3303, i): _sensor("Cel") for i in range(4)},
     **{(3316, i): _sensor("V") for i in range(3)},
     **{(3317, i): _sensor("A") for i in range(3)},
@@ -218,6 +227,7 @@ class SimDevice:
         self.queue = queue
         self.model = model
         self.state = _State(lifetime=lifetime)
+        self.firmware = FirmwareObject()
 
     # ------------------------------------------------------------------ values
 
@@ -246,7 +256,7 @@ class SimDevice:
             (1, 0, 0): 1, (1, 0, 1): st.lifetime, (1, 0, 6): True,
             (1, 0, 7): "UQ" if self.queue else "U",
             (3, 0, 0): "Hub Simulator", (3, 0, 1): self.model, (3, 0, 2): f"SN{self.imei[-8:]}",
-            (3, 0, 3): "1.0.0", (3, 0, 9): round(sc.value("battery_level", "", t)),
+            (3, 0, 3): self.firmware.version, (3, 0, 9): round(sc.value("battery_level", "", t)),
             (3, 0, 13): int(wall + st.clock_offset),
             (3317, 10, 5700): residual, (3317, 10, 5701): "mA", (3317, 10, 5750): "residual",
             (3328, 0, 5700): power, (3331, 0, 5700): round(st.energy_wh, 1),
@@ -258,6 +268,7 @@ class SimDevice:
         for (obj, inst), _ in OBJECTS.items():
             if obj in _UNITS and (obj, inst, 5701) not in v:
                 v[(obj, inst, 5701)] = _UNITS[obj]
+        v.update(self.firmware.values())
         v[(19, 0, 0, 0)] = frame(v)
         v[(19, 0, 2)] = int(wall + st.clock_offset)
         for n, data in st.downlink.items():
@@ -270,6 +281,8 @@ class SimDevice:
         self._check(path)
         if len(path) == 3 and OBJECTS[path[:2]][path[2]].kind == "none":
             raise MethodNotAllowed(f"/{path[0]}/{path[1]}/{path[2]} is executable, not readable")
+        if path[:3] == (5, 0, 0):
+            raise MethodNotAllowed("/5/0/0 Package is write-only")
         n = len(path)
         return [Lwm2mValue(p, x, ts) for p, x in sorted(self.sample(t, wall).items())
                 if p[:n] == path]

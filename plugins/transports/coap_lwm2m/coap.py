@@ -44,9 +44,16 @@ class Root(Resource):
     """The server's only resource: every request goes to ``handler`` (the transport), which
     routes by path itself (``/rd``, ``/rd/<id>``, the uplink path) and returns the response."""
 
-    def __init__(self, handler: Callable[[Message], Awaitable[Message]]) -> None:
+    def __init__(self, handler: Callable[[Message], Awaitable[Message]],
+                 raw: Callable[[Message], bool] = lambda request: False) -> None:
         super().__init__()
         self._handler = handler
+        self._raw = raw
+
+    async def needs_blockwise_assembly(self, request: Message) -> bool:
+        # firmware images are cut into blocks by the handler itself, statelessly, so a
+        # download resumes after hours (aiocoap's cache forgets within minutes)
+        return not self._raw(request)
 
     async def render(self, request: Message) -> Message:
         return await self._handler(request)

@@ -16,6 +16,10 @@
                                    # is still sent commands at once; later they wait
         request_timeout: 20        # s to wait for a device's answer to one request
         max_queue: 100             # commands waiting per device
+        firmware_path: fw          # where devices fetch firmware images (pull, Block2)
+        firmware_uri: null         # coap://host:port devices reach the hub at (default:
+                                   # coap://127.0.0.1:<port> when host is a wildcard)
+        firmware_block: 512        # bytes per block, pushed and served (16 ... 1024)
 """
 
 from __future__ import annotations
@@ -53,6 +57,22 @@ def _plain_path(template: Any) -> tuple[str, ...]:
     return segments
 
 
+def _coap_uri(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = string()(value).rstrip("/")
+    if not re.fullmatch(r"coaps?://[^/\s]+", text):
+        raise Invalid(f"{text!r} is not a base URI like coap://hub.example.com:5683")
+    return text
+
+
+def _block_size(value: Any) -> int:
+    n = integer(16, 1024)(value)
+    if n & (n - 1):
+        raise Invalid(f"{n} is not a power of two (16, 32, ... 1024)")
+    return n
+
+
 @dataclass(frozen=True)
 class CoapOptions:
     host: str = "::"
@@ -75,6 +95,10 @@ class CoapOptions:
     receive_buffer: int = 4 << 20
     #: how far back the journal is searched at start for commands still to deliver
     resume_horizon: float = 7 * 86400.0
+    #: firmware updates (hub.ota): the image's path, the URI base devices use, block size
+    firmware_path: tuple[str, ...] = ("fw",)
+    firmware_uri: str | None = None
+    firmware_block: int = 512
 
     def grace(self, lifetime: float) -> float:
         """Seconds of slack after a registration's lifetime before the device is offline:
@@ -111,6 +135,9 @@ def check_options(section: Section) -> CoapOptions:
         receive_buffer=section.get("receive_buffer", integer(0, 1 << 30), d.receive_buffer),
         resume_horizon=section.get("resume_horizon", number(0, 365 * 86400, "s"),
                                    d.resume_horizon),
+        firmware_path=section.get("firmware_path", _plain_path, d.firmware_path),
+        firmware_uri=section.get("firmware_uri", _coap_uri, d.firmware_uri),
+        firmware_block=section.get("firmware_block", _block_size, d.firmware_block),
     )
     section.finish()
     if opts.min_lifetime > opts.max_lifetime:

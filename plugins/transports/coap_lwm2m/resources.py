@@ -39,6 +39,16 @@ _OBJECT_RESOURCES: dict[int, dict[int, str]] = {
         22: "string",  # Preferred Transport
         23: "boolean",  # Mute Send
     },
+    5: {  # Firmware Update
+        0: "opaque",  # Package
+        1: "string",  # Package URI
+        3: "integer",  # State
+        5: "integer",  # Update Result
+        6: "string",  # PkgName
+        7: "string",  # PkgVersion
+        8: "integer",  # Firmware Update Protocol Support (multiple)
+        9: "integer",  # Firmware Update Delivery Method
+    },
     3: {
         0: "string",  # Manufacturer
         1: "string",  # Model Number

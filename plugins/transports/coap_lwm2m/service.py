@@ -50,6 +50,7 @@ from . import content, endpoint, linkformat
 from .coap import CODES, Observations, Root, code_text, exchange
 from .downlink_queue import DownlinkQueue, Queued, QueueFull
 from .options import PLACEHOLDER, CoapOptions
+from .ota import FirmwareDriver, OtaWork
 from .registration import (
     Registration,
     RegistrationError,
@@ -121,6 +122,7 @@ class Lwm2mService(Service):
         self._batch: list[tuple[str, Any]] = []  # (device, records) waiting for the core
         self._batch_records = 0
         self._batch_call: Any = None
+        self.ota = FirmwareDriver(self)  # firmware updates (hub.ota), found by the manager
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,7 +148,8 @@ class Lwm2mService(Service):
         # share of the devices' datagrams. Without it that second bind fails loudly.
         os.environ.setdefault("AIOCOAP_REUSE_PORT", "0")
         self.context = yield self._deferred(aiocoap.Context.create_server_context(
-            Root(self._handle), bind=(opts.host, opts.port), loop=loop, transports=["udp6"]))
+            Root(self._handle, self.ota.is_firmware_request), bind=(opts.host, opts.port),
+            loop=loop, transports=["udp6"]))
         rcvbuf = self._grow_receive_buffer(opts.receive_buffer)
         super().startService()
         self.hub.register_command_target(self.transport_name, self)
@@ -277,6 +280,8 @@ class Lwm2mService(Service):
         server)."""
         try:
             path = tuple(request.opt.uri_path)
+            if self.ota.is_firmware_request(request):
+                return self.ota.serve(request)
             if path == ("rd",) and request.code == Code.POST:
                 return await self._register(request)
             if len(path) == 2 and path[0] == "rd":
@@ -477,6 +482,7 @@ class Lwm2mService(Service):
             return
         try:
             paths = list(device.model.observe_paths(list(reg.paths)))
+            paths += self.ota.extra_paths(reg.device)
         except Exception:
             _log.failure("{transport}: model {model} failed choosing paths to observe for "
                          "{device}", transport=self.transport_name, model=device.model_name,
@@ -536,6 +542,8 @@ class Lwm2mService(Service):
             self.hub.metrics.inc("coap.notifications", transport=self.transport_name)
             if self.queue.waiting(device_id):  # it is awake now: its window is open
                 self.queue.wake(device_id)
+            if path[0] == 5 and self.ota.notified(device_id, path, message):
+                return
             if not message.code.is_successful():
                 _log.warn("{transport}: {device} answered {code} on {path}",
                           transport=self.transport_name, device=device_id,
@@ -630,6 +638,8 @@ class Lwm2mService(Service):
 
     def _requeued(self, item: Queued) -> None:
         """A sent command got no answer: it waits again, and the journal says so."""
+        if isinstance(item.work, OtaWork):
+            return  # a firmware step: the OTA history records the campaign's progress
         self.hub.metrics.inc("coap.commands_queued", transport=self.transport_name)
         self.hub.command_queued(item.command, "no answer: queued again until the "
                                       "device's next message", again=True)
@@ -643,6 +653,8 @@ class Lwm2mService(Service):
             device, self.options.queue_window, self.options.recent_traffic)
 
     def _send(self, item: Queued) -> defer.Deferred:
+        if isinstance(item.work, OtaWork):
+            return self._deferred(self.ota.run(item))
         self.hub.command_sent(item.command)
         self.hub.metrics.inc("coap.commands_sent", transport=self.transport_name)
         return self._deferred(self._perform(item))
