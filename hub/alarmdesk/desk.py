@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from hub.alarmdesk.channels import Outbox, build_channels
 from hub.alarmdesk.lifecycle import AlarmRecord, Change
 from hub.alarmdesk.policy import Escalator, Policy, Step, policy_from_dict
+from hub.alarmdesk.schedule import Schedule
 from hub.alarmdesk.settings import NotifySettings
 from hub.sinks import CursorSink
 
@@ -51,6 +52,7 @@ class AlarmDesk(CursorSink):
         self.channels: dict[str, Any] = {}
         self.outbox: Outbox | None = None
         self.escalator: Escalator | None = None
+        self.schedule: Schedule | None = None
 
     # -- notification policies -------------------------------------------------------------
 
@@ -65,8 +67,15 @@ class AlarmDesk(CursorSink):
         for record in self.store.alarms(state="active-unacknowledged", limit=1_000_000):
             self.escalator.adopt(record)
         self.outbox.resume()
+        # inspections and hazard reminders (:mod:`hub.alarmdesk.schedule`)
+        self.schedule = Schedule(self.clock, self.store, self.policy_for, self.resolve,
+                                 self.responsible, self.outbox.claim, self.outbox.deliver,
+                                 self.scheduled)
+        self.schedule.start()
 
     def stopped(self) -> None:
+        if self.schedule is not None:
+            self.schedule.stop()
         if self.escalator is not None:
             self.escalator.stop()
         if self.outbox is not None:
@@ -109,6 +118,29 @@ class AlarmDesk(CursorSink):
             out.extend(mine[:1])
         return list(dict.fromkeys(out))
 
+    def responsible(self, name: str, step: Step) -> list[tuple[str, str]]:
+        """A hazard's responsible person, when the name is a user's, by their
+        preferences."""
+        if not name:
+            return []
+        return self.resolve("", Step(0, step.channel, (f"user:{name}",)))
+
+    def scheduled(self, kind: str, change: dict) -> None:
+        """An inspection change or a hazard reminder made by the schedule: audited (actor
+        ``hub``) and the live streams woken. Changes made through the API are audited
+        there and only poke the streams."""
+        if kind == "inspection":
+            action, subject = f"inspection.{change['action']}", \
+                str(change["task_id"] or change["plan_id"])
+            details = {"project": change["project"], "plan_id": change["plan_id"],
+                       **change["details"]}
+        else:
+            action, subject = "hazard.reminded", str(change["hazard_id"])
+            details = change
+        self.hub.audit.record("hub", action, subject, details).addErrback(
+            lambda f: _log.failure("schedule change not audited", f))
+        self.poke()
+
     def project_of(self, device: str) -> str:
         info = self.port.device(device)
         return info.project if info is not None and info.project else ""
@@ -124,6 +156,11 @@ class AlarmDesk(CursorSink):
                 self.changed(record, change)
             if not full:
                 return
+
+    def plans_changed(self) -> None:
+        """A plan was created or changed: generate what is due now."""
+        if self.schedule is not None:
+            self.schedule.soon()
 
     def poke(self) -> None:
         """Wake the live streams (a hazard changed through the API)."""

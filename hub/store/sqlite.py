@@ -33,6 +33,8 @@ from hub.store.base import (
     User,
 )
 from hub.store.hazards import HazardTables
+from hub.store.inspections import MIGRATION as INSPECTIONS_MIGRATION
+from hub.store.inspections import InspectionTables
 
 T = TypeVar("T")
 
@@ -85,6 +87,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
                            ttl REAL NOT NULL);
     """,
+    # 5: inspection plans and tasks, hazard reminders, the outbox's attempts and retry times
+    INSPECTIONS_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -125,7 +129,7 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts, settings"
 
 
-class SqliteStore(AlarmTables, HazardTables):
+class SqliteStore(AlarmTables, HazardTables, InspectionTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:
