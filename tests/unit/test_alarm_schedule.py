@@ -141,7 +141,7 @@ def test_hazard_reminders_before_and_after_the_deadline_once_each(store):
     clock.pump([60] * int((2 * DAY - 3600) / 60))  # an hour before the deadline
     assert [(n.recipient, n.step, n.hazard_id, n.alarm_id) for n in channel.sent] == [
         ("13800138000", -1, h.id, -h.id), ("139zhang", -1, h.id, -h.id)]
-    assert "due" in channel.sent[0].text and "#%d" % h.id in channel.sent[0].text
+    assert "due" in channel.sent[0].text and f"#{h.id}" in channel.sent[0].text
     # a restart does not send it again
     s.stop()
     channel2 = Recorder()
