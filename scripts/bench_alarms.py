@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--storm", type=int, default=1000)
     ap.add_argument("--open", type=int, default=10_000)
     ap.add_argument("--hub", action="store_true", help="inside a running hub (hub run)")
-    ap.add_argument("--delay", type=float, default=20.0,
+    ap.add_argument("--delay", type=float, default=180.0,
                     help="--hub: the timed step's delay after the raise, s")
     args = ap.parse_args()
     if args.hub:

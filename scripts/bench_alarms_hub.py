@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
+import subprocess
 import tempfile
 import threading
 import time
@@ -38,7 +40,7 @@ from typing import Any
 import httpx
 import yaml
 
-from scripts.bench_api import PASSWORD, start_hub
+from scripts.bench_api import BIN, PASSWORD
 from scripts.bench_mqtt import open_socket, publish_packet
 from tests.support.services import Mosquitto, free_port
 
@@ -90,6 +92,27 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def start_hub(config: Path) -> tuple[subprocess.Popen, str, list[str]]:
+    """``hub run`` with the first admin; its API's URL, and its log lines as they come."""
+    made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "bench",
+                           "--password-stdin", "-c", str(config)], input=PASSWORD + "\n",
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen([str(BIN / "hub"), "run", "-c", str(config), "--log-level", "info"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, log = None, []
+    for line in proc.stdout:
+        log.append(line)
+        m = re.search(r"API listening on (https?://[\d.]+:\d+)/", line)
+        if m:
+            url = m.group(1)
+        if "hub bench started" in line:
+            break
+    assert url, "the hub did not start:\n" + "".join(log[-20:])
+    threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True).start()
+    return proc, url, log
 
 
 def write_config(tmp: Path, groups: dict[str, list[str]], broker: int, hook: str,
@@ -175,7 +198,7 @@ def run(storm: int, opened: int, delay: float) -> dict[str, Any]:
         void = f"http://127.0.0.1:{free_port()}/nobody"
         config = write_config(tmp, groups, broker.port, receiver.url, void)
         t_start = time.monotonic()
-        proc, url = start_hub(config)
+        proc, url, log = start_hub(config)
         out["hub_start_s"] = round(time.monotonic() - t_start, 1)
         try:
             with httpx.Client(base_url=url, timeout=60) as c:
@@ -237,7 +260,15 @@ def run(storm: int, opened: int, delay: float) -> dict[str, Any]:
                                                        for b in summ)}
             # 3. timers
             timed = [d for k in range(TIMER_PROJECTS) for d in groups[f"t{k}"]]
-            burst(broker.port, timed)
+            t_timed = burst(broker.port, timed)
+
+            def armed() -> int:
+                with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+                    return db.execute("SELECT COUNT(*) FROM escalations WHERE policy LIKE "
+                                      "'t%'").fetchone()[0]
+            # how long the hub took to take in the burst (every ladder stored)
+            all_armed = wait_for(lambda: armed() >= opened, delay)
+            armed_s = round(time.time() - t_timed, 1) if all_armed else None
 
             def claimed() -> int:
                 with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
@@ -249,14 +280,22 @@ def run(storm: int, opened: int, delay: float) -> dict[str, Any]:
                 rows = db.execute("SELECT n.ts - (a.first_ts + ?) FROM notifications n JOIN "
                                   "alarms a ON a.id = n.alarm_id WHERE a.project LIKE 't%' "
                                   "AND n.step = 0", (delay,)).fetchall()
+                raised = db.execute("SELECT project, COUNT(*) FROM alarms WHERE project LIKE "
+                                    "'t%' GROUP BY project").fetchall()
             late = [r[0] for r in rows]
-            out["timers"] = {"open_alarms": opened, "fired": len(late),
+            out["timers"] = {"open_alarms": opened, "all_armed_after_s": armed_s,
+                             "raised": sum(n for _, n in raised), "fired": len(late),
                              "late_p50_s": pct(late, 0.5), "late_p99_s": pct(late, 0.99),
                              "late_max_s": pct(late, 1.0),
                              "early": sum(1 for x in late if x < -0.001)}
             out["hub_cpu_s"] = round(cpu_seconds(proc.pid) - cpu0, 2)
             out["wall_s"] = round(time.monotonic() - wall0, 1)
             out["loadavg_1m"] = os.getloadavg()[0]
+            trouble = [line.rstrip() for line in log if re.search(
+                r"Traceback|Unhandled|failed|error", line, re.I)]
+            out["hub_log_problems"] = len(trouble)
+            for line in trouble[:10]:
+                print("hub log:", line[:300])
         finally:
             proc.terminate()
             try:

@@ -28,6 +28,10 @@ _log = Logger(namespace="hub.alarmdesk")
 
 CURSOR = "alarmdesk"
 BATCH = 1000
+#: notifications handed to their channels per reactor turn: a storm's thousands of requests
+#: go out over several turns, so timers falling due meanwhile are not held up behind them
+#: and the first requests leave at once
+SEND_PER_TURN = 100
 
 Listener = Callable[[AlarmRecord, Change], None]
 
@@ -53,6 +57,8 @@ class AlarmDesk(CursorSink):
         self.outbox: Outbox | None = None
         self.escalator: Escalator | None = None
         self.schedule: Schedule | None = None
+        self._sending: list[Any] = []
+        self._send_call: Any = None
 
     # -- notification policies -------------------------------------------------------------
 
@@ -61,7 +67,7 @@ class AlarmDesk(CursorSink):
                                        self.clock)
         self.outbox = Outbox(self.clock, self.store, self.channels, self.notify)
         self.escalator = Escalator(self.clock, _Persistence(self.store, self.outbox),
-                                   self.policy_for, self.resolve, self.outbox.deliver)
+                                   self.policy_for, self.resolve, self.deliver)
         self.escalator.start()
         # a ladder lost by a crash before its first write: adopted, nothing sent twice
         for record in self.store.alarms(state="active-unacknowledged", limit=1_000_000):
@@ -69,11 +75,28 @@ class AlarmDesk(CursorSink):
         self.outbox.resume()
         # inspections and hazard reminders (:mod:`hub.alarmdesk.schedule`)
         self.schedule = Schedule(self.clock, self.store, self.policy_for, self.resolve,
-                                 self.responsible, self.outbox.claim, self.outbox.deliver,
+                                 self.responsible, self.outbox.claim, self.deliver,
                                  self.scheduled)
         self.schedule.start()
 
+    def deliver(self, note: Any) -> None:
+        """Hand a claimed notification to the outbox, at most ``SEND_PER_TURN`` a turn."""
+        self._sending.append(note)
+        if self._send_call is None:
+            self._send_call = self.clock.callLater(0, self._send_some)
+
+    def _send_some(self) -> None:
+        batch, self._sending = self._sending[:SEND_PER_TURN], self._sending[SEND_PER_TURN:]
+        self._send_call = self.clock.callLater(0, self._send_some) if self._sending else None
+        for note in batch:
+            if self.outbox is not None:
+                self.outbox.deliver(note)
+
     def stopped(self) -> None:
+        if self._send_call is not None and self._send_call.active():
+            self._send_call.cancel()
+        self._send_call = None
+        self._sending.clear()  # claimed and pending in the store: resumed at the next start
         if self.schedule is not None:
             self.schedule.stop()
         if self.escalator is not None:

@@ -305,8 +305,13 @@ class Escalator:
         firing, self._firing = self._firing, []
         if firing:
             records = self.store.records([f[0] for f in firing])
+            # one policy look-up per project for the steps falling due together
+            policies: dict[str, Policy | None] = {}
             for alarm_id, project, index, base in firing:
-                self._step(records.get(alarm_id), alarm_id, project, index, base)
+                if project not in policies:
+                    policies[project] = self.policy_for(project)
+                self._step(records.get(alarm_id), alarm_id, project, index, base,
+                           policies[project])
         outgoing, self._outgoing = self._outgoing, []
         if outgoing:
             claimed = self.store.claim(outgoing, self.clock.seconds())
@@ -322,8 +327,7 @@ class Escalator:
             self.store.apply(saves, drops)
 
     def _step(self, record: Any, alarm_id: int, project: str, index: int,
-              base: float) -> None:
-        policy = self.policy_for(project)
+              base: float, policy: Policy | None) -> None:
         if record is None or record.acked or not record.active or policy is None:
             self._drop(alarm_id)
             return
