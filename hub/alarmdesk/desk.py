@@ -90,7 +90,10 @@ class AlarmDesk(CursorSink):
         self._send_call = self.clock.callLater(0, self._send_some) if self._sending else None
         for note in batch:
             if self.outbox is not None:
-                self.outbox.deliver(note)
+                try:
+                    self.outbox.deliver(note)
+                except Exception:  # claimed and pending: sent again at the next start
+                    _log.failure("notification {n} not handed over", n=note)
 
     def stopped(self) -> None:
         if self._send_call is not None and self._send_call.active():
@@ -175,8 +178,11 @@ class AlarmDesk(CursorSink):
             self.tail.commit(end)
             if items:
                 self.delivered(len(items))
-            for record, change in changes:
-                self.changed(record, change)
+            for record, change in changes:  # the cursor has moved: none may be skipped
+                try:
+                    self.changed(record, change)
+                except Exception:
+                    _log.failure("alarm change {id} not handled", id=record.id)
             if not full:
                 return
 
