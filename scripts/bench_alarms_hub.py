@@ -29,7 +29,6 @@ import os
 import re
 import socket
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
@@ -40,7 +39,7 @@ from typing import Any
 import httpx
 import yaml
 
-from scripts.bench_api import BIN, PASSWORD
+from scripts.bench_api import PASSWORD, start_hub
 from scripts.bench_mqtt import open_socket, publish_packet
 from tests.support.services import Mosquitto, free_port
 
@@ -92,27 +91,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def start_hub(config: Path) -> tuple[subprocess.Popen, str, list[str]]:
-    """``hub run`` with the first admin; its API's URL, and its log lines as they come."""
-    made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "bench",
-                           "--password-stdin", "-c", str(config)], input=PASSWORD + "\n",
-                          capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    proc = subprocess.Popen([str(BIN / "hub"), "run", "-c", str(config), "--log-level", "info"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url, log = None, []
-    for line in proc.stdout:
-        log.append(line)
-        m = re.search(r"API listening on (https?://[\d.]+:\d+)/", line)
-        if m:
-            url = m.group(1)
-        if "hub bench started" in line:
-            break
-    assert url, "the hub did not start:\n" + "".join(log[-20:])
-    threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True).start()
-    return proc, url, log
 
 
 def write_config(tmp: Path, groups: dict[str, list[str]], broker: int, hook: str,
@@ -198,7 +176,8 @@ def run(storm: int, opened: int, delay: float) -> dict[str, Any]:
         void = f"http://127.0.0.1:{free_port()}/nobody"
         config = write_config(tmp, groups, broker.port, receiver.url, void)
         t_start = time.monotonic()
-        proc, url, log = start_hub(config)
+        log: list[str] = []
+        proc, url = start_hub(config, log)
         out["hub_start_s"] = round(time.monotonic() - t_start, 1)
         try:
             with httpx.Client(base_url=url, timeout=60) as c:

@@ -187,9 +187,11 @@ class AlarmDesk(CursorSink):
                 return
 
     def plans_changed(self) -> None:
-        """A plan was created or changed: generate what is due now."""
+        """A plan was created or changed (through the API): generate what is due now, and
+        wake the live streams."""
         if self.schedule is not None:
             self.schedule.soon()
+        self.poke()
 
     def poke(self) -> None:
         """Wake the live streams (a hazard changed through the API)."""

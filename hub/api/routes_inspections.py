@@ -170,7 +170,6 @@ async def create_plan(body: PlanIn, caller: Caller, tree: OrgTree, ctx: Ctx) -> 
     plan, _ = await ctx.run(ctx.store.plan_add, body.project, body.name, body.items, every,
                             grace, start, body.assignee, caller.name, now)
     ctx.desk.plans_changed()
-    ctx.desk.poke()
     return PlanOut(**plan)
 
 
@@ -207,7 +206,6 @@ async def change_plan(plan_id: PlanId, body: PlanPatch, caller: Caller, tree: Or
     plan, _ = await ctx.run(ctx.store.plan_update, plan_id, changes, caller.name,
                             ctx.hub.clock.seconds())
     ctx.desk.plans_changed()
-    ctx.desk.poke()
     return PlanOut(**plan)
 
 

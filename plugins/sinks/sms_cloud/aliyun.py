@@ -116,18 +116,12 @@ class AliyunProvider:
 
     def api_params(self, message: SmsMessage, phone: str) -> dict[str, str] | str:
         """SendSms's own parameters for one phone, or why there is none."""
-        o = self.options
-        template = o.templates.get(message.template)
-        if template is None:
-            return f"no template configured for message kind {message.template!r}"
-        names = template.params if template.params is not None else sorted(message.params)
-        missing = [n for n in names if n not in message.params]
-        if missing:
-            return f"message has no parameter {missing[0]!r} for template {template.code}"
-        return {"PhoneNumbers": common.mainland(phone), "SignName": o.sign_name,
-                "TemplateCode": template.code,
-                "TemplateParam": json.dumps({n: message.params[n] for n in names},
-                                            ensure_ascii=False, separators=(",", ":"))}
+        found = template_for(self.options.templates, message, "template")
+        if isinstance(found, str):
+            return found
+        code, param = found
+        return {"PhoneNumbers": common.mainland(phone), "SignName": self.options.sign_name,
+                "TemplateCode": code, "TemplateParam": param}
 
     def request_params(self, message: SmsMessage, phone: str) -> dict[str, str] | str:
         """The V2-signed parameters of the request for one phone, or why there is none."""
@@ -174,19 +168,41 @@ class AliyunProvider:
 
     def _read(self, response: http_client.HttpResponse, message: SmsMessage,
               phone: str) -> SendResult:
-        doc = common.load_json(response.body)
-        code = doc.get("Code") if isinstance(doc, dict) else None
-        if not isinstance(code, str):
-            raise common.ProviderError(self.name, f"HTTP {response.status}",
-                                       "answer without a Code")
-        text = str(doc.get("Message", ""))[:200]
-        if code == "OK":
-            return SendResult(phone, True, str(doc.get("BizId", "")))
-        if code in PERMANENT_CODES:
-            _log.warn("aliyun refused message {key}: {code} {text}", key=message.key,
-                      code=code, text=text)
-            return SendResult(phone, False, "", True, f"{code}: {text}")
-        raise common.ProviderError(self.name, code, text)
+        result = read_answer(self.name, response, phone, "BizId", PERMANENT_CODES)
+        if result.permanent:
+            _log.warn("aliyun refused message {key}: {error}", key=message.key,
+                      error=result.error)
+        return result
+
+
+def read_answer(provider: str, response: http_client.HttpResponse, phone: str, id_field: str,
+                permanent: frozenset[str]) -> SendResult:
+    """An Alibaba Cloud answer's ``Code``: ``OK`` (the id in ``id_field``), a permanent
+    refusal, or :class:`common.ProviderError` to retry."""
+    doc = common.load_json(response.body)
+    code = doc.get("Code") if isinstance(doc, dict) else None
+    if not isinstance(code, str):
+        raise common.ProviderError(provider, f"HTTP {response.status}", "answer without a Code")
+    text = str(doc.get("Message", ""))[:200]
+    if code == "OK":
+        return SendResult(phone, True, str(doc.get(id_field, "")))
+    if code in permanent:
+        return SendResult(phone, False, "", True, f"{code}: {text}")
+    raise common.ProviderError(provider, code, text)
+
+
+def template_for(templates: Mapping[str, Any], message: SmsMessage, what: str
+                 ) -> tuple[str, str] | str:
+    """(template code, its parameters as JSON) for the message's kind, or why none."""
+    template = templates.get(message.template)
+    if template is None:
+        return f"no {what} configured for message kind {message.template!r}"
+    names = template.params if template.params is not None else sorted(message.params)
+    missing = [n for n in names if n not in message.params]
+    if missing:
+        return f"message has no parameter {missing[0]!r} for template {template.code}"
+    return template.code, json.dumps({n: message.params[n] for n in names},
+                                     ensure_ascii=False, separators=(",", ":"))
 
 
 def v3_request(endpoint: str, action: str, version: str, params: dict[str, str],

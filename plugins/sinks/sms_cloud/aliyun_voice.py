@@ -18,7 +18,6 @@ memory: after a restart the provider's own limit is what holds.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -126,16 +125,11 @@ class AliyunVoiceProvider:
 
     def api_params(self, message: SmsMessage, phone: str) -> dict[str, str] | str:
         o = self.options
-        template = o.templates.get(message.template)
-        if template is None:
-            return f"no voice template configured for message kind {message.template!r}"
-        names = template.params if template.params is not None else sorted(message.params)
-        missing = [n for n in names if n not in message.params]
-        if missing:
-            return f"message has no parameter {missing[0]!r} for template {template.code}"
-        params = {"CalledNumber": common.mainland(phone), "TtsCode": template.code,
-                  "TtsParam": json.dumps({n: message.params[n] for n in names},
-                                         ensure_ascii=False, separators=(",", ":")),
+        found = aliyun.template_for(o.templates, message, "voice template")
+        if isinstance(found, str):
+            return found
+        code, param = found
+        params = {"CalledNumber": common.mainland(phone), "TtsCode": code, "TtsParam": param,
                   "PlayTimes": str(o.play_times)}
         if o.called_show_number:
             params["CalledShowNumber"] = o.called_show_number
@@ -172,17 +166,7 @@ class AliyunVoiceProvider:
         return d.addCallback(self._read, phone)
 
     def _read(self, response: http_client.HttpResponse, phone: str) -> SendResult:
-        doc = common.load_json(response.body)
-        code = doc.get("Code") if isinstance(doc, dict) else None
-        if not isinstance(code, str):
-            raise common.ProviderError(self.name, f"HTTP {response.status}",
-                                       "answer without a Code")
-        text = str(doc.get("Message", ""))[:200]
-        if code == "OK":
-            return SendResult(phone, True, str(doc.get("CallId", "")))
-        if code in PERMANENT_CODES:
-            return SendResult(phone, False, "", True, f"{code}: {text}")
-        raise common.ProviderError(self.name, code, text)
+        return aliyun.read_answer(self.name, response, phone, "CallId", PERMANENT_CODES)
 
 
 def factory(options: AliyunVoiceOptions, reactor: Any) -> AliyunVoiceProvider:
