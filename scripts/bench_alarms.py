@@ -1,7 +1,10 @@
-"""Benchmark of the alarm desk in one process (issue 16's benchmark, in part).
+"""Benchmark of the alarm desk (issue 16's benchmark): in one process, and with ``--hub``
+inside a running hub (:mod:`scripts.bench_alarms_hub`: ``hub run`` with MQTT detectors,
+the API and a webhook receiver).
 
     .venv/bin/python -m scripts.bench_alarms                     # 1,000 storm, 10,000 open
     .venv/bin/python -m scripts.bench_alarms --storm 500 --open 2000
+    .venv/bin/python -m scripts.bench_alarms --hub               # the same in `hub run`
 
 What it measures, on the real reactor with the SQLite platform store in a temporary
 directory (the desk's own code path: ``store.ingest`` → escalator → storm gate → claim in
@@ -14,8 +17,8 @@ the store → a channel that only counts):
 2. **timers**: ``--open`` open alarms whose next step falls due within one second; how late
    each step runs against its due time (p50/p99/max): the target is within 1 s.
 
-Not measured here: the journal and the SMS/webhook providers' own latency (see
-``bench_sms``), and the same inside a running hub under ingest load.
+Not measured in-process: the journal, MQTT and the providers' own latency (see
+``bench_sms``); ``--hub`` measures them together in a running hub.
 """
 
 from __future__ import annotations
@@ -115,7 +118,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--storm", type=int, default=1000)
     ap.add_argument("--open", type=int, default=10_000)
+    ap.add_argument("--hub", action="store_true", help="inside a running hub (hub run)")
+    ap.add_argument("--delay", type=float, default=180.0,
+                    help="--hub: the timed step's delay after the raise, s")
     args = ap.parse_args()
+    if args.hub:
+        from scripts.bench_alarms_hub import run
+
+        for name, figures in run(args.storm, args.open, args.delay).items():
+            print(f"{name}: {figures}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(os.path.join(tmp, "platform.sqlite"))
         store.open()

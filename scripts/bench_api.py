@@ -102,8 +102,9 @@ def fill_journal(tmp: Path) -> float:
     return start
 
 
-def start_hub(config: Path) -> tuple[subprocess.Popen, str]:
-    """``hub run`` on ``config`` with the first admin; its API's URL once it started."""
+def start_hub(config: Path, log: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``hub run`` on ``config`` with the first admin; its API's URL once it started. With
+    ``log``, the hub's log lines are collected there."""
     made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "bench",
                            "--password-stdin", "-c", str(config)], input=PASSWORD + "\n",
                           capture_output=True, text=True)
@@ -111,14 +112,17 @@ def start_hub(config: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([str(BIN / "hub"), "run", "-c", str(config), "--log-level", "info"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = None
+    kept = log if log is not None else []
     for line in proc.stdout:
+        kept.append(line)
         m = re.search(r"API listening on (https?://[\d.]+:\d+)/", line)
         if m:
             url = m.group(1)
         if "hub bench started" in line:
             break
     assert url, "the hub did not start"
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    keep = kept.extend if log is not None else (lambda lines: [None for _ in lines])
+    threading.Thread(target=keep, args=(proc.stdout,), daemon=True).start()
     return proc, url
 
 

@@ -4,7 +4,18 @@
 alarm, step, channel and recipient: never sent twice), is sent, retried with backoff
 (:class:`hub.sinks.Backoff`) while the channel says the failure may mend, and its end
 (``sent`` with the provider's answer, or ``failed``) written to the row. Rows still
-``pending`` when the hub stopped are its durable cursor: sent again at the next start.
+``pending`` when the hub stopped are its durable cursor: sent again at the next start,
+their attempt count carried on (the bound on attempts holds across restarts). Every
+attempt is one row of ``notification_attempts`` with the provider's answer, and the time
+of the next try is on the notification (``next_ts``). Nothing is sent twice for the same
+(alarm, step, channel, recipient): the claim is unique in the store, and a request that
+went out but whose answer was lost in a crash is sent again with the same
+``Idempotency-Key`` (webhook) or ``OutId``/``SessionContext`` (voice), so a receiver that
+deduplicates sees it once.
+
+Hazard reminders use the same outbox: their notifications carry ``hazard_id`` and are
+claimed under ``alarm_id = -hazard_id`` with a negative step per reminder kind
+(:func:`hub.alarmdesk.inspections.reminder_step`).
 A slow or failing channel holds nothing else up: every notification has its own retries,
 and the escalator's next step runs on its own timer.
 
@@ -65,6 +76,13 @@ class _Body:
         pass
 
 
+def idempotency_key(n: Notification) -> str:
+    """The same for every attempt of one (alarm or hazard, step, recipient)."""
+    if n.hazard_id is not None:
+        return f"hazard-{n.hazard_id}-{n.step}-{n.recipient}"
+    return f"alarm-{n.alarm_id}-{n.step}-{n.recipient}"
+
+
 class WebhookChannel:
     def __init__(self, settings: ChannelSettings, reactor: Any) -> None:
         self.settings = settings
@@ -80,7 +98,7 @@ class WebhookChannel:
             "Content-Type": ["application/json; charset=utf-8"],
             "X-Hub-Timestamp": [ts],
             "X-Hub-Signature": [sign(self.settings.secret, ts, body)],
-            "Idempotency-Key": [f"alarm-{n.alarm_id}-{n.step}-{n.recipient}"],
+            "Idempotency-Key": [idempotency_key(n)],
             "User-Agent": ["hub-alarmdesk"]})
         d = self.agent.request(b"POST", self.settings.url.encode(), headers, _Body(body))
         d.addTimeout(self.settings.timeout, self.reactor)
@@ -108,7 +126,8 @@ class SmsChannel:
         msg = SmsMessage((n.recipient,), n.text, template,
                          {"text": n.text, "severity": n.severity,
                           "count": str(len(n.summary_of) or 1)},
-                         f"alarm-{n.alarm_id}-{n.step}")
+                         f"hazard-{n.hazard_id}{n.step}" if n.hazard_id is not None
+                         else f"alarm-{n.alarm_id}-{n.step}")
 
         def check(results: list[Any]) -> str:
             r = results[0]
@@ -176,9 +195,14 @@ class Outbox:
 
     def resume(self) -> None:
         """Send what was claimed and not finished before the last stop."""
+        made = self.store.notify_retry_state()
         for row, _channel, body in self.store.notify_pending():
             body["summary_of"] = tuple(body.get("summary_of") or ())
-            self._attempt(row, Notification(**body), 1)
+            attempts = made.get(row, (0, None))[0]
+            if attempts:
+                self._answers[row] = [f"#{a['attempt']} {a['answer']}"
+                                      for a in self.store.notify_attempts(row)]
+            self._attempt(row, Notification(**body), attempts + 1)
 
     def stop(self) -> None:
         for call in list(self.calls):
@@ -204,10 +228,11 @@ class Outbox:
         _log.info("notification {row} to {to} failed ({error}); retrying", row=row,
                   to=n.recipient, error=error)
         # every attempt's answer on record, the row still pending (resumed after a stop)
-        self.store.notify_done(row, "pending", self._answer(row, attempt, error), attempt,
-                               self.clock.seconds())
-        call = self.clock.callLater(self.backoff.delay(attempt), self._retry, row, n,
-                                    attempt + 1)
+        now = self.clock.seconds()
+        delay = self.backoff.delay(attempt)
+        self.store.notify_done(row, "pending", self._answer(row, attempt, error), attempt, now)
+        self.store.notify_attempt(row, attempt, now, "error", error, now + delay)
+        call = self.clock.callLater(delay, self._retry, row, n, attempt + 1)
         self.calls.add(call)
 
     def _retry(self, row: int, n: Notification, attempt: int) -> None:
@@ -222,6 +247,8 @@ class Outbox:
     def _end(self, row: int, status: str, answer: str, attempts: int) -> None:
         text = self._answer(row, attempts, answer)
         self._answers.pop(row, None)
-        self.store.notify_done(row, status, text, attempts, self.clock.seconds())
+        now = self.clock.seconds()
+        self.store.notify_done(row, status, text, attempts, now)
+        self.store.notify_attempt(row, attempts, now, status, answer, None)
         if self.on_done is not None:
             self.on_done(row, status)

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from hub.alarmdesk.channels import Outbox, build_channels
 from hub.alarmdesk.lifecycle import AlarmRecord, Change
 from hub.alarmdesk.policy import Escalator, Policy, Step, policy_from_dict
+from hub.alarmdesk.schedule import Schedule
 from hub.alarmdesk.settings import NotifySettings
 from hub.sinks import CursorSink
 
@@ -27,6 +28,10 @@ _log = Logger(namespace="hub.alarmdesk")
 
 CURSOR = "alarmdesk"
 BATCH = 1000
+#: notifications handed to their channels per reactor turn: a storm's thousands of requests
+#: go out over several turns, so timers falling due meanwhile are not held up behind them
+#: and the first requests leave at once
+SEND_PER_TURN = 100
 
 Listener = Callable[[AlarmRecord, Change], None]
 
@@ -51,6 +56,9 @@ class AlarmDesk(CursorSink):
         self.channels: dict[str, Any] = {}
         self.outbox: Outbox | None = None
         self.escalator: Escalator | None = None
+        self.schedule: Schedule | None = None
+        self._sending: list[Any] = []
+        self._send_call: Any = None
 
     # -- notification policies -------------------------------------------------------------
 
@@ -59,14 +67,41 @@ class AlarmDesk(CursorSink):
                                        self.clock)
         self.outbox = Outbox(self.clock, self.store, self.channels, self.notify)
         self.escalator = Escalator(self.clock, _Persistence(self.store, self.outbox),
-                                   self.policy_for, self.resolve, self.outbox.deliver)
+                                   self.policy_for, self.resolve, self.deliver)
         self.escalator.start()
         # a ladder lost by a crash before its first write: adopted, nothing sent twice
         for record in self.store.alarms(state="active-unacknowledged", limit=1_000_000):
             self.escalator.adopt(record)
         self.outbox.resume()
+        # inspections and hazard reminders (:mod:`hub.alarmdesk.schedule`)
+        self.schedule = Schedule(self.clock, self.store, self.policy_for, self.resolve,
+                                 self.responsible, self.outbox.claim, self.deliver,
+                                 self.scheduled)
+        self.schedule.start()
+
+    def deliver(self, note: Any) -> None:
+        """Hand a claimed notification to the outbox, at most ``SEND_PER_TURN`` a turn."""
+        self._sending.append(note)
+        if self._send_call is None:
+            self._send_call = self.clock.callLater(0, self._send_some)
+
+    def _send_some(self) -> None:
+        batch, self._sending = self._sending[:SEND_PER_TURN], self._sending[SEND_PER_TURN:]
+        self._send_call = self.clock.callLater(0, self._send_some) if self._sending else None
+        for note in batch:
+            if self.outbox is not None:
+                try:
+                    self.outbox.deliver(note)
+                except Exception:  # claimed and pending: sent again at the next start
+                    _log.failure("notification {n} not handed over", n=note)
 
     def stopped(self) -> None:
+        if self._send_call is not None and self._send_call.active():
+            self._send_call.cancel()
+        self._send_call = None
+        self._sending.clear()  # claimed and pending in the store: resumed at the next start
+        if self.schedule is not None:
+            self.schedule.stop()
         if self.escalator is not None:
             self.escalator.stop()
         if self.outbox is not None:
@@ -109,6 +144,29 @@ class AlarmDesk(CursorSink):
             out.extend(mine[:1])
         return list(dict.fromkeys(out))
 
+    def responsible(self, name: str, step: Step) -> list[tuple[str, str]]:
+        """A hazard's responsible person, when the name is a user's, by their
+        preferences."""
+        if not name:
+            return []
+        return self.resolve("", Step(0, step.channel, (f"user:{name}",)))
+
+    def scheduled(self, kind: str, change: dict) -> None:
+        """An inspection change or a hazard reminder made by the schedule: audited (actor
+        ``hub``) and the live streams woken. Changes made through the API are audited
+        there and only poke the streams."""
+        if kind == "inspection":
+            action, subject = f"inspection.{change['action']}", \
+                str(change["task_id"] or change["plan_id"])
+            details = {"project": change["project"], "plan_id": change["plan_id"],
+                       **change["details"]}
+        else:
+            action, subject = "hazard.reminded", str(change["hazard_id"])
+            details = change
+        self.hub.audit.record("hub", action, subject, details).addErrback(
+            lambda f: _log.failure("schedule change not audited", f))
+        self.poke()
+
     def project_of(self, device: str) -> str:
         info = self.port.device(device)
         return info.project if info is not None and info.project else ""
@@ -120,10 +178,20 @@ class AlarmDesk(CursorSink):
             self.tail.commit(end)
             if items:
                 self.delivered(len(items))
-            for record, change in changes:
-                self.changed(record, change)
+            for record, change in changes:  # the cursor has moved: none may be skipped
+                try:
+                    self.changed(record, change)
+                except Exception:
+                    _log.failure("alarm change {id} not handled", id=record.id)
             if not full:
                 return
+
+    def plans_changed(self) -> None:
+        """A plan was created or changed (through the API): generate what is due now, and
+        wake the live streams."""
+        if self.schedule is not None:
+            self.schedule.soon()
+        self.poke()
 
     def poke(self) -> None:
         """Wake the live streams (a hazard changed through the API)."""

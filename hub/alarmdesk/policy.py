@@ -51,6 +51,12 @@ class Policy:
     utc_offset_minutes: int = 480  # the project's local time (China Standard Time)
     storm_limit: int = 5
     storm_window: float = 300.0
+    # hazard reminders (s before / after the deadline, repeat while overdue), sent to the
+    # recipients of step ``remind_step`` and to the hazard's responsible person
+    remind_before: float | None = None
+    remind_after: float | None = None
+    remind_repeat: float | None = None
+    remind_step: int = 0
 
     def due(self, first_ts: float, index: int) -> float:
         """When step ``index`` (past the last: its repeats) is due."""
@@ -77,7 +83,11 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
         quiet_hours=(_minutes(quiet["start"]), _minutes(quiet["end"])) if quiet else None,
         utc_offset_minutes=int(d.get("utc_offset_minutes", 480)),
         storm_limit=int(d.get("storm_limit", 5)),
-        storm_window=float(d.get("storm_window", 300.0)))
+        storm_window=float(d.get("storm_window", 300.0)),
+        remind_before=(d.get("hazard_reminders") or {}).get("before"),
+        remind_after=(d.get("hazard_reminders") or {}).get("after"),
+        remind_repeat=(d.get("hazard_reminders") or {}).get("repeat"),
+        remind_step=int((d.get("hazard_reminders") or {}).get("step") or 0))
 
 
 def _minutes(hhmm: str) -> int:
@@ -112,6 +122,7 @@ class Notification:
     text: str
     project: str = ""
     summary_of: tuple[int, ...] = ()
+    hazard_id: int | None = None  # a hazard reminder (alarm_id is then -hazard_id)
 
 
 class Persistence(Protocol):
@@ -294,8 +305,13 @@ class Escalator:
         firing, self._firing = self._firing, []
         if firing:
             records = self.store.records([f[0] for f in firing])
+            # one policy look-up per project for the steps falling due together
+            policies: dict[str, Policy | None] = {}
             for alarm_id, project, index, base in firing:
-                self._step(records.get(alarm_id), alarm_id, project, index, base)
+                if project not in policies:
+                    policies[project] = self.policy_for(project)
+                self._step(records.get(alarm_id), alarm_id, project, index, base,
+                           policies[project])
         outgoing, self._outgoing = self._outgoing, []
         if outgoing:
             claimed = self.store.claim(outgoing, self.clock.seconds())
@@ -311,8 +327,7 @@ class Escalator:
             self.store.apply(saves, drops)
 
     def _step(self, record: Any, alarm_id: int, project: str, index: int,
-              base: float) -> None:
-        policy = self.policy_for(project)
+              base: float, policy: Policy | None) -> None:
         if record is None or record.acked or not record.active or policy is None:
             self._drop(alarm_id)
             return

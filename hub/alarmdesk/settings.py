@@ -9,8 +9,8 @@
             type: sms
             provider: {type: aliyun, ...}   # any SMS provider (`hub plugins`), as the sms sink
           call:
-            type: voice             # tencent_voice (VMS SendTtsVoice), behind the SMS contract
-            provider: {type: tencent_voice, ...}
+            type: voice             # aliyun_voice (Dyvmsapi SingleCallByTts) or tencent_voice
+            provider: {type: aliyun_voice, ...}   # (VMS SendTtsVoice), behind the SMS contract
           duty-robot:
             type: webhook           # POST JSON, signed: X-Hub-Signature: sha256=HMAC(secret,
             url: https://oapi.example/robot   #   "<X-Hub-Timestamp>.<body>")

@@ -18,6 +18,7 @@ from hub.api import (
     routes_events,
     routes_gateways,
     routes_hazards,
+    routes_inspections,
     routes_notify,
     routes_ops,
     routes_org,
@@ -55,7 +56,7 @@ def create_app(ctx: ApiContext) -> Guard:
     for module in (routes_auth, routes_users, routes_org, routes_devices, routes_gateways,
                    routes_events, routes_alarms, routes_notify, routes_hazards, routes_audit,
                    routes_ops, routes_analysis, routes_reports,
-                   routes_ota):
+                   routes_ota, routes_inspections):
         app.include_router(module.router)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
     console.mount(app)  # the web console under / (hub.console)

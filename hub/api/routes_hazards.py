@@ -28,6 +28,7 @@ from hub.alarmdesk.hazards import (
     check_transition,
     file_type,
 )
+from hub.alarmdesk.inspections import inspection_stats
 from hub.alarmdesk.stats import alarm_stats, hazard_stats
 from hub.api.deps import (
     Caller,
@@ -324,6 +325,9 @@ class StatsOut(BaseModel):
     until: float | None
     alarms: dict[str, Any]
     hazards: dict[str, Any]
+    inspections: dict[str, Any] = Field(
+        default={}, description="tasks due in the period: by state, done (late ones too), "
+                                "missed, completion and on-time rates, problems found")
 
 
 @router.get("/stats/alarms", response_model=StatsOut, responses=ERRORS)
@@ -333,15 +337,20 @@ async def stats(caller: Caller, tree: OrgTree, ctx: Ctx,
                 until: Annotated[float | None, Query(ge=0, le=1e11)] = None) -> StatsOut:
     """For the caller's projects (or one) and a period (by raise / opening time): alarms
     and faults by kind, severity, state and code, time to acknowledge and to close (median
-    and p90, seconds); hazards by state, category and severity, time to close, overdue."""
+    and p90, seconds); hazards by state, category and severity, time to close, overdue;
+    inspection tasks falling due in the period: completion (done / due and settled),
+    on time, missed, problems found."""
     projects = readable_projects(caller, tree)
     if project is not None:
         projects = {project} if projects is None or project in projects else set()
     rows = await ctx.run(ctx.store.alarm_times, projects, since, until)
     hazards = await ctx.run(ctx.store.hazards, projects, since=since, until=until,
                             limit=1_000_000)
+    tasks = await ctx.run(ctx.store.inspection_times, projects, since, until)
+    now = ctx.hub.clock.seconds()
     return StatsOut(project=project, since=since, until=until, alarms=alarm_stats(rows),
-                    hazards=hazard_stats(hazards, ctx.hub.clock.seconds()))
+                    hazards=hazard_stats(hazards, now),
+                    inspections=inspection_stats(tasks, now))
 
 
 __all__ = ["STATES", "router"]

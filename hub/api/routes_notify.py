@@ -40,6 +40,20 @@ class QuietIn(Strict):
     end: Clock
 
 
+class RemindersIn(Strict):
+    """Hazard reminders (隐患提醒) for the project's hazards with a deadline."""
+
+    before: float | None = Field(default=None, ge=60, le=30 * 86400,
+                                 description="one reminder this many s before the deadline")
+    after: float | None = Field(default=None, ge=0, le=30 * 86400,
+                                description="one reminder once overdue by this many s")
+    repeat: float | None = Field(default=None, ge=3600, le=30 * 86400,
+                                 description="then again every this many s while open")
+    step: int = Field(default=0, ge=0, le=19,
+                      description="whose step's channel and recipients get them (the "
+                                  "hazard's responsible person too, if a user)")
+
+
 class PolicyIn(Strict):
     steps: list[StepIn] = Field(min_length=1, max_length=20)
     repeat_interval: float | None = Field(default=None, ge=60, le=86400)
@@ -47,6 +61,7 @@ class PolicyIn(Strict):
     utc_offset_minutes: int = Field(default=480, ge=-720, le=840)
     storm_limit: int = Field(default=5, ge=1, le=1000)
     storm_window: float = Field(default=300, ge=10, le=86400)
+    hazard_reminders: RemindersIn | None = None
 
 
 class PolicyOut(PolicyIn):
@@ -74,6 +89,9 @@ class NotificationOut(BaseModel):
     answer: str
     attempts: int
     done_ts: float | None = None
+    attempt_log: list[dict[str, Any]] = Field(
+        default=[], description="every attempt: attempt, ts, outcome (error, sent, failed) "
+                                "and the provider's answer")
 
 
 def _project(caller: Principal, tree: Tree, project_id: int) -> Node:
@@ -102,6 +120,9 @@ async def put_policy(project_id: int, body: PolicyIn, caller: Caller, tree: OrgT
         raise forbidden("notification policies are set by the project's managers")
     data = body.model_dump()
     problems = check_policy(data, sorted(ctx.settings.notify.channels))
+    if body.hazard_reminders is not None and body.hazard_reminders.step >= len(body.steps):
+        problems.append(f"hazard_reminders.step: no step {body.hazard_reminders.step} "
+                        f"(the policy has {len(body.steps)})")
     if problems:
         raise invalid("; ".join(problems), "body", "steps")
     await ctx.audit(caller.name, "alarm.policy_changed", n.code, {"policy": data})
@@ -159,4 +180,26 @@ async def alarm_notifications(alarm_id: Annotated[int, Path(ge=1, le=2**62)], ca
     if record is None:
         raise not_found("alarm")
     check_read(caller, tree, record.project, "alarm")
-    return [NotificationOut(**n) for n in await ctx.run(ctx.store.notifications, alarm_id)]
+    return await _notifications(ctx, alarm_id)
+
+
+async def _notifications(ctx: Any, key: int) -> list[NotificationOut]:
+    out = []
+    for n in await ctx.run(ctx.store.notifications, key):
+        out.append(NotificationOut(**n, attempt_log=await ctx.run(ctx.store.notify_attempts,
+                                                                  n["id"])))
+    return out
+
+
+@router.get("/hazards/{hazard_id}/notifications", response_model=list[NotificationOut],
+            responses=ERRORS)
+async def hazard_notifications(hazard_id: Annotated[int, Path(ge=1, le=2**62)],
+                               caller: Caller, tree: OrgTree, ctx: Ctx
+                               ) -> list[NotificationOut]:
+    """The reminders sent about a hazard (step -1: before the deadline, -2: overdue, -3…:
+    repeated), each attempt with the provider's answer."""
+    h = await ctx.run(ctx.store.hazard, hazard_id)
+    if h is None:
+        raise not_found("hazard")
+    check_read(caller, tree, h.project, "hazard")
+    return await _notifications(ctx, -hazard_id)

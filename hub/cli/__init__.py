@@ -73,6 +73,8 @@ def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
     add_users_command(sub)
     from hub.alarmdesk.cli import add_alarms_command  # `hub alarms ...` (alarm records)
     add_alarms_command(sub)
+    from hub.alarmdesk.inspections_cli import add_inspections_command  # `hub inspections`
+    add_inspections_command(sub)
     from hub.rollups.cli import add_rollups_command  # `hub rollups rebuild`
     add_rollups_command(sub)
     from hub.reports.cli import add_report_command  # `hub report monthly`

@@ -37,6 +37,8 @@ from hub.store.console import ConsoleTables
 from hub.store.firmware import MIGRATION as FIRMWARE_MIGRATION
 from hub.store.firmware import FirmwareTables
 from hub.store.hazards import HazardTables
+from hub.store.inspections import MIGRATION as INSPECTIONS_MIGRATION
+from hub.store.inspections import InspectionTables
 
 T = TypeVar("T")
 
@@ -89,9 +91,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, ts REAL NOT NULL,
                            ttl REAL NOT NULL);
     """,
-    # 6 as assigned (the integrator renumbers): firmware repository and OTA campaigns
+    # 5: inspection plans and tasks, hazard reminders, the outbox's attempts and retry times
+    INSPECTIONS_MIGRATION,
+    # 6: firmware repository and OTA campaigns
     FIRMWARE_MIGRATION,
-    # 7 in the plan (the integrator renumbers): the console's per-account language and
+    # 7: the console's per-account language and
     # floor plans
     CONSOLE_MIGRATION,
 ]
@@ -134,7 +138,8 @@ _DEVICE_COLS = "id, name, project, model, transport, address, location, created_
                "created_ts, updated_ts, settings"
 
 
-class SqliteStore(AlarmTables, HazardTables, FirmwareTables, ConsoleTables):
+class SqliteStore(AlarmTables, HazardTables, InspectionTables, FirmwareTables,
+                  ConsoleTables):
     """:class:`hub.store.PlatformStore` on one SQLite file; one connection behind a lock."""
 
     def __init__(self, path: str) -> None:

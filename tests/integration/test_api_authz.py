@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.support.api_hub import PASSWORD, ROOT_PASSWORD, populate, start_api_hub
+from tests.support.services import wait_until
 
 #: routes anyone may call, and why
 PUBLIC = {
@@ -37,6 +38,8 @@ FOREIGN_BODIES = {
                                            "description": "x"},
     ("post", "/api/hazards/transitions"): lambda ids: {"ids": [ids["hazard"]],
                                                        "to": "rectifying"},
+    ("post", "/api/inspections/plans"): lambda ids: {"project": "p1", "name": "x",
+                                                     "items": ["a"], "every": "daily"},
     ("post", "/api/ota/campaigns"): lambda ids: {"project": "p1",
                                                  "firmware_id": ids["firmware"]},
 }
@@ -54,11 +57,13 @@ LISTS = [("get", "/api/devices"), ("get", "/api/gateways"), ("get", "/api/projec
          ("get", "/api/events/stream"), ("get", "/api/audit"), ("get", "/api/alarms"),
          ("get", "/api/alarms/stream"), ("get", "/api/hazards"), ("get", "/api/stats/alarms"),
          ("get", "/api/hazards/stream"), ("get", "/api/firmware"),
-         ("get", "/api/ota/campaigns"),
+         ("get", "/api/ota/campaigns"), ("get", "/api/inspections/plans"),
+         ("get", "/api/inspections/tasks"), ("get", "/api/inspections/stream"),
          ("post", "/api/auth/logout")]
 LIST_PARAMS = {"/api/events/stream": {"after": 0, "idle_timeout": 1},
                "/api/alarms/stream": {"after": 0, "idle_timeout": 1},
-               "/api/hazards/stream": {"after": 0, "idle_timeout": 1}}
+               "/api/hazards/stream": {"after": 0, "idle_timeout": 1},
+               "/api/inspections/stream": {"after": 0, "idle_timeout": 1}}
 
 #: generic bodies that pass validation, for routes whose target is in the path
 BODIES = {
@@ -74,6 +79,8 @@ BODIES = {
         "steps": [{"delay": 0, "channel": "sms", "role": "operator"}]},
     "/api/users/{user_id}/notification-preferences": {"contacts": []},
     "/api/hazards/{hazard_id}/transitions": {"to": "rectifying"},
+    "/api/inspections/plans/{plan_id}": {"name": "x"},
+    "/api/inspections/tasks/{task_id}/result": {"results": []},
 }
 
 
@@ -87,7 +94,8 @@ def _params(ids):
             "user_id": ids["op1"], "grant_id": ids["op1.grant"], "key_id": ids["key"],
             "event_id": ids["event"], "command_id": ids["command"], "alarm_id": ids["alarm"],
             "hazard_id": ids["hazard"], "file_id": ids["file"],
-            "firmware_id": ids["firmware"], "campaign_id": ids["campaign"]}
+            "firmware_id": ids["firmware"], "campaign_id": ids["campaign"],
+            "plan_id": ids["plan"], "task_id": ids["task"]}
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +143,16 @@ def api(tmp_path_factory):
                                                       "firmware_id": ids["firmware"]})
             assert r.status_code == 201, r.text
             ids["campaign"] = r.json()["id"]
+        with hub.client(hub.login("mgr1")) as mgr:
+            r = mgr.post("/api/inspections/plans", json={
+                "project": "p1", "name": "配电箱巡查", "items": ["箱门", "温度"],
+                "every": "daily"})
+            assert r.status_code == 201, r.text
+            ids["plan"] = r.json()["id"]
+            tasks = wait_until(  # its first task is due at once
+                lambda: mgr.get("/api/inspections/tasks", params={"plan": ids["plan"]}).json(),
+                10, what="the plan's first task")
+            ids["task"] = tasks[0]["id"]
         yield hub
     finally:
         hub.stop()

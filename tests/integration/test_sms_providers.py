@@ -10,10 +10,7 @@ import socket
 from typing import Any
 
 import pytest
-from twisted.internet import defer
-from twisted.internet.selectreactor import SelectReactor
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 
 from hub import cli
 from hub.config import Secret
@@ -25,6 +22,7 @@ from plugins.sinks.sms_cloud import aliyun, aliyun_sign, generic_http, tencent, 
 from plugins.sinks.sms_cloud.common import ProviderError
 from plugins.sinks.sms_cloud.http_client import TransportError
 from tests.support.distribution import write_distribution
+from tests.support.fresh_reactor import run
 from tests.support.peers.sms_providers import (
     DROP,
     HANG,
@@ -193,26 +191,6 @@ def test_tencent_full_chain_agrees_with_the_independent_peer():
 # ------------------------------------------------------------------ running on sockets
 
 
-def run(build, timeout: float = 10.0) -> Any:
-    """Run ``build(reactor)`` on a fresh reactor until its Deferred fires; return the
-    result or raise the failure. Real sockets, no global reactor touched."""
-    reactor = SelectReactor()
-    out: list[Any] = []
-
-    def go() -> None:
-        d = defer.maybeDeferred(build, reactor)
-        d.addBoth(out.append)
-        d.addBoth(lambda _: reactor.stop())
-
-    reactor.callWhenRunning(go)
-    reactor.callLater(timeout, reactor.stop)
-    reactor.run(installSignalHandlers=False)
-    assert out, f"nothing within {timeout} s"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
-
-
 def section(data: dict) -> tuple[Section, Checker]:
     checker = Checker()
     return Section(checker, Path("hub.yaml", ("sinks", "sms", "provider")), data), checker
@@ -240,6 +218,7 @@ KEY_ID, KEY_SECRET = "LTAI5tTestKeyId", "aliyun-secret-value-123"
 
 
 def aliyun_options(url: str, **kw) -> aliyun.AliyunOptions:
+    kw.setdefault("signature", "v2")  # these tests check the V2 form; V3 ones pass "v3"
     return checked(aliyun.check_options, {
         "type": "aliyun", "access_key_id": KEY_ID,
         "access_key_secret": Secret(kw.pop("secret", KEY_SECRET), "env:ALIYUN_SECRET"),

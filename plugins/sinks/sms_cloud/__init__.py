@@ -4,8 +4,12 @@ Each is a small provider behind :class:`hub.contracts.SmsProvider`, chosen by
 ``sinks.<id>.provider.type``; the rest of that section is the provider's options (see
 README, "SMS providers"):
 
-* ``aliyun`` (:mod:`.aliyun`): Alibaba Cloud SMS, Dysmsapi ``SendSms``, RPC signature
-  HMAC-SHA1 (:mod:`.aliyun_sign`);
+* ``aliyun`` (:mod:`.aliyun`): Alibaba Cloud SMS, Dysmsapi ``SendSms``, signature V3
+  ACS3-HMAC-SHA256 (:mod:`.aliyun_v3`; ``signature: v2`` keeps the RPC HMAC-SHA1 one,
+  :mod:`.aliyun_sign`);
+* ``aliyun_voice`` (:mod:`.aliyun_voice`): Alibaba Cloud voice notification, Dyvmsapi
+  ``SingleCallByTts``, signature V3, the provider's per-number limits kept on our side
+  (a plugin of its own, ``aliyun_voice``, registered by that module);
 * ``tencent`` (:mod:`.tencent`): Tencent Cloud SMS API 3.0 ``SendSms``, signature v3
   TC3-HMAC-SHA256 (:mod:`.tencent_sign`);
 * ``http`` (:mod:`.generic_http`): a configurable request for local SMS gateways;

@@ -139,41 +139,113 @@ def aliyun_error(code: str, message: str, status: int = 200) -> tuple[int, dict]
     return status, {"Message": message, "RequestId": str(uuid.uuid4()).upper(), "Code": code}
 
 
+def acs3_expected(seen: Seen, secret: str) -> tuple[str, str]:
+    """(expected Authorization, problem or "") of a V3-signed request as it arrived,
+    following "V3版本请求体&签名机制": every ``x-acs-*`` header, ``host`` and
+    ``content-type`` signed; the payload hash checked against the body."""
+    h = seen.headers
+    auth = h.get("authorization", "")
+    m = re.fullmatch(r"ACS3-HMAC-SHA256 Credential=([^,]+),SignedHeaders=([a-z0-9;-]+),"
+                     r"Signature=([0-9a-f]{64})", auth)
+    if not m:
+        return "", f"Authorization {auth!r} is malformed"
+    key_id, signed, _ = m.groups()
+    names = signed.split(";")
+    must = {n for n in h if n.startswith("x-acs-") or n in ("host", "content-type")}
+    if names != sorted(names) or set(names) != must:
+        return "", f"SignedHeaders {signed!r}, expected {';'.join(sorted(must))}"
+    for name in ("x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
+                 "x-acs-content-sha256"):
+        if not h.get(name):
+            return "", f"{name} missing"
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", h["x-acs-date"]):
+        return "", f"x-acs-date {h['x-acs-date']!r} is not ISO 8601 UTC"
+    if h["x-acs-content-sha256"] != hashlib.sha256(seen.body).hexdigest():
+        return "", "x-acs-content-sha256 is not the body's SHA-256"
+    query = "&".join(k + "=" + v for k, v in sorted(
+        (rfc3986(k), rfc3986(v)) for k, v in seen.query.items()))
+    path = "/".join(rfc3986(p) for p in seen.path.split("/"))
+    canonical = "\n".join([seen.method, path, query,
+                           "".join(f"{n}:{h[n].strip()}\n" for n in names), signed,
+                           h["x-acs-content-sha256"]])
+    to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(canonical.encode()).hexdigest()
+    sig = hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    return (f"ACS3-HMAC-SHA256 Credential={key_id},SignedHeaders={signed},"
+            f"Signature={sig}"), ""
+
+
 class AliyunPeer(LoopbackPeer):
-    """Dysmsapi ``SendSms`` (POST form or GET query), version 2017-05-25."""
+    """Dysmsapi ``SendSms``, version 2017-05-25: V3-signed (``ACS3-HMAC-SHA256`` header,
+    parameters in the query) or V2 (POST form or GET query). ``signatures`` counts which
+    was used."""
+
+    action, version = "SendSms", "2017-05-25"
 
     def __init__(self, key_id: str, secret: str,
                  answer: Callable[[Seen], Any] | None = None) -> None:
         super().__init__(answer)
         self.key_id, self.secret = key_id, secret
         self.nonces: set[str] = set()
+        self.signatures: list[str] = []
 
     def handle(self, seen: Seen) -> Any:
+        if seen.headers.get("authorization", "").startswith("ACS3-"):
+            trouble = self.check_v3(seen)
+        else:
+            trouble = self.check_v2(seen)
+        if trouble is not None:
+            return trouble
+        return self.check_api(seen)
+
+    def check_v3(self, seen: Seen) -> Any:
+        self.signatures.append("v3")
+        seen.params = dict(seen.query)
+        h = seen.headers
+        for name, value in (("x-acs-action", self.action), ("x-acs-version", self.version)):
+            if h.get(name) != value:
+                self.problem(f"{name} is {h.get(name)!r}, expected {value!r}")
+                return aliyun_error("MissingParameter", f"{name} is mandatory", 400)
+        expected, trouble = acs3_expected(seen, self.secret)
+        if trouble:
+            self.problem(trouble)
+            return aliyun_error("IncompleteSignature", trouble, 400)
+        if not expected.startswith(f"ACS3-HMAC-SHA256 Credential={self.key_id},"):
+            self.problem("unknown AccessKeyId")
+            return aliyun_error("InvalidAccessKeyId.NotFound", "Specified access key is "
+                                "not found.", 404)
+        nonce = h["x-acs-signature-nonce"]
+        if nonce in self.nonces:
+            self.problem("x-acs-signature-nonce used twice")
+            return aliyun_error("SignatureNonceUsed", "Specified signature nonce was used "
+                                "already.", 400)
+        self.nonces.add(nonce)
+        if h.get("authorization") != expected:
+            self.problem(f"Authorization {h.get('authorization')!r} != {expected!r}")
+            return aliyun_error("SignatureDoesNotMatch", "Specified signature is not "
+                                "matched with our calculation.", 400)
+        return None
+
+    def check_v2(self, seen: Seen) -> Any:
+        self.signatures.append("v2")
         if seen.method == "POST":
             params = dict(parse_qsl(seen.body.decode("ascii"), keep_blank_values=True))
         else:
             params = dict(seen.query)
         seen.params = params
-        required = {"Format": "JSON", "Version": "2017-05-25", "SignatureMethod": "HMAC-SHA1",
-                    "SignatureVersion": "1.0", "Action": "SendSms", "AccessKeyId": self.key_id}
+        required = {"Format": "JSON", "Version": self.version, "SignatureMethod": "HMAC-SHA1",
+                    "SignatureVersion": "1.0", "Action": self.action,
+                    "AccessKeyId": self.key_id}
         for name, value in required.items():
             if params.get(name) != value:
                 self.problem(f"{name} is {params.get(name)!r}, expected {value!r}")
                 return aliyun_error("MissingParameter", f"{name} is mandatory", 400)
-        for name in ("RegionId", "SignatureNonce", "PhoneNumbers", "SignName",
-                     "TemplateCode", "Signature"):
+        for name in ("RegionId", "SignatureNonce", "Signature"):
             if not params.get(name):
                 self.problem(f"{name} missing")
                 return aliyun_error(f"Missing{name}", f"{name} is mandatory", 400)
         if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", params.get("Timestamp", "")):
             self.problem(f"Timestamp {params.get('Timestamp')!r} is not ISO 8601 UTC")
             return aliyun_error("InvalidTimeStamp.Format", "bad Timestamp", 400)
-        if not all(re.fullmatch(r"\d{5,15}", p) for p in params["PhoneNumbers"].split(",")):
-            self.problem(f"PhoneNumbers {params['PhoneNumbers']!r} (digits, no +)")
-        if "TemplateParam" in params:
-            doc = json.loads(params["TemplateParam"])
-            if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
-                self.problem(f"TemplateParam {params['TemplateParam']!r}")
         if params["SignatureNonce"] in self.nonces:
             self.problem("SignatureNonce used twice")
             return aliyun_error("SignatureNonceUsed", "Specified signature nonce was used "
@@ -184,7 +256,85 @@ class AliyunPeer(LoopbackPeer):
             self.problem(f"Signature {params['Signature']!r} != {expected!r}")
             return aliyun_error("SignatureDoesNotMatch", "Specified signature is not "
                                 "matched with our calculation.", 400)
+        return None
+
+    def check_api(self, seen: Seen) -> Any:
+        params = seen.params
+        for name in ("PhoneNumbers", "SignName", "TemplateCode"):
+            if not params.get(name):
+                self.problem(f"{name} missing")
+                return aliyun_error(f"Missing{name}", f"{name} is mandatory", 400)
+        if not all(re.fullmatch(r"\d{5,15}", p) for p in params["PhoneNumbers"].split(",")):
+            self.problem(f"PhoneNumbers {params['PhoneNumbers']!r} (digits, no +)")
+        if "TemplateParam" in params:
+            doc = json.loads(params["TemplateParam"])
+            if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+                self.problem(f"TemplateParam {params['TemplateParam']!r}")
         return self.answer(seen) if self.answer else aliyun_ok(seen)
+
+
+class AliyunVoicePeer(AliyunPeer):
+    """Dyvmsapi ``SingleCallByTts``, version 2017-05-25, V3-signed only (as the hub sends
+    it), checked against "SingleCallByTts - 发送语音验证码或文本转语音类型的语音通知"
+    (https://help.aliyun.com/document_detail/393519.html): one ``CalledNumber`` (a
+    mainland mobile or fixed number, no +86), ``TtsCode`` ``TTS_…``, ``TtsParam`` a JSON
+    object, ``PlayTimes`` 1 to 3, ``OutId`` at most 15 bytes. It also applies the
+    provider's per-number flow control (1 a minute, 5 an hour, 20 in 24 hours; a failed
+    call counts too) on its own clock ``now`` and answers ``isv.BUSINESS_LIMIT_CONTROL``
+    past it, so a test sees whether the hub stayed within the limits."""
+
+    action, version = "SingleCallByTts", "2017-05-25"
+
+    def __init__(self, key_id: str, secret: str, answer: Callable[[Seen], Any] | None = None,
+                 now: Callable[[], float] | None = None) -> None:
+        super().__init__(key_id, secret, answer)
+        import time
+
+        self.now = now or time.time
+        self.calls: dict[str, list[float]] = {}
+        self.limited: list[str] = []
+
+    def handle(self, seen: Seen) -> Any:
+        if not seen.headers.get("authorization", "").startswith("ACS3-"):
+            self.problem("SingleCallByTts is sent V3-signed")
+            return aliyun_error("IncompleteSignature", "V3 expected", 400)
+        trouble = self.check_v3(seen)
+        if trouble is not None:
+            return trouble
+        p = seen.params
+        number = p.get("CalledNumber", "")
+        if not re.fullmatch(r"1\d{10}|0\d{9,11}", number):
+            self.problem(f"CalledNumber {number!r}")
+            return aliyun_error("isv.MOBILE_NUMBER_ILLEGAL", "invalid number")
+        if not re.fullmatch(r"TTS_\d+", p.get("TtsCode", "")):
+            self.problem(f"TtsCode {p.get('TtsCode')!r}")
+            return aliyun_error("isv.TTS_TEMPLATE_ILLEGAL", "template")
+        if "TtsParam" in p:
+            doc = json.loads(p["TtsParam"])
+            if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+                self.problem(f"TtsParam {p['TtsParam']!r}")
+        if "PlayTimes" in p and p["PlayTimes"] not in ("1", "2", "3"):
+            self.problem(f"PlayTimes {p['PlayTimes']!r}")
+        if len(p.get("OutId", "").encode()) > 15:
+            self.problem(f"OutId {p['OutId']!r} longer than 15 bytes")
+        extra = set(p) - {"CalledNumber", "CalledShowNumber", "TtsCode", "TtsParam",
+                          "PlayTimes", "Volume", "Speed", "OutId"}
+        if extra:
+            self.problem(f"unknown parameters {sorted(extra)}")
+        now = self.now()
+        with self.lock:
+            past = [t for t in self.calls.get(number, []) if t > now - 86400]
+            over = (sum(t > now - 60 for t in past) >= 1 or sum(t > now - 3600 for t in past)
+                    >= 5 or len(past) >= 20)
+            past.append(now)
+            self.calls[number] = past
+        if over:
+            self.limited.append(number)
+            return aliyun_error("isv.BUSINESS_LIMIT_CONTROL", "触发号码流控")
+        if self.answer:
+            return self.answer(seen)
+        return 200, {"RequestId": str(uuid.uuid4()).upper(), "Code": "OK", "Message": "OK",
+                     "CallId": f"116012354148^{1028137 + len(self.requests)}"}
 
 
 # ------------------------------------------------------------------------------ Tencent

@@ -1,0 +1,70 @@
+"""The outbox's durable retries: every attempt and its answer is a row of its own, the next
+try's time is stored, and after a restart the attempt count carries on, so the bound on
+attempts holds across restarts; a claimed notification is never claimed twice."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from hub.alarmdesk.channels import Outbox, idempotency_key
+from hub.alarmdesk.policy import Notification
+from hub.alarmdesk.settings import NotifySettings
+from hub.store import SqliteStore
+
+SETTINGS = NotifySettings(retry_initial=10.0, retry_max=40.0, attempts=3)
+NOTE = Notification(7, 1, "hook", "duty", "alarm", "d1 temperature")
+
+
+class Down:
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.sent = []
+
+    def send(self, n):
+        self.sent.append(n)
+        a = self.answers.pop(0)
+        return defer.fail(a) if isinstance(a, Exception) else defer.succeed(a)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStore(str(tmp_path / "p.sqlite"))
+    s.open()
+    yield s
+    s.close()
+
+
+def test_attempts_are_recorded_and_carried_over_a_restart(store):
+    clock = Clock()
+    clock.advance(1000)
+    first = Down([RuntimeError("HTTP 503")])
+    box = Outbox(clock, store, {"hook": first}, SETTINGS)
+    assert box.claim([NOTE], clock.seconds()) == [True]
+    box.deliver(NOTE)
+    [row] = store.notifications(7)
+    state = store.notify_retry_state()[row["id"]]
+    assert state[0] == 1 and 1000 < state[1] <= 1010  # the next try is stored
+    box.stop()  # killed while waiting
+    clock.advance(5)
+    second = Down([RuntimeError("timeout"), RuntimeError("HTTP 502")])
+    box2 = Outbox(clock, store, {"hook": second}, SETTINGS)
+    assert box2.claim([NOTE], clock.seconds()) == [False]  # claimed before the stop
+    box2.resume()
+    clock.advance(40)
+    # attempts 2 and 3 after the restart: the bound (3) holds across it
+    assert len(second.sent) == 2
+    [row] = store.notifications(7)
+    assert (row["status"], row["attempts"]) == ("failed", 3)
+    log = store.notify_attempts(row["id"])
+    assert [(a["attempt"], a["outcome"], a["answer"]) for a in log] == [
+        (1, "error", "HTTP 503"), (2, "error", "timeout"), (3, "failed", "HTTP 502")]
+    assert row["answer"] == "#1 HTTP 503; #2 timeout; #3 HTTP 502"
+    assert store.notify_retry_state() == {}
+
+
+def test_the_idempotency_key_is_the_same_for_every_attempt_and_per_subject():
+    assert idempotency_key(NOTE) == "alarm-7-1-duty"
+    reminder = Notification(-4, -2, "hook", "duty", "hazard", "x", "p1", (), 4)
+    assert idempotency_key(reminder) == "hazard-4--2-duty"
