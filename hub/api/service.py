@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -35,6 +35,16 @@ if TYPE_CHECKING:
 _log = Logger(namespace="hub.api")
 
 START_TIMEOUT = 10.0
+LAG_PROBE = 0.02  # s between looks at the loop's lateness
+
+
+async def probe_loop_lag(observe: Callable[[float], None], interval: float = LAG_PROBE) -> None:
+    """Observe how late the loop wakes a sleeper, forever (a long callback shows as lag)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        observe(max(0.0, loop.time() - due))
 
 
 class _Server(uvicorn.Server):
@@ -58,6 +68,7 @@ class ApiService(Service):
         self.server: _Server | None = None
         self.port: int | None = None
         self._task: asyncio.Task | None = None
+        self._probe: asyncio.Task | None = None
 
     @property
     def url(self) -> str:
@@ -112,6 +123,7 @@ class ApiService(Service):
                 raise RuntimeError("the API server did not start in time")
             await asyncio.sleep(0.01)
             waited += 0.01
+        self._probe = asyncio.ensure_future(probe_loop_lag(self.ctx.exporter.loop_lag.observe))
         self.desk.startService()
         Service.startService(self)
         _log.info("API listening on {url} (docs {url}api/docs)", url=self.url)
@@ -124,6 +136,8 @@ class ApiService(Service):
         return defer.Deferred.fromFuture(self._loop().create_task(self._stop()))
 
     async def _stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         if self.ctx is not None and self.ctx.feed is not None:
             await self.ctx.feed.stop()  # open streams end, so uvicorn need not wait for them
         if self.server is not None and self._task is not None:
