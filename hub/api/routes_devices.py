@@ -34,6 +34,7 @@ from hub.api.views import (
     downsample,
     event_out,
     reading_out,
+    settings_out,
 )
 from hub.model import QUANTITIES
 from hub.store import Conflict
@@ -124,7 +125,8 @@ async def get_device(device_id: str, caller: Caller, tree: OrgTree, ctx: Ctx) ->
     readings = await ctx.journal(lambda j: j.latest(d.id))
     return DeviceDetail(**_out(ctx, d, len(events)).model_dump(),
                         readings=[reading_out(r) for r in readings],
-                        alarms=[event_out(e) for e in events])
+                        alarms=[event_out(e) for e in events],
+                        settings=settings_out(ctx.hub, d))
 
 
 def _check_device(caller: Principal, tree: Tree, project: str) -> None:
