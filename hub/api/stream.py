@@ -39,6 +39,7 @@ _log = Logger(namespace="hub.api.stream")
 POLL = 0.1  # s between looks at the journal's committed seq when it cannot wake the feed
 BATCH = 5000
 MAX_QUEUE = 10_000
+FANOUT_SLICE = 100  # streams woken per loop turn
 
 
 #: what every subscriber gets; readings only on request (``readings=true``)
@@ -85,16 +86,18 @@ class Subscriber:
         self.readings = readings
         self.keep = keep
 
-    def put(self, item: Item) -> None:
+    def put(self, item: Item) -> bool:
+        """Queue ``item`` if this subscriber keeps it; whether it was queued."""
         if self.overflowed:
-            return
+            return False
         if self.keep is not None and not self.keep(item[1]):
-            return
+            return False
         if self.queue.qsize() >= MAX_QUEUE:
             self.overflowed = True
             self.queue.put_nowait(None)
-            return
+            return False
         self.queue.put_nowait(item)
+        return True
 
     async def get(self) -> Item:
         item = await self.queue.get()
@@ -141,6 +144,10 @@ class EventFeed:
                         continue  # one came for readings meanwhile: read this stretch again
                     subs = list(self.subscribers)
                     readers = [s for s in subs if s.readings]
+                    # moved before the fan-out yields: a subscriber that comes meanwhile is
+                    # not in ``subs`` and reads this batch from the journal instead
+                    self.seq = batch[-1][0] if len(batch) == BATCH else max(last, after)
+                    woken = 0
                     for seq, record in batch:
                         targets = readers if isinstance(record, Reading) else subs
                         if not targets:
@@ -148,8 +155,12 @@ class EventFeed:
                         # encoded once for every subscriber: 1,000 of them share the work
                         item = (seq, record, frame(seq, record))
                         for sub in targets:
-                            sub.put(item)
-                    self.seq = batch[-1][0] if len(batch) == BATCH else max(last, after)
+                            woken += sub.put(item)
+                            if woken >= FANOUT_SLICE:
+                                # each woken stream sends on this loop turn: let the loop
+                                # serve its sockets (ingest, requests) between slices
+                                woken = 0
+                                await asyncio.sleep(0)
                     continue
                 await self._next_commit(last)
         except Exception:  # the feed ends; its subscribers end with it and resume

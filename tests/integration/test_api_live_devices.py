@@ -21,7 +21,8 @@ from tests.support.hubproc import BIN
 from tests.support.services import free_port, free_udp_port, wait_until
 
 DTU = "861234567890555"
-IMEI = "861234567890000"  # `hub simulate lwm2m`'s first endpoint
+IMEI = "861234567890000"  # `hub simulate lwm2m`'s first endpoint ...
+ENDPOINT = f"urn:imei:{IMEI}"  # ... by the name it registers with
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +91,15 @@ def test_an_lwm2m_endpoint_created_through_the_api_registers_and_ends_when_delet
          "1", "--duration", "60"], cwd=ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:
-        hub.proc.wait_for(f"nb: api-nb-1 registered as '{IMEI}'", timeout=30)
+        hub.proc.wait_for(f"nb: api-nb-1 registered as '{ENDPOINT}'", timeout=30)
         wait_until(lambda: has_readings(root, "api-nb-1"), 30, 0.1, "readings of api-nb-1")
         gateways = root.get("/api/gateways", params={"transport": "nb"}).json()
-        assert [(g["id"], g["connected"]) for g in gateways] == [(IMEI, True)], gateways
+        assert [(g["connected"], g["devices"]) for g in gateways] == [(True, ["api-nb-1"])]
         assert root.delete("/api/devices/api-nb-1").status_code == 204
-        hub.proc.wait_for(f"nb: registration of api-nb-1 ({IMEI}) ended: the device was "
+        hub.proc.wait_for(f"nb: registration of api-nb-1 ({ENDPOINT}) ended: the device was "
                           "deleted", timeout=10)
         # its next Update (or registration) names an endpoint the hub no longer has
-        hub.proc.wait_for(f"refused unknown endpoint '{IMEI}'", timeout=30)
+        hub.proc.wait_for(f"refused unknown endpoint '{ENDPOINT}'", timeout=30)
     finally:
         sim.terminate()
         sim.wait(timeout=30)
