@@ -211,6 +211,12 @@ def lag_quantile(before: dict[float, float], after: dict[float, float], q: float
     return "n/a"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate_between(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
     """Records committed per second between wall times ``t0`` and ``t1``."""
     def seq_at(t: float) -> int:
@@ -265,14 +271,17 @@ def main() -> int:
             time.sleep(1.5 + args.ingest * span / 400_000 + args.warmup)  # encode, warm up
             quiet = (time.time(), time.time() + args.seconds)
             lag = [lag_buckets(url)]
+            cpu = [(time.time(), cpu_seconds(proc.pid))]
             time.sleep(args.seconds)
             lag.append(lag_buckets(url))
+            cpu.append((time.time(), cpu_seconds(proc.pid)))
             # 1. pages and details at --rate: the ingest rate under this load is the figure
             loaded_from = time.time()
             lists, details, errors = paced_load(url, token, args.rate, args.seconds,
                                                 args.projects, args.devices)
             loaded = (loaded_from, time.time())
             lag.append(lag_buckets(url))
+            cpu.append((time.time(), cpu_seconds(proc.pid)))
             # 2. history, one request after another
             hist: list[float] = []
             with httpx.Client(base_url=url, timeout=60,
@@ -310,6 +319,12 @@ def main() -> int:
                   f"arrivals, raise → arrival p50 {pct(delays, .5):.0f} ms, "
                   f"p99 {pct(delays, .99):.0f} ms"
                   + (f", mean {statistics.mean(delays):.0f} ms" if delays else ""))
+            alone_cpu = (cpu[1][1] - cpu[0][1]) / (cpu[1][0] - cpu[0][0])
+            loaded_cpu = (cpu[2][1] - cpu[1][1]) / (cpu[2][0] - cpu[1][0])
+            served = len(lists) + len(details)
+            per_request = (loaded_cpu - alone_cpu) * (cpu[2][0] - cpu[1][0]) / served * 1000
+            print(f"hub CPU: ingest alone {100 * alone_cpu:.0f} % of a core, with list/detail "
+                  f"{100 * loaded_cpu:.0f} %: {per_request:.2f} ms of CPU per request")
             print("loop lag (probe every 20 ms) p50/p99: ingest alone "
                   f"{lag_quantile(lag[0], lag[1], .5)} / {lag_quantile(lag[0], lag[1], .99)}; "
                   f"with list/detail {lag_quantile(lag[1], lag[2], .5)} / "
