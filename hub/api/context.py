@@ -91,6 +91,7 @@ class ApiContext:
         self._readers_lock = threading.Lock()
         self._tree: Tree | None = None
         self._devices: list[Any] | None = None
+        self._loading: asyncio.Future | None = None
         self._index: Any = None
         self._index_key: tuple[int, int] = (0, 0)
         self.account_failures = FailureCounter(
@@ -158,12 +159,20 @@ class ApiContext:
     async def stored_devices(self) -> list[Any]:
         """The platform store's devices, cached: every device list and scope check needs
         them, and only the API changes them (``devices_changed`` after each change)."""
-        if self._devices is None:
-            self._devices = await self.run(self.store.devices)
+        while self._devices is None:
+            # one load for every request that finds none: concurrent loads would each
+            # leave a new list, and each new list rebuilds the index (10,000 devices)
+            if self._loading is None or self._loading.done():
+                self._loading = asyncio.ensure_future(self.run(self.store.devices))
+            loading = self._loading
+            devices = await asyncio.shield(loading)
+            if self._loading is loading and self._devices is None:
+                self._devices = devices
         return self._devices
 
     def devices_changed(self) -> None:
         self._devices = None
+        self._loading = None  # a load begun before the change may miss it
         self._index = None
 
     async def device_index(self) -> Any:

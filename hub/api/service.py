@@ -123,6 +123,7 @@ class ApiService(Service):
                 raise RuntimeError("the API server did not start in time")
             await asyncio.sleep(0.01)
             waited += 0.01
+        await self.ctx.device_index()  # built now, not by the first requests
         self._probe = asyncio.ensure_future(probe_loop_lag(self.ctx.exporter.loop_lag.observe))
         self.desk.startService()
         Service.startService(self)

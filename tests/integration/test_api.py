@@ -268,7 +268,7 @@ def test_a_config_device_shows_the_settings_of_its_yaml(api, root):
     assert d1["settings"]["stored"] is None
     assert d1["settings"]["alarms"]["temperature"]["alarm"] == 45  # the YAML's, not 60's
     d2 = root.get("/api/devices/d2").json()["settings"]
-    assert d2["alarms"]["temperature"]["alarm"] != 45  # the hub-wide default
+    assert "temperature" not in d2["alarms"]  # d1's YAML alarm is d1's alone
     assert d2["heartbeat"]["interval"] > 0 and d2["heartbeat"]["timeout_count"] > 0
 
 
@@ -422,6 +422,9 @@ def test_metrics_health_and_docs(api, root):
         assert "hub_ingest_readings_total" in text
         assert 'hub_api_request_seconds_bucket{le="0.05",method="GET",route="/api/devices"' \
             in text
+        # the loop-lag probe has been observing since the API started
+        probes = re.search(r"^hub_loop_lag_seconds_count (\S+)$", text, re.M)
+        assert probes and float(probes.group(1)) > 0, text
         assert c.get("/healthz").json()["status"] == "ok"
         ready = c.get("/readyz").json()
         assert ready == {"status": "ok", "checks": {"journal": "ok", "store": "ok"}}
