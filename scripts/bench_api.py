@@ -211,6 +211,32 @@ def _subscriber_process(url: str, token: str, n: int, seconds: float, out: mp.Qu
     out.put(asyncio.run(subscribers(url, token, n, seconds)))
 
 
+def lag_buckets(url: str) -> dict[float, float]:
+    """The hub's loop-lag histogram (cumulative counts by bound, in s) from /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    out = {}
+    for m in re.finditer(r'^hub_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        out[float(m.group(1))] = float(m.group(2))
+    return out
+
+
+def lag_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    """The ``q`` quantile's bucket bound of the lag observed between two scrapes."""
+    total = after.get(float("inf"), 0) - before.get(float("inf"), 0)
+    if not total:
+        return "n/a"
+    for le in sorted(after):
+        if after[le] - before.get(le, 0) >= q * total:
+            return f"≤ {le * 1000:g} ms" if le != float("inf") else "> 5 s"
+    return "n/a"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate_between(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
     """Records committed per second between wall times ``t0`` and ``t1``."""
     def seq_at(t: float) -> int:
@@ -240,6 +266,8 @@ def main() -> int:
         config = write_config(tmp, args.devices, args.projects, broker.port)
         since = fill_journal(tmp)
         proc, url = start_hub(config)
+        print(f"hub pid {proc.pid} at {url}; load average {os.getloadavg()[0]:.1f} (1 min)",
+              flush=True)
         try:
             token = make_projects(url, args.projects)
             clock = CommitClock(str(tmp / "var" / "journal.sqlite"), interval=0.05)
@@ -253,12 +281,18 @@ def main() -> int:
             publishing.start()
             time.sleep(1.5 + args.ingest * span / 400_000 + args.warmup)  # encode, warm up
             quiet = (time.time(), time.time() + args.seconds)
+            lag = [lag_buckets(url)]
+            cpu = [(time.time(), cpu_seconds(proc.pid))]
             time.sleep(args.seconds)
+            lag.append(lag_buckets(url))
+            cpu.append((time.time(), cpu_seconds(proc.pid)))
             # 1. pages and details at --rate: the ingest rate under this load is the figure
             loaded_from = time.time()
             lists, details, errors = paced_load(url, token, args.rate, args.seconds,
                                                 args.projects, args.devices)
             loaded = (loaded_from, time.time())
+            lag.append(lag_buckets(url))
+            cpu.append((time.time(), cpu_seconds(proc.pid)))
             # 2. history, one request after another
             hist: list[float] = []
             with httpx.Client(base_url=url, timeout=60,
@@ -278,6 +312,7 @@ def main() -> int:
             subs.start()
             delays = q.get(timeout=args.seconds + 120)
             subs.join()
+            lag.append(lag_buckets(url))
             publishing.join()
             clock.stop()
             alone = rate_between(clock.samples, *quiet)
@@ -295,8 +330,19 @@ def main() -> int:
                   f"arrivals, raise → arrival p50 {pct(delays, .5):.0f} ms, "
                   f"p99 {pct(delays, .99):.0f} ms"
                   + (f", mean {statistics.mean(delays):.0f} ms" if delays else ""))
-            print(f"machine: {os.cpu_count()} CPUs; load average before/after is the "
-                  "caller's to note (uptime)")
+            alone_cpu = (cpu[1][1] - cpu[0][1]) / (cpu[1][0] - cpu[0][0])
+            loaded_cpu = (cpu[2][1] - cpu[1][1]) / (cpu[2][0] - cpu[1][0])
+            served = len(lists) + len(details)
+            per_request = (loaded_cpu - alone_cpu) * (cpu[2][0] - cpu[1][0]) / served * 1000
+            print(f"hub CPU: ingest alone {100 * alone_cpu:.0f} % of a core, with list/detail "
+                  f"{100 * loaded_cpu:.0f} %: {per_request:.2f} ms of CPU per request")
+            print("loop lag (probe every 20 ms) p50/p99: ingest alone "
+                  f"{lag_quantile(lag[0], lag[1], .5)} / {lag_quantile(lag[0], lag[1], .99)}; "
+                  f"with list/detail {lag_quantile(lag[1], lag[2], .5)} / "
+                  f"{lag_quantile(lag[1], lag[2], .99)}; with SSE (and history before it) "
+                  f"{lag_quantile(lag[2], lag[3], .5)} / {lag_quantile(lag[2], lag[3], .99)}")
+            print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end; "
+                  f"machine: {os.cpu_count()} CPUs")
         finally:
             proc.terminate()
             proc.wait(timeout=60)

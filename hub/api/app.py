@@ -70,6 +70,6 @@ def create_app(ctx: ApiContext) -> Guard:
         return HTMLResponse(DOCS_PAGE)
 
     guarded = Guard(app, ctx.settings.max_body, observe=ctx.exporter.observe,
-                    hsts=bool(ctx.settings.tls_cert))
+                    hsts=bool(ctx.settings.tls_cert), changed=ctx.principals.changed)
     guarded.fastapi = app  # type: ignore[attr-defined]
     return guarded

@@ -26,6 +26,52 @@ T = TypeVar("T")
 
 #: commands started through the API whose lifecycle stays readable from memory
 MAX_TRACKED_COMMANDS = 10_000
+#: how long a token's caller is known without asking the store again (s): a revocation
+#: through this API takes effect at once (any change ends every cached caller), one made
+#: by ``hub users`` in another process within this time
+PRINCIPAL_TTL = 2.0
+MAX_PRINCIPALS = 10_000
+
+
+class PrincipalCache:
+    """Callers by token hash for :data:`PRINCIPAL_TTL`: a request's authentication then
+    costs a dict lookup on the loop instead of a store query on a worker thread (a thread
+    hop that waits for the GIL while ingest keeps the loop busy).
+
+    ``generation`` moves after every request that may change users, grants, sessions or
+    keys (the guard calls :meth:`changed` when such a request ends); a lookup begun
+    before it is not cached, so a revocation cannot be undone by a read in flight."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, ttl: float = PRINCIPAL_TTL) -> None:
+        self.clock = clock
+        self.wall = wall
+        self.ttl = ttl
+        self.generation = 0
+        self._entries: dict[str, tuple[Any, float, float]] = {}
+
+    def get(self, key: str) -> Any:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        principal, until, wall_until = entry
+        if self.clock() >= until or self.wall() >= wall_until:
+            del self._entries[key]
+            return None
+        return principal
+
+    def put(self, key: str, principal: Any, expires: float, generation: int) -> None:
+        """Keep ``principal`` (found at ``generation``) until the TTL or ``expires`` (wall
+        time: a session's end) passes, whichever is first."""
+        if generation != self.generation:
+            return
+        if len(self._entries) >= MAX_PRINCIPALS:
+            self._entries.clear()
+        self._entries[key] = (principal, self.clock() + self.ttl, expires)
+
+    def changed(self) -> None:
+        self.generation += 1
+        self._entries.clear()
 
 
 class ApiContext:
@@ -45,6 +91,7 @@ class ApiContext:
         self._readers_lock = threading.Lock()
         self._tree: Tree | None = None
         self._devices: list[Any] | None = None
+        self._loading: asyncio.Future | None = None
         self._index: Any = None
         self._index_key: tuple[int, int] = (0, 0)
         self.account_failures = FailureCounter(
@@ -52,10 +99,15 @@ class ApiContext:
         self.address_failures = FailureCounter(
             Throttle(settings.address_failures, settings.address_window))
         self.commands: OrderedDict[str, CommandOut] = OrderedDict()
+        self.principals = PrincipalCache(wall=now)
         self.exporter: Any = None  # set by hub.api.app.create_app
         self.feed: Any = None  # the live event stream (hub.api.stream), set there too
         self.desk: Any = None  # the alarm desk (hub.alarmdesk.desk), set by the service
         self.ota: Any = None  # firmware campaigns (hub.ota.manager), set by the service too
+
+    @property
+    def auth_generation(self) -> int:
+        return self.principals.generation
 
     # ------------------------------------------------------------ threads
 
@@ -108,12 +160,20 @@ class ApiContext:
     async def stored_devices(self) -> list[Any]:
         """The platform store's devices, cached: every device list and scope check needs
         them, and only the API changes them (``devices_changed`` after each change)."""
-        if self._devices is None:
-            self._devices = await self.run(self.store.devices)
+        while self._devices is None:
+            # one load for every request that finds none: concurrent loads would each
+            # leave a new list, and each new list rebuilds the index (10,000 devices)
+            if self._loading is None or self._loading.done():
+                self._loading = asyncio.ensure_future(self.run(self.store.devices))
+            loading = self._loading
+            devices = await asyncio.shield(loading)
+            if self._loading is loading and self._devices is None:
+                self._devices = devices
         return self._devices
 
     def devices_changed(self) -> None:
         self._devices = None
+        self._loading = None  # a load begun before the change may miss it
         self._index = None
 
     async def device_index(self) -> Any:

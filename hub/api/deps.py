@@ -19,7 +19,9 @@ UNAUTHORISED = HTTPException(401, "authentication required: Authorization: Beare
                              headers={"WWW-Authenticate": "Bearer"})
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
+    # async: FastAPI runs a plain ``def`` dependency on a worker thread, a thread hop per
+    # request for an attribute read
     return request.app.state.ctx
 
 
@@ -28,6 +30,16 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 def _lookup(ctx: ApiContext, token: str) -> Principal | None:
     """Runs on a worker thread: store lookups."""
+    return _lookup_until(ctx, token)[0]
+
+
+def _lookup_until(ctx: ApiContext, token: str) -> tuple[Principal | None, float]:
+    """The caller of ``token`` and until when that holds at most (a session's expiry)."""
+    found = _find(ctx, token)
+    return found if found is not None else (None, 0.0)
+
+
+def _find(ctx: ApiContext, token: str) -> tuple[Principal, float] | None:
     store, now = ctx.store, ctx.now()
     if token.startswith("hubk_"):
         parts = split_api_key(token)
@@ -37,7 +49,7 @@ def _lookup(ctx: ApiContext, token: str) -> Principal | None:
         if key is None or key.revoked or not same(key.key_hash, token_hash(parts[1])):
             return None
         return Principal(f"apikey:{key.id}", [Grant(0, 0, key.role, key.node_id)],
-                         api_key=key.id)
+                         api_key=key.id), float("inf")
     session = store.session_by_token(token_hash(token))
     # the hash was the lookup key; compare it again in constant time all the same
     if (session is None or session.revoked or session.expires <= now
@@ -46,7 +58,8 @@ def _lookup(ctx: ApiContext, token: str) -> Principal | None:
     user = store.get_user(session.user_id)
     if user.disabled:
         return None
-    return Principal(user.name, store.grants(user.id), user_id=user.id, session_id=session.id)
+    return Principal(user.name, store.grants(user.id), user_id=user.id,
+                     session_id=session.id), session.expires
 
 
 async def principal(ctx: Ctx,
@@ -54,7 +67,13 @@ async def principal(ctx: Ctx,
                     ) -> Principal:
     if creds is None or not creds.credentials or len(creds.credentials) > 512:
         raise UNAUTHORISED
-    p = await ctx.run(_lookup, ctx, creds.credentials)
+    key = token_hash(creds.credentials)
+    p = ctx.principals.get(key)
+    if p is None:
+        generation = ctx.auth_generation
+        p, until = await ctx.run(_lookup_until, ctx, creds.credentials)
+        if p is not None:
+            ctx.principals.put(key, p, until, generation)
     if p is None:
         raise HTTPException(401, "the token is unknown, expired or revoked; log in again",
                             headers={"WWW-Authenticate": "Bearer"})

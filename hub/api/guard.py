@@ -21,6 +21,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_DEPTH = 32
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: an oversized body is read and dropped up to this size before the 413 goes out, so that
 #: the client (still sending) reads the answer instead of a connection reset
 DRAIN_LIMIT = 16 * 1024 * 1024
@@ -69,8 +70,9 @@ def json_depth(body: bytes) -> int:
 class Guard:
     def __init__(self, app: ASGIApp, max_body: int,
                  observe: Callable[[str, str, int, float], None] | None = None,
-                 hsts: bool = False) -> None:
+                 hsts: bool = False, changed: Callable[[], None] | None = None) -> None:
         self.app = app
+        self.changed = changed
         self.max_body = max_body
         self.observe = observe
         self.headers = list(SECURITY_HEADERS)
@@ -109,6 +111,8 @@ class Guard:
 
             await self.app(scope, replay, send_with_headers)
         finally:
+            if self.changed is not None and scope.get("method") not in SAFE_METHODS:
+                self.changed()  # it may have changed who a token is (a cached caller)
             if self.observe is not None:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or "unmatched"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -40,7 +41,7 @@ from hub.api.schemas import (
     EventOut,
     EventPage,
 )
-from hub.api.stream import Overflow, catch_up, encode
+from hub.api.stream import Overflow, catch_up, frame
 from hub.api.views import active_by_device, event_out
 from hub.commands import CommandError, new_command_id
 from hub.model import Acknowledgement, Command, CommandResult, Event, EventKind
@@ -48,6 +49,7 @@ from hub.model import Acknowledgement, Command, CommandResult, Event, EventKind
 router = APIRouter(prefix="/api", tags=["events and commands"])
 
 SCAN_BUDGET = 20_000
+MEMO = 100_000  # devices a stream's filter remembers
 KIND = Annotated[str | None, Query(pattern="^(alarm|fault|state|notice)$")]
 
 
@@ -135,38 +137,30 @@ async def stream_events(
     """Events and command results (and readings, if asked) as they are committed, for the
     devices the caller sees; reconnect with ``Last-Event-ID`` (or ``after``) to miss
     nothing. ``kind`` filters events only."""
-    devices = await visible_devices(ctx, caller, tree)
-    allowed = await _device_projects(ctx, caller, tree)
-    if project is not None:
-        allowed = {k for k, d in devices.items() if d.project == project}
-    if device is not None:
-        allowed &= {device}
+    keep = await _stream_filter(ctx, caller, tree, kind, device, project)
     after = resume_after(after, last_event_id)
-
-    def keep(r: object) -> bool:
-        if r.device not in allowed:  # type: ignore[attr-defined]
-            return False
-        return kind is None or not isinstance(r, Event) or r.kind.value == kind
-
-    sub, feed_seq = ctx.feed.subscribe(readings)
+    sub, feed_seq = ctx.feed.subscribe(readings, keep)
 
     async def events():
         try:
             cursor = feed_seq if after is None else after
             if cursor < feed_seq:
                 for seq, r in await catch_up(ctx, cursor, feed_seq, keep, readings):
-                    name, data = encode(seq, r)  # type: ignore[arg-type]
-                    yield {"id": str(seq), "event": name, "data": data}
+                    yield frame(seq, r)  # type: ignore[arg-type]
                 cursor = feed_seq
             loop = asyncio.get_running_loop()
             last = loop.time()
             while True:
-                # idle means nothing *for this subscriber*: others' records do not count
+                # idle means nothing *for this subscriber*: the feed puts only what it keeps
                 wait = None if idle_timeout is None else idle_timeout - (loop.time() - last)
                 if wait is not None and wait <= 0:
                     return
                 try:
-                    seq, e, name, data = await asyncio.wait_for(sub.get(), wait)
+                    if wait is None:
+                        seq, _, data = await sub.get()
+                    else:  # a timeout, not wait_for: no task per record
+                        async with asyncio.timeout(wait):
+                            seq, _, data = await sub.get()
                 except TimeoutError:
                     return
                 except Overflow:
@@ -177,13 +171,46 @@ async def stream_events(
                 if seq <= cursor:
                     continue
                 cursor = seq
-                if keep(e):
-                    last = loop.time()
-                    yield {"id": str(seq), "event": name, "data": data}
+                last = loop.time()
+                yield data
         finally:
             ctx.feed.unsubscribe(sub)
 
     return EventSourceResponse(events(), ping=15)
+
+
+async def _stream_filter(ctx: ApiContext, caller: Principal, tree: Tree, kind: str | None,
+                         device: str | None, project: str | None
+                         ) -> Callable[[object], bool]:
+    """Which records a stream keeps: those of devices the caller sees (as at its start),
+    narrowed to ``device`` and ``project``; ``kind`` narrows events only. Memoised by
+    device: the feed asks it for every record and every subscriber."""
+    index = await ctx.device_index()
+    readable = caller.readable_nodes(tree)
+    platform = caller.can_read(tree, 1)
+    seen: dict[str, bool] = {}
+
+    def visible(dev: str) -> bool:
+        if device is not None and dev != device:
+            return False
+        if dev == "hub":
+            return platform and project is None
+        d = index.by_id.get(dev)
+        return d is not None and tree.node_of_project(d.project) in readable and \
+            (project is None or d.project == project)
+
+    def keep(r: object) -> bool:
+        dev = r.device  # type: ignore[attr-defined]
+        ok = seen.get(dev)
+        if ok is None:
+            ok = visible(dev)
+            if len(seen) < MEMO:
+                seen[dev] = ok
+        if not ok:
+            return False
+        return kind is None or not isinstance(r, Event) or r.kind.value == kind
+
+    return keep
 
 
 @router.post("/events/{event_id}/ack", response_model=AckOut, status_code=201,

@@ -49,6 +49,9 @@ class HubCollector(Collector):
         yield from families.values()
 
 
+LAG_BUCKETS = (.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)
+
+
 class Exporter:
     """A private registry: the hub's metrics plus the API's request latency."""
 
@@ -59,6 +62,10 @@ class Exporter:
                                  ["method", "route", "status"], registry=self.registry,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
                                           2.5, 5, 10))
+        # how late the shared loop runs a callback it was asked to run at a given time: the
+        # floor under every request's latency while ingest shares the loop
+        self.loop_lag = Histogram("hub_loop_lag_seconds", "asyncio loop lag (a probe's "
+                                  "lateness)", registry=self.registry, buckets=LAG_BUCKETS)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.latency.labels(method, route, str(status)).observe(seconds)

@@ -265,9 +265,37 @@ class DeviceOut(BaseModel):
     active_alarms: int
 
 
+class ThresholdOut(BaseModel):
+    alarm: float
+    warning: float | None
+    hysteresis: float
+    delay: float
+    clear_delay: float
+
+
+class HeartbeatOut(BaseModel):
+    interval: float = Field(description="seconds between signs of life")
+    timeout_count: int = Field(description="missed ones before offline")
+
+
+class DeviceSettingsOut(BaseModel):
+    """What the running hub applies to the device (its own settings over the model's and
+    the hub-wide defaults), and for a device created through the API its settings as
+    stored."""
+
+    running: bool = Field(description="the device runs in the hub (else see the hub's log)")
+    alarms: dict[str, ThresholdOut] = Field(description="enabled alarm types and their "
+                                            "set points")
+    heartbeat: HeartbeatOut | None
+    stored: dict[str, Any] | None = Field(
+        default=None, description="source api: the settings as stored (what PATCH "
+        "settings replaces); source config: null (they are in the configuration file)")
+
+
 class DeviceDetail(DeviceOut):
     readings: list[ReadingOut]
     alarms: list[EventOut]
+    settings: DeviceSettingsOut
 
 
 class GatewayOut(BaseModel):

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 _log = Logger(namespace="hub.api")
 
 START_TIMEOUT = 10.0
+LAG_PROBE = 0.02  # s between looks at the loop's lateness
+
+
+async def probe_loop_lag(observe: Callable[[float], None], interval: float = LAG_PROBE) -> None:
+    """Observe how late the loop wakes a sleeper, forever (a long callback shows as lag)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        observe(max(0.0, loop.time() - due))
 
 
 class _Server(uvicorn.Server):
@@ -62,6 +72,7 @@ class ApiService(Service):
         self.port: int | None = None
         self._task: asyncio.Task | None = None
         self.reports: Any = None
+        self._probe: asyncio.Task | None = None
 
     @property
     def url(self) -> str:
@@ -120,6 +131,8 @@ class ApiService(Service):
                 raise RuntimeError("the API server did not start in time")
             await asyncio.sleep(0.01)
             waited += 0.01
+        await self.ctx.device_index()  # built now, not by the first requests
+        self._probe = asyncio.ensure_future(probe_loop_lag(self.ctx.exporter.loop_lag.observe))
         self.desk.startService()
         from hub.api.routes_reports import start_scheduler  # scheduled reports
         self.reports = start_scheduler(self.ctx, self.url)
@@ -138,6 +151,8 @@ class ApiService(Service):
             await self.ctx.ota.stop().asFuture(asyncio.get_running_loop())
         if self.reports is not None:
             self.reports.stopService()
+        if self._probe is not None:
+            self._probe.cancel()
         if self.ctx is not None and self.ctx.feed is not None:
             await self.ctx.feed.stop()  # open streams end, so uvicorn need not wait for them
         if self.server is not None and self._task is not None:

@@ -8,7 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hub.api.schemas import EventOut, HistoryPoint, ReadingOut
+from hub.api.schemas import (
+    DeviceSettingsOut,
+    EventOut,
+    HeartbeatOut,
+    HistoryPoint,
+    ReadingOut,
+    ThresholdOut,
+)
 from hub.model import QUANTITIES, Event, Reading
 from hub.store import Device as StoredDevice
 
@@ -26,6 +33,7 @@ class DeviceView:
     location: str
     source: str  # "config" (YAML, read-only here) or "api" (the platform store)
     address: object = None
+    settings: dict | None = None  # source api: as stored
 
 
 def all_devices(hub: Hub, stored: Iterable[StoredDevice]) -> dict[str, DeviceView]:
@@ -41,7 +49,7 @@ def all_devices(hub: Hub, stored: Iterable[StoredDevice]) -> dict[str, DeviceVie
     for s in stored:
         if s.id not in yaml_ids:
             out[s.id] = DeviceView(s.id, s.name, s.project, s.model, s.transport, s.location,
-                                   "api", s.address)
+                                   "api", s.address, s.settings or {})
     return out
 
 
@@ -55,6 +63,21 @@ class DeviceIndex:
         self.by_project: dict[str, list[DeviceView]] = {}
         for d in self.ordered:
             self.by_project.setdefault(d.project, []).append(d)
+
+
+def settings_out(hub: Hub, d: DeviceView) -> DeviceSettingsOut:
+    """The settings the running device has (the registry's), and the stored ones."""
+    running = hub.registry.get(d.id) if d.id in hub.registry else None
+    if running is None:
+        return DeviceSettingsOut(running=False, alarms={}, heartbeat=None, stored=d.settings)
+    return DeviceSettingsOut(
+        running=True,
+        alarms={rule: ThresholdOut(alarm=t.alarm, warning=t.warning, hysteresis=t.hysteresis,
+                                   delay=t.delay, clear_delay=t.clear_delay)
+                for rule, t in sorted(running.alarms.items()) if t.enabled},
+        heartbeat=HeartbeatOut(interval=running.heartbeat_interval,
+                               timeout_count=running.timeout_count),
+        stored=d.settings)
 
 
 def active_by_device(hub: Hub) -> dict[str, list[Event]]:

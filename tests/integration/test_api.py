@@ -241,16 +241,35 @@ def test_api_devices_carry_alarm_thresholds_and_heartbeat_checked_like_yaml(api,
     assert root.get("/api/devices/api-set-1").status_code == 404  # nothing stored
     r = root.post("/api/devices", json=body)
     assert r.status_code == 201, r.text
+    shown = root.get("/api/devices/api-set-1").json()["settings"]
+    assert shown["running"] and shown["stored"] == body["settings"]
+    assert shown["alarms"]["temperature"]["alarm"] == 60
+    assert shown["alarms"]["temperature"]["delay"] == 0
+    assert shown["heartbeat"] == {"interval": 5, "timeout_count": 2}
     patched = root.patch("/api/devices/api-set-1",
                          json={"settings": {"heartbeat": {"interval": 0}}})
     assert patched.status_code == 422 and "interval" in patched.text
     assert root.patch("/api/devices/api-set-1", json={"settings": {
         "alarms": {"temperature": {"alarm": 65}}}}).status_code == 200
+    shown = root.get("/api/devices/api-set-1").json()["settings"]
+    assert shown["stored"] == {"alarms": {"temperature": {"alarm": 65}}}
+    assert shown["alarms"]["temperature"]["alarm"] == 65
+    assert shown["heartbeat"] != {"interval": 5, "timeout_count": 2}  # the model's again
     changes = [e for e in api.audit("--device", "api-set-1") if e["action"] == "device.changed"]
     assert changes and changes[-1]["details"]["settings"] == {
         "alarms": {"temperature": {"alarm": 65}}}
     assert root.delete("/api/devices/api-set-1").status_code == 204
 
+
+
+def test_a_config_device_shows_the_settings_of_its_yaml(api, root):
+    d1 = root.get("/api/devices/d1").json()
+    assert d1["source"] == "config" and d1["settings"]["running"]
+    assert d1["settings"]["stored"] is None
+    assert d1["settings"]["alarms"]["temperature"]["alarm"] == 45  # the YAML's, not 60's
+    d2 = root.get("/api/devices/d2").json()["settings"]
+    assert "temperature" not in d2["alarms"]  # d1's YAML alarm is d1's alone
+    assert d2["heartbeat"]["interval"] > 0 and d2["heartbeat"]["timeout_count"] > 0
 
 
 def test_gateways_are_listed_by_transport_within_the_caller_s_projects(api, root):
@@ -403,6 +422,9 @@ def test_metrics_health_and_docs(api, root):
         assert "hub_ingest_readings_total" in text
         assert 'hub_api_request_seconds_bucket{le="0.05",method="GET",route="/api/devices"' \
             in text
+        # the loop-lag probe has been observing since the API started
+        probes = re.search(r"^hub_loop_lag_seconds_count (\S+)$", text, re.M)
+        assert probes and float(probes.group(1)) > 0, text
         assert c.get("/healthz").json()["status"] == "ok"
         ready = c.get("/readyz").json()
         assert ready == {"status": "ok", "checks": {"journal": "ok", "store": "ok"}}

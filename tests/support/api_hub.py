@@ -103,7 +103,9 @@ class ApiHub:
 
 
 def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
-                  first_admin: bool = True) -> ApiHub:
+                  first_admin: bool = True, extra: dict[str, Any] | None = None) -> ApiHub:
+    """``extra`` adds ``transports`` and ``models`` sections to the configuration."""
+    extra = extra or {}
     site = tmp / "site"
     write_distribution(site, "hubtest-commands", {"hubtest_commands": "hubtest_commands"},
                        {"hubtest_commands": (PLUGINS / "hubtest_commands.py")
@@ -116,7 +118,9 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
         "api": {"port": 0, "lockout": {"failures": 3, "minutes": 1},
                 "address_throttle": {"failures": 12, "minutes": 1}, **(api or {})},
         "transports": {"demo": {"type": "simulator", "interval": 0.2, "period": 30},
-                       "wire": {"type": "cmd_line", "port": wire}},
+                       "wire": {"type": "cmd_line", "port": wire},
+                       **extra.get("transports", {})},
+        **({"models": extra["models"]} if "models" in extra else {}),
         "sinks": {"rollups": {"type": "rollups", "flush_interval": 0.1}},
         "devices": [
             {"id": "d1", "name": "一号箱", "project": "p1", "model": "simulated",
@@ -165,10 +169,11 @@ def restart_api_hub(old: ApiHub) -> ApiHub:
 
 
 @contextlib.contextmanager
-def populated_hub(tmp: Path, api: dict[str, Any] | None = None) -> Iterator[ApiHub]:
+def populated_hub(tmp: Path, api: dict[str, Any] | None = None,
+                  extra: dict[str, Any] | None = None) -> Iterator[ApiHub]:
     """A running API hub with :func:`populate`'s organisation; stopped (and its log
     checked) at the end."""
-    hub = start_api_hub(tmp, api)
+    hub = start_api_hub(tmp, api, extra=extra)
     try:
         populate(hub)
         yield hub

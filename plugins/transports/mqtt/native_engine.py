@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _log = Logger(namespace="hub.mqtt")
 
 _ACK = codec.encode_puback
+READ_SIZE = 16384  # bytes per socket read (see _connection_made)
 
 
 def tls_options(opts: MqttOptions) -> Any:
@@ -98,6 +99,11 @@ class _Protocol(protocol.Protocol):
         if conn._stopping or self is not conn._current:  # stopped or crashed meanwhile
             self.transport.loseConnection()
             return
+        # Twisted reads up to 64 KiB at a time: a thousand small messages decoded and
+        # journaled in one reactor callback, tens of ms during which the shared loop (the
+        # API's requests) waits. Smaller reads give the loop back more often.
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = READ_SIZE
         opts = conn.service.options
         self.last_rx = conn.clock.seconds()
         self.transport.write(codec.encode_connect(
