@@ -47,13 +47,13 @@ from hub.journal.schema import (
     KIND_DELIVERY,
     KIND_EVENT,
     KIND_RESULT,
-    LATER_INDEXES,
     SCHEMA,
     SCHEMA_VERSION,
     JournalClosedError,
     JournalError,
     JournalReadOnlyError,
 )
+from hub.journal.segments import migrate_from_1
 from hub.journal.transaction import Job, execute
 from hub.metrics import Metrics
 from hub.model import (
@@ -169,10 +169,12 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0 and not self._readonly:
                 db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            elif version == 1 and not self._readonly:
+                self._migrate(db)
             elif version != SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: schema {version}, expected {SCHEMA_VERSION}")
-            if not self._readonly:
-                db.executescript(LATER_INDEXES)
+                raise JournalError(f"{self.path}: schema {version}, expected {SCHEMA_VERSION}"
+                                   + (" (open it read-write once to upgrade it)"
+                                      if version == 1 else ""))
             self._db = db
             self._load_names()
             self._last_seq = self._next_seq = self._stored_last_seq()
@@ -190,6 +192,20 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     self._fault = event  # raised before a restart: clear it when space returns
             self._check_size(force=True)
             self._notifier.opened(self._last_seq, self._clock.seconds())
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Schema 1 to 2 (readings by the segment), in one transaction: all or nothing."""
+        log.info("journal {path}: upgrading schema 1 to 2 (readings by the segment)",
+                 path=self.path)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            migrate_from_1(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _connect(self, check_same_thread: bool = True) -> sqlite3.Connection:
         if self._readonly:
