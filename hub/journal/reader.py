@@ -287,7 +287,7 @@ class JournalQueries:
                         del found[limit:]
                         if found and ts_max < found[-1][0]:
                             break
-                    for seq, _, sid, ts, value, q in _stored(body):
+                    for seq, _, sid, ts, value, q, _ in _stored(body):
                         if lo <= ts <= hi and (wanted is None or sid in wanted):
                             found.append((float(ts), seq, sid, value, q))
                 else:

@@ -25,7 +25,7 @@ Tables (schema version 2, kept in ``PRAGMA user_version``)::
     marks    seq PK, ts                               -- commit time of seq, for retention
     meta     key PK, value                            -- last_seq survives pruning
     records  VIEW: every record as a row, as schema 1 stored them (readings unpacked from
-             their segments by json_each; DELETE through it works, a row at a time), for
+             their segments by json_each; DELETE and UPDATE through it work), for
              people using the sqlite3 shell and for tests, never for the hub's hot paths
     readings VIEW of reading records with names
 
@@ -86,6 +86,17 @@ CREATE TRIGGER records_delete INSTEAD OF DELETE ON records BEGIN
     DELETE FROM segments WHERE OLD.kind = 0 AND n = 0;
     UPDATE segments SET first = json_extract(CAST(body AS TEXT), '$[0][0]')
     WHERE OLD.kind = 0 AND first = OLD.seq;
+END;
+CREATE TRIGGER records_update_entry INSTEAD OF UPDATE ON records WHEN OLD.kind <> 0 BEGIN
+    UPDATE entries SET kind = NEW.kind, ts = NEW.ts, data = NEW.data WHERE seq = OLD.seq;
+END;
+CREATE TRIGGER records_update_reading INSTEAD OF UPDATE ON records WHEN OLD.kind = 0 BEGIN
+    UPDATE segments SET body = CAST((
+        SELECT json_group_array(CASE WHEN json_extract(j.value, '$[0]') = OLD.seq
+            THEN json_array(OLD.seq, 0, NEW.series, NEW.ts, NEW.value, NEW.quality, NULL)
+            ELSE json(j.value) END)
+        FROM json_each(CAST(segments.body AS TEXT)) j) AS BLOB)
+    WHERE device = OLD.device AND first <= OLD.seq AND last >= OLD.seq;
 END;
 CREATE VIEW readings AS
     SELECT r.seq, d.name AS device, l.channel, l.quantity, r.ts, r.value,

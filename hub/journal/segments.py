@@ -1,12 +1,13 @@
 """Segments: a commit's readings of one device, encoded once into one row (schema 2).
 
-A reading row as the writer makes it is ``(seq, device, series, ts, value, quality)``
-(``quality`` ``None`` for good); a segment's ``body`` is the orjson array of those rows.
-orjson writes a NaN as ``null``, as SQLite's REAL column stored it; an infinite value
+A reading row as the writer makes it is the row of :meth:`JournalQueries.read_rows`,
+``(seq, 0, series, ts, value, quality, None)`` (``quality`` ``None`` for good, ts and value
+floats, a NaN value ``None``); a segment's ``body`` is the orjson array of those rows, so
+the commit encodes them as they are and a read decodes them as they are.
+An infinite value
 (which orjson would also write as ``null``) is written ``1e999``, which SQLite's JSON
 functions and :mod:`json` read back as infinite (orjson refuses it: such a body is read by
-``json``). Decoding gives the rows of :meth:`JournalQueries.read_rows`,
-``(seq, 0, series, ts, value, quality, None)``, with REAL columns as floats, as SQLite did.
+``json``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 
 import orjson
 
-from hub.journal.schema import KIND_READING, SEGMENT_TABLES, VIEWS
+from hub.journal.schema import SEGMENT_TABLES, VIEWS
 
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -30,28 +31,33 @@ UPDATE_LATEST = ("UPDATE latest SET seq = ?1, ts = ?2, value = ?3, quality = ?4"
                  " WHERE series = ?5 AND (ts IS NULL OR ts <= ?2)")
 
 
-def encode(readings: Sequence[tuple], base: int) -> tuple[list[tuple], list[tuple]]:
+def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int]
+           ) -> tuple[list[tuple], list[tuple]]:
     """The ``segments`` rows of one commit's ``readings`` (in seq order; ``base`` the
-    commit's first seq), and the ``latest`` updates ``(seq, ts, value, quality, series)``
-    of its newest reading per series (within a commit the first of equal ts wins)."""
+    commit's first seq; ``devices`` series id -> device id), and the ``latest`` updates
+    ``(seq, ts, value, quality, series)`` of its newest reading per series (within a commit
+    the first of equal ts wins)."""
     by_device: dict[int, list[tuple]] = {}
     newest: dict[int, tuple] = {}
     get, latest = by_device.get, newest.get
     for row in readings:
-        rows = get(row[1])
+        sid = row[2]
+        device = devices[sid]
+        rows = get(device)
         if rows is None:
-            by_device[row[1]] = [row]
+            by_device[device] = [row]
         else:
             rows.append(row)
-        cur = latest(row[2])
+        cur = latest(sid)
         if cur is None or row[3] > cur[3]:
-            newest[row[2]] = row
+            newest[sid] = row
     segments = []
     for device, rows in by_device.items():
         ts = [r[3] for r in rows]
         body = _dumps(rows)
-        if b"null," in body:  # a value was None, NaN or infinite (rare)
-            body = _infinities(rows, body)
+        # a value orjson wrote as null (None, NaN or infinite) is followed by the quality
+        if b"null,null,null]" in body or b'null,"' in body:
+            body = _infinities(rows, body)  # rare
         segments.append((rows[0][0], base, rows[-1][0], device, len(rows), min(ts), max(ts),
                          body))
     return segments, [(r[0], r[3], r[4], r[5], r[2]) for r in newest.values()]
@@ -71,7 +77,7 @@ def _infinities(rows: list[tuple], body: bytes) -> bytes:
 
 
 def stored(body: bytes | str) -> list[list]:
-    """A segment's rows as stored: ``[seq, device, series, ts, value, quality]`` lists."""
+    """A segment's rows as lists."""
     try:
         return _loads(body)
     except orjson.JSONDecodeError:
@@ -80,22 +86,26 @@ def stored(body: bytes | str) -> list[list]:
 
 def decode(body: bytes | str) -> list[tuple]:
     """A segment's rows as :meth:`JournalQueries.read_rows` gives them, in seq order."""
-    return [(seq, KIND_READING, sid, ts if type(ts) is float else float(ts),
-             v if type(v) is float or v is None else _real(v), q, None)
-            for seq, _, sid, ts, v, q in stored(body)]
+    return [tuple(r) for r in stored(body)]
 
 
-def _real(v: object) -> float | None:
+def real(v: object) -> float | None:
+    """A reading's value as SQLite's REAL column gave it back: a float, ``None`` for
+    ``None`` and NaN, text that is no number as it was."""
+    if v is None:
+        return None
     try:
-        return float(v)  # type: ignore[arg-type]
+        f = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return v  # type: ignore[return-value]  # SQLite's REAL affinity kept text as text
+    return None if f != f else f
 
 
-def write(db: sqlite3.Connection, readings: Sequence[tuple], base: int) -> None:
+def write(db: sqlite3.Connection, readings: Sequence[tuple], base: int,
+          devices: Mapping[int, int]) -> None:
     """Insert the segments of ``readings`` and update ``latest``, in the caller's
     transaction."""
-    segments, latest = encode(readings, base)
+    segments, latest = encode(readings, base, devices)
     db.executemany(INSERT_SEGMENT, segments)
     db.executemany(UPDATE_LATEST, latest)
 
@@ -125,11 +135,12 @@ def migrate_from_1(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO entries (seq, kind, device, ts, data)"
                " SELECT seq, kind, device, ts, coalesce(data, '{}') FROM records"
                " WHERE kind <> 0")
-    rows = db.execute("SELECT seq, device, series, ts, value, quality FROM records"
+    devices = dict(db.execute("SELECT series, device FROM latest"))
+    rows = db.execute("SELECT seq, 0, series, ts, value, quality, NULL FROM records"
                       " WHERE kind = 0 ORDER BY seq")
     for _, chunk in groupby(rows, key=lambda r: r[0] // MIGRATION_SPAN):
         chunk_rows = list(chunk)
-        segments, _ = encode(chunk_rows, chunk_rows[0][0])
+        segments, _ = encode(chunk_rows, chunk_rows[0][0], devices)
         db.executemany(INSERT_SEGMENT, segments)
     run_script(db, "DROP TABLE records;" + VIEWS)
 
@@ -147,4 +158,5 @@ def run_script(db: sqlite3.Connection, script: str) -> None:
         db.execute(statement)
 
 
-__all__ = ["decode", "encode", "migrate_from_1", "rewrite", "run_script", "stored", "write"]
+__all__ = ["decode", "encode", "migrate_from_1", "real", "rewrite", "run_script", "stored",
+           "write"]

@@ -15,13 +15,16 @@ class Job:
     """One transaction's rows and ids (see :func:`execute`)."""
 
     __slots__ = ("readings", "others", "active", "new_devices", "new_series", "touches",
-                 "last", "now", "mark")
+                 "last", "now", "mark", "devices")
 
     def __init__(self, readings: list, others: list, active: list, new_devices: list,
-                 new_series: list, touches: list, last: int, now: float, mark: bool) -> None:
+                 new_series: list, touches: list, last: int, now: float, mark: bool,
+                 devices: dict[int, int]) -> None:
         self.readings, self.others, self.active = readings, others, active
         self.new_devices, self.new_series, self.touches = new_devices, new_series, touches
         self.last, self.now, self.mark = last, now, mark
+        # series id -> device id; only ever grows (the reactor thread adds new series)
+        self.devices = devices
 
 
 def execute(db: sqlite3.Connection, job: Job) -> None:
@@ -40,7 +43,7 @@ def execute(db: sqlite3.Connection, job: Job) -> None:
                 job.new_series,
             )
         if readings:  # the segments' base: the first reading's seq (see hub.journal.schema)
-            segments.write(db, readings, readings[0][0])
+            segments.write(db, readings, readings[0][0], job.devices)
         if others:
             db.executemany(_INSERT_OTHER, others)
         for raised, eid, seq, data in job.active:

@@ -46,6 +46,7 @@ from hub.journal.schema import (
     KIND_COMMAND,
     KIND_DELIVERY,
     KIND_EVENT,
+    KIND_READING,
     KIND_RESULT,
     SCHEMA,
     SCHEMA_VERSION,
@@ -54,6 +55,7 @@ from hub.journal.schema import (
     JournalReadOnlyError,
 )
 from hub.journal.segments import migrate_from_1
+from hub.journal.segments import real as _real
 from hub.journal.transaction import Job, execute
 from hub.metrics import Metrics
 from hub.model import (
@@ -138,6 +140,8 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         self._next_seq = 0  # last seq handed out, committed or not
         self._last_seq = 0  # last seq committed
         self._series_ids: dict[tuple[str, str, str], tuple[int, int]] = {}
+        # series id -> device id, for grouping a commit's readings into segments
+        self._series_device: dict[int, int] = {}
         # ids handed out but maybe not committed yet: written by every commit until one succeeds
         self._new_devices: list[tuple[int, str]] = []
         self._new_series: list[tuple[int, int, str, str]] = []
@@ -184,6 +188,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
             raise
         for sid, key in self._series_names.items():
             self._series_ids[key] = (self._device_ids[key[0]], sid)
+            self._series_device[sid] = self._device_ids[key[0]]
         self._last_device = max(self._device_names, default=0)
         self._last_series = max(self._series_names, default=0)
         if not self._readonly:
@@ -278,6 +283,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         active: list[tuple] = []
         add = readings.append
         series_ids = self._series_ids
+        real = _real
         try:
             for r in records:
                 t = type(r)
@@ -286,7 +292,13 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     ids = series_ids.get((r.device, r.channel, r.quantity)) or self._new_key(r)
                     q = r.quality
                     q = None if q is _GOOD else Quality(q).value
-                    add((seq, ids[0], ids[1], r.ts, r.value, q))
+                    # the row as read_rows gives it back: REAL columns as floats, NaN as None
+                    ts, v = r.ts, r.value
+                    if type(ts) is not float:
+                        ts = float(ts)
+                    if type(v) is not float or v != v:
+                        v = real(v)
+                    add((seq, KIND_READING, ids[1], ts, v, q, None))
                 elif t is Event or isinstance(r, Event):
                     seq += 1
                     data = dumps(r.to_dict())
@@ -404,7 +416,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         active = [a for b in batches for a in b.active]
         return Job(readings, others, active, list(self._new_devices), list(self._new_series),
                     list(self._touches.items()), last, now,
-                    now - self._last_mark >= self._mark_every)
+                    now - self._last_mark >= self._mark_every, self._series_device)
 
     def _wrote(self, job: Job) -> None:
         """``job`` committed: the bookkeeping, in the reactor thread."""
@@ -452,6 +464,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         dev_id = self._device(r.device)
         self._last_series = sid = self._last_series + 1
         self._series_names[sid] = (r.device, r.channel, r.quantity)
+        self._series_device[sid] = dev_id
         self._series_ids[(r.device, r.channel, r.quantity)] = ids = (dev_id, sid)
         self._new_series.append((sid, dev_id, r.channel, r.quantity))
         return ids

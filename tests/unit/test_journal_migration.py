@@ -119,3 +119,26 @@ def test_pruning_cuts_the_segments_of_a_commit_exactly(tmp_path):
     assert j.first_seq() == 14
     assert j._conn().execute("SELECT count(*) FROM records").fetchone()[0] == 17
     j.close()
+
+
+def test_the_records_view_updates_and_deletes_as_the_table_did(tmp_path):
+    """The sqlite3 shell (and tests corrupting a row on purpose) may still UPDATE and DELETE
+    ``records``: the triggers rewrite the segment or the entry behind the row."""
+    j = Journal(str(tmp_path / "j.sqlite"), clock=Clock())
+    j.open()
+    j.append([Reading("d1", "voltage", 1.0, T0, "A"), Reading("d2", "voltage", 2.0, T0, "A"),
+              Event("d1", EventKind.ALARM, "temperature", EventState.RAISED, T0, Level.ALARM,
+                    "T1", "e1", value=91.5),
+              Reading("d1", "voltage", 3.0, T0 + 1, "A")])
+    j.flush()
+    db = j._conn()
+    db.execute("UPDATE records SET value = 9.5 WHERE seq = 4")
+    db.execute("UPDATE records SET data = json_set(data, '$.code', 'smoke') WHERE seq = 3")
+    db.execute("DELETE FROM records WHERE seq = 1")
+    j._recent.clear()
+    got = j.read(0, 10)
+    assert [s for s, _ in got] == [2, 3, 4]
+    assert got[1][1].code == "smoke" and got[2][1].value == 9.5 and got[0][1].value == 2.0
+    assert db.execute("SELECT seq, value FROM records ORDER BY seq").fetchall() == [
+        (2, 2.0), (3, None), (4, 9.5)]
+    j.close()
