@@ -204,6 +204,10 @@ class JournalQueries:
                                       " (SELECT min(seq) FROM entries)").fetchone()
         return min((f for f in firsts if f is not None), default=None)
 
+    def first_reading_ts(self) -> float | None:
+        """The ts of the oldest reading the journal holds (None if it holds none)."""
+        return self._conn().execute("SELECT min(ts_min) FROM segments").fetchone()[0]
+
     def series_key(self, sid: int) -> tuple[str, str, str]:
         """``(device, channel, quantity)`` of a series id from :meth:`read_rows`."""
         return self._series_names.get(sid) or self._series(sid)

@@ -289,8 +289,7 @@ class RollupStore:
         sooner than rollups) keep their buckets: everything from the first whole local day
         of the journal's readings on is rebuilt, older readings only set energy baselines.
         Returns the readings folded in."""
-        first = journal._conn().execute(
-            "SELECT min(ts) FROM records WHERE kind = 0").fetchone()[0]
+        first = journal.first_reading_ts()
         oldest = self.db.execute("SELECT min(start) FROM buckets").fetchone()[0]
         floor: float | None = None
         if first is None:

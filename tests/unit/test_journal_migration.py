@@ -142,3 +142,15 @@ def test_the_records_view_updates_and_deletes_as_the_table_did(tmp_path):
     assert db.execute("SELECT seq, value FROM records ORDER BY seq").fetchall() == [
         (2, 2.0), (3, None), (4, 9.5)]
     j.close()
+
+
+def test_first_reading_ts_is_the_oldest_reading_held(tmp_path):
+    j = Journal(str(tmp_path / "j.sqlite"), clock=Clock())
+    j.open()
+    assert j.first_reading_ts() is None
+    j.append([Event("d1", EventKind.ALARM, "temperature", EventState.RAISED, T0 - 50,
+                    Level.ALARM, "T1", "e1", value=91.5),
+              Reading("d2", "voltage", 2.0, T0 + 5, "A"), Reading("d1", "voltage", 1.0, T0, "A")])
+    j.flush()
+    assert j.first_reading_ts() == T0  # events do not count
+    j.close()
