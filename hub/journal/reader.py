@@ -12,6 +12,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable
+from contextlib import closing
 from operator import itemgetter
 from typing import Any
 
@@ -170,31 +171,22 @@ class JournalQueries:
         row = db.execute("SELECT base FROM segments WHERE first <= ? ORDER BY first DESC"
                          " LIMIT 1", (after,)).fetchone()
         start = after + 1 if row is None else row[0]
-        cursor = db.execute("SELECT first, body FROM segments WHERE first >= ? ORDER BY first",
-                            (start,))
         out: list[tuple] = []
         bound = math.inf  # no segment starting after the limit-th seq can be in the answer
-        try:
-            while True:
-                chunk = cursor.fetchmany(64)
-                if not chunk:
+        # closed when left: an unfinished statement would hold its snapshot
+        with closing(db.execute("SELECT first, body FROM segments WHERE first >= ?"
+                                " ORDER BY first", (start,))) as cursor:
+            for first, body in cursor:
+                if first > bound:
                     break
-                for first, body in chunk:
-                    if first > bound:
-                        break
-                    rows = _decode(body)
-                    if rows[0][0] <= after:
-                        rows = [r for r in rows if r[0] > after]
-                    out += rows
-                    if len(out) >= limit:
-                        out.sort(key=_SEQ)
-                        del out[limit:]
-                        bound = out[-1][0]
-                else:
-                    continue
-                break
-        finally:
-            cursor.close()  # an unfinished statement would hold its snapshot
+                rows = _decode(body)
+                if rows[0][0] <= after:
+                    rows = [r for r in rows if r[0] > after]
+                out += rows
+                if len(out) >= limit:
+                    out.sort(key=_SEQ)
+                    del out[limit:]
+                    bound = out[-1][0]
         out.sort(key=_SEQ)
         return out
 
@@ -274,31 +266,21 @@ class JournalQueries:
         lo = -math.inf if since is None else since
         hi = math.inf if until is None else until
         # a segment spans the ts of one commit of one device: few are read for nothing
-        cursor = self._conn().execute(
-            "SELECT ts_max, body FROM segments WHERE device = ? AND ts_max >= ?"
-            " AND ts_min <= ? ORDER BY ts_max DESC", (dev_id, lo, hi))
         found: list[tuple] = []  # (ts, seq, series, value, quality)
-        try:
-            while True:
-                chunk = cursor.fetchmany(64)
-                if not chunk:
-                    break
-                for ts_max, body in chunk:
-                    if limit is not None and len(found) >= limit:
-                        # newest first: once the limit-th newest ts is past this segment's
-                        # newest, no older segment can change the answer
-                        found.sort(reverse=True)
-                        del found[limit:]
-                        if found and ts_max < found[-1][0]:
-                            break
-                    for seq, _, sid, ts, value, q, _ in _stored(body):
-                        if lo <= ts <= hi and (wanted is None or sid in wanted):
-                            found.append((float(ts), seq, sid, value, q))
-                else:
-                    continue
-                break
-        finally:
-            cursor.close()
+        with closing(self._conn().execute(
+                "SELECT ts_max, body FROM segments WHERE device = ? AND ts_max >= ?"
+                " AND ts_min <= ? ORDER BY ts_max DESC", (dev_id, lo, hi))) as cursor:
+            for ts_max, body in cursor:
+                if limit is not None and len(found) >= limit:
+                    # newest first: once the limit-th newest ts is past this segment's
+                    # newest, no older segment can change the answer
+                    found.sort(reverse=True)
+                    del found[limit:]
+                    if found and ts_max < found[-1][0]:
+                        break
+                for seq, _, sid, ts, value, q, _ in _stored(body):
+                    if lo <= ts <= hi and (wanted is None or sid in wanted):
+                        found.append((float(ts), seq, sid, value, q))
         found.sort()
         if limit is not None:
             found = found[-limit:] if limit > 0 else []

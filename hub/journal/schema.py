@@ -105,8 +105,8 @@ CREATE VIEW readings AS
     WHERE r.kind = 0;
 """
 
-#: Creates a new journal (the caller sets ``PRAGMA user_version`` to SCHEMA_VERSION).
-SCHEMA = """
+#: The tables schema 1 and 2 share (the upgrade leaves them as they are).
+COMMON_TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, last_seen REAL);
 CREATE TABLE latest (
@@ -118,7 +118,9 @@ CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE marks (seq INTEGER PRIMARY KEY, ts REAL NOT NULL);
 CREATE INDEX marks_ts ON marks (ts);
 INSERT INTO meta (key, value) VALUES ('last_seq', 0);
-""" + SEGMENT_TABLES + VIEWS
+"""
+#: Creates a new journal (the caller sets ``PRAGMA user_version`` to SCHEMA_VERSION).
+SCHEMA = COMMON_TABLES + SEGMENT_TABLES + VIEWS
 
 
 class JournalError(Exception):

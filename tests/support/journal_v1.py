@@ -6,31 +6,22 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from hub.journal.schema import COMMON_TABLES
 from hub.model import Event, Quality, Reading
 
-SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value);
-CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, last_seen REAL);
-CREATE TABLE latest (
-    series INTEGER PRIMARY KEY, device INTEGER NOT NULL, channel TEXT NOT NULL,
-    quantity TEXT NOT NULL, ts REAL, value REAL, quality TEXT, seq INTEGER,
-    UNIQUE (device, quantity, channel));
+#: Schema 1: the tables schema 2 kept, and ``records`` with a row per record.
+SCHEMA_V1 = COMMON_TABLES + """
 CREATE TABLE records (
     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, device INTEGER NOT NULL,
     series INTEGER, ts REAL NOT NULL, value REAL, quality TEXT, data TEXT);
 CREATE INDEX records_device_ts ON records (device, ts);
 CREATE INDEX records_event_ts ON records (ts) WHERE kind = 1;
 CREATE INDEX records_event_device_ts ON records (device, ts) WHERE kind = 1;
-CREATE TABLE active (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE TABLE marks (seq INTEGER PRIMARY KEY, ts REAL NOT NULL);
-CREATE INDEX marks_ts ON marks (ts);
 CREATE VIEW readings AS
     SELECT r.seq, d.name AS device, l.channel, l.quantity, r.ts, r.value,
            coalesce(r.quality, 'good') AS quality
     FROM records r JOIN latest l ON l.series = r.series JOIN devices d ON d.id = r.device
     WHERE r.kind = 0;
-INSERT INTO meta (key, value) VALUES ('last_seq', 0);
 CREATE INDEX IF NOT EXISTS records_ack ON records (device) WHERE kind = 4;
 CREATE INDEX IF NOT EXISTS records_delivery ON records (ts) WHERE kind = 5;
 """
