@@ -72,6 +72,7 @@ def bench_journal(
         return seq
 
     step = len(POLL)
+    cpu = time.process_time()
     start = time.perf_counter()
     for i in range(0, n, step):
         message = readings[i : i + step]
@@ -79,6 +80,7 @@ def bench_journal(
         clock.advance(time.perf_counter() - start - clock.seconds())
     journal.flush()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     journal.close()
 
     db = sqlite3.connect(path)
@@ -88,7 +90,8 @@ def bench_journal(
         raise SystemExit(f"journal: {n} appended but {acked[0]} acked and {stored} stored")
     commits = metrics.value("journal.commits")
     rate = n / elapsed
-    print(f"journal: {n} readings committed in {elapsed:.2f} s = {rate:,.0f} readings/s")
+    print(f"journal: {n} readings committed in {elapsed:.2f} s = {rate:,.0f} readings/s"
+          f" ({cpu / n * 1e6:.2f} µs CPU per reading)")
     print(
         f"         {commits:.0f} commits ({n / commits:,.0f} readings each),"
         f" {devices} devices, synchronous={synchronous}, {os.path.getsize(path) / 1e6:.0f} MB"

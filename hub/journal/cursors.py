@@ -87,7 +87,7 @@ class Cursors:
 
     def first_seq(self) -> int | None:
         """The seq of the oldest record the journal still holds; None when it holds none."""
-        return self._conn().execute("SELECT min(seq) FROM records").fetchone()[0]
+        return self._first_seq()
 
     def seq_at(self, ts: float) -> int:
         """The last seq committed at or before ``ts``: rewinding a cursor there re-sends

@@ -9,8 +9,11 @@ while the hub writes: WAL gives each statement a consistent snapshot. The layout
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable
+from contextlib import closing
+from operator import itemgetter
 from typing import Any
 
 from hub.journal.codecs import (
@@ -24,12 +27,15 @@ from hub.journal.codecs import (
 )
 from hub.journal.recent import RecentRows
 from hub.journal.schema import KIND_COMMAND, KIND_READING, KINDS, JournalClosedError, JournalError
+from hub.journal.segments import decode as _decode
+from hub.journal.segments import stored as _stored
 from hub.model import Acknowledgement, Command, CommandResult, Delivery, Event, Quality, Reading
 
 _QUALITY = QUALITY
 _GOOD = Quality.GOOD
 _DECODE = DECODE
 _event = decode_event
+_SEQ = itemgetter(0)
 
 
 class JournalQueries:
@@ -131,21 +137,68 @@ class JournalQueries:
         cannot afford a :class:`Reading` per row: :meth:`series_key` names a series id (ids
         never change, so cache by id), :meth:`record` rebuilds any row's record.
         """
-        sql = "SELECT seq, kind, series, ts, value, quality, data FROM records WHERE seq > ?"
         codes = None
         if kinds is not None:
             unknown = set(kinds) - KINDS.keys()
             if unknown:
                 raise ValueError(f"unknown kinds {sorted(unknown)}; known: {sorted(KINDS)}")
             codes = frozenset(KINDS[k] for k in kinds)
-            # literal codes, validated above, let SQLite plan the filter
-            sql += f" AND kind IN ({','.join(str(KINDS[k]) for k in sorted(kinds))})"
         db = self._conn()
-        if limit > 0:
+        if limit == 0:
+            return []
+        if limit < 0:  # SQLite's LIMIT -1, as schema 1 read it: no limit
+            limit = 1 << 62
+        else:
             rows = self._recent.read(after, limit, self._last_seq, codes)
             if rows is not None:
                 return rows
-        return db.execute(sql + " ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        out = [] if codes is not None and KIND_READING not in codes else \
+            self._segment_rows(db, after, limit)
+        if codes is None or codes - {KIND_READING}:
+            sql = "SELECT seq, kind, NULL, ts, NULL, NULL, data FROM entries WHERE seq > ?"
+            if codes is not None:
+                # literal codes, validated above, let SQLite plan the filter
+                sql += f" AND kind IN ({','.join(str(c) for c in sorted(codes))})"
+            others = db.execute(sql + " ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+            if others:
+                out += others
+                out.sort(key=_SEQ)
+                del out[limit:]
+        return out
+
+    def _segment_rows(self, db: sqlite3.Connection, after: int, limit: int) -> list[tuple]:
+        """The first ``limit`` reading rows with ``seq > after``, from the segments."""
+        row = db.execute("SELECT base FROM segments WHERE first <= ? ORDER BY first DESC"
+                         " LIMIT 1", (after,)).fetchone()
+        start = after + 1 if row is None else row[0]
+        out: list[tuple] = []
+        bound = math.inf  # no segment starting after the limit-th seq can be in the answer
+        # closed when left: an unfinished statement would hold its snapshot
+        with closing(db.execute("SELECT first, body FROM segments WHERE first >= ?"
+                                " ORDER BY first", (start,))) as cursor:
+            for first, body in cursor:
+                if first > bound:
+                    break
+                rows = _decode(body)
+                if rows[0][0] <= after:
+                    rows = [r for r in rows if r[0] > after]
+                out += rows
+                if len(out) >= limit:
+                    out.sort(key=_SEQ)
+                    del out[limit:]
+                    bound = out[-1][0]
+        out.sort(key=_SEQ)
+        return out
+
+    def _first_seq(self) -> int | None:
+        """The oldest seq the journal holds (None if it holds no record)."""
+        firsts = self._conn().execute("SELECT (SELECT min(first) FROM segments),"
+                                      " (SELECT min(seq) FROM entries)").fetchone()
+        return min((f for f in firsts if f is not None), default=None)
+
+    def first_reading_ts(self) -> float | None:
+        """The ts of the oldest reading the journal holds (None if it holds none)."""
+        return self._conn().execute("SELECT min(ts_min) FROM segments").fetchone()[0]
 
     def series_key(self, sid: int) -> tuple[str, str, str]:
         """``(device, channel, quantity)`` of a series id from :meth:`read_rows`."""
@@ -205,29 +258,37 @@ class JournalQueries:
         dev_id = self._device_id(device)
         if dev_id is None:
             return []
-        sql = "SELECT series, ts, value, quality FROM records WHERE device = ? AND kind = 0"
-        args: list[Any] = [dev_id]
+        wanted: set[int] | None = None
         if quantity is not None or channel is not None:
-            sids = self._matching_series(dev_id, quantity, channel)
-            if not sids:
+            wanted = set(self._matching_series(dev_id, quantity, channel))
+            if not wanted:
                 return []
-            sql += f" AND series IN ({','.join('?' * len(sids))})"
-            args += sids
-        if since is not None:
-            sql += " AND ts >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND ts <= ?"
-            args.append(until)
-        if limit is None:
-            rows = self._conn().execute(sql + " ORDER BY ts, seq", args).fetchall()
-        else:
-            sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
-            rows = self._conn().execute(sql, [*args, limit]).fetchall()
-            rows.reverse()
+        lo = -math.inf if since is None else since
+        hi = math.inf if until is None else until
+        # a segment spans the ts of one commit of one device: few are read for nothing
+        found: list[tuple] = []  # (ts, seq, series, value, quality)
+        with closing(self._conn().execute(
+                "SELECT ts_max, body FROM segments WHERE device = ? AND ts_max >= ?"
+                " AND ts_min <= ? ORDER BY ts_max DESC", (dev_id, lo, hi))) as cursor:
+            for ts_max, body in cursor:
+                if limit is not None and len(found) >= limit:
+                    # newest first: once the limit-th newest ts is past this segment's
+                    # newest, no older segment can change the answer
+                    found.sort(reverse=True)
+                    del found[limit:]
+                    if found and ts_max < found[-1][0]:
+                        break
+                for seq, _, sid, ts, value, q, _ in _stored(body):
+                    if lo <= ts <= hi and (wanted is None or sid in wanted):
+                        found.append((float(ts), seq, sid, value, q))
+        found.sort()
+        if limit is not None:
+            found = found[-limit:] if limit > 0 else []
         out = []
-        for sid, ts, value, q in rows:
+        for ts, _, sid, value, q in found:
             _, ch, qty = self._series_names.get(sid) or self._series(sid)
+            if value is not None and type(value) is not float:
+                value = float(value)
             out.append(Reading(device, qty, value, ts, ch, _GOOD if q is None else _QUALITY[q]))
         return out
 
@@ -248,7 +309,7 @@ class JournalQueries:
         """The newest ``limit`` events (of ``device``, with ``ts >= since``), newest last."""
         # "kind = 1" is a literal so that SQLite may use the partial event indexes
         args: list[Any] = []
-        sql = self._of_device("SELECT data FROM records WHERE kind = 1", device, args)
+        sql = self._of_device("SELECT data FROM entries WHERE kind = 1", device, args)
         if sql is None:
             return []
         if since is not None:
@@ -264,7 +325,7 @@ class JournalQueries:
         the order they were accepted: what a transport that queues commands for sleeping
         devices takes up again after a restart. One indexed query per device."""
         found: list[tuple[int, Command]] = []
-        sql = ("SELECT seq, kind, data FROM records WHERE device = ? AND ts >= ?"
+        sql = ("SELECT seq, kind, data FROM entries WHERE device = ? AND ts >= ?"
                " AND kind IN (2, 3) ORDER BY seq")
         for device in devices:
             dev_id = self._device_id(device)
@@ -290,7 +351,7 @@ class JournalQueries:
         if dev_id is None:
             return []
         rows = self._conn().execute(
-            "SELECT seq, kind, data FROM records WHERE device = ? AND ts >= ? AND ts <= ?"
+            "SELECT seq, kind, data FROM entries WHERE device = ? AND ts >= ? AND ts <= ?"
             " AND kind IN (2, 3) ORDER BY seq", (dev_id, since, until))
         return [(seq, command_from_dict(json.loads(data)) if kind == KIND_COMMAND
                  else result_from_dict(json.loads(data))) for seq, kind, data in rows]
@@ -324,7 +385,7 @@ class JournalQueries:
         if row is not None:
             return _event(row[0])
         # not active: cleared or a notice; event rows only, through their partial index
-        sql = ("SELECT data FROM records INDEXED BY records_event_ts WHERE kind = 1"
+        sql = ("SELECT data FROM entries INDEXED BY entries_event_ts WHERE kind = 1"
                " AND json_extract(data, '$.id') = ? ORDER BY seq DESC LIMIT 1")
         row = self._conn().execute(sql, (event_id,)).fetchone()
         return None if row is None else _event(row[0])
@@ -332,7 +393,7 @@ class JournalQueries:
     def acknowledgements(self, device: str | None = None) -> list[Acknowledgement]:
         """Acknowledgements (of events of ``device``), oldest first."""
         args: list[Any] = []
-        sql = self._of_device("SELECT data FROM records WHERE kind = 4", device, args)
+        sql = self._of_device("SELECT data FROM entries WHERE kind = 4", device, args)
         if sql is None:
             return []
         rows = self._conn().execute(sql + " ORDER BY seq", args)
@@ -340,7 +401,7 @@ class JournalQueries:
 
     def deliveries(self, since: float, sink: str | None = None) -> list[tuple[int, Delivery]]:
         """``(seq, delivery)`` of deliveries with ``ts >= since`` (of ``sink``), in seq order."""
-        sql = ("SELECT seq, data FROM records INDEXED BY records_delivery"
+        sql = ("SELECT seq, data FROM entries INDEXED BY entries_delivery"
                " WHERE kind = 5 AND ts >= ? ORDER BY seq")
         out = [(seq, delivery_from_dict(json.loads(data)))
                for seq, data in self._conn().execute(sql, (since,))]

@@ -47,17 +47,14 @@ class RecentRows:
 
     def committed(self, before: int, last: int, readings: Sequence[tuple],
                   others: Sequence[tuple]) -> None:
-        """A transaction committed the seqs ``(before, last]``: ``readings`` as the
-        writer inserts them ``(seq, device, series, ts, value, quality)``, ``others``
+        """A transaction committed the seqs ``(before, last]``: ``readings`` as
+        :meth:`JournalQueries.read_rows` gives them (the writer makes them so), ``others``
         ``(seq, kind, device, ts, data)``."""
         if self.end != before:  # not the continuation of what is held: start afresh
             self.rows = []
             self.others = []
             self.start = before
-        # as SQLite gives them back: REAL columns as floats, a NaN value as NULL
-        new = [(s, KIND_READING, sid, ts if type(ts) is float else float(ts),
-                v if type(v) is float and v == v else _real(v), q, None)
-               for s, _, sid, ts, v, q in readings]
+        new = list(readings)  # already as SQLite gives them back (Journal.append)
         if others:
             self.others += [o[0] for o in others]
             new += [(s, kind, None, ts if type(ts) is float else float(ts), None, None, data)
@@ -98,13 +95,6 @@ class RecentRows:
         if others and out and bisect_right(others, after) < bisect_right(others, out[-1][0]):
             return None  # a JSON record in the answer: SQLite's copy, as stored
         return out
-
-
-def _real(v: object) -> float | None:
-    if v is None:
-        return None
-    f = float(v)  # type: ignore[arg-type]
-    return None if f != f else f
 
 
 __all__ = ["RECENT_ROWS", "RecentRows"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from hub.journal.segments import rewrite, stored
 from hub.model import Event, EventKind, EventState, Level, event_id
 
 log = Logger(namespace="hub.journal")
@@ -61,7 +62,7 @@ class Retention:
             target = (self._warn_ratio - 0.05) * self._max_bytes
             for _ in range(4):  # pages freed per row is only estimated; measure again
                 used = self.used_bytes()
-                first = db.execute("SELECT min(seq) FROM records").fetchone()[0]
+                first = self._first_seq()
                 if used <= target or first is None or first > horizon:
                     break
                 per_row = used / (self._last_seq - first + 1)
@@ -74,14 +75,15 @@ class Retention:
 
     def _delete_through(self, cut: int) -> int:
         db = self._conn()
-        first = db.execute("SELECT min(seq) FROM records").fetchone()[0]
+        first = self._first_seq()
         deleted = 0
         while first is not None and first <= cut:
             upto = min(cut, first + PRUNE_CHUNK - 1)
             with db:  # one transaction per chunk
                 db.execute("BEGIN IMMEDIATE")
                 self._recent.clear()  # it must not serve what is no longer stored
-                deleted += db.execute("DELETE FROM records WHERE seq <= ?", (upto,)).rowcount
+                deleted += _delete_readings(db, upto)
+                deleted += db.execute("DELETE FROM entries WHERE seq <= ?", (upto,)).rowcount
                 db.execute("DELETE FROM marks WHERE seq <= ?", (upto,))
             first = upto + 1
         return deleted
@@ -123,6 +125,21 @@ class Retention:
                 log.failure("journal on_fault observer failed")
 
 
+
+
+def _delete_readings(db: Any, upto: int) -> int:
+    """Delete the readings with ``seq <= upto``: whole segments, and the part of the few
+    segments (of one commit) that straddle ``upto``. Returns how many."""
+    whole = db.execute("SELECT coalesce(sum(n), 0) FROM segments WHERE first <= ?1"
+                       " AND last <= ?1", (upto,)).fetchone()[0]
+    db.execute("DELETE FROM segments WHERE first <= ?1 AND last <= ?1", (upto,))
+    deleted = whole
+    for segment in db.execute("SELECT * FROM segments WHERE first <= ?", (upto,)).fetchall():
+        rows = stored(segment[-1])
+        keep = [r for r in rows if r[0] > upto]
+        rewrite(db, segment, keep)
+        deleted += len(rows) - len(keep)
+    return deleted
 
 
 def _near_full(state: EventState, now: float, used: int, max_bytes: int, limit: float) -> Event:

@@ -6,32 +6,25 @@ from __future__ import annotations
 
 import sqlite3
 
-_INSERT_READING = (
-    "INSERT INTO records (seq, device, series, ts, value, quality, kind) VALUES (?,?,?,?,?,?,0)"
-)
-_INSERT_OTHER = "INSERT INTO records (seq, kind, device, ts, data) VALUES (?,?,?,?,?)"
-# The newest reading per series among the seqs just inserted, in one statement: measured
-# 30 % cheaper than binding one UPDATE per series from Python. On equal ts within one commit
-# the first wins (max() keeps the first row it saw); across commits the later one does.
-_UPDATE_LATEST = """
-UPDATE latest SET seq = n.seq, ts = n.ts, value = n.value, quality = n.quality
-FROM (SELECT series, max(ts) AS ts, value, quality, seq FROM records
-      WHERE seq BETWEEN ? AND ? AND kind = 0 GROUP BY series) AS n
-WHERE latest.series = n.series AND (latest.ts IS NULL OR latest.ts <= n.ts)
-"""
+from hub.journal import segments
+
+_INSERT_OTHER = "INSERT INTO entries (seq, kind, device, ts, data) VALUES (?,?,?,?,?)"
 
 
 class Job:
-    """One transaction's rows and ids (see :func:`_execute`)."""
+    """One transaction's rows and ids (see :func:`execute`)."""
 
     __slots__ = ("readings", "others", "active", "new_devices", "new_series", "touches",
-                 "last", "now", "mark")
+                 "last", "now", "mark", "devices")
 
     def __init__(self, readings: list, others: list, active: list, new_devices: list,
-                 new_series: list, touches: list, last: int, now: float, mark: bool) -> None:
+                 new_series: list, touches: list, last: int, now: float, mark: bool,
+                 devices: dict[int, int]) -> None:
         self.readings, self.others, self.active = readings, others, active
         self.new_devices, self.new_series, self.touches = new_devices, new_series, touches
         self.last, self.now, self.mark = last, now, mark
+        # series id -> device id; only ever grows (the reactor thread adds new series)
+        self.devices = devices
 
 
 def execute(db: sqlite3.Connection, job: Job) -> None:
@@ -49,9 +42,8 @@ def execute(db: sqlite3.Connection, job: Job) -> None:
                 " VALUES (?,?,?,?)",
                 job.new_series,
             )
-        if readings:
-            db.executemany(_INSERT_READING, readings)
-            db.execute(_UPDATE_LATEST, (readings[0][0], readings[-1][0]))
+        if readings:  # the segments' base: the first reading's seq (see hub.journal.schema)
+            segments.write(db, readings, readings[0][0], job.devices)
         if others:
             db.executemany(_INSERT_OTHER, others)
         for raised, eid, seq, data in job.active:

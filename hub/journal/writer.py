@@ -46,14 +46,16 @@ from hub.journal.schema import (
     KIND_COMMAND,
     KIND_DELIVERY,
     KIND_EVENT,
+    KIND_READING,
     KIND_RESULT,
-    LATER_INDEXES,
     SCHEMA,
     SCHEMA_VERSION,
     JournalClosedError,
     JournalError,
     JournalReadOnlyError,
 )
+from hub.journal.segments import migrate_from_1
+from hub.journal.segments import real as _real
 from hub.journal.transaction import Job, execute
 from hub.metrics import Metrics
 from hub.model import (
@@ -138,6 +140,8 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         self._next_seq = 0  # last seq handed out, committed or not
         self._last_seq = 0  # last seq committed
         self._series_ids: dict[tuple[str, str, str], tuple[int, int]] = {}
+        # series id -> device id, for grouping a commit's readings into segments
+        self._series_device: dict[int, int] = {}
         # ids handed out but maybe not committed yet: written by every commit until one succeeds
         self._new_devices: list[tuple[int, str]] = []
         self._new_series: list[tuple[int, int, str, str]] = []
@@ -169,10 +173,12 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0 and not self._readonly:
                 db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            elif version == 1 and not self._readonly:
+                self._migrate(db)
             elif version != SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: schema {version}, expected {SCHEMA_VERSION}")
-            if not self._readonly:
-                db.executescript(LATER_INDEXES)
+                raise JournalError(f"{self.path}: schema {version}, expected {SCHEMA_VERSION}"
+                                   + (" (open it read-write once to upgrade it)"
+                                      if version == 1 else ""))
             self._db = db
             self._load_names()
             self._last_seq = self._next_seq = self._stored_last_seq()
@@ -182,6 +188,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
             raise
         for sid, key in self._series_names.items():
             self._series_ids[key] = (self._device_ids[key[0]], sid)
+            self._series_device[sid] = self._device_ids[key[0]]
         self._last_device = max(self._device_names, default=0)
         self._last_series = max(self._series_names, default=0)
         if not self._readonly:
@@ -190,6 +197,20 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     self._fault = event  # raised before a restart: clear it when space returns
             self._check_size(force=True)
             self._notifier.opened(self._last_seq, self._clock.seconds())
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Schema 1 to 2 (readings by the segment), in one transaction: all or nothing."""
+        log.info("journal {path}: upgrading schema 1 to 2 (readings by the segment)",
+                 path=self.path)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            migrate_from_1(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _connect(self, check_same_thread: bool = True) -> sqlite3.Connection:
         if self._readonly:
@@ -262,6 +283,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         active: list[tuple] = []
         add = readings.append
         series_ids = self._series_ids
+        real = _real
         try:
             for r in records:
                 t = type(r)
@@ -270,7 +292,13 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     ids = series_ids.get((r.device, r.channel, r.quantity)) or self._new_key(r)
                     q = r.quality
                     q = None if q is _GOOD else Quality(q).value
-                    add((seq, ids[0], ids[1], r.ts, r.value, q))
+                    # the row as read_rows gives it back: REAL columns as floats, NaN as None
+                    ts, v = r.ts, r.value
+                    if type(ts) is not float:
+                        ts = float(ts)
+                    if type(v) is not float or v != v:
+                        v = real(v)
+                    add((seq, KIND_READING, ids[1], ts, v, q, None))
                 elif t is Event or isinstance(r, Event):
                     seq += 1
                     data = dumps(r.to_dict())
@@ -388,7 +416,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         active = [a for b in batches for a in b.active]
         return Job(readings, others, active, list(self._new_devices), list(self._new_series),
                     list(self._touches.items()), last, now,
-                    now - self._last_mark >= self._mark_every)
+                    now - self._last_mark >= self._mark_every, self._series_device)
 
     def _wrote(self, job: Job) -> None:
         """``job`` committed: the bookkeeping, in the reactor thread."""
@@ -436,6 +464,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         dev_id = self._device(r.device)
         self._last_series = sid = self._last_series + 1
         self._series_names[sid] = (r.device, r.channel, r.quantity)
+        self._series_device[sid] = dev_id
         self._series_ids[(r.device, r.channel, r.quantity)] = ids = (dev_id, sid)
         self._new_series.append((sid, dev_id, r.channel, r.quantity))
         return ids

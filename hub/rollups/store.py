@@ -218,10 +218,8 @@ class RollupStore:
         sooner than rollups) keep their buckets: everything from the first whole local day
         of the journal's readings on is rebuilt, older readings only set energy baselines.
         Returns the readings folded in."""
-        # the journal's public reader, not its tables (its storage changes): the first
-        # reading committed stands for the oldest the journal holds
-        head = journal.read_rows(0, 1, {"reading"})
-        first = head[0][3] if head else None
+        # the journal's public reader, not its tables: the oldest reading it holds
+        first = journal.first_reading_ts()
         oldest = self.db.execute("SELECT min(start) FROM buckets").fetchone()[0]
         floor: float | None = None
         if first is None:

@@ -207,6 +207,8 @@ class LineEncoder:
         failed: list[tuple[int, str, str]] = []
         add_line, add_seq = lines.append, seqs.append
         prefixes = self._sid_prefix
+        # a message's readings share their ts: its text is made once per run of equal ts
+        last_ts, stamp = None, ""
         for row in rows:
             seq, kind, sid, ts, value, quality, _ = row
             if kind == 0:
@@ -227,11 +229,12 @@ class LineEncoder:
                     except (EncodeError, ValueError, TypeError) as e:
                         failed.append((seq, _record_text(row, record), str(e)))
                         continue
+                if ts != last_ts:
+                    last_ts, stamp = ts, f" {round(ts * 1_000_000) * 1000}"
                 if quality is None:
-                    add_line(f"{prefix}{text} {round(ts * 1_000_000) * 1000}")
+                    add_line(f"{prefix}{text}{stamp}")
                 else:
-                    add_line(f'{prefix}{text},quality="{escape_string(quality)}" '
-                             f"{round(ts * 1_000_000) * 1000}")
+                    add_line(f'{prefix}{text},quality="{escape_string(quality)}"{stamp}')
                 add_seq(seq)
             else:
                 try:

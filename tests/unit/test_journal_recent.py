@@ -88,7 +88,9 @@ def test_a_failed_commit_leaves_nothing_in_memory(tmp_path):
     j.open()
     j.append([Reading("d1", "voltage", 1.0, T0, "A")])
     j.flush()
-    j._conn().execute("CREATE TRIGGER no BEFORE INSERT ON records WHEN NEW.value = 2.0"
+    j._conn().execute("CREATE TRIGGER no BEFORE INSERT ON segments"  # the reading of value 2.0
+                      " WHEN EXISTS (SELECT 1 FROM json_each(CAST(NEW.body AS TEXT))"
+                      " WHERE json_extract(value, '$[4]') = 2.0)"
                       " BEGIN SELECT RAISE(ABORT, 'refused'); END")
     d = j.append([Reading("d1", "voltage", 2.0, T0 + 1, "A")])
     d.addErrback(lambda f: None)

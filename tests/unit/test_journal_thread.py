@@ -86,7 +86,9 @@ def test_appends_during_a_commit_go_together_in_the_next(setup):
 def test_a_failed_commit_fails_its_appends_and_the_next_goes_on(setup):
     j, clock, reactor = setup
     db = sqlite3.connect(j.path)
-    db.execute("CREATE TRIGGER no BEFORE INSERT ON records WHEN NEW.value = 2.0"
+    db.execute("CREATE TRIGGER no BEFORE INSERT ON segments"  # the reading of value 2.0
+               " WHEN EXISTS (SELECT 1 FROM json_each(CAST(NEW.body AS TEXT))"
+               " WHERE json_extract(value, '$[4]') = 2.0)"
                " BEGIN SELECT RAISE(ABORT, 'refused'); END")
     db.commit()
     db.close()
