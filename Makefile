@@ -27,9 +27,10 @@ system-deps:
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
-# The pure-code tests alone (no process, service or socket): about a minute.
+# The pure-code tests alone (no process, service or socket; the store tests' PostgreSQL runs
+# are left out): about a minute.
 test-unit: $(STAMP) lint
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -m 'not postgresql'
 
 # Each prints its figures; together about 15 minutes on 2 cores. Not part of `make test`.
 bench: $(STAMP) system-deps

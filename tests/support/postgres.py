@@ -122,9 +122,11 @@ def pg_dsn(postgres: PostgresServer) -> Iterator[str]:
         c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def store_backend(request: pytest.FixtureRequest) -> str:
-    """The platform store's backends: a test using ``make_store`` runs on each."""
+    """The platform store's backends: a test using ``make_store`` runs on each. The
+    PostgreSQL runs start a server, so they carry the ``postgresql`` marker (``make test-unit``
+    leaves them out: the unit folder is otherwise pure code)."""
     return request.param
 
 
