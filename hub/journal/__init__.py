@@ -1,6 +1,8 @@
 """The journal: the one durable store between ingest and the sinks (SQLite in WAL mode).
 
 * :mod:`.schema`: the tables, the record-kind codes, the errors;
+* :mod:`.segments`: a commit's readings of one device encoded into one row; the upgrade
+  of schema 1 journals;
 * :mod:`.codecs`: records to and from the JSON of the ``data`` column;
 * :mod:`.reader`: :class:`JournalQueries`, the queries (also on a read-only connection);
 * :mod:`.writer`: :class:`Journal`, group commit, cursors, commit notification, retention;
