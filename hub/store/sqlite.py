@@ -95,9 +95,13 @@ MIGRATIONS: list[str] = [
     INSPECTIONS_MIGRATION,
     # 6: firmware repository and OTA campaigns
     FIRMWARE_MIGRATION,
-    # 7: the console's per-account language and
-    # floor plans
+    # 7: the console's per-account language and floor plans
     CONSOLE_MIGRATION,
+    # 8: expired sessions are deleted by refresh expiry at every login; without an index that
+    # scans the table, and on PostgreSQL concurrent logins then collide (serialization retries)
+    """
+    CREATE INDEX sessions_refresh_expires ON sessions (refresh_expires);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
