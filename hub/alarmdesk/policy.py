@@ -228,6 +228,7 @@ class Escalator:
         self._outgoing: list[Notification] = []
         self._flush_call: IDelayedCall | None = None
         self.failures = 0  # flushes failed in a row
+        self._flushing = False
 
     # -- what the desk tells it --------------------------------------------------------
 
@@ -276,6 +277,8 @@ class Escalator:
     # -- the ladder ----------------------------------------------------------------------
 
     def _soon(self) -> None:
+        if self._flushing:  # what a flush's own steps add, it writes and claims itself
+            return
         if self._flush_call is None or not self._flush_call.active():
             self._flush_call = self.clock.callLater(0, self._flush)
 
@@ -313,6 +316,7 @@ class Escalator:
         written. A failure keeps what was not done (steps not taken, notifications not
         claimed, ladders not written) and tries again after a backoff: nothing is dropped."""
         self._flush_call = None
+        self._flushing = True
         try:
             self._flush_once()
         except Exception:
@@ -327,6 +331,8 @@ class Escalator:
             self._flush_call = self.clock.callLater(delay, self._flush)
         else:
             self.failures = 0
+        finally:
+            self._flushing = False
 
     def _flush_once(self) -> None:
         firing, self._firing = self._firing, []
