@@ -3,8 +3,12 @@
 A :class:`hub.sinks.CursorSink` on cursor ``alarmdesk`` reading events and
 acknowledgements: each batch goes into the store in one transaction (which ignores replays,
 see :meth:`hub.store.alarms.AlarmTables.ingest`), then the cursor moves. A hub killed
-between the two applies the batch again, to no effect. Every change goes to the signed
-audit log (actor ``hub`` for edges) and wakes the live stream of alarm changes.
+between the two applies the batch again, to no effect (the ladders of the alarms it opened
+are adopted at the next start). Every change goes to the signed audit log (actor ``hub``
+for edges), to the escalator, and wakes the live stream of alarm changes. The changes are
+kept until handled: records read again are replays that return none, so a failure after
+the store took a batch in (the cursor not moved, a change not handled) is retried from
+what is kept, after the sink's backoff, never skipped.
 
 The store's SQLite calls run on the reactor here: short single transactions per batch of
 at most ``BATCH`` records (the API's own calls go to its worker threads).
@@ -12,6 +16,7 @@ at most ``BATCH`` records (the API's own calls go to its worker threads).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +37,8 @@ BATCH = 1000
 #: go out over several turns, so timers falling due meanwhile are not held up behind them
 #: and the first requests leave at once
 SEND_PER_TURN = 100
+#: tries of one alarm change (each after the sink's backoff) before it is given up
+HANDLE_ATTEMPTS = 5
 
 Listener = Callable[[AlarmRecord, Change], None]
 
@@ -59,6 +66,9 @@ class AlarmDesk(CursorSink):
         self.schedule: Schedule | None = None
         self._sending: list[Any] = []
         self._send_call: Any = None
+        # changes the store made and the desk has not handled yet: [record, change, audited]
+        self._pending: deque[list[Any]] = deque()
+        self._attempts = 0  # failures of the first of them in a row
 
     # -- notification policies -------------------------------------------------------------
 
@@ -173,18 +183,48 @@ class AlarmDesk(CursorSink):
 
     def pump(self) -> None:
         while True:
+            self._handle_pending()
             items, end, full = self.tail.read(BATCH)
-            changes = self.store.ingest(items, self.project_of) if items else []
+            if items:
+                # the store has taken them in: read again they are replays that change
+                # nothing, so they wait here until handled, whatever fails after this
+                self._pending.extend([record, change, False]
+                                     for record, change in self.store.ingest(
+                                         items, self.project_of))
             self.tail.commit(end)
             if items:
                 self.delivered(len(items))
-            for record, change in changes:  # the cursor has moved: none may be skipped
-                try:
-                    self.changed(record, change)
-                except Exception:
-                    _log.failure("alarm change {id} not handled", id=record.id)
+            self._handle_pending()
             if not full:
                 return
+
+    def _handle_pending(self) -> None:
+        """Hand the changes the store made to the audit log, the escalator and the
+        listeners, in order. One that fails stops the pump (the supervisor logs it, counts
+        it and pumps again after a backoff, starting here); after :data:`HANDLE_ATTEMPTS`
+        failures it is given up, logged with its context and counted
+        (``alarmdesk.changes_given_up``), and the rest go on."""
+        pending = self._pending
+        while pending:
+            entry = pending[0]
+            record, change, audited = entry
+            try:
+                if not audited:  # audited once, however often the rest is retried
+                    entry[2] = True
+                    self._audit(record, change)
+                self._tell(record, change)
+            except Exception:
+                self._attempts += 1
+                if self._attempts < HANDLE_ATTEMPTS:
+                    raise
+                self.metrics.inc("alarmdesk.changes_given_up")
+                _log.failure("alarm {id} ({project}, {device} {code}): change {action!r} not "
+                             "handled after {n} attempts; given up (an open alarm's ladder is "
+                             "adopted at the next start)", id=record.id,
+                             project=record.project, device=record.device, code=record.code,
+                             action=change.action, n=self._attempts)
+            pending.popleft()
+            self._attempts = 0
 
     def plans_changed(self) -> None:
         """A plan was created or changed (through the API): generate what is due now, and
@@ -205,11 +245,17 @@ class AlarmDesk(CursorSink):
         """Tell the audit log and the listeners about a change (the API calls this for
         the acts it wrote itself, after auditing them: ``via`` then says so)."""
         if not via:
-            self.hub.audit.record(change.by, f"alarm.{change.action}", str(record.id), {
-                "device": record.device, "project": record.project, "code": record.code,
-                "channel": record.channel, "state": record.state, "note": change.note,
-                **change.details}).addErrback(
-                lambda f: _log.failure("alarm change not audited", f))
+            self._audit(record, change)
+        self._tell(record, change)
+
+    def _audit(self, record: AlarmRecord, change: Change) -> None:
+        self.hub.audit.record(change.by, f"alarm.{change.action}", str(record.id), {
+            "device": record.device, "project": record.project, "code": record.code,
+            "channel": record.channel, "state": record.state, "note": change.note,
+            **change.details}).addErrback(
+            lambda f: _log.failure("alarm change not audited", f))
+
+    def _tell(self, record: AlarmRecord, change: Change) -> None:
         if self.escalator is not None:
             self.escalator.changed(record, change.action)
         for listener in list(self.listeners):

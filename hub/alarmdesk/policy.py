@@ -30,6 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+_log = Logger(namespace="hub.alarmdesk")
+
+#: a failed flush (the store busy or failing) is tried again after this, doubling to the max
+RETRY_INITIAL = 0.5
+RETRY_MAX = 30.0
 
 __all__ = ["Escalator", "Notification", "Policy", "Step", "StormGate", "in_quiet_hours",
            "policy_from_dict"]
@@ -220,6 +227,8 @@ class Escalator:
         self._firing: list[tuple[int, str, int, float]] = []
         self._outgoing: list[Notification] = []
         self._flush_call: IDelayedCall | None = None
+        self.failures = 0  # flushes failed in a row
+        self._flushing = False
 
     # -- what the desk tells it --------------------------------------------------------
 
@@ -268,6 +277,8 @@ class Escalator:
     # -- the ladder ----------------------------------------------------------------------
 
     def _soon(self) -> None:
+        if self._flushing:  # what a flush's own steps add, it writes and claims itself
+            return
         if self._flush_call is None or not self._flush_call.active():
             self._flush_call = self.clock.callLater(0, self._flush)
 
@@ -301,20 +312,49 @@ class Escalator:
         self._soon()
 
     def _flush(self) -> None:
+        """What this turn changed: due steps taken, notifications claimed, ladders
+        written. A failure keeps what was not done (steps not taken, notifications not
+        claimed, ladders not written) and tries again after a backoff: nothing is dropped."""
         self._flush_call = None
+        self._flushing = True
+        try:
+            self._flush_once()
+        except Exception:
+            self.failures += 1
+            delay = min(RETRY_MAX, RETRY_INITIAL * 2 ** min(self.failures - 1, 16))
+            _log.failure("escalation: flush failed ({n} in a row; {f} steps due, {o} "
+                         "notifications to claim, {s} ladders to write, {d} to end kept); "
+                         "again in {delay:.1f} s", n=self.failures, f=len(self._firing),
+                         o=len(self._outgoing), s=len(self._saves), d=len(self._drops),
+                         delay=delay)
+            # the retry waits out the backoff: _soon sees it pending
+            self._flush_call = self.clock.callLater(delay, self._flush)
+        else:
+            self.failures = 0
+        finally:
+            self._flushing = False
+
+    def _flush_once(self) -> None:
         firing, self._firing = self._firing, []
         if firing:
-            records = self.store.records([f[0] for f in firing])
-            # one policy look-up per project for the steps falling due together
-            policies: dict[str, Policy | None] = {}
-            for alarm_id, project, index, base in firing:
-                if project not in policies:
-                    policies[project] = self.policy_for(project)
-                self._step(records.get(alarm_id), alarm_id, project, index, base,
-                           policies[project])
-        outgoing, self._outgoing = self._outgoing, []
+            done = 0
+            try:
+                records = self.store.records([f[0] for f in firing])
+                # one policy look-up per project for the steps falling due together
+                policies: dict[str, Policy | None] = {}
+                for alarm_id, project, index, base in firing:
+                    if project not in policies:
+                        policies[project] = self.policy_for(project)
+                    self._step(records.get(alarm_id), alarm_id, project, index, base,
+                               policies[project])
+                    done += 1
+            except BaseException:
+                self._firing[:0] = firing[done:]  # still due, before any due since
+                raise
+        outgoing = self._outgoing
         if outgoing:
             claimed = self.store.claim(outgoing, self.clock.seconds())
+            self._outgoing = []  # claimed: a failure before this claims them again
             for n, new in zip(outgoing, claimed, strict=True):
                 if new:
                     self.deliver(n)
@@ -324,7 +364,15 @@ class Escalator:
         if self._saves or self._drops:
             saves, drops = self._saves, self._drops
             self._saves, self._drops = {}, set()
-            self.store.apply(saves, drops)
+            try:
+                self.store.apply(saves, drops)
+            except BaseException:
+                # kept for the next write; what changed meanwhile is newer and wins
+                for alarm_id, row in saves.items():
+                    if alarm_id not in self._drops:
+                        self._saves.setdefault(alarm_id, row)
+                self._drops |= {a for a in drops if a not in self._saves}
+                raise
 
     def _step(self, record: Any, alarm_id: int, project: str, index: int,
               base: float, policy: Policy | None) -> None:

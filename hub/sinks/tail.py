@@ -81,6 +81,10 @@ class JournalTail:
         if top <= self.position:
             return [], self.position, False
         rows = fn(self.position, limit, self.kinds)
+        if rows and rows[-1][0] > top:
+            # committed by the journal's commit thread, not yet landed: ``last_seq`` (what
+            # set_cursor accepts) does not cover them yet; they are read at the next wake-up
+            rows = [r for r in rows if r[0] <= top]
         full = len(rows) >= limit
         end = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
         self.position = end

@@ -256,3 +256,55 @@ def test_one_write_per_reactor_turn_however_many_ladders_move():
     rig.clock.advance(60)
     assert len(rig.sent) == 1000 and rig.store.rows == {}
     assert rig.store.writes - writes == 1
+
+
+class Failing(Memory):
+    """The store failing ``n`` times in ``what`` (apply, records or claim), then working."""
+
+    def __init__(self, what, n=1):
+        super().__init__()
+        self.what, self.left = what, n
+
+    def _maybe_fail(self, what):
+        if self.what == what and self.left:
+            self.left -= 1
+            raise OSError(f"{what}: database is locked")
+
+    def apply(self, saves, drops):
+        self._maybe_fail("apply")
+        super().apply(saves, drops)
+
+    def records(self, ids):
+        self._maybe_fail("records")
+        return super().records(ids)
+
+    def claim(self, notes, ts):
+        self._maybe_fail("claim")
+        return super().claim(notes, ts)
+
+
+def test_a_failed_ladder_write_is_kept_and_written_again():
+    rig = Rig(Policy(steps=(Step(60, "sms", ("+8613800000001",)),)), store=Failing("apply", 2))
+    for i in range(1, 4):
+        rig.raise_(alarm_id=i, device=f"d{i}")
+    rig.clock.advance(0)
+    assert rig.store.rows == {} and rig.esc.failures == 1
+    rig.clock.advance(0.5)
+    assert rig.esc.failures == 2
+    rig.clock.advance(1)
+    assert set(rig.store.rows) == {1, 2, 3} and rig.esc.failures == 0
+    rig.clock.advance(60)
+    assert len(rig.sent) == 3 and rig.store.rows == {}
+
+
+def test_steps_due_when_the_store_fails_are_taken_after_the_backoff():
+    for what in ("records", "claim"):
+        rig = Rig(Policy(steps=(Step(60, "sms", ("+8613800000001",)),), storm_limit=100),
+                  store=Failing(what))
+        for i in range(1, 4):
+            rig.raise_(alarm_id=i, device=f"d{i}")
+        rig.clock.advance(60)
+        assert rig.sent == [] and rig.esc.failures == 1, what
+        rig.clock.advance(0.5)
+        assert sorted(n.alarm_id for n in rig.sent) == [1, 2, 3], what
+        assert rig.store.rows == {} and len(rig.store.claimed) == 3, what
