@@ -259,6 +259,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         self._recent.clear()
         self._db.close()
         self._db = None
+        self._close_checkpoints()
         if self._checkpoint_db is not None and not self._checkpointing:
             self._checkpoint_db.close()
             self._checkpoint_db = None
