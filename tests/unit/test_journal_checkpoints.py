@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from hub.journal import WAL_AUTOCHECKPOINT, Journal
 from hub.journal.checkpoints import wal_pending
 from hub.model import Reading
+from tests.support.journal_wal import checkpoint_inline, fill_until_checkpoint
 
 
 def test_a_checkpoint_per_threshold_of_pages_not_per_commit_after_the_first(tmp_path):
     j = Journal(str(tmp_path / "j.sqlite"), clock=Clock())
     j.open()
-    ran = []
-
-    def runner(fn):  # at once, as the worker thread would
-        ran.append(fn())
-        return defer.succeed(ran[-1])
-
-    j.checkpoint_in_threads(runner)
-    value = 0.0
-    while not ran:
-        value += 1
-        j.append([Reading(f"d{int(value) % 50}", "voltage", value, value, "A")
-                  for _ in range(200)])
-        j.flush()
-        assert value < 20_000, "no checkpoint ran"
+    ran = checkpoint_inline(j)
+    value = fill_until_checkpoint(j, ran)
     assert os.path.getsize(j.path + "-wal") >= 32 + WAL_AUTOCHECKPOINT * 4096
     for _ in range(50):  # the WAL file keeps its size; what is left to checkpoint is small
         value += 1
