@@ -20,7 +20,7 @@ Tables (schema version 2, kept in ``PRAGMA user_version``)::
     devices  id PK, name UNIQUE, last_seen            -- presence, written by touch()
     latest   series PK, device, channel, quantity, ts, value, quality, seq
              -- one row per series: its newest reading as of meta.latest_seq, saved
-             every second; newer ones are in the segments after it (hub.journal.latest)
+             every 16 commits; newer ones are in the segments after it (hub.journal.latest)
     active   id PK, seq, data                         -- raised, not yet cleared events
     cursors  name PK, seq                             -- one per sink
     marks    seq PK, ts                               -- commit time of seq, for retention

@@ -38,7 +38,7 @@ from hub.journal.codecs import (
 )
 from hub.journal.committer import ThreadedCommits
 from hub.journal.cursors import Cursors
-from hub.journal.latest import SAVE_EVERY, LatestRows
+from hub.journal.latest import LatestRows
 from hub.journal.notify import CommitNotifier
 from hub.journal.reader import JournalQueries
 from hub.journal.retention import Retention
@@ -426,7 +426,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         return Job(readings, others, active, list(self._new_devices), list(self._new_series),
                     list(self._touches.items()), last, now,
                     now - self._last_mark >= self._mark_every, self._series_device,
-                    self._latest, now - self._last_latest_save >= SAVE_EVERY)
+                    self._latest, self._latest.due(now - self._last_latest_save))
 
     def _save_latest(self) -> None:
         """Write ``latest`` up to the last commit now (close, before pruning); the writer's
