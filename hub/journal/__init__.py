@@ -7,7 +7,8 @@
 * :mod:`.reader`: :class:`JournalQueries`, the queries (also on a read-only connection);
 * :mod:`.writer`: :class:`Journal`, group commit, cursors, commit notification, retention;
 * :mod:`.committer`: commits in a thread of their own (``hub run``);
-* :mod:`.recent`: the last commits' rows in memory, for sinks that keep up.
+* :mod:`.recent`: the last commits' rows in memory, for sinks that keep up;
+* :mod:`.latest`: the newest reading per series, in memory, saved every 16 commits.
 
 Import everything from here: ``from hub.journal import Journal, KINDS, ...``.
 """

@@ -25,6 +25,7 @@ from hub.journal.codecs import (
     delivery_from_dict,
     result_from_dict,
 )
+from hub.journal.latest import of_device as latest_of_device
 from hub.journal.recent import RecentRows
 from hub.journal.schema import KIND_COMMAND, KIND_READING, KINDS, JournalClosedError, JournalError
 from hub.journal.segments import decode as _decode
@@ -226,20 +227,23 @@ class JournalQueries:
 
     def latest(self, device: str, quantity: str | None = None) -> list[Reading]:
         """The newest reading of each (channel, quantity) of ``device``, sorted by quantity
-        then channel; read from the ``latest`` table, never from history."""
-        sql = (
-            "SELECT l.channel, l.quantity, l.value, l.ts, l.quality FROM latest l"
-            " JOIN devices d ON d.id = l.device WHERE d.name = ? AND l.ts IS NOT NULL"
-        )
-        args: list[Any] = [device]
-        if quantity is not None:
-            sql += " AND l.quantity = ?"
-            args.append(quantity)
-        rows = self._conn().execute(sql + " ORDER BY l.quantity, l.channel", args)
-        return [
-            Reading(device, qty, value, ts, ch, _GOOD if q is None else _QUALITY[q])
-            for ch, qty, value, ts, q in rows
-        ]
+        then channel; from the ``latest`` table and the segments committed since it was
+        last saved (see :mod:`hub.journal.latest`), never from history."""
+        dev_id = self._device_id(device)
+        if dev_id is None:
+            return []
+        out = []
+        for sid, ch, qty, (_, ts, value, q) in latest_of_device(self._conn(), dev_id):
+            if ch is None:
+                _, ch, qty = self._series(sid)
+            if quantity is not None and qty != quantity:
+                continue
+            if type(value) is int:
+                value = float(value)
+            out.append(Reading(device, qty, value, float(ts), ch,
+                               _GOOD if q is None else _QUALITY[q]))
+        out.sort(key=lambda r: (r.quantity, r.channel))
+        return out
 
     def history(
         self,

@@ -47,6 +47,7 @@ class Retention:
         delivered records; return how many rows were deleted. Undelivered records stay."""
         self._writable()
         self.flush()
+        self._save_latest()  # the segments it deletes may hold readings latest has not saved
         db = self._conn()
         positions = self.cursors().values()
         horizon = min(positions) if positions else self._last_seq

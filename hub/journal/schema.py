@@ -19,11 +19,13 @@ Tables (schema version 2, kept in ``PRAGMA user_version``)::
              indexes (device, ts), for events (ts) and (device, ts), acks, deliveries
     devices  id PK, name UNIQUE, last_seen            -- presence, written by touch()
     latest   series PK, device, channel, quantity, ts, value, quality, seq
-             -- one row per series: its newest reading, updated once per commit
+             -- one row per series: its newest reading as of meta.latest_seq, saved
+             every 16 commits; newer ones are in the segments after it (hub.journal.latest)
     active   id PK, seq, data                         -- raised, not yet cleared events
     cursors  name PK, seq                             -- one per sink
     marks    seq PK, ts                               -- commit time of seq, for retention
-    meta     key PK, value                            -- last_seq survives pruning
+    meta     key PK, value                            -- last_seq survives pruning;
+                                                         latest_seq (see latest)
     records  VIEW: every record as a row, as schema 1 stored them (readings unpacked from
              their segments by json_each; DELETE and UPDATE through it work), for
              people using the sqlite3 shell and for tests, never for the hub's hot paths

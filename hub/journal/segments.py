@@ -26,17 +26,14 @@ _dumps = orjson.dumps
 _loads = orjson.loads
 
 INSERT_SEGMENT = "INSERT INTO segments VALUES (?,?,?,?,?,?,?,?)"
-# newer (or as new) than what the row holds: across commits the later commit wins a tie
-UPDATE_LATEST = ("UPDATE latest SET seq = ?1, ts = ?2, value = ?3, quality = ?4"
-                 " WHERE series = ?5 AND (ts IS NULL OR ts <= ?2)")
 
 
 def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int]
            ) -> tuple[list[tuple], list[tuple]]:
     """The ``segments`` rows of one commit's ``readings`` (in seq order; ``base`` the
-    commit's first seq; ``devices`` series id -> device id), and the ``latest`` updates
-    ``(seq, ts, value, quality, series)`` of its newest reading per series (within a commit
-    the first of equal ts wins)."""
+    commit's first seq; ``devices`` series id -> device id), and its newest reading per
+    series as ``(seq, ts, value, quality, series)`` (within a commit the first of equal ts
+    wins), for :mod:`hub.journal.latest`."""
     by_device: dict[int, list[tuple]] = {}
     newest: dict[int, tuple] = {}
     get, latest = by_device.get, newest.get
@@ -102,12 +99,12 @@ def real(v: object) -> float | None:
 
 
 def write(db: sqlite3.Connection, readings: Sequence[tuple], base: int,
-          devices: Mapping[int, int]) -> None:
-    """Insert the segments of ``readings`` and update ``latest``, in the caller's
-    transaction."""
-    segments, latest = encode(readings, base, devices)
+          devices: Mapping[int, int]) -> list[tuple]:
+    """Insert the segments of ``readings`` in the caller's transaction; return the newest
+    reading per series (see :func:`encode`)."""
+    segments, newest = encode(readings, base, devices)
     db.executemany(INSERT_SEGMENT, segments)
-    db.executemany(UPDATE_LATEST, latest)
+    return newest
 
 
 def rewrite(db: sqlite3.Connection, segment: tuple, keep: list[tuple]) -> None:

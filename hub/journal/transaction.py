@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 from hub.journal import segments
+from hub.journal.latest import LatestRows
 
 _INSERT_OTHER = "INSERT INTO entries (seq, kind, device, ts, data) VALUES (?,?,?,?,?)"
 
@@ -15,22 +16,25 @@ class Job:
     """One transaction's rows and ids (see :func:`execute`)."""
 
     __slots__ = ("readings", "others", "active", "new_devices", "new_series", "touches",
-                 "last", "now", "mark", "devices")
+                 "last", "now", "mark", "devices", "latest", "save_latest")
 
     def __init__(self, readings: list, others: list, active: list, new_devices: list,
                  new_series: list, touches: list, last: int, now: float, mark: bool,
-                 devices: dict[int, int]) -> None:
+                 devices: dict[int, int], latest: LatestRows, save_latest: bool) -> None:
         self.readings, self.others, self.active = readings, others, active
         self.new_devices, self.new_series, self.touches = new_devices, new_series, touches
         self.last, self.now, self.mark = last, now, mark
         # series id -> device id; only ever grows (the reactor thread adds new series)
         self.devices = devices
+        # the writer's newest rows: only the commit in progress touches them
+        self.latest, self.save_latest = latest, save_latest
 
 
 def execute(db: sqlite3.Connection, job: Job) -> None:
     """The transaction of ``job`` on ``db``; raises (after rolling back) if it did not
     commit. Touches no journal state, so it may run in the commit thread."""
     readings, others = job.readings, job.others
+    changes: list = []
     db.execute("BEGIN IMMEDIATE")
     try:
         if job.new_devices:
@@ -43,7 +47,8 @@ def execute(db: sqlite3.Connection, job: Job) -> None:
                 job.new_series,
             )
         if readings:  # the segments' base: the first reading's seq (see hub.journal.schema)
-            segments.write(db, readings, readings[0][0], job.devices)
+            changes = job.latest.changes(
+                segments.write(db, readings, readings[0][0], job.devices))
         if others:
             db.executemany(_INSERT_OTHER, others)
         for raised, eid, seq, data in job.active:
@@ -61,10 +66,13 @@ def execute(db: sqlite3.Connection, job: Job) -> None:
         db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'last_seq'", (job.last,))
         if job.mark:
             db.execute("INSERT OR REPLACE INTO marks (seq, ts) VALUES (?,?)", (job.last, job.now))
+        if job.save_latest:
+            job.latest.save(db, changes, job.last)
         db.execute("COMMIT")
     except BaseException:
         rollback(db)
         raise
+    job.latest.committed(changes, job.save_latest)
 
 
 def rollback(db: sqlite3.Connection) -> None:

@@ -38,6 +38,7 @@ from hub.journal.codecs import (
 )
 from hub.journal.committer import ThreadedCommits
 from hub.journal.cursors import Cursors
+from hub.journal.latest import LatestRows
 from hub.journal.notify import CommitNotifier
 from hub.journal.reader import JournalQueries
 from hub.journal.retention import Retention
@@ -56,7 +57,7 @@ from hub.journal.schema import (
 )
 from hub.journal.segments import migrate_from_1
 from hub.journal.segments import real as _real
-from hub.journal.transaction import Job, execute
+from hub.journal.transaction import Job, execute, rollback
 from hub.metrics import Metrics
 from hub.model import (
     Acknowledgement,
@@ -161,6 +162,8 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         # cursors a sink of this process has set: the others belong to no running sink
         self._claimed: set[str] = set()
         self._notifier = CommitNotifier()
+        self._latest = LatestRows()
+        self._last_latest_save = -math.inf
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -192,6 +195,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         self._last_device = max(self._device_names, default=0)
         self._last_series = max(self._series_names, default=0)
         if not self._readonly:
+            self._latest.load(self._db, self._last_seq)
             for event in self.active_events():
                 if event.code == "journal_near_full" and event.device == "hub":
                     self._fault = event  # raised before a restart: clear it when space returns
@@ -245,12 +249,17 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
             return
         if not self._readonly:
             self.flush()
+            try:
+                self._save_latest()
+            except sqlite3.Error:  # nothing is lost: the next open folds the segments in
+                log.failure("journal: saving latest at close failed")
             self._mark_close()
         self._cancel_timer()
         self._stop_commit_thread()
         self._recent.clear()
         self._db.close()
         self._db = None
+        self._close_checkpoints()
         if self._checkpoint_db is not None and not self._checkpointing:
             self._checkpoint_db.close()
             self._checkpoint_db = None
@@ -416,12 +425,29 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         active = [a for b in batches for a in b.active]
         return Job(readings, others, active, list(self._new_devices), list(self._new_series),
                     list(self._touches.items()), last, now,
-                    now - self._last_mark >= self._mark_every, self._series_device)
+                    now - self._last_mark >= self._mark_every, self._series_device,
+                    self._latest, self._latest.due(now - self._last_latest_save))
+
+    def _save_latest(self) -> None:
+        """Write ``latest`` up to the last commit now (close, before pruning); the writer's
+        connection, no commit in flight (after :meth:`flush`)."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._latest.save(db, [], self._last_seq)
+            db.execute("COMMIT")
+        except BaseException:
+            rollback(db)
+            raise
+        self._latest.committed([], True)
+        self._last_latest_save = self._clock.seconds()
 
     def _wrote(self, job: Job) -> None:
         """``job`` committed: the bookkeeping, in the reactor thread."""
         if job.mark:
             self._last_mark = job.now
+        if job.save_latest:
+            self._last_latest_save = job.now
         self._recent.committed(self._last_seq, job.last, job.readings, job.others)
         # what was written; ids and touches that came meanwhile go with the next commit
         del self._new_devices[:len(job.new_devices)]

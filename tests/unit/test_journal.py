@@ -561,28 +561,15 @@ def test_checkpoints_run_beside_the_writer_when_given_a_thread_runner(tmp_path):
     is then reused from its start instead of growing."""
     import os
 
-    from twisted.internet import defer
-
     from hub.journal import WAL_AUTOCHECKPOINT
+    from tests.support.journal_wal import checkpoint_inline, fill_until_checkpoint
 
     clock = Clock()
     j = Journal(str(tmp_path / "j.sqlite"), clock=clock)
     j.open()
-    ran = []
-
-    def runner(fn):  # runs the checkpoint at once, as a worker thread would
-        ran.append(fn())
-        return defer.succeed(ran[-1])
-
-    j.checkpoint_in_threads(runner)
+    ran = checkpoint_inline(j)  # runs the checkpoint at once, as a worker thread would
     assert j._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    value = 0.0
-    while not ran:
-        value += 1
-        j.append([Reading(f"d{int(value) % 50}", "voltage", value, value, "A")
-                  for _ in range(200)])
-        j.flush()
-        assert value < 20_000, "no checkpoint ran"
+    value = fill_until_checkpoint(j, ran)  # asserts that one ran
     busy, log_pages, done = ran[0]
     assert busy == 0 and done == log_pages >= WAL_AUTOCHECKPOINT
     assert j._metrics.value("journal.checkpoints") == 1
