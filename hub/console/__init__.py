@@ -22,13 +22,14 @@ def mount(app: FastAPI) -> None:
         web_desk,
         web_history,
         web_inspections,
+        web_ota,
         web_plans,
         web_reports,
         web_settings,
     )
 
     for module in (web, web_desk, web_history, web_reports, web_settings, web_plans,
-                   web_inspections):
+                   web_inspections, web_ota):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
 
