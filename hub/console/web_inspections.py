@@ -10,7 +10,6 @@ audit log are the API's.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -20,7 +19,7 @@ from hub.alarmdesk.hazards import SEVERITIES
 from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS, TASK_STATES
 from hub.api import routes_inspections as api
 from hub.console.auth import Session, check_post
-from hub.console.forms import field_errors, problem
+from hub.console.forms import fetch_one, field_errors, problem, redirect
 from hub.console.render import render
 from hub.console.web import ctx_of, need, project_list, translator
 from hub.console.web_desk import _deadline
@@ -29,11 +28,6 @@ router = APIRouter(include_in_schema=False)
 
 SHOWN = 200
 EVERY = {v: k for k, v in FREQUENCIES.items()}
-
-
-def _go(path: str, **query: Any) -> RedirectResponse:
-    q = {k: v for k, v in query.items() if v not in ("", None)}
-    return RedirectResponse(f"{path}?{urlencode(q)}" if q else path, status_code=303)
 
 
 def _refusal(t: Any, e: Exception) -> str:
@@ -108,17 +102,11 @@ async def plan_new(request: Request) -> Response:
                           assignee=str(form.get("assignee", ""))[:128])
         await api.create_plan(body, s.principal, s.tree, ctx_of(request))
     except ValueError as e:  # ValidationError is one
-        return _go("/inspections", error=_refusal(t, e) if isinstance(e, ValidationError)
+        return redirect("/inspections", error=_refusal(t, e) if isinstance(e, ValidationError)
                    else t("form.invalid"))
     except HTTPException as e:
-        return _go("/inspections", error=_refusal(t, e))
-    return _go("/inspections", project=body.project, done="created")
-
-
-async def _plan(request: Request, s: Session, plan_id: int) -> Any:
-    if not 1 <= plan_id <= 2**62:
-        raise HTTPException(404, "no plan")
-    return await api.get_plan(plan_id, s.principal, s.tree, ctx_of(request))
+        return redirect("/inspections", error=_refusal(t, e))
+    return redirect("/inspections", project=body.project, done="created")
 
 
 @router.get("/inspections/plans/{plan_id}")
@@ -126,7 +114,7 @@ async def plan_page(request: Request, plan_id: int, error: str = "") -> Response
     s = await need(request)
     t = translator(request)
     try:
-        p = await _plan(request, s, plan_id)
+        p = await fetch_one(api.get_plan, plan_id, s, ctx_of(request))
     except HTTPException as e:
         return render(request, "error.html", t, s, status_code=e.status_code,
                       message=t("insp.no_plan"))
@@ -142,7 +130,7 @@ async def plan_change(request: Request, plan_id: int) -> Response:
     t = translator(request)
     here = f"/inspections/plans/{plan_id}"
     try:
-        p = await _plan(request, s, plan_id)
+        p = await fetch_one(api.get_plan, plan_id, s, ctx_of(request))
         grace = str(form.get("grace", "")).strip()
         every = str(form.get("every", ""))
         body = api.PlanPatch(
@@ -154,19 +142,13 @@ async def plan_change(request: Request, plan_id: int) -> Response:
             active=form.get("active") == "1")
         await api.change_plan(plan_id, body, s.principal, s.tree, ctx_of(request))
     except ValueError as e:
-        return _go(here, error=_refusal(t, e) if isinstance(e, ValidationError)
+        return redirect(here, error=_refusal(t, e) if isinstance(e, ValidationError)
                    else t("form.invalid"))
     except HTTPException as e:
         if e.status_code == 404:
             raise
-        return _go(here, error=_refusal(t, e))
-    return _go("/inspections", project=p.project, done="changed")
-
-
-async def _task(request: Request, s: Session, task_id: int) -> Any:
-    if not 1 <= task_id <= 2**62:
-        raise HTTPException(404, "no task")
-    return await api.get_task(task_id, s.principal, s.tree, ctx_of(request))
+        return redirect(here, error=_refusal(t, e))
+    return redirect("/inspections", project=p.project, done="changed")
 
 
 @router.get("/inspections/tasks/{task_id}")
@@ -174,7 +156,7 @@ async def task_page(request: Request, task_id: int, error: str = "") -> Response
     s = await need(request)
     t = translator(request)
     try:
-        task = await _task(request, s, task_id)
+        task = await fetch_one(api.get_task, task_id, s, ctx_of(request))
     except HTTPException as e:
         return render(request, "error.html", t, s, status_code=e.status_code,
                       message=t("insp.no_task"))
@@ -195,7 +177,7 @@ async def task_record(request: Request, task_id: int) -> Response:
     t = translator(request)
     here = f"/inspections/tasks/{task_id}"
     try:
-        task = await _task(request, s, task_id)
+        task = await fetch_one(api.get_task, task_id, s, ctx_of(request))
         results = []
         for i, item in enumerate(task.items):
             r = str(form.get(f"r{i}", ""))
@@ -203,7 +185,7 @@ async def task_record(request: Request, task_id: int) -> Response:
                 results.append(api.ItemResult(item=item, result=r,  # type: ignore[arg-type]
                                               note=str(form.get(f"n{i}", ""))[:1000]))
         if len(results) < len(task.items):
-            return _go(here, error=t("insp.every_item"))
+            return redirect(here, error=t("insp.every_item"))
         hazard = None
         if form.get("open_hazard") == "1":
             hazard = api.HazardFromTask(
@@ -217,12 +199,12 @@ async def task_record(request: Request, task_id: int) -> Response:
                             hazard=hazard)
         done = await api.record_result(task_id, body, s.principal, s.tree, ctx_of(request))
     except ValueError as e:
-        return _go(here, error=_refusal(t, e) if isinstance(e, ValidationError)
+        return redirect(here, error=_refusal(t, e) if isinstance(e, ValidationError)
                    else t("hazard.bad_date"))
     except HTTPException as e:
         if e.status_code == 404:
             raise
-        return _go(here, error=_refusal(t, e))
+        return redirect(here, error=_refusal(t, e))
     if done.hazard_id:
         return RedirectResponse(f"/hazards/{done.hazard_id}?done=opened", status_code=303)
-    return _go("/inspections", project=done.project, state="done", done="recorded")
+    return redirect("/inspections", project=done.project, state="done", done="recorded")

@@ -11,15 +11,15 @@ API's; the console turns its refusals into sentences.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from hub.api import routes_ota as api
-from hub.console.auth import Session, check_post
-from hub.console.forms import field_errors, problem
+from hub.console.auth import check_post
+from hub.console.forms import fetch_one, field_errors, problem, redirect
 from hub.console.render import render
 from hub.console.web import ctx_of, need, project_list, translator
 from hub.ota.machine import Phase
@@ -33,11 +33,6 @@ ALLOWED = {"running": ("pause", "cancel"), "paused": ("resume", "cancel")}
 #: phases in the order a device goes through them; the last four are final
 PHASES = tuple(p.value for p in Phase)
 FAILED = ("failed", "timed_out")
-
-
-def _go(path: str, **query: Any) -> RedirectResponse:
-    q = {k: v for k, v in query.items() if v not in ("", None)}
-    return RedirectResponse(f"{path}?{urlencode(q)}" if q else path, status_code=303)
 
 
 def _refusal(t: Any, e: HTTPException) -> str:
@@ -113,8 +108,8 @@ async def firmware_upload(request: Request) -> Response:
             notes=str(form.get("notes", ""))[:4000],
             signature=str(form.get("signature", "")).strip()[:200] or None)
     except HTTPException as e:
-        return _go("/firmware", project=project, error=_refusal(t, e))
-    return _go("/firmware", project=project, done="uploaded")
+        return redirect("/firmware", project=project, error=_refusal(t, e))
+    return redirect("/firmware", project=project, done="uploaded")
 
 
 @router.post("/firmware/{firmware_id}/delete")
@@ -130,8 +125,8 @@ async def firmware_delete(request: Request, firmware_id: int) -> Response:
     except HTTPException as e:
         if e.status_code == 404:
             raise
-        return _go("/firmware", error=_refusal(t, e))
-    return _go("/firmware", done="deleted")
+        return redirect("/firmware", error=_refusal(t, e))
+    return redirect("/firmware", done="deleted")
 
 
 def _int(value: Any, default: int) -> int:
@@ -159,18 +154,12 @@ async def campaign_new(request: Request) -> Response:
     except ValidationError as e:
         msg = "; ".join(f"{t('ota.' + k) if t.has('ota.' + k) else k}: {v}"
                         for k, v in field_errors(e).items())
-        return _go("/firmware", error=msg)
+        return redirect("/firmware", error=msg)
     except ValueError:
-        return _go("/firmware", error=t("form.invalid"))
+        return redirect("/firmware", error=t("form.invalid"))
     except HTTPException as e:
-        return _go("/firmware", error=_refusal(t, e))
+        return redirect("/firmware", error=_refusal(t, e))
     return RedirectResponse(f"/firmware/campaigns/{c.id}?done=started", status_code=303)
-
-
-async def _campaign(request: Request, s: Session, campaign_id: int) -> Any:
-    if not 1 <= campaign_id <= 2**62:
-        raise HTTPException(404, "no campaign")
-    return await api.get_campaign(campaign_id, s.principal, s.tree, ctx_of(request))
 
 
 @router.get("/firmware/campaigns/{campaign_id}")
@@ -180,7 +169,7 @@ async def campaign_page(request: Request, campaign_id: int, error: str = "",
     t = translator(request)
     ctx = ctx_of(request)
     try:
-        c = await _campaign(request, s, campaign_id)
+        c = await fetch_one(api.get_campaign, campaign_id, s, ctx_of(request))
     except HTTPException as e:
         return render(request, "error.html", t, s, status_code=e.status_code,
                       message=t("ota.no_campaign"))
@@ -210,8 +199,8 @@ async def campaign_act(request: Request, campaign_id: int, act: str) -> Response
     except HTTPException as e:
         if e.status_code == 404:
             raise
-        return _go(here, error=_refusal(t, e))
-    return _go(here, done=act)
+        return redirect(here, error=_refusal(t, e))
+    return redirect(here, done=act)
 
 
 @router.get("/firmware/campaigns/{campaign_id}/devices/{device_id}")
@@ -220,7 +209,7 @@ async def device_history(request: Request, campaign_id: int, device_id: str) -> 
     t = translator(request)
     ctx = ctx_of(request)
     try:
-        c = await _campaign(request, s, campaign_id)
+        c = await fetch_one(api.get_campaign, campaign_id, s, ctx_of(request))
         rows = await api.device_history(campaign_id, device_id[:64], s.principal, s.tree, ctx)
     except HTTPException as e:
         return render(request, "error.html", t, s, status_code=e.status_code,
