@@ -20,13 +20,17 @@ def mount(app: FastAPI) -> None:
     from hub.console import (
         web,
         web_desk,
+        web_gateways,
         web_history,
+        web_inspections,
+        web_ota,
         web_plans,
         web_reports,
         web_settings,
     )
 
-    for module in (web, web_desk, web_history, web_reports, web_settings, web_plans):
+    for module in (web, web_desk, web_history, web_reports, web_settings, web_plans,
+                   web_inspections, web_ota, web_gateways):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
 

@@ -4,8 +4,12 @@ message) as one sentence."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
+from fastapi import HTTPException
+from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 
@@ -36,3 +40,17 @@ def problem(detail: Any) -> str:
     if isinstance(detail, dict):
         return str(detail.get("message", detail))
     return str(detail)
+
+
+def redirect(path: str, **query: Any) -> RedirectResponse:
+    """303 to ``path`` with the non-empty ``query`` values (a form's outcome)."""
+    q = {k: v for k, v in query.items() if v not in ("", None)}
+    return RedirectResponse(f"{path}?{urlencode(q)}" if q else path, status_code=303)
+
+
+async def fetch_one(get: Callable[..., Awaitable[Any]], item_id: int, s: Any,
+                    ctx: Any) -> Any:
+    """An API route's record by id, 404 for an id out of the API's range."""
+    if not 1 <= item_id <= 2**62:
+        raise HTTPException(404, "not found")
+    return await get(item_id, s.principal, s.tree, ctx)

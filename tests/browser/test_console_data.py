@@ -116,3 +116,43 @@ def test_a_viewer_of_p2_gets_nothing_of_p1(hub, browse):
         f"{hub.url}/history/export.csv?quantity=temperature&range=1h&device=d1").body()
     assert len(list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))) == 1  # header only
     b.problems = [x for x in b.problems if not re.search(r"404|\.pdf", x)]
+
+
+def test_kept_reports_by_kind_and_made_now_by_an_operator(hub, browse, shots):
+    b = logged_in(browse, "op1")
+    p = b.page
+    p.goto("/reports?kind=weekly")
+    assert p.get_attribute("nav.tabs a[aria-current=page]", "data-kind") == "weekly"
+    p.click("nav.tabs a[data-kind=daily]")
+    p.wait_for_url(re.compile(r"kind=daily"))
+    assert "尚无已生成的日报" in p.inner_text("#kept-table")
+    # a period the API does not take: its refusal is a sentence
+    p.fill("#make-report input[name=period]", "昨天")
+    p.click("#make-report button[type=submit]")
+    p.wait_for_selector("#flash-error")
+    assert p.inner_text("#flash-error").startswith("未能生成：") and \
+        "YYYY-MM-DD" in p.inner_text("#flash-error")
+    # the last whole day, made now
+    p.click("#make-report button[type=submit]")
+    p.wait_for_selector("#flash-notice")
+    rows = p.locator("#kept-table tr[data-period]")
+    assert rows.count() == 1
+    period = rows.first.get_attribute("data-period")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", period) and period in p.inner_text("#flash-notice")
+    assert download(p, "#kept-table tr[data-period] a[data-format=pdf]")[:5] == b"%PDF-"
+    # a weekly one too: the tab shows it, the daily tab keeps its own
+    p.select_option("#make-report select[name=kind]", "weekly")
+    p.click("#make-report button[type=submit]")
+    p.wait_for_selector("#flash-notice")
+    assert p.get_attribute("nav.tabs a[aria-current=page]", "data-kind") == "weekly"
+    week = p.get_attribute("#kept-table tr[data-period]", "data-period")
+    assert re.fullmatch(r"\d{4}-W\d\d", week)
+    p.screenshot(path=shots / "reports-kept-desktop.png", full_page=True)
+    phone_shot(browse, "op1", "/reports?kind=weekly", shots / "reports-kept-phone.png")
+    # a viewer makes none and gets nothing of p1's
+    v = logged_in(browse, "view2")
+    v.page.goto("/reports?kind=daily")
+    assert v.page.locator("#make-report").count() == 0
+    assert v.page.locator("#kept-table tr[data-period]").count() == 0
+    assert v.page.goto(f"/reports/{hub.ids['p1']}/kept/daily/{period}.pdf").status == 404
+    v.problems = [x for x in v.problems if not re.search(r"404|\.pdf", x)]

@@ -12,6 +12,13 @@
     el.addEventListener("change", function () { el.form.submit(); });
   });
 
+  // a form that acts on something hard to undo asks first, naming it (data-ask)
+  document.querySelectorAll("form[data-ask]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      if (!window.confirm(form.dataset.ask)) ev.preventDefault();
+    });
+  });
+
   // -------------------------------------------------------------- live events
   var page = document.body.dataset.page;
   var live = document.getElementById("live");
