@@ -83,7 +83,11 @@ class FirmwareDriver:
         self._updates[device] = update
         svc = self.service
         reg = svc.table.get(device)
-        if reg is not None and reg.remote is not None and svc.context is not None:
+        # only a device listening now: a request to a sleeping one would hold its one
+        # exchange slot (CoAP's NSTART = 1) until it timed out, and the update's first step
+        # would wait behind it; a sleeping device is observed at its next Update instead
+        if reg is not None and reg.remote is not None and svc.context is not None \
+                and svc._reachable(device):
             svc.observations.add(svc.context, svc._loop, device, reg.remote, list(OBSERVED))
 
     def detach(self, device: str) -> None:
