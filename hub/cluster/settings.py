@@ -9,6 +9,9 @@ configuration file can serve every role of a node. Example::
       partitions: 8           # must equal the server's partition() mapping (see README)
       stream: HUB
       lease_ttl_s: 3          # a dead core's partitions are taken over after this
+      partition_dir: /srv/hub-partitions   # every core must see it (default <state_dir>/partitions)
+      max_mb: 1024            # the stream's limits, if an edge creates it
+      max_age_h: 168
 """
 
 from __future__ import annotations
