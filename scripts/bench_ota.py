@@ -114,15 +114,16 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(args.warmup)
         # before: ingest alone
         ts_a, m_a = wait_snapshot(state_dir, metrics_snapshot(state_dir)[0], 60, procs)
-        cpu_a = cpu_seconds(hub.pid)
+        cpu_a, sim_a = cpu_seconds(hub.pid), _sims_cpu(sims)
         ts_b, m_b = wait_snapshot(state_dir, ts_a + args.window - 1, args.window + 60, procs)
-        cpu_b = cpu_seconds(hub.pid)
+        cpu_b, sim_b = cpu_seconds(hub.pid), _sims_cpu(sims)
         readings = m_b.get("ingest.readings", 0) - m_a.get("ingest.readings", 0)
         out["before"] = {"window_s": round(ts_b - ts_a, 1),
                          "readings_per_s": round(readings / (ts_b - ts_a)),
                          "hub_cpu_share": round((cpu_b - cpu_a) / (ts_b - ts_a), 3),
                          "hub_cpu_ms_per_1k_readings": round(
-                             (cpu_b - cpu_a) * 1e6 / max(readings, 1), 1)}
+                             (cpu_b - cpu_a) * 1e6 / max(readings, 1), 1),
+                         "sims_cpu_share": round((sim_b - sim_a) / (ts_b - ts_a), 3)}
         # during: the campaign, every device in one wave
         with httpx.Client(base_url=url, timeout=60) as c:
             token = c.post("/api/auth/login", json={"username": "root", "password": PASSWORD}
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> dict:
                        headers={"Content-Type": "application/octet-stream"})
             assert r.status_code == 201, r.text
             ts_c, m_c = wait_snapshot(state_dir, metrics_snapshot(state_dir)[0], 60, procs)
-            cpu_c = cpu_seconds(hub.pid)
+            cpu_c, sim_c = cpu_seconds(hub.pid), _sims_cpu(sims)
             started = time.time()
             r = c.post("/api/ota/campaigns", json={"project": "p1",
                                                    "firmware_id": r.json()["id"],
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> dict:
             out["campaign_s"] = round(time.time() - started, 1)
             out["campaign"] = {"state": done["state"], "progress": done["progress"]}
         ts_d, m_d = wait_snapshot(state_dir, ts_c + 1, 60, procs)
-        cpu_d = cpu_seconds(hub.pid)
+        cpu_d, sim_d = cpu_seconds(hub.pid), _sims_cpu(sims)
         span = ts_d - ts_c
         blocks = m_d.get("ota.blocks_served", 0) - m_c.get("ota.blocks_served", 0)
         readings = m_d.get("ingest.readings", 0) - m_c.get("ingest.readings", 0)
@@ -163,7 +164,10 @@ def run(args: argparse.Namespace) -> dict:
                          "blocks_per_s": round(blocks / span),
                          "kib_per_s": round(blocks * 512 / 1024 / span),
                          "readings_per_s": round(readings / span),
-                         "hub_cpu_share": round((cpu_d - cpu_c) / span, 3)}
+                         "hub_cpu_share": round((cpu_d - cpu_c) / span, 3),
+                         "hub_cpu_ms_per_block": round((cpu_d - cpu_c) * 1e3 / max(blocks, 1), 2),
+                         # the simulators starving would look like a slow hub: measured too
+                         "sims_cpu_share": round((sim_d - sim_c) / span, 3)}
         for s in sims:
             s.send_signal(signal.SIGTERM)
         for s in sims:
@@ -181,6 +185,10 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
+def _sims_cpu(sims: list[subprocess.Popen]) -> float:
+    return sum(cpu_seconds(s.pid) for s in sims)
+
+
 def report(r: dict) -> str:
     b, d = r["before"], r["during"]
     return "\n".join([
@@ -190,12 +198,14 @@ def report(r: dict) -> str:
         f"  campaign: {r['campaign']['state']} in {r['campaign_s']} s: "
         + ", ".join(f"{n} {p}" for p, n in sorted(r["campaign"]["progress"].items())),
         f"  transfer (window {d['window_s']} s): {d['blocks_per_s']} blocks/s, "
-        f"{d['kib_per_s']} KiB/s ({d['blocks']} blocks)",
+        f"{d['kib_per_s']} KiB/s ({d['blocks']} blocks), "
+        f"hub CPU {d['hub_cpu_ms_per_block']} ms per block",
         f"  ingest before: {b['readings_per_s']} readings/s, hub CPU {b['hub_cpu_share']:.0%}"
-        f" ({b['hub_cpu_ms_per_1k_readings']} ms per 1,000 readings)",
+        f" ({b['hub_cpu_ms_per_1k_readings']} ms per 1,000 readings), "
+        f"simulators' CPU {b['sims_cpu_share']:.0%}",
         f"  ingest during: {d['readings_per_s']} readings/s "
         f"({d['readings_per_s'] / max(b['readings_per_s'], 1):.0%} of before), "
-        f"hub CPU {d['hub_cpu_share']:.0%}",
+        f"hub CPU {d['hub_cpu_share']:.0%}, simulators' CPU {d['sims_cpu_share']:.0%}",
     ])
 
 

@@ -66,6 +66,7 @@ class _Run:
     flashed: dict[str, bool] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     updates: dict[str, DeviceUpdate] = field(default_factory=dict)
+    looking: set[str] = field(default_factory=set)  # started, waiting for their driver
 
 
 class OtaManager:
@@ -106,8 +107,10 @@ class OtaManager:
                        {r.device: r.flashed for r in rows}, {r.device: r.attempt for r in rows})
             self._runs[c.id] = run
             for r in rows:
-                if r.wave <= c.wave and r.phase not in FINAL:
+                if r.wave <= c.wave and r.phase not in FINAL and r.phase != "queued":
                     self._start_device(run, r.device)
+            if c.state == "running":
+                self._admit(run)
             _log.info("OTA campaign {id} ({name}) taken up: {n} devices on their way",
                       id=c.id, name=c.name, n=len(run.updates))
             self._evaluate(run)
@@ -210,6 +213,7 @@ class OtaManager:
         """Go on; the wave that was paused no longer counts against the bound."""
         run = self._run(campaign_id, ("paused",))
         self._set(run, state="running", reason="", accepted_wave=run.campaign.wave)
+        self._admit(run)
         self._evaluate(run)
         return run.campaign
 
@@ -240,10 +244,24 @@ class OtaManager:
     def _start_wave(self, run: _Run, wave: int) -> None:
         if wave != run.campaign.wave:
             self._set(run, wave=wave)
-        for device in run.waves[wave]:
-            if run.phases.get(device) == "queued":
-                self._start_device(run, device)
+        self._admit(run)
         self._evaluate(run)
+
+    def _admit(self, run: _Run) -> None:
+        """Start the current wave's queued devices while fewer than ``max_active`` are
+        under way: a wave of a thousand started at once has the hub open a thousand
+        exchanges and two thousand observations together, competing with the devices'
+        notifications (the ingest); the rest of the wave goes in as devices end."""
+        c = run.campaign
+        if c.state != "running" or not run.waves:
+            return
+        room = self.settings.max_active - len(run.updates) - len(run.looking)
+        for device in run.waves[c.wave]:
+            if room <= 0:
+                break
+            if run.phases.get(device) == "queued" and device not in run.looking:
+                self._start_device(run, device)
+                room -= 1
 
     def _start_device(self, run: _Run, device: str, looks: int = 0) -> None:
         if not self.running or run.campaign.state == "cancelled":
@@ -251,15 +269,18 @@ class OtaManager:
         driver = self._driver(device)
         if driver is None:
             if looks < DRIVER_LOOKS and device in self.hub.registry:
+                run.looking.add(device)
                 self.hub.clock.callLater(DRIVER_WAIT, self._start_device, run, device,
                                          looks + 1)
                 return
+            run.looking.discard(device)
             self._queue_change(run, device, "failed", run.attempts.get(device, 0), None,
                                "its transport offers no firmware delivery",
                                False, self.hub.clock.seconds())
             run.phases[device] = "failed"
             self._evaluate(run)
             return
+        run.looking.discard(device)
         fw = run.firmware
         uri = ""
         if run.campaign.delivery == "pull":
@@ -308,6 +329,7 @@ class OtaManager:
             code = f" (result {update.result_code})" if update.result_code is not None else ""
             self._event(device, f"ota_{phase.value}", Level.WARNING,
                         f"固件升级失败 / firmware update {phase.value}{code}: {detail}")
+        self._admit(run)
         self._evaluate(run)
 
     def _evaluate(self, run: _Run) -> None:

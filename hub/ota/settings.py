@@ -8,6 +8,7 @@ updates (OTA)").
         max_image_kb: 1024         # larger images are refused (413); max_body_kb bounds it too
         vendor_keys: [keys/vendor-ed25519.pub]   # PEM files (or inline base64/hex keys)
         require_signature: false   # true: unsigned images are refused
+        max_active: 200            # devices of a campaign under way at once; a wave's others wait
         limits: {check: 21600, reset: 21600, deliver: 86400, download: 86400,
                  update: 21600, verify: 21600, poll_after: 3600, tries: 3, attempts: 3}
 """
@@ -32,6 +33,7 @@ class OtaSettings:
     vendor_keys: tuple[Any, ...] = ()
     require_signature: bool = False
     limits: Limits = field(default_factory=Limits)
+    max_active: int = 200
 
 
 def parse_ota(api: Section, base: str) -> OtaSettings:
@@ -68,7 +70,7 @@ def parse_ota(api: Section, base: str) -> OtaSettings:
         max_image=int(s.get("max_image_kb", integer(1, 64 * 1024), 1024)) * 1024,
         vendor_keys=tuple(keys),
         require_signature=s.get("require_signature", boolean, False),
-        limits=limits)
+        limits=limits, max_active=int(s.get("max_active", integer(1, 100_000), 200)))
     s.finish()
     if out.require_signature and not keys:
         s.checker.error(s.path / "require_signature", "true needs vendor_keys to check with")

@@ -67,7 +67,7 @@ class Audit:
         return defer.succeed(len(self.acts))
 
 
-def make(tmp_path, n=10, driver=None):
+def make(tmp_path, n=10, driver=None, max_active=200):
     clock = task.Clock()
     clock.advance(1_800_000_000)
     devices = {f"d{i:02d}": SimpleNamespace(id=f"d{i:02d}", project="p1", model_name="efd",
@@ -88,7 +88,8 @@ def make(tmp_path, n=10, driver=None):
     store = SqliteStore(str(tmp_path / "platform.sqlite"))
     store.open()
     settings = OtaSettings(limits=Limits(check=100, reset=100, deliver=100, download=100,
-                                         update=100, verify=100, poll_after=50))
+                                         update=100, verify=100, poll_after=50),
+                           max_active=max_active)
     m = OtaManager(hub, store, settings, str(tmp_path),
                    write=lambda fn, *a: defer.succeed(fn(*a)))
     m.start()
@@ -116,6 +117,29 @@ def test_canary_then_batches_to_the_end(tmp_path):
     assert ("hub", "ota.campaign.finished") in m.hub.audit.acts
     hist = store.ota_history(c.id, "d00")
     assert [h["phase"] for h in hist][-1] == "succeeded"
+
+
+def test_a_wave_is_admitted_max_active_devices_at_a_time(tmp_path):
+    m, drv, fw, store, events = make(tmp_path, n=7, max_active=2)
+    c = m.create("p1", fw, "x", canary=0, batch=5, failure_bound=0.5)
+    assert sorted(drv.steps) == ["d00", "d01"]
+    drv.succeed("d00")
+    assert sorted(drv.steps) == ["d01", "d02"]  # one ended, the next went in
+    drv.reject("d01")  # a failure frees its place too (1 of 5: within the bound)
+    assert sorted(drv.steps) == ["d02", "d03"]
+    m.pause(c.id)
+    drv.succeed("d02")
+    assert sorted(drv.steps) == ["d03"]  # paused: nobody new
+    m.resume(c.id)
+    assert sorted(drv.steps) == ["d03", "d04"]
+    for d in ("d03", "d04"):
+        drv.succeed(d)
+    assert sorted(drv.steps) == ["d05", "d06"]  # the next wave, two at a time as well
+    drv.succeed("d05")
+    drv.succeed("d06")
+    assert store.campaign(c.id).state == "finished"
+    assert m.progress(c.id) == {"succeeded": 6, "failed": 1}
+    assert sum(e.code == "ota_started" for e in events) == 7  # each started once
 
 
 def test_the_failure_bound_pauses_and_resume_goes_on(tmp_path):

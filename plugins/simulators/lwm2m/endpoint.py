@@ -143,6 +143,15 @@ def _pending(ctx: aiocoap.Context) -> int:
         return 0
 
 
+async def _answer(response: asyncio.Future, timeout: float) -> Message:
+    """``response`` within ``timeout``, leaving the future itself alone. Cancelling it
+    (what a bare ``wait_for`` does on timeout) made aiocoap raise InvalidStateError into
+    the loop when the request's answer or its retransmission error came later: the
+    tracebacks in the simulator's log under load."""
+    response.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return await asyncio.wait_for(asyncio.shield(response), timeout)
+
+
 class _Observation:
     __slots__ = ("fmt", "last", "last_sent", "path", "servobs")
 
@@ -338,7 +347,7 @@ class Endpoint:
             msg = Message(code=Code.DELETE, uri=self._server_uri())
             msg.opt.uri_path = self.location
             with contextlib.suppress(Exception):
-                resp = await asyncio.wait_for(self.ctx.request(msg).response, 5)
+                resp = await _answer(self.ctx.request(msg).response, 5)
                 if resp.code == Code.DELETED:
                     self.stats.deregistrations += 1
             self.location = None
@@ -562,7 +571,7 @@ class Endpoint:
                 msg.opt.block2 = (fw.blocks, False, PULL_SZX)
                 assert self.ctx is not None
                 try:
-                    resp = await asyncio.wait_for(
+                    resp = await _answer(
                         self.ctx.request(msg, handle_blockwise=False).response, PULL_TIMEOUT)
                 except Exception:  # noqa: BLE001 - no answer: try again, then give up
                     failures += 1

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiocoap
 from aiocoap import Code, Message
+from aiocoap.numbers.constants import TransportTuning
 from aiocoap.resource import Resource
 from twisted.logger import Logger
 
@@ -59,6 +60,51 @@ class Root(Resource):
         return await self._handler(request)
 
 
+class Deadline(TransportTuning):
+    """Retransmissions that end within a request's ``timeout``.
+
+    aiocoap keeps retransmitting a confirmable request after its caller stopped waiting
+    (it has no way to withdraw one) for up to ~93 s (RFC 7252's MAX_TRANSMIT_WAIT), and
+    sends nothing else to that peer meanwhile (NSTART = 1): every later request queues
+    behind it. A queue-mode device that went back to sleep during a request thus had its
+    next window's requests (the OTA step after the download, the read of /3/0/3) held for
+    a minute and a half each, timing out here one after another while each added one more
+    message to aiocoap's backlog. With two transmissions spread over ``timeout`` the
+    exchange ends when the caller gives up, and the next request goes out at once.
+    """
+
+    MAX_RETRANSMIT = 1
+
+    def __init__(self, timeout: float) -> None:
+        # the exchange lasts at most ACK_TIMEOUT * ACK_RANDOM_FACTOR * (2 ** (R + 1) - 1)
+        self.ACK_TIMEOUT = timeout / (self.ACK_RANDOM_FACTOR * (2 ** (self.MAX_RETRANSMIT + 1)
+                                                                - 1))
+
+
+_deadlines: dict[float, Deadline] = {}
+
+
+def deadline(timeout: float) -> Deadline:
+    """The (shared) :class:`Deadline` of ``timeout``."""
+    found = _deadlines.get(timeout)
+    if found is None:
+        found = _deadlines[timeout] = Deadline(timeout)
+    return found
+
+
+async def answer(response: asyncio.Future, timeout: float) -> Message:
+    """``response`` within ``timeout``, without cancelling it: aiocoap sets a result or
+    an error on it later (a late answer, the retransmissions running out) and raises
+    InvalidStateError into the loop when the future was cancelled meanwhile."""
+    response.add_done_callback(_retrieve)
+    return await asyncio.wait_for(asyncio.shield(response), timeout)
+
+
+def _retrieve(f: asyncio.Future) -> None:
+    if not f.cancelled():
+        f.exception()  # an abandoned request's error is expected: not "never retrieved"
+
+
 async def exchange(ctx: aiocoap.Context, remote: Any, code: Code, path: Path,
                    payload: bytes = b"", content_format: int | None = None,
                    timeout: float = 20.0) -> Message:
@@ -69,9 +115,10 @@ async def exchange(ctx: aiocoap.Context, remote: Any, code: Code, path: Path,
     if content_format is not None:
         msg.opt.content_format = content_format
     msg.remote = remote
+    msg.transport_tuning = deadline(timeout)
     request = ctx.request(msg)
     try:
-        return await asyncio.wait_for(request.response, timeout)
+        return await answer(request.response, timeout)
     except (TimeoutError, aiocoap.error.TimeoutError) as e:
         raise NoAnswer(f"no answer to {code} /{'/'.join(uri_path(path))} within "
                        f"{timeout:g} s") from e
@@ -152,10 +199,11 @@ class Observations:
             async with turn, setups:
                 msg = Message(code=Code.GET, uri_path=uri_path(path), observe=0)
                 msg.remote = remote
+                msg.transport_tuning = deadline(self._timeout)
                 request = ctx.request(msg)
                 # held here: aiocoap keeps only a weak reference
                 observation = request.observation
-                first = await asyncio.wait_for(request.response, self._timeout)
+                first = await answer(request.response, self._timeout)
             self._on_value(device, path, first)
             if not first.code.is_successful():
                 reason = f"refused with {code_text(first.code)}"

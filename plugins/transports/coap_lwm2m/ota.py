@@ -16,7 +16,6 @@ window (the step is queued again, up to the transport's ``attempts``).
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import aiocoap
@@ -29,7 +28,7 @@ from hub.contracts.lwm2m import ContentFormat, Lwm2mOperation, Path
 from hub.model import Command, CommandResult, CommandStatus
 
 from . import content
-from .coap import code_text, uri_path
+from .coap import answer, code_text, deadline, uri_path
 from .downlink_queue import NoAnswer, Queued, QueueFull
 
 if TYPE_CHECKING:
@@ -249,6 +248,7 @@ class FirmwareDriver:
             if num == 0:
                 msg.opt.size1 = len(image)
             msg.remote = remote
+            msg.transport_tuning = deadline(timeout)
             resp = await _await(ctx.request(msg, handle_blockwise=False).response, timeout,
                                 f"block {num} of /5/0/0")
             self.service.table.heard(item.device, resp.remote)
@@ -274,13 +274,14 @@ async def _request(ctx: aiocoap.Context, remote: Any, code: Code, path: Path,
     if content_format is not None:
         msg.opt.content_format = content_format
     msg.remote = remote
+    msg.transport_tuning = deadline(timeout)
     return await _await(ctx.request(msg).response, timeout,
                         f"{code} /{'/'.join(uri_path(path))}")
 
 
 async def _await(response: Any, timeout: float, what: str) -> Message:
     try:
-        return await asyncio.wait_for(response, timeout)
+        return await answer(response, timeout)
     except (TimeoutError, aiocoap.error.TimeoutError) as e:
         raise NoAnswer(f"no answer to {what} within {timeout:g} s") from e
     except aiocoap.error.NetworkError as e:
