@@ -203,7 +203,10 @@ class Observations:
                 request = ctx.request(msg)
                 # held here: aiocoap keeps only a weak reference
                 observation = request.observation
-                first = await answer(request.response, self._timeout)
+                # cancelled on a timeout, not shielded: aiocoap then drops the request's
+                # runner; a shielded one would later report the end of an observation
+                # cancelled meanwhile, which aiocoap raises as a RuntimeError
+                first = await asyncio.wait_for(request.response, self._timeout)
             self._on_value(device, path, first)
             if not first.code.is_successful():
                 reason = f"refused with {code_text(first.code)}"
