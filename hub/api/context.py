@@ -99,7 +99,10 @@ class ApiContext:
         self.address_failures = FailureCounter(
             Throttle(settings.address_failures, settings.address_window))
         self.commands: OrderedDict[str, CommandOut] = OrderedDict()
-        self.principals = PrincipalCache(wall=now)
+        # several nodes on one PostgreSQL store: a logout or revocation on another node must
+        # end the caller here at once, so nothing is cached (a store query per request)
+        self.principals = PrincipalCache(
+            wall=now, ttl=PRINCIPAL_TTL if settings.store.backend == "sqlite" else 0.0)
         self.exporter: Any = None  # set by hub.api.app.create_app
         self.feed: Any = None  # the live event stream (hub.api.stream), set there too
         self.desk: Any = None  # the alarm desk (hub.alarmdesk.desk), set by the service
