@@ -53,13 +53,13 @@ def test_switching_to_english_and_back(browse):
     p = b.page
     p.select_option("#lang", "en")
     p.wait_for_load_state()
-    p.wait_for_function("document.documentElement.lang === 'en'")
+    p.wait_for_selector("html[lang='en']", state="attached")
     assert p.inner_text("h1") == "Home"
     assert p.inner_text("nav a[href='/events']") == "Alarm records"
     p.goto("/devices")
     assert p.inner_text("h1") == "Monitoring"  # the choice holds across pages
     p.select_option("#lang", "zh_CN")
-    p.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    p.wait_for_selector("html[lang='zh-CN']", state="attached")
     assert p.inner_text("h1") == "实时监控"
 
 
@@ -84,7 +84,7 @@ def test_device_page_draws_history_and_runs_a_command(browse, shots):
     p = b.page
     p.goto("/devices/d1")
     p.wait_for_selector("#chart canvas")
-    p.wait_for_function("Number(document.getElementById('chart').dataset.points) > 0")
+    p.wait_for_selector("#chart[data-points]:not([data-points='0'])")
     assert p.locator("#readings tbody tr").count() >= 1
     p.screenshot(path=shots / "device-desktop.png", full_page=True)
     p.goto("/devices/efd-1")

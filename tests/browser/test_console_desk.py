@@ -155,6 +155,6 @@ def test_english_and_a_viewer_of_p2_sees_nothing_of_p1(hub, browse):
     b.problems = [x for x in b.problems if "404" not in x and "/alarms/" not in x
                   and "/hazards/" not in x]
     p.select_option("#lang", "en")
-    p.wait_for_function("document.documentElement.lang === 'en'")
+    p.wait_for_selector("html[lang='en']", state="attached")
     assert p.inner_text("h1") == "Hazards"
     assert p.inner_text("nav.tabs a[data-state=found]").startswith("Found")

@@ -68,6 +68,6 @@ def test_english_and_a_viewer_of_p2_sees_only_p2s(hub, browse):
     assert p.eval_on_selector_all("#gateways-table tr[data-gateway]",
                                   "rs => rs.map(r => r.dataset.gateway)") == ["d2"]
     p.select_option("#lang", "en")
-    p.wait_for_function("document.documentElement.lang === 'en'")
+    p.wait_for_selector("html[lang='en']", state="attached")
     assert p.inner_text("h1") == "Gateways"
     assert "● Connected" in p.inner_text("#gateways-table tr[data-gateway=d2]")

@@ -171,6 +171,6 @@ def test_english_and_a_viewer_of_p2_sees_nothing_of_p1(hub, browse, past_plan):
     b.problems = [x for x in b.problems if "404" not in x and "/inspections/" not in x]
     p.goto("/inspections")
     p.select_option("#lang", "en")
-    p.wait_for_function("document.documentElement.lang === 'en'")
+    p.wait_for_selector("html[lang='en']", state="attached")
     assert p.inner_text("h1") == "Inspections"
     assert p.inner_text("nav.tabs a[data-state=missed]").startswith("⚠ Missed")

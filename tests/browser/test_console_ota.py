@@ -149,5 +149,5 @@ def test_an_operator_runs_a_campaign_with_confirmations(hub, browse, shots):
     v.problems = [x for x in v.problems if "404" not in x and "/firmware/" not in x]
     v.page.goto("/firmware")
     v.page.select_option("#lang", "en")
-    v.page.wait_for_function("document.documentElement.lang === 'en'")
+    v.page.wait_for_selector("html[lang='en']", state="attached")
     assert v.page.inner_text("h1") == "Firmware updates"

@@ -105,7 +105,7 @@ def test_the_language_is_kept_with_the_account(hub, browse):
     p.goto("/settings/account")
     p.select_option("#account-lang", "en")
     p.click("#save-lang")
-    p.wait_for_function("document.documentElement.lang === 'en'")
+    p.wait_for_selector("html[lang='en']", state="attached")
     fresh = logged_in(browse, "op1")  # another browser, no language cookie
     assert fresh.page.inner_text("h1") == "Home"
     assert fresh.page.get_attribute("html", "lang") == "en"
