@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.support.api_hub import PASSWORD, ROOT_PASSWORD, hub_cli, populated_hub
+from tests.support.services import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -212,13 +213,8 @@ def test_device_list_filters_and_paging(api, root):
 
 
 def test_device_detail_has_latest_readings(api, root):
-    deadline = time.monotonic() + 20
-    while True:
-        d = root.get("/api/devices/d2").json()
-        if d["readings"]:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    d = wait_until(lambda: (r := root.get("/api/devices/d2").json())["readings"] and r, 20,
+                   what="d2's readings")
     kinds = {(r["quantity"], r["channel"]) for r in d["readings"]}
     assert ("temperature", "T1") in kinds and ("voltage", "A") in kinds
     temp = next(r for r in d["readings"] if r["quantity"] == "temperature")

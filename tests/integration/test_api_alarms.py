@@ -5,12 +5,12 @@ change, and nobody outside p1 reaches it."""
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
 
 from tests.support.api_hub import populated_hub
+from tests.support.services import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,8 @@ def api(tmp_path_factory):
 
 
 def _record(client, **params):
-    deadline = time.monotonic() + 30
-    while True:
-        items = client.get("/api/alarms", params=params).json()["items"]
-        if items:
-            return items[0]
-        assert time.monotonic() < deadline, f"no alarm record for {params}"
-        time.sleep(0.2)
+    return wait_until(lambda: client.get("/api/alarms", params=params).json()["items"], 30,
+                      0.2, what=f"an alarm record for {params}")[0]
 
 
 def test_lifecycle_through_the_api(api):

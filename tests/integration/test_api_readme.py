@@ -6,12 +6,12 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.api_hub import hub_cli, start_api_hub
+from tests.support.services import wait_until
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -30,11 +30,9 @@ def test_readme_curl_examples_run(tmp_path):
                        "--password-stdin", stdin="Chang3-me-now!\n")
         assert made.returncode == 0, made.stderr
         root = hub.client(hub.login("root", "Adm1n-pass-0042"))
-        deadline = time.monotonic() + 30
-        while not root.get("/api/events", params={  # d1 overheats: an alarm to ack
-                "device": "d1", "kind": "alarm", "state": "raised"}).json()["items"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: root.get("/api/events", params={  # d1 overheats: an alarm to ack
+            "device": "d1", "kind": "alarm", "state": "raised"}).json()["items"], 30, 0.2,
+            what="d1's alarm")
         env = {**os.environ, "API": hub.url, "PROJECT": "p1", "DEVICE": "d1",
                "BREAKER": "efd-1"}
         out = subprocess.run(["bash", "-c", "set -eo pipefail\n" + example], env=env,
