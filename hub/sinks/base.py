@@ -32,6 +32,7 @@ read but not delivered). A sink that delivers whole batches should use
 
 from __future__ import annotations
 
+import abc
 import random
 from dataclasses import replace
 from typing import Any
@@ -73,7 +74,7 @@ class Backoff:
         return base * (0.5 + 0.5 * self.rng.random())
 
 
-class CursorSink(Service):
+class CursorSink(Service, abc.ABC):
     """Base of a sink reading the journal from its own cursor(s). Subclasses call
     ``super().__init__(hub, name, options, rng=rng)``, add their tails, and implement
     :meth:`pump` (and :meth:`reset` if they keep read-ahead state).
@@ -116,9 +117,9 @@ class CursorSink(Service):
 
     # -- for subclasses ------------------------------------------------------------------
 
+    @abc.abstractmethod
     def pump(self) -> None:
         """Read what is new and deliver; called on every wake-up. Must not block."""
-        raise NotImplementedError
 
     def reset(self) -> None:
         """Forget what was read and not delivered (the tails restart from their cursors

@@ -32,6 +32,7 @@ batch split after the far side refused part of it resumes where it stopped).
 
 from __future__ import annotations
 
+import abc
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -99,10 +100,10 @@ class BatchSink(CursorSink):
         seq the cursor moves to once it is delivered. Default: the rows."""
         return rows
 
+    @abc.abstractmethod
     def deliver(self, payload: Any) -> defer.Deferred:
         """Send one payload; the Deferred fires when the far side accepted all of it, or
         fails with :class:`Retry`."""
-        raise NotImplementedError
 
     def settled(self, payload: Any) -> None:
         """A payload was delivered; runs before the cursor moves past it (commit what

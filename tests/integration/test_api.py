@@ -274,10 +274,8 @@ def test_gateways_are_listed_by_transport_within_the_caller_s_projects(api, root
     d1 = gws["d1"]
     assert d1["kind"] == "simulator" and d1["transport"] == "demo" and d1["connected"]
     assert d1["devices"] == ["d1"] and d1["auth"]
-    deadline = time.monotonic() + 10
-    while root.get("/api/gateways", params={"q": "d1"}).json()[0]["last_seen"] is None:
-        assert time.monotonic() < deadline, "d1's gateway was never heard"
-        time.sleep(0.1)
+    wait_until(lambda: root.get("/api/gateways", params={"q": "d1"}).json()[0]["last_seen"]
+               is not None, 10, interval=0.1, what="d1's gateway heard")
     assert [g["id"] for g in root.get("/api/gateways", params={"q": "D2"}).json()] == ["d2"]
     assert root.get("/api/gateways", params={"kind": "dtu"}).json() == []
     assert root.get("/api/gateways", params={"connected": False}).json() == []
@@ -299,10 +297,8 @@ def test_devices_created_through_the_api_run_at_once(api, root):
     bad = root.post("/api/devices", json={**body, "id": "x3", "address": "volcano"})
     assert bad.status_code == 422 and "not a simulator profile" in bad.text
     # the simulator transport plays it from its next tick: no restart
-    deadline = time.monotonic() + 10
-    while not (d := root.get("/api/devices/api-dev-1").json())["readings"]:
-        assert time.monotonic() < deadline, "the new device never reported"
-        time.sleep(0.1)
+    d = wait_until(lambda: (got := root.get("/api/devices/api-dev-1").json())["readings"]
+                   and got, 10, interval=0.1, what="the new device reporting")
     assert d["online"] is True and d["source"] == "api"
     listed = root.get("/api/devices", params={"source": "api"}).json()["items"]
     assert [d["id"] for d in listed] == ["api-dev-1"]
@@ -324,10 +320,8 @@ def test_devices_created_through_the_api_run_at_once(api, root):
 
     def ingest_moves_on() -> None:
         start = ingested(root)
-        deadline = time.monotonic() + 10
-        while ingested(root) < start + 50:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: ingested(root) >= start + 50, 10, interval=0.1,
+                   what="50 more readings ingested")
 
     ingest_moves_on()
     before = journaled()
@@ -342,14 +336,12 @@ def ingested(client) -> float:
 
 
 def test_history_is_downsampled_on_the_server(api, root):
-    deadline = time.monotonic() + 20
-    while True:
+    def history() -> dict | None:
         h = root.get("/api/devices/d1/history", params={
             "quantity": "temperature", "since": time.time() - 3600, "points": 3}).json()
-        if h["raw_points"] > 6:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+        return h if h["raw_points"] > 6 else None
+
+    h = wait_until(history, 20, interval=0.2, what="more than 6 raw points of d1")
     assert len(h["points"]) <= 3 and h["bucket_seconds"] == pytest.approx(1200, rel=0.01)
     assert sum(p["n"] for p in h["points"]) == h["raw_points"]
     assert all(p["min"] <= p["avg"] <= p["max"] for p in h["points"])
@@ -361,10 +353,8 @@ def test_history_is_downsampled_on_the_server(api, root):
 
 
 def test_events_cursor_paging_and_acknowledgement(api, root):
-    deadline = time.monotonic() + 30
-    while not root.get("/api/events", params={"device": "d1", "kind": "alarm"}).json()["items"]:
-        assert time.monotonic() < deadline, "no alarm of d1"
-        time.sleep(0.2)
+    wait_until(lambda: root.get("/api/events", params={"device": "d1", "kind": "alarm"}
+                                ).json()["items"], 30, interval=0.2, what="an alarm of d1")
     full = root.get("/api/events", params={"limit": 1000}).json()
     seen, after = [], 0
     while True:
@@ -394,10 +384,8 @@ def test_commands_and_their_lifecycle(api):
         r = op.post("/api/devices/efd-1/commands", json={"action": "trip"})
         assert r.status_code == 202, r.text
         cid = r.json()["id"]
-        deadline = time.monotonic() + 20
-        while (state := op.get(f"/api/commands/{cid}").json())["status"] == "pending":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        state = wait_until(lambda: (got := op.get(f"/api/commands/{cid}").json())["status"]
+                           != "pending" and got, 20, what="the command to end")
         assert state["status"] == "succeeded"
         assert [h["status"] for h in state["history"]] == ["pending", "succeeded"]
         bad = op.post("/api/devices/efd-1/commands", json={"action": "explode"})

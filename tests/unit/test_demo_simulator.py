@@ -1,23 +1,16 @@
 """The demo transport (``type: simulator``) takes commands: the simulated detector alone (trip,
 close, reset of its latched alarms, silence, self-test), the transport on a task.Clock
-through the hub's command lifecycle, and `hub run` on the default configuration with `hub
-command`."""
+through the hub's command lifecycle (`hub run` with `hub command`:
+tests/integration/test_demo_hub_command.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
-
 import pytest
-import yaml
 
 from hub.model import Command, CommandResult, Event, EventKind, EventState, Reading
 from plugins.simulators.demo import SimulatedModel, SimulatorOptions, SimulatorService
 from plugins.simulators.demo.device import DemoDevice, Refused
-from tests.support.hubproc import BIN, HubProcess
 
-ROOT = Path(__file__).parents[2]
 MODEL = SimulatedModel()
 
 
@@ -160,47 +153,3 @@ def test_commands_the_detector_cannot_take_or_hear_fail(demo):
     unreachable = run(hub, "trip", device="gone")
     assert unreachable[0].status.value == "failed"
     assert "not reachable" in unreachable[0].detail
-
-
-# ---------------------------------------------------------------------------- hub run
-
-
-def test_the_default_demo_takes_hub_command(tmp_path):
-    """`hub run` on conf/hub.yaml (state in a temporary directory, faster ticks): `hub
-    command demo-normal trip` succeeds and `hub readings` shows the currents at 0; close
-    brings them back."""
-    config = yaml.safe_load((ROOT / "conf" / "hub.yaml").read_text(encoding="utf-8"))
-    config["hub"]["state_dir"] = str(tmp_path / "var")
-    config["journal"]["commit_interval_ms"] = 5
-    config["transports"]["demo"]["interval"] = 0.5
-    path = tmp_path / "hub.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-
-    def cli(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "hub"), *argv, "-c", str(path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
-
-    def current_a() -> float:
-        out = cli("readings", "--device", "demo-normal", "--latest", "--json")
-        assert out.returncode == 0, out.stderr
-        return next(r["value"] for r in map(json.loads, out.stdout.splitlines())
-                    if r["quantity"] == "current" and r["channel"] == "A")
-
-    hub = HubProcess(path, ROOT)
-    try:
-        hub.wait_for("hub hub started", timeout=30)
-        trip = cli("command", "--device", "demo-normal", "trip", "--json", "--by", "tester")
-        assert trip.returncode == 0, trip.stdout + trip.stderr
-        answer = json.loads(trip.stdout)
-        assert (answer["status"], answer["detail"]) == ("succeeded", "breaker opened")
-        assert current_a() == 0
-        test = cli("command", "--device", "demo-normal", "self_test")
-        assert test.returncode == 0 and "succeeded: self-test passed" in test.stdout
-        close = cli("command", "--device", "demo-normal", "close", "--json")
-        assert json.loads(close.stdout)["status"] == "succeeded"
-        assert current_a() > 5
-        refused = cli("command", "--device", "demo-normal", "reboot", "--json")
-        assert json.loads(refused.stdout)["status"] == "failed"
-    finally:
-        code = hub.stop()
-    assert code == 0

@@ -7,6 +7,7 @@ A mixin of :class:`plugins.sinks.gb26875.sink.CentreLink`, which holds the state
 
 from __future__ import annotations
 
+import abc
 import struct
 from typing import Any
 
@@ -25,7 +26,7 @@ DUTY_CODE = "gb26875_duty_check"
 ENCODE_ERRORS = (EncodeError, struct.error, OverflowError, ValueError, TypeError)
 
 
-class CentreReads:
+class CentreReads(abc.ABC):
     """The centre's requests; needs the link's ``proto``, ``o``, ``port``, ``sink``,
     ``centre``, ``clock``, ``mapper``, ``serial``, ``skew``, ``fire``, ``duty_records``,
     ``operations`` and its ``now()`` and ``pump()``."""
@@ -43,11 +44,13 @@ class CentreReads:
     duty_records: Any
     operations: dict[int, tuple[str, int, float]]
 
+    @abc.abstractmethod
     def now(self) -> Any:
-        raise NotImplementedError
+        """The centre's clock reading (the link's own)."""
 
+    @abc.abstractmethod
     def pump(self) -> None:
-        raise NotImplementedError
+        """Send what is due (the link's own)."""
 
     def _reply(self, f: c.Frame, command: int, app: c.AppData | None = None) -> None:
         assert self.proto is not None

@@ -7,6 +7,7 @@ either, so there is no import cycle."""
 
 from __future__ import annotations
 
+import abc
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -75,7 +76,7 @@ class Engine(Protocol):
                 response_topic: str | None) -> None: ...
 
 
-class EngineBase:
+class EngineBase(abc.ABC):
     """What both engines' connections hold alike; each engine subclasses it."""
 
     def __init__(self, service: Any, index: int) -> None:
@@ -91,8 +92,9 @@ class EngineBase:
         self.connected = False
         self.ever_connected = False
 
-    def finished(self, item: Received) -> None:  # pragma: no cover - each engine's own
-        raise NotImplementedError
+    @abc.abstractmethod
+    def finished(self, item: Received) -> None:
+        """Acknowledge one message now that it is committed (each engine's own)."""
 
     def finished_all(self, items: list[Received]) -> None:
         """The messages of one commit may be acknowledged."""

@@ -5,6 +5,7 @@ session itself, of which it is a base class (it uses the session's queues and I/
 
 from __future__ import annotations
 
+import abc
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["CommandQueue"]
 
 
-class CommandQueue:
+class CommandQueue(abc.ABC):
     """Commands before polls, one write at a time (see the session's docstring)."""
 
     __slots__ = ()
@@ -28,8 +29,9 @@ class CommandQueue:
     commands: deque[Request] | None
     _now: float
 
+    @abc.abstractmethod
     def _send_next(self) -> None:
-        raise NotImplementedError
+        """Write the next queued request, if the line is free (the session's own)."""
 
     # -- commands --------------------------------------------------------------------------
 
