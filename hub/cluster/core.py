@@ -64,8 +64,10 @@ def partition_config(config: HubConfig, settings: ClusterSettings, p: int) -> Hu
 
 class PartitionWorker:
     def __init__(self, node: Hub, link: NatsLink, p: int,
-                 valid: Callable[[], bool] = lambda: True) -> None:
+                 valid: Callable[[], bool] = lambda: True,
+                 store: Callable[[], Any] | None = None) -> None:
         self.node = node
+        self.store = store  # the core's platform store, opened on first use (or None)
         self.valid = valid  # whether the lease is surely still ours
         self.link = link
         self.settings = link.settings
@@ -83,7 +85,6 @@ class PartitionWorker:
 
     async def start(self) -> None:
         from hub.api.live import load_stored
-        from hub.cluster.store import open_platform_store
         from hub.core import Hub
         from hub.service import HubService
 
@@ -91,14 +92,11 @@ class PartitionWorker:
         config = partition_config(self.node.config, s, self.p)
         os.makedirs(config.state_dir, exist_ok=True)
         hub = Hub(config, self.node.plugins, self.node.clock, self.node.metrics)
-        store = open_platform_store(self.node.config)
-        if store is not None:  # devices created through the API, those of this partition
-            try:
-                load_stored(hub, [d for d in store.devices() if partition_of(
-                    device_token(d.id), s.partitions) == self.p])
-            finally:
-                store.close()
+        store = self.store() if self.store is not None else None
         self.service = HubService(hub, admin=False)
+        if store is not None:  # devices created through the API, those of this partition
+            load_stored(hub, [d for d in store.devices() if self.holds(d.id)])
+            self.desk(hub, store).setServiceParent(self.service)
         await self.service.startService().asFuture(self._loop())
         self.attach(hub)
         await self.consume_from_journal()
@@ -106,6 +104,23 @@ class PartitionWorker:
         self._task = asyncio.ensure_future(self._run())
         _log.info("partition {p} owned by {node} (journal {path}, applied up to stream seq "
                   "{seq})", p=self.p, node=s.node, path=config.journal.path, seq=self.committed)
+
+    def holds(self, device: str) -> bool:
+        """Whether ``device`` belongs to this partition."""
+        return partition_of(device_token(device), self.settings.partitions) == self.p
+
+    def desk(self, hub: Hub, store: Any) -> Any:
+        """The partition's alarm desk (:mod:`hub.cluster.desk`): the partition journal's
+        alarms to the shared store; it escalates the alarms of the partition's devices, and
+        partition 0's runs the inspection schedule and hazard reminders."""
+        from hub.cluster.desk import ClusterDesk
+
+        node_desk = getattr(self.node, "alarm_desk", None)
+        desk = ClusterDesk(hub, store, self.node.config.api.notify, escalates=self.holds,
+                           schedule=self.p == 0,
+                           listeners=node_desk.listeners if node_desk is not None else None)
+        desk.setName("alarmdesk")
+        return desk
 
     async def consume_from_journal(self) -> None:
         """(Re)create the partition's consumer at the first message the journal has not
@@ -262,6 +277,25 @@ class Owner:
         self.renewed: dict[int, float] = {}  # partition -> loop time of its last renewal
         self._task: asyncio.Task | None = None
         self._running = False
+        self._store: Any = None
+        self._health: Any = None
+        api = node.config.api
+        if api is not None and api.store.backend != "sqlite":
+            from hub.store.health import StoreHealth
+
+            self._health = StoreHealth(node)  # store_unavailable fault event, store.up
+
+    def platform_store(self) -> Any:
+        """The store the partitions' desks share, opened at the first use. PostgreSQL calls
+        from it try once (they run on the reactor, which must keep renewing the leases); a
+        desk retries a failed batch after its backoff, and a partition that cannot read its
+        devices is not taken until the store answers."""
+        if self._store is None:
+            from hub.cluster.store import open_platform_store
+
+            self._store = open_platform_store(self.node.config, quick=True,
+                                              on_health=self._health)
+        return self._store
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called before the reactor runs its loop: the task goes on the reactor's own."""
@@ -278,6 +312,9 @@ class Owner:
                 pass
         for p in sorted(self.revisions):
             await self._drop(p, release=True)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     async def _run(self) -> None:
         period = self.settings.lease_ttl / 3
@@ -349,7 +386,8 @@ class Owner:
                                         < 0.8 * self.settings.lease_ttl)
 
     async def _start_worker(self, p: int) -> None:
-        worker = PartitionWorker(self.node, self.link, p, lambda: self._valid(p))
+        worker = PartitionWorker(self.node, self.link, p, lambda: self._valid(p),
+                                 self.platform_store if self.node.config.api else None)
         self.workers[p] = worker
         try:
             await worker.start()
