@@ -37,7 +37,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from hub.alarmdesk.desk import AlarmDesk
@@ -167,6 +167,28 @@ class _ScopedEscalator:
             self._inner.adopt(record)
 
 
+class _Tracked:
+    """A notification channel whose requests in flight are known: a desk that hands its
+    partition over waits for them, so the next owner does not resume (send again) a
+    notification whose answer was still coming."""
+
+    def __init__(self, inner: Any, inflight: set) -> None:
+        self._inner = inner
+        self._inflight = inflight
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def send(self, n: Any) -> defer.Deferred:
+        d = defer.maybeDeferred(self._inner.send, n)
+        self._inflight.add(d)
+
+        def done(result: Any) -> Any:
+            self._inflight.discard(d)
+            return result
+        return d.addBoth(done)
+
+
 class ClusterDesk(AlarmDesk):
     """:class:`hub.alarmdesk.desk.AlarmDesk` on a cluster journal (see the module's
     docstring). ``escalates(device)``: whether alarms of ``device`` are this desk's to
@@ -189,7 +211,11 @@ class ClusterDesk(AlarmDesk):
         return self.escalates(record.device)
 
     def started(self) -> None:
+        self._inflight: set[defer.Deferred] = set()
         super().started()
+        if self.outbox is not None:
+            for name, channel in list(self.channels.items()):
+                self.channels[name] = _Tracked(channel, self._inflight)
         self.escalator = _ScopedEscalator(self.escalator, self.mine)
         if not self.runs_schedule and self.schedule is not None:
             self.schedule.stop()
@@ -213,11 +239,16 @@ class ClusterDesk(AlarmDesk):
     def stopped(self) -> Any:
         if self._rescan is not None and self._rescan.running:
             self._rescan.stop()
-        try:
-            return super().stopped()
-        finally:
-            if self._on_stop is not None:
-                self._on_stop()
+        super().stopped()
+        # requests in flight end (answer or channel timeout) and are written before the
+        # partition goes: their rows are no longer pending when the next owner resumes
+        waiting = [d for d in getattr(self, "_inflight", ()) if not d.called]
+        d = defer.DeferredList(waiting, consumeErrors=True) if waiting else defer.succeed(None)
+        if waiting:
+            _log.info("alarm desk: waiting for {n} notifications in flight", n=len(waiting))
+        if self._on_stop is not None:
+            d.addBoth(lambda _: self._on_stop())
+        return d
 
 
 def node_desk(node: Any, store: Any, notify: Any) -> ClusterDesk:
