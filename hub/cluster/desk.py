@@ -116,10 +116,17 @@ class Scope:
     notifications only where the schedule runs. Everything else is the store's own."""
 
     def __init__(self, store: Any, mine: Callable[[AlarmRecord], bool],
-                 schedule: bool) -> None:
+                 schedule: bool, clock: Any = None) -> None:
         self._store = store
         self.mine = mine
         self.schedule = schedule
+        self.clock = clock
+        # the outbox's bookkeeping the store refused (away): row -> its latest end, and
+        # attempts, written again after a backoff instead of leaving a sent row "pending"
+        self._done: dict[int, tuple] = {}
+        self._attempts: list[tuple] = []
+        self._retry: Any = None
+        self._failures = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -141,6 +148,52 @@ class Scope:
         rows = self._store.esc_load()
         mine = self._mine_ids(r[0] for r in rows)
         return [r for r in rows if r[0] in mine]
+
+    def notify_done(self, row: int, *args: Any) -> None:
+        self._done[row] = args
+        self._write_bookkeeping()
+
+    def notify_attempt(self, *args: Any) -> None:
+        self._attempts.append(args)
+        self._write_bookkeeping()
+
+    def _write_bookkeeping(self) -> None:
+        if self._retry is not None and self._retry.active():
+            return  # written in order when the retry runs
+        self._retry = None
+        try:
+            while self._done:
+                row, args = next(iter(self._done.items()))
+                self._store.notify_done(row, *args)
+                del self._done[row]
+            while self._attempts:
+                self._store.notify_attempt(*self._attempts[0])
+                self._attempts.pop(0)
+            self._failures = 0
+        except Exception:  # noqa: BLE001 - the store is away: kept, written later
+            if self.clock is None:
+                raise
+            self._failures += 1
+            self._retry = self.clock.callLater(min(5.0, 0.2 * 2 ** self._failures),
+                                               self._write_bookkeeping)
+
+    def stop(self) -> None:
+        """What could not be written stays pending in the store: the next owner of the
+        partition sends it again, with the same idempotency key."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        clock, self.clock = self.clock, None
+        try:
+            self._write_bookkeeping()  # a last try
+        except Exception:  # noqa: BLE001,S110 - what is left is told below
+            pass
+        self.clock = clock
+        if self._done or self._attempts:
+            _log.warn("alarm desk: {n} notification results not written (store away); "
+                      "they are sent again by the partition's next owner", n=len(self._done))
+            self._done.clear()
+            self._attempts.clear()
 
     def notify_pending(self) -> list[tuple[int, str, dict[str, Any]]]:
         rows = self._store.notify_pending()
@@ -201,6 +254,7 @@ class ClusterDesk(AlarmDesk):
                  on_stop: Callable[[], None] | None = None) -> None:
         self.escalates = escalates
         super().__init__(hub, Scope(store, self.mine, schedule), notify, RETRY)
+        self.store.clock = self.clock
         self.runs_schedule = schedule
         if listeners is not None:  # the node's desk's: the API's live stream of changes
             self.listeners = listeners
@@ -246,6 +300,7 @@ class ClusterDesk(AlarmDesk):
         d = defer.DeferredList(waiting, consumeErrors=True) if waiting else defer.succeed(None)
         if waiting:
             _log.info("alarm desk: waiting for {n} notifications in flight", n=len(waiting))
+        d.addBoth(lambda _: self.store.stop())
         if self._on_stop is not None:
             d.addBoth(lambda _: self._on_stop())
         return d

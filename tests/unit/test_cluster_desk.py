@@ -158,3 +158,37 @@ def test_pending_notifications_resume_on_their_partitions_desk_hazards_on_partit
         got = {body["alarm_id"] for _, _, body in scope.notify_pending()}
         want = {r.id for d, r in recs.items() if part(d) == p} | ({-7} if p == 0 else set())
         assert got == want
+
+
+def test_notification_results_refused_by_the_store_are_written_when_it_is_back(hub_clock):
+    """A notification answered while PostgreSQL is away: its end is kept and written after
+    a backoff (latest end per row, attempts in order), not left "pending" (which the next
+    owner would send again)."""
+
+    class Store:
+        up = False
+        done: dict = {}
+        attempts: list = []
+
+        def notify_done(self, row, *args):
+            if not self.up:
+                raise ConnectionError("away")
+            self.done[row] = args
+
+        def notify_attempt(self, *args):
+            if not self.up:
+                raise ConnectionError("away")
+            self.attempts.append(args)
+
+    store = Store()
+    scope = Scope(store, lambda r: True, False, hub_clock)
+    scope.notify_done(1, "pending", "#1 503", 1, 10.0)
+    scope.notify_attempt(1, 1, 10.0, "error", "503", 11.0)
+    scope.notify_done(1, "sent", "#1 503; #2 200", 2, 11.0)
+    scope.notify_attempt(1, 2, 11.0, "sent", "200", None)
+    hub_clock.advance(1)
+    assert store.done == {} and store.attempts == []
+    store.up = True
+    hub_clock.advance(10)
+    assert store.done == {1: ("sent", "#1 503; #2 200", 2, 11.0)}
+    assert [a[1] for a in store.attempts] == [1, 2]
