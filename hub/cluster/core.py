@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from hub.cluster.link import backoff
+from hub.cluster.shared import PartitionLock, check_partition_dir
 from hub.cluster.wire import decode, device_token, partition_of
 from hub.config import AuditSettings, HubConfig
 
@@ -68,6 +69,7 @@ class PartitionWorker:
                  store: Callable[[], Any] | None = None) -> None:
         self.node = node
         self.store = store  # the core's platform store, opened on first use (or None)
+        self.lock: PartitionLock | None = None
         self.valid = valid  # whether the lease is surely still ours
         self.link = link
         self.settings = link.settings
@@ -91,11 +93,17 @@ class PartitionWorker:
         s = self.settings
         config = partition_config(self.node.config, s, self.p)
         os.makedirs(config.state_dir, exist_ok=True)
-        hub = Hub(config, self.node.plugins, self.node.clock, self.node.metrics)
         store = self.store() if self.store is not None else None
+        # devices created through the API, those of this partition (read before anything
+        # is opened: the store may be away, and then the partition waits for it)
+        stored = [d for d in store.devices() if self.holds(d.id)] if store is not None else []
+        # one process at a time has the journal open, whatever the leases say
+        self.lock = PartitionLock(config.state_dir, s.node)
+        self.lock.acquire()
+        hub = Hub(config, self.node.plugins, self.node.clock, self.node.metrics)
         self.service = HubService(hub, admin=False)
-        if store is not None:  # devices created through the API, those of this partition
-            load_stored(hub, [d for d in store.devices() if self.holds(d.id)])
+        if store is not None:
+            load_stored(hub, stored)
             self.desk(hub, store).setServiceParent(self.service)
         await self.service.startService().asFuture(self._loop())
         self.attach(hub)
@@ -167,8 +175,12 @@ class PartitionWorker:
             await self.sub.unsubscribe()
         except Exception:  # noqa: BLE001 - the link may be down; the lease says who owns it
             pass
-        if self.service is not None:
-            await self.service.stopService().asFuture(self._loop())
+        try:
+            if self.service is not None:
+                await self.service.stopService().asFuture(self._loop())
+        finally:
+            if self.lock is not None:
+                self.lock.release()
         _log.info("partition {p} released by {node}", p=self.p, node=self.settings.node)
 
     async def _run(self) -> None:
@@ -279,6 +291,8 @@ class Owner:
         self._running = False
         self._store: Any = None
         self._health: Any = None
+        self.dir_id = ""  # the partition directory's id (hub.cluster.shared.cluster_id)
+        self._strangers: set[str] = set()  # cores seen with another partition directory
         api = node.config.api
         if api is not None and api.store.backend != "sqlite":
             from hub.store.health import StoreHealth
@@ -298,7 +312,10 @@ class Owner:
         return self._store
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Called before the reactor runs its loop: the task goes on the reactor's own."""
+        """Called before the reactor runs its loop: the task goes on the reactor's own.
+        Checks the partition directory first (:func:`hub.cluster.shared.check_partition_dir`
+        raises what it lacks: the core does not start)."""
+        self.dir_id = check_partition_dir(self.settings.partition_dir)
         self._running = True
         self._task = loop.create_task(self._run())
 
@@ -343,12 +360,17 @@ class Owner:
         kv = self.link.kv
         me = self.settings.node
         n = self.settings.partitions
-        await kv.put(f"node.{me}", b"1")
+        await kv.put(f"node.{me}", self.dir_id.encode())
         try:
             keys = set(await kv.keys())
         except nats.js.errors.NoKeysError:
             keys = set()
         nodes = sorted(k[5:] for k in keys if k.startswith("node."))
+        if not await self.same_directory(nodes):
+            for p in sorted(self.revisions):
+                await self._drop(p, release=True)
+            self.node.metrics.set("cluster.partitions_owned", 0)
+            return
         share = math.ceil(n / max(1, len(nodes)))
         for p, rev in sorted(self.revisions.items()):
             try:
@@ -379,6 +401,35 @@ class Owner:
                 await self._start_worker(p)
         self.node.metrics.set("cluster.partitions_owned", len(self.workers))
         self.node.metrics.set("cluster.cores", len(nodes))
+
+    async def same_directory(self, nodes: list[str]) -> bool:
+        """Whether every core announces this core's partition directory id. A core on
+        another directory would open other journals for the same partitions: applied
+        stream positions, alarm states and sink cursors would not move with the leases.
+        Such a core owns nothing until the directories agree (logged once per core)."""
+        import nats.js.errors
+
+        strangers = set()
+        for other in nodes:
+            if other == self.settings.node:
+                continue
+            try:
+                entry = await self.link.kv.get(f"node.{other}")
+            except nats.js.errors.KeyNotFoundError:
+                continue  # gone meanwhile
+            theirs = (entry.value or b"").decode(errors="replace")
+            if theirs not in ("", "1", self.dir_id):  # "1": a core from before the check
+                strangers.add(other)
+                if other not in self._strangers:
+                    _log.error(
+                        "core {other} uses another partition directory (id {theirs}; this "
+                        "core's {path} has {mine}): every core must see the same directory "
+                        "(docs/scaling.md, \"The shared partition directory\"); this core "
+                        "owns no partition until they agree", other=other, theirs=theirs,
+                        path=self.settings.partition_dir, mine=self.dir_id)
+        self._strangers = strangers
+        self.node.metrics.set("cluster.partition_dir_conflicts", len(strangers))
+        return not strangers
 
     def _valid(self, p: int) -> bool:
         renewed = self.renewed.get(p)
