@@ -289,10 +289,21 @@ def desk_caught_up(c: Cluster) -> bool:
     return want <= have
 
 
-def assert_alarm_records_exact(c: Cluster) -> dict[str, int]:
+def pending_notifications(c: Cluster) -> set[str]:
+    """The Idempotency-Keys of the notifications claimed and not finished yet."""
+    with store_of(c) as s:
+        return {f"alarm-{r.id}-{n['step']}-{n['recipient']}"
+                for r in s.alarms(None, limit=100_000)
+                for n in s.notifications(r.id) if n["status"] == "pending"}
+
+
+def assert_alarm_records_exact(c: Cluster, may_repeat: frozenset = frozenset()
+                               ) -> dict[str, int]:
     """Once the desks caught up: one record per alarm key, whose history holds each raise
     and each clear of the journals once, notifications claimed once per step and delivered
-    once per claim. Returns figures."""
+    once per claim — except those in ``may_repeat`` (pending when a core was killed: a
+    request in flight whose answer died with the core is sent again by the next owner, with
+    the same Idempotency-Key). Returns figures."""
     wait_until(lambda: desk_caught_up(c), 60, interval=0.5,
                what="every journaled alarm edge applied to the store")
     edges = journal_alarm_edges(c)
@@ -325,10 +336,10 @@ def assert_alarm_records_exact(c: Cluster) -> dict[str, int]:
     received = dict(c.hook.received)
     alarm_keys = {k: n for k, n in received.items() if k in sent}
     assert set(alarm_keys) == sent
-    assert all(n == 1 for n in alarm_keys.values()), \
-        {k: n for k, n in alarm_keys.items() if n > 1}
+    repeated = {k: n for k, n in alarm_keys.items() if n > 1}
+    assert set(repeated) <= may_repeat and all(n == 2 for n in repeated.values()), repeated
     return {"records": len(records), "edges": sum(map(len, edges.values())),
-            "notifications": notes}
+            "notifications": notes, "resent_after_kill": len(repeated)}
 
 
 def test_core_killed_mid_alarm_storm_each_alarm_record_once(cluster_alarms):
@@ -343,13 +354,16 @@ def test_core_killed_mid_alarm_storm_each_alarm_record_once(cluster_alarms):
                what="alarm records in the store")
     victim = "core1"
     c.nodes[victim].kill()
+    # what the dead core had in flight stays pending until the next owner takes its
+    # partitions (a lease TTL later): only these may be sent twice
+    pending = pending_notifications(c)
     wait_until(lambda: all(c.owners().get(p) == "core2" for p in range(c.partitions)), 10,
                interval=0.1, what="the dead core's partitions owned again")
     after = time.time()
     wait_until(lambda: readings_after(c, after + 4) >= set(c.devices), 30,
                what="readings of every device after the takeover")
     assert_nothing_lost(c)
-    figures = assert_alarm_records_exact(c)
+    figures = assert_alarm_records_exact(c, frozenset(pending))
     print(f"alarm records after kill -9 of a core: {figures}")
 
 
