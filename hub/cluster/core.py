@@ -20,6 +20,12 @@ commit failed — so messages are applied once and in stream order, whatever a d
 left unacknowledged. A fetched batch is ingested, committed, and only then is its last
 message acknowledged (ack policy "all"). The alarm engine and presence of the new owner are
 restored from the same journal: no alarm is raised twice and no clear is lost.
+
+*Alarm records* — each partition's Hub runs a :class:`hub.cluster.desk.ClusterDesk` on
+its journal, writing to the platform store the core shares between its partitions
+(:meth:`Owner.platform_store`). *The directory* — checked when the core starts, agreed on
+with the other cores through the bucket, and each partition's journal fenced to one
+process by a lock (:mod:`hub.cluster.shared`).
 """
 
 from __future__ import annotations
