@@ -66,7 +66,7 @@ class ApiService(Service):
         self.store = open_store(settings.store, on_health=health)
         _log.info("platform store: {store}", store=settings.store.describe())
         self._problems = load_stored(hub, self.store.devices())
-        self.desk = AlarmDesk(hub, self.store, settings.notify)
+        self.desk = getattr(hub, "desk_factory", AlarmDesk)(hub, self.store, settings.notify)
         self.ctx: ApiContext | None = None
         self.server: _Server | None = None
         self.port: int | None = None

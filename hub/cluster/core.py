@@ -20,6 +20,12 @@ commit failed — so messages are applied once and in stream order, whatever a d
 left unacknowledged. A fetched batch is ingested, committed, and only then is its last
 message acknowledged (ack policy "all"). The alarm engine and presence of the new owner are
 restored from the same journal: no alarm is raised twice and no clear is lost.
+
+*Alarm records* — each partition's Hub runs a :class:`hub.cluster.desk.ClusterDesk` on
+its journal, writing to the platform store the core shares between its partitions
+(:meth:`Owner.platform_store`). *The directory* — checked when the core starts, agreed on
+with the other cores through the bucket, and each partition's journal fenced to one
+process by a lock (:mod:`hub.cluster.shared`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from hub.cluster.link import backoff
+from hub.cluster.shared import PartitionLock, check_partition_dir
 from hub.cluster.wire import decode, device_token, partition_of
 from hub.config import AuditSettings, HubConfig
 
@@ -64,8 +71,11 @@ def partition_config(config: HubConfig, settings: ClusterSettings, p: int) -> Hu
 
 class PartitionWorker:
     def __init__(self, node: Hub, link: NatsLink, p: int,
-                 valid: Callable[[], bool] = lambda: True) -> None:
+                 valid: Callable[[], bool] = lambda: True,
+                 store: Callable[[], Any] | None = None) -> None:
         self.node = node
+        self.store = store  # the core's platform store, opened on first use (or None)
+        self.lock: PartitionLock | None = None
         self.valid = valid  # whether the lease is surely still ours
         self.link = link
         self.settings = link.settings
@@ -83,22 +93,24 @@ class PartitionWorker:
 
     async def start(self) -> None:
         from hub.api.live import load_stored
-        from hub.cluster.store import open_platform_store
         from hub.core import Hub
         from hub.service import HubService
 
         s = self.settings
         config = partition_config(self.node.config, s, self.p)
         os.makedirs(config.state_dir, exist_ok=True)
+        store = self.store() if self.store is not None else None
+        # devices created through the API, those of this partition (read before anything
+        # is opened: the store may be away, and then the partition waits for it)
+        stored = [d for d in store.devices() if self.holds(d.id)] if store is not None else []
+        # one process at a time has the journal open, whatever the leases say
+        self.lock = PartitionLock(config.state_dir, s.node)
+        self.lock.acquire()
         hub = Hub(config, self.node.plugins, self.node.clock, self.node.metrics)
-        store = open_platform_store(self.node.config)
-        if store is not None:  # devices created through the API, those of this partition
-            try:
-                load_stored(hub, [d for d in store.devices() if partition_of(
-                    device_token(d.id), s.partitions) == self.p])
-            finally:
-                store.close()
         self.service = HubService(hub, admin=False)
+        if store is not None:
+            load_stored(hub, stored)
+            self.desk(hub, store).setServiceParent(self.service)
         await self.service.startService().asFuture(self._loop())
         self.attach(hub)
         await self.consume_from_journal()
@@ -106,6 +118,23 @@ class PartitionWorker:
         self._task = asyncio.ensure_future(self._run())
         _log.info("partition {p} owned by {node} (journal {path}, applied up to stream seq "
                   "{seq})", p=self.p, node=s.node, path=config.journal.path, seq=self.committed)
+
+    def holds(self, device: str) -> bool:
+        """Whether ``device`` belongs to this partition."""
+        return partition_of(device_token(device), self.settings.partitions) == self.p
+
+    def desk(self, hub: Hub, store: Any) -> Any:
+        """The partition's alarm desk (:mod:`hub.cluster.desk`): the partition journal's
+        alarms to the shared store; it escalates the alarms of the partition's devices, and
+        partition 0's runs the inspection schedule and hazard reminders."""
+        from hub.cluster.desk import ClusterDesk
+
+        node_desk = getattr(self.node, "alarm_desk", None)
+        desk = ClusterDesk(hub, store, self.node.config.api.notify, escalates=self.holds,
+                           schedule=self.p == 0,
+                           listeners=node_desk.listeners if node_desk is not None else None)
+        desk.setName("alarmdesk")
+        return desk
 
     async def consume_from_journal(self) -> None:
         """(Re)create the partition's consumer at the first message the journal has not
@@ -152,8 +181,12 @@ class PartitionWorker:
             await self.sub.unsubscribe()
         except Exception:  # noqa: BLE001 - the link may be down; the lease says who owns it
             pass
-        if self.service is not None:
-            await self.service.stopService().asFuture(self._loop())
+        try:
+            if self.service is not None:
+                await self.service.stopService().asFuture(self._loop())
+        finally:
+            if self.lock is not None:
+                self.lock.release()
         _log.info("partition {p} released by {node}", p=self.p, node=self.settings.node)
 
     async def _run(self) -> None:
@@ -262,9 +295,33 @@ class Owner:
         self.renewed: dict[int, float] = {}  # partition -> loop time of its last renewal
         self._task: asyncio.Task | None = None
         self._running = False
+        self._store: Any = None
+        self._health: Any = None
+        self.dir_id = ""  # the partition directory's id (hub.cluster.shared.cluster_id)
+        self._strangers: set[str] = set()  # cores seen with another partition directory
+        api = node.config.api
+        if api is not None and api.store.backend != "sqlite":
+            from hub.store.health import StoreHealth
+
+            self._health = StoreHealth(node)  # store_unavailable fault event, store.up
+
+    def platform_store(self) -> Any:
+        """The store the partitions' desks share, opened at the first use. PostgreSQL calls
+        from it try once (they run on the reactor, which must keep renewing the leases); a
+        desk retries a failed batch after its backoff, and a partition that cannot read its
+        devices is not taken until the store answers."""
+        if self._store is None:
+            from hub.cluster.store import open_platform_store
+
+            self._store = open_platform_store(self.node.config, quick=True,
+                                              on_health=self._health)
+        return self._store
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Called before the reactor runs its loop: the task goes on the reactor's own."""
+        """Called before the reactor runs its loop: the task goes on the reactor's own.
+        Checks the partition directory first (:func:`hub.cluster.shared.check_partition_dir`
+        raises what it lacks: the core does not start)."""
+        self.dir_id = check_partition_dir(self.settings.partition_dir)
         self._running = True
         self._task = loop.create_task(self._run())
 
@@ -278,6 +335,9 @@ class Owner:
                 pass
         for p in sorted(self.revisions):
             await self._drop(p, release=True)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     async def _run(self) -> None:
         period = self.settings.lease_ttl / 3
@@ -306,12 +366,17 @@ class Owner:
         kv = self.link.kv
         me = self.settings.node
         n = self.settings.partitions
-        await kv.put(f"node.{me}", b"1")
+        await kv.put(f"node.{me}", self.dir_id.encode())
         try:
             keys = set(await kv.keys())
         except nats.js.errors.NoKeysError:
             keys = set()
         nodes = sorted(k[5:] for k in keys if k.startswith("node."))
+        if not await self.same_directory(nodes):
+            for p in sorted(self.revisions):
+                await self._drop(p, release=True)
+            self.node.metrics.set("cluster.partitions_owned", 0)
+            return
         share = math.ceil(n / max(1, len(nodes)))
         for p, rev in sorted(self.revisions.items()):
             try:
@@ -343,13 +408,43 @@ class Owner:
         self.node.metrics.set("cluster.partitions_owned", len(self.workers))
         self.node.metrics.set("cluster.cores", len(nodes))
 
+    async def same_directory(self, nodes: list[str]) -> bool:
+        """Whether every core announces this core's partition directory id. A core on
+        another directory would open other journals for the same partitions: applied
+        stream positions, alarm states and sink cursors would not move with the leases.
+        Such a core owns nothing until the directories agree (logged once per core)."""
+        import nats.js.errors
+
+        strangers = set()
+        for other in nodes:
+            if other == self.settings.node:
+                continue
+            try:
+                entry = await self.link.kv.get(f"node.{other}")
+            except nats.js.errors.KeyNotFoundError:
+                continue  # gone meanwhile
+            theirs = (entry.value or b"").decode(errors="replace")
+            if theirs not in ("", "1", self.dir_id):  # "1": a core from before the check
+                strangers.add(other)
+                if other not in self._strangers:
+                    _log.error(
+                        "core {other} uses another partition directory (id {theirs}; this "
+                        "core's {path} has {mine}): every core must see the same directory "
+                        "(docs/scaling.md, \"The shared partition directory\"); this core "
+                        "owns no partition until they agree", other=other, theirs=theirs,
+                        path=self.settings.partition_dir, mine=self.dir_id)
+        self._strangers = strangers
+        self.node.metrics.set("cluster.partition_dir_conflicts", len(strangers))
+        return not strangers
+
     def _valid(self, p: int) -> bool:
         renewed = self.renewed.get(p)
         return renewed is not None and (asyncio.get_running_loop().time() - renewed
                                         < 0.8 * self.settings.lease_ttl)
 
     async def _start_worker(self, p: int) -> None:
-        worker = PartitionWorker(self.node, self.link, p, lambda: self._valid(p))
+        worker = PartitionWorker(self.node, self.link, p, lambda: self._valid(p),
+                                 self.platform_store if self.node.config.api else None)
         self.workers[p] = worker
         try:
             await worker.start()

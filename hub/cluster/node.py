@@ -83,8 +83,10 @@ class ClusterService(Service):
 
 
 def build_service(role: str, hub: Hub) -> HubService:
+    from hub.cluster.desk import node_desk
     from hub.service import HubService
 
+    hub.desk_factory = node_desk  # the API's alarm desk, cluster-aware (hub.cluster.desk)
     cluster = ClusterService(role, hub)
     # Presence belongs to the partitions' Hubs: the node's own Hub sees no data, and its
     # presence would call every device offline after heartbeat interval × timeout count.

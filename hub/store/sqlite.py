@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from hub.cluster.store import MIGRATION as CLUSTER_MIGRATION
 from hub.store.alarms import MIGRATION as ALARMS_MIGRATION
 from hub.store.alarms import AlarmTables
 from hub.store.base import (
@@ -102,6 +103,8 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX sessions_refresh_expires ON sessions (refresh_expires);
     """,
+    # 12 (numbered on merge): alarm edges applied by the cluster's desks, by identity
+    CLUSTER_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -295,8 +295,12 @@ class Cluster:
 
     def __init__(self, tmp: str, edges: int = 2, cores: int = 2, dtus: int = 12,
                  partitions: int = 8, period: float = 4.0, poll_interval: float = 0.5,
-                 api: bool = False) -> None:
+                 api: bool = False, pg_dsn: str | None = None,
+                 webhook: str | None = None) -> None:
         self.tmp, self.partitions = tmp, partitions
+        # the platform store: PostgreSQL at pg_dsn, or one SQLite file; webhook: the URL of
+        # a notification channel "hook" for alarm policies
+        self.pg_dsn, self.webhook = pg_dsn, webhook
         self.dtu_ids = [str(int(FIRST_DTU) + i) for i in range(dtus)]
         self.devices = [f"efd-{d}" for d in self.dtu_ids]
         self.nats = NatsServer(os.path.join(tmp, "nats"), partitions)
@@ -323,7 +327,13 @@ class Cluster:
             with open(path) as f:
                 config = yaml.safe_load(f)
             self.api_ports[name] = free_port()
-            config["api"] = {"port": self.api_ports[name], "store": store}
+            config["api"] = {"port": self.api_ports[name], "store": store if self.pg_dsn is None
+                             else {"backend": "postgresql", "dsn": self.pg_dsn}}
+            if self.webhook is not None:
+                config["api"]["notify"] = {
+                    "channels": {"hook": {"type": "webhook", "url": self.webhook,
+                                          "secret": "cluster-test"}},
+                    "retry": {"initial": 0.2, "max": 1, "attempts": 30}}
             with open(path, "w") as f:
                 yaml.safe_dump(config, f, allow_unicode=True)
 
