@@ -52,6 +52,9 @@ def check_options(s: Section) -> RollupOptions:
     opts = RollupOptions(
         enabled=s.get("enabled", boolean, True),
         worker=s.get("worker", choice("thread", "inline"), "thread"),
+        process=s.get("process", boolean, True),
+        poll_interval=s.get("poll_interval", number(0.01, 60, "s"), 0.2),
+        stop_timeout=s.get("stop_timeout", number(1, 3600, "s"), 30.0),
         path=s.get("path", string(r".+", "a file path"), None),
         tz_offset_hours=s.get("tz_offset_hours", number(-12, 14, "h"), 8.0),
         hourly_days=s.get("hourly_days", number(731, None, "days"), 800.0),
