@@ -1,0 +1,185 @@
+"""The fold process's loop (hub.rollups.child.Fold), driven in this process: it folds what
+the journal holds as the store's own fold does, reports each write, starts again from the
+store's applied seq, refuses to write over another writer, waits for the fold lock, leaves
+at ``stop`` or the end of its stdin; the sink's process options are validated."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+
+import pytest
+import yaml
+
+from hub.model import Reading
+from hub.rollups import RollupStore
+from hub.rollups.child import Fold
+from hub.rollups.fold import FoldConflict
+from hub.testing import SinkHarness
+
+T = 1_767_196_800.0
+
+
+def _feed(h, n, start=0):
+    records = []
+    for i in range(start, start + n):
+        records += [Reading("m1", "active_energy", 100.0 + i * 0.25, T + i * 600.0),
+                    Reading("m1", "temperature", 20.0 + i % 7, T + i * 600.0, "T1")]
+    return h.feed(records)
+
+
+def dump(store):
+    return store.db.execute(
+        "SELECT s.device, s.channel, s.quantity, b.width, b.start, b.count, b.min, b.max, "
+        "round(b.total, 9), b.last_ts, b.last, round(b.energy, 9) FROM buckets b "
+        "JOIN series s ON s.id = b.series ORDER BY 1, 2, 3, 4, 5").fetchall()
+
+
+def _fold(h, tmp_path, out=None, batch=50):
+    return Fold(h.journal.path, str(tmp_path / "rollups.sqlite"), 8 * 3600, batch, 1.0, 0.01,
+                out if out is not None else io.StringIO())
+
+
+def _said(out):
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_the_child_folds_the_journal_as_the_store_does_and_says_each_write(tmp_path):
+    h = SinkHarness(str(tmp_path / "var"))
+    try:
+        _feed(h, 120)
+        h.journal.append([Reading("m1", "voltage", 220.0, T, "A")])  # not folded twice
+        last = h.feed([])
+        out = io.StringIO()
+        fold = _fold(h, tmp_path, out)
+        r, w = os.pipe()
+        assert fold.lock(r)
+        fold.open()
+        while fold.step():
+            pass
+        fold.flush()
+        assert fold.store.applied == last
+        assert _said(out) == [{"ready": 0, "pid": os.getpid()},
+                              {"flushed": last, "readings": 241, "cpu": _said(out)[1]["cpu"]}]
+        want = RollupStore(str(tmp_path / "want.sqlite"))
+        want.fold_journal(h.journal)
+        assert dump(fold.store) == dump(want)
+        # a new run starts from the applied seq: nothing is read twice
+        fold.close()
+        _feed(h, 30, start=120)
+        fold = _fold(h, tmp_path, out)
+        assert fold.lock(r)
+        fold.open()
+        assert fold.acc.mark == last
+        while fold.step():
+            pass
+        fold.flush()
+        want.fold_journal(h.journal)
+        assert dump(fold.store) == dump(want)
+        fold.close()
+        want.close()
+        os.close(r)
+        os.close(w)
+    finally:
+        h.close()
+
+
+def test_a_write_over_another_writers_is_refused_and_forgotten(tmp_path):
+    h = SinkHarness(str(tmp_path / "var"))
+    try:
+        _feed(h, 40)
+        fold = _fold(h, tmp_path)
+        r, w = os.pipe()
+        assert fold.lock(r)
+        fold.open()
+        while fold.step():
+            pass
+        # someone else (a second fold, a rebuild) moved the applied seq meanwhile
+        other = RollupStore(str(tmp_path / "rollups.sqlite"))
+        other.fold_journal(h.journal)
+        before = dump(other)
+        with pytest.raises(FoldConflict, match="written by someone else"):
+            fold.acc.flush()
+        assert dump(other) == before  # nothing counted twice
+        assert fold.acc.mark == other.applied and not fold.acc.acc  # starts again after it
+        other.close()
+        fold.close()
+        os.close(r)
+        os.close(w)
+    finally:
+        h.close()
+
+
+def test_the_lock_waits_for_the_previous_fold_and_gives_up_at_stop(tmp_path):
+    h = SinkHarness(str(tmp_path / "var"))
+    try:
+        lock_path = str(tmp_path / "rollups.sqlite") + ".fold.lock"
+        held = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(held, fcntl.LOCK_EX)  # a fold of a killed hub still writing
+        r, w = os.pipe()
+        os.write(w, b"stop\n")
+        assert _fold(h, tmp_path).lock(r) is False  # told to stop while waiting
+        os.close(held)  # the holder exited: the kernel drops its lock
+        fold = _fold(h, tmp_path)
+        assert fold.lock(r)
+        fold.close()
+        os.close(r)
+        os.close(w)
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("stdin", ["stop", "eof"])
+def test_the_loop_writes_and_leaves_at_stop_or_when_the_hub_is_gone(tmp_path, stdin):
+    h = SinkHarness(str(tmp_path / "var"))
+    try:
+        last = _feed(h, 60)
+        r, w = os.pipe()
+        if stdin == "stop":
+            os.write(w, b"stop\n")
+        else:
+            os.close(w)  # the hub died: its end of the pipe closed
+        out = io.StringIO()
+        assert _fold(h, tmp_path, out).run(r) == 0
+        # what it had folded is written and said; the backlog waits for the next start
+        said = _said(out)[-1]["flushed"]
+        store = RollupStore(str(tmp_path / "rollups.sqlite"))
+        assert 0 < store.applied == said <= last
+        store.close()
+        if stdin == "stop":
+            os.write(w, b"stop\n")
+        assert _fold(h, tmp_path).run(r) == 0
+        store = RollupStore(str(tmp_path / "rollups.sqlite"))
+        assert store.applied > said
+        store.close()
+        os.close(r)
+        if stdin == "stop":
+            os.close(w)
+    finally:
+        h.close()
+
+
+def _config(tmp_path, sinks):
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+
+    data = {"hub": {"state_dir": "var"}, "devices": [], "sinks": sinks}
+    return check_config(yaml.safe_load(yaml.safe_dump(data)), tmp_path / "hub.yaml",
+                        make_plugins())
+
+
+def test_the_fold_process_is_the_default_and_its_options_are_checked(tmp_path):
+    from hub.rollups.sink import RollupOptions
+
+    assert RollupOptions().process is True
+    on = _config(tmp_path, {"rollups": {"type": "rollups"}})
+    o = on.sinks["rollups"].options
+    assert (o.process, o.poll_interval, o.stop_timeout) == (True, 0.2, 30.0)
+    off = _config(tmp_path, {"rollups": {"type": "rollups", "process": False}})
+    assert off.sinks["rollups"].options.process is False
+    with pytest.raises(Exception, match=r"sinks\.rollups\.poll_interval"):
+        _config(tmp_path, {"rollups": {"type": "rollups", "poll_interval": 0}})
+    with pytest.raises(Exception, match=r"sinks\.rollups\.process"):
+        _config(tmp_path, {"rollups": {"type": "rollups", "process": "sometimes"}})
