@@ -145,6 +145,7 @@ def test_kill_9_of_the_fold_or_the_hub_counts_nothing_twice(tmp_path):
             g = got[key]
             assert (g[0], g[1], g[2], g[4], g[5]) == (count, lo, hi, lts, last), key
             assert g[3] == pytest.approx(total, rel=1e-9), key
+            assert g[6] == (None if energy is None else pytest.approx(energy, rel=1e-9)), key
         folded.close()
         fresh.close()
     finally:
