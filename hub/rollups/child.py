@@ -106,7 +106,7 @@ class Fold:
         self.journal.open()
         self.store = RollupStore(self.store_path, tz_offset=self.tz_offset)
         self.acc = Accumulator(self.store)
-        self.say(ready=self.store.applied, pid=os.getpid())
+        self.say(ready=self.store.applied, pid=os.getpid(), cpu=round(time.process_time(), 3))
 
     def close(self) -> None:
         if self.store is not None:

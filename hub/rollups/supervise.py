@@ -9,7 +9,7 @@ A child that exits without being asked (a crash, an OOM kill, ``kill -9``) is co
 ``hub``) once, and is started again after ``retry_initial × 2^n`` seconds (capped at
 ``retry_max``, with jitter: :class:`hub.sinks.Backoff`); its first write after that clears
 the fault. ``rollups.fold_running`` is 1 while a child runs, ``rollups.fold_cpu_seconds``
-its CPU time as it last said.
+the CPU time the children spent past their start-up, as they last said.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ class FoldSupervisor:
         self.child: _ChildProtocol | None = None
         self.pid: int | None = None
         self.restarts = 0  # unexpected exits in a row
+        self.cpu_seconds = 0.0  # the fold processes' CPU time folding and writing
+        self._cpu_base = 0.0
         self.running = False
         self._respawn: IDelayedCall | None = None
         self._fault: Event | None = None
@@ -121,9 +123,14 @@ class FoldSupervisor:
     def _said(self, child: _ChildProtocol, msg: dict[str, Any]) -> None:
         if child is not self.child:
             return
+        if "ready" in msg:
+            self._cpu_base = self.cpu_seconds - float(msg.get("cpu", 0.0))
         if "flushed" in msg:
             if "cpu" in msg:
-                self.metrics.set("rollups.fold_cpu_seconds", msg["cpu"], sink=self.name)
+                # summed over the children this sink started, their start-up not counted
+                self.cpu_seconds = self._cpu_base + float(msg["cpu"])
+                self.metrics.set("rollups.fold_cpu_seconds", round(self.cpu_seconds, 3),
+                                 sink=self.name)
             self.restarts = 0
             self._clear_fault()
             self.flushed(int(msg["flushed"]), int(msg.get("readings", 0)))
