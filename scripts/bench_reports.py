@@ -43,6 +43,23 @@ MODES = {"process": RollupOptions(process=True, flush_interval=0.5),
          "inline": RollupOptions(process=False, worker="inline", flush_interval=0.5)}
 
 
+def caught_up(sink: RollupSink, seq: int) -> defer.Deferred[None]:
+    """Fires once the sink's journal cursor reaches ``seq``."""
+    tail = sink.tail
+    d: defer.Deferred[None] = defer.Deferred()
+    commit = tail.commit
+
+    def watched(*args: Any, **kwargs: Any) -> bool:
+        moved = commit(*args, **kwargs)
+        if tail.cursor >= seq and not d.called:
+            d.callback(None)
+        return moved
+    tail.commit = watched  # type: ignore[method-assign]
+    if tail.cursor >= seq:
+        d.callback(None)
+    return d
+
+
 @defer.inlineCallbacks
 def ingest(reactor: Any, tmp: Path, data: list[Reading], mode: str | None,
            commit: int = 20_000) -> Any:
@@ -68,10 +85,9 @@ def ingest(reactor: Any, tmp: Path, data: list[Reading], mode: str | None,
     fold_rate = None
     if sink is not None:
         last = h.journal.last_seq()
-        # the sink's own view of its cursor: polling the journal's table would be the
-        # hub's largest CPU cost while the fold process catches up
-        while sink.tail.cursor < last:
-            yield task.deferLater(reactor, 0.02, lambda: None)
+        # told when the cursor gets there: a poll would be the hub's largest CPU cost
+        # while a fold process catches up
+        yield caught_up(sink, last)
         fold_rate = len(data) / (time.perf_counter() - t)
     proc_us = (time.process_time() - pcpu) / len(data) * 1e6
     if sink is not None:

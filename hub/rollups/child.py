@@ -41,6 +41,24 @@ from hub.rollups.store import RollupStore
 MAX_BUCKETS = 200_000
 
 
+def lock_path(store_path: str) -> str:
+    """The file whose ``flock`` a fold (or a rebuild) holds while it writes the store."""
+    return store_path + ".fold.lock"
+
+
+def try_lock(store_path: str) -> int | None:
+    """The fold lock taken at once (its fd: close it to release), or None if held."""
+    path = lock_path(store_path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class _WallClock:
     """The read-only journal asks the time only to date lag; the child has no reactor."""
 
@@ -80,23 +98,16 @@ class Fold:
     def lock(self, stdin: int) -> bool:
         """Take the store's fold lock, waiting while another fold (a previous run still
         writing its last flush) holds it; False if told to stop meanwhile."""
-        path = self.store_path + ".fold.lock"
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = try_lock(self.store_path)
+            if fd is not None:
                 self._lock_fd = fd
                 return True
-            except BlockingIOError:
-                pass
             if _readable(stdin, 0.1):
                 data = os.read(stdin, 4096)
                 if not data or b"stop" in data:
-                    os.close(fd)
                     return False
             if self._orphaned():
-                os.close(fd)
                 return False
 
     def open(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hub.model import Reading
-from hub.rollups import RollupStore
+from hub.rollups import RollupStore, child
 from hub.rollups.child import Fold
 from hub.rollups.fold import FoldConflict
 from hub.testing import SinkHarness
@@ -115,9 +115,11 @@ def test_a_write_over_another_writers_is_refused_and_forgotten(tmp_path):
 def test_the_lock_waits_for_the_previous_fold_and_gives_up_at_stop(tmp_path):
     h = SinkHarness(str(tmp_path / "var"))
     try:
-        lock_path = str(tmp_path / "rollups.sqlite") + ".fold.lock"
+        lock_path = child.lock_path(str(tmp_path / "rollups.sqlite"))
         held = os.open(lock_path, os.O_RDWR | os.O_CREAT)
         fcntl.flock(held, fcntl.LOCK_EX)  # a fold of a killed hub still writing
+        assert child.try_lock(str(tmp_path / "rollups.sqlite")) is None  # `hub rollups
+        # rebuild` refuses then
         r, w = os.pipe()
         os.write(w, b"stop\n")
         assert _fold(h, tmp_path).lock(r) is False  # told to stop while waiting
