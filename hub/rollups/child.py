@@ -16,7 +16,8 @@ should anything else move the applied seq meanwhile.
 Talks to the hub through its standard streams:
 
 * stdin: ``stop`` (write what was folded in, exit 0); end of file (the hub is gone, even
-  by kill -9): the same;
+  by kill -9): the same. SIGINT and SIGTERM are ignored: they reach the whole process
+  group (Ctrl-C, systemd's stop) and the hub's stop comes through stdin;
 * stdout, one JSON object a line: ``{"ready": applied, "pid": ...}`` once the lock is
   held, ``{"flushed": seq, "readings": n, "cpu": s}`` after each write;
 * stderr: what went wrong, for the hub's log. Any error ends the process with status 1;
@@ -30,6 +31,7 @@ import fcntl
 import json
 import os
 import select
+import signal
 import sys
 import time
 from typing import IO, Any
@@ -204,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flush", type=float, default=1.0)
     p.add_argument("--poll", type=float, default=0.2)
     a = p.parse_args(argv)
+    # the hub decides when this ends: a Ctrl-C or systemd's SIGTERM reach the whole
+    # process group at once, and a child gone before the hub's own stop would look like a
+    # crash to it (restarted, a fault). The hub says stop, or its end of stdin closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fold = Fold(a.journal, a.store, a.tz_offset, a.batch, a.flush, a.poll, sys.stdout)
     return fold.run(sys.stdin.fileno())
 
