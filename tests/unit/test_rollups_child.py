@@ -185,3 +185,96 @@ def test_the_fold_process_is_the_default_and_its_options_are_checked(tmp_path):
         _config(tmp_path, {"rollups": {"type": "rollups", "poll_interval": 0}})
     with pytest.raises(Exception, match=r"sinks\.rollups\.process"):
         _config(tmp_path, {"rollups": {"type": "rollups", "process": "sometimes"}})
+
+
+class _Transport:
+    def __init__(self, pid):
+        self.pid = pid
+        self.written = b""
+        self.stdin_closed = False
+        self.signals = []
+
+    def write(self, data):
+        self.written += data
+
+    def closeStdin(self):
+        self.stdin_closed = True
+
+    def signalProcess(self, sig):
+        self.signals.append(sig)
+
+
+class _Reactor:
+    """task.Clock that 'starts' processes: the supervisor's decisions on injected time,
+    no process involved."""
+
+    def __init__(self):
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.clock.advance(1_767_225_600.0)
+        self.callLater = self.clock.callLater
+        self.seconds = self.clock.seconds
+        self.spawned = []
+
+    def spawnProcess(self, proto, executable, argv, env, childFDs):
+        t = _Transport(1000 + len(self.spawned))
+        proto.makeConnection(t)
+        self.spawned.append((proto, argv, env))
+        return t
+
+
+def _ended(proto, sig=None, code=None):
+    from twisted.internet import error
+    from twisted.python.failure import Failure
+
+    if sig is None and code == 0:
+        proto.processEnded(Failure(error.ProcessDone(0)))
+    else:
+        proto.processEnded(Failure(error.ProcessTerminated(code, sig)))
+
+
+def test_the_supervisor_restarts_with_backoff_raises_a_fault_once_and_stops_cleanly():
+    import random
+
+    from hub.metrics import Metrics
+    from hub.rollups.supervise import FOLD_FAILED_CODE, FoldSupervisor
+    from hub.sinks import Backoff
+
+    reactor, metrics, events, flushed = _Reactor(), Metrics(), [], []
+    sup = FoldSupervisor(reactor, ["python", "-m", "hub.rollups.child"], metrics=metrics,
+                         record_events=events.extend,
+                         backoff=Backoff(1.0, 8.0, random.Random(3)),
+                         flushed=lambda seq, n: flushed.append((seq, n)), stop_timeout=5)
+
+    def value(name):
+        return {m["name"]: m["value"] for m in metrics.snapshot()}.get(name)
+    sup.start()
+    proto = reactor.spawned[0][0]
+    proto.childDataReceived(1, b'{"ready": 0, "pid": 1000, "cpu": 0.25}\n{"flushed": 7')
+    proto.childDataReceived(1, b', "readings": 5, "cpu": 0.5}\n')
+    assert flushed == [(7, 5)] and value("rollups.fold_cpu_seconds") == 0.25
+    delays = []
+    for k in range(1, 5):  # dies again and again: each wait about twice the last
+        _ended(reactor.spawned[-1][0], sig=9)
+        assert value("rollups.fold_restarts") == k and value("rollups.fold_running") == 0
+        call = sup._respawn
+        delays.append(call.getTime() - reactor.seconds())
+        reactor.clock.advance(delays[-1])
+        assert len(reactor.spawned) == k + 1 and value("rollups.fold_running") == 1
+    for k, d in enumerate(delays):
+        assert min(8.0, 2.0 ** k) * 0.5 <= d < min(8.0, 2.0 ** k)
+    assert [(e.code, e.state.value) for e in events] == [(FOLD_FAILED_CODE, "raised")]
+    assert "killed by signal 9" in events[0].message
+    # the restarted child writes: the fault clears, the next death waits the least again
+    reactor.spawned[-1][0].childDataReceived(1, b'{"flushed": 9, "readings": 2, "cpu": 1}\n')
+    assert [e.state.value for e in events] == ["raised", "cleared"] and sup.restarts == 0
+    # a stop asks, then kills a child that does not leave in stop_timeout
+    proto = reactor.spawned[-1][0]
+    done = sup.stop()
+    assert proto.transport.written == b"stop\n" and proto.transport.stdin_closed
+    reactor.clock.advance(5)
+    assert proto.transport.signals == ["KILL"] and not done.called
+    _ended(proto, sig=9)
+    assert done.called and len(reactor.spawned) == 5  # not started again
+    assert len(events) == 2  # a death asked for is no fault
