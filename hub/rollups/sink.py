@@ -306,6 +306,7 @@ class RollupSink(CursorSink):
                 and getattr(self.journal, "path", None) is not None)
 
     def _start_process(self) -> None:
+        from hub.rollups.child import READ_ROWS
         from hub.rollups.supervise import FoldSupervisor
 
         assert self.store is not None
@@ -313,7 +314,8 @@ class RollupSink(CursorSink):
         argv = [sys.executable, "-m", "hub.rollups.child",
                 "--journal", os.path.abspath(self.journal.path),  # type: ignore[attr-defined]
                 "--store", os.path.abspath(self.path),
-                "--tz-offset", str(self.store.tz_offset), "--batch", str(self.batch_size),
+                "--tz-offset", str(self.store.tz_offset),
+                "--batch", str(max(self.batch_size, READ_ROWS)),
                 "--flush", repr(self.flush_interval), "--poll", repr(o.poll_interval)]
         self._fold_mark = self.tail.cursor
         self.supervisor = FoldSupervisor(
