@@ -4,7 +4,10 @@
     sinks:
       rollups:                       # on by default with these options; to change them,
         type: rollups                # configure it; `enabled: false` turns it off
-        # worker: thread             # the fold's thread (inline: on the reactor thread)
+        # process: true              # fold in a process of its own (README "Rollups")
+        # poll_interval: 0.2         # s between its looks at the journal
+        # stop_timeout: 30           # s it gets to write and exit when the hub stops
+        # worker: thread             # process: false: the fold's thread (inline: reactor)
         # path: rollups.sqlite       # relative to state_dir (the default)
         tz_offset_hours: 8           # days start at local midnight (fixed at creation)
         hourly_days: 800             # hourly buckets kept this long
