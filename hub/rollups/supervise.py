@@ -114,8 +114,13 @@ class FoldSupervisor:
         root = os.path.dirname(os.path.dirname(os.path.abspath(hub.__file__)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         child = self.child = _ChildProtocol(self)
-        transport = self.reactor.spawnProcess(child, sys.executable, self.argv, env=env,
-                                              childFDs={0: "w", 1: "r", 2: "r"})
+        try:
+            transport = self.reactor.spawnProcess(child, sys.executable, self.argv, env=env,
+                                                  childFDs={0: "w", 1: "r", 2: "r"})
+        except Exception as e:  # no process table room, no memory: as if it died at once
+            child.stderr_tail = str(e).encode()
+            self._ended(child, Failure(error.ProcessTerminated(-1)))
+            return
         self.pid = transport.pid
         self.metrics.set("rollups.fold_running", 1, sink=self.name)
         _log.info("rollups {sink}: fold process {pid} started", sink=self.name, pid=self.pid)

@@ -278,3 +278,26 @@ def test_the_supervisor_restarts_with_backoff_raises_a_fault_once_and_stops_clea
     _ended(proto, sig=9)
     assert done.called and len(reactor.spawned) == 5  # not started again
     assert len(events) == 2  # a death asked for is no fault
+
+
+def test_a_process_that_cannot_start_is_tried_again_later():
+    import random
+
+    from hub.metrics import Metrics
+    from hub.rollups.supervise import FoldSupervisor
+    from hub.sinks import Backoff
+
+    reactor, events = _Reactor(), []
+    spawn = reactor.spawnProcess
+
+    def refuse(*args, **kwargs):
+        raise OSError("Resource temporarily unavailable")
+    reactor.spawnProcess = refuse
+    sup = FoldSupervisor(reactor, ["python"], metrics=Metrics(), record_events=events.extend,
+                         backoff=Backoff(1.0, 8.0, random.Random(1)), flushed=lambda *a: None)
+    sup.start()
+    assert sup.child is None and sup._respawn is not None
+    assert "Resource temporarily unavailable" in events[0].message
+    reactor.spawnProcess = spawn
+    reactor.clock.advance(1.0)
+    assert len(reactor.spawned) == 1 and sup.child is not None
