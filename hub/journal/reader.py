@@ -174,6 +174,10 @@ class JournalQueries:
         start = after + 1 if row is None else row[0]
         out: list[tuple] = []
         bound = math.inf  # no segment starting after the limit-th seq can be in the answer
+        # the bound is tightened when ``out`` reaches ``limit``, then again each time another
+        # ``limit`` rows came in: a sort per segment past the limit (a commit of many
+        # devices' segments read in several batches) cost more than the decoding
+        tighten = limit
         # closed when left: an unfinished statement would hold its snapshot
         with closing(db.execute("SELECT first, body FROM segments WHERE first >= ?"
                                 " ORDER BY first", (start,))) as cursor:
@@ -184,11 +188,13 @@ class JournalQueries:
                 if rows[0][0] <= after:
                     rows = [r for r in rows if r[0] > after]
                 out += rows
-                if len(out) >= limit:
+                if len(out) >= tighten:
                     out.sort(key=_SEQ)
                     del out[limit:]
                     bound = out[-1][0]
+                    tighten = 2 * limit
         out.sort(key=_SEQ)
+        del out[limit:]
         return out
 
     def _first_seq(self) -> int | None:

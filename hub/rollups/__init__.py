@@ -3,8 +3,9 @@ safety grading and reports").
 
 * :mod:`.store`: :class:`RollupStore`, the SQLite file, the energy-delta rule, rebuild;
 * :mod:`.fold`: :class:`Accumulator`, readings folded in memory between writes;
-* :mod:`.sink`: :class:`RollupSink`, which keeps it up to date from the journal on a
-  worker thread.
+* :mod:`.sink`: :class:`RollupSink`, which keeps it up to date from the journal;
+* :mod:`.child`: the fold process the sink starts by default (``python -m
+  hub.rollups.child``), and :mod:`.supervise`, the hub's side of it.
 """
 
 from hub.rollups.sink import RollupOptions, RollupSink

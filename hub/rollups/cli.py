@@ -5,8 +5,10 @@ same file."""
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
+from hub.rollups.child import try_lock
 from hub.rollups.store import RollupStore
 
 
@@ -33,14 +35,21 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return fail("the hub is running: stop it first (its rollup sink writes the same "
                     "file)", EXIT_FAILED)
     path, tz = rollup_settings(config)
-    j = open_journal(config)
-    store = RollupStore(path, tz_offset=tz)
+    lock = try_lock(path)
+    if lock is None:  # a fold process of a hub killed a moment ago, finishing its write
+        return fail(f"a rollup fold still writes {path}: try again in a moment", EXIT_FAILED)
     try:
-        n = store.rebuild(j)
-        note(f"rollups rebuilt in {path}: {n} readings folded in up to seq {store.applied}")
+        j = open_journal(config)
+        store = RollupStore(path, tz_offset=tz)
+        try:
+            n = store.rebuild(j)
+            note(f"rollups rebuilt in {path}: {n} readings folded in up to seq "
+                 f"{store.applied}")
+        finally:
+            store.close()
+            j.close()
     finally:
-        store.close()
-        j.close()
+        os.close(lock)
     return 0
 
 

@@ -11,6 +11,10 @@ from hub.rollups.store import _UPSERT, COUNTERS, DAY, HOUR, RollupStore
 _SEQ = itemgetter(0)
 
 
+class FoldConflict(RuntimeError):
+    """The store's applied seq moved under a fold's memory: writing would count twice."""
+
+
 class Accumulator:
     """Buckets folded in memory and not yet written: the sink's worker keeps one across
     many batches and writes it every ``flush_interval`` (:meth:`write`), so a series that
@@ -23,6 +27,9 @@ class Accumulator:
         self.store = store
         self.top = store.applied
         self.mark = self.top  # what :meth:`write` records as applied
+        #: the applied seq this memory builds on: :meth:`flush` refuses to write over
+        #: another writer's (a second fold process, a rebuild), which would count twice
+        self.base = self.top
         self.acc: dict[tuple[int, int, float], list] = {}
         self.touched: dict[int, tuple[float, float]] = {}
         self.readings = 0  # folded in since the last write
@@ -102,6 +109,7 @@ class Accumulator:
         if self.mark > store.applied:
             db.execute("UPDATE meta SET value = ? WHERE key = 'applied'", (self.mark,))
         self.acc, self.touched, self.readings = {}, {}, 0
+        self.base = self.mark
         return self.mark
 
     def flush(self) -> int:
@@ -111,6 +119,10 @@ class Accumulator:
         db = self.store.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            applied = self.store.applied
+            if applied != self.base:
+                raise FoldConflict(f"the rollups were written by someone else meanwhile "
+                                   f"(applied {applied}, this fold built on {self.base})")
             mark = self.write()
             db.execute("COMMIT")
         except BaseException:
@@ -123,7 +135,7 @@ class Accumulator:
         """Drop what was not written: start again from the store's applied seq."""
         self.store._counters = None
         self.acc, self.touched, self.readings = {}, {}, 0
-        self.top = self.mark = self.store.applied
+        self.top = self.mark = self.base = self.store.applied
 
     def _days_from_hours(self) -> None:
         acc = self.acc

@@ -1,30 +1,40 @@
 """The rollup sink: folds committed readings into :class:`hub.rollups.RollupStore` from its
-own durable journal cursor, off the reactor thread, and prunes old buckets and grades
-finished days on timers.
+own durable journal cursor, outside the hub process by default, and prunes old buckets and
+grades finished days on timers.
 
-**Where the work happens.** The reactor thread only reads the rows of each commit from
-the journal (:class:`hub.sinks.JournalTail`: the journal's recent rows are in memory) and
-hands them to a worker thread (:class:`FoldWorker`), which owns its own SQLite connection
-to the rollup file. The worker folds the rows into an in-memory
-:class:`hub.rollups.fold.Accumulator` and writes it in one transaction every
-``flush_interval`` seconds: a series with a reading a minute costs one upsert per flush
-rather than one per reading, which is what lets the fold keep up with 100,000 readings a
-second (``python -m scripts.bench_reports``). On a clock that cannot take calls from
-other threads (``task.Clock`` in tests) the same worker runs inline, flushing on the
-clock.
+**Where the work happens.** By default (``process: true``) in a process of its own,
+:mod:`hub.rollups.child`, which reads the journal read-only from the store's applied seq
+and writes the store; the hub starts, supervises and stops it
+(:class:`hub.rollups.supervise.FoldSupervisor`) and moves the journal cursor (which
+retention respects and lag is measured on) to what it reports written. The fold's CPU and
+its share of the GIL are then off the hub entirely.
+
+With ``process: false`` (or on a clock that cannot start processes) the reactor thread
+only reads the rows of each commit from the journal (:class:`hub.sinks.JournalTail`: the
+journal's recent rows are in memory) and hands them to a worker thread
+(:class:`FoldWorker`), which owns its own SQLite connection to the rollup file. The worker
+folds the rows into an in-memory :class:`hub.rollups.fold.Accumulator` and writes it in
+one transaction every ``flush_interval`` seconds: a series with a reading a minute costs
+one upsert per flush rather than one per reading, which is what lets the fold keep up with
+100,000 readings a second (``python -m scripts.bench_reports``). On a clock that cannot
+take calls from other threads (``task.Clock`` in tests) the same worker runs inline,
+flushing on the clock.
 
 **At-least-once becomes exactly-once.** The cursor moves only after a flush committed,
 to the seq that flush recorded as applied (in the same transaction as the buckets); the
 store skips every row at or below it, so what a restart reads again changes nothing. A
 failed flush forgets what it held and the sink starts again from its cursor (the
 supervisor of :class:`hub.sinks.CursorSink`); batches queued behind a failed one are
-dropped by their epoch, never folded in with a hole before them.
+dropped by their epoch, never folded in with a hole before them. The fold process works
+the same way, with the store's applied seq as its cursor; the journal cursor follows it.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,8 +79,12 @@ class RollupOptions:
     #: when daily/weekly/monthly reports are made and who gets them
     #: (:class:`hub.reports.schedule.ReportSchedule`)
     reports: Mapping[str, Any] | None = None
-    #: "thread" (the default) or "inline" (on the reactor thread: for comparisons)
+    #: with ``process`` false: "thread" (the default) or "inline" (on the reactor thread)
     worker: str = "thread"
+    #: fold in a process of its own (hub.rollups.child); false: in the hub (``worker``)
+    process: bool = True
+    poll_interval: float = 0.2  # s between the fold process's looks at the journal
+    stop_timeout: float = 30.0  # s the fold process gets to write and exit at a stop
     #: false: no rollups (they run by default, :func:`hub.config.load_config`)
     enabled: bool = True
 
@@ -228,18 +242,23 @@ class RollupSink(CursorSink):
         #: the reactor thread's connection: grades, pruning, tests' reads
         self.store: RollupStore | None = None
         self.worker: FoldWorker | None = None
+        self.supervisor: Any = None  # hub.rollups.supervise.FoldSupervisor in process mode
+        self._fold_mark = 0  # the applied seq the fold process last reported
         self._queued = 0
         self._loops: list[task.LoopingCall] = []
 
     def started(self) -> None:
         if self.store is None:
             self.store = RollupStore(self.path, tz_offset=self.tz_offset)
-        threads = getattr(self.clock, "callFromThread", None)
-        if self.options.worker != "thread":
-            threads = None
-        self.worker = FoldWorker(self.path, self.store.tz_offset, self.journal.series_key,
-                                 self._report, threads)
-        self.worker.start()
+        if self._can_spawn():
+            self._start_process()
+        else:
+            threads = getattr(self.clock, "callFromThread", None)
+            if self.options.worker != "thread":
+                threads = None
+            self.worker = FoldWorker(self.path, self.store.tz_offset, self.journal.series_key,
+                                     self._report, threads)
+            self.worker.start()
         self._queued = 0
         self._loops = []
         for fn, every, now in ((self.prune, PRUNE_INTERVAL, True),
@@ -256,6 +275,10 @@ class RollupSink(CursorSink):
                 loop.stop()
         worker, self.worker = self.worker, None
         d: defer.Deferred[Any] = defer.succeed(None)
+        supervisor, self.supervisor = self.supervisor, None
+        if supervisor is not None:
+            d = supervisor.stop()
+            d.addCallback(lambda _: self._advance_quietly())
         if worker is not None:
             if worker.threaded:
                 d = worker.done
@@ -274,9 +297,65 @@ class RollupSink(CursorSink):
             return result
         return d.addBoth(close)
 
+    # -- the fold process ------------------------------------------------------------------
+
+    def _can_spawn(self) -> bool:
+        from twisted.internet.interfaces import IReactorProcess
+
+        return (self.options.process and IReactorProcess.providedBy(self.clock)
+                and getattr(self.journal, "path", None) is not None)
+
+    def _start_process(self) -> None:
+        from hub.rollups.child import READ_ROWS
+        from hub.rollups.supervise import FoldSupervisor
+
+        assert self.store is not None
+        o = self.options
+        argv = [sys.executable, "-m", "hub.rollups.child",
+                "--journal", os.path.abspath(self.journal.path),  # type: ignore[attr-defined]
+                "--store", os.path.abspath(self.path),
+                "--tz-offset", str(self.store.tz_offset),
+                "--batch", str(max(self.batch_size, READ_ROWS)),
+                "--flush", repr(self.flush_interval), "--poll", repr(o.poll_interval)]
+        self._fold_mark = self.tail.cursor
+        self.supervisor = FoldSupervisor(
+            self.clock, argv, metrics=self.metrics, record_events=self.port.record_events,
+            backoff=self.backoff, flushed=self._fold_flushed,
+            active_events=self.journal.active_events(), stop_timeout=o.stop_timeout,
+            name=self.sink)
+        self.supervisor.start()
+
+    def _fold_flushed(self, mark: int, n: int) -> None:
+        self._fold_mark = max(self._fold_mark, mark)
+        self._advance()
+        self.metrics.inc("rollups.readings", n)
+        self.delivered(n)
+
+    def _advance(self) -> None:
+        """Move the journal cursor to what the fold process wrote; not past what this
+        hub has seen committed (the child may see a commit first): the rest at the next
+        flush tick."""
+        tail = self.tail
+        seq = min(self._fold_mark, self.journal.last_seq())
+        if seq > tail.cursor:
+            tail.position = max(tail.position, seq)
+            tail.commit(seq)
+
+    def _advance_quietly(self) -> None:
+        try:
+            self._advance()
+        except Exception:  # the journal may be closing with the hub: moved at the next start
+            _log.failure("rollups {sink}: moving the cursor at stop failed", sink=self.sink)
+
+    def _arm(self) -> None:
+        if self.supervisor is None:  # the fold process watches the journal itself
+            super()._arm()
+
     # -- the loop --------------------------------------------------------------------------
 
     def pump(self) -> None:
+        if self.supervisor is not None:
+            return
         worker = self.worker
         if worker is None:
             return
@@ -291,6 +370,8 @@ class RollupSink(CursorSink):
 
     def flush(self) -> None:
         """Write what the worker folded in (every ``flush_interval``)."""
+        if self.supervisor is not None:
+            self._advance()
         if self.worker is not None:
             try:
                 self.worker.submit("flush")

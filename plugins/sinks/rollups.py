@@ -4,7 +4,10 @@
     sinks:
       rollups:                       # on by default with these options; to change them,
         type: rollups                # configure it; `enabled: false` turns it off
-        # worker: thread             # the fold's thread (inline: on the reactor thread)
+        # process: true              # fold in a process of its own (README "Rollups")
+        # poll_interval: 0.2         # s between its looks at the journal
+        # stop_timeout: 30           # s it gets to write and exit when the hub stops
+        # worker: thread             # process: false: the fold's thread (inline: reactor)
         # path: rollups.sqlite       # relative to state_dir (the default)
         tz_offset_hours: 8           # days start at local midnight (fixed at creation)
         hourly_days: 800             # hourly buckets kept this long
@@ -52,6 +55,9 @@ def check_options(s: Section) -> RollupOptions:
     opts = RollupOptions(
         enabled=s.get("enabled", boolean, True),
         worker=s.get("worker", choice("thread", "inline"), "thread"),
+        process=s.get("process", boolean, True),
+        poll_interval=s.get("poll_interval", number(0.01, 60, "s"), 0.2),
+        stop_timeout=s.get("stop_timeout", number(1, 3600, "s"), 30.0),
         path=s.get("path", string(r".+", "a file path"), None),
         tz_offset_hours=s.get("tz_offset_hours", number(-12, 14, "h"), 8.0),
         hourly_days=s.get("hourly_days", number(731, None, "days"), 800.0),
