@@ -388,6 +388,11 @@ class JsonMapModel:
         self._block_keys = tuple(key for _, key, _ in self._points) if fast else None
         self._block_all = BlockKeys([(p.quantity, p.channel) for p in options.points])
         self._block_partial: dict[tuple[int, ...], BlockKeys] = {}
+        spec = options.timestamp
+        self._block_ts = ((spec.path[0], 1000.0 if spec.format == "epoch_ms" else 1.0)
+                          if spec is not None and spec.format in ("epoch_s", "epoch_ms")
+                          and len(spec.path) == 1 and isinstance(spec.path[0], str)
+                          else (None, 1.0))
         self._flag_keys = tuple(f.path[0] for f in options.flags
                                 if len(f.path) == 1 and isinstance(f.path[0], str))
         self._flag_paths = tuple(f.path for f in options.flags
@@ -436,7 +441,14 @@ class JsonMapModel:
         total = sum(values)
         if total - total != 0.0:  # an infinite value (or a sum past the largest float)
             return self.decode(device, payload, received_at)
-        return ReadingBlock(device, self._time(doc, received_at, payload), block_keys, values)
+        ts_key, divisor = self._block_ts
+        raw = get(ts_key) if ts_key is not None else None
+        if type(raw) is int or type(raw) is float:  # an epoch time at the top level
+            ts = float(raw) / divisor if -1e300 < raw < 1e300 else self._time(
+                doc, received_at, payload)  # what is out of range fails as decode fails
+        else:
+            ts = self._time(doc, received_at, payload)
+        return ReadingBlock(device, ts, block_keys, values)
 
     def decode(self, device: str, payload: bytes, received_at: float) -> list[Record]:
         """Records from one JSON payload (an object, or a list of objects); raises

@@ -186,3 +186,14 @@ def test_a_block_with_a_non_finite_value_or_a_bad_key_drops_only_those(make_hub)
     rows = hub.journal.read_rows(0, 100)
     assert [(r[3], r[4]) for r in rows] == [(T0, 45.0)]
     assert hub.metrics.value("ingest.schema_errors", model="m") == 2
+
+
+@pytest.mark.parametrize("fmt,ts", [("epoch_s", 1_767_225_600.25), ("epoch_s", 1_767_225_600),
+                                    ("epoch_ms", 1_767_225_600_250.0), ("iso8601",
+                                                                      "2026-01-01T00:00:00Z")])
+def test_block_time_is_decode_time(fmt, ts):
+    m = model({**MAPPING, "timestamp": {"path": "ts", "format": fmt}})
+    raw = payload(**{**FULL, "ts": ts})
+    block = m.decode_block("d1", raw, T0)
+    assert type(block) is ReadingBlock and list(block) == m.decode("d1", raw, T0)
+    assert type(block.ts) is float
