@@ -12,6 +12,9 @@ every cursor has passed them; when undelivered records fill the journal, a
 After each commit the sinks waiting for new records are woken (:meth:`Journal.when_past`),
 and the commit's time is noted, so a record's age is measured by when the hub committed it
 (:meth:`Journal.commit_time`). The storage layout is described in :mod:`hub.journal.schema`.
+
+(Slightly over 500 lines: :meth:`Journal.append` converts every record kind, a
+:class:`hub.blocks.ReadingBlock` too, in one loop beside the commit bookkeeping it feeds.)
 """
 
 from __future__ import annotations

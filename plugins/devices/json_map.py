@@ -52,7 +52,6 @@ from typing import Any
 import orjson
 
 from hub import hookimpl
-from hub.blocks import BlockKeys, ReadingBlock
 from hub.contracts import DecodeError, DeviceModelType, EncodeError
 from hub.model import (
     ALARM_RULES,
@@ -71,6 +70,7 @@ from hub.model import (
     quantity_names,
 )
 from hub.validate import Invalid, Section, choice, describe, integer, number, string
+from plugins.devices.json_map_block import BlockDecoder
 
 __all__ = [
     "CommandOutcome",
@@ -137,23 +137,6 @@ def _reading_constructor() -> Any:
 
 
 _reading = _reading_constructor()
-
-
-def _floats(values: list) -> list | None:
-    """``values`` with integers as floats (as :meth:`JsonMapModel.decode` takes them);
-    ``None`` if one is something else, or an integer no float can hold."""
-    out = []
-    for v in values:
-        t = type(v)
-        if t is int:
-            try:
-                v = float(v)
-            except OverflowError:
-                return None
-        elif t is not float and v is not None:
-            return None
-        out.append(v)
-    return out
 
 
 def _path_text(path: tuple[str | int, ...]) -> str:
@@ -382,73 +365,16 @@ class JsonMapModel:
             (p, p.path[0] if len(p.path) == 1 and isinstance(p.path[0], str) else None,
              p.scale == 1.0 and p.offset == 0.0 and p.factor == 1.0 and p.unit_offset == 0.0)
             for p in options.points)
-        # the ReadingBlock path (decode_block): every point a top-level key taken as sent
-        fast = all(key is not None and plain for _, key, plain in self._points) and bool(
-            self._points)
-        self._block_keys = tuple(key for _, key, _ in self._points) if fast else None
-        self._block_all = BlockKeys([(p.quantity, p.channel) for p in options.points])
-        self._block_partial: dict[tuple[int, ...], BlockKeys] = {}
-        spec = options.timestamp
-        self._block_ts = ((spec.path[0], 1000.0 if spec.format == "epoch_ms" else 1.0)
-                          if spec is not None and spec.format in ("epoch_s", "epoch_ms")
-                          and len(spec.path) == 1 and isinstance(spec.path[0], str)
-                          else (None, 1.0))
-        self._flag_keys = tuple(f.path[0] for f in options.flags
-                                if len(f.path) == 1 and isinstance(f.path[0], str))
-        self._flag_paths = tuple(f.path for f in options.flags
-                                 if not (len(f.path) == 1 and isinstance(f.path[0], str)))
+        self._block = BlockDecoder(self)  # decode_block's compiled form
 
     def decode_block(self, device: str, payload: bytes, received_at: float
                      ) -> Sequence[Record]:
         """:meth:`decode` for the hub's ingest path: the same records, as one
         :class:`hub.blocks.ReadingBlock` when the payload is one object with readings only
         (no alarm or fault field present, every value a finite number taken as sent), else
-        :meth:`decode`'s list. Raises as :meth:`decode` does."""
-        keys = self._block_keys
-        if keys is None or len(payload) > self.options.max_payload:
-            return self.decode(device, payload, received_at)
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return self.decode(device, payload, received_at)
-        if type(doc) is not dict:
-            return self.decode(device, payload, received_at)
-        for key in self._flag_keys:
-            if key in doc:
-                return self.decode(device, payload, received_at)
-        for path in self._flag_paths:
-            if _lookup(doc, path) is not _MISSING:
-                return self.decode(device, payload, received_at)
-        get = doc.get
-        values = [get(k) for k in keys]
-        for v in values:
-            if type(v) is not float and v is not None:
-                values = _floats(values)  # integers; strings, bools... go the general way
-                if values is None:
-                    return self.decode(device, payload, received_at)
-                break
-        block_keys = self._block_all
-        if None in values:  # a partial message: the keys of the points present
-            present = tuple(i for i, v in enumerate(values) if v is not None)
-            if not present:
-                return self.decode(device, payload, received_at)
-            block_keys = self._block_partial.get(present)  # type: ignore[assignment]
-            if block_keys is None:
-                block_keys = BlockKeys([self._block_all.pairs[i] for i in present])
-                if len(self._block_partial) < 1024:
-                    self._block_partial[present] = block_keys
-            values = [values[i] for i in present]
-        total = sum(values)
-        if total - total != 0.0:  # an infinite value (or a sum past the largest float)
-            return self.decode(device, payload, received_at)
-        ts_key, divisor = self._block_ts
-        raw = get(ts_key) if ts_key is not None else None
-        if type(raw) is int or type(raw) is float:  # an epoch time at the top level
-            ts = float(raw) / divisor if -1e300 < raw < 1e300 else self._time(
-                doc, received_at, payload)  # what is out of range fails as decode fails
-        else:
-            ts = self._time(doc, received_at, payload)
-        return ReadingBlock(device, ts, block_keys, values)
+        :meth:`decode`'s list (:mod:`plugins.devices.json_map_block`). Raises as
+        :meth:`decode` does."""
+        return self._block.decode(device, payload, received_at)
 
     def decode(self, device: str, payload: bytes, received_at: float) -> list[Record]:
         """Records from one JSON payload (an object, or a list of objects); raises
