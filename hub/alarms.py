@@ -155,6 +155,11 @@ class AlarmEngine:
                 self._edge(rec, out)
         return out
 
+    def watching(self, device: str) -> bool:
+        """Whether a set-point condition of ``device`` is open (raised or pending): its
+        readings count even with no threshold left (a removed rule retires it)."""
+        return device in self._conds
+
     def restore(self, active: Iterable[Event]) -> None:
         """Take over the journal's active (raised, never cleared) events at startup.
 

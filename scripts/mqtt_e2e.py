@@ -160,7 +160,10 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
             spy = subprocess.Popen(
                 [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p",
                  str(pid), "-f", "raw", "-r", "250", "-o",
-                 f"{args.profile}-{pipeline}-{int(rate)}.txt"], stdout=subprocess.DEVNULL,
+                 f"{args.profile}-{pipeline}-{int(rate)}.txt",
+                 # BENCH_PYSPY_GIL=1: only samples holding the GIL (the CPU of Python code)
+                 *(["--gil"] if os.environ.get("BENCH_PYSPY_GIL") else [])],
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
         arrivals = Arrivals(vm, expected)
         cpu0 = cpu_seconds(pid)

@@ -48,6 +48,12 @@ class DeviceModel(Protocol):
     (T/CFPA 023-2023 6.3.3 i); a device's configuration overrides them. ``None`` means the
     hub-wide default applies.
 
+    Optional fast path: a model may also offer ``decode_block(device, payload,
+    received_at)``, returning the same records, where it can as one
+    :class:`hub.blocks.ReadingBlock` (a message's readings: one device, one time, a value
+    per key; itself a sequence of equal Readings). The MQTT transport calls it when present
+    (``json_map`` has it); ``decode`` stays the general contract.
+
     Richer contracts build on this one: :class:`hub.contracts.PolledDeviceModel` (a device
     the hub polls over a serial line, e.g. Modbus RTU behind a DTU) and
     :class:`hub.contracts.Lwm2mModel` (LwM2M objects).

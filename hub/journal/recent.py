@@ -54,15 +54,17 @@ class RecentRows:
             self.rows = []
             self.others = []
             self.start = before
-        new = list(readings)  # already as SQLite gives them back (Journal.append)
+        rows = self.rows
         if others:
+            new = list(readings)  # already as SQLite gives them back (Journal.append)
             self.others += [o[0] for o in others]
             new += [(s, kind, None, ts if type(ts) is float else float(ts), None, None, data)
                     for s, kind, _, ts, data in others]
             if readings:
                 new.sort(key=_SEQ)
-        rows = self.rows
-        rows += new
+            rows += new
+        else:
+            rows += readings
         self.end = last
         excess = len(rows) - self.limit
         if excess > 0:

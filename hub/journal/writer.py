@@ -12,6 +12,9 @@ every cursor has passed them; when undelivered records fill the journal, a
 After each commit the sinks waiting for new records are woken (:meth:`Journal.when_past`),
 and the commit's time is noted, so a record's age is measured by when the hub committed it
 (:meth:`Journal.commit_time`). The storage layout is described in :mod:`hub.journal.schema`.
+
+(Slightly over 500 lines: :meth:`Journal.append` converts every record kind, a
+:class:`hub.blocks.ReadingBlock` too, in one loop beside the commit bookkeeping it feeds.)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from hub.blocks import BlockKeys, ReadingBlock
 from hub.journal.checkpoints import WAL_AUTOCHECKPOINT, Checkpoints
 from hub.journal.codecs import (
     ack_to_dict,
@@ -80,6 +84,8 @@ log = Logger()
 CACHE_KIB = 65536
 #: Seconds between two rows of ``marks`` (seq -> commit time), the durable dating of records.
 MARK_EVERY = 10.0
+#: (device, key set) pairs whose series ids append keeps at hand (a few per device).
+BLOCK_SERIES_CACHE = 100_000
 
 _GOOD = Quality.GOOD
 _RAISED, _CLEARED = EventState.RAISED, EventState.CLEARED
@@ -141,6 +147,8 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         self._next_seq = 0  # last seq handed out, committed or not
         self._last_seq = 0  # last seq committed
         self._series_ids: dict[tuple[str, str, str], tuple[int, int]] = {}
+        # (device, BlockKeys) -> the series ids of the block's values (see append)
+        self._block_series: dict[tuple[str, BlockKeys], tuple[int, ...]] = {}
         # series id -> device id, for grouping a commit's readings into segments
         self._series_device: dict[int, int] = {}
         # ids handed out but maybe not committed yet: written by every commit until one succeeds
@@ -189,6 +197,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
             db.close()
             self._db = None
             raise
+        self._block_series.clear()
         for sid, key in self._series_names.items():
             self._series_ids[key] = (self._device_ids[key[0]], sid)
             self._series_device[sid] = self._device_ids[key[0]]
@@ -292,6 +301,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         active: list[tuple] = []
         add = readings.append
         series_ids = self._series_ids
+        block_sids = self._block_series
         real = _real
         try:
             for r in records:
@@ -308,6 +318,17 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     if type(v) is not float or v != v:
                         v = real(v)
                     add((seq, KIND_READING, ids[1], ts, v, q, None))
+                elif t is ReadingBlock:
+                    # a message's readings in one (hub.blocks): the rows without a Reading
+                    sids = block_sids.get((r.device, r.keys)) or self._block_sids(r)
+                    ts = r.ts if type(r.ts) is float else float(r.ts)
+                    values = r.values
+                    readings += [
+                        (s, KIND_READING, sid, ts,
+                         v if type(v) is float and v == v else real(v), None, None)
+                        for s, sid, v in zip(range(seq + 1, seq + len(values) + 1), sids,
+                                             values, strict=True)]
+                    seq += len(values)
                 elif t is Event or isinstance(r, Event):
                     seq += 1
                     data = dumps(r.to_dict())
@@ -487,13 +508,28 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         return dev_id
 
     def _new_key(self, r: Reading) -> tuple[int, int]:
-        dev_id = self._device(r.device)
+        return self._new_series_key(r.device, r.channel, r.quantity)
+
+    def _new_series_key(self, device: str, channel: str, quantity: str) -> tuple[int, int]:
+        dev_id = self._device(device)
         self._last_series = sid = self._last_series + 1
-        self._series_names[sid] = (r.device, r.channel, r.quantity)
+        self._series_names[sid] = (device, channel, quantity)
         self._series_device[sid] = dev_id
-        self._series_ids[(r.device, r.channel, r.quantity)] = ids = (dev_id, sid)
-        self._new_series.append((sid, dev_id, r.channel, r.quantity))
+        self._series_ids[(device, channel, quantity)] = ids = (dev_id, sid)
+        self._new_series.append((sid, dev_id, channel, quantity))
         return ids
+
+    def _block_sids(self, block: ReadingBlock) -> tuple[int, ...]:
+        """The series ids of a block's keys for its device (made once per device and
+        :class:`hub.blocks.BlockKeys`)."""
+        device, series_ids = block.device, self._series_ids
+        sids = tuple((series_ids.get((device, channel, quantity))
+                      or self._new_series_key(device, channel, quantity))[1]
+                     for quantity, channel in block.keys.pairs)
+        if len(self._block_series) >= BLOCK_SERIES_CACHE:
+            self._block_series.clear()
+        self._block_series[(device, block.keys)] = sids
+        return sids
 
     def device_states(self) -> dict[str, float]:
         """device -> last time it was seen (:meth:`touch`), including touches not committed."""

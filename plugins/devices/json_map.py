@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -70,6 +70,7 @@ from hub.model import (
     quantity_names,
 )
 from hub.validate import Invalid, Section, choice, describe, integer, number, string
+from plugins.devices.json_map_block import BlockDecoder
 
 __all__ = [
     "CommandOutcome",
@@ -364,6 +365,16 @@ class JsonMapModel:
             (p, p.path[0] if len(p.path) == 1 and isinstance(p.path[0], str) else None,
              p.scale == 1.0 and p.offset == 0.0 and p.factor == 1.0 and p.unit_offset == 0.0)
             for p in options.points)
+        self._block = BlockDecoder(self)  # decode_block's compiled form
+
+    def decode_block(self, device: str, payload: bytes, received_at: float
+                     ) -> Sequence[Record]:
+        """:meth:`decode` for the hub's ingest path: the same records, as one
+        :class:`hub.blocks.ReadingBlock` when the payload is one object with readings only
+        (no alarm or fault field present, every value a finite number taken as sent), else
+        :meth:`decode`'s list (:mod:`plugins.devices.json_map_block`). Raises as
+        :meth:`decode` does."""
+        return self._block.decode(device, payload, received_at)
 
     def decode(self, device: str, payload: bytes, received_at: float) -> list[Record]:
         """Records from one JSON payload (an object, or a list of objects); raises

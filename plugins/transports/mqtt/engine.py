@@ -30,7 +30,7 @@ def excerpt(data: bytes) -> str:
     return cut.hex(" ") + more
 
 
-@dataclass
+@dataclass(slots=True)
 class Received:
     """One PUBLISH on its way to the reactor, then waiting for its turn to be acked."""
 
