@@ -396,3 +396,170 @@ class Cluster:
             codes[name] = node.stop()
         self.nats.stop()
         return codes
+
+
+# ------------------------------------------------- MQTT devices through a broker every edge shares
+
+#: a json_map model of the MQTT devices below: one voltage per message, a level-style alarm,
+#: a trip command answered with ``{"id": ..., "status": "ok"}``
+MQTT_MODEL = {
+    "type": "json_map",
+    "timestamp": {"path": "ts", "format": "epoch_ms"},
+    "points": [{"path": "v", "quantity": "voltage", "channel": "A"}],
+    "alarms": [{"path": "alarm", "code": "overvoltage", "channel": "A"}],
+    "commands": {"trip": {"cmd": "trip"}},
+}
+
+
+def add_mqtt(c: Cluster, broker_port: int, devices: list[str], *, user: str = "hub",
+             password: str = "hub-secret", group: str = "edges",
+             protocol: str = "5") -> None:
+    """Give every node of ``c`` an ``mqtt`` transport ``broker`` (native engine) with a
+    shared subscription, unshared results and its own client id (the broker keeps one
+    session per client id: two edges under one id would take it from each other), and the
+    MQTT ``devices`` (address = id). Call before :meth:`Cluster.start`."""
+    import yaml
+
+    for name, path in c.configs.items():
+        with open(path) as f:
+            config = yaml.safe_load(f)
+        config["transports"]["broker"] = {
+            "type": "mqtt", "engine": "native", "host": "127.0.0.1", "port": broker_port,
+            "username": user, "password": password, "client_id": f"hub-{name}",
+            "protocol": protocol, "shared_group": group, "shared_results": False,
+            "keepalive": 10, "reconnect_initial": 0.2, "reconnect_max": 2,
+            "command_timeout": 10}
+        config.setdefault("models", {})["jsonv"] = MQTT_MODEL
+        config["devices"] += [{"id": d, "model": "jsonv", "transport": "broker", "address": d}
+                              for d in devices]
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f, allow_unicode=True)
+    c.mqtt_devices = list(devices)
+
+
+def restart_node(c: Cluster, name: str) -> Node:
+    """Start ``name`` again with its configuration (after a kill): same ports, same state
+    directory, same MQTT client id."""
+    from tests.support.hubproc import BIN
+
+    role = name.rstrip("0123456789")
+    node = c.nodes[name] = Node(name, role, [str(BIN / "hub"), "run", "-c", c.configs[name],
+                                             "--role", role], c.tmp)
+    return node
+
+
+class MqttDevices:
+    """MQTT devices on one paho client (MQTT 5) publishing QoS 1 ``{"ts", "v", "alarm"}``
+    round-robin at ``rate`` messages/s in a thread; :attr:`acked` is every ``(device, ts)``
+    the broker acknowledged (what a device may forget). Commands on ``esm/<id>/down`` are
+    answered on ``esm/<id>/ack`` with the correlation data, unless :attr:`hold` is set:
+    then they are only counted in :attr:`commands` (``device -> [command ids]``)."""
+
+    def __init__(self, port: int, devices: list[str], rate: float = 40.0,
+                 user: str = "dev", password: str = "dev-secret") -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.devices, self.rate = devices, rate
+        self.acked: set[tuple[str, float]] = set()
+        self.sent = 0
+        self.commands: dict[str, list[str]] = {}
+        self.hold = False
+        self._mids: dict[int, tuple[str, float]] = {}
+        self._early: dict[int, bool] = {}  # mid -> failed, of PUBACKs that came first
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="devices",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda cl, *_: cl.subscribe("esm/+/down", qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> MqttDevices:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import json
+        import time
+
+        i = 0
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            device = self.devices[i % len(self.devices)]
+            ts = round(time.time(), 3) + (i % len(self.devices)) * 1e-3  # unique per device
+            v = 260.0 if (i // (len(self.devices) * 20)) % 2 else 220.0
+            body = json.dumps({"ts": int(ts * 1000), "v": v, "alarm": int(v > 250)})
+            # not under our lock: paho calls on_publish holding its own, which publish() needs
+            info = self.client.publish(f"esm/{device}/up", body, qos=1)
+            item = (device, int(ts * 1000) / 1000)
+            with self._lock:
+                self.sent += 1
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._mids[info.mid] = item
+                elif not early:
+                    self.acked.add(item)
+            i += 1
+            # paced by the clock, not slept in a test: this is the devices' own rhythm
+            self._stop.wait(max(0.0, t0 + i / self.rate - time.monotonic()))
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        with self._lock:
+            item = self._mids.pop(mid, None)
+            if item is None:  # acknowledged before publish() returned its mid
+                self._early[mid] = reason.is_failure
+            elif not reason.is_failure:
+                self.acked.add(item)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        import json
+
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        device = msg.topic.split("/")[1]
+        body = json.loads(msg.payload)
+        with self._lock:
+            self.commands.setdefault(device, []).append(body.get("id"))
+        if self.hold:
+            return
+        props = Properties(PacketTypes.PUBLISH)
+        corr = getattr(msg.properties, "CorrelationData", None)
+        if corr:
+            props.CorrelationData = corr
+        client.publish(f"esm/{device}/ack", json.dumps({"id": body.get("id"),
+                                                        "status": "ok"}), qos=1,
+                       properties=props)
+
+    def acked_now(self) -> set[tuple[str, float]]:
+        with self._lock:
+            return set(self.acked)
+
+    def stop(self) -> None:
+        """Stop publishing, wait until the broker acknowledged what was sent, disconnect."""
+        from tests.support.services import wait_until
+
+        self._stop.set()
+        self._thread.join(10)
+        wait_until(lambda: not self._mids, 20,
+                   what=f"the broker's PUBACKs ({len(self._mids)} of {self.sent} missing: "
+                        f"{sorted(self._mids.items())[:3]})")
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def add_admin(config: str, password: str) -> None:
+    """``hub users add --role admin root`` into the platform store ``config`` names."""
+    from tests.support.hubproc import BIN
+
+    made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "root",
+                           "--password-stdin", "-c", config], input=password + "\n",
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stdout + made.stderr
