@@ -563,3 +563,97 @@ def add_admin(config: str, password: str) -> None:
                            "--password-stdin", "-c", config], input=password + "\n",
                           capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stdout + made.stderr
+
+
+def add_dtu_device(c: Cluster, dtu: str) -> str:
+    """Configure ``efd-<dtu>`` (slave 1 behind DTU ``dtu``) on every node, for a DTU the
+    simulator does not play (a :class:`HeldDtu`). Call before :meth:`Cluster.start`."""
+    import yaml
+
+    for path in c.configs.values():
+        with open(path) as f:
+            config = yaml.safe_load(f)
+        config["devices"].append({"id": f"efd-{dtu}", "model": "efd", "transport": "dtu",
+                                  "address": {"dtu": dtu, "slave": 1, "poll_interval": 0.5}})
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f, allow_unicode=True)
+    return f"efd-{dtu}"
+
+
+class HeldDtu:
+    """One DTU on a blocking socket in a thread, through ``port`` (HAProxy): registers,
+    answers polls from a simulated slave, and keeps every write request it gets in
+    :attr:`writes` (each with the connection number it came on). With :attr:`move_on_write`
+    it does not answer a write: it hangs up and dials again at once (through HAProxy, so it
+    lands on the other edge), which is a DTU moving edges mid-command."""
+
+    def __init__(self, port: int, dtu: str) -> None:
+        import threading
+
+        from plugins.devices.modbus.registermap import load_map
+        from plugins.simulators.dtu.slave import DtuLine, Scenario, SimulatedSlave, SlaveLayout
+
+        self.port, self.dtu = port, dtu
+        layout = SlaveLayout(load_map(os.path.abspath(EFD_MAP)))
+        self.line = DtuLine([SimulatedSlave(layout, 1, Scenario())])
+        self.writes: list[tuple[int, bytes]] = []
+        self.polls: list[int] = []  # the connection number of each read answered
+        self.connections = 0
+        self.move_on_write = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> HeldDtu:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import socket
+        import time
+
+        from plugins.simulators.dtu.slave import request_length
+
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            except OSError:
+                self._stop.wait(0.2)
+                continue
+            self.connections += 1
+            n = self.connections
+            sock.settimeout(0.2)
+            sock.sendall(self.dtu.encode())
+            buf = b""
+            try:
+                while not self._stop.is_set():
+                    try:
+                        data = sock.recv(4096)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        break
+                    buf += data
+                    moved = False
+                    while (size := request_length(buf)) > 0:
+                        request, buf = buf[:size], buf[size:]
+                        if request[1] in (5, 6, 15, 16):
+                            self.writes.append((n, request))
+                            if self.move_on_write:
+                                moved = True
+                                break
+                        else:
+                            self.polls.append(n)
+                        answers = self.line.receive(request, time.monotonic() - t0)
+                        if answers:
+                            sock.sendall(b"".join(answers))
+                    if moved or size == 0:
+                        break
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
