@@ -98,6 +98,8 @@ class NatsLink:
                         discard=DiscardPolicy.NEW))
                 self.kv = await self.js.create_key_value(
                     bucket=s.lease_bucket, ttl=s.lease_ttl, history=1)
+                # the devices' online state as their partitions' owners see it (reads.py)
+                await self.js.create_key_value(bucket=f"{s.prefix}_presence", history=1)
                 return
             except Exception as e:  # noqa: BLE001
                 _log.warn("JetStream not ready ({error}); trying again",
