@@ -26,6 +26,7 @@ import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hub.cluster.remote import ledger_put
 from hub.cluster.wire import (
     device_token,
     encode_heartbeat,
@@ -240,6 +241,8 @@ class EdgePort:
         def ended(result: CommandResult) -> None:
             self._waiting.discard(command.id)
             self._inboxes.pop(command.id, None)
+            # in the ledger too: the node waiting for it may be gone
+            ledger_put(self.link, command, "ended", result)
             self._fire(msg.reply, orjson.dumps({"step": "result",
                                                 "result": result_to_dict(result)}))
 

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from twisted.logger import Logger
 
+from hub.cluster.remote import CommandLedger, ledger_bucket
 from hub.cluster.wire import decode, device_token, encode_records, partition_of
-from hub.model import Event
+from hub.model import Command, Event
 
 if TYPE_CHECKING:
     from hub.cluster.core import Owner
@@ -91,10 +92,12 @@ class JournalView:
     """A worker thread's journal reader whose ``latest`` and ``history`` come from the core
     owning the device's partition."""
 
-    def __init__(self, local: Any, link: NatsLink, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, local: Any, link: NatsLink, loop: asyncio.AbstractEventLoop,
+                 ledger: CommandLedger | None = None) -> None:
         self._local = local
         self._link = link
         self._loop = loop
+        self._ledger = ledger
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._local, name)
@@ -107,6 +110,17 @@ class JournalView:
                 limit: int | None = None) -> list[Any]:
         return self._ask({"op": "history", "d": device, "q": quantity, "c": channel,
                           "s": since, "u": until, "l": limit})
+
+    def command_records(self, device: str, since: float, until: float) -> list[Any]:
+        """This node's journal, and the ledger for commands another node accepted (or that
+        one accepted before it died)."""
+        mine = self._local.command_records(device, since, until)
+        if self._ledger is None:
+            return mine
+        known = {r.id for _, r in mine if isinstance(r, Command)}
+        theirs = [(seq, r) for seq, r in self._ledger.records(device, since, until)
+                  if (r.id if isinstance(r, Command) else r.command_id) not in known]
+        return mine + theirs
 
     def _ask(self, body: dict[str, Any]) -> list[Any]:
         """From a worker thread: the request runs on the loop, this thread waits for it."""
@@ -134,9 +148,10 @@ async def ask(link: NatsLink, body: dict[str, Any]) -> list[Any]:
 class ReadServer:
     """On a core: answers reads of the partitions it owns, and publishes their presence."""
 
-    def __init__(self, owner: Owner, link: NatsLink) -> None:
+    def __init__(self, owner: Owner, link: NatsLink, ledger: CommandLedger) -> None:
         self.owner = owner
         self.link = link
+        self.ledger = ledger
         self._sub: Any = None
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="cluster-reads")
         self._local = threading.local()
@@ -196,6 +211,9 @@ class ReadServer:
         while True:
             try:
                 await self.publish_presence(kv)
+                ended = await self.ledger.sweep(self.link, self.owner.node.clock.seconds())
+                if ended:
+                    _log.info("{n} commands of nodes gone ended as timed out", n=ended)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - NATS away: the next round tries again
@@ -232,25 +250,29 @@ def attach(hub: Hub, link: NatsLink, owner: Owner | None) -> None:
     also serves its partitions."""
     loop = getattr(hub.clock, "_asyncioEventloop", None) or asyncio.get_event_loop()
     view = PresenceView(hub.presence)
+    ledger = CommandLedger()
     hub.presence = view
-    hub.journal_view = lambda j: JournalView(j, link, loop)
-    server = ReadServer(owner, link) if owner is not None else None
+    hub.journal_view = lambda j: JournalView(j, link, loop, ledger)
+    server = ReadServer(owner, link, ledger) if owner is not None else None
     watching: list[asyncio.Task] = []
 
-    async def watch() -> None:
-        kv = await link.js.key_value(presence_bucket(link))
+    async def watch(bucket: str, apply: Any) -> None:
+        kv = await link.js.key_value(bucket)
         watcher = await kv.watchall()
         async for entry in watcher:
             if entry is None:
                 continue  # the end of the initial values
             deleted = entry.operation in ("DEL", "PURGE")
-            view.apply(None if deleted else entry.value, entry.key)
+            apply(entry.key, None if deleted else entry.value, entry.revision)
 
     async def ready() -> None:
-        # a new watcher after each reconnection: the old one's consumer may be gone
+        # new watchers after each reconnection: the old ones' consumers may be gone
         for task in watching:
             task.cancel()
-        watching[:] = [asyncio.ensure_future(watch())]
+        watching[:] = [
+            asyncio.ensure_future(watch(presence_bucket(link),
+                                        lambda k, v, _: view.apply(v, k))),
+            asyncio.ensure_future(watch(ledger_bucket(link.settings.prefix), ledger.apply))]
         if server is not None:
             await server.ready()
 

@@ -122,3 +122,29 @@ def test_an_mqtt_command_whose_edge_is_killed_before_the_answer_times_out_sent_o
     assert devices.commands[device] == [cid], devices.commands
     print(f"command carried by {carrier}, killed: {state['status']} "
           f"{time.monotonic() - killed:.1f} s later; the device saw it once")
+
+
+def test_commands_of_a_node_that_died_end_on_the_others(cluster):
+    """core1 accepts two trips and is killed before either ends. The one whose device
+    answers afterwards shows succeeded on core2 (its edge wrote the result to the command
+    ledger). The other's edge is killed too, so nobody is left to end it: a core ends it
+    as timed out after its time to live. Neither device got its command twice."""
+    c, _, _, devices = cluster
+    wait_until(lambda: {r[0] for r in journal_rows(c.tmp)[0]} >= set(MQTT_DEVICES), 30,
+               what="readings of the MQTT devices journaled")
+    devices.hold = True
+    accepted = Api(c, "core1")
+    answered, silent = (accepted.trip(d, ttl=8, wait=False)["id"] for d in MQTT_DEVICES)
+    wait_until(lambda: len(devices.held) == 2, 15, what="both devices got their command")
+    c.nodes["core1"].kill()
+    assert devices.release(MQTT_DEVICES[0]) == 1
+    other = Api(c, "core2")
+    state = wait_until(lambda: (s := other.command(answered))["status"] in ENDED and s, 15,
+                       what="the answered command ended on core2")
+    assert state["status"] == "succeeded", state
+    carrier = next(e for e in ("edge1", "edge2") if c.nodes[e].logged(f"command {silent}"))
+    c.nodes[carrier].kill()  # before its own timeout (command_timeout 10 s) ends it
+    state = wait_until(lambda: (s := other.command(silent))["status"] in ENDED and s, 30,
+                       what="the unanswered command ended by a core")
+    assert state["status"] == "timed_out" and "went away" in state["detail"], state
+    assert devices.commands == {MQTT_DEVICES[0]: [answered], MQTT_DEVICES[1]: [silent]}

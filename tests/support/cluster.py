@@ -466,6 +466,7 @@ class MqttDevices:
         self.sent = 0
         self.commands: dict[str, list[str]] = {}
         self.hold = False
+        self.held: list[tuple[str, str, bytes | None]] = []  # (device, command id, corr.)
         self._mids: dict[int, tuple[str, float]] = {}
         self._early: dict[int, bool] = {}  # mid -> failed, of PUBACKs that came first
         self._lock = threading.Lock()
@@ -521,22 +522,38 @@ class MqttDevices:
     def _on_message(self, client, userdata, msg) -> None:
         import json
 
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
         device = msg.topic.split("/")[1]
         body = json.loads(msg.payload)
         with self._lock:
             self.commands.setdefault(device, []).append(body.get("id"))
-        if self.hold:
-            return
-        props = Properties(PacketTypes.PUBLISH)
         corr = getattr(msg.properties, "CorrelationData", None)
+        if self.hold:
+            with self._lock:
+                self.held.append((device, body.get("id"), corr))
+            return
+        self._answer(device, body.get("id"), corr)
+
+    def _answer(self, device: str, command_id: str, corr: bytes | None) -> None:
+        import json
+
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.PUBLISH)
         if corr:
             props.CorrelationData = corr
-        client.publish(f"esm/{device}/ack", json.dumps({"id": body.get("id"),
-                                                        "status": "ok"}), qos=1,
-                       properties=props)
+        self.client.publish(f"esm/{device}/ack", json.dumps({"id": command_id,
+                                                             "status": "ok"}), qos=1,
+                            properties=props)
+
+    def release(self, device: str) -> int:
+        """Answer the held commands of ``device`` now; how many."""
+        with self._lock:
+            mine = [h for h in self.held if h[0] == device]
+            self.held = [h for h in self.held if h[0] != device]
+        for held in mine:
+            self._answer(*held)
+        return len(mine)
 
     def acked_now(self) -> set[tuple[str, float]]:
         with self._lock:
