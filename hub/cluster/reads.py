@@ -43,7 +43,7 @@ READ_TIMEOUT = 5.0
 PRESENCE_INTERVAL = 1.0
 #: last_seen in the shared view moves in steps of this many seconds (a put per message of
 #: every device would cost more than the data path)
-SEEN_STEP = 30.0
+SEEN_STEP = 300.0
 
 
 def presence_bucket(link: NatsLink) -> str:
