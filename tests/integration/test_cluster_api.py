@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 import yaml
 
 from hub.cluster.wire import device_token, partition_of
-from tests.support.cluster import Cluster, add_admin, journal_rows
+from tests.support.cluster import ApiClient, Cluster, add_admin, assert_exits, journal_rows
 from tests.support.services import wait_until
 
 PASSWORD = "Adm1n-pass-0042"
@@ -37,15 +36,7 @@ def cluster(tmp_path):
         yield c.start()
     finally:
         codes = c.stop()
-    for name, code in codes.items():
-        assert code in (0, -9), f"{name} exited {code}:\n{''.join(c.nodes[name].lines[-60:])}"
-
-
-def client(c: Cluster, node: str) -> httpx.Client:
-    h = httpx.Client(base_url=f"http://127.0.0.1:{c.api_ports[node]}", timeout=30)
-    token = h.post("/api/auth/login", json={"username": "root", "password": PASSWORD}).json()
-    h.headers["Authorization"] = f"Bearer {token['access_token']}"
-    return h
+    assert_exits(c, codes)
 
 
 def test_every_node_shows_history_latest_and_online_state_of_every_device(cluster):
@@ -57,7 +48,7 @@ def test_every_node_shows_history_latest_and_online_state_of_every_device(cluste
     wait_until(lambda: {r[0] for r in journal_rows(c.tmp)[0] if r[3] > until + 1}
                >= set(c.devices), 40, what="readings of every device past the range")
     owners = c.owners()
-    apis = {n: client(c, n) for n in NODES}
+    apis = {n: ApiClient(c, n, PASSWORD).http for n in NODES}
     for device in c.devices:
         p = partition_of(device_token(device), c.partitions)
         journal = sorted(r[3] for r in journal_rows(c.tmp)[0]

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from tests.support.cluster import (
     FIRST_DTU,
+    ApiClient,
     Cluster,
     HeldDtu,
     MqttDevices,
     add_admin,
     add_dtu_device,
     add_mqtt,
+    assert_exits,
     journal_rows,
     restart_node,
 )
@@ -52,27 +53,11 @@ def cluster(tmp_path):
                 peer.stop()
         codes = c.stop()
         broker.stop()
-    for name, code in codes.items():
-        assert code in (0, -9), f"{name} exited {code}:\n{''.join(c.nodes[name].lines[-60:])}"
+    assert_exits(c, codes)
 
 
-class Api:
-    def __init__(self, c: Cluster, node: str) -> None:
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{c.api_ports[node]}", timeout=30)
-        token = self.http.post("/api/auth/login", json={"username": "root",
-                                                        "password": PASSWORD}).json()
-        self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
-
-    def trip(self, device: str, ttl: int, wait: bool) -> dict:
-        r = self.http.post(f"/api/devices/{device}/commands",
-                           json={"action": "trip", "ttl": ttl, "wait": wait})
-        assert r.status_code == 202, r.text
-        return r.json()
-
-    def command(self, command_id: str) -> dict:
-        r = self.http.get(f"/api/commands/{command_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
+def api_of(c: Cluster, node: str) -> ApiClient:
+    return ApiClient(c, node, PASSWORD)
 
 
 def test_a_dtu_that_moves_edges_mid_command_ends_it_failed_and_got_it_once(cluster):
@@ -81,7 +66,7 @@ def test_a_dtu_that_moves_edges_mid_command_ends_it_failed_and_got_it_once(clust
                what="the held DTU registered and polled")
     first = c.edge_of(HELD)
     dtu.move_on_write = True
-    answer = Api(c, "core1").trip(held, ttl=8, wait=True)
+    answer = api_of(c, "core1").trip(held, ttl=8, wait=True)
     assert answer["status"] in ("failed", "timed_out"), answer
     wait_until(lambda: c.edge_of(HELD) not in (None, first), 20,
                what="the DTU registered at the other edge")
@@ -89,7 +74,7 @@ def test_a_dtu_that_moves_edges_mid_command_ends_it_failed_and_got_it_once(clust
     moved_to = dtu.connections
     wait_until(lambda: dtu.polls.count(moved_to) >= 6, 20, what="polls after the move")
     assert [n for n, _ in dtu.writes] == [1], dtu.writes  # once, on the first connection
-    state = Api(c, "core1").command(answer["id"])
+    state = api_of(c, "core1").command(answer["id"])
     assert state["status"] == answer["status"], state
     print(f"trip on a DTU moving {first} -> {c.edge_of(HELD)}: {answer['status']} "
           f"({answer.get('detail') or answer})")
@@ -101,7 +86,7 @@ def test_an_mqtt_command_whose_edge_is_killed_before_the_answer_times_out_sent_o
     # an edge subscribes to a device's commands once the device's data came through it
     wait_until(lambda: {r[0] for r in journal_rows(c.tmp)[0]} >= set(MQTT_DEVICES), 30,
                what="readings of the MQTT devices journaled")
-    api = Api(c, "core2")
+    api = api_of(c, "core2")
     devices.hold = True
     answer = api.trip(device, ttl=6, wait=False)
     cid = answer["id"]
@@ -133,12 +118,12 @@ def test_commands_of_a_node_that_died_end_on_the_others(cluster):
     wait_until(lambda: {r[0] for r in journal_rows(c.tmp)[0]} >= set(MQTT_DEVICES), 30,
                what="readings of the MQTT devices journaled")
     devices.hold = True
-    accepted = Api(c, "core1")
+    accepted = api_of(c, "core1")
     answered, silent = (accepted.trip(d, ttl=8, wait=False)["id"] for d in MQTT_DEVICES)
     wait_until(lambda: len(devices.held) == 2, 15, what="both devices got their command")
     c.nodes["core1"].kill()
     assert devices.release(MQTT_DEVICES[0]) == 1
-    other = Api(c, "core2")
+    other = api_of(c, "core2")
     state = wait_until(lambda: (s := other.command(answered))["status"] in ENDED and s, 15,
                        what="the answered command ended on core2")
     assert state["status"] == "succeeded", state

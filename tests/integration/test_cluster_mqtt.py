@@ -17,14 +17,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import httpx
 import pytest
 
 from tests.support.cluster import (
+    ApiClient,
     Cluster,
     MqttDevices,
     add_admin,
     add_mqtt,
+    assert_exits,
     consumers_drained,
     journal_rows,
     restart_node,
@@ -55,8 +56,7 @@ def mqtt_cluster(tmp_path):
             devices.stop()
         codes = c.stop()
         broker.stop()
-    for name, code in codes.items():
-        assert code in (0, -9), f"{name} exited {code}:\n{''.join(c.nodes[name].lines[-60:])}"
+    assert_exits(c, codes)
 
 
 def journaled(c: Cluster) -> Counter:
@@ -107,22 +107,10 @@ def test_a_trip_for_an_mqtt_device_reaches_it_once_whichever_edge_carries_it(mqt
                what="readings of every MQTT device journaled")
     for i, node in enumerate(("core1", "core2", "edge1", "edge2")):
         device = MQTT_DEVICES[i]
-        answer = trip(c, node, device)
+        answer = ApiClient(c, node, PASSWORD).trip(device)
         assert answer["status"] == "succeeded", (node, device, answer)
         # both edges subscribe to the device's commands, in one queue group: one of them
         # published it, once
         assert devices.commands.get(device) == [answer["id"]], devices.commands
     carriers = [n for n in ("edge1", "edge2") if c.nodes[n].logged("carried by")]
     assert carriers
-
-
-def trip(c: Cluster, node: str, device: str, wait: bool = True, ttl: int = 10) -> dict:
-    base = f"http://127.0.0.1:{c.api_ports[node]}"
-    with httpx.Client(base_url=base, timeout=30) as h:
-        token = h.post("/api/auth/login", json={"username": "root",
-                                                "password": PASSWORD}).json()
-        r = h.post(f"/api/devices/{device}/commands",
-                   json={"action": "trip", "ttl": ttl, "wait": wait},
-                   headers={"Authorization": f"Bearer {token['access_token']}"})
-        assert r.status_code == 202, r.text
-        return r.json()

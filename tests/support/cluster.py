@@ -674,3 +674,35 @@ class HeldDtu:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def assert_exits(c: Cluster, codes: dict[str, int]) -> None:
+    """Every node stopped cleanly, or was the one a test killed (-9)."""
+    for name, code in codes.items():
+        assert code in (0, -9), f"{name} exited {code}:\n{''.join(c.nodes[name].lines[-60:])}"
+
+
+class ApiClient:
+    """The API of one node of ``c``, logged in as ``root``."""
+
+    def __init__(self, c: Cluster, node: str, password: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{c.api_ports[node]}", timeout=30)
+        token = self.http.post("/api/auth/login", json={"username": "root",
+                                                        "password": password}).json()
+        self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
+
+    def get(self, path: str, **params) -> dict:
+        r = self.http.get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+        return r.json()
+
+    def trip(self, device: str, ttl: int = 10, wait: bool = True) -> dict:
+        r = self.http.post(f"/api/devices/{device}/commands",
+                           json={"action": "trip", "ttl": ttl, "wait": wait})
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def command(self, command_id: str) -> dict:
+        return self.get(f"/api/commands/{command_id}")
