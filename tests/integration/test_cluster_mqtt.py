@@ -10,10 +10,14 @@ routing to it round-robin while it is away. They are delivered when a client wit
 client id connects again (a restarted edge). So: an edge killed with -9 loses nothing the
 broker acknowledged to a device, provided it comes back (or another process takes its
 client id) within its session expiry. Members with clean sessions would lose those
-messages instead (Mosquitto issue #2662)."""
+messages instead (Mosquitto issue #2662).
+
+The edges speak MQTT 5 here; ``HUBTEST_MQTT_PROTOCOL=3.1.1`` runs the same tests with MQTT
+3.1.1 (clean session off), where Mosquitto behaves the same."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -42,7 +46,8 @@ pytestmark = pytest.mark.cluster
 def mqtt_cluster(tmp_path):
     broker = Mosquitto(str(tmp_path / "mosquitto")).start()
     c = Cluster(str(tmp_path), dtus=4, api=True)
-    add_mqtt(c, broker.port, MQTT_DEVICES)
+    add_mqtt(c, broker.port, MQTT_DEVICES,
+             protocol=os.environ.get("HUBTEST_MQTT_PROTOCOL", "5"))
     add_admin(c.configs["core1"], PASSWORD)
     devices = None
     try:
