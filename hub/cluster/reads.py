@@ -92,7 +92,7 @@ class JournalView:
     """A worker thread's journal reader whose ``latest`` and ``history`` come from the core
     owning the device's partition."""
 
-    def __init__(self, local: Any, link: NatsLink, loop: asyncio.AbstractEventLoop,
+    def __init__(self, local: Any, link: NatsLink, loop: asyncio.AbstractEventLoop | None,
                  ledger: CommandLedger | None = None) -> None:
         self._local = local
         self._link = link
@@ -124,6 +124,8 @@ class JournalView:
 
     def _ask(self, body: dict[str, Any]) -> list[Any]:
         """From a worker thread: the request runs on the loop, this thread waits for it."""
+        if self._loop is None:
+            raise ConnectionError("NATS link not up yet: the device's partition cannot be read")
         fut = asyncio.run_coroutine_threadsafe(ask(self._link, body), self._loop)
         return fut.result(READ_TIMEOUT + 1)
 
@@ -248,11 +250,11 @@ def attach(hub: Hub, link: NatsLink, owner: Owner | None) -> None:
     """Give ``hub`` (a node's own Hub) the cluster's view of devices: its presence answers
     from the shared bucket, its API's journal readers ask the partitions' owners; a core
     also serves its partitions."""
-    loop = getattr(hub.clock, "_asyncioEventloop", None) or asyncio.get_event_loop()
+    loops: list[asyncio.AbstractEventLoop] = []  # the reactor's, once the link is ready
     view = PresenceView(hub.presence)
     ledger = CommandLedger()
     hub.presence = view
-    hub.journal_view = lambda j: JournalView(j, link, loop, ledger)
+    hub.journal_view = lambda j: JournalView(j, link, loops[0] if loops else None, ledger)
     server = ReadServer(owner, link, ledger) if owner is not None else None
     watching: list[asyncio.Task] = []
 
@@ -266,6 +268,7 @@ def attach(hub: Hub, link: NatsLink, owner: Owner | None) -> None:
             apply(entry.key, None if deleted else entry.value, entry.revision)
 
     async def ready() -> None:
+        loops[:] = [asyncio.get_running_loop()]
         # new watchers after each reconnection: the old ones' consumers may be gone
         for task in watching:
             task.cancel()
