@@ -129,9 +129,10 @@ class ApiContext:
 
             j = Journal(self.hub.config.journal.path, clock=Clock(), readonly=True)
             j.open()
-            self._local.journal = j
             with self._readers_lock:
                 self._readers.append(j)
+            view = getattr(self.hub, "journal_view", None)  # cluster: any partition's data
+            j = self._local.journal = j if view is None else view(j)
         return j
 
     async def journal(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -26,6 +26,7 @@ import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hub.cluster.remote import ledger_put
 from hub.cluster.wire import (
     device_token,
     encode_heartbeat,
@@ -167,13 +168,16 @@ class EdgePort:
             self._fire(inbox, orjson.dumps(body))
 
     def holds(self, device_id: str) -> bool:
-        """Whether this edge has the device's session now."""
+        """Whether this edge can carry a command to the device now: it has the device's
+        session, or (a broker shared between edges) it is connected to the broker."""
         device = self.hub.device(device_id)
         if device is None:
             return False
         target = self.targets.get(device.transport or "")
         if target is None:
             return False
+        if _shared(target):
+            return bool(target.broker_connected())
         if not isinstance(target, GatewaySource):
             return True
         return any(g.connected and device_id in g.devices for g in target.gateways())
@@ -193,7 +197,15 @@ class EdgePort:
             async def on_command(msg: Any) -> None:
                 await self._on_command(device, msg)
 
-            self._subs[device] = await self.link.nc.subscribe(subject, cb=on_command)
+            # A device behind a shared broker subscription is no edge's alone: every edge
+            # that saw it subscribes in one queue group, so NATS hands each command to
+            # one of them (a device with a session of its own has one subscriber that
+            # answers, and a stale one that stays silent).
+            known = self.hub.device(device)
+            target = self.targets.get(known.transport or "") if known is not None else None
+            queue = f"{self.settings.prefix}_edges" if _shared(target) else ""
+            self._subs[device] = await self.link.nc.subscribe(subject, queue=queue,
+                                                              cb=on_command)
         finally:
             self._subscribing.discard(device)
 
@@ -207,6 +219,8 @@ class EdgePort:
         self._inboxes[command.id] = msg.reply
         self._waiting.add(command.id)
         self.metrics.inc("cluster.commands_carried")
+        _log.info("command {id} ({action}) for {device} carried by {node}", id=command.id,
+                  action=command.action, device=device_id, node=self.settings.node)
         d = defer.maybeDeferred(target.send_command, device, command)
         d.addTimeout(command.ttl, self.clock)
 
@@ -227,6 +241,8 @@ class EdgePort:
         def ended(result: CommandResult) -> None:
             self._waiting.discard(command.id)
             self._inboxes.pop(command.id, None)
+            # in the ledger too: the node waiting for it may be gone
+            ledger_put(self.link, command, "ended", result)
             self._fire(msg.reply, orjson.dumps({"step": "result",
                                                 "result": result_to_dict(result)}))
 
@@ -246,8 +262,12 @@ class EdgePort:
     def sweep(self) -> None:
         """Drop the command subscriptions of devices whose session is gone from here."""
         held: set[str] = set()
-        for target in self.targets.values():
-            if isinstance(target, GatewaySource):
+        for name, target in self.targets.items():
+            if _shared(target):
+                if target.broker_connected():
+                    held.update(d for d in self._subs
+                                if getattr(self.hub.device(d), "transport", None) == name)
+            elif isinstance(target, GatewaySource):
                 for g in target.gateways():
                     if g.connected:
                         held.update(g.devices)
@@ -257,3 +277,9 @@ class EdgePort:
             sub = self._subs.pop(device)
             self._run(sub.unsubscribe()).addErrback(lambda f: None)
         self.metrics.set("cluster.command_subscriptions", len(self._subs))
+
+
+def _shared(target: Any) -> bool:
+    """Whether ``target`` reaches its devices through a broker that every edge shares (an
+    ``mqtt`` transport with ``shared_group``)."""
+    return bool(getattr(target, "shared", False))

@@ -43,6 +43,7 @@ class NatsLink:
         self.nc: Any = None
         self.js: Any = None
         self.kv: Any = None
+        self.ledger: Any = None  # the command ledger (remote.py)
         self.connected = asyncio.Event()
         self._fault: Event | None = None
         self._on_ready: list[Callable[[], Awaitable[None]]] = []
@@ -98,6 +99,10 @@ class NatsLink:
                         discard=DiscardPolicy.NEW))
                 self.kv = await self.js.create_key_value(
                     bucket=s.lease_bucket, ttl=s.lease_ttl, history=1)
+                # the devices' online state as their partitions' owners see it (reads.py)
+                await self.js.create_key_value(bucket=f"{s.prefix}_presence", history=1)
+                self.ledger = await self.js.create_key_value(
+                    bucket=f"{s.prefix}_commands", history=1, ttl=86400.0)
                 return
             except Exception as e:  # noqa: BLE001
                 _log.warn("JetStream not ready ({error}); trying again",

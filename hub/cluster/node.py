@@ -22,6 +22,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 
 from hub.cluster.link import NatsLink
+from hub.cluster.reads import attach as attach_reads
 from hub.cluster.remote import RemoteCommandTarget
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class ClusterService(Service):
         remote = RemoteCommandTarget(hub, self.link)
         for transport in hub.config.transports:
             hub.register_command_target(transport, remote)
+        attach_reads(hub, self.link, self.owner)
         self._connecting: asyncio.Task | None = None
 
     def startService(self) -> None:

@@ -406,3 +406,313 @@ class Cluster:
             codes[name] = node.stop()
         self.nats.stop()
         return codes
+
+
+# ------------------------------------------------- MQTT devices through a broker every edge shares
+
+#: a json_map model of the MQTT devices below: one voltage per message, a level-style alarm,
+#: a trip command answered with ``{"id": ..., "status": "ok"}``
+MQTT_MODEL = {
+    "type": "json_map",
+    "timestamp": {"path": "ts", "format": "epoch_ms"},
+    "points": [{"path": "v", "quantity": "voltage", "channel": "A"}],
+    "alarms": [{"path": "alarm", "code": "overvoltage", "channel": "A"}],
+    "commands": {"trip": {"cmd": "trip"}},
+}
+
+
+def add_mqtt(c: Cluster, broker_port: int, devices: list[str], *, user: str = "hub",
+             password: str = "hub-secret", group: str = "edges",
+             protocol: str = "5") -> None:
+    """Give every node of ``c`` an ``mqtt`` transport ``broker`` (native engine) with a
+    shared subscription, unshared results and its own client id (the broker keeps one
+    session per client id: two edges under one id would take it from each other), and the
+    MQTT ``devices`` (address = id). Call before :meth:`Cluster.start`."""
+    import yaml
+
+    for name, path in c.configs.items():
+        with open(path) as f:
+            config = yaml.safe_load(f)
+        config["transports"]["broker"] = {
+            "type": "mqtt", "engine": "native", "host": "127.0.0.1", "port": broker_port,
+            "username": user, "password": password, "client_id": f"hub-{name}",
+            "protocol": protocol, "shared_group": group, "shared_results": False,
+            "keepalive": 10, "reconnect_initial": 0.2, "reconnect_max": 2,
+            "command_timeout": 10}
+        config.setdefault("models", {})["jsonv"] = MQTT_MODEL
+        config["devices"] += [{"id": d, "model": "jsonv", "transport": "broker", "address": d}
+                              for d in devices]
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f, allow_unicode=True)
+    c.mqtt_devices = list(devices)
+
+
+def restart_node(c: Cluster, name: str) -> Node:
+    """Start ``name`` again with its configuration (after a kill): same ports, same state
+    directory, same MQTT client id."""
+    from tests.support.hubproc import BIN
+
+    role = name.rstrip("0123456789")
+    node = c.nodes[name] = Node(name, role, [str(BIN / "hub"), "run", "-c", c.configs[name],
+                                             "--role", role], c.tmp)
+    return node
+
+
+class MqttDevices:
+    """MQTT devices on one paho client (MQTT 5) publishing QoS 1 ``{"ts", "v", "alarm"}``
+    round-robin at ``rate`` messages/s in a thread; :attr:`acked` is every ``(device, ts)``
+    the broker acknowledged (what a device may forget). Commands on ``esm/<id>/down`` are
+    answered on ``esm/<id>/ack`` with the correlation data, unless :attr:`hold` is set:
+    then they are only counted in :attr:`commands` (``device -> [command ids]``)."""
+
+    def __init__(self, port: int, devices: list[str], rate: float = 40.0,
+                 user: str = "dev", password: str = "dev-secret") -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.devices, self.rate = devices, rate
+        self.acked: set[tuple[str, float]] = set()
+        self.sent = 0
+        self.commands: dict[str, list[str]] = {}
+        self.hold = False
+        self.held: list[tuple[str, str, bytes | None]] = []  # (device, command id, corr.)
+        self._mids: dict[int, tuple[str, float]] = {}
+        self._early: dict[int, bool] = {}  # mid -> failed, of PUBACKs that came first
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="devices",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda cl, *_: cl.subscribe("esm/+/down", qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> MqttDevices:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import json
+        import time
+
+        i = 0
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            device = self.devices[i % len(self.devices)]
+            ts = round(time.time(), 3) + (i % len(self.devices)) * 1e-3  # unique per device
+            v = 260.0 if (i // (len(self.devices) * 20)) % 2 else 220.0
+            body = json.dumps({"ts": int(ts * 1000), "v": v, "alarm": int(v > 250)})
+            # not under our lock: paho calls on_publish holding its own, which publish() needs
+            info = self.client.publish(f"esm/{device}/up", body, qos=1)
+            item = (device, int(ts * 1000) / 1000)
+            with self._lock:
+                self.sent += 1
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._mids[info.mid] = item
+                elif not early:
+                    self.acked.add(item)
+            i += 1
+            # paced by the clock, not slept in a test: this is the devices' own rhythm
+            self._stop.wait(max(0.0, t0 + i / self.rate - time.monotonic()))
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        with self._lock:
+            item = self._mids.pop(mid, None)
+            if item is None:  # acknowledged before publish() returned its mid
+                self._early[mid] = reason.is_failure
+            elif not reason.is_failure:
+                self.acked.add(item)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        import json
+
+        device = msg.topic.split("/")[1]
+        body = json.loads(msg.payload)
+        with self._lock:
+            self.commands.setdefault(device, []).append(body.get("id"))
+        corr = getattr(msg.properties, "CorrelationData", None)
+        if self.hold:
+            with self._lock:
+                self.held.append((device, body.get("id"), corr))
+            return
+        self._answer(device, body.get("id"), corr)
+
+    def _answer(self, device: str, command_id: str, corr: bytes | None) -> None:
+        import json
+
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.PUBLISH)
+        if corr:
+            props.CorrelationData = corr
+        self.client.publish(f"esm/{device}/ack", json.dumps({"id": command_id,
+                                                             "status": "ok"}), qos=1,
+                            properties=props)
+
+    def release(self, device: str) -> int:
+        """Answer the held commands of ``device`` now; how many."""
+        with self._lock:
+            mine = [h for h in self.held if h[0] == device]
+            self.held = [h for h in self.held if h[0] != device]
+        for held in mine:
+            self._answer(*held)
+        return len(mine)
+
+    def acked_now(self) -> set[tuple[str, float]]:
+        with self._lock:
+            return set(self.acked)
+
+    def stop(self) -> None:
+        """Stop publishing, wait until the broker acknowledged what was sent, disconnect."""
+        from tests.support.services import wait_until
+
+        self._stop.set()
+        self._thread.join(10)
+        wait_until(lambda: not self._mids, 20,
+                   what=f"the broker's PUBACKs ({len(self._mids)} of {self.sent} missing: "
+                        f"{sorted(self._mids.items())[:3]})")
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def add_admin(config: str, password: str) -> None:
+    """``hub users add --role admin root`` into the platform store ``config`` names."""
+    from tests.support.hubproc import BIN
+
+    made = subprocess.run([str(BIN / "hub"), "users", "add", "--role", "admin", "root",
+                           "--password-stdin", "-c", config], input=password + "\n",
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stdout + made.stderr
+
+
+def add_dtu_device(c: Cluster, dtu: str) -> str:
+    """Configure ``efd-<dtu>`` (slave 1 behind DTU ``dtu``) on every node, for a DTU the
+    simulator does not play (a :class:`HeldDtu`). Call before :meth:`Cluster.start`."""
+    import yaml
+
+    for path in c.configs.values():
+        with open(path) as f:
+            config = yaml.safe_load(f)
+        config["devices"].append({"id": f"efd-{dtu}", "model": "efd", "transport": "dtu",
+                                  "address": {"dtu": dtu, "slave": 1, "poll_interval": 0.5}})
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f, allow_unicode=True)
+    return f"efd-{dtu}"
+
+
+class HeldDtu:
+    """One DTU on a blocking socket in a thread, through ``port`` (HAProxy): registers,
+    answers polls from a simulated slave, and keeps every write request it gets in
+    :attr:`writes` (each with the connection number it came on). With :attr:`move_on_write`
+    it does not answer a write: it hangs up and dials again at once (through HAProxy, so it
+    lands on the other edge), which is a DTU moving edges mid-command."""
+
+    def __init__(self, port: int, dtu: str) -> None:
+        import threading
+
+        from plugins.devices.modbus.registermap import load_map
+        from plugins.simulators.dtu.slave import DtuLine, Scenario, SimulatedSlave, SlaveLayout
+
+        self.port, self.dtu = port, dtu
+        layout = SlaveLayout(load_map(os.path.abspath(EFD_MAP)))
+        self.line = DtuLine([SimulatedSlave(layout, 1, Scenario())])
+        self.writes: list[tuple[int, bytes]] = []
+        self.polls: list[int] = []  # the connection number of each read answered
+        self.connections = 0
+        self.move_on_write = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> HeldDtu:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import socket
+        import time
+
+        from plugins.simulators.dtu.slave import request_length
+
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            except OSError:
+                self._stop.wait(0.2)
+                continue
+            self.connections += 1
+            n = self.connections
+            sock.settimeout(0.2)
+            sock.sendall(self.dtu.encode())
+            buf = b""
+            try:
+                while not self._stop.is_set():
+                    try:
+                        data = sock.recv(4096)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        break
+                    buf += data
+                    moved = False
+                    while (size := request_length(buf)) > 0:
+                        request, buf = buf[:size], buf[size:]
+                        if request[1] in (5, 6, 15, 16):
+                            self.writes.append((n, request))
+                            if self.move_on_write:
+                                moved = True
+                                break
+                        else:
+                            self.polls.append(n)
+                        answers = self.line.receive(request, time.monotonic() - t0)
+                        if answers:
+                            sock.sendall(b"".join(answers))
+                    if moved or size == 0:
+                        break
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def assert_exits(c: Cluster, codes: dict[str, int]) -> None:
+    """Every node stopped cleanly, or was the one a test killed (-9)."""
+    for name, code in codes.items():
+        assert code in (0, -9), f"{name} exited {code}:\n{''.join(c.nodes[name].lines[-60:])}"
+
+
+class ApiClient:
+    """The API of one node of ``c``, logged in as ``root``."""
+
+    def __init__(self, c: Cluster, node: str, password: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{c.api_ports[node]}", timeout=30)
+        token = self.http.post("/api/auth/login", json={"username": "root",
+                                                        "password": password}).json()
+        self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
+
+    def get(self, path: str, **params) -> dict:
+        r = self.http.get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+        return r.json()
+
+    def trip(self, device: str, ttl: int = 10, wait: bool = True) -> dict:
+        r = self.http.post(f"/api/devices/{device}/commands",
+                           json={"action": "trip", "ttl": ttl, "wait": wait})
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def command(self, command_id: str) -> dict:
+        return self.get(f"/api/commands/{command_id}")

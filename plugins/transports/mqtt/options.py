@@ -84,6 +84,10 @@ class MqttOptions:
     result: TopicTemplate | None = field(
         default_factory=lambda: TopicTemplate("esm/{device}/ack"))
     shared_group: str | None = None
+    #: whether the result topic is shared too. Off, every connection (of every hub) gets
+    #: every result and the one that published the command completes it: what cluster
+    #: edges need, since a result may reach another edge than the command left from
+    shared_results: bool = True
     connections: int = 1
     receive_maximum: int = 1000  # unacknowledged QoS 1 messages the broker may send us
     max_payload: int = 65536
@@ -96,8 +100,10 @@ class MqttOptions:
         """The topic filters a connection subscribes to (QoS 1), each under
         ``$share/<shared_group>/`` if the stream is shared."""
         share = f"$share/{self.shared_group}/" if self.shared_group else ""
-        templates = [self.uplink] + [t for t in (self.status, self.result) if t is not None]
-        return [share + t.filter for t in templates]
+        out = [share + t.filter for t in (self.uplink, self.status) if t is not None]
+        if self.result is not None:
+            out.append((share if self.shared_results else "") + self.result.filter)
+        return out
 
     def connection_names(self, transport: str, index: int) -> tuple[str, str]:
         """(the name in log lines, the client id) of connection ``index``: with several
@@ -191,6 +197,7 @@ def check_options(section: Section) -> MqttOptions:
         result=topics.get("result", _optional_template, d.result),
         shared_group=section.get("shared_group", string(r"[^/+#$]{1,64}", "a group name "
                                                         "without / + # $"), None),
+        shared_results=section.get("shared_results", boolean, True),
         connections=section.get("connections", integer(1, 64), 1),
         receive_maximum=section.get("receive_maximum", integer(1, 65535), d.receive_maximum),
         max_payload=section.get("max_payload", integer(16, 256 << 20), d.max_payload),

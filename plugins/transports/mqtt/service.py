@@ -61,6 +61,16 @@ class MqttService(Service):
         self.clients: dict[str, tuple[float, bool]] = {}
         self._unwatch: Any = None
 
+    @property
+    def shared(self) -> bool:
+        """Whether the broker splits the devices' messages between several clients
+        (``shared_group``): then any of them can carry a command (a cluster edge takes a
+        command for such a device whether or not it saw the device's last message)."""
+        return self.options.shared_group is not None
+
+    def broker_connected(self) -> bool:
+        return any(c.connected for c in self.connections)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def startService(self) -> None:
@@ -398,6 +408,9 @@ class MqttService(Service):
         decode = getattr(model, "decode_command_result", None)
         cid = item.correlation.decode("utf-8", "replace") if item.correlation else None
         outcome = None
+        if cid is not None and cid not in self.pending and not self.options.shared_results:
+            self._result_elsewhere(conn, item)  # before decoding: it may need what was sent
+            return
         if decode is not None:
             sent = self.pending[cid].payload if cid in self.pending else None
             try:
@@ -411,6 +424,9 @@ class MqttService(Service):
             mine = [k for k, p in self.pending.items() if p.device.id == device.id]
             cid = mine[0] if len(mine) == 1 else None
         pending = self.pending.get(cid) if cid is not None else None
+        if pending is None and not self.options.shared_results:
+            self._result_elsewhere(conn, item)
+            return
         if pending is None or pending.device.id != device.id:
             self.hub.metrics.inc("mqtt.unmatched_results", transport=self.transport_name)
             _log.warn("{transport}: result from {device} matches no command in flight "
@@ -423,6 +439,12 @@ class MqttService(Service):
         else:
             ok, detail = outcome.ok, outcome.detail
         self._complete(pending, CommandStatus.SUCCEEDED if ok else CommandStatus.FAILED, detail)
+        conn.finished(item)
+
+    def _result_elsewhere(self, conn: Engine, item: Received) -> None:
+        """Results are not shared: each connection of each hub gets every result, and the
+        one that published the command completes it; to the others it is no news."""
+        self.hub.metrics.inc("mqtt.results_elsewhere", transport=self.transport_name)
         conn.finished(item)
 
     def _complete(self, pending: _Pending, status: CommandStatus, detail: str) -> None:
