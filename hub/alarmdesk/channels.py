@@ -116,18 +116,31 @@ class WebhookChannel:
 
 
 class SmsChannel:
-    """One SMS provider (template ``alarm``, or ``summary`` for a storm's summary)."""
+    """One SMS (or voice) provider: template ``alarm``, ``summary`` for a storm's summary,
+    ``reminder`` for a hazard reminder when the provider has one configured (else
+    ``alarm``, as before there was one). A reminder's parameters add ``hazard`` (its id)
+    and ``state`` (``due`` before the deadline, ``overdue`` after)."""
 
     def __init__(self, provider: Any) -> None:
         self.provider = provider
+        templates = getattr(getattr(provider, "options", None), "templates", None) or {}
+        self.has_reminder = "reminder" in templates
+
+    def message(self, n: Notification) -> SmsMessage:
+        params = {"text": n.text, "severity": n.severity,
+                  "count": str(len(n.summary_of) or 1)}
+        if n.hazard_id is not None:
+            template = "reminder" if self.has_reminder else "alarm"
+            params |= {"hazard": str(n.hazard_id), "state": "due" if n.step == -1
+                       else "overdue"}
+        else:
+            template = "summary" if n.summary_of else "alarm"
+        return SmsMessage((n.recipient,), n.text, template, params,
+                          f"hazard-{n.hazard_id}{n.step}" if n.hazard_id is not None
+                          else f"alarm-{n.alarm_id}-{n.step}")
 
     def send(self, n: Notification) -> defer.Deferred:
-        template = "summary" if n.summary_of else "alarm"
-        msg = SmsMessage((n.recipient,), n.text, template,
-                         {"text": n.text, "severity": n.severity,
-                          "count": str(len(n.summary_of) or 1)},
-                         f"hazard-{n.hazard_id}{n.step}" if n.hazard_id is not None
-                         else f"alarm-{n.alarm_id}-{n.step}")
+        msg = self.message(n)
 
         def check(results: list[Any]) -> str:
             r = results[0]
@@ -194,7 +207,10 @@ class Outbox:
             self._attempt(row, n, 1)
 
     def resume(self) -> None:
-        """Send what was claimed and not finished before the last stop."""
+        """Send what was claimed and not finished before the last stop (after giving the
+        providers that keep per-number limits their calls of the last window, from the
+        attempt log)."""
+        self.restore_limits()
         made = self.store.notify_retry_state()
         for row, _channel, body in self.store.notify_pending():
             body["summary_of"] = tuple(body.get("summary_of") or ())
@@ -203,6 +219,23 @@ class Outbox:
                 self._answers[row] = [f"#{a['attempt']} {a['answer']}"
                                       for a in self.store.notify_attempts(row)]
             self._attempt(row, Notification(**body), attempts + 1)
+
+    def restore_limits(self) -> None:
+        """A voice provider's per-number windows (:mod:`plugins.sinks.sms_cloud.
+        aliyun_voice`) as the attempt log has them: every attempt on the channel in the
+        longest window counts as a call, but those refused on our side before any request
+        (its ``REFUSED_CODE``). An attempt's time is when its answer came, a little after
+        the call was placed, so the windows end a little late rather than early."""
+        now = self.clock.seconds()
+        for name, channel in self.channels.items():
+            provider = getattr(channel, "provider", None)
+            restore = getattr(provider, "restore_calls", None)
+            limits = getattr(provider, "limits", None)
+            if restore is None or limits is None:
+                continue
+            refused = getattr(provider, "refused_code", "")
+            restore(self.store.notify_attempt_times(
+                name, now - limits.longest, f"%: {refused}:%" if refused else ""))
 
     def stop(self) -> None:
         for call in list(self.calls):

@@ -300,6 +300,18 @@ class InspectionTables:
         return [dict(zip(("attempt", "ts", "outcome", "answer"), r, strict=True))
                 for r in rows]
 
+    def notify_attempt_times(self, channel: str, since: float, not_like: str = ""
+                             ) -> list[tuple[str, float]]:
+        """``(recipient, ts)`` of the attempts on ``channel`` since ``since``, oldest
+        first, leaving out those whose answer matches ``not_like`` (a LIKE pattern: the
+        attempts our own side refused before any request went out)."""
+        w = Where("n.channel = ?", channel).add("a.ts >= ?", since)
+        if not_like:
+            w.add("a.answer NOT LIKE ?", not_like)
+        return [tuple(r) for r in self._read(lambda db: db.execute(
+            "SELECT n.recipient, a.ts FROM notification_attempts a JOIN notifications n ON "
+            f"n.id = a.notification_id WHERE {w.sql} ORDER BY a.ts", w.args).fetchall())]
+
     def notify_retry_state(self) -> dict[int, tuple[int, float | None]]:
         """Pending notifications' (attempts made, next try) for a restart."""
         rows = self._read(lambda db: db.execute(
