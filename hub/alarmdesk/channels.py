@@ -191,6 +191,11 @@ class Outbox:
         self.calls: set[Any] = set()
         self._rows: dict[tuple, int] = {}  # claimed, not yet handed to deliver
         self._answers: dict[int, list[str]] = {}  # row -> each attempt's answer so far
+        # attempts answered and not yet written: written together (one transaction) at the
+        # end of the reactor turn, or at once when the answer came within the send
+        self._settled: list[tuple[int, str, str, int, float, str, str, float | None]] = []
+        self._done: list[tuple[int, str]] = []
+        self._write_call: Any = None
 
     def claim(self, notes: list[Notification], ts: float) -> list[bool]:
         rows = self.store.notify_claim(
@@ -242,16 +247,51 @@ class Outbox:
             if call.active():
                 call.cancel()
         self.calls.clear()
+        self._write_settled()
 
     def _attempt(self, row: int, n: Notification, attempt: int) -> None:
         channel = self.channels.get(n.channel)
         if channel is None:
             self._end(row, "failed", f"no channel {n.channel!r} configured", attempt)
+        else:
+            d = defer.maybeDeferred(channel.send, n)
+            d.addCallbacks(lambda answer: self._end(row, "sent", str(answer), attempt),
+                           lambda f: self._failed(row, n, attempt, f))
+            d.addErrback(lambda f: _log.failure("notification bookkeeping failed", f))
+        if self._settled:  # answered at once: on record when the send returns
+            self._write_settled()
+
+    def _settle(self, row: int, status: str, text: str, attempts: int, now: float,
+                outcome: str, answer: str, next_ts: float | None) -> None:
+        """An attempt's answer for the store: a storm's thousands of answers are written
+        in a few transactions, not two each (each a commit the reactor waits for)."""
+        self._settled.append((row, status, text, attempts, now, outcome, answer, next_ts))
+        if self._write_call is None:
+            self._write_call = self.clock.callLater(0, self._write_settled)
+
+    def _write_settled(self) -> None:
+        if self._write_call is not None and self._write_call.active():
+            self._write_call.cancel()
+        self._write_call = None
+        settled, self._settled = self._settled, []
+        done, self._done = self._done, []
+        if not settled:
             return
-        d = defer.maybeDeferred(channel.send, n)
-        d.addCallbacks(lambda answer: self._end(row, "sent", str(answer), attempt),
-                       lambda f: self._failed(row, n, attempt, f))
-        d.addErrback(lambda f: _log.failure("notification bookkeeping failed", f))
+        try:
+            self.store.notify_settle(settled)
+        except Exception:
+            # still pending in the store: sent again (same key) at the next start if the
+            # hub stops first; otherwise written with the next ones
+            _log.failure("{n} notification answers not written; again in 1 s",
+                         n=len(settled))
+            self._settled[:0] = settled
+            self._done[:0] = done
+            if self._write_call is None:
+                self._write_call = self.clock.callLater(1.0, self._write_settled)
+            return
+        if self.on_done is not None:
+            for row, status in done:
+                self.on_done(row, status)
 
     def _failed(self, row: int, n: Notification, attempt: int, failure: Any) -> None:
         error = failure.getErrorMessage() or failure.type.__name__
@@ -263,8 +303,8 @@ class Outbox:
         # every attempt's answer on record, the row still pending (resumed after a stop)
         now = self.clock.seconds()
         delay = self.backoff.delay(attempt)
-        self.store.notify_done(row, "pending", self._answer(row, attempt, error), attempt, now)
-        self.store.notify_attempt(row, attempt, now, "error", error, now + delay)
+        self._settle(row, "pending", self._answer(row, attempt, error), attempt, now, "error",
+                     error, now + delay)
         call = self.clock.callLater(delay, self._retry, row, n, attempt + 1)
         self.calls.add(call)
 
@@ -280,8 +320,5 @@ class Outbox:
     def _end(self, row: int, status: str, answer: str, attempts: int) -> None:
         text = self._answer(row, attempts, answer)
         self._answers.pop(row, None)
-        now = self.clock.seconds()
-        self.store.notify_done(row, status, text, attempts, now)
-        self.store.notify_attempt(row, attempts, now, status, answer, None)
-        if self.on_done is not None:
-            self.on_done(row, status)
+        self._settle(row, status, text, attempts, self.clock.seconds(), status, answer, None)
+        self._done.append((row, status))

@@ -38,6 +38,7 @@ from hub.store.firmware import MIGRATION as FIRMWARE_MIGRATION
 from hub.store.firmware import FirmwareTables
 from hub.store.hazards import HazardTables
 from hub.store.inspections import MIGRATION as INSPECTIONS_MIGRATION
+from hub.store.inspections import MIGRATION_9 as INSPECTIONS_MIGRATION_9
 from hub.store.inspections import InspectionTables
 
 T = TypeVar("T")
@@ -102,6 +103,8 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX sessions_refresh_expires ON sessions (refresh_expires);
     """,
+    # 9: monthly inspection plans, photos of inspected items, the voice limits' look-back
+    INSPECTIONS_MIGRATION_9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
