@@ -5,6 +5,8 @@ each sent once, not again after a restart."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
@@ -195,7 +197,7 @@ def test_month_arithmetic_clamps_the_day_in_local_time():
     assert local(month_start(start, 13, 480)) == (2025, 2, 28, 0, 30)
     assert local(month_start(start, 11, 480)) == (2024, 12, 31, 0, 30)
     # the same instant in UTC is the 30th: a UTC calendar would run on the 30th
-    assert datetime.fromtimestamp(month_start(start, 2, 0), timezone.utc).day == 30
+    assert datetime.fromtimestamp(month_start(start, 2, 0), UTC).day == 30
     feb = month_start(start, 1, 480)
     assert month_index(start, feb - 1, 480) == 0 and month_index(start, feb, 480) == 1
     assert month_index(start, start - 1, 480) == -1
