@@ -103,8 +103,16 @@ class _AddressEndpoints:
         return kind(self.reactor, host, uri.port, timeout=self.timeout)
 
 
+class _QuietPool(HTTPConnectionPool):
+    """Connections whose factory does not log "Starting factory"/"Stopping factory" at
+    info level: two log lines (each a write) per request, 2,000 in a storm."""
+
+    class _factory(HTTPConnectionPool._factory):  # type: ignore[name-defined,misc]
+        noisy = False
+
+
 def _agent(url: str, reactor: Any, timeout: float) -> Agent:
-    pool = HTTPConnectionPool(reactor)
+    pool = _QuietPool(reactor)
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme == "http" and (isIPAddress(host) or isIPv6Address(host)):

@@ -119,6 +119,17 @@ def test_a_webhook_to_an_address_connects_without_a_name_look_up():
                                           secret="s3cret-value"), reactor)
     hook.send(NOTE)
     assert [c[:2] for c in reactor.tcpClients] == [("127.0.0.1", 8123)]
+    # and its connections start without an info line each ("Starting factory")
+    from twisted.logger import globalLogPublisher
+
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        reactor.tcpClients[0][2].doStart()
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert [e.get("log_format") for e in logged if "factory" in str(e.get("log_format"))] \
+        == []
     looked_up = []
 
     class Resolver:
