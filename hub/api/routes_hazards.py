@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from hub.alarmdesk.hazards import (
-    FILE_TYPES,
     SEVERITIES,
     STATES,
     TRANSITIONS,
@@ -283,15 +282,12 @@ async def add_file(hazard_id: HazardId, request: Request, caller: Caller, tree: 
 
 
 @router.get("/hazards/{hazard_id}/files/{file_id}", response_class=FileResponse,
-            responses={**ERRORS, 200: {"content": {t: {} for t in FILE_TYPES}}})
+            responses={**ERRORS, **uploads.DOWNLOAD})
 async def get_file(hazard_id: HazardId, file_id: Annotated[int, Path(ge=1, le=2**62)],
                    caller: Caller, tree: OrgTree, ctx: Ctx) -> FileResponse:
     await _hazard(ctx, caller, tree, hazard_id, act=False)
-    files = {f["id"]: f for f in await ctx.run(ctx.store.hazard_files, hazard_id)}
-    f = files.get(file_id)
-    if f is None or not os.path.exists(f["path"]):
-        raise not_found("file")
-    return FileResponse(f["path"], media_type=f["content_type"], filename=f["name"])
+    return uploads.download(await ctx.run(ctx.store.hazard_files, hazard_id), file_id,
+                            "file")
 
 
 # ---------------------------------------------------------------- statistics

@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from hub.alarmdesk.hazards import FILE_TYPES, SEVERITIES
+from hub.alarmdesk.hazards import SEVERITIES
 from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS, MONTHLY, NOMINAL_MONTH
 from hub.api import uploads
 from hub.api.deps import (
@@ -343,15 +343,12 @@ async def add_photo(task_id: TaskId, request: Request, caller: Caller, tree: Org
 
 
 @router.get("/tasks/{task_id}/files/{file_id}", response_class=FileResponse,
-            responses={**ERRORS, 200: {"content": {t: {} for t in FILE_TYPES}}})
+            responses={**ERRORS, **uploads.DOWNLOAD})
 async def get_photo(task_id: TaskId, file_id: Annotated[int, Path(ge=1, le=2**62)],
                     caller: Caller, tree: OrgTree, ctx: Ctx) -> FileResponse:
     await _task(ctx, caller, tree, task_id, act=False)
-    files = {f["id"]: f for f in await ctx.run(ctx.store.inspection_files, task_id)}
-    f = files.get(file_id)
-    if f is None or not os.path.exists(f["path"]):
-        raise not_found("photo")
-    return FileResponse(f["path"], media_type=f["content_type"], filename=f["name"])
+    return uploads.download(await ctx.run(ctx.store.inspection_files, task_id), file_id,
+                            "photo")
 
 
 @router.post("/tasks/{task_id}/result", response_model=TaskOut, responses={

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.responses import FileResponse
 
 from hub.alarmdesk.hazards import FILE_TYPES, file_type
 
@@ -22,6 +23,8 @@ MAX_FILE = 1024 * 1024  # bytes; the API's max_body bounds it too
 RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "larger than the limit"},
     415: {"description": f"not one of {', '.join(FILE_TYPES)} (checked by content)"}}
+#: the responses a download route documents
+DOWNLOAD: dict[int | str, dict[str, Any]] = {200: {"content": {t: {} for t in FILE_TYPES}}}
 BODY = {"requestBody": {"required": True, "content": {
     t: {"schema": {"type": "string", "format": "binary"}} for t in FILE_TYPES}}}
 
@@ -60,3 +63,14 @@ def save(upload: Upload, folder: str) -> str:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def download(files: list[dict[str, Any]], file_id: int, what: str) -> FileResponse:
+    """The stored file ``file_id`` of ``files`` (rows with ``id``, ``path``,
+    ``content_type``, ``name``), or a 404 naming ``what``."""
+    from hub.api.deps import not_found
+
+    f = next((f for f in files if f["id"] == file_id), None)
+    if f is None or not os.path.exists(f["path"]):
+        raise not_found(what)
+    return FileResponse(f["path"], media_type=f["content_type"], filename=f["name"])

@@ -12,14 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from hub.alarmdesk.hazards import SEVERITIES
 from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS, MONTHLY, TASK_STATES
 from hub.api import routes_inspections as api
 from hub.console.auth import Session, check_post
-from hub.console.forms import fetch_one, field_errors, problem, redirect
+from hub.console.forms import (
+    fetch_one,
+    field_errors,
+    inline,
+    problem,
+    redirect,
+    upload_answer,
+)
 from hub.console.render import render
 from hub.console.web import ctx_of, need, project_list, translator
 from hub.console.web_desk import _deadline
@@ -184,15 +191,9 @@ async def task_photo_upload(request: Request, task_id: int, item: str = "",
     user's words)."""
     s = await need(request)
     await check_post(request, s, None)
-    t = translator(request)
-    try:
-        f = await api.add_photo(task_id, request, s.principal, s.tree, ctx_of(request),
-                                item=item[:200], name=name[:128] or "photo")
-    except HTTPException as e:
-        key = {413: "hazard.too_large", 415: "hazard.bad_type"}.get(e.status_code)
-        msg = t(key) if key else t("insp.refused", reason=problem(e.detail))
-        return JSONResponse({"error": msg}, status_code=e.status_code)
-    return JSONResponse({"id": f.id, "name": f.name})
+    return await upload_answer(translator(request), api.add_photo(
+        task_id, request, s.principal, s.tree, ctx_of(request), item=item[:200],
+        name=name[:128] or "photo"), "insp.refused")
 
 
 @router.get("/ui/inspections/tasks/{task_id}/files/{file_id}")
@@ -200,10 +201,8 @@ async def task_photo(request: Request, task_id: int, file_id: int) -> Response:
     s = await need(request)
     if not (1 <= task_id <= 2**62 and 1 <= file_id <= 2**62):
         raise HTTPException(404, "no photo")
-    out = await api.get_photo(task_id, file_id, s.principal, s.tree, ctx_of(request))
-    out.headers["content-disposition"] = out.headers.get(
-        "content-disposition", "").replace("attachment", "inline")  # shown, not saved
-    return out
+    return inline(await api.get_photo(task_id, file_id, s.principal, s.tree,
+                                      ctx_of(request)))
 
 
 @router.post("/inspections/tasks/{task_id}")
