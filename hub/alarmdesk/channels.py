@@ -34,12 +34,15 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from hub.alarmdesk.policy import Notification
@@ -83,12 +86,46 @@ def idempotency_key(n: Notification) -> str:
     return f"alarm-{n.alarm_id}-{n.step}-{n.recipient}"
 
 
+@implementer(IAgentEndpointFactory)
+class _AddressEndpoints:
+    """Endpoints for a plain-HTTP URL whose host is an IP address: connected as it is.
+    The default (``HostnameEndpoint``) sends even an address through ``getaddrinfo`` on
+    the reactor's thread pool, one hop per connection: a storm's thousand requests waited
+    their turn there behind whatever else the pool was doing."""
+
+    def __init__(self, reactor: Any, timeout: float) -> None:
+        self.reactor = reactor
+        self.timeout = timeout
+
+    def endpointForURI(self, uri: Any) -> Any:
+        host = uri.host.decode("ascii")
+        kind = TCP6ClientEndpoint if isIPv6Address(host) else TCP4ClientEndpoint
+        return kind(self.reactor, host, uri.port, timeout=self.timeout)
+
+
+class _QuietPool(HTTPConnectionPool):
+    """Connections whose factory does not log "Starting factory"/"Stopping factory" at
+    info level: two log lines (each a write) per request, 2,000 in a storm."""
+
+    class _factory(HTTPConnectionPool._factory):  # type: ignore[name-defined,misc]
+        noisy = False
+
+
+def _agent(url: str, reactor: Any, timeout: float) -> Agent:
+    pool = _QuietPool(reactor)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "http" and (isIPAddress(host) or isIPv6Address(host)):
+        return Agent.usingEndpointFactory(reactor, _AddressEndpoints(reactor, timeout),
+                                          pool=pool)
+    return Agent(reactor, pool=pool, connectTimeout=timeout)
+
+
 class WebhookChannel:
     def __init__(self, settings: ChannelSettings, reactor: Any) -> None:
         self.settings = settings
         self.reactor = reactor
-        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor),
-                           connectTimeout=settings.timeout)
+        self.agent = _agent(settings.url, reactor, settings.timeout)
 
     def send(self, n: Notification) -> defer.Deferred:
         body = json.dumps({**asdict(n), "summary_of": list(n.summary_of)},
@@ -116,18 +153,31 @@ class WebhookChannel:
 
 
 class SmsChannel:
-    """One SMS provider (template ``alarm``, or ``summary`` for a storm's summary)."""
+    """One SMS (or voice) provider: template ``alarm``, ``summary`` for a storm's summary,
+    ``reminder`` for a hazard reminder when the provider has one configured (else
+    ``alarm``, as before there was one). A reminder's parameters add ``hazard`` (its id)
+    and ``state`` (``due`` before the deadline, ``overdue`` after)."""
 
     def __init__(self, provider: Any) -> None:
         self.provider = provider
+        templates = getattr(getattr(provider, "options", None), "templates", None) or {}
+        self.has_reminder = "reminder" in templates
+
+    def message(self, n: Notification) -> SmsMessage:
+        params = {"text": n.text, "severity": n.severity,
+                  "count": str(len(n.summary_of) or 1)}
+        if n.hazard_id is not None:
+            template = "reminder" if self.has_reminder else "alarm"
+            params |= {"hazard": str(n.hazard_id), "state": "due" if n.step == -1
+                       else "overdue"}
+        else:
+            template = "summary" if n.summary_of else "alarm"
+        return SmsMessage((n.recipient,), n.text, template, params,
+                          f"hazard-{n.hazard_id}{n.step}" if n.hazard_id is not None
+                          else f"alarm-{n.alarm_id}-{n.step}")
 
     def send(self, n: Notification) -> defer.Deferred:
-        template = "summary" if n.summary_of else "alarm"
-        msg = SmsMessage((n.recipient,), n.text, template,
-                         {"text": n.text, "severity": n.severity,
-                          "count": str(len(n.summary_of) or 1)},
-                         f"hazard-{n.hazard_id}{n.step}" if n.hazard_id is not None
-                         else f"alarm-{n.alarm_id}-{n.step}")
+        msg = self.message(n)
 
         def check(results: list[Any]) -> str:
             r = results[0]
@@ -178,6 +228,11 @@ class Outbox:
         self.calls: set[Any] = set()
         self._rows: dict[tuple, int] = {}  # claimed, not yet handed to deliver
         self._answers: dict[int, list[str]] = {}  # row -> each attempt's answer so far
+        # attempts answered and not yet written: written together (one transaction) at the
+        # end of the reactor turn, or at once when the answer came within the send
+        self._settled: list[tuple[int, str, str, int, float, str, str, float | None]] = []
+        self._done: list[tuple[int, str]] = []
+        self._write_call: Any = None
 
     def claim(self, notes: list[Notification], ts: float) -> list[bool]:
         rows = self.store.notify_claim(
@@ -194,7 +249,10 @@ class Outbox:
             self._attempt(row, n, 1)
 
     def resume(self) -> None:
-        """Send what was claimed and not finished before the last stop."""
+        """Send what was claimed and not finished before the last stop (after giving the
+        providers that keep per-number limits their calls of the last window, from the
+        attempt log)."""
+        self.restore_limits()
         made = self.store.notify_retry_state()
         for row, _channel, body in self.store.notify_pending():
             body["summary_of"] = tuple(body.get("summary_of") or ())
@@ -204,21 +262,73 @@ class Outbox:
                                       for a in self.store.notify_attempts(row)]
             self._attempt(row, Notification(**body), attempts + 1)
 
+    def restore_limits(self) -> None:
+        """A voice provider's per-number windows (:mod:`plugins.sinks.sms_cloud.
+        aliyun_voice`) as the attempt log has them: every attempt on the channel in the
+        longest window counts as a call, but those refused on our side before any request
+        (its ``REFUSED_CODE``). An attempt's time is when its answer came, a little after
+        the call was placed, so the windows end a little late rather than early."""
+        now = self.clock.seconds()
+        for name, channel in self.channels.items():
+            provider = getattr(channel, "provider", None)
+            restore = getattr(provider, "restore_calls", None)
+            limits = getattr(provider, "limits", None)
+            if restore is None or limits is None:
+                continue
+            refused = getattr(provider, "refused_code", "")
+            restore(self.store.notify_attempt_times(
+                name, now - limits.longest, f"%: {refused}:%" if refused else ""))
+
     def stop(self) -> None:
         for call in list(self.calls):
             if call.active():
                 call.cancel()
         self.calls.clear()
+        self._write_settled()
 
     def _attempt(self, row: int, n: Notification, attempt: int) -> None:
         channel = self.channels.get(n.channel)
         if channel is None:
             self._end(row, "failed", f"no channel {n.channel!r} configured", attempt)
+        else:
+            d = defer.maybeDeferred(channel.send, n)
+            d.addCallbacks(lambda answer: self._end(row, "sent", str(answer), attempt),
+                           lambda f: self._failed(row, n, attempt, f))
+            d.addErrback(lambda f: _log.failure("notification bookkeeping failed", f))
+        if self._settled:  # answered at once: on record when the send returns
+            self._write_settled()
+
+    def _settle(self, row: int, status: str, text: str, attempts: int, now: float,
+                outcome: str, answer: str, next_ts: float | None) -> None:
+        """An attempt's answer for the store: a storm's thousands of answers are written
+        in a few transactions, not two each (each a commit the reactor waits for)."""
+        self._settled.append((row, status, text, attempts, now, outcome, answer, next_ts))
+        if self._write_call is None:
+            self._write_call = self.clock.callLater(0, self._write_settled)
+
+    def _write_settled(self) -> None:
+        if self._write_call is not None and self._write_call.active():
+            self._write_call.cancel()
+        self._write_call = None
+        settled, self._settled = self._settled, []
+        done, self._done = self._done, []
+        if not settled:
             return
-        d = defer.maybeDeferred(channel.send, n)
-        d.addCallbacks(lambda answer: self._end(row, "sent", str(answer), attempt),
-                       lambda f: self._failed(row, n, attempt, f))
-        d.addErrback(lambda f: _log.failure("notification bookkeeping failed", f))
+        try:
+            self.store.notify_settle(settled)
+        except Exception:
+            # still pending in the store: sent again (same key) at the next start if the
+            # hub stops first; otherwise written with the next ones
+            _log.failure("{n} notification answers not written; again in 1 s",
+                         n=len(settled))
+            self._settled[:0] = settled
+            self._done[:0] = done
+            if self._write_call is None:
+                self._write_call = self.clock.callLater(1.0, self._write_settled)
+            return
+        if self.on_done is not None:
+            for row, status in done:
+                self.on_done(row, status)
 
     def _failed(self, row: int, n: Notification, attempt: int, failure: Any) -> None:
         error = failure.getErrorMessage() or failure.type.__name__
@@ -230,8 +340,8 @@ class Outbox:
         # every attempt's answer on record, the row still pending (resumed after a stop)
         now = self.clock.seconds()
         delay = self.backoff.delay(attempt)
-        self.store.notify_done(row, "pending", self._answer(row, attempt, error), attempt, now)
-        self.store.notify_attempt(row, attempt, now, "error", error, now + delay)
+        self._settle(row, "pending", self._answer(row, attempt, error), attempt, now, "error",
+                     error, now + delay)
         call = self.clock.callLater(delay, self._retry, row, n, attempt + 1)
         self.calls.add(call)
 
@@ -247,8 +357,5 @@ class Outbox:
     def _end(self, row: int, status: str, answer: str, attempts: int) -> None:
         text = self._answer(row, attempts, answer)
         self._answers.pop(row, None)
-        now = self.clock.seconds()
-        self.store.notify_done(row, status, text, attempts, now)
-        self.store.notify_attempt(row, attempts, now, status, answer, None)
-        if self.on_done is not None:
-            self.on_done(row, status)
+        self._settle(row, status, text, attempts, self.clock.seconds(), status, answer, None)
+        self._done.append((row, status))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.logger import Logger
@@ -27,6 +28,7 @@ from hub.alarmdesk.lifecycle import AlarmRecord, Change
 from hub.alarmdesk.policy import Escalator, Policy, Step, policy_from_dict
 from hub.alarmdesk.schedule import Schedule
 from hub.alarmdesk.settings import NotifySettings
+from hub.model import Event, EventKind, EventState, Level, event_id
 from hub.sinks import CursorSink
 
 _log = Logger(namespace="hub.alarmdesk")
@@ -39,6 +41,10 @@ BATCH = 1000
 SEND_PER_TURN = 100
 #: tries of one alarm change (each after the sink's backoff) before it is given up
 HANDLE_ATTEMPTS = 5
+#: the fault raised when a change is given up (device ``hub``), cleared when a device's
+#: change is handled again: an operator sees it in the live stream and the alarm list, not
+#: only in the log
+GIVEN_UP_CODE = "alarmdesk_change_given_up"
 
 Listener = Callable[[AlarmRecord, Change], None]
 
@@ -69,6 +75,7 @@ class AlarmDesk(CursorSink):
         # changes the store made and the desk has not handled yet: [record, change, audited]
         self._pending: deque[list[Any]] = deque()
         self._attempts = 0  # failures of the first of them in a row
+        self._given_up: Event | None = None  # the raised GIVEN_UP_CODE fault
 
     # -- notification policies -------------------------------------------------------------
 
@@ -223,8 +230,38 @@ class AlarmDesk(CursorSink):
                              "adopted at the next start)", id=record.id,
                              project=record.project, device=record.device, code=record.code,
                              action=change.action, n=self._attempts)
+                self._give_up_fault(record, change)
+            else:
+                self._given_up_cleared(record)
             pending.popleft()
             self._attempts = 0
+
+    def _give_up_fault(self, record: AlarmRecord, change: Change) -> None:
+        """Raise the given-up fault (once while raised; the journal takes it, so the live
+        stream and the desk's own alarm list show it)."""
+        if self._given_up is not None:
+            return
+        now = self.clock.seconds()
+        self._given_up = Event(
+            device="hub", kind=EventKind.FAULT, code=GIVEN_UP_CODE, state=EventState.RAISED,
+            ts=now, level=Level.FAULT,
+            id=event_id("hub", GIVEN_UP_CODE, "", Level.FAULT, now),
+            message=f"alarm desk gave up change {change.action!r} of alarm {record.id} "
+                    f"({record.project}, {record.device} {record.code}) after "
+                    f"{self._attempts} attempts")
+        self.port.record_events([self._given_up])
+
+    def _given_up_cleared(self, record: AlarmRecord) -> None:
+        """A later change of a device's alarm was handled: the desk works again. (The
+        hub's own faults do not count: the sink's ``sink_failed`` raised on the way to the
+        give-up is handled just after it.)"""
+        raised = self._given_up
+        if raised is None or record.device == "hub":
+            return
+        self._given_up = None
+        self.port.record_events([replace(
+            raised, state=EventState.CLEARED, ts=self.clock.seconds(), raised_ts=raised.ts,
+            message="alarm desk handles changes again")])
 
     def plans_changed(self) -> None:
         """A plan was created or changed (through the API): generate what is due now, and

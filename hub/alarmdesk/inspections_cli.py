@@ -28,9 +28,11 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     return open_store(args)
 
 
-def _every(text: str) -> float:
-    from hub.alarmdesk.inspections import FREQUENCIES
+def _every(text: str) -> float | str:
+    from hub.alarmdesk.inspections import FREQUENCIES, MONTHLY
 
+    if text == MONTHLY:
+        return MONTHLY
     try:
         every = FREQUENCIES[text] if text in FREQUENCIES else float(text)
     except ValueError:
@@ -57,17 +59,25 @@ def cmd_add_plan(args: argparse.Namespace) -> int:
     from hub.api.cli import _audit
 
     config, store = _open(args)
+    from hub.alarmdesk.inspections import MONTHLY, NOMINAL_MONTH
+
     now = time.time()
-    grace = args.grace if args.grace is not None else args.every
+    monthly = args.every == MONTHLY
+    every = NOMINAL_MONTH if monthly else args.every
+    grace = args.grace if args.grace is not None else (0.0 if monthly else every)
     by = args.by or who()
     try:
-        plan, _ = store.plan_add(args.project, args.name, args.item, args.every, grace,
-                                 now, args.assignee or "", by, now)
+        # a monthly plan's calendar in the project's local time, as the API's
+        offset = int((store.policy(args.project) or {}).get("utc_offset_minutes", 480))
+        plan, _ = store.plan_add(args.project, args.name, args.item, every, grace,
+                                 now, args.assignee or "", by, now,
+                                 MONTHLY if monthly else "", offset)
     finally:
         store.close()
     _audit(config, "inspection.plan_created", args.project,
-           {"project": args.project, "name": args.name, "every": args.every, "grace": grace,
-            "items": args.item, "assignee": args.assignee or ""})
+           {"project": args.project, "name": args.name, "every": every, "grace": grace,
+            "items": args.item, "assignee": args.assignee or ""}
+           | ({"frequency": MONTHLY, "utc_offset_minutes": offset} if monthly else {}))
     print(f"plan {plan['id']} created")
     return 0
 
@@ -128,7 +138,7 @@ def add_inspections_command(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--item", action="append", required=True, help="what to check "
                                                                      "(repeat)")
     add.add_argument("--every", type=_every, required=True,
-                     help="seconds between tasks, or hourly, daily, weekly")
+                     help="seconds between tasks, or hourly, daily, weekly, monthly")
     add.add_argument("--grace", type=float, help="s to do a task (default: the period)")
     add.add_argument("--assignee")
     add.add_argument("--by", help="who acts (recorded; default: your login)")

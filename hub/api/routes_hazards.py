@@ -10,7 +10,6 @@ nothing is stored then. Files live under ``<state_dir>/hazards/<id>/``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Annotated, Any, Literal
 
@@ -20,16 +19,15 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from hub.alarmdesk.hazards import (
-    FILE_TYPES,
     SEVERITIES,
     STATES,
     TRANSITIONS,
     IllegalTransition,
     check_transition,
-    file_type,
 )
 from hub.alarmdesk.inspections import inspection_stats
 from hub.alarmdesk.stats import alarm_stats, hazard_stats
+from hub.api import uploads
 from hub.api.deps import (
     Caller,
     Ctx,
@@ -47,7 +45,7 @@ from hub.store.hazards import Hazard
 
 router = APIRouter(prefix="/api", tags=["hazards"])
 
-MAX_FILE = 1024 * 1024  # bytes; the API's max_body bounds it too
+MAX_FILE = uploads.MAX_FILE
 StateName = Literal["found", "rectifying", "checked", "closed"]
 HazardId = Annotated[int, Path(ge=1, le=2**62)]
 
@@ -263,58 +261,33 @@ async def move_hazards(body: BatchTransitionIn, caller: Caller, tree: OrgTree,
 
 
 @router.post("/hazards/{hazard_id}/files", response_model=FileOut, status_code=201,
-             responses={**ERRORS, 413: {"description": "larger than the limit"},
-                        415: {"description": f"not one of {', '.join(FILE_TYPES)} (checked "
-                                             "by content)"}},
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 t: {"schema": {"type": "string", "format": "binary"}} for t in FILE_TYPES}}})
+             responses={**ERRORS, **uploads.RESPONSES}, openapi_extra=uploads.BODY)
 async def add_file(hazard_id: HazardId, request: Request, caller: Caller, tree: OrgTree,
                    ctx: Ctx,
                    name: Annotated[str, Query(min_length=1, max_length=128,
                                               pattern=r"^[^/\\\x00]+$")] = "file") -> FileOut:
     """Attach a photo or document (the raw body; JPEG, PNG or PDF, at most 1 MiB)."""
     h = await _hazard(ctx, caller, tree, hazard_id, act=True)
-    data = await request.body()
-    if len(data) > MAX_FILE:
-        raise HTTPException(413, f"files are at most {MAX_FILE} bytes")
-    content_type = request.headers.get("content-type", "")
-    ext = file_type(content_type, data[:16])
-    if ext is None:
-        raise HTTPException(415, f"attach {', '.join(FILE_TYPES)}; the content must match "
-                                 "its Content-Type")
-    digest = hashlib.sha256(data).hexdigest()
-    folder = os.path.join(ctx.hub.config.state_dir, "hazards", str(hazard_id))
-    path = os.path.join(folder, f"{digest}.{ext}")
-
-    def write() -> None:
-        os.makedirs(folder, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    up = await uploads.checked(request)
     now = ctx.hub.clock.seconds()
-    mime = content_type.split(";")[0].strip().lower()
     await ctx.audit(caller.name, "hazard.file_added", str(hazard_id),
-                    {"project": h.project, "name": name, "sha256": digest, "size": len(data)})
-    await ctx.run(write)
-    file_id = await ctx.run(ctx.store.hazard_file_add, hazard_id, name, mime, len(data),
-                            digest, path, caller.name, now)
-    return FileOut(id=file_id, name=name, content_type=mime, size=len(data), sha256=digest,
-                   by=caller.name, ts=now)
+                    {"project": h.project, "name": name, "sha256": up.sha256,
+                     "size": len(up.data)})
+    path = await ctx.run(uploads.save, up,
+                         os.path.join(ctx.hub.config.state_dir, "hazards", str(hazard_id)))
+    file_id = await ctx.run(ctx.store.hazard_file_add, hazard_id, name, up.content_type,
+                            len(up.data), up.sha256, path, caller.name, now)
+    return FileOut(id=file_id, name=name, content_type=up.content_type, size=len(up.data),
+                   sha256=up.sha256, by=caller.name, ts=now)
 
 
 @router.get("/hazards/{hazard_id}/files/{file_id}", response_class=FileResponse,
-            responses={**ERRORS, 200: {"content": {t: {} for t in FILE_TYPES}}})
+            responses={**ERRORS, **uploads.DOWNLOAD})
 async def get_file(hazard_id: HazardId, file_id: Annotated[int, Path(ge=1, le=2**62)],
                    caller: Caller, tree: OrgTree, ctx: Ctx) -> FileResponse:
     await _hazard(ctx, caller, tree, hazard_id, act=False)
-    files = {f["id"]: f for f in await ctx.run(ctx.store.hazard_files, hazard_id)}
-    f = files.get(file_id)
-    if f is None or not os.path.exists(f["path"]):
-        raise not_found("file")
-    return FileResponse(f["path"], media_type=f["content_type"], filename=f["name"])
+    return uploads.download(await ctx.run(ctx.store.hazard_files, hazard_id), file_id,
+                            "file")
 
 
 # ---------------------------------------------------------------- statistics

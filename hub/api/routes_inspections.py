@@ -3,19 +3,24 @@ desk generates from them as each period begins, results recorded (each item ``ok
 ``problem`` or ``not-applicable``; a problem may open a hazard at once), missed tasks
 flagged, and a live stream of it all.
 
-Reading needs any role on the project; recording a task's results needs operator; plans
-are made and changed by managers. Every act is audited before it is stored.
+Reading needs any role on the project; recording a task's results and adding photos of
+its items need operator; plans are made and changed by managers. Every act is audited
+before it is stored. Photos follow the hazards' upload rules (:mod:`hub.api.uploads`) and
+live under ``<state_dir>/inspections/<task id>/``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from hub.alarmdesk.hazards import SEVERITIES
-from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS
+from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS, MONTHLY, NOMINAL_MONTH
+from hub.api import uploads
 from hub.api.deps import (
     Caller,
     Ctx,
@@ -43,15 +48,26 @@ router = APIRouter(prefix="/api/inspections", tags=["inspections"])
 PlanId = Annotated[int, Path(ge=1, le=2**62)]
 TaskId = Annotated[int, Path(ge=1, le=2**62)]
 Item = Annotated[str, Field(min_length=1, max_length=200)]
-Frequency = Annotated[float | Literal["hourly", "daily", "weekly"], Field(
-    description="seconds between tasks (600 to 366 days), or hourly, daily, weekly")]
+Frequency = Annotated[float | Literal["hourly", "daily", "weekly", "monthly"], Field(
+    description="seconds between tasks (600 to 366 days), or hourly, daily, weekly, "
+                "monthly (by the calendar: the same day of each month, clamped to the "
+                "month's length, at the same local time)")]
 
 
-def _every(v: float | str) -> float:
+def _every(v: float | str) -> tuple[float, str]:
+    """(``every`` as stored, ``frequency``: ``monthly`` or empty)."""
+    if v == MONTHLY:
+        return NOMINAL_MONTH, MONTHLY
     every = FREQUENCIES[v] if isinstance(v, str) else float(v)
     if not 600 <= every <= 366 * 86400:
-        raise invalid("every is 600 s to 366 days, or hourly, daily, weekly", "body", "every")
-    return every
+        raise invalid("every is 600 s to 366 days, or hourly, daily, weekly, monthly",
+                      "body", "every")
+    return every, ""
+
+
+def _default_grace(every: float, frequency: str) -> float:
+    """The whole period: for a monthly plan 0, read as until the next period begins."""
+    return 0.0 if frequency == MONTHLY else every
 
 
 class PlanIn(Strict):
@@ -65,6 +81,10 @@ class PlanIn(Strict):
     start: float | None = Field(default=None, ge=0, le=1e11,
                                 description="when the first period begins (default: now)")
     assignee: str = Field(default="", max_length=128)
+    utc_offset_minutes: int | None = Field(
+        default=None, ge=-720, le=840,
+        description="monthly plans: the local time their calendar follows, fixed with the "
+                    "plan (default: the project policy's, else 480)")
 
 
 class PlanPatch(Strict):
@@ -81,8 +101,10 @@ class PlanOut(BaseModel):
     project: str
     name: str
     items: list[str]
-    every: float
-    grace: float
+    every: float = Field(description="seconds (a monthly plan: a nominal 30 days)")
+    frequency: str = Field(default="", description="monthly, or empty: every `every` s")
+    utc_offset_minutes: int = 480
+    grace: float = Field(description="s to do a task (0: until the next period begins)")
     start_ts: float
     next_ts: float
     assignee: str
@@ -133,6 +155,26 @@ class TaskOut(BaseModel):
     assignee: str
 
 
+class PhotoOut(BaseModel):
+    id: int
+    task_id: int
+    item: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    by: str
+    ts: float
+
+
+class TaskDetail(TaskOut):
+    photos: list[PhotoOut] = Field(description="photos of the task's items, oldest first")
+
+
+def _photo(f: dict[str, Any]) -> PhotoOut:
+    return PhotoOut(**{k: v for k, v in f.items() if k != "path"})
+
+
 async def _plan(ctx: Any, caller: Any, tree: Any, plan_id: int) -> dict[str, Any]:
     plan = await ctx.run(ctx.store.plan, plan_id)
     if plan is None:
@@ -160,15 +202,21 @@ async def create_plan(body: PlanIn, caller: Caller, tree: OrgTree, ctx: Ctx) -> 
         raise not_found("project")
     check_read(caller, tree, body.project, "project")
     _manage(caller, tree, body.project)
-    every = _every(body.every)
-    grace = body.grace if body.grace is not None else every
+    every, frequency = _every(body.every)
+    grace = body.grace if body.grace is not None else _default_grace(every, frequency)
     now = ctx.hub.clock.seconds()
     start = body.start if body.start is not None else now
+    offset = body.utc_offset_minutes
+    if offset is None:
+        policy = await ctx.run(ctx.store.policy, body.project)
+        offset = int((policy or {}).get("utc_offset_minutes", 480))
     await ctx.audit(caller.name, "inspection.plan_created", body.project,
                     {"project": body.project, "name": body.name, "every": every,
-                     "grace": grace, "items": body.items, "assignee": body.assignee})
+                     "grace": grace, "items": body.items, "assignee": body.assignee}
+                    | ({"frequency": frequency, "utc_offset_minutes": offset}
+                       if frequency else {}))
     plan, _ = await ctx.run(ctx.store.plan_add, body.project, body.name, body.items, every,
-                            grace, start, body.assignee, caller.name, now)
+                            grace, start, body.assignee, caller.name, now, frequency, offset)
     ctx.desk.plans_changed()
     return PlanOut(**plan)
 
@@ -198,7 +246,10 @@ async def change_plan(plan_id: PlanId, body: PlanPatch, caller: Caller, tree: Or
     _manage(caller, tree, plan["project"])
     changes = body.model_dump(exclude_none=True)
     if "every" in changes:
-        changes["every"] = _every(changes["every"])
+        changes["every"], changes["frequency"] = _every(changes["every"])
+        if "grace" not in changes and plan["grace"] == _default_grace(plan["every"],
+                                                                     plan["frequency"]):
+            changes["grace"] = _default_grace(changes["every"], changes["frequency"])
     if not changes:
         raise invalid("change at least one field", "body")
     await ctx.audit(caller.name, "inspection.plan_changed", str(plan_id),
@@ -247,13 +298,57 @@ async def stream_inspections(caller: Caller, tree: OrgTree, ctx: Ctx,
                          render, after, idle_timeout)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut, responses=ERRORS)
-async def get_task(task_id: TaskId, caller: Caller, tree: OrgTree, ctx: Ctx) -> TaskOut:
+async def _task(ctx: Any, caller: Any, tree: Any, task_id: int, act: bool
+                ) -> dict[str, Any]:
     task = await ctx.run(ctx.store.task, task_id)
     if task is None:
         raise not_found("inspection task")
-    check_read(caller, tree, task["project"], "inspection task")
-    return TaskOut(**task)
+    (check_act if act else check_read)(caller, tree, task["project"], "inspection task")
+    return task
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail, responses=ERRORS)
+async def get_task(task_id: TaskId, caller: Caller, tree: OrgTree, ctx: Ctx) -> TaskDetail:
+    task = await _task(ctx, caller, tree, task_id, act=False)
+    photos = await ctx.run(ctx.store.inspection_files, task_id)
+    return TaskDetail(**task, photos=[_photo(f) for f in photos])
+
+
+@router.post("/tasks/{task_id}/files", response_model=PhotoOut, status_code=201,
+             responses={**ERRORS, **uploads.RESPONSES}, openapi_extra=uploads.BODY)
+async def add_photo(task_id: TaskId, request: Request, caller: Caller, tree: OrgTree,
+                    ctx: Ctx,
+                    item: Annotated[str, Query(min_length=1, max_length=200,
+                                               description="the plan's item it shows")],
+                    name: Annotated[str, Query(min_length=1, max_length=128,
+                                               pattern=r"^[^/\\\x00]+$")] = "photo"
+                    ) -> PhotoOut:
+    """A photo (or document) of one item of the task (operator or above; the raw body,
+    JPEG, PNG or PDF, at most 1 MiB), before or after its results are recorded."""
+    task = await _task(ctx, caller, tree, task_id, act=True)
+    if item not in task["items"]:
+        raise invalid(f"not an item of the plan: {item!r}", "query", "item")
+    up = await uploads.checked(request)
+    now = ctx.hub.clock.seconds()
+    await ctx.audit(caller.name, "inspection.photo_added", str(task_id),
+                    {"project": task["project"], "plan_id": task["plan_id"], "item": item,
+                     "name": name, "sha256": up.sha256, "size": len(up.data)})
+    path = await ctx.run(uploads.save, up, os.path.join(
+        ctx.hub.config.state_dir, "inspections", str(task_id)))
+    file_id = await ctx.run(ctx.store.inspection_file_add, task_id, item, name,
+                            up.content_type, len(up.data), up.sha256, path, caller.name, now)
+    return PhotoOut(id=file_id, task_id=task_id, item=item, name=name,
+                    content_type=up.content_type, size=len(up.data), sha256=up.sha256,
+                    by=caller.name, ts=now)
+
+
+@router.get("/tasks/{task_id}/files/{file_id}", response_class=FileResponse,
+            responses={**ERRORS, **uploads.DOWNLOAD})
+async def get_photo(task_id: TaskId, file_id: Annotated[int, Path(ge=1, le=2**62)],
+                    caller: Caller, tree: OrgTree, ctx: Ctx) -> FileResponse:
+    await _task(ctx, caller, tree, task_id, act=False)
+    return uploads.download(await ctx.run(ctx.store.inspection_files, task_id), file_id,
+                            "photo")
 
 
 @router.post("/tasks/{task_id}/result", response_model=TaskOut, responses={

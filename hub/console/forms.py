@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import HTTPException
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 
@@ -54,3 +54,22 @@ async def fetch_one(get: Callable[..., Awaitable[Any]], item_id: int, s: Any,
     if not 1 <= item_id <= 2**62:
         raise HTTPException(404, "not found")
     return await get(item_id, s.principal, s.tree, ctx)
+
+
+async def upload_answer(t: Any, upload: Awaitable[Any], refused: str) -> JSONResponse:
+    """An API upload called for the page's script: ``{"id", "name"}``, or its 413/415 (and
+    any other refusal, as ``refused`` with the reason) in the user's words."""
+    try:
+        f = await upload
+    except HTTPException as e:
+        key = {413: "hazard.too_large", 415: "hazard.bad_type"}.get(e.status_code)
+        msg = t(key) if key else t(refused, reason=problem(e.detail))
+        return JSONResponse({"error": msg}, status_code=e.status_code)
+    return JSONResponse({"id": f.id, "name": f.name})
+
+
+def inline(out: Response) -> Response:
+    """A stored photo shown in the page rather than saved."""
+    out.headers["content-disposition"] = out.headers.get(
+        "content-disposition", "").replace("attachment", "inline")
+    return out

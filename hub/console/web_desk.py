@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from hub.alarmdesk.hazards import SEVERITIES, STATES, TRANSITIONS
 from hub.api import routes_alarms, routes_devices, routes_hazards
 from hub.console.auth import Session, check_post
-from hub.console.forms import field_errors, problem
+from hub.console.forms import field_errors, inline, problem, upload_answer
 from hub.console.render import render
 from hub.console.web import ctx_of, need, project_list, translator
 
@@ -322,15 +322,9 @@ async def hazard_upload(request: Request, hazard_id: int, name: str = "file") ->
     the user's words)."""
     s = await need(request)
     await check_post(request, s, None)
-    t = translator(request)
-    try:
-        f = await routes_hazards.add_file(hazard_id, request, s.principal, s.tree,
-                                          ctx_of(request), name=name[:128] or "file")
-    except HTTPException as e:
-        key = {413: "hazard.too_large", 415: "hazard.bad_type"}.get(e.status_code)
-        msg = t(key) if key else t("hazard.refused", reason=problem(e.detail))
-        return JSONResponse({"error": msg}, status_code=e.status_code)
-    return JSONResponse({"id": f.id, "name": f.name})
+    return await upload_answer(translator(request), routes_hazards.add_file(
+        hazard_id, request, s.principal, s.tree, ctx_of(request), name=name[:128] or "file"),
+        "hazard.refused")
 
 
 @router.get("/ui/hazards/{hazard_id}/files/{file_id}")
@@ -338,12 +332,8 @@ async def hazard_file(request: Request, hazard_id: int, file_id: int) -> Respons
     s = await need(request)
     if not (1 <= hazard_id <= 2**62 and 1 <= file_id <= 2**62):
         raise HTTPException(404, "no file")
-    out = await routes_hazards.get_file(hazard_id, file_id, s.principal, s.tree,
-                                        ctx_of(request))
-    # shown in the page (a photo) rather than saved
-    out.headers["content-disposition"] = out.headers.get(
-        "content-disposition", "").replace("attachment", "inline")
-    return out
+    return inline(await routes_hazards.get_file(hazard_id, file_id, s.principal, s.tree,
+                                                ctx_of(request)))
 
 
 

@@ -16,10 +16,17 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from hub.alarmdesk.hazards import SEVERITIES
-from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS, TASK_STATES
+from hub.alarmdesk.inspections import FREQUENCIES, ITEM_RESULTS, MONTHLY, TASK_STATES
 from hub.api import routes_inspections as api
 from hub.console.auth import Session, check_post
-from hub.console.forms import fetch_one, field_errors, problem, redirect
+from hub.console.forms import (
+    fetch_one,
+    field_errors,
+    inline,
+    problem,
+    redirect,
+    upload_answer,
+)
 from hub.console.render import render
 from hub.console.web import ctx_of, need, project_list, translator
 from hub.console.web_desk import _deadline
@@ -36,6 +43,14 @@ def _refusal(t: Any, e: Exception) -> str:
                          for k, v in field_errors(e).items())
     assert isinstance(e, HTTPException)
     return t("insp.refused", reason=problem(e.detail))
+
+
+def _every_changed(every: str, p: Any) -> bool:
+    if not every:
+        return False
+    if p.frequency == MONTHLY or every == MONTHLY:
+        return every != p.frequency
+    return FREQUENCIES.get(every) != p.every
 
 
 def _items(text: str) -> list[str]:
@@ -136,7 +151,7 @@ async def plan_change(request: Request, plan_id: int) -> Response:
         body = api.PlanPatch(
             name=str(form.get("name", ""))[:128] or None,
             items=_items(str(form.get("items", ""))[:20000]) or None,
-            every=every if every and FREQUENCIES.get(every) != p.every else None,  # type: ignore[arg-type]
+            every=every if _every_changed(every, p) else None,  # type: ignore[arg-type]
             grace=float(grace) * 3600 if grace else None,
             assignee=str(form.get("assignee", ""))[:128],
             active=form.get("active") == "1")
@@ -166,7 +181,28 @@ async def task_page(request: Request, task_id: int, error: str = "") -> Response
     return render(request, "inspection_task.html", t, s, task=task, results=ITEM_RESULTS,
                   severities=SEVERITIES, devices=devices,
                   may_act=s.can(task.project, "operator") and task.state != "done",
-                  error=error[:500], notice="")
+                  may_photo=s.can(task.project, "operator"), error=error[:500], notice="")
+
+
+@router.post("/ui/inspections/tasks/{task_id}/files")
+async def task_photo_upload(request: Request, task_id: int, item: str = "",
+                            name: str = "photo") -> Response:
+    """A photo of one item as the raw body (the API's own upload, its 413/415/422 as the
+    user's words)."""
+    s = await need(request)
+    await check_post(request, s, None)
+    return await upload_answer(translator(request), api.add_photo(
+        task_id, request, s.principal, s.tree, ctx_of(request), item=item[:200],
+        name=name[:128] or "photo"), "insp.refused")
+
+
+@router.get("/ui/inspections/tasks/{task_id}/files/{file_id}")
+async def task_photo(request: Request, task_id: int, file_id: int) -> Response:
+    s = await need(request)
+    if not (1 <= task_id <= 2**62 and 1 <= file_id <= 2**62):
+        raise HTTPException(404, "no photo")
+    return inline(await api.get_photo(task_id, file_id, s.principal, s.tree,
+                                      ctx_of(request)))
 
 
 @router.post("/inspections/tasks/{task_id}")

@@ -1,5 +1,9 @@
 """The platform store's inspection plans and tasks, hazard reminders and the outbox's
 attempt log: migration 5 (:data:`MIGRATION`); a mixin of :class:`hub.store.SqliteStore`.
+Migration 9 (:data:`MIGRATION_9`, as assigned; the integrator numbers it on merge) adds
+monthly plans (``frequency``, the plan's fixed ``utc_offset_minutes``), the photos of a
+task's items (``inspection_files``) and an index for the voice limits' look-back on the
+attempt log.
 
 ``inspection_log`` orders the live stream of inspection changes (plans created or changed,
 tasks generated, missed, done). ``notification_attempts`` keeps every attempt of every
@@ -14,7 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from hub.alarmdesk.inspections import CATCH_UP, next_start, period_starts
+from hub.alarmdesk.inspections import CATCH_UP, plan_next_start, plan_periods
 from hub.store.alarms import Where
 
 MIGRATION = """
@@ -48,8 +52,20 @@ MIGRATION = """
         details TEXT NOT NULL);
 """
 
+MIGRATION_9 = """
+    ALTER TABLE inspection_plans ADD COLUMN frequency TEXT NOT NULL DEFAULT '';
+    ALTER TABLE inspection_plans ADD COLUMN utc_offset_minutes INTEGER NOT NULL DEFAULT 480;
+    CREATE TABLE inspection_files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, task_id INTEGER NOT NULL, item TEXT NOT NULL,
+        name TEXT NOT NULL, content_type TEXT NOT NULL, size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, path TEXT NOT NULL, by TEXT NOT NULL, ts REAL NOT NULL);
+    CREATE INDEX inspection_files_task ON inspection_files (task_id);
+    CREATE INDEX notification_attempts_ts ON notification_attempts (ts);
+"""
+
 _PLAN = ("id, project, name, items, every, grace, start_ts, next_ts, assignee, active, "
-         "created_by, created_ts, updated_ts")
+         "created_by, created_ts, updated_ts, frequency, utc_offset_minutes")
+_FILE = ("id", "task_id", "item", "name", "content_type", "size", "sha256", "path", "by", "ts")
 _TASK = ("t.id, t.plan_id, t.project, p.name, t.due_ts, t.deadline_ts, t.state, t.done_by, "
          "t.done_ts, t.late, t.results, t.problems, t.note, t.hazard_id, p.items, p.assignee")
 _TASK_FROM = "inspection_tasks t JOIN inspection_plans p ON p.id = t.plan_id"
@@ -95,18 +111,21 @@ class InspectionTables:
     # ------------------------------------------------------------ plans
 
     def plan_add(self, project: str, name: str, items: list[str], every: float, grace: float,
-                 start_ts: float, assignee: str, by: str, ts: float
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+                 start_ts: float, assignee: str, by: str, ts: float, frequency: str = "",
+                 utc_offset_minutes: int = 480) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A plan; ``frequency`` ``monthly`` runs by the calendar in the plan's local time
+        (``utc_offset_minutes``), its ``grace`` 0 meaning until the next period."""
         def do(db: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any]]:
             cur = db.execute(
                 f"INSERT INTO inspection_plans ({_PLAN[4:]}) VALUES "
-                f"({', '.join('?' * 12)})",
+                f"({', '.join('?' * 14)})",
                 (project, name, json.dumps(items, ensure_ascii=False), every, grace, start_ts,
-                 start_ts, assignee, 1, by, ts, ts))
+                 start_ts, assignee, 1, by, ts, ts, frequency, utc_offset_minutes))
             plan = _plan(db.execute(f"SELECT {_PLAN} FROM inspection_plans WHERE id = ?",
                                     (cur.lastrowid,)).fetchone())
             return plan, _log(db, project, plan["id"], None, ts, by, "plan.created",
-                              {"name": name, "every": every, "items": len(items)})
+                              {"name": name, "every": every, "items": len(items)}
+                              | ({"frequency": frequency} if frequency else {}))
         return self._write(do)
 
     def plan(self, plan_id: int) -> dict[str, Any] | None:
@@ -138,16 +157,16 @@ class InspectionTables:
             new = {**old, **changes}
             if "every" in changes:  # the current period's task exists; the new one after it
                 new["start_ts"] = ts
-                new["next_ts"] = ts + new["every"]
+                new["next_ts"] = plan_next_start(new, ts)
             elif changes.get("active") and not old["active"]:  # idle periods are skipped
-                new["next_ts"] = next_start(new["start_ts"], new["every"], ts)
+                new["next_ts"] = plan_next_start(new, ts)
             db.execute(
                 "UPDATE inspection_plans SET name = ?, items = ?, every = ?, grace = ?, "
-                "start_ts = ?, next_ts = ?, assignee = ?, active = ?, updated_ts = ? "
-                "WHERE id = ?",
+                "start_ts = ?, next_ts = ?, assignee = ?, active = ?, updated_ts = ?, "
+                "frequency = ? WHERE id = ?",
                 (new["name"], json.dumps(new["items"], ensure_ascii=False), new["every"],
                  new["grace"], new["start_ts"], new["next_ts"], new["assignee"],
-                 int(new["active"]), ts, plan_id))
+                 int(new["active"]), ts, new["frequency"], plan_id))
             plan = _plan(db.execute(f"SELECT {_PLAN} FROM inspection_plans WHERE id = ?",
                                     (plan_id,)).fetchone())
             return plan, _log(db, plan["project"], plan_id, None, ts, by, "plan.updated",
@@ -166,20 +185,18 @@ class InspectionTables:
             due = db.execute(f"SELECT {_PLAN} FROM inspection_plans WHERE active = 1 AND "
                              "next_ts <= ? ORDER BY id", (now,)).fetchall()
             for plan in map(_plan, due):
-                for start in period_starts(plan["start_ts"], plan["every"], plan["next_ts"],
-                                           now, cap):
+                for start, deadline in plan_periods(plan, now, cap):
                     cur = db.execute(
                         "INSERT OR IGNORE INTO inspection_tasks (plan_id, project, due_ts, "
                         "deadline_ts, state, done_by, late, results, problems, note) "
                         "VALUES (?, ?, ?, ?, 'open', '', 0, '[]', 0, '')",
-                        (plan["id"], plan["project"], start, start + plan["grace"]))
+                        (plan["id"], plan["project"], start, deadline))
                     if cur.rowcount:
                         changes.append(_log(db, plan["project"], plan["id"], cur.lastrowid,
                                             now, "hub", "task.created",
-                                            {"due_ts": start,
-                                             "deadline_ts": start + plan["grace"]}))
+                                            {"due_ts": start, "deadline_ts": deadline}))
                 db.execute("UPDATE inspection_plans SET next_ts = ? WHERE id = ?",
-                           (next_start(plan["start_ts"], plan["every"], now), plan["id"]))
+                           (plan_next_start(plan, now), plan["id"]))
             late = db.execute("SELECT id, plan_id, project, deadline_ts FROM inspection_tasks "
                               "WHERE state = 'open' AND deadline_ts <= ? ORDER BY id",
                               (now,)).fetchall()
@@ -262,6 +279,21 @@ class InspectionTables:
             "SELECT state, late, due_ts, deadline_ts, done_ts, problems FROM "
             f"inspection_tasks WHERE {w.sql}", w.args).fetchall())
 
+    # ------------------------------------------------------------ photos of a task's items
+
+    def inspection_file_add(self, task_id: int, item: str, name: str, content_type: str,
+                            size: int, sha256: str, path: str, by: str, ts: float) -> int:
+        return self._write(lambda db: db.execute(
+            f"INSERT INTO inspection_files ({', '.join(_FILE[1:])}) VALUES "
+            f"({', '.join('?' * 9)})",
+            (task_id, item, name, content_type, size, sha256, path, by, ts)).lastrowid)
+
+    def inspection_files(self, task_id: int) -> list[dict[str, Any]]:
+        rows = self._read(lambda db: db.execute(
+            f"SELECT {', '.join(_FILE)} FROM inspection_files WHERE task_id = ? ORDER BY id",
+            (task_id,)).fetchall())
+        return [dict(zip(_FILE, r, strict=True)) for r in rows]
+
     # ------------------------------------------------------------ hazard reminders
 
     def hazards_with_deadline(self, limit: int = 100_000) -> list[Any]:
@@ -293,12 +325,39 @@ class InspectionTables:
             db.execute("UPDATE notifications SET next_ts = ? WHERE id = ?", (next_ts, row_id))
         self._write(do)
 
+    def notify_settle(self, settled: list[tuple[int, str, str, int, float, str, str,
+                                                float | None]]) -> None:
+        """Attempts answered, in one transaction: each ``(row, status, answers so far,
+        attempts, ts, outcome, this answer, next try or None)`` ends or reschedules its
+        notification (as :meth:`notify_done` then :meth:`notify_attempt`)."""
+        def do(db: sqlite3.Connection) -> None:
+            for row, status, text, attempts, ts, outcome, answer, next_ts in settled:
+                db.execute("UPDATE notifications SET status = ?, answer = ?, attempts = ?, "
+                           "done_ts = ?, next_ts = ? WHERE id = ?",
+                           (status, text[:2000], attempts, ts, next_ts, row))
+                db.execute("INSERT INTO notification_attempts (notification_id, attempt, ts, "
+                           "outcome, answer) VALUES (?, ?, ?, ?, ?)",
+                           (row, attempts, ts, outcome, answer[:2000]))
+        self._write(do)
+
     def notify_attempts(self, row_id: int) -> list[dict[str, Any]]:
         rows = self._read(lambda db: db.execute(
             "SELECT attempt, ts, outcome, answer FROM notification_attempts WHERE "
             "notification_id = ? ORDER BY id", (row_id,)).fetchall())
         return [dict(zip(("attempt", "ts", "outcome", "answer"), r, strict=True))
                 for r in rows]
+
+    def notify_attempt_times(self, channel: str, since: float, not_like: str = ""
+                             ) -> list[tuple[str, float]]:
+        """``(recipient, ts)`` of the attempts on ``channel`` since ``since``, oldest
+        first, leaving out those whose answer matches ``not_like`` (a LIKE pattern: the
+        attempts our own side refused before any request went out)."""
+        w = Where("n.channel = ?", channel).add("a.ts >= ?", since)
+        if not_like:
+            w.add("a.answer NOT LIKE ?", not_like)
+        return [tuple(r) for r in self._read(lambda db: db.execute(
+            "SELECT n.recipient, a.ts FROM notification_attempts a JOIN notifications n ON "
+            f"n.id = a.notification_id WHERE {w.sql} ORDER BY a.ts", w.args).fetchall())]
 
     def notify_retry_state(self) -> dict[int, tuple[int, float | None]]:
         """Pending notifications' (attempts made, next try) for a restart."""

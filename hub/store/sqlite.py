@@ -39,6 +39,7 @@ from hub.store.firmware import MIGRATION as FIRMWARE_MIGRATION
 from hub.store.firmware import FirmwareTables
 from hub.store.hazards import HazardTables
 from hub.store.inspections import MIGRATION as INSPECTIONS_MIGRATION
+from hub.store.inspections import MIGRATION_9 as INSPECTIONS_MIGRATION_9
 from hub.store.inspections import InspectionTables
 
 T = TypeVar("T")
@@ -103,7 +104,9 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX sessions_refresh_expires ON sessions (refresh_expires);
     """,
-    # 12 (numbered on merge): alarm edges applied by the cluster's desks, by identity
+    # 9: monthly inspection plans, photos of inspected items, the voice limits' look-back
+    INSPECTIONS_MIGRATION_9,
+    # 10: alarm edges applied by the cluster's desks, by identity
     CLUSTER_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

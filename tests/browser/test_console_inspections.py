@@ -174,3 +174,47 @@ def test_english_and_a_viewer_of_p2_sees_nothing_of_p1(hub, browse, past_plan):
     p.wait_for_selector("html[lang='en']", state="attached")
     assert p.inner_text("h1") == "Inspections"
     assert p.inner_text("nav.tabs a[data-state=missed]").startswith("⚠ Missed")
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+def test_a_monthly_plan_and_a_photo_of_an_item(hub, browse, past_plan):
+    """A manager picks 每月 (monthly); an operator attaches a photo to one item of a task
+    (the API's upload rules: a file that is no image is refused in words)."""
+    m = logged_in(browse, "mgr1")
+    p = m.page
+    p.goto("/inspections")
+    p.click("#new-plan summary")
+    p.select_option("#new-plan select[name=project]", "p1")
+    p.fill("#new-plan input[name=name]", "配电柜月检")
+    p.fill("#new-plan textarea[name=items]", "柜体接地\n绝缘检测")
+    p.select_option("#new-plan select[name=every]", "monthly")
+    p.click("#new-plan button[type=submit]")
+    p.wait_for_selector("#flash-notice")
+    with hub.client(hub.root) as c:
+        made = [x for x in c.get("/api/inspections/plans").json() if x["name"] == "配电柜月检"]
+    assert len(made) == 1 and made[0]["frequency"] == "monthly"
+    assert "每月" in p.locator(f"#plans-table tr[data-plan='{made[0]['id']}']").inner_text()
+    p.goto(f"/inspections/plans/{made[0]['id']}")
+    assert p.eval_on_selector("#plan-form select[name=every]", "s => s.value") == "monthly"
+
+    task = _tasks(hub, past_plan["id"], 1)[0]
+    b = logged_in(browse, "op1")
+    p = b.page
+    p.goto(f"/inspections/tasks/{task['id']}")
+    p.select_option("#upload-item", task["items"][1])
+    p.set_input_files("#upload-file", {"name": "现场.png", "mimeType": "image/png",
+                                        "buffer": PNG})
+    p.click("#upload button[type=submit]")
+    p.wait_for_selector(f"#files li[data-item='{task['items'][1]}'] img")
+    p.set_input_files("#upload-file", {"name": "fake.png", "mimeType": "image/png",
+                                        "buffer": b"not a png at all"})
+    p.click("#upload button[type=submit]")
+    p.wait_for_selector("#upload-state.err")
+    assert "不支持的文件类型" in p.inner_text("#upload-state")
+    b.problems = [x for x in b.problems if "status of 415" not in x]  # the 415 is the point
+    with hub.client(hub.root) as c:
+        photos = c.get(f"/api/inspections/tasks/{task['id']}").json()["photos"]
+    assert [(x["item"], x["name"], x["by"]) for x in photos] == [
+        (task["items"][1], "现场.png", "op1")]

@@ -85,7 +85,7 @@ BODIES = {
 
 #: values of required query parameters
 QUERY_VALUES = {"quantity": "temperature", "since": 0, "project": "p1", "version": "9.9.9",
-                "models": "simulated"}
+                "models": "simulated", "item": "箱门"}
 
 
 def _params(ids):

@@ -132,3 +132,76 @@ def test_policy_hazard_reminders_are_checked(api):
             "hazard_reminders": {"before": 3600, "after": 0}})
         assert r.status_code == 200, r.text
         assert r.json()["hazard_reminders"]["before"] == 3600
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+def test_monthly_plans_and_photos_of_items(api):
+    """A monthly plan (by the calendar, in the project's local time, fixed with the plan);
+    photos of a task's items under the hazards' upload rules: 413/415 with nothing stored,
+    an item not of the plan 422, operators only, audited, listed with the task."""
+    import os
+    from datetime import datetime, timedelta, timezone
+
+    with api.client(api.login("mgr1")) as mgr, api.client(api.login("op1")) as op, \
+            api.client(api.login("aud1")) as aud, api.client(api.login("view2")) as other:
+        cst = timezone(timedelta(hours=8))
+        start = datetime(2026, 1, 31, 9, 0, tzinfo=cst).timestamp()
+        r = mgr.post("/api/inspections/plans", json={
+            "project": "p1", "name": "月度检查", "items": ["配电柜", "线路"],
+            "every": "monthly", "start": start})
+        assert r.status_code == 201, r.text
+        plan = r.json()
+        assert (plan["frequency"], plan["utc_offset_minutes"], plan["grace"]) == (
+            "monthly", 480, 0)
+        tasks = wait_until(lambda: op.get("/api/inspections/tasks",
+                                          params={"plan": plan["id"], "limit": 1000}).json(),
+                           10, what="the monthly plan's tasks")
+        due = [datetime.fromtimestamp(t["due_ts"], cst) for t in tasks[:4]]
+        assert [(d.month, d.day, d.hour) for d in due] == [
+            (1, 31, 9), (2, 28, 9), (3, 31, 9), (4, 30, 9)]
+        # done within the month: the deadline is the next period's start
+        assert tasks[0]["deadline_ts"] == tasks[1]["due_ts"]
+        assert mgr.post("/api/inspections/plans", json={
+            "project": "p1", "name": "x", "items": ["a"], "every": "fortnightly"}
+        ).status_code == 422
+
+        tid = tasks[-1]["id"]
+        url = f"/api/inspections/tasks/{tid}/files"
+        png = {"Content-Type": "image/png"}
+        assert aud.post(url, params={"item": "配电柜"}, content=PNG, headers=png
+                        ).status_code == 403
+        assert other.post(url, params={"item": "配电柜"}, content=PNG, headers=png
+                          ).status_code == 404
+        wrong = op.post(url, params={"item": "屋顶"}, content=PNG, headers=png)
+        assert wrong.status_code == 422 and "屋顶" in wrong.text
+        lie = op.post(url, params={"item": "配电柜"}, content=b"MZ\x90\x00" + bytes(64),
+                      headers=png)
+        assert lie.status_code == 415 and "Content-Type" in lie.text
+        big = op.post(url, params={"item": "线路"}, content=b"%PDF-" + bytes(1024 * 1024),
+                      headers={"Content-Type": "application/pdf"})
+        assert big.status_code == 413
+        folder = api.dir / "var" / "inspections" / str(tid)
+        assert not folder.exists()  # nothing stored by a refused upload
+        up = op.post(url, params={"item": "配电柜", "name": "柜门.png"}, content=PNG,
+                     headers=png)
+        assert up.status_code == 201, up.text
+        assert (up.json()["item"], up.json()["size"]) == ("配电柜", len(PNG))
+        assert len(os.listdir(folder)) == 1
+        got = aud.get(f"{url}/{up.json()['id']}")
+        assert got.status_code == 200 and got.content == PNG
+        assert other.get(f"{url}/{up.json()['id']}").status_code == 404
+        assert op.get(f"{url}/999").status_code == 404
+        detail = aud.get(f"/api/inspections/tasks/{tid}").json()
+        assert [(p["item"], p["name"], p["by"]) for p in detail["photos"]] == [
+            ("配电柜", "柜门.png", "op1")]
+        r = op.post(f"/api/inspections/tasks/{tid}/result", json={"results": [
+            {"item": "配电柜", "result": "problem", "note": "see the photo"},
+            {"item": "线路", "result": "ok"}]})
+        assert r.status_code == 200, r.text
+        # a photo may follow the results
+        assert op.post(url, params={"item": "线路"}, content=PNG, headers=png
+                       ).status_code == 201
+    acts = [(e["actor"], e["action"], e["subject"]) for e in api.audit()]
+    assert acts.count(("op1", "inspection.photo_added", str(tid))) == 2

@@ -164,3 +164,41 @@ def test_a_change_that_always_fails_is_given_up_counted_and_the_rest_go_on(rig,
     assert ladders(store) == set(ids[1:])  # the first one given up, the others armed
     assert hub.metrics.value("alarmdesk.changes_given_up") == 1
     assert poison.calls == desk_module.HANDLE_ATTEMPTS
+
+
+def test_a_change_given_up_raises_a_fault_in_the_journal_cleared_when_the_desk_works_again(
+        rig, monkeypatch):
+    """Besides the log line and the metric, a given-up change is a fault event of device
+    ``hub`` in the journal (what the live stream and the event list show), and the desk's
+    own records hold it; the next change handled clears it."""
+    hub, store, desk = rig
+    real = desk.policy_for
+    calls = {"n": 0}
+
+    def poison(project):
+        if calls["n"] < desk_module.HANDLE_ATTEMPTS:
+            calls["n"] += 1
+            raise RuntimeError("policy unreadable")
+        return real(project)
+
+    desk.escalator.policy_for = poison
+    commit(hub, alarms(hub, ["d0"]))
+    for _ in range(600):
+        hub.clock.advance(1)
+        if calls["n"] >= desk_module.HANDLE_ATTEMPTS:
+            break
+    hub.journal.flush()
+    hub.clock.advance(0)
+    faults = [e for e in hub.journal.events("hub") if e.code == desk_module.GIVEN_UP_CODE]
+    assert [e.state for e in faults] == [EventState.RAISED]
+    assert faults[0].kind is EventKind.FAULT and "alarm" in faults[0].message
+    desk.wake()
+    hub.clock.advance(0)
+    held = [r for r in store.alarms(limit=1000) if r.code == desk_module.GIVEN_UP_CODE]
+    assert len(held) == 1 and held[0].device == "hub" and held[0].active
+    commit(hub, alarms(hub, ["d1"]))  # handled: the desk works again
+    hub.journal.flush()
+    hub.clock.advance(0)
+    faults = [e for e in hub.journal.events("hub") if e.code == desk_module.GIVEN_UP_CODE]
+    assert [e.state for e in faults] == [EventState.RAISED, EventState.CLEARED]
+    assert hub.metrics.value("alarmdesk.changes_given_up") == 1

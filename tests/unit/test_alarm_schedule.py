@@ -5,6 +5,8 @@ each sent once, not again after a restart."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
@@ -174,3 +176,58 @@ def test_no_policy_no_reminders(store):
     clock.pump([60] * 10)
     assert channel.sent == []
     s.stop()
+
+
+def test_month_arithmetic_clamps_the_day_in_local_time():
+    from datetime import datetime, timedelta, timezone
+
+    from hub.alarmdesk.inspections import month_index, month_start
+
+    cst = timezone(timedelta(hours=8))
+
+    def local(ts):
+        d = datetime.fromtimestamp(ts, cst)
+        return (d.year, d.month, d.day, d.hour, d.minute)
+
+    # 31 Jan 2024, 00:30 local: still 30 Jan in UTC (the offset decides the day)
+    start = datetime(2024, 1, 31, 0, 30, tzinfo=cst).timestamp()
+    assert [local(month_start(start, k, 480)) for k in range(5)] == [
+        (2024, 1, 31, 0, 30), (2024, 2, 29, 0, 30), (2024, 3, 31, 0, 30),
+        (2024, 4, 30, 0, 30), (2024, 5, 31, 0, 30)]  # leap February, back to the 31st
+    assert local(month_start(start, 13, 480)) == (2025, 2, 28, 0, 30)
+    assert local(month_start(start, 11, 480)) == (2024, 12, 31, 0, 30)
+    # the same instant in UTC is the 30th: a UTC calendar would run on the 30th
+    assert datetime.fromtimestamp(month_start(start, 2, 0), UTC).day == 30
+    feb = month_start(start, 1, 480)
+    assert month_index(start, feb - 1, 480) == 0 and month_index(start, feb, 480) == 1
+    assert month_index(start, start - 1, 480) == -1
+
+
+def test_a_monthly_plan_generates_by_the_calendar_and_misses_at_the_next_month(store):
+    from datetime import datetime, timedelta, timezone
+
+    cst = timezone(timedelta(hours=8))
+    start = datetime(2025, 1, 31, 9, 0, tzinfo=cst).timestamp()
+    plan, _ = store.plan_add("p1", "月检", ["a"], 30 * DAY, 0.0, start, "", "mgr", start,
+                             "monthly", 480)
+    assert (plan["frequency"], plan["utc_offset_minutes"]) == ("monthly", 480)
+    made = store.inspection_tick(start)
+    assert [c["action"] for c in made] == ["task.created"]
+    feb = datetime(2025, 2, 28, 9, 0, tzinfo=cst).timestamp()
+    assert store.plan(plan["id"])["next_ts"] == feb
+    assert store.inspection_tick(feb - 1) == []  # 27 days is no period yet
+    changes = store.inspection_tick(feb)
+    assert sorted(c["action"] for c in changes) == ["task.created", "task.missed"]
+    tasks = store.tasks({"p1"})
+    assert [t["due_ts"] for t in tasks] == [start, feb]
+    assert tasks[0]["deadline_ts"] == feb  # grace 0: until the next month's period
+    assert tasks[0]["state"] == "missed"
+    # a hub down for three months catches up by the calendar
+    jun = datetime(2025, 6, 1, tzinfo=cst).timestamp()
+    store.inspection_tick(jun)
+    days = [datetime.fromtimestamp(t["due_ts"], cst).day for t in store.tasks({"p1"})]
+    assert days == [31, 28, 31, 30, 31]
+    # a new frequency counts from the change, as for any plan
+    updated, _ = store.plan_update(plan["id"], {"every": DAY, "frequency": "", "grace": DAY},
+                                   "mgr", jun)
+    assert updated["next_ts"] == jun + DAY and updated["frequency"] == ""

@@ -189,7 +189,7 @@
   }
 
   // -------------------------------------------------------------- hazard photo upload
-  var upload = document.querySelector("form[data-upload]");  // a hazard's photo, a floor plan
+  var upload = document.querySelector("form[data-upload]");  // a hazard's or an item's photo, a floor plan
   if (upload) {
     var state = document.getElementById("upload-state");
     upload.addEventListener("submit", function (ev) {
@@ -198,7 +198,9 @@
       if (!file) { state.textContent = S.pick_file; state.className = "err"; return; }
       state.textContent = S.uploading; state.className = "";
       var csrf = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRF-Token"];
-      fetch(upload.dataset.upload + "?name=" + encodeURIComponent(file.name), {
+      var item = document.getElementById("upload-item");  // an inspection task's item
+      fetch(upload.dataset.upload + "?name=" + encodeURIComponent(file.name) +
+            (item ? "&item=" + encodeURIComponent(item.value) : ""), {
         method: "POST", credentials: "same-origin", body: file,
         headers: {"Content-Type": file.type || "application/octet-stream", "X-CSRF-Token": csrf}
       }).then(function (r) {

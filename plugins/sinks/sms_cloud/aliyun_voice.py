@@ -12,15 +12,16 @@ Published (https://help.aliyun.com/document_detail/393519.html): the provider li
 to one called number to 1 a minute, 5 an hour and 20 in 24 hours, a failed call counting
 too. :class:`NumberLimits` keeps the same windows on our side, so a call past them is not
 placed (it would only be refused and count against the number): it fails as a transient
-error, and the caller's retries place it when the window allows. The counts live in
-memory: after a restart the provider's own limit is what holds.
+error (code :data:`REFUSED_CODE`), and the caller's retries place it when the window
+allows. The counts live in memory; the alarm desk's outbox gives them back at a start from
+its attempt log (:meth:`AliyunVoiceProvider.restore_calls`), so they hold across restarts.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ from plugins.sinks.sms_cloud import aliyun, common, http_client
 
 ACTION = "SingleCallByTts"
 VERSION = "2017-05-25"
+#: the error code of a call our side did not place (a limit would be broken)
+REFUSED_CODE = "LocalFlowControl"
 #: (window in seconds, calls allowed in it) per called number, as published
 LIMITS: tuple[tuple[float, int], ...] = ((60.0, 1), (3600.0, 5), (86400.0, 20))
 
@@ -108,9 +111,14 @@ class NumberLimits:
     def record(self, number: str, now: float) -> None:
         self.calls.setdefault(number, deque()).append(now)
 
+    @property
+    def longest(self) -> float:
+        return max(w for w, _ in self.limits)
+
 
 class AliyunVoiceProvider:
     name = "aliyun_voice"
+    refused_code = REFUSED_CODE
 
     def __init__(self, options: AliyunVoiceOptions, reactor: Any,
                  nonce: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
@@ -122,6 +130,12 @@ class AliyunVoiceProvider:
 
     def __repr__(self) -> str:
         return f"AliyunVoiceProvider({self.options!r})"
+
+    def restore_calls(self, calls: Iterable[tuple[str, float]]) -> None:
+        """Calls placed before a restart, ``(number as given, time)`` oldest first, so the
+        windows hold across it."""
+        for number_, ts in calls:
+            self.limits.record(common.mainland(number_), ts)
 
     def api_params(self, message: SmsMessage, phone: str) -> dict[str, str] | str:
         o = self.options
@@ -158,7 +172,7 @@ class AliyunVoiceProvider:
         now = self._reactor.seconds()
         why = self.limits.refused(number_, now)
         if why is not None:
-            raise common.ProviderError(self.name, "LocalFlowControl", why)
+            raise common.ProviderError(self.name, REFUSED_CODE, why)
         self.limits.record(number_, now)  # a failed call counts too
         url, headers, body = built
         d = http_client.request(self._agent, self._reactor, "POST", url, headers, body,

@@ -12,8 +12,9 @@ from hub.config import Secret
 from hub.contracts import SendResult, SmsMessage
 from hub.validate import Invalid, describe, string
 
-#: The message kinds the ``sms`` sink sends (``SmsMessage.template``).
-KINDS = ("alarm", "fault", "offline", "recovery", "summary")
+#: The message kinds the ``sms`` sink sends (``SmsMessage.template``), and ``reminder``: the
+#: alarm desk's hazard reminders (隐患提醒) before and after a deadline.
+KINDS = ("alarm", "fault", "offline", "recovery", "summary", "reminder")
 
 
 class ProviderError(Exception):
