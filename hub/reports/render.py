@@ -175,6 +175,8 @@ def render_html(r: ProjectReport, device_rows: int | None = None) -> str:
     if r.advice:
         parts.append("<p>节能建议：</p><ul>" + "".join(f"<li>{e(a)}</li>" for a in r.advice)
                      + "</ul>")
+    parts += _load_html(r)
+    parts += _power_quality_html(r)
     parts += [
         "<h2>四、设备运行</h2>",
         f"<p>设备在线率 {r.online_rate:.1%}。</p>",
@@ -185,6 +187,65 @@ def render_html(r: ProjectReport, device_rows: int | None = None) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+PQ_INDICES = {"voltage_deviation": "电压偏差 (%)", "voltage_unbalance": "三相电压不平衡度 (%)",
+              "voltage_thd": "电压总谐波畸变率 (%)", "frequency_deviation": "频率偏差 (Hz)"}
+PQ_HEAD = ["测点", "指标", "样本数", "95% 概率值", "最大值", "限值", "越限时间占比", "结论"]
+LOAD_HEAD = ["设备", "名称", "额定电流", "峰值负载率", "平均负载率", "过载小时", "重载小时",
+             "峰值电流 (A)"]
+
+
+def pq_index_name(index: str) -> str:
+    if index.startswith("current_harmonic_"):
+        return f"{index.rsplit('_', 1)[1]} 次谐波电流 (A)"
+    return PQ_INDICES.get(index, index)
+
+
+def _verdict(passed: bool | None) -> str:
+    return "无数据" if passed is None else "合格" if passed else "不合格"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def load_rows(r: ProjectReport) -> list[list[Any]]:
+    names = {d.device: d.name for d in r.devices}
+    return [[x.device, names.get(x.device, x.device), x.rated, _pct(x.peak_rate),
+             _pct(x.mean_rate), x.overload_hours, x.heavy_hours,
+             "—" if x.peak_amperes is None else float(x.peak_amperes)] for x in r.load]
+
+
+def pq_rows(r: ProjectReport) -> list[list[Any]]:
+    """One row per device and index: the 95 % value (voltage deviation: the upper and
+    the lower one), the maximum, the limit, the share of samples above it, pass/fail."""
+    out: list[list[Any]] = []
+    for dev, results in r.power_quality.items():
+        for x in results:
+            p95 = "—" if x.p95 is None else (f"{x.p95:+.2f} / {x.low:+.2f}" if x.low is not None
+                                              else f"{x.p95:.3f}")
+            out.append([dev, pq_index_name(x.index), x.samples, p95,
+                        "—" if x.maximum is None else f"{x.maximum:.3f}", x.limit,
+                        f"{x.above_share:.1%}", _verdict(x.passed)])
+    return out
+
+
+def _load_html(r: ProjectReport) -> list[str]:
+    if not r.load:
+        return []
+    return ["<p>负载率（按各回路额定电流，README “Load rate”）：</p>",
+            _table(LOAD_HEAD, load_rows(r))]
+
+
+def _power_quality_html(r: ProjectReport) -> list[str]:
+    if not r.power_quality:
+        return []
+    days = (r.until - r.since) / 86400
+    note = "" if days >= 7 else f"（统计 {days:g} 天，不足国标要求的一周，仅供参考）"
+    return ["<h2>电能质量</h2>",
+            f"<p>按 GB/T 12325、15543、14549、15945 评估{note}；电压偏差的 95% 概率值列"
+            "上偏差 / 下偏差。</p>", _table(PQ_HEAD, pq_rows(r))]
 
 
 def render_pdf(r: ProjectReport, html_text: str | None = None) -> bytes:
@@ -242,6 +303,21 @@ def render_xlsx(r: ProjectReport) -> bytes:
     for x in r.devices:
         dv.append([x.device, x.name, x.grade, x.score, x.alarms, x.faults,
                    round(x.online_rate, 4), round(x.kwh, 3)])
+    if r.load:
+        lo = wb.create_sheet("负载率")
+        lo.append(LOAD_HEAD)
+        for x in r.load:
+            lo.append([x.device, next((d.name for d in r.devices if d.device == x.device),
+                                      x.device), x.rated, x.peak_rate, x.mean_rate,
+                       x.overload_hours, x.heavy_hours, x.peak_amperes])
+    if r.power_quality:
+        pq = wb.create_sheet("电能质量")
+        pq.append(["测点", "指标", "样本数", "95% 概率值", "95% 下偏差", "最大值", "限值",
+                   "越限时间占比", "结论"])
+        for dev, results in r.power_quality.items():
+            for x in results:
+                pq.append([dev, pq_index_name(x.index), x.samples, x.p95, x.low, x.maximum,
+                           x.limit, round(x.above_share, 4), _verdict(x.passed)])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
