@@ -33,6 +33,9 @@ td.n { text-align: right; } .chart svg { width: 100%; height: auto; }
 .pie { display: inline-block; width: 48%; } .pie svg { width: 100%; height: auto; }
 .g-优 { color: #1a7f37; } .g-良好 { color: #2f6fbf; } .g-一般隐患 { color: #b26b00; }
 .g-严重隐患 { color: #c62828; }
+table.narrow th, table.narrow td { font-size: 8.5pt; padding: 2pt 3pt; }
+table.narrow td:nth-child(1), table.narrow td:nth-child(4), table.narrow td:last-child,
+table.narrow th { white-space: nowrap; }
 """
 
 
@@ -93,7 +96,7 @@ def pie_chart(data: dict[str, float], title: str) -> str:
     return _svg(fig)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f'<td class="n">{v:,.2f}</td>'
@@ -102,7 +105,8 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
         return f"<td>{html.escape(str(v))}</td>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    attr = f' class="{cls}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _chart(svg: str) -> str:
@@ -235,7 +239,7 @@ def _load_html(r: ProjectReport) -> list[str]:
     if not r.load:
         return []
     return ["<p>负载率（按各回路额定电流，README “Load rate”）：</p>",
-            _table(LOAD_HEAD, load_rows(r))]
+            _table(LOAD_HEAD, load_rows(r), "narrow")]
 
 
 def _power_quality_html(r: ProjectReport) -> list[str]:
@@ -245,7 +249,7 @@ def _power_quality_html(r: ProjectReport) -> list[str]:
     note = "" if days >= 7 else f"（统计 {days:g} 天，不足国标要求的一周，仅供参考）"
     return ["<h2>电能质量</h2>",
             f"<p>按 GB/T 12325、15543、14549、15945 评估{note}；电压偏差的 95% 概率值列"
-            "上偏差 / 下偏差。</p>", _table(PQ_HEAD, pq_rows(r))]
+            "上偏差 / 下偏差。</p>", _table(PQ_HEAD, pq_rows(r), "narrow")]
 
 
 def render_pdf(r: ProjectReport, html_text: str | None = None) -> bytes:
