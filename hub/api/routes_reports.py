@@ -197,7 +197,8 @@ def start_scheduler(ctx: ApiContext, base_url: str) -> ReportScheduler | None:
                                                       text, p.code, f"{kind}:{period}")],
                                   consumeErrors=True)
     sched = ReportScheduler(ctx.hub.clock, s.reports, s.tz_offset, projects, have, produce,
-                            notify, not_before=scheduled_since(store.root,
+                            notify, interval=s.reports.check_interval,
+                            not_before=scheduled_since(store.root,
                                                                ctx.hub.clock.seconds()),
                             on_stop=lambda: inputs.unregister(journal))
     sched.startService()

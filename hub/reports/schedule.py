@@ -9,6 +9,7 @@ When each is made (local time, configurable under the ``rollups`` sink's ``repor
       formats: [pdf, xlsx]    # the documents kept (html too if wanted)
       notify:                 # pushed as a summary with a link (README "Reports")
         - {channel: ops-webhook, recipients: ["https://ops.example/hook"]}
+      check_interval: 60      # s between checks for a due report
       rated: {box-1: 63}      # rated currents for the load rate (hub.analysis.load)
       power_quality:          # devices whose power quality the reports assess
         box-1: {nominal_voltage: 220, three_phase: true}
@@ -64,6 +65,7 @@ class ReportSchedule:
     rated: Mapping[str, Any] = field(default_factory=dict)
     #: devices assessed for power quality (:class:`hub.analysis.power_quality.Bus`)
     power_quality: Mapping[str, Any] = field(default_factory=dict)
+    check_interval: float = CHECK_INTERVAL
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> ReportSchedule:
@@ -71,7 +73,7 @@ class ReportSchedule:
         if not m:
             return cls()
         unknown = set(m) - {"daily", "weekly", "monthly", "formats", "notify", "rated",
-                            "power_quality"}
+                            "power_quality", "check_interval"}
         if unknown:
             raise ValueError(f"unknown report keys {sorted(unknown)}")
         base = cls()
@@ -105,8 +107,12 @@ class ReportSchedule:
 
         rated = ratings_from(m["rated"]) if m.get("rated") is not None else {}
         buses = buses_from(dict(m["power_quality"])) if m.get("power_quality") else {}
+        every = m.get("check_interval", CHECK_INTERVAL)
+        if isinstance(every, bool) or not isinstance(every, int | float) or not (
+                0.1 <= every <= 3600):
+            raise ValueError(f"check_interval: seconds from 0.1 to 3600, not {every!r}")
         return cls(after["daily"], after["weekly"], after["monthly"], formats, tuple(notify),
-                   rated, buses)
+                   rated, buses, float(every))
 
     def after(self, kind: str) -> float | None:
         return getattr(self, kind)
