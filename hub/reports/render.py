@@ -2,13 +2,22 @@
 Chinese in WenQuanYi Zen Hei from Debian's fonts-wqy-zenhei, or any CJK font fontconfig
 finds) and Excel (openpyxl: one sheet per table, the numbers as numbers).
 
-matplotlib draws glyphs as paths (``svg.fonttype = "path"``), so the charts show Chinese
-wherever the SVG is opened; it needs a CJK font only while drawing."""
+matplotlib draws glyphs as paths (``svg.fonttype = "path"``), so the charts of the HTML
+show Chinese wherever the page is opened; it needs a CJK font only while drawing.
+
+In the PDF the charts are SVG images (``<img src="data:image/svg+xml...">``) with their
+text as text (``svg.fonttype = "none"``, set in WeasyPrint's CJK font): inline SVG nodes
+went through WeasyPrint's CSS cascade as HTML elements, and each glyph as a path was a
+``<use>`` to draw — together about half the PDF's CPU for a monthly report (README
+"Report timings")."""
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import html
 import io
+import threading
 from typing import Any
 
 from hub.reports.data import ProjectReport
@@ -16,7 +25,8 @@ from hub.reports.data import ProjectReport
 CJK_FONTS = ["WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "SimHei",
              "DejaVu Sans"]
 RULES = {"alarms": "报警次数", "alarm_time": "报警持续时间", "late_ack": "未及时确认",
-         "open_unacked": "期末未确认", "offline": "离线时间", "faults": "故障"}
+         "open_unacked": "期末未确认", "offline": "离线时间", "faults": "故障",
+         "hazards": "未销号隐患", "overdue": "整改逾期", "near_set_point": "接近设定值"}
 LEVELS = {"warning": "预警", "alarm": "报警", "fault": "故障", "info": "信息"}
 
 _CSS = """
@@ -29,8 +39,8 @@ h1 { font-size: 18pt; margin: 0 0 4pt; } h2 { font-size: 13pt; border-bottom: 1p
 .grade { font-size: 22pt; font-weight: bold; } .meta { color: #555; }
 table { border-collapse: collapse; width: 100%; margin: 6pt 0; }
 th, td { border: 1px solid #bbb; padding: 2pt 5pt; text-align: left; }
-td.n { text-align: right; } .chart svg { width: 100%; height: auto; }
-.pie { display: inline-block; width: 48%; } .pie svg { width: 100%; height: auto; }
+td.n { text-align: right; } .chart svg, .chart img { width: 100%; height: auto; }
+.pie { display: inline-block; width: 48%; } .pie svg, .pie img { width: 100%; height: auto; }
 .g-优 { color: #1a7f37; } .g-良好 { color: #2f6fbf; } .g-一般隐患 { color: #b26b00; }
 .g-严重隐患 { color: #c62828; }
 table.narrow th, table.narrow td { font-size: 8.5pt; padding: 2pt 3pt; }
@@ -51,12 +61,37 @@ def _plt() -> Any:
     return plt
 
 
-def _svg(fig: Any) -> str:
+#: True while the charts are drawn for the PDF (images, text as text)
+_FOR_PDF: contextvars.ContextVar[bool] = contextvars.ContextVar("for_pdf", default=False)
+#: matplotlib's settings are global: one chart is saved at a time (worker threads)
+_SAVING = threading.Lock()
+
+
+def _svg(fig: Any, tight: bool = True) -> str:
+    """``tight``: cropped to what was drawn (a second drawing of the figure: the pies,
+    whose labels go where they fit); else the figure as laid out (fixed margins)."""
+    import matplotlib
+
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with _SAVING, matplotlib.rc_context({"svg.fonttype": "none" if _FOR_PDF.get()
+                                         else "path"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight" if tight else None,
+                    metadata={"Date": None})
     _plt().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
+
+
+def _embed(svg: str) -> str:
+    if not _FOR_PDF.get():
+        return svg
+    return ('<img src="data:image/svg+xml;base64,'
+            + base64.b64encode(svg.encode("utf-8")).decode("ascii") + '">')
+
+
+#: margins of the bar and line charts (7.2 × 2.4 in): room for the title, the y label and
+#: its numbers, the day numbers
+_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.87, "bottom": 0.13}
 
 
 def bar_chart(data: dict[str, float], title: str, ylabel: str) -> str:
@@ -67,7 +102,8 @@ def bar_chart(data: dict[str, float], title: str, ylabel: str) -> str:
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", labelsize=7)
-    return _svg(fig)
+    fig.subplots_adjust(**_MARGINS)
+    return _svg(fig, tight=False)
 
 
 def line_chart(series: dict[str, dict[str, float]], title: str, ylabel: str) -> str:
@@ -80,7 +116,8 @@ def line_chart(series: dict[str, dict[str, float]], title: str, ylabel: str) -> 
     ax.tick_params(axis="x", labelsize=7)
     if len(series) > 1:
         ax.legend()
-    return _svg(fig)
+    fig.subplots_adjust(**_MARGINS)
+    return _svg(fig, tight=False)
 
 
 def pie_chart(data: dict[str, float], title: str) -> str:
@@ -110,11 +147,11 @@ def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
 
 
 def _chart(svg: str) -> str:
-    return f'<div class="chart">{svg}</div>'
+    return f'<div class="chart">{_embed(svg)}</div>'
 
 
 def _pie(svg: str) -> str:
-    return f'<div class="pie">{svg}</div>'
+    return f'<div class="pie">{_embed(svg)}</div>'
 
 
 def _minutes(v: float | None) -> str:
@@ -253,9 +290,20 @@ def _power_quality_html(r: ProjectReport) -> list[str]:
 
 
 def render_pdf(r: ProjectReport, html_text: str | None = None) -> bytes:
+    """The PDF; ``html_text``: a page to print instead of the report's own for the PDF
+    (:func:`pdf_html`)."""
     from weasyprint import HTML
 
-    return HTML(string=html_text or render_html(r, PDF_DEVICE_ROWS)).write_pdf()
+    return HTML(string=html_text or pdf_html(r)).write_pdf()
+
+
+def pdf_html(r: ProjectReport) -> str:
+    """The page the PDF prints: the first devices only, charts as SVG images."""
+    token = _FOR_PDF.set(True)
+    try:
+        return render_html(r, PDF_DEVICE_ROWS)
+    finally:
+        _FOR_PDF.reset(token)
 
 
 def render_xlsx(r: ProjectReport) -> bytes:
