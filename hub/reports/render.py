@@ -8,8 +8,8 @@ show Chinese wherever the page is opened; it needs a CJK font only while drawing
 In the PDF the charts are SVG images (``<img src="data:image/svg+xml...">``) with their
 text as text (``svg.fonttype = "none"``, set in WeasyPrint's CJK font): inline SVG nodes
 went through WeasyPrint's CSS cascade as HTML elements, and each glyph as a path was a
-``<use>`` to draw — together about half the PDF's CPU for a monthly report (README
-"Report timings")."""
+``<use>`` to draw — together a quarter to a third of WeasyPrint's CPU for a monthly
+report (README "Benchmark", report timings)."""
 
 from __future__ import annotations
 
