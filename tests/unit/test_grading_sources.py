@@ -5,6 +5,7 @@ find the API's sources registered for the hub's journal and deduct what the API 
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pytest
@@ -27,10 +28,9 @@ S = GradingScheme()
 
 @pytest.fixture
 def platform(tmp_path):
-    store = SqliteStore(str(tmp_path / "platform.sqlite"))
-    store.open()
-    yield store
-    store.close()
+    with contextlib.closing(SqliteStore(str(tmp_path / "platform.sqlite"))) as store:
+        store.open()
+        yield store
 
 
 def test_the_sinks_daily_grades_deduct_what_the_api_deducts(tmp_path, platform):
@@ -67,25 +67,13 @@ def test_the_sinks_daily_grades_deduct_what_the_api_deducts(tmp_path, platform):
 
 
 def test_hub_report_reads_the_platform_stores_hazards(tmp_path, capsys):
-    import yaml
-
     from hub.cli import main
-    from hub.journal import Journal
+    from tests.support.report_cli import report_config, seed_journal
 
+    config = report_config(tmp_path, {"tz_offset_hours": 0}, api={"port": 0})
+    seed_journal(tmp_path, [Reading("d1", "active_energy", 10.0 + i, D + i * 3600)
+                            for i in range(24)])
     var = tmp_path / "var"
-    var.mkdir()
-    config = tmp_path / "hub.yaml"
-    config.write_text(yaml.safe_dump({
-        "hub": {"state_dir": "var"}, "api": {"port": 0},
-        "transports": {"demo": {"type": "simulator", "interval": 5}},
-        "sinks": {"rollups": {"type": "rollups", "tz_offset_hours": 0}},
-        "devices": [{"id": "d1", "name": "一号箱", "project": "p1", "model": "simulated",
-                     "transport": "demo", "address": "normal"}]}), encoding="utf-8")
-    j = Journal(str(var / "journal.sqlite"), clock=Clock())
-    j.open()
-    j.append([Reading("d1", "active_energy", 10.0 + i, D + i * 3600) for i in range(24)])
-    j.flush()
-    j.close()
     assert main(["rollups", "rebuild", "-c", str(config)]) == 0
     args = ["report", "daily", "-c", str(config), "--project", "p1", "--period",
             "2026-01-05", "--format", "html", "-o", str(tmp_path / "r.html")]
