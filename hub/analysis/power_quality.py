@@ -57,7 +57,9 @@ from typing import Any
 THD_LIMITS = {0.38: 5.0, 6: 4.0, 10: 4.0, 35: 3.0, 66: 3.0, 110: 2.0}
 UNBALANCE_NORMAL, UNBALANCE_SHORT = 2.0, 4.0
 
-#: GB/T 14549-93 table 2: nominal kV -> (reference short-circuit MVA, A for orders 2..25)
+#: GB/T 14549-93 table 2: nominal kV -> (reference short-circuit MVA, A for orders 2..25);
+#: compared row by row with two programs published on GitHub (README "Power quality": no
+#: copy of the standard itself was found), all values equal
 HARMONIC_CURRENT_LIMITS: dict[float, tuple[float, tuple[float, ...]]] = {
     0.38: (10.0, (78, 62, 39, 62, 26, 44, 19, 21, 16, 28, 13, 24, 11, 12, 9.7, 18, 8.6, 16,
                   7.8, 8.9, 7.1, 14, 6.5, 12)),
@@ -224,3 +226,60 @@ def assess_device(journal: Any, device: str, since: float, until: float,
                                            supply_mva)
             out.append(harmonic_current(order, harmonic_amperes(content, current), limit))
     return out
+
+
+@dataclass(frozen=True)
+class Bus:
+    """A device assessed in reports (a bus or feeder it measures) and its parameters, as
+    the API's ``/power-quality`` route takes them."""
+
+    nominal_voltage: float = 220.0
+    nominal_kv: float = 0.38
+    three_phase: bool = False
+    short_circuit_mva: float | None = None
+    user_mva: float | None = None
+    supply_mva: float | None = None
+
+
+def buses_from(m: Any, path: str = "power_quality") -> dict[str, Bus]:
+    """``{device: Bus}`` from configuration (``device: {}`` or ``true`` for the defaults);
+    ValueError names the key path."""
+    if not isinstance(m, dict):
+        raise ValueError(f"{path}: a mapping of device id to its parameters")
+    out = {}
+    for dev, v in m.items():
+        p = f"{path}.{dev}"
+        if v is True or v is None:
+            v = {}
+        if not isinstance(v, dict):
+            raise ValueError(f"{p}: a mapping (nominal_voltage, nominal_kv, three_phase, "
+                             "short_circuit_mva, user_mva, supply_mva) or true")
+        known = set(Bus.__dataclass_fields__)
+        if set(v) - known:
+            raise ValueError(f"{p}: unknown keys {sorted(set(v) - known)}; known: "
+                             f"{', '.join(sorted(known))}")
+        args: dict[str, Any] = {}
+        for k, x in v.items():
+            if k == "three_phase":
+                if not isinstance(x, bool):
+                    raise ValueError(f"{p}.three_phase: true or false, not {x!r}")
+                args[k] = x
+            elif isinstance(x, bool) or not isinstance(x, int | float) or not x > 0:
+                raise ValueError(f"{p}.{k}: a positive number, not {x!r}")
+            else:
+                args[k] = float(x)
+        bus = Bus(**args)
+        if bus.nominal_kv not in THD_LIMITS:
+            raise ValueError(f"{p}.nominal_kv: one of {sorted(THD_LIMITS)}")
+        if (bus.user_mva is None) != (bus.supply_mva is None):
+            raise ValueError(f"{p}: give user_mva and supply_mva together")
+        out[str(dev)] = bus
+    return out
+
+
+def assess_buses(journal: Any, buses: dict[str, Bus], devices: Iterable[str], since: float,
+                 until: float) -> dict[str, list[IndexResult]]:
+    """:func:`assess_device` for each of ``devices`` configured in ``buses``."""
+    return {d: assess_device(journal, d, since, until, b.nominal_voltage, b.nominal_kv,
+                             b.three_phase, b.short_circuit_mva, b.user_mva, b.supply_mva)
+            for d in sorted(devices) if (b := buses.get(d)) is not None}

@@ -2,7 +2,11 @@
 for it, the grades are kept with the rollups (table ``grades``), and a change of grade
 from the day before is journaled as a state event ``safety_grade`` (level info for a
 better grade, warning for a worse one) that notification policies can push like any
-other event. Run by the ``rollups`` sink (:class:`hub.rollups.RollupSink`)."""
+other event. Run by the ``rollups`` sink (:class:`hub.rollups.RollupSink`).
+
+Rules 6-8 (hazards, overdue rectifications, near set points) come from
+:func:`hub.analysis.inputs.grading_inputs`, as for the API's grades, from the sources the
+running hub registered for its journal (:func:`hub.analysis.inputs.sources_for`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hub.analysis.grading import GRADES, GradingScheme, journal_grade
+from hub.analysis.inputs import GradingSources, grading_inputs, sources_for
 from hub.model import Event, EventKind, EventState, Level, event_id
 from hub.rollups.store import DAY, RollupStore
 
@@ -31,9 +36,13 @@ def stored_grades(store: RollupStore, subject: str) -> list[tuple[float, float, 
 
 
 def grade_days(store: RollupStore, journal: Any, devices: Sequence[str], now: float,
-               scheme: GradingScheme, record: Callable[[list[Event]], Any]) -> int:
+               scheme: GradingScheme, record: Callable[[list[Event]], Any],
+               sources: GradingSources | None = None) -> int:
     """Grade every whole local day not graded yet (at most the last 7) for ``devices``;
-    journal an event per change of grade. Returns the days graded."""
+    journal an event per change of grade. Returns the days graded. ``sources``: of rules
+    6-8 (default: those registered for ``journal``)."""
+    if sources is None:
+        sources = sources_for(journal)
     db = store.db
     db.executescript(GRADES_SCHEMA)
     today = store.day_start(now)
@@ -42,10 +51,11 @@ def grade_days(store: RollupStore, journal: Any, devices: Sequence[str], now: fl
     days = 0
     while start + DAY <= today:
         events: list[Event] = []
+        extra, _ = grading_inputs(sources, list(devices), start, start + DAY, scheme, store)
         db.execute("BEGIN IMMEDIATE")
         try:
             for dev in devices:
-                g = journal_grade(journal, dev, start, start + DAY, scheme)
+                g = journal_grade(journal, dev, start, start + DAY, scheme, extra=extra[dev])
                 before = db.execute("SELECT score, grade FROM grades WHERE subject = ? AND "
                                     "day < ? ORDER BY day DESC LIMIT 1",
                                     (dev, start)).fetchone()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hub.analysis.energy import (
     advice,
@@ -24,6 +24,9 @@ from hub.analysis.energy import (
     width_for,
 )
 from hub.analysis.grading import Grade, grade_project, journal_grade
+from hub.analysis.inputs import GradingSources, store_sources
+from hub.analysis.inputs import grading_inputs as inputs_of
+from hub.analysis.load import LoadRate, load_advice, load_rates
 from hub.analysis.settings import AnalysisSettings, analysis_settings
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
@@ -42,6 +45,19 @@ Since = Annotated[float | None, Query(ge=0, le=1e11, description="UTC epoch s; d
 Until = Annotated[float | None, Query(ge=0, le=1e11, description="UTC epoch s; default: now")]
 
 
+class LoadRateOut(BaseModel):
+    device: str
+    rated: str = Field(description="the rated currents compared (README \"Load rate\")")
+    hours: int = Field(description="hours with current readings on rated channels")
+    peak_rate: float | None = Field(description="highest hourly maximum ÷ rating")
+    mean_rate: float | None = Field(description="mean of the most loaded channel's hourly "
+                                    "mean ÷ rating")
+    overload_hours: int = Field(description="hours whose mean current exceeded the rating")
+    heavy_hours: int = Field(description="hours whose mean reached 80 % of the rating")
+    peak_amperes: float | None = None
+    peak_channel: str = ""
+
+
 class EnergyOut(BaseModel):
     subject: str
     period: Literal["hour", "day", "month", "year"]
@@ -54,6 +70,7 @@ class EnergyOut(BaseModel):
     cost: float
     load_w: dict[str, float]  # local period label -> mean active power (W)
     advice: list[str]
+    load_rate: list[LoadRateOut] = []  # devices with a configured rated current
 
 
 class DeductionOut(BaseModel):
@@ -136,6 +153,8 @@ def energy_of(store: RollupStore | None, subject: str, devices: list[str], perio
                for b in store.buckets(d, "power_factor", "", DAY, since, until)]
         pf = sum(b.mean * b.count for b in pfs) / sum(b.count for b in pfs) if pfs else None
     tou = split_tou(hourly, tz, s.tou)
+    rates: list[LoadRate] = ([] if store is None else
+                             load_rates(store, s.reports.rated, devices, since, until))
     loads: dict[str, list[float]] = {}
     for start, w in load.items():
         loads.setdefault(period_key(start, tz, period), []).append(w)
@@ -146,7 +165,8 @@ def energy_of(store: RollupStore | None, subject: str, devices: list[str], perio
                      tou={k: round(v, 6) for k, v in tou.items()},
                      cost=round(cost(tou, s.tou), 2),
                      load_w={k: round(sum(v) / len(v), 3) for k, v in loads.items()},
-                     advice=advice(hourly, tz, pf, s.tou))
+                     advice=advice(hourly, tz, pf, s.tou) + load_advice(rates),
+                     load_rate=[LoadRateOut(**r.__dict__) for r in rates])
 
 
 Period = Annotated[Literal["hour", "day", "month", "year"], Query()]
@@ -188,30 +208,19 @@ def grade_out(g: Grade) -> GradeOut:
                     devices=[grade_out(x) for x in g.devices])
 
 
-async def set_points(ctx: ApiContext) -> dict[str, dict[str, float]]:
-    """Alarm set points of temperature and residual current per device: the
-    configuration's, and those stored with devices created through the API."""
-    out = dict(settings(ctx).set_points)
-    for sd in await ctx.stored_devices():
-        alarms = (sd.settings or {}).get("alarms") or {}
-        points = {q: float(alarms[q]["alarm"]) for q in ("temperature", "residual_current")
-                  if isinstance(alarms.get(q), dict) and alarms[q].get("alarm") is not None
-                  and alarms[q].get("enabled", True)}
-        if points and sd.id not in out:
-            out[sd.id] = points
-    return out
+def grading_sources(ctx: ApiContext) -> GradingSources:
+    """Where grading rules 6-8 read (:mod:`hub.analysis.inputs`): the platform store's
+    hazards and stored devices, the configuration's set points."""
+    return store_sources(ctx.store, settings(ctx).set_points)
 
 
 async def grading_inputs(ctx: ApiContext, project: str, devices: list[str], since: float,
                          until: float) -> tuple[dict[str, list], list]:
     """Rules 6-8 of the grading: the project's hazards, readings near set points."""
-    from hub.analysis.grading import extra_deductions
-
     s = settings(ctx)
-    hazards = await ctx.run(lambda: ctx.store.hazards({project}, until=until, limit=100_000))
-    points = await set_points(ctx)
-    return await with_rollups(ctx, lambda st: extra_deductions(
-        devices, since, until, s.grading, hazards, st, points))
+    sources = grading_sources(ctx)
+    return await with_rollups(ctx, lambda st: inputs_of(sources, devices, since, until,
+                                                        s.grading, st, project))
 
 
 @router.get("/devices/{device_id}/grade", response_model=GradeOut, responses=ERRORS)
@@ -319,13 +328,12 @@ async def monthly_report(project_id: int, caller: Caller, tree: OrgTree, ctx: Ct
     index = await ctx.device_index()
     names = {d: index.by_id[d].name for d in devices}
     title = tree.nodes[project_id].name
-    hazards = await ctx.run(lambda: ctx.store.hazards({code}, until=until, limit=100_000))
-    points = await set_points(ctx)
+    sources = grading_sources(ctx)
 
     def build(store: RollupStore | None) -> bytes:
         j = ctx._reader()
         report = build_report(j, store, code, names, since, until, s, month, title,
-                              hazards=hazards, set_points=points)
+                              sources=sources)
         return render(report, format)
     body = await with_rollups(ctx, build)
     filename = f"report-{code}-{month}.{format}"

@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from hub.api.context import ApiContext
 from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
-from hub.api.routes_analysis import project_devices, set_points, settings, with_rollups
+from hub.api.routes_analysis import grading_sources, project_devices, settings, with_rollups
 from hub.api.schemas import ERRORS
 from hub.reports.archive import ReportArchive, StoredReport, make_documents, reports_dir, summary
-from hub.reports.data import LABELS, last_period, period_range
+from hub.reports.data import LABELS, last_period
 from hub.reports.render import FORMATS
 from hub.reports.schedule import Project, ReportScheduler
 
@@ -68,13 +68,11 @@ async def make(ctx: ApiContext, project_id: int, code: str, devices: list[str], 
     names = {d: index.by_id[d].name for d in devices if d in index.by_id}
     s = settings(ctx)
     store = archive(ctx)
-    _, until = period_range(kind, period, s.tz_offset)
-    hazards = await ctx.run(lambda: ctx.store.hazards({code}, until=until, limit=100_000))
-    points = await set_points(ctx)
+    sources = grading_sources(ctx)
 
     def build(rollups: Any) -> tuple[Any, list]:
         report, docs = make_documents(ctx._reader(), rollups, s, code, names, title, kind,
-                                      period, formats, hazards, points)
+                                      period, formats, sources)
         return report, store.save(code, kind, period, docs)
     return await with_rollups(ctx, build)
 
@@ -148,16 +146,21 @@ def scheduled_since(root: str, now: float) -> float:
 
 def start_scheduler(ctx: ApiContext, base_url: str) -> ReportScheduler | None:
     """The schedule of the configured reports, on the hub's clock; pushes a summary and a
-    link through the alarm desk's channels (``reports.notify``)."""
+    link through the alarm desk's channels (``reports.notify``). Registers the API's
+    grading sources for the hub's journal, so the rollups sink's daily grades deduct
+    hazards and near set points as the API's grades do (until the scheduler stops)."""
     import asyncio
 
     from twisted.internet import defer
 
     from hub.alarmdesk.channels import push_text
+    from hub.analysis import inputs
 
     s = settings(ctx)
     if not s.configured:
         return None
+    journal = ctx.hub.journal
+    inputs.register(journal, grading_sources(ctx))
     store = archive(ctx)
     first = s.reports.formats[0]
 
@@ -194,7 +197,9 @@ def start_scheduler(ctx: ApiContext, base_url: str) -> ReportScheduler | None:
                                                       text, p.code, f"{kind}:{period}")],
                                   consumeErrors=True)
     sched = ReportScheduler(ctx.hub.clock, s.reports, s.tz_offset, projects, have, produce,
-                            notify, not_before=scheduled_since(store.root,
-                                                               ctx.hub.clock.seconds()))
+                            notify, interval=s.reports.check_interval,
+                            not_before=scheduled_since(store.root,
+                                                               ctx.hub.clock.seconds()),
+                            on_stop=lambda: inputs.unregister(journal))
     sched.startService()
     return sched

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hub.reports.data import KINDS, LABELS
 
 if TYPE_CHECKING:
+    from hub.analysis.inputs import GradingSources
     from hub.analysis.settings import AnalysisSettings
     from hub.reports.data import ProjectReport
 
@@ -92,8 +93,7 @@ class ReportArchive:
 
 def make_documents(journal: Any, store: Any, settings: AnalysisSettings, project: str,
                    devices: dict[str, str], title: str, kind: str, period: str,
-                   formats: tuple[str, ...], hazards: Any = (),
-                   set_points: dict[str, dict[str, float]] | None = None
+                   formats: tuple[str, ...], sources: GradingSources | None = None
                    ) -> tuple[ProjectReport, dict[str, bytes]]:
     """The report of ``project``'s ``kind`` period ``period`` and its documents (one per
     format): what the schedule, the API and ``hub report`` all make."""
@@ -103,7 +103,7 @@ def make_documents(journal: Any, store: Any, settings: AnalysisSettings, project
     tz = store.tz_offset if store is not None else settings.tz_offset
     since, until = period_range(kind, period, tz)
     report = build_report(journal, store, project, devices, since, until, settings, period,
-                          title, kind, hazards, set_points)
+                          title, kind, sources)
     docs: dict[str, bytes] = {}
     for fmt in formats:
         if fmt == "html":

@@ -3,8 +3,9 @@ the same document the API serves, from the journal (read-only) and the rollups, 
 hub runs or after it stopped. The period: ``YYYY-MM-DD``, ``YYYY-Www`` (ISO week) or
 ``YYYY-MM`` (``--month`` too for monthly); default: the last whole one (monthly: this
 month so far). The project's devices are those the configuration assigns to it (plus
-``--device`` for devices created through the API); set points for grading rule 8 come
-from the configuration; hazards (rules 6-7) live in the API's store and are left out."""
+``--device`` for devices created through the API). Grading rules 6-8 read what the API's
+grades read (:func:`hub.analysis.inputs.grading_inputs`): the platform store's hazards and
+stored devices when the configured store exists, and the configuration's set points."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from hub.reports.render import FORMATS
+
+if TYPE_CHECKING:
+    from hub.analysis.inputs import GradingSources
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -42,15 +47,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = RollupStore(s.path, readonly=True) if os.path.exists(s.path) else None
     if store is None:
         note(f"no rollups at {s.path} (configure a rollups sink): the report has no energy")
+    sources, platform = grading_sources(config, s.set_points)
     j = open_journal(config)
     try:
         report = build_report(j, store, args.project, devices, since, until, s, month,
-                              args.title or args.project, kind, set_points=s.set_points)
+                              args.title or args.project, kind, sources)
         body = render(report, args.format)
     finally:
         j.close()
         if store is not None:
             store.close()
+        if platform is not None:
+            platform.close()
     out = args.output or f"report-{args.project}-{month}.{args.format}"
     if out == "-":
         sys.stdout.buffer.write(body)
@@ -60,6 +68,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         note(f"{out}: {report.grade.grade} ({report.grade.score:.1f}), {report.alarms} "
              f"alarms, {report.energy_total:,.2f} kWh")
     return 0
+
+
+def grading_sources(config: Any, set_points: dict[str, dict[str, float]]
+                    ) -> tuple[GradingSources, Any]:
+    """The sources of grading rules 6-8 for a command (and the platform store it opened,
+    to close): the configured platform store when it exists, else the set points alone."""
+    from hub.analysis.inputs import config_sources, store_sources
+    from hub.cli.helpers import note
+
+    settings = getattr(getattr(config, "api", None), "store", None)
+    if settings is None or (settings.backend == "sqlite" and not os.path.exists(settings.path)):
+        return config_sources(set_points), None
+    from hub.store.settings import open_store
+
+    try:
+        platform = open_store(settings)
+    except Exception as e:  # a report without hazards beats no report
+        note(f"platform store not opened ({e}): hazards are left out of the grades")
+        return config_sources(set_points), None
+    return store_sources(platform, set_points), platform
 
 
 def add_report_command(sub: argparse._SubParsersAction) -> None:

@@ -12,17 +12,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.analysis.energy import advice, by_period, cost, load_curve, project_energy, split_tou
-from hub.analysis.grading import (
-    Grade,
-    episodes,
-    extra_deductions,
-    grade_device,
-    grade_project,
-)
+from hub.analysis.grading import Grade, episodes, grade_device, grade_project
+from hub.analysis.inputs import GradingSources, grading_inputs
+from hub.analysis.load import LoadRate, load_advice, load_rates
 from hub.model import ALARM_RULES, FAULT_CODES, EventKind
 from hub.rollups.store import DAY, HOUR
 
 if TYPE_CHECKING:
+    from hub.analysis.power_quality import IndexResult
     from hub.analysis.settings import AnalysisSettings
 
 #: Chinese names of alarm and fault codes, for people
@@ -141,6 +138,10 @@ class ProjectReport:
     #: energy of the same span a year before and a period before (None: no rollups then)
     energy_year_ago: float | None = None
     energy_period_before: float | None = None
+    #: load rates of the devices with a rated current (hub.analysis.load), most loaded first
+    load: list[LoadRate] = field(default_factory=list)
+    #: power quality of the configured buses: device -> indices (hub.analysis.power_quality)
+    power_quality: dict[str, list[IndexResult]] = field(default_factory=dict)
 
     @property
     def kind_name(self) -> str:
@@ -161,12 +162,13 @@ def _day(ts: float, tz: int) -> str:
 
 def build_report(journal: Any, store: Any, project: str, devices: dict[str, str],
                  since: float, until: float, settings: AnalysisSettings, period: str,
-                 title: str = "", kind: str = "monthly", hazards: Any = (),
-                 set_points: dict[str, dict[str, float]] | None = None) -> ProjectReport:
+                 title: str = "", kind: str = "monthly",
+                 sources: GradingSources | None = None) -> ProjectReport:
     """The report of ``project`` (``devices``: id -> name) over ``[since, until)``;
     ``store`` is a :class:`hub.rollups.RollupStore` or None (no energy then). Events are
-    read once for all devices (a query per device is seconds for a thousand). ``hazards``
-    (the project's, :mod:`hub.store.hazards`) and ``set_points`` feed grading rules 6-8."""
+    read once for all devices (a query per device is seconds for a thousand). ``sources``
+    feed grading rules 6-8 (:func:`hub.analysis.inputs.grading_inputs`, as the API's
+    grades); the load rate and power quality come from ``settings.reports``."""
     tz = store.tz_offset if store is not None else settings.tz_offset
     scheme = settings.grading
     by_type: Counter[str] = Counter()
@@ -191,8 +193,8 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
             acks_of.setdefault(a.device, []).append(a)
     kwh_of = (store.device_energy(list(devices), DAY, since, until)
               if store is not None else {})
-    extra, project_extra = extra_deductions(list(devices), since, until, scheme, hazards,
-                                            store, set_points)
+    extra, project_extra = grading_inputs(sources, list(devices), since, until, scheme,
+                                          store, project)
     for dev, name in sorted(devices.items()):
         events = events_of.get(dev, [])
         acks = acks_of.get(dev, [])
@@ -242,11 +244,18 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
     tou = split_tou(hourly, tz, settings.tou)
     energy_day = by_period(daily, tz, "day")
     year_ago = before = None
+    loads: list[LoadRate] = []
     if store is not None:
         from hub.analysis.energy import compare
 
         c = compare(store, ids, since, until, tz)
         year_ago, before = c.year_ago, c.period_before
+        loads = load_rates(store, settings.reports.rated, ids, since, until)
+    pq: dict[str, list[IndexResult]] = {}
+    if settings.reports.power_quality:
+        from hub.analysis.power_quality import assess_buses
+
+        pq = assess_buses(journal, settings.reports.power_quality, ids, since, until)
     return ProjectReport(
         project=project, title=title or project, period=period, since=since, until=until,
         tz_offset=tz, grade=project_grade,
@@ -264,8 +273,9 @@ def build_report(journal: Any, store: Any, project: str, devices: dict[str, str]
         load_per_day={_day(s, tz): round(w, 1) for s, w in load.items()},
         online_rate=1.0 - offline_total / ((until - since) * len(devices)) if devices else 1.0,
         devices=sorted(rows, key=lambda r: (r.score, r.device)),
-        advice=advice(hourly, tz, None, settings.tou), kind=kind,
-        energy_year_ago=year_ago, energy_period_before=before)
+        advice=advice(hourly, tz, None, settings.tou) + load_advice(loads, devices),
+        kind=kind, energy_year_ago=year_ago, energy_period_before=before, load=loads,
+        power_quality=pq)
 
 
 def _range_days(since: float, until: float) -> list[float]:

@@ -2,13 +2,22 @@
 Chinese in WenQuanYi Zen Hei from Debian's fonts-wqy-zenhei, or any CJK font fontconfig
 finds) and Excel (openpyxl: one sheet per table, the numbers as numbers).
 
-matplotlib draws glyphs as paths (``svg.fonttype = "path"``), so the charts show Chinese
-wherever the SVG is opened; it needs a CJK font only while drawing."""
+matplotlib draws glyphs as paths (``svg.fonttype = "path"``), so the charts of the HTML
+show Chinese wherever the page is opened; it needs a CJK font only while drawing.
+
+In the PDF the charts are SVG images (``<img src="data:image/svg+xml...">``) with their
+text as text (``svg.fonttype = "none"``, set in WeasyPrint's CJK font): inline SVG nodes
+went through WeasyPrint's CSS cascade as HTML elements, and each glyph as a path was a
+``<use>`` to draw — together a quarter to a third of WeasyPrint's CPU for a monthly
+report (README "Benchmark", report timings)."""
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import html
 import io
+import threading
 from typing import Any
 
 from hub.reports.data import ProjectReport
@@ -16,7 +25,8 @@ from hub.reports.data import ProjectReport
 CJK_FONTS = ["WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "SimHei",
              "DejaVu Sans"]
 RULES = {"alarms": "报警次数", "alarm_time": "报警持续时间", "late_ack": "未及时确认",
-         "open_unacked": "期末未确认", "offline": "离线时间", "faults": "故障"}
+         "open_unacked": "期末未确认", "offline": "离线时间", "faults": "故障",
+         "hazards": "未销号隐患", "overdue": "整改逾期", "near_set_point": "接近设定值"}
 LEVELS = {"warning": "预警", "alarm": "报警", "fault": "故障", "info": "信息"}
 
 _CSS = """
@@ -29,10 +39,13 @@ h1 { font-size: 18pt; margin: 0 0 4pt; } h2 { font-size: 13pt; border-bottom: 1p
 .grade { font-size: 22pt; font-weight: bold; } .meta { color: #555; }
 table { border-collapse: collapse; width: 100%; margin: 6pt 0; }
 th, td { border: 1px solid #bbb; padding: 2pt 5pt; text-align: left; }
-td.n { text-align: right; } .chart svg { width: 100%; height: auto; }
-.pie { display: inline-block; width: 48%; } .pie svg { width: 100%; height: auto; }
+td.n { text-align: right; } .chart svg, .chart img { width: 100%; height: auto; }
+.pie { display: inline-block; width: 48%; } .pie svg, .pie img { width: 100%; height: auto; }
 .g-优 { color: #1a7f37; } .g-良好 { color: #2f6fbf; } .g-一般隐患 { color: #b26b00; }
 .g-严重隐患 { color: #c62828; }
+table.narrow th, table.narrow td { font-size: 8.5pt; padding: 2pt 3pt; }
+table.narrow td:nth-child(1), table.narrow td:nth-child(4), table.narrow td:last-child,
+table.narrow th { white-space: nowrap; }
 """
 
 
@@ -48,12 +61,37 @@ def _plt() -> Any:
     return plt
 
 
-def _svg(fig: Any) -> str:
+#: True while the charts are drawn for the PDF (images, text as text)
+_FOR_PDF: contextvars.ContextVar[bool] = contextvars.ContextVar("for_pdf", default=False)
+#: matplotlib's settings are global: one chart is saved at a time (worker threads)
+_SAVING = threading.Lock()
+
+
+def _svg(fig: Any, tight: bool = True) -> str:
+    """``tight``: cropped to what was drawn (a second drawing of the figure: the pies,
+    whose labels go where they fit); else the figure as laid out (fixed margins)."""
+    import matplotlib
+
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with _SAVING, matplotlib.rc_context({"svg.fonttype": "none" if _FOR_PDF.get()
+                                         else "path"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight" if tight else None,
+                    metadata={"Date": None})
     _plt().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
+
+
+def _embed(svg: str) -> str:
+    if not _FOR_PDF.get():
+        return svg
+    return ('<img src="data:image/svg+xml;base64,'
+            + base64.b64encode(svg.encode("utf-8")).decode("ascii") + '">')
+
+
+#: margins of the bar and line charts (7.2 × 2.4 in): room for the title, the y label and
+#: its numbers, the day numbers
+_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.87, "bottom": 0.13}
 
 
 def bar_chart(data: dict[str, float], title: str, ylabel: str) -> str:
@@ -64,7 +102,8 @@ def bar_chart(data: dict[str, float], title: str, ylabel: str) -> str:
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", labelsize=7)
-    return _svg(fig)
+    fig.subplots_adjust(**_MARGINS)
+    return _svg(fig, tight=False)
 
 
 def line_chart(series: dict[str, dict[str, float]], title: str, ylabel: str) -> str:
@@ -77,7 +116,8 @@ def line_chart(series: dict[str, dict[str, float]], title: str, ylabel: str) -> 
     ax.tick_params(axis="x", labelsize=7)
     if len(series) > 1:
         ax.legend()
-    return _svg(fig)
+    fig.subplots_adjust(**_MARGINS)
+    return _svg(fig, tight=False)
 
 
 def pie_chart(data: dict[str, float], title: str) -> str:
@@ -93,7 +133,7 @@ def pie_chart(data: dict[str, float], title: str) -> str:
     return _svg(fig)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f'<td class="n">{v:,.2f}</td>'
@@ -102,15 +142,16 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
         return f"<td>{html.escape(str(v))}</td>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    attr = f' class="{cls}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _chart(svg: str) -> str:
-    return f'<div class="chart">{svg}</div>'
+    return f'<div class="chart">{_embed(svg)}</div>'
 
 
 def _pie(svg: str) -> str:
-    return f'<div class="pie">{svg}</div>'
+    return f'<div class="pie">{_embed(svg)}</div>'
 
 
 def _minutes(v: float | None) -> str:
@@ -175,6 +216,8 @@ def render_html(r: ProjectReport, device_rows: int | None = None) -> str:
     if r.advice:
         parts.append("<p>节能建议：</p><ul>" + "".join(f"<li>{e(a)}</li>" for a in r.advice)
                      + "</ul>")
+    parts += _load_html(r)
+    parts += _power_quality_html(r)
     parts += [
         "<h2>四、设备运行</h2>",
         f"<p>设备在线率 {r.online_rate:.1%}。</p>",
@@ -187,10 +230,80 @@ def render_html(r: ProjectReport, device_rows: int | None = None) -> str:
     return "\n".join(parts)
 
 
+PQ_INDICES = {"voltage_deviation": "电压偏差 (%)", "voltage_unbalance": "三相电压不平衡度 (%)",
+              "voltage_thd": "电压总谐波畸变率 (%)", "frequency_deviation": "频率偏差 (Hz)"}
+PQ_HEAD = ["测点", "指标", "样本数", "95% 概率值", "最大值", "限值", "越限时间占比", "结论"]
+LOAD_HEAD = ["设备", "名称", "额定电流", "峰值负载率", "平均负载率", "过载小时", "重载小时",
+             "峰值电流 (A)"]
+
+
+def pq_index_name(index: str) -> str:
+    if index.startswith("current_harmonic_"):
+        return f"{index.rsplit('_', 1)[1]} 次谐波电流 (A)"
+    return PQ_INDICES.get(index, index)
+
+
+def _verdict(passed: bool | None) -> str:
+    return "无数据" if passed is None else "合格" if passed else "不合格"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def load_rows(r: ProjectReport) -> list[list[Any]]:
+    names = {d.device: d.name for d in r.devices}
+    return [[x.device, names.get(x.device, x.device), x.rated, _pct(x.peak_rate),
+             _pct(x.mean_rate), x.overload_hours, x.heavy_hours,
+             "—" if x.peak_amperes is None else float(x.peak_amperes)] for x in r.load]
+
+
+def pq_rows(r: ProjectReport) -> list[list[Any]]:
+    """One row per device and index: the 95 % value (voltage deviation: the upper and
+    the lower one), the maximum, the limit, the share of samples above it, pass/fail."""
+    out: list[list[Any]] = []
+    for dev, results in r.power_quality.items():
+        for x in results:
+            p95 = "—" if x.p95 is None else (f"{x.p95:+.2f} / {x.low:+.2f}" if x.low is not None
+                                              else f"{x.p95:.3f}")
+            out.append([dev, pq_index_name(x.index), x.samples, p95,
+                        "—" if x.maximum is None else f"{x.maximum:.3f}", x.limit,
+                        f"{x.above_share:.1%}", _verdict(x.passed)])
+    return out
+
+
+def _load_html(r: ProjectReport) -> list[str]:
+    if not r.load:
+        return []
+    return ["<p>负载率（按各回路额定电流，README “Load rate”）：</p>",
+            _table(LOAD_HEAD, load_rows(r), "narrow")]
+
+
+def _power_quality_html(r: ProjectReport) -> list[str]:
+    if not r.power_quality:
+        return []
+    days = (r.until - r.since) / 86400
+    note = "" if days >= 7 else f"（统计 {days:g} 天，不足国标要求的一周，仅供参考）"
+    return ["<h2>电能质量</h2>",
+            f"<p>按 GB/T 12325、15543、14549、15945 评估{note}；电压偏差的 95% 概率值列"
+            "上偏差 / 下偏差。</p>", _table(PQ_HEAD, pq_rows(r), "narrow")]
+
+
 def render_pdf(r: ProjectReport, html_text: str | None = None) -> bytes:
+    """The PDF; ``html_text``: a page to print instead of the report's own for the PDF
+    (:func:`pdf_html`)."""
     from weasyprint import HTML
 
-    return HTML(string=html_text or render_html(r, PDF_DEVICE_ROWS)).write_pdf()
+    return HTML(string=html_text or pdf_html(r)).write_pdf()
+
+
+def pdf_html(r: ProjectReport) -> str:
+    """The page the PDF prints: the first devices only, charts as SVG images."""
+    token = _FOR_PDF.set(True)
+    try:
+        return render_html(r, PDF_DEVICE_ROWS)
+    finally:
+        _FOR_PDF.reset(token)
 
 
 def render_xlsx(r: ProjectReport) -> bytes:
@@ -242,6 +355,21 @@ def render_xlsx(r: ProjectReport) -> bytes:
     for x in r.devices:
         dv.append([x.device, x.name, x.grade, x.score, x.alarms, x.faults,
                    round(x.online_rate, 4), round(x.kwh, 3)])
+    if r.load:
+        lo = wb.create_sheet("负载率")
+        lo.append(LOAD_HEAD)
+        for x in r.load:
+            lo.append([x.device, next((d.name for d in r.devices if d.device == x.device),
+                                      x.device), x.rated, x.peak_rate, x.mean_rate,
+                       x.overload_hours, x.heavy_hours, x.peak_amperes])
+    if r.power_quality:
+        pq = wb.create_sheet("电能质量")
+        pq.append(["测点", "指标", "样本数", "95% 概率值", "95% 下偏差", "最大值", "限值",
+                   "越限时间占比", "结论"])
+        for dev, results in r.power_quality.items():
+            for x in results:
+                pq.append([dev, pq_index_name(x.index), x.samples, x.p95, x.low, x.maximum,
+                           x.limit, round(x.above_share, 4), _verdict(x.passed)])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -9,6 +9,13 @@ When each is made (local time, configurable under the ``rollups`` sink's ``repor
       formats: [pdf, xlsx]    # the documents kept (html too if wanted)
       notify:                 # pushed as a summary with a link (README "Reports")
         - {channel: ops-webhook, recipients: ["https://ops.example/hook"]}
+      check_interval: 60      # s between checks for a due report
+      rated: {box-1: 63}      # rated currents for the load rate (hub.analysis.load)
+      power_quality:          # devices whose power quality the reports assess
+        box-1: {nominal_voltage: 220, three_phase: true}
+
+The last two are here because reports, the energy API and the schedule all read them
+from these settings; their errors name the key path (``rated.box-1.current: ...``).
 
 :func:`due` says which periods should exist by now and do not: for each kind, only the
 newest whole period whose time has come (a hub that was down for a week makes last
@@ -22,7 +29,7 @@ rendering the past.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import Service
@@ -54,13 +61,19 @@ class ReportSchedule:
     monthly: float | None = 8 * 3600
     formats: tuple[str, ...] = ("pdf", "xlsx")
     notify: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: rated currents per device (:mod:`hub.analysis.load`)
+    rated: Mapping[str, Any] = field(default_factory=dict)
+    #: devices assessed for power quality (:class:`hub.analysis.power_quality.Bus`)
+    power_quality: Mapping[str, Any] = field(default_factory=dict)
+    check_interval: float = CHECK_INTERVAL
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> ReportSchedule:
         """From configuration (see the module); ValueError says what is wrong."""
         if not m:
             return cls()
-        unknown = set(m) - {"daily", "weekly", "monthly", "formats", "notify"}
+        unknown = set(m) - {"daily", "weekly", "monthly", "formats", "notify", "rated",
+                            "power_quality", "check_interval"}
         if unknown:
             raise ValueError(f"unknown report keys {sorted(unknown)}")
         base = cls()
@@ -89,7 +102,17 @@ class ReportSchedule:
             if not isinstance(n, Mapping) or not n.get("channel") or not n.get("recipients"):
                 raise ValueError("notify: [{channel: NAME, recipients: [ADDRESS, ...]}]")
             notify.append((str(n["channel"]), tuple(str(r) for r in n["recipients"])))
-        return cls(after["daily"], after["weekly"], after["monthly"], formats, tuple(notify))
+        from hub.analysis.load import ratings_from
+        from hub.analysis.power_quality import buses_from
+
+        rated = ratings_from(m["rated"]) if m.get("rated") is not None else {}
+        buses = buses_from(dict(m["power_quality"])) if m.get("power_quality") else {}
+        every = m.get("check_interval", CHECK_INTERVAL)
+        if isinstance(every, bool) or not isinstance(every, int | float) or not (
+                0.1 <= every <= 3600):
+            raise ValueError(f"check_interval: seconds from 0.1 to 3600, not {every!r}")
+        return cls(after["daily"], after["weekly"], after["monthly"], formats, tuple(notify),
+                   rated, buses, float(every))
 
     def after(self, kind: str) -> float | None:
         return getattr(self, kind)
@@ -137,7 +160,8 @@ class ReportScheduler(Service):
                  have: Callable[[Project, str, str], bool],
                  produce: Callable[[Project, str, str], Any],
                  notify: Callable[[Project, str, str, Any], Any] | None = None,
-                 interval: float = CHECK_INTERVAL, not_before: float = 0.0) -> None:
+                 interval: float = CHECK_INTERVAL, not_before: float = 0.0,
+                 on_stop: Callable[[], Any] | None = None) -> None:
         self.clock = clock
         self.schedule = schedule
         self.tz_offset = tz_offset
@@ -147,6 +171,7 @@ class ReportScheduler(Service):
         self.notify = notify
         self.interval = interval
         self.not_before = not_before
+        self.on_stop = on_stop
         self.made: list[tuple[str, str, str]] = []  # (project, kind, period), for tests
         self._loop: task.LoopingCall | None = None
         self._busy = False
@@ -163,6 +188,8 @@ class ReportScheduler(Service):
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self.on_stop is not None:
+            self.on_stop()
 
     def check(self) -> defer.Deferred | None:
         """Make what is due (skipped while the previous check still works)."""

@@ -104,7 +104,8 @@ class ApiHub:
 
 def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
                   first_admin: bool = True, extra: dict[str, Any] | None = None) -> ApiHub:
-    """``extra`` adds ``transports`` and ``models`` sections to the configuration."""
+    """``extra`` adds ``transports`` and ``models`` sections to the configuration, and
+    options of the ``rollups`` sink (``rollups``)."""
     extra = extra or {}
     site = tmp / "site"
     write_distribution(site, "hubtest-commands", {"hubtest_commands": "hubtest_commands"},
@@ -121,7 +122,8 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
                        "wire": {"type": "cmd_line", "port": wire},
                        **extra.get("transports", {})},
         **({"models": extra["models"]} if "models" in extra else {}),
-        "sinks": {"rollups": {"type": "rollups", "flush_interval": 0.1}},
+        "sinks": {"rollups": {"type": "rollups", "flush_interval": 0.1,
+                              **extra.get("rollups", {})}},
         "devices": [
             {"id": "d1", "name": "一号箱", "project": "p1", "model": "simulated",
              "transport": "demo", "address": "overheat", "location": "1F",
