@@ -272,8 +272,6 @@ def main() -> None:
                       f"{r[2]:,.0f} readings/s"
                       + (f"; fold {r[3]:,.0f} readings per CPU-second" if r[3] else ""))
         if not args.skip_report:
-            import os
-
             before = os.getloadavg()[0]
             runs = bench_report(base, args.report_devices)
             print(f"monthly report, {args.report_devices:,} devices, a month of hourly "
