@@ -84,7 +84,8 @@ async def firmware_page(request: Request, project: str = "", error: str = "",
         managed=[p for p in projects if s.can(p.code, "manager")],
         may_manage={p.code for p in projects if s.can(p.code, "manager")},
         operable=operable, startable=[fw for fw in firmware
-                                      if fw.project in {p.code for p in operable}],
+                                      if fw.project is None
+                                      or fw.project in {p.code for p in operable}],
         error=error[:500], notice=notice)
 
 
