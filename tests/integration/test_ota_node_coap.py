@@ -46,15 +46,7 @@ def test_node_coap_fetches_the_image_block_wise(tmp_path, node_coap):
     try:
         image = make_image("2.0.0", 3000)
         sha = hashlib.sha256(image).hexdigest()
-        with hub.client() as c:
-            r = c.post("/api/firmware", params={"project": "p1", "version": "2.0.0",
-                                                "models": "nb-efd"},
-                       content=image, headers={"Content-Type": "application/octet-stream"})
-            assert r.status_code == 201, r.text
-            r = c.post("/api/ota/campaigns", json={"project": "p1",
-                                                   "firmware_id": r.json()["id"]})
-            assert r.status_code == 201, r.text
-        uri = f"coap://127.0.0.1:{hub.port}/fw/{sha[:16]}"
+        uri = hub.publish(image)
         # from the first block: 47 blocks of 64 bytes, each asked for by node-coap
         got = _fetch(node_coap, uri, 0, 64)
         assert got["code"] == "2.05", got
