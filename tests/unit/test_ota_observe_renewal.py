@@ -31,7 +31,7 @@ class Metrics:
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
-def make(reachable: bool = False):
+def make(reachable: bool = True):
     clock = task.Clock()
     clock.advance(1000)
     table = RegistrationTable(clock, lambda lt: 10.0, 3600, 60, 86400, lambda reg, by: None)
@@ -68,10 +68,13 @@ def test_a_lapsed_observation_is_renewed_when_the_device_next_fetches_a_block():
     assert len(svc.observations.added) == 1
 
 
-def test_a_lapsed_observation_is_renewed_at_once_when_the_device_listens():
+def test_not_renewed_before_a_sign_of_life_even_when_the_device_seems_to_listen():
+    # the device did not answer: asking again at once would hold its exchange slot
     driver, svc, clock, _ = make(reachable=True)
     driver.observation_ended("d1", OBSERVED[0], "TimeoutError: exchange ended")
-    clock.advance(0)
+    clock.advance(60)
+    assert svc.observations.added == []
+    driver.heard("d1")
     assert svc.observations.added == [("d1", REMOTE, list(OBSERVED))]
 
 

@@ -41,8 +41,9 @@ _log = Logger(namespace="hub.coap_lwm2m")
 STATE, RESULT, VERSION = (5, 0, 3), (5, 0, 5), (3, 0, 3)
 OBSERVED: tuple[Path, ...] = (STATE, RESULT)
 #: renewals of a device's lapsed /5/0/3 and /5/0/5 observations per update at most: a
-#: device that fetches blocks but drops every observation is not asked again at each block
-MAX_RENEWALS = 10
+#: device that fetches blocks but drops every observation is not asked again at each block,
+#: and each renewal holds the device's one exchange slot (NSTART = 1) while it is set up
+MAX_RENEWALS = 3
 
 
 class OtaWork:
@@ -146,13 +147,13 @@ class FirmwareDriver:
         fetches, a notification, a step in its window), not at its next Update: a request
         that went unanswered makes aiocoap end every exchange with the device, these
         observations too, and a device then finishing its download unobserved would
-        leave the update waiting for a state it never hears."""
+        leave the update waiting for a state it never hears. Never at once: the device
+        did not answer, and asking again now would hold its exchange slot, before the
+        update's own next step, for another request that times out."""
         if path not in OBSERVED or device not in self._updates or reason.startswith(
                 ("refused", "not observable")):
             return
         self.lapsed.add(device)
-        if self.service._reachable(device):  # it listens now: no need to wait
-            self.service.hub.clock.callLater(0, self.heard, device)
 
     def heard(self, device: str) -> None:
         """A sign of life from ``device``: its lapsed OTA observations are renewed."""
