@@ -58,9 +58,13 @@ class _Body:
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self.headers: dict[str, str] = {}
 
     async def body(self) -> bytes:
         return self._data
+
+    async def stream(self):  # noqa: ANN201 - as Starlette's Request.stream
+        yield self._data
 
 
 @router.get("/firmware")
