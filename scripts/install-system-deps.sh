@@ -13,6 +13,8 @@ NEEDED=(
   "chromium:chromium"                  # tests/browser drive it through Playwright (never its own browser download)
   "nats-server:nats-server"            # cluster mode: JetStream between edge and core nodes (hub.cluster)
   "haproxy:haproxy"                    # cluster tests: the L4 balancer in front of the edge nodes
+  "nodejs:node"                        # OTA interop: node-coap as a client (tests/support/peers/node_coap, `npm ci` by the test)
+  "npm:npm"
 )
 missing=()
 for pair in "${NEEDED[@]}"; do

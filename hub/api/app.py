@@ -69,7 +69,10 @@ def create_app(ctx: ApiContext) -> Guard:
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_PAGE)
 
+    from hub.api.routes_ota import UPLOAD
+
     guarded = Guard(app, ctx.settings.max_body, observe=ctx.exporter.observe,
-                    hsts=bool(ctx.settings.tls_cert), changed=ctx.principals.changed)
+                    hsts=bool(ctx.settings.tls_cert), changed=ctx.principals.changed,
+                    streamed=frozenset({UPLOAD}))
     guarded.fastapi = app  # type: ignore[attr-defined]
     return guarded

@@ -5,6 +5,8 @@ is counted.
 Bodies are read here in full (up to ``max_body``): one that is larger (by its Content-Length
 or as it streams in) is refused with 413; a JSON body that is not UTF-8 gets 400, one nested
 deeper than ``MAX_DEPTH`` gets 400 too (Python's parser would recurse until RecursionError).
+The ``streamed`` routes (method, path) get their body unread: they bound it themselves (a
+firmware image streams to disk within its own limit).
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ def json_depth(body: bytes) -> int:
 class Guard:
     def __init__(self, app: ASGIApp, max_body: int,
                  observe: Callable[[str, str, int, float], None] | None = None,
-                 hsts: bool = False, changed: Callable[[], None] | None = None) -> None:
+                 hsts: bool = False, changed: Callable[[], None] | None = None,
+                 streamed: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
+        self.streamed = streamed
         self.changed = changed
         self.max_body = max_body
         self.observe = observe
@@ -95,6 +99,9 @@ class Guard:
             await send(message)
 
         try:
+            if (scope.get("method"), scope.get("path")) in self.streamed:
+                await self.app(scope, receive, send_with_headers)
+                return
             try:
                 body = await self._read_body(scope, receive)
             except BadBody as e:

@@ -1,9 +1,14 @@
 """Firmware repository and OTA campaigns (README "Firmware updates (OTA)").
 
-Firmware belongs to a project: reading needs any role there, uploading and deleting an
-image needs manager. Campaigns are started, paused, resumed and cancelled by operators (or
-above) of their project; every act is in the signed audit log before it takes effect. An
-image is the raw request body (``application/octet-stream``), its metadata in the query.
+Firmware belongs to a project, or to every project (global: no ``project``). A project's
+image is read with any role there and uploaded or deleted by its managers; a global image
+is read by anyone signed in and uploaded or deleted by platform admins. A campaign takes
+only an image its project sees (its own or a global one). Campaigns are started, paused,
+resumed and cancelled by operators (or above) of their project; every act is in the signed
+audit log before it takes effect. An image is the raw request body
+(``application/octet-stream``), its metadata in the query; the body is streamed to disk
+within ``api.ota.max_image_kb`` (not ``api.max_body_kb``: the API's guard lets this one
+route's body through unread).
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from hub.api.deps import Caller, Ctx, OrgTree, forbidden, invalid, not_found
+from hub.api.guard import DRAIN_LIMIT
 from hub.api.routes_alarms import check_act, check_read, project_node, readable_projects
 from hub.api.schemas import ERRORS, Strict
 from hub.ota.images import ImageError
 from hub.ota.manager import CampaignError
 from hub.ota.version import SCHEMES, VersionError, parse
-from hub.store.base import Conflict
+from hub.store.base import ROOT_ID, Conflict
 from hub.store.firmware import CampaignDevice, Firmware
 
 router = APIRouter(prefix="/api", tags=["ota"])
+
+#: the upload route whose body the API's guard passes through unread (hub.api.app)
+UPLOAD = ("POST", "/api/firmware")
 
 FirmwareId = Annotated[int, Path(ge=1, le=2**62)]
 CampaignId = Annotated[int, Path(ge=1, le=2**62)]
@@ -100,14 +109,31 @@ async def _firmware(ctx: Any, caller: Any, tree: Any, firmware_id: int) -> Any:
     fw = await ctx.run(ctx.store.firmware, firmware_id)
     if fw is None:
         raise not_found("firmware")
-    check_read(caller, tree, fw.project, "firmware")
+    if fw.project is not None:  # a global image is everyone's to read
+        check_read(caller, tree, fw.project, "firmware")
     return fw
 
 
-def _check_manager(caller: Any, tree: Any, project: str) -> None:
+def _check_manager(caller: Any, tree: Any, project: str | None) -> None:
+    if project is None:
+        if not caller.can(tree, ROOT_ID, "admin"):
+            raise forbidden("global firmware (no project) is managed by platform admins")
+        return
     check_read(caller, tree, project, "project")
     if not caller.can(tree, project_node(tree, project), "manager"):
         raise forbidden("firmware is managed by managers of the project")
+
+
+async def _drain(request: Request) -> None:
+    """Read what is left of a refused upload (bounded) so the client reads the answer."""
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > DRAIN_LIMIT:
+                return
+    except Exception:  # noqa: BLE001 - the client went away: nothing to answer
+        return
 
 
 async def _campaign(ctx: Any, caller: Any, tree: Any, campaign_id: int, act: bool) -> Any:
@@ -131,12 +157,12 @@ async def _campaign_out(ctx: Any, c: Any) -> CampaignOut:
 # ---------------------------------------------------------------- firmware
 
 @router.post("/firmware", response_model=Firmware, status_code=201, responses={
-    **ERRORS, 413: {"description": "larger than api.ota.max_image_kb"}},
+    **ERRORS, 413: {"description": "larger than api.ota.max_image_kb (api.max_body_kb does "
+                                   "not apply)"}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload_firmware(
     request: Request, caller: Caller, tree: OrgTree, ctx: Ctx,
-    project: Annotated[str, Query(max_length=64)],
     version: Annotated[str, Query(min_length=1, max_length=64)],
     models: Annotated[str, Query(min_length=1, max_length=1000,
                                  description="device models it fits, comma-separated")],
@@ -145,32 +171,57 @@ async def upload_firmware(
     notes: Annotated[str, Query(max_length=4000)] = "",
     signature: Annotated[str | None, Query(max_length=200, description="Ed25519 signature "
                                            "over the image, hex or base64")] = None,
+    project: Annotated[str | None, Query(
+        max_length=64, description="the project it is for; none: every project (admins "
+                                   "only)")] = None,
 ) -> Firmware:
-    """Add an image (the raw body) to the project's firmware repository; manager or above.
-    Its SHA-256 is recorded and, with vendor keys configured, its signature checked."""
-    if project not in tree.by_code:
+    """Add an image (the raw body, up to ``api.ota.max_image_kb``) to a project's firmware
+    repository (manager or above) or, without ``project``, to every project's (admin). Its
+    SHA-256 is computed as it streams to disk and, with vendor keys configured, its
+    signature checked; an image refused leaves nothing stored."""
+    if project is not None and project not in tree.by_code:
         raise not_found("project")
     _check_manager(caller, tree, project)
     ota = _manager(ctx)
     model_list = sorted({m.strip() for m in models.split(",") if m.strip()})
     if not model_list:
         raise invalid("name at least one model", "query", "models")
-    data = await request.body()
     try:
         parse(version, scheme)
-        checked = ota.images.check(data, signature)
     except VersionError as e:
         raise invalid(str(e), "query", "version") from None
-    except ImageError as e:
-        raise HTTPException(e.status, str(e)) from None
-    await ctx.audit(caller.name, "firmware.uploaded", project, {
-        "project": project, "version": version, "models": model_list, "sha256": checked.sha256,
-        "size": checked.size, "signed": checked.signed, "delivery": delivery})
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > ota.images.max_image:
+        await _drain(request)
+        raise HTTPException(413, str(ota.images.too_big(int(declared))))
+    upload = await ctx.run(ota.images.upload)
     try:
-        fw = await ctx.run(ota.add_firmware, project, model_list, version, scheme, delivery,
-                           data, signature, notes, caller.name)
+        # chunks are written from the loop: page-cache writes of at most 64 KiB each;
+        # the fsync (and a signature check) run in a worker thread
+        async for chunk in request.stream():
+            upload.write(chunk)
+        checked = await ctx.run(upload.finish, signature)
+    except ImageError as e:
+        upload.discard()
+        if e.status == 413:
+            await _drain(request)
+        raise HTTPException(e.status, str(e)) from None
+    except BaseException:
+        upload.discard()
+        raise
+    where = project or "global"
+    try:
+        await ctx.audit(caller.name, "firmware.uploaded", where, {
+            "project": project, "version": version, "models": model_list,
+            "sha256": checked.sha256, "size": checked.size, "signed": checked.signed,
+            "delivery": delivery})
+        fw = await ctx.run(ota.keep_upload, project, model_list, version, scheme, delivery,
+                           upload, checked, notes, caller.name)
     except Conflict:
-        raise HTTPException(409, f"project {project} has firmware {version} already") from None
+        owner = f"project {project}" if project else "the global repository"
+        raise HTTPException(409, f"{owner} has firmware {version} already") from None
+    finally:
+        upload.discard()  # kept: moved away already; otherwise nothing stays
     return fw
 
 
@@ -178,6 +229,8 @@ async def upload_firmware(
 async def list_firmware(caller: Caller, tree: OrgTree, ctx: Ctx,
                         project: Annotated[str | None, Query(max_length=64)] = None
                         ) -> list[Firmware]:
+    """The images the caller's projects see: their own and the global ones (``project``:
+    one project's own and the global ones)."""
     projects = _scope(caller, tree, project)
     rows = await ctx.run(ctx.store.firmware_list, projects)
     return rows
@@ -196,7 +249,7 @@ async def delete_firmware(firmware_id: FirmwareId, caller: Caller, tree: OrgTree
     fw = await _firmware(ctx, caller, tree, firmware_id)
     _check_manager(caller, tree, fw.project)
     ota = _manager(ctx)
-    await ctx.audit(caller.name, "firmware.deleted", fw.project,
+    await ctx.audit(caller.name, "firmware.deleted", fw.project or "global",
                     {"project": fw.project, "firmware_id": fw.id, "version": fw.version})
     try:
         await ctx.run(ota.delete_firmware, fw)
@@ -216,7 +269,8 @@ async def start_campaign(body: CampaignIn, caller: Caller, tree: OrgTree,
     check_act(caller, tree, body.project, "campaign")
     ota = _manager(ctx)
     fw = await _firmware(ctx, caller, tree, body.firmware_id)
-    if fw.project != body.project:
+    if fw.project is not None and fw.project != body.project:
+        # another project's image, even one the caller reads elsewhere, is not this one's
         raise invalid(f"firmware {fw.id} belongs to project {fw.project}", "body",
                       "firmware_id")
     for v in body.from_versions or ():

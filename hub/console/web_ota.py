@@ -58,9 +58,13 @@ class _Body:
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self.headers: dict[str, str] = {}
 
     async def body(self) -> bytes:
         return self._data
+
+    async def stream(self):  # noqa: ANN201 - as Starlette's Request.stream
+        yield self._data
 
 
 @router.get("/firmware")
@@ -84,7 +88,8 @@ async def firmware_page(request: Request, project: str = "", error: str = "",
         managed=[p for p in projects if s.can(p.code, "manager")],
         may_manage={p.code for p in projects if s.can(p.code, "manager")},
         operable=operable, startable=[fw for fw in firmware
-                                      if fw.project in {p.code for p in operable}],
+                                      if fw.project is None
+                                      or fw.project in {p.code for p in operable}],
         error=error[:500], notice=notice)
 
 

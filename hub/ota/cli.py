@@ -147,7 +147,7 @@ def admin_op(hub: Any, request: dict[str, Any]) -> Any:
         if act == "start":
             project = str(request.get("project") or "")
             fw = ota.store.firmware(int(request.get("firmware") or 0))
-            if fw is None or fw.project != project:
+            if fw is None or fw.project not in (None, project):
                 return {"ok": False, "error": f"no firmware {request.get('firmware')} in "
                                               f"project {project!r}"}
             kw = {k: request.get(k) for k in ("models", "from_versions", "devices")}

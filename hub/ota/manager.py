@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from hub.model import Event, EventKind, EventState, Level, event_id
 from hub.ota.campaign import FAILURES, plan_waves, verdict
-from hub.ota.images import ImageStore
+from hub.ota.images import Checked, ImageStore, Upload
 from hub.ota.machine import FINAL, DeviceUpdate, Limits, Phase, Step
 from hub.ota.settings import OtaSettings
 from hub.ota.version import VersionError, parse, same
@@ -141,6 +141,22 @@ class OtaManager:
         return self.store.firmware_add(project, models, version, scheme, delivery,
                                        checked.size, checked.sha256, checked.signed, notes, by,
                                        self.hub.clock.seconds())
+
+    def keep_upload(self, project: str, models: Iterable[str], version: str, scheme: str,
+                    delivery: str, upload: Upload, checked: Checked, notes: str,
+                    by: str) -> Firmware:
+        """Keep a streamed, checked image (:meth:`ImageStore.upload`); runs in a worker
+        thread. A refused row (the version exists) leaves no file behind that no row
+        names."""
+        new = upload.keep(checked.sha256)
+        try:
+            return self.store.firmware_add(project, models, version, scheme, delivery,
+                                           checked.size, checked.sha256, checked.signed, notes,
+                                           by, self.hub.clock.seconds())
+        except BaseException:
+            if new and not self.store.firmware_uses(checked.sha256):
+                self.images.remove(checked.sha256)
+            raise
 
     def delete_firmware(self, fw: Firmware) -> None:
         self.store.firmware_delete(fw.id)

@@ -52,7 +52,7 @@ MIGRATION = """
 @dataclass(frozen=True)
 class Firmware:
     id: int
-    project: str
+    project: str | None  # None: every project's (stored as '', which UNIQUE compares)
     models: tuple[str, ...]
     version: str
     scheme: str
@@ -119,8 +119,8 @@ _DEV_COLS = "campaign_id, device, wave, phase, attempt, result_code, detail, fro
 
 
 def _firmware(row: tuple) -> Firmware:
-    return Firmware(row[0], row[1], tuple(json.loads(row[2])), *row[3:8], bool(row[8]),
-                    *row[9:12])
+    return Firmware(row[0], row[1] or None, tuple(json.loads(row[2])), *row[3:8],
+                    bool(row[8]), *row[9:12])
 
 
 def _campaign(row: tuple) -> Campaign:
@@ -139,13 +139,14 @@ class FirmwareTables:
 
     # ---------------------------------------------------------------- firmware
 
-    def firmware_add(self, project: str, models: Iterable[str], version: str, scheme: str,
+    def firmware_add(self, project: str | None, models: Iterable[str], version: str,
+                     scheme: str,
                      delivery: str, size: int, sha256: str, signed: bool, notes: str,
                      by: str, now: float) -> Firmware:
         def do(db: sqlite3.Connection) -> Firmware:
             cur = db.execute(
                 f"INSERT INTO firmware ({_FW_COLS[4:]}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (project, json.dumps(sorted(set(models))), version, scheme, delivery, size,
+                (project or "", json.dumps(sorted(set(models))), version, scheme, delivery, size,
                  sha256, int(signed), notes, by, now))
             return _firmware(db.execute(f"SELECT {_FW_COLS} FROM firmware WHERE id = ?",
                                         (cur.lastrowid,)).fetchone())
@@ -157,9 +158,11 @@ class FirmwareTables:
         return None if row is None else _firmware(row)
 
     def firmware_list(self, projects: set[str] | None) -> list[Firmware]:
+        """The images ``projects`` see (None: all): their own and the global ones."""
         rows = self._read(lambda db: db.execute(
             f"SELECT {_FW_COLS} FROM firmware ORDER BY id").fetchall())
-        return [f for f in map(_firmware, rows) if projects is None or f.project in projects]
+        return [f for f in map(_firmware, rows)
+                if projects is None or f.project is None or f.project in projects]
 
     def firmware_delete(self, firmware_id: int) -> None:
         def do(db: sqlite3.Connection) -> None:

@@ -288,3 +288,31 @@ def test_roles_within_the_project(api):
     assert ("op1", "command.requested") in acts
     assert ("mgr1", "user.created") in acts
     assert ("root", "user.created") in acts
+
+
+def test_global_firmware_rows(api):
+    """Firmware without a project (every project's): uploaded and deleted by platform admins
+    only, read by anyone signed in, taken by a campaign of any project by its operators."""
+    octets = {"Content-Type": "application/octet-stream"}
+    q = {"version": "7.7.7", "models": "simulated"}
+    with api.client(api.login("root", ROOT_PASSWORD)) as root, \
+            api.client(api.login("mgr1")) as mgr, api.client(api.login("view2")) as view2, \
+            api.client(api.login("op1")) as op:
+        for who in (mgr, op, view2):
+            assert who.post("/api/firmware", params=q, content=b"g", headers=octets
+                            ).status_code == 403
+        r = root.post("/api/firmware", params=q, content=b"g", headers=octets)
+        assert r.status_code == 201, r.text
+        fw = r.json()
+        assert fw["project"] is None
+        for who in (mgr, op, view2):
+            assert who.get(f"/api/firmware/{fw['id']}").status_code == 200
+            assert fw["id"] in {f["id"] for f in who.get("/api/firmware").json()}
+            assert who.delete(f"/api/firmware/{fw['id']}").status_code == 403
+        # view2 reads it but may not start a campaign with it, in p1 (not its project) or
+        # in p2 (a viewer)
+        assert view2.post("/api/ota/campaigns", json={"project": "p1", "firmware_id": fw["id"]}
+                          ).status_code == 404
+        assert view2.post("/api/ota/campaigns", json={"project": "p2", "firmware_id": fw["id"]}
+                          ).status_code == 403
+        assert root.delete(f"/api/firmware/{fw['id']}").status_code == 204

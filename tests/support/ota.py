@@ -5,6 +5,7 @@ firmware history directly), for the OTA tests."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import threading
 from concurrent.futures import Future
@@ -68,6 +69,21 @@ class OtaHub:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,
                             headers={"Authorization": f"Bearer {self.token}"})
+
+    def publish(self, image: bytes, version: str = "2.0.0") -> str:
+        """Upload ``image`` to p1 and start a campaign of it (its device need not be
+        there: the campaign publishes the image); the image's CoAP URI."""
+        sha = hashlib.sha256(image).hexdigest()
+        with self.client() as c:
+            r = c.post("/api/firmware", params={"project": "p1", "version": version,
+                                                "models": "nb-efd"},
+                       content=image, headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, r.text
+            assert r.json()["sha256"] == sha
+            r = c.post("/api/ota/campaigns", json={"project": "p1",
+                                                   "firmware_id": r.json()["id"]})
+            assert r.status_code == 201, r.text
+        return f"coap://127.0.0.1:{self.port}/fw/{sha[:16]}"
 
     def stop(self) -> str:
         rc = self.proc.stop()

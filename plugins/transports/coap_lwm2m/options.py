@@ -20,6 +20,8 @@
         firmware_uri: null         # coap://host:port devices reach the hub at (default:
                                    # coap://127.0.0.1:<port> when host is a wildcard)
         firmware_block: 512        # bytes per block, pushed and served (16 ... 1024)
+        firmware_port: null        # UDP port of a socket of its own for the image (pull);
+                                   # null: served on `port` with everything else
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ class CoapOptions:
     firmware_path: tuple[str, ...] = ("fw",)
     firmware_uri: str | None = None
     firmware_block: int = 512
+    #: a socket of its own for pull downloads: on the shared one a block request waits
+    #: behind every notification queued in its receive buffer (0: any free port)
+    firmware_port: int | None = None
 
     def grace(self, lifetime: float) -> float:
         """Seconds of slack after a registration's lifetime before the device is offline:
@@ -138,12 +143,17 @@ def check_options(section: Section) -> CoapOptions:
         firmware_path=section.get("firmware_path", _plain_path, d.firmware_path),
         firmware_uri=section.get("firmware_uri", _coap_uri, d.firmware_uri),
         firmware_block=section.get("firmware_block", _block_size, d.firmware_block),
+        firmware_port=section.get("firmware_port", _optional_port, d.firmware_port),
     )
     section.finish()
     if opts.min_lifetime > opts.max_lifetime:
         section.checker.error(section.path / "min_lifetime",
                               f"{opts.min_lifetime:g} is above max_lifetime {opts.max_lifetime:g}")
     return opts
+
+
+def _optional_port(value: Any) -> int | None:
+    return None if value is None else integer(0, 65535)(value)
 
 
 def check_address(address: Any) -> str:

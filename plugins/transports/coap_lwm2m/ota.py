@@ -40,6 +40,10 @@ _log = Logger(namespace="hub.coap_lwm2m")
 
 STATE, RESULT, VERSION = (5, 0, 3), (5, 0, 5), (3, 0, 3)
 OBSERVED: tuple[Path, ...] = (STATE, RESULT)
+#: renewals of a device's lapsed /5/0/3 and /5/0/5 observations per update at most: a
+#: device that fetches blocks but drops every observation is not asked again at each block,
+#: and each renewal holds the device's one exchange slot (NSTART = 1) while it is set up
+MAX_RENEWALS = 3
 
 
 class OtaWork:
@@ -67,10 +71,20 @@ class FirmwareDriver:
         self._updates: dict[str, DeviceUpdate] = {}
         self._push_next: dict[tuple[str, str], int] = {}  # (device, sha256) → next block
         self._pending: dict[str, Any] = {}  # device → (Deferred, kind) of the queued step
+        #: devices whose OTA observations ended other than by a refusal, to renew at their
+        #: next sign of life; and the renewals so far per device
+        self.lapsed: set[str] = set()
+        self._renewals: dict[str, int] = {}
         self.blocks_served = 0
         self.bytes_served = 0
 
     # -- the manager's side ------------------------------------------------------------------
+
+    def serving_on(self, port: int) -> None:
+        """Images are served on a socket of their own at ``port`` (``firmware_port``)."""
+        opts = self.service.options
+        if not opts.firmware_uri:
+            self.base_uri = _default_base(opts.host, port)
 
     def publish(self, sha256: str, image: bytes) -> str:
         token = sha256[:16]
@@ -91,6 +105,8 @@ class FirmwareDriver:
 
     def detach(self, device: str) -> None:
         update = self._updates.pop(device, None)
+        self.lapsed.discard(device)
+        self._renewals.pop(device, None)
         pending = self._pending.pop(device, None)
         if pending is not None and not pending[0].called and pending[1] != "reset":
             pending[0].cancel()  # a cancelled update's reset still goes out
@@ -125,6 +141,37 @@ class FirmwareDriver:
 
     # -- the transport's side ----------------------------------------------------------------
 
+    def observation_ended(self, device: str, path: Path, reason: str) -> None:
+        """An observation ended (not cancelled). One of /5/0/3 or /5/0/5 that the device
+        did not refuse is observed again at the device's next sign of life (a block it
+        fetches, a notification, a step in its window), not at its next Update: a request
+        that went unanswered makes aiocoap end every exchange with the device, these
+        observations too, and a device then finishing its download unobserved would
+        leave the update waiting for a state it never hears. Never at once: the device
+        did not answer, and asking again now would hold its exchange slot, before the
+        update's own next step, for another request that times out."""
+        if path not in OBSERVED or device not in self._updates or reason.startswith(
+                ("refused", "not observable")):
+            return
+        self.lapsed.add(device)
+
+    def heard(self, device: str) -> None:
+        """A sign of life from ``device``: its lapsed OTA observations are renewed."""
+        if device not in self.lapsed:
+            return
+        self.lapsed.discard(device)
+        svc = self.service
+        n = self._renewals.get(device, 0)
+        reg = svc.table.get(device)
+        if n >= MAX_RENEWALS or device not in self._updates or reg is None \
+                or reg.remote is None or svc.context is None:
+            return
+        self._renewals[device] = n + 1
+        svc.observations.add(svc.context, svc._loop, device, reg.remote, list(OBSERVED))
+        svc.hub.metrics.inc("ota.observations_renewed", transport=svc.transport_name)
+        _log.info("{transport}: observing /5/0/3 and /5/0/5 on {device} again (renewal {n})",
+                  transport=svc.transport_name, device=device, n=n + 1)
+
     def extra_paths(self, device: str) -> list[Path]:
         """What an attached device has observed besides its model's paths."""
         return list(OBSERVED) if device in self._updates else []
@@ -140,6 +187,10 @@ class FirmwareDriver:
         found = self._images.get(request.opt.uri_path[-1])
         if found is None:
             return Message(code=Code.NOT_FOUND)
+        if self.lapsed:
+            device = self.service.table.device_at(request.remote)
+            if device is not None:
+                self.heard(device)
         image, etag = found
         want = request.opt.block2
         szx = min(want.size_exponent, self.block_szx) if want is not None else self.block_szx
@@ -186,6 +237,7 @@ class FirmwareDriver:
         reg = svc.table.get(item.device)
         if reg is None or svc.context is None:
             raise NoAnswer("not registered")
+        self.heard(item.device)
         ctx, remote, timeout = svc.context, reg.remote, svc.options.request_timeout
         kind = work.step.kind
 

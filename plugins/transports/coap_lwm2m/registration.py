@@ -238,6 +238,10 @@ class RegistrationTable:
         reg.silent_since = None
         return changed
 
+    def device_at(self, remote: Any) -> str | None:
+        """The device whose latest message came from ``remote``, if any."""
+        return self._by_remote.get(remote)
+
     def uplink(self, device: str, remote: Any) -> tuple[Registration, bool]:
         """A plain CoAP uplink from ``device``: its registration (a session without
         lifetime if it never registered) and whether its address changed."""

@@ -104,6 +104,7 @@ class Lwm2mService(Service):
         self.options = options
         self._reactor = reactor
         self.context: aiocoap.Context | None = None
+        self.firmware_context: aiocoap.Context | None = None  # firmware_port's socket
         self._loop: asyncio.AbstractEventLoop | None = None
         self.table = RegistrationTable(hub.clock, options.grace, options.default_lifetime,
                                        options.min_lifetime, options.max_lifetime,
@@ -151,6 +152,11 @@ class Lwm2mService(Service):
             Root(self._handle, self.ota.is_firmware_request), bind=(opts.host, opts.port),
             loop=loop, transports=["udp6"]))
         rcvbuf = self._grow_receive_buffer(opts.receive_buffer)
+        if opts.firmware_port is not None:
+            self.firmware_context = yield self._deferred(aiocoap.Context.create_server_context(
+                Root(self._handle_firmware, lambda request: True),
+                bind=(opts.host, opts.firmware_port), loop=loop, transports=["udp6"]))
+            self.ota.serving_on(_bound_port(self.firmware_context))
         super().startService()
         self.hub.register_command_target(self.transport_name, self)
         self._sweep = task.LoopingCall(self._sweep_now)
@@ -243,6 +249,9 @@ class Lwm2mService(Service):
         ctx, self.context = self.context, None
         if ctx is not None:
             yield self._deferred(ctx.shutdown())
+        fw_ctx, self.firmware_context = self.firmware_context, None
+        if fw_ctx is not None:
+            yield self._deferred(fw_ctx.shutdown())
 
     def _deferred(self, coro: Any) -> defer.Deferred:
         assert self._loop is not None
@@ -309,6 +318,18 @@ class Lwm2mService(Service):
             _log.failure("{transport}: error handling {code} {path} from {remote}",
                          transport=self.transport_name, code=request.code,
                          path="/" + "/".join(request.opt.uri_path), remote=_remote(request))
+            return _response(Code.INTERNAL_SERVER_ERROR)
+
+    async def _handle_firmware(self, request: Message) -> Message:
+        """The firmware socket (``firmware_port``) serves images only."""
+        try:
+            if self.ota.is_firmware_request(request):
+                return self.ota.serve(request)
+            return _response(Code.NOT_FOUND, "firmware images only on this port")
+        except Exception:
+            self.hub.metrics.inc("coap.internal_errors", transport=self.transport_name)
+            _log.failure("{transport}: error serving firmware to {remote}",
+                         transport=self.transport_name, remote=_remote(request))
             return _response(Code.INTERNAL_SERVER_ERROR)
 
     def _uplink_ident(self, path: tuple[str, ...]) -> str | None:
@@ -542,6 +563,8 @@ class Lwm2mService(Service):
             self.hub.metrics.inc("coap.notifications", transport=self.transport_name)
             if self.queue.waiting(device_id):  # it is awake now: its window is open
                 self.queue.wake(device_id)
+            if device_id in self.ota.lapsed:
+                self.ota.heard(device_id)
             if path[0] == 5 and self.ota.notified(device_id, path, message):
                 return
             if not message.code.is_successful():
@@ -606,6 +629,7 @@ class Lwm2mService(Service):
 
     def _on_observation_end(self, device: str, path: Path, reason: str) -> None:
         self.hub.metrics.inc("coap.observe_errors", transport=self.transport_name)
+        self.ota.observation_ended(device, path, reason)
         _log.warn("{transport}: observation of {path} on {device} {reason}; renewed at its "
                   "next update", transport=self.transport_name, path=_path_text(path),
                   device=device, reason=reason)
@@ -723,6 +747,12 @@ def _is_lwm2m(model: Any) -> bool:
     if known is None:
         known = _LWM2M_TYPES[cls] = isinstance(model, Lwm2mModel)
     return known
+
+
+def _bound_port(ctx: aiocoap.Context) -> int:
+    # aiocoap offers no handle on a context's socket (see _grow_receive_buffer)
+    mi = ctx.request_interfaces[0].token_interface.message_interface
+    return int(mi.transport.get_extra_info("socket").getsockname()[1])
 
 
 def _host(remote: Any) -> str:
