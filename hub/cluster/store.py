@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # hub.store.sqlite imports this module for MIGRATION, hub.config it
     from hub.config import HubConfig
 
-#: platform store migration 12 (the integrator renumbers): the alarm edges the cluster's
+#: platform store migration 10: the alarm edges the cluster's
 #: desks applied, by identity (:mod:`hub.cluster.desk`)
 MIGRATION = """
     CREATE TABLE alarm_applied (edge TEXT PRIMARY KEY, alarm_id INTEGER NOT NULL);
