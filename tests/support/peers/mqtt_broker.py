@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 from plugins.transports.mqtt.codec import _encode_varint as _varint
 
@@ -20,6 +19,7 @@ class FakeBroker:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self.acked: list[int] = []
+        self._acks = threading.Condition()  # woken at each PUBACK
         self.subscribed = threading.Event()
         self._client: socket.socket | None = None
         self._v5 = True
@@ -78,7 +78,9 @@ class FakeBroker:
                 self._send(bytes([0x90]) + _varint(len(rest)) + rest)
                 self.subscribed.set()
             elif kind == 4:  # PUBACK
-                self.acked.append(int.from_bytes(body[:2], "big"))
+                with self._acks:
+                    self.acked.append(int.from_bytes(body[:2], "big"))
+                    self._acks.notify_all()
             elif kind == 12:  # PINGREQ
                 self._send(bytes([0xD0, 0]))
             elif kind == 14:  # DISCONNECT
@@ -95,12 +97,10 @@ class FakeBroker:
         self._send(bytes([0x32]) + _varint(len(body)) + body)
 
     def wait_acked(self, ids: set[int], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not ids <= set(self.acked):
-            if time.monotonic() > deadline:
+        with self._acks:
+            if not self._acks.wait_for(lambda: ids <= set(self.acked), timeout):
                 raise AssertionError(f"PUBACKs {sorted(ids - set(self.acked))} never came; "
                                      f"got {self.acked}")
-            time.sleep(0.02)
 
     def close(self) -> None:
         self._stop = True
