@@ -189,6 +189,8 @@ class DeviceSettings:
     alarms: dict[str, Threshold] = field(default_factory=dict)
     heartbeat_interval: float | None = None
     timeout_count: int | None = None
+    #: its rated current (:class:`hub.analysis.load.Rating`), for the load rate
+    rated: Any = None
 
 
 @dataclass(frozen=True)
@@ -478,6 +480,7 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
             checker.error(s.path / "transport", "is required when an address is given")
         alarms = device_alarms(s.section("alarms"), defaults)
         interval, count = _heartbeat(s.section("heartbeat"))
+        rated = device_rating(s)
         d = DeviceSettings(
             id=dev_id,
             model=model,
@@ -491,6 +494,7 @@ def _devices(top: Section, checker: Checker, defaults: dict[str, Threshold],
             alarms={k: v for k, v in alarms.items() if v.enabled},
             heartbeat_interval=interval,
             timeout_count=count,
+            rated=rated,
         )
         s.finish()
         if dev_id is None:
@@ -540,6 +544,38 @@ def device_alarms(al: Section, defaults: dict[str, Threshold]) -> dict[str, Thre
         alarms[rule] = threshold(rule, Section(al.checker, al.path / rule, raw), base,
                                  base_ratio(base))
     return alarms
+
+
+def stored_device_settings(raw: dict[str, Any], alarm_defaults: Any
+                           ) -> tuple[dict[str, Threshold], float | None, int | None, Any]:
+    """The ``alarms`` (enabled ones, over ``alarm_defaults``), ``heartbeat`` and ``rated``
+    of a device kept in the platform store, checked as a YAML device's; ValueError names
+    every problem (key paths under ``settings``)."""
+    checker = Checker()
+    root = Section(checker, Path("settings"), raw)
+    alarms = device_alarms(root.section("alarms"), alarm_defaults)
+    interval, count = _heartbeat(root.section("heartbeat"))
+    rated = device_rating(root)
+    root.finish()
+    if checker.errors:
+        raise ValueError("; ".join(e.split(": ", 1)[-1] for e in checker.errors))
+    return {k: v for k, v in alarms.items() if v.enabled}, interval, count, rated
+
+
+def device_rating(s: Section) -> Any:
+    """A device's ``rated`` current (README "Load rate"; also the API's check of a stored
+    device's): amperes, or ``{current | channels | capacity_kva, voltage, phases}``."""
+    from hub.analysis.load import rating_from
+
+    raw = s.raw("rated", None)
+    if raw is None:
+        return None
+    path = s.path / "rated"
+    try:
+        return rating_from(raw, str(path))
+    except ValueError as e:  # it names the key path below ``rated`` itself
+        s.checker.errors.append(f"{path.file}: {e}")
+    return None
 
 
 def device_heartbeat(hb: Section) -> tuple[float | None, int | None]:

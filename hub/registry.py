@@ -44,6 +44,8 @@ class Device:
     heartbeat_interval: float = 60.0
     timeout_count: int = 3
     provisioned: bool = False
+    #: its rated current (:class:`hub.analysis.load.Rating`) for the load rate, or None
+    rated: Any = None
 
     @property
     def offline_after(self) -> float:
@@ -88,6 +90,7 @@ class Registry:
             project=d.project, group=d.group, alarms=d.alarms,
             heartbeat_interval=interval or presence.heartbeat_interval,
             timeout_count=count or presence.timeout_count, provisioned=provisioned,
+            rated=d.rated,
         )
 
     def add(self, device: Device) -> None:

@@ -107,7 +107,13 @@ class LoadRate:
     peak_channel: str = ""
 
 
-def _describe(rating: Rating, seen: Iterable[str]) -> str:
+def rating_text(rating: Rating) -> str:
+    """The whole rating for people: "63 A", "A 100 A, L1 32 A" or "63 A, L1 32 A" (the
+    device's current first, for the channels not named)."""
+    return _describe(rating, [*rating.channels, None])
+
+
+def _describe(rating: Rating, seen: Iterable[str | None]) -> str:
     parts = []
     if rating.current is not None and any(c not in rating.channels for c in seen):
         parts.append(f"{rating.current:.4g} A")

@@ -4,7 +4,8 @@ sink (defaults when none is configured)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hub.analysis.energy import TouSchedule
@@ -40,11 +41,28 @@ def analysis_settings(config: Any) -> AnalysisSettings:
                             set_points=config_set_points(config))
 
 
+def with_devices(s: AnalysisSettings, devices: Iterable[Any]) -> AnalysisSettings:
+    """``s`` for the running ``devices`` (the registry: those of the configuration file,
+    of the platform store and provisioned ones): their set points, and their own ``rated``
+    currents over the rollups sink's ``reports.rated``."""
+    devices = list(devices)
+    own = {d.id: d.rated for d in devices if getattr(d, "rated", None) is not None}
+    reports = s.reports
+    if own:
+        reports = replace(reports, rated={**reports.rated, **own})
+    return replace(s, reports=reports, set_points=set_points_of(devices))
+
+
 def config_set_points(config: Any) -> dict[str, dict[str, float]]:
+    """:func:`set_points_of` the devices of the configuration file."""
+    return set_points_of(getattr(config, "devices", ()))
+
+
+def set_points_of(devices: Iterable[Any]) -> dict[str, dict[str, float]]:
     """``{device: {"temperature": °C, "residual_current": mA}}``: the alarm set points of
-    each configured device (its ``alarms`` thresholds, or the configuration's defaults)."""
+    each device (its ``alarms`` thresholds, or the configuration's defaults)."""
     out: dict[str, dict[str, float]] = {}
-    for d in getattr(config, "devices", ()):
+    for d in devices:
         points: dict[str, float] = {}
         for code, th in (getattr(d, "alarms", None) or {}).items():
             v = getattr(th, "alarm", None)

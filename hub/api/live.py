@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hub.alarms import Threshold
-from hub.config import DeviceSettings, device_alarms, device_heartbeat
+from hub.config import DeviceSettings, stored_device_settings
 from hub.store import Device as StoredDevice
-from hub.validate import Checker, Invalid, Path, Section
+from hub.validate import Invalid
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -51,26 +51,23 @@ def registry_device(hub: Hub, d: StoredDevice) -> Device:
     except (Invalid, ValueError, TypeError) as e:
         raise DeviceRefused("address", f"bad address for a {section.type} device: {e}") \
             from None
-    alarms, interval, count = device_settings(hub, d.settings or {})
+    alarms, interval, count, rated = device_settings(hub, d.settings or {})
     settings = DeviceSettings(
         id=d.id, model=d.model, transport=d.transport, address=d.address, address_key=key,
         name=d.name, location=d.location, project=d.project, alarms=alarms,
-        heartbeat_interval=interval, timeout_count=count)
+        heartbeat_interval=interval, timeout_count=count, rated=rated)
     return hub.registry.build(settings)  # the one place YAML devices are made too
 
 
 def device_settings(hub: Hub, raw: dict[str, Any]
-                    ) -> tuple[dict[str, Threshold], float | None, int | None]:
-    """A stored device's ``alarms`` (over the hub-wide defaults) and ``heartbeat``, checked
-    as a YAML device's; :class:`DeviceRefused` names the first problem."""
-    checker = Checker()
-    root = Section(checker, Path("settings"), raw)
-    alarms = device_alarms(root.section("alarms"), hub.config.alarm_defaults)
-    interval, count = device_heartbeat(root.section("heartbeat"))
-    root.finish()
-    if checker.errors:
-        raise DeviceRefused("settings", "; ".join(e.split(": ", 1)[-1] for e in checker.errors))
-    return {k: v for k, v in alarms.items() if v.enabled}, interval, count
+                    ) -> tuple[dict[str, Threshold], float | None, int | None, Any]:
+    """A stored device's ``alarms`` (over the hub-wide defaults), ``heartbeat`` and
+    ``rated`` current, checked as a YAML device's; :class:`DeviceRefused` names the first
+    problem."""
+    try:
+        return stored_device_settings(raw, hub.config.alarm_defaults)
+    except ValueError as e:
+        raise DeviceRefused("settings", str(e)) from None
 
 
 def clashes(hub: Hub, device: Device) -> str | None:

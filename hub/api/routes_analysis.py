@@ -27,7 +27,7 @@ from hub.analysis.grading import Grade, grade_project, journal_grade
 from hub.analysis.inputs import GradingSources, store_sources
 from hub.analysis.inputs import grading_inputs as inputs_of
 from hub.analysis.load import LoadRate, load_advice, load_rates
-from hub.analysis.settings import AnalysisSettings, analysis_settings
+from hub.analysis.settings import AnalysisSettings, analysis_settings, with_devices
 from hub.api.authz import Principal, Tree
 from hub.api.context import ApiContext
 from hub.api.deps import Caller, Ctx, OrgTree, invalid, not_found
@@ -92,9 +92,15 @@ class GradeOut(BaseModel):
 
 
 def settings(ctx: ApiContext) -> AnalysisSettings:
+    """The analysis settings of the configuration, for the devices running now (their set
+    points and rated currents): made again after the registry changes."""
     s = getattr(ctx, "_analysis", None)
     if s is None:
-        s = ctx._analysis = analysis_settings(ctx.hub.config)  # type: ignore[attr-defined]
+        base = getattr(ctx, "_analysis_base", None)
+        if base is None:
+            base = ctx._analysis_base = analysis_settings(ctx.hub.config)  # type: ignore[attr-defined]
+            ctx.hub.registry.watch(lambda _change: setattr(ctx, "_analysis", None))
+        s = ctx._analysis = with_devices(base, ctx.hub.registry)  # type: ignore[attr-defined]
     return s
 
 

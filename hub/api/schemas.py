@@ -219,14 +219,30 @@ class HeartbeatIn(Strict):
     timeout_count: int | None = Field(default=None, description="missed ones before offline")
 
 
+class RatedIn(Strict):
+    """A rated current given in parts (README "Load rate")."""
+
+    current: float | None = Field(default=None, description="A, every current channel")
+    channels: dict[str, float] | None = Field(
+        default=None, max_length=64, description="A per channel (phase A/B/C or circuit)")
+    capacity_kva: float | None = Field(default=None, description="the current comes from "
+                                       "a capacity: I = S / (√3 U), or S / U single-phase")
+    voltage: float | None = Field(default=None, description="V, with capacity_kva (400)")
+    phases: int | None = Field(default=None, description="1 or 3, with capacity_kva (3)")
+
+
 class DeviceSettingsIn(Strict):
-    """As a YAML device's ``alarms`` and ``heartbeat`` (checked by the same checks)."""
+    """As a YAML device's ``alarms``, ``heartbeat`` and ``rated`` (checked by the same
+    checks)."""
 
     alarms: dict[str, dict[str, float | bool]] | None = Field(
         default=None, max_length=32,
         description="per alarm type: alarm, warning, warning_ratio, hysteresis, delay, "
                     "clear_delay, enabled (over the hub-wide alarms.defaults)")
     heartbeat: HeartbeatIn | None = None
+    rated: float | RatedIn | None = Field(
+        default=None, description="rated current for the load rate: amperes, or parts; "
+        "over the rollups sink's reports.rated for this device")
 
 
 class DeviceIn(Strict):
@@ -287,6 +303,8 @@ class DeviceSettingsOut(BaseModel):
     alarms: dict[str, ThresholdOut] = Field(description="enabled alarm types and their "
                                             "set points")
     heartbeat: HeartbeatOut | None
+    rated: str | None = Field(default=None, description="its own rated current, for the "
+                              "load rate (else the rollups sink's reports.rated applies)")
     stored: dict[str, Any] | None = Field(
         default=None, description="source api: the settings as stored (what PATCH "
         "settings replaces); source config: null (they are in the configuration file)")

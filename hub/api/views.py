@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hub.analysis.load import rating_text
 from hub.api.schemas import (
     DeviceSettingsOut,
     EventOut,
@@ -77,6 +78,7 @@ def settings_out(hub: Hub, d: DeviceView) -> DeviceSettingsOut:
                 for rule, t in sorted(running.alarms.items()) if t.enabled},
         heartbeat=HeartbeatOut(interval=running.heartbeat_interval,
                                timeout_count=running.timeout_count),
+        rated=None if running.rated is None else rating_text(running.rated),
         stored=d.settings)
 
 

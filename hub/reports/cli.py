@@ -2,10 +2,11 @@
 the same document the API serves, from the journal (read-only) and the rollups, while the
 hub runs or after it stopped. The period: ``YYYY-MM-DD``, ``YYYY-Www`` (ISO week) or
 ``YYYY-MM`` (``--month`` too for monthly); default: the last whole one (monthly: this
-month so far). The project's devices are those the configuration assigns to it (plus
-``--device`` for devices created through the API). Grading rules 6-8 read what the API's
-grades read (:func:`hub.analysis.inputs.grading_inputs`): the platform store's hazards and
-stored devices when the configured store exists, and the configuration's set points."""
+month so far). The project's devices are those the configuration and the platform store
+(devices created through the API) assign to it, plus ``--device``. Grading rules 6-8 read
+what the API's grades read (:func:`hub.analysis.inputs.grading_inputs`): the platform
+store's hazards and stored devices when the configured store exists, and the set points
+and rated currents of every device."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hub.analysis.settings import analysis_settings
+    from hub.analysis.settings import analysis_settings, with_devices
     from hub.cli.helpers import EXIT_USAGE, fail, load_config, note, open_journal
     from hub.reports.data import build_report, current_month, last_period, period_range
     from hub.reports.render import render
@@ -39,15 +40,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         since, until = period_range(kind, month, s.tz_offset)
     except ValueError as e:
         return fail(str(e), EXIT_USAGE)
+    sources, platform = grading_sources(config, s.set_points)
+    stored = stored_devices(platform, args.project, config)
+    s = with_devices(s, [*config.devices, *stored])
     devices = {d.id: d.name for d in config.devices if d.project == args.project}
+    devices.update({d.id: d.name for d in stored})
     devices.update({d: d for d in args.device or () if d not in devices})
     if not devices:
-        return fail(f"no device belongs to project {args.project!r} in {config.file}; "
-                    "name them with --device", EXIT_USAGE)
+        if platform is not None:
+            platform.close()
+        return fail(f"no device belongs to project {args.project!r} in {config.file} or "
+                    "the platform store; name them with --device", EXIT_USAGE)
     store = RollupStore(s.path, readonly=True) if os.path.exists(s.path) else None
     if store is None:
         note(f"no rollups at {s.path} (configure a rollups sink): the report has no energy")
-    sources, platform = grading_sources(config, s.set_points)
     j = open_journal(config)
     try:
         report = build_report(j, store, args.project, devices, since, until, s, month,
@@ -68,6 +74,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         note(f"{out}: {report.grade.grade} ({report.grade.score:.1f}), {report.alarms} "
              f"alarms, {report.energy_total:,.2f} kWh")
     return 0
+
+
+def stored_devices(platform: Any, project: str, config: Any) -> list[Any]:
+    """The devices of ``project`` created through the API (none without a platform store),
+    with their checked ``alarms`` and ``rated``; one whose settings no longer pass the
+    checks is reported with neither."""
+    from types import SimpleNamespace
+
+    from hub.cli.helpers import note
+    from hub.config import stored_device_settings
+
+    out = []
+    for d in platform.devices() if platform is not None else ():
+        if d.project != project:
+            continue
+        try:
+            alarms, _, _, rated = stored_device_settings(d.settings or {}, config.alarm_defaults)
+        except ValueError as e:
+            note(f"device {d.id}: stored settings not used ({e})")
+            alarms, rated = {}, None
+        out.append(SimpleNamespace(id=d.id, name=d.name, alarms=alarms, rated=rated))
+    return out
 
 
 def grading_sources(config: Any, set_points: dict[str, dict[str, float]]

@@ -71,6 +71,40 @@ def test_energy_load_and_long_history_come_from_rollups(api):
         assert other.get(f"/api/projects/{api.ids['p1']}/grade").status_code == 404
 
 
+def test_a_rated_current_kept_with_an_api_device_gives_its_load_rate(api):
+    from tests.support.api_hub import ROOT_PASSWORD
+
+    body = {"id": "api-rated-1", "name": "额定", "project": "p1", "model": "simulated",
+            "transport": "demo", "address": "leakage", "settings": {"rated": 63}}
+    with api.client(api.login("root", ROOT_PASSWORD)) as root:
+        bad = root.post("/api/devices", json={**body, "settings": {"rated": {
+            "channels": {"A": -5}}}})
+        assert bad.status_code == 422 and "rated.channels.A" in bad.text, bad.text
+        both = root.post("/api/devices", json={**body, "settings": {"rated": {
+            "current": 10, "capacity_kva": 50}}})
+        assert both.status_code == 422 and "not both" in both.text, both.text
+        assert root.get("/api/devices/api-rated-1").status_code == 404  # nothing stored
+        r = root.post("/api/devices", json=body)
+        assert r.status_code == 201, r.text
+        shown = root.get("/api/devices/api-rated-1").json()["settings"]
+        assert shown["stored"] == {"rated": 63.0} and shown["rated"] == "63 A"
+
+        def rated():
+            e = root.get("/api/devices/api-rated-1/energy", params={"period": "hour"}).json()
+            return [x for x in e["load_rate"] if x["hours"]]
+        [rate] = _wait(rated, "no load rate for the API device's rating")
+        assert rate["device"] == "api-rated-1" and rate["rated"] == "63 A"
+        assert 0 < rate["peak_rate"] and rate["peak_amperes"] == pytest.approx(
+            rate["peak_rate"] * 63, rel=1e-3)
+        # a rating in parts replaces it: every phase at 100 A
+        assert root.patch("/api/devices/api-rated-1", json={"settings": {"rated": {
+            "channels": {"A": 100, "B": 100, "C": 100}}}}).status_code == 200
+        [rate] = _wait(lambda: [x for x in rated() if "100 A" in x["rated"]],
+                       "the changed rating was not used")
+        assert rate["rated"].startswith("A 100 A")
+        assert root.delete("/api/devices/api-rated-1").status_code == 204
+
+
 def test_monthly_report_as_pdf_and_excel(api, tmp_path):
     import io
     import shutil

@@ -152,3 +152,45 @@ def test_the_energy_answer_and_the_reports_carry_load_rates(tmp_path):
     assert rows[1][:7] == ("d1", "一号箱", "A 100 A, B 100 A, C 100 A", 1.3,
                            pytest.approx(0.7, abs=1e-4), 1, 2)
     store.close()
+
+
+def test_a_device_s_own_rating_in_the_configuration_file(tmp_path, capsys):
+    import yaml
+
+    from hub.analysis.settings import analysis_settings, with_devices
+    from hub.cli import main
+    from hub.config import load_config
+    from hub.pluginmanager import make_plugins
+
+    def write(rated):
+        config = tmp_path / "hub.yaml"
+        config.write_text(yaml.safe_dump({
+            "hub": {"state_dir": "var"},
+            "transports": {"demo": {"type": "simulator"}},
+            "devices": [{"id": "box-1", "model": "simulated", "transport": "demo",
+                         "address": "normal", "rated": rated,
+                         "alarms": {"temperature": {"alarm": 70}}}],
+            "sinks": {"rollups": {"type": "rollups", "reports": {"rated": {
+                "box-1": 10, "box-2": 32}}}}}), encoding="utf-8")
+        return config
+    with pytest.raises(SystemExit):
+        main(["check", "-c", str(write({"channels": {"A": 0}}))])
+    assert "devices[0].rated.channels.A: a positive number of amperes, not 0" in \
+        capsys.readouterr().err
+    config = load_config(str(write({"capacity_kva": 50})), make_plugins())
+    [box] = config.devices
+    assert box.rated.current == pytest.approx(72.17, abs=0.01)
+    # the device's own rating wins over reports.rated; other devices keep theirs; the
+    # set points are the devices' own
+    s = with_devices(analysis_settings(config), config.devices)
+    assert s.reports.rated["box-1"] is box.rated
+    assert s.reports.rated["box-2"] == Rating(32.0)
+    assert s.set_points["box-1"]["temperature"] == 70.0
+
+
+def test_rating_text_says_the_whole_rating():
+    from hub.analysis.load import rating_text
+
+    assert rating_text(Rating(63.0)) == "63 A"
+    assert rating_text(Rating(channels={"L1": 32.0, "A": 100.0})) == "A 100 A, L1 32 A"
+    assert rating_text(Rating(63.0, {"L1": 32.0})) == "63 A, L1 32 A"
