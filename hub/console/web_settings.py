@@ -10,6 +10,7 @@ API's own 403/409 as a message on top); one that succeeds redirects (post/redire
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -111,6 +112,8 @@ async def _page(request: Request, s: Session, tab: str, errors: dict[str, str] |
                 s.principal, s.tree, ctx, q=None, project=code, model=None, transport=None,
                 online=None, alarm=None, source=None, offset=0, limit=500)).items
             data["may_manage"] = s.can(code, "manager")
+            data["rated"] = {d.id: rated_text(d.settings)
+                             for d in await ctx.run(ctx.store.devices) if d.project == code}
     if tab == "notify":
         code = request.query_params.get("project", "") or (values or {}).get("project", "") \
             or (projects[0].code if projects else "")
@@ -132,12 +135,16 @@ async def _page(request: Request, s: Session, tab: str, errors: dict[str, str] |
 
 async def _submit(request: Request, s: Session, tab: str, v: dict[str, str],
                   errors: dict[str, str], body: Any, fn: Any, *args: Any,
-                  again: dict[str, str] | None = None, **query: str) -> Response:
+                  again: dict[str, str] | None = None,
+                  fields: Callable[[dict[str, str]], dict[str, str]] | None = None,
+                  **query: str) -> Response:
     """``fn(*args, body, caller, tree, ctx)`` (an API route) when the form made a body;
-    then the page again with the errors (and ``again``, else what was typed), or on to
-    the tab."""
+    then the page again with the errors (put on the form's ``fields``, if given, and
+    ``again``, else what was typed), or on to the tab."""
     if body is not None:
         await _call(errors, fn, *args, body, s.principal, s.tree, ctx_of(request))
+    if errors and fields is not None:
+        errors = fields(errors)
     if errors:
         return await _page(request, s, tab, errors, v if again is None else again)
     return _done(tab, **query)
@@ -282,31 +289,68 @@ def _address(text: str) -> Any:
     return text
 
 
+def _rated(text: str) -> Any:
+    """A rated current as typed: amperes, or JSON parts ({"channels": {"A": 100}})."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # the API's check says what is wrong with it
+
+
+def rated_text(settings: dict[str, Any] | None) -> str:
+    """A stored device's rating as the form shows it (what :func:`_rated` reads back)."""
+    rated = (settings or {}).get("rated")
+    if rated is None:
+        return ""
+    return f"{rated:g}" if isinstance(rated, int | float) else json.dumps(rated)
+
+
+def _settings_errors(errors: dict[str, str]) -> dict[str, str]:
+    # the only setting these forms edit: a refusal of the settings is the rating's
+    if "settings" in errors:
+        errors.setdefault("rated", errors.pop("settings"))
+    return errors
+
+
 @router.post("/settings/devices")
 async def device_create(request: Request) -> Response:
     s = await need(request)
     v = await _form(request, s)
     errors: dict[str, str] = {}
+    rated = _rated(v.get("rated", ""))
     body = _model(errors, DeviceIn, id=v.get("id", ""), name=v.get("name", ""),
                   project=v.get("project", ""), model=v.get("model", ""),
                   transport=v.get("transport", ""), address=_address(v.get("address", "")),
-                  location=v.get("location", ""))
+                  location=v.get("location", ""),
+                  settings={} if rated is None else {"rated": rated})
     return await _submit(request, s, "devices", v, errors, body,
-                         routes_devices.create_device, project=v.get("project", ""))
+                         routes_devices.create_device, fields=_settings_errors,
+                         project=v.get("project", ""))
 
 
 @router.post("/settings/devices/{device_id}")
 async def device_change(request: Request, device_id: str) -> Response:
     s = await need(request)
     v = await _form(request, s)
+    ctx = ctx_of(request)
     errors: dict[str, str] = {}
     changes = _clean(v, ("name", "location", "model", "transport"))
     if v.get("address"):
         changes["address"] = _address(v["address"])
+    stored = await ctx.run(ctx.store.get_device, device_id[:64])
+    if stored is not None and "rated" in v and v["rated"].strip() != rated_text(stored.settings):
+        # PATCH replaces the settings: keep the others (alarms, heartbeat) as stored
+        settings = {k: x for k, x in (stored.settings or {}).items() if k != "rated"}
+        rated = _rated(v["rated"])
+        changes["settings"] = settings if rated is None else {**settings, "rated": rated}
     body = _model(errors, DevicePatch, **changes)
     return await _submit(request, s, "devices", v, errors, body,
                          routes_devices.update_device, device_id[:64],
-                         again={**v, "edit": device_id}, project=v.get("project", ""))
+                         again={**v, "edit": device_id}, fields=_settings_errors,
+                         project=v.get("project", ""))
 
 
 # ------------------------------------------------------------------ notification policies

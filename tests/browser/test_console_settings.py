@@ -78,11 +78,18 @@ def test_project_and_device_forms_show_the_apis_errors_inline(hub, browse, shots
     p.wait_for_selector("#new-device [data-error-for=address]")
     assert "profile" in p.inner_text("#new-device [data-error-for=address]")
     p.fill("#new-device #f-address", "leakage")
+    p.fill("#new-device #f-rated", "-63")
+    p.click("#create-device")
+    p.wait_for_selector("#new-device [data-error-for=rated]")
+    assert "positive number of amperes" in p.inner_text("#new-device [data-error-for=rated]")
+    p.fill("#new-device #f-rated", "63")
     p.click("#create-device")
     p.wait_for_selector("#flash-notice")
     assert "四号箱" in p.inner_text("tr[data-device=d4]")
     p.click("tr[data-device=d4] summary")
+    assert p.input_value("#d-d4f-rated") == "63"
     p.fill("#d-d4f-location", "4F 配电间")
+    p.fill("#d-d4f-rated", '{"channels": {"A": 100, "B": 100, "C": 100}}')
     p.click("tr[data-device=d4] form button[type=submit]")
     p.wait_for_selector("#flash-notice")
     assert "4F 配电间" in p.inner_text("tr[data-device=d4]")
@@ -95,6 +102,8 @@ def test_project_and_device_forms_show_the_apis_errors_inline(hub, browse, shots
     with hub.client(hub.root) as c:
         d4 = c.get("/api/devices/d4").json()
     assert (d4["name"], d4["location"]) == ("四号箱", "4F 配电间")
+    assert d4["settings"]["stored"] == {"rated": {"channels": {"A": 100, "B": 100, "C": 100}}}
+    assert d4["settings"]["rated"] == "A 100 A, B 100 A, C 100 A"
 
 
 def test_the_language_is_kept_with_the_account(hub, browse):
