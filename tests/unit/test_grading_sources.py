@@ -136,3 +136,35 @@ def test_reports_assess_the_configured_buses_with_the_apis_code(tmp_path):
                               text=True, check=True).stdout
         assert "电能质量" in text and "不合格" in text
     h.close()
+
+
+def test_hub_report_takes_the_project_s_api_devices_and_their_ratings(tmp_path, capsys):
+    from hub.cli import main
+    from hub.store import Device
+    from tests.support.report_cli import report_config, seed_journal
+
+    config = report_config(tmp_path, {"tz_offset_hours": 0}, api={"port": 0})
+    seed_journal(tmp_path, [Reading("api-1", "current", 40.0 + i, D + i * 3600, "A")
+                            for i in range(24)])
+    store = SqliteStore(str(tmp_path / "var" / "platform.sqlite"))
+    store.open()
+    for dev, project, settings in (("api-1", "p1", {"rated": 50}),
+                                   ("api-2", "p2", {"rated": 10}),
+                                   ("api-3", "p1", {"rated": -1})):  # no longer checks
+        store.add_device(Device(dev, f"箱 {dev}", project, "simulated", "demo",
+                                settings=settings))
+    store.close()
+    assert main(["rollups", "rebuild", "-c", str(config)]) == 0
+    out = tmp_path / "r.xlsx"
+    assert main(["report", "daily", "-c", str(config), "--project", "p1", "--period",
+                 "2026-01-05", "--format", "xlsx", "-o", str(out)]) == 0
+    assert "device api-3: stored settings not used" in capsys.readouterr().err
+    from openpyxl import load_workbook
+
+    wb = load_workbook(out)
+    devices = {r[0] for r in wb["设备"].iter_rows(min_row=2, values_only=True)}
+    rows = list(wb["负载率"].iter_rows(values_only=True))
+    # 40..63 A against 50 A: peak 63 / 50, 13 hours above the rating (51..63 A)
+    assert rows[1][:3] == ("api-1", "箱 api-1", "50 A") and rows[1][3] == 1.26
+    assert rows[1][5] == 13 and len(rows) == 2  # api-2 is p2's
+    assert devices == {"d1", "api-1", "api-3"}
