@@ -20,6 +20,7 @@ def mount(app: FastAPI) -> None:
     from hub.console import (
         web,
         web_desk,
+        web_device_settings,
         web_gateways,
         web_history,
         web_inspections,
@@ -30,7 +31,7 @@ def mount(app: FastAPI) -> None:
     )
 
     for module in (web, web_desk, web_history, web_reports, web_settings, web_plans,
-                   web_inspections, web_ota, web_gateways):
+                   web_inspections, web_ota, web_gateways, web_device_settings):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
 

@@ -263,15 +263,30 @@ async def device(request: Request, device_id: str) -> Response:
     except HTTPException as e:
         return render(request, "error.html", t, s, status_code=e.status_code,
                       message=t("error.no_device"))
+    return device_page(request, t, s, d, done=t("settings.done")
+                       if request.query_params.get("saved") else "")
+
+
+def device_page(request: Request, t: Translator, s: Session, d: Any,
+                errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+                done: str = "") -> Response:
+    """A device's page (``d``: the API's device detail), with the errors and values of a
+    refused settings form."""
+    from hub.console.web_device_settings import settings_rows
+
     # one curve per quantity and channel; the most watched quantities first
     order = {q: i for i, q in enumerate(QUANTITIES)}
     series = sorted({(r.quantity, r.channel) for r in d.readings},
                     key=lambda x: (order.get(x[0], len(order)), x[0], x[1]))
     if not series:
         series = [(q, "") for q in QUANTITIES]
-    return render(request, "device.html", t, s, d=d, actions=ACTIONS,
-                  may_command=s.can(d.project, "operator"), ranges=list(RANGES),
-                  series=series)
+    return render(request, "device.html", t, s, status_code=422 if errors else 200, d=d,
+                  actions=ACTIONS, may_command=s.can(d.project, "operator"),
+                  may_manage=s.can(d.project, "manager"), ranges=list(RANGES),
+                  series=series, errors=errors or {},
+                  rules=settings_rows(d, every=s.can(d.project, "manager")
+                                      and d.source == "api"),
+                  v=values or {}, done=done)
 
 
 @router.get("/ui/devices/{device_id}/live")

@@ -106,6 +106,58 @@ def test_project_and_device_forms_show_the_apis_errors_inline(hub, browse, shots
     assert d4["settings"]["rated"] == "A 100 A, B 100 A, C 100 A"
 
 
+def test_a_manager_changes_an_api_device_s_set_points_on_its_page(hub, browse, shots):
+    with hub.client(hub.root) as c:
+        r = c.post("/api/devices", json={
+            "id": "d6", "name": "六号箱", "project": "p1", "model": "simulated",
+            "transport": "demo", "address": "silent",
+            "settings": {"heartbeat": {"interval": 30, "timeout_count": 4}, "rated": 40}})
+        assert r.status_code == 201, r.text
+    b = logged_in(browse, "op1")  # an operator sees the settings, and no form
+    b.page.goto("/devices/d6")
+    assert b.page.locator("#alarm-settings tr[data-rule]").count() == 0  # none enabled
+    assert b.page.locator("#alarm-settings input").count() == 0
+    assert "40 A" in b.page.inner_text("#device-heartbeat")
+    assert "30" in b.page.inner_text("#device-heartbeat")
+    b = logged_in(browse, "mgr1")
+    p = b.page
+    p.goto("/devices/d1")  # a device of the configuration file: changed there
+    assert p.locator("#alarm-settings input").count() == 0
+    assert "配置文件" in p.inner_text("#device-settings")
+    p.goto("/devices/d6")
+    p.fill("#f-alarm\\.temperature", "abc")
+    p.click("#save-settings")
+    p.wait_for_selector("[data-error-for='alarm.temperature']")
+    p.fill("#f-alarm\\.temperature", "200")  # above the standard's 140 °C
+    p.click("#save-settings")
+    p.wait_for_selector("#form-error")
+    assert "temperature" in p.inner_text("#form-error")
+    b.problems = [x for x in b.problems if "422" not in x]
+    p.fill("#f-alarm\\.temperature", "70")
+    p.click("#save-settings")
+    p.wait_for_selector("#flash-notice")
+    assert p.input_value("#f-alarm\\.temperature") == "70"
+    p.screenshot(path=shots / "device-settings-desktop.png", full_page=True)
+    with hub.client(hub.root) as c:
+        d6 = c.get("/api/devices/d6").json()["settings"]
+    # the other stored settings are kept; the running device applies the new set point
+    assert d6["stored"] == {"alarms": {"temperature": {"alarm": 70.0}},
+                            "heartbeat": {"interval": 30.0, "timeout_count": 4},
+                            "rated": 40.0}
+    assert d6["alarms"]["temperature"]["alarm"] == 70.0
+    # the operator's page shows the alarm now switched on
+    b = logged_in(browse, "op1")
+    b.page.goto("/devices/d6")
+    assert "70 °C" in b.page.inner_text("#alarm-settings tr[data-rule=temperature]")
+    p.fill("#f-alarm\\.temperature", "")  # empty: back to the default, here off
+    p.click("#save-settings")
+    p.wait_for_selector("#flash-notice")
+    with hub.client(hub.root) as c:
+        d6 = c.get("/api/devices/d6").json()["settings"]
+        assert "alarms" not in d6["stored"] and "temperature" not in d6["alarms"]
+        assert c.delete("/api/devices/d6").status_code == 204
+
+
 def test_the_language_is_kept_with_the_account(hub, browse):
     b = logged_in(browse, "op1")
     p = b.page
