@@ -12,7 +12,6 @@ import pytest
 from tests.support.api_hub import populated_hub
 from tests.support.services import wait_until
 
-
 # d1's temperature dips under its 45 °C set point for 4.5 s of every 30 s demo period, so its
 # alarm used to clear (and, once acknowledged, close) while a loaded machine ran a test that
 # acts on it: assigning or handling a closed record is rightly refused. A clear delay longer
