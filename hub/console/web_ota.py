@@ -42,14 +42,17 @@ def _refusal(t: Any, e: HTTPException) -> str:
 
 
 def summary(progress: dict[str, int]) -> dict[str, int]:
-    """Devices in all, succeeded, failed (or timed out), cancelled, and still under way."""
+    """Devices in all, succeeded, failed (or timed out), cancelled, and still under way;
+    ``done`` (and ``pct`` of all) are those that went through, succeeded or failed: a
+    cancelled device was not updated, so a campaign cancelled early shows how little it did
+    rather than a full bar."""
     total = sum(progress.values())
     ok = progress.get("succeeded", 0)
     bad = sum(progress.get(p, 0) for p in FAILED)
     gone = progress.get("cancelled", 0)
     return {"total": total, "ok": ok, "failed": bad, "cancelled": gone,
-            "pending": total - ok - bad - gone,
-            "pct": round(100 * (ok + bad + gone) / total) if total else 0}
+            "pending": total - ok - bad - gone, "done": ok + bad,
+            "pct": round(100 * (ok + bad) / total) if total else 0}
 
 
 class _Body:
