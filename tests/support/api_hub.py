@@ -24,7 +24,7 @@ import httpx
 import yaml
 
 from tests.support.distribution import PLUGINS, write_distribution
-from tests.support.hubproc import BIN, HubProcess
+from tests.support.hubproc import BIN, CLI_TIMEOUT, HubProcess
 from tests.support.services import free_port
 
 ROOT_PASSWORD = "Adm1n-pass-0042"
@@ -36,7 +36,7 @@ def hub_cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.Co
     path = os.pathsep.join(p for p in (str(config.parent / "site"),
                                        os.environ.get("PYTHONPATH")) if p)
     return subprocess.run([str(BIN / "hub"), *args, "-c", str(config)], cwd=config.parent,
-                          capture_output=True, text=True, timeout=60, input=stdin,
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT, input=stdin,
                           env={**os.environ, "PYTHONPATH": path})
 
 
