@@ -10,7 +10,6 @@ nothing is stored then. Files live under ``<state_dir>/hazards/<id>/``.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -268,13 +267,9 @@ async def add_file(hazard_id: HazardId, request: Request, caller: Caller, tree: 
                                               pattern=r"^[^/\\\x00]+$")] = "file") -> FileOut:
     """Attach a photo or document (the raw body; JPEG, PNG or PDF, at most 1 MiB)."""
     h = await _hazard(ctx, caller, tree, hazard_id, act=True)
-    up = await uploads.checked(request)
-    now = ctx.hub.clock.seconds()
-    await ctx.audit(caller.name, "hazard.file_added", str(hazard_id),
-                    {"project": h.project, "name": name, "sha256": up.sha256,
-                     "size": len(up.data)})
-    path = await ctx.run(uploads.save, up,
-                         os.path.join(ctx.hub.config.state_dir, "hazards", str(hazard_id)))
+    up, now, path = await uploads.receive(request, ctx, caller.name, "hazard.file_added",
+                                          str(hazard_id), {"project": h.project, "name": name},
+                                          "hazards", str(hazard_id))
     file_id = await ctx.run(ctx.store.hazard_file_add, hazard_id, name, up.content_type,
                             len(up.data), up.sha256, path, caller.name, now)
     return FileOut(id=file_id, name=name, content_type=up.content_type, size=len(up.data),
@@ -283,11 +278,10 @@ async def add_file(hazard_id: HazardId, request: Request, caller: Caller, tree: 
 
 @router.get("/hazards/{hazard_id}/files/{file_id}", response_class=FileResponse,
             responses={**ERRORS, **uploads.DOWNLOAD})
-async def get_file(hazard_id: HazardId, file_id: Annotated[int, Path(ge=1, le=2**62)],
-                   caller: Caller, tree: OrgTree, ctx: Ctx) -> FileResponse:
+async def get_file(hazard_id: HazardId, file_id: uploads.FileId, caller: Caller,
+                   tree: OrgTree, ctx: Ctx) -> FileResponse:
     await _hazard(ctx, caller, tree, hazard_id, act=False)
-    return uploads.download(await ctx.run(ctx.store.hazard_files, hazard_id), file_id,
-                            "file")
+    return await uploads.send(ctx, ctx.store.hazard_files, hazard_id, file_id, "file")
 
 
 # ---------------------------------------------------------------- statistics

@@ -11,7 +11,6 @@ live under ``<state_dir>/inspections/<task id>/``.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -328,13 +327,10 @@ async def add_photo(task_id: TaskId, request: Request, caller: Caller, tree: Org
     task = await _task(ctx, caller, tree, task_id, act=True)
     if item not in task["items"]:
         raise invalid(f"not an item of the plan: {item!r}", "query", "item")
-    up = await uploads.checked(request)
-    now = ctx.hub.clock.seconds()
-    await ctx.audit(caller.name, "inspection.photo_added", str(task_id),
-                    {"project": task["project"], "plan_id": task["plan_id"], "item": item,
-                     "name": name, "sha256": up.sha256, "size": len(up.data)})
-    path = await ctx.run(uploads.save, up, os.path.join(
-        ctx.hub.config.state_dir, "inspections", str(task_id)))
+    up, now, path = await uploads.receive(
+        request, ctx, caller.name, "inspection.photo_added", str(task_id),
+        {"project": task["project"], "plan_id": task["plan_id"], "item": item, "name": name},
+        "inspections", str(task_id))
     file_id = await ctx.run(ctx.store.inspection_file_add, task_id, item, name,
                             up.content_type, len(up.data), up.sha256, path, caller.name, now)
     return PhotoOut(id=file_id, task_id=task_id, item=item, name=name,
@@ -344,11 +340,10 @@ async def add_photo(task_id: TaskId, request: Request, caller: Caller, tree: Org
 
 @router.get("/tasks/{task_id}/files/{file_id}", response_class=FileResponse,
             responses={**ERRORS, **uploads.DOWNLOAD})
-async def get_photo(task_id: TaskId, file_id: Annotated[int, Path(ge=1, le=2**62)],
-                    caller: Caller, tree: OrgTree, ctx: Ctx) -> FileResponse:
+async def get_photo(task_id: TaskId, file_id: uploads.FileId, caller: Caller,
+                    tree: OrgTree, ctx: Ctx) -> FileResponse:
     await _task(ctx, caller, tree, task_id, act=False)
-    return uploads.download(await ctx.run(ctx.store.inspection_files, task_id), file_id,
-                            "photo")
+    return await uploads.send(ctx, ctx.store.inspection_files, task_id, file_id, "photo")
 
 
 @router.post("/tasks/{task_id}/result", response_model=TaskOut, responses={

@@ -2,17 +2,18 @@
 with its ``Content-Type``, at most :data:`MAX_FILE` bytes (413), its type checked by its
 first bytes against :data:`hub.alarmdesk.hazards.FILE_TYPES` (415), then written under
 ``state_dir`` atomically (named by its SHA-256). The checks come before anything is
-written, so a refused upload leaves nothing behind; the caller audits between the check
-and the write."""
+written, so a refused upload leaves nothing behind; the act is audited between the check
+and the write (:func:`receive`)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
 from fastapi.responses import FileResponse
 
 from hub.alarmdesk.hazards import FILE_TYPES, file_type
@@ -25,6 +26,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": f"not one of {', '.join(FILE_TYPES)} (checked by content)"}}
 #: the responses a download route documents
 DOWNLOAD: dict[int | str, dict[str, Any]] = {200: {"content": {t: {} for t in FILE_TYPES}}}
+#: a stored file's id in a download route's path
+FileId = Annotated[int, Path(ge=1, le=2**62)]
 BODY = {"requestBody": {"required": True, "content": {
     t: {"schema": {"type": "string", "format": "binary"}} for t in FILE_TYPES}}}
 
@@ -63,6 +66,26 @@ def save(upload: Upload, folder: str) -> str:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+async def receive(request: Request, ctx: Any, by: str, action: str, subject: str,
+                  details: dict[str, Any], *folder: str) -> tuple[Upload, float, str]:
+    """An upload route's common part: the body :func:`checked`, the act audited (with the
+    file's hash and size after ``details``), then :func:`saved <save>` under
+    ``state_dir``/``folder``; the upload, the time and the stored path."""
+    up = await checked(request)
+    now = ctx.hub.clock.seconds()
+    await ctx.audit(by, action, subject, {**details, "sha256": up.sha256,
+                                          "size": len(up.data)})
+    path = await ctx.run(save, up, os.path.join(ctx.hub.config.state_dir, *folder))
+    return up, now, path
+
+
+async def send(ctx: Any, files_of: Callable[[int], list[dict[str, Any]]], owner: int,
+               file_id: int, what: str) -> FileResponse:
+    """A download route's common part: ``owner``'s stored files read from the store, then
+    :func:`download`."""
+    return download(await ctx.run(files_of, owner), file_id, what)
 
 
 def download(files: list[dict[str, Any]], file_id: int, what: str) -> FileResponse:

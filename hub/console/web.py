@@ -57,6 +57,22 @@ async def need(request: Request) -> Session:
     return s
 
 
+async def posted(request: Request) -> tuple[Session, Any, Translator]:
+    """A console form's post: the logged-in user (401 without), the form with its CSRF
+    token checked (403 on a wrong one), and the user's translator."""
+    s = await need(request)
+    form = await request.form()
+    await check_post(request, s, str(form.get("csrf", "")))
+    return s, form, translator(request)
+
+
+def error_page(request: Request, t: Translator, s: Session, e: HTTPException,
+               message: str) -> Response:
+    """The error page for the API's refusal ``e`` of a record's page (its status; the
+    ``message`` key in the user's words)."""
+    return render(request, "error.html", t, s, status_code=e.status_code, message=t(message))
+
+
 def ctx_of(request: Request) -> Any:
     return request.app.state.ctx
 

@@ -22,7 +22,7 @@ from hub.api import routes_alarms, routes_devices, routes_hazards
 from hub.console.auth import Session, check_post
 from hub.console.forms import field_errors, inline, problem, upload_answer
 from hub.console.render import render
-from hub.console.web import ctx_of, need, project_list, translator
+from hub.console.web import ctx_of, error_page, need, posted, project_list, translator
 
 router = APIRouter(include_in_schema=False)
 
@@ -97,10 +97,7 @@ async def alarms(request: Request, project: str = "", state: str = "", kind: str
 async def alarms_batch(request: Request) -> Response:
     """One act on the records ticked in the list: the API checks them all before doing
     any (one out of scope or in the wrong state: nothing is done, and the page says why)."""
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     back = _back(str(form.get("back", "/alarms")))
     sep = "&" if "?" in back else "?"
     try:
@@ -136,8 +133,7 @@ async def alarm_page(request: Request, alarm_id: int, error: str = "",
     try:
         a = await _alarm(request, s, alarm_id)
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("error.no_alarm"))
+        return error_page(request, t, s, e, "error.no_alarm")
     index = await ctx.device_index()
     hazards = [h for h in await routes_hazards.list_hazards(
         s.principal, s.tree, ctx, state=None, project=a.project, overdue=False, after=0,
@@ -262,9 +258,7 @@ async def hazard_new(request: Request) -> Response:
 
 async def _hazard_post(request: Request, back: str, **fixed: Any) -> Response:
     """A hazard form (by hand, or from an alarm with ``fixed`` alarm_id)."""
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
+    s, form, _ = await posted(request)
     values: dict[str, Any] = {k: str(form.get(k, ""))[:8000] for k in HAZARD_FIELDS}
     return await _open_hazard(request, s, {**values, **fixed}, back)
 
@@ -280,8 +274,7 @@ async def hazard_page(request: Request, hazard_id: int, error: str = "",
             raise HTTPException(404, "no hazard")
         h = await routes_hazards.get_hazard(hazard_id, s.principal, s.tree, ctx)
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("error.no_hazard"))
+        return error_page(request, t, s, e, "error.no_hazard")
     index = await ctx.device_index()
     notice = {"opened": t("hazard.opened"), "moved": t("hazard.moved")}.get(done, "")
     return render(request, "hazard.html", t, s, h=h, d=index.by_id.get(h.device),

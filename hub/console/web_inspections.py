@@ -28,7 +28,7 @@ from hub.console.forms import (
     upload_answer,
 )
 from hub.console.render import render
-from hub.console.web import ctx_of, need, project_list, translator
+from hub.console.web import ctx_of, error_page, need, posted, project_list, translator
 from hub.console.web_desk import _deadline
 
 router = APIRouter(include_in_schema=False)
@@ -103,10 +103,7 @@ async def inspections(request: Request, state: str = "open", project: str = "",
 
 @router.post("/inspections/plans")
 async def plan_new(request: Request) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     try:
         grace = str(form.get("grace", "")).strip()
         body = api.PlanIn(project=str(form.get("project", ""))[:64],
@@ -131,18 +128,14 @@ async def plan_page(request: Request, plan_id: int, error: str = "") -> Response
     try:
         p = await fetch_one(api.get_plan, plan_id, s, ctx_of(request))
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("insp.no_plan"))
+        return error_page(request, t, s, e, "insp.no_plan")
     return render(request, "inspection_plan.html", t, s, p=p, every=EVERY,
                   may_manage=s.can(p.project, "manager"), error=error[:500], notice="")
 
 
 @router.post("/inspections/plans/{plan_id}")
 async def plan_change(request: Request, plan_id: int) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     here = f"/inspections/plans/{plan_id}"
     try:
         p = await fetch_one(api.get_plan, plan_id, s, ctx_of(request))
@@ -173,8 +166,7 @@ async def task_page(request: Request, task_id: int, error: str = "") -> Response
     try:
         task = await fetch_one(api.get_task, task_id, s, ctx_of(request))
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("insp.no_task"))
+        return error_page(request, t, s, e, "insp.no_task")
     index = await ctx_of(request).device_index()
     devices = sorted((d for d in index.by_id.values() if d.project == task.project),
                      key=lambda d: d.name)[:500]
@@ -207,10 +199,7 @@ async def task_photo(request: Request, task_id: int, file_id: int) -> Response:
 
 @router.post("/inspections/tasks/{task_id}")
 async def task_record(request: Request, task_id: int) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     here = f"/inspections/tasks/{task_id}"
     try:
         task = await fetch_one(api.get_task, task_id, s, ctx_of(request))

@@ -18,10 +18,9 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from hub.api import routes_ota as api
-from hub.console.auth import check_post
 from hub.console.forms import fetch_one, field_errors, problem, redirect
 from hub.console.render import render
-from hub.console.web import ctx_of, need, project_list, translator
+from hub.console.web import ctx_of, error_page, need, posted, project_list, translator
 from hub.ota.machine import Phase
 from hub.ota.version import SCHEMES
 
@@ -43,14 +42,17 @@ def _refusal(t: Any, e: HTTPException) -> str:
 
 
 def summary(progress: dict[str, int]) -> dict[str, int]:
-    """Devices in all, succeeded, failed (or timed out), cancelled, and still under way."""
+    """Devices in all, succeeded, failed (or timed out), cancelled, and still under way;
+    ``done`` (and ``pct`` of all) are those that went through, succeeded or failed: a
+    cancelled device was not updated, so a campaign cancelled early shows how little it did
+    rather than a full bar."""
     total = sum(progress.values())
     ok = progress.get("succeeded", 0)
     bad = sum(progress.get(p, 0) for p in FAILED)
     gone = progress.get("cancelled", 0)
     return {"total": total, "ok": ok, "failed": bad, "cancelled": gone,
-            "pending": total - ok - bad - gone,
-            "pct": round(100 * (ok + bad + gone) / total) if total else 0}
+            "pending": total - ok - bad - gone, "done": ok + bad,
+            "pct": round(100 * (ok + bad) / total) if total else 0}
 
 
 class _Body:
@@ -96,10 +98,7 @@ async def firmware_page(request: Request, project: str = "", error: str = "",
 @router.post("/firmware")
 async def firmware_upload(request: Request) -> Response:
     """The upload form (multipart): the file is handed to the API's upload as its body."""
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     project = str(form.get("project", ""))[:64]
     image = form.get("image")
     data = await image.read() if hasattr(image, "read") else b""
@@ -119,10 +118,7 @@ async def firmware_upload(request: Request) -> Response:
 
 @router.post("/firmware/{firmware_id}/delete")
 async def firmware_delete(request: Request, firmware_id: int) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     if not 1 <= firmware_id <= 2**62:
         raise HTTPException(404, "no firmware")
     try:
@@ -141,10 +137,7 @@ def _int(value: Any, default: int) -> int:
 
 @router.post("/firmware/campaigns")
 async def campaign_new(request: Request) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     try:
         fw_id = _int(form.get("firmware_id"), 0)
         bound = str(form.get("failure_bound", "")).strip()
@@ -176,8 +169,7 @@ async def campaign_page(request: Request, campaign_id: int, error: str = "",
     try:
         c = await fetch_one(api.get_campaign, campaign_id, s, ctx_of(request))
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("ota.no_campaign"))
+        return error_page(request, t, s, e, "ota.no_campaign")
     devices = await api.campaign_devices(campaign_id, s.principal, s.tree, ctx)
     index = await ctx.device_index()
     notice = t("ota.done_" + done) if done in (*ACTS, "started") else ""
@@ -189,10 +181,7 @@ async def campaign_page(request: Request, campaign_id: int, error: str = "",
 
 @router.post("/firmware/campaigns/{campaign_id}/{act}")
 async def campaign_act(request: Request, campaign_id: int, act: str) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     here = f"/firmware/campaigns/{campaign_id}"
     if act not in ACTS or not 1 <= campaign_id <= 2**62:
         raise HTTPException(404, "no such act")
@@ -217,8 +206,7 @@ async def device_history(request: Request, campaign_id: int, device_id: str) -> 
         c = await fetch_one(api.get_campaign, campaign_id, s, ctx_of(request))
         rows = await api.device_history(campaign_id, device_id[:64], s.principal, s.tree, ctx)
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("ota.no_campaign"))
+        return error_page(request, t, s, e, "ota.no_campaign")
     index = await ctx.device_index()
     return render(request, "campaign_device.html", t, s, c=c, device=device_id[:64],
                   d=index.by_id.get(device_id[:64]), rows=rows, quote=quote)

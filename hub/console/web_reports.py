@@ -14,10 +14,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hub.api import routes_analysis, routes_reports
-from hub.console.auth import check_post
 from hub.console.forms import problem
 from hub.console.render import render
-from hub.console.web import ctx_of, need, project_list, translator
+from hub.console.web import ctx_of, need, posted, project_list, translator
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,10 +66,7 @@ async def reports(request: Request, project: str = "", kind: str = "daily", erro
 @router.post("/reports/{project_id}/make")
 async def make_now(request: Request, project_id: int) -> Response:
     """The API's "make now" (operator or above): the last whole period, or the one typed."""
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
-    t = translator(request)
+    s, form, t = await posted(request)
     kind = str(form.get("kind", ""))
     period = str(form.get("period", "")).strip()[:10] or None
     code = str(form.get("project", ""))[:64]

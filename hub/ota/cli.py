@@ -2,8 +2,9 @@
 
 ::
 
-    hub ota firmware add --project p1 --version 1.1.10 --models nb-efd [--delivery push]
-                         [--scheme semver] [--signature HEX] [--notes TEXT] IMAGE
+    hub ota firmware add --project p1|--global --version 1.1.10 --models nb-efd
+                         [--delivery push] [--scheme semver] [--signature HEX] [--notes TEXT]
+                         IMAGE                  # --global: every project's (no project)
     hub ota firmware list [--project p1] [--json]
     hub ota start --project p1 --firmware 3 [--canary 5] [--batch 50] [--failure-bound 0.1]
                   [--model nb-efd] [--from-version 1.1.1] [--device nb-0001 ...]
@@ -51,17 +52,19 @@ def cmd_firmware_add(args: argparse.Namespace) -> int:
     except (OSError, VersionError, ImageError) as e:
         return fail(str(e))
     models = sorted({m.strip() for m in args.models.split(",") if m.strip()})
-    _audit(config, "firmware.uploaded", args.project, {
-        "project": args.project, "version": args.version, "models": models,
+    project = None if args.is_global else args.project  # global: as the API, no project
+    _audit(config, "firmware.uploaded", project or "global", {
+        "project": project, "version": args.version, "models": models,
         "sha256": checked.sha256, "size": checked.size, "signed": checked.signed})
     images.save(data, checked.sha256)
     import time
     try:
-        fw = store.firmware_add(args.project, models, args.version, args.scheme, args.delivery,
+        fw = store.firmware_add(project, models, args.version, args.scheme, args.delivery,
                                 checked.size, checked.sha256, checked.signed, args.notes, who(),
                                 time.time())
     except Conflict:
-        return fail(f"project {args.project} has firmware {args.version} already")
+        owner = f"project {project}" if project else "the global repository"
+        return fail(f"{owner} has firmware {args.version} already")
     print(f"firmware {fw.id}: {fw.version} for {', '.join(fw.models)} ({fw.size} bytes, "
           f"sha256 {fw.sha256}{', signed' if fw.signed else ''})")
     return 0
@@ -200,7 +203,10 @@ def add_ota_command(sub: argparse._SubParsersAction) -> None:
     add = fw_verbs.add_parser("add", help="add an image (checked, SHA-256 recorded)")
     add_config_argument(add)
     add.add_argument("image", help="the image file")
-    add.add_argument("--project", required=True)
+    scope = add.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--project", help="the project whose image it is")
+    scope.add_argument("--global", dest="is_global", action="store_true",
+                       help="an image of every project (the API lets only admins add one)")
     add.add_argument("--version", required=True)
     add.add_argument("--models", required=True, help="device models it fits, comma-separated")
     add.add_argument("--scheme", default="auto", choices=("auto", "semver", "dotted"))

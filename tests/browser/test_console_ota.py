@@ -124,10 +124,21 @@ def test_an_operator_runs_a_campaign_with_confirmations(hub, browse, shots):
     assert "二号楼升级" in seen[0]
     assert p.get_attribute("#campaign-state [data-state]", "data-state") == "cancelled"
     assert p.locator("#campaign-acts").count() == 0
+    # no device woke, so none was updated: the bar shows that, not the cancelled as done
+    with hub.client() as root:
+        progress = root.get(f"/api/ota/campaigns/{cid}").json()["progress"]
+    done = progress.get("succeeded", 0) + progress.get("failed", 0) + progress.get(
+        "timed_out", 0)
+    assert progress.get("cancelled", 0) >= 1
+    bar = p.locator(".ota-progress progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == (str(done), "4")
+    assert f"已完成 {round(100 * done / 4)}%" in p.inner_text(".ota-progress")
+    assert "已取消" in p.inner_text(".ota-progress")
     # the list: state in words, progress as a bar with numbers
     p.goto("/firmware")
     row = p.locator(f"#campaigns-table tr[data-campaign='{cid}']")
     assert "已取消" in row.inner_text() and row.locator("progress").count() == 1
+    assert row.locator("progress").get_attribute("value") == str(done)
     p.screenshot(path=shots / "firmware-desktop.png", full_page=True)
     phone_shot(browse, "op1", "/firmware", shots / "firmware-phone.png")
     # a device's history in the campaign
@@ -151,3 +162,29 @@ def test_an_operator_runs_a_campaign_with_confirmations(hub, browse, shots):
     v.page.select_option("#lang", "en")
     v.page.wait_for_selector("html[lang='en']", state="attached")
     assert v.page.inner_text("h1") == "Firmware updates"
+
+
+def test_the_file_picker_speaks_the_consoles_language(hub, browse):
+    """The browser draws a file input's button and "no file" text in its own language
+    (English here): the console shows its own, in the user's language, and the button
+    still opens the chooser."""
+    b = logged_in(browse, "mgr1")
+    p = b.page
+    p.goto("/firmware")
+    p.click("#upload-firmware summary")
+    form = p.locator("#upload-firmware")
+    assert form.locator(".file-pick").inner_text() == "选择文件"
+    assert form.locator(".file-name").inner_text() == "未选择文件"
+    assert not p.is_visible("#fw-file")
+    with p.expect_file_chooser() as chooser:
+        form.locator(".file-pick").click()
+    chooser.value.set_files({"name": "efd-3.0.0.bin", "mimeType": "application/octet-stream",
+                             "buffer": make_image("3.0.0", 1000)})
+    assert form.locator(".file-name").inner_text() == "efd-3.0.0.bin"
+    p.select_option("#lang", "en")
+    p.wait_for_selector("html[lang='en']", state="attached")
+    p.click("#upload-firmware summary")
+    assert form.locator(".file-pick").inner_text() == "Choose file"
+    assert form.locator(".file-name").inner_text() == "No file chosen"
+    p.select_option("#lang", "zh_CN")
+    p.wait_for_selector("html[lang='zh-CN']", state="attached")

@@ -44,7 +44,7 @@ from plugins.transports.coap_lwm2m.registration import (
 from tests.support.distribution import PLUGINS, write_distribution
 from tests.support.hubcli import CWD, hub_command, journal_records
 from tests.support.hubproc import HubProcess
-from tests.support.services import free_udp_port
+from tests.support.services import async_wait_until, free_udp_port
 
 COAP_CLIENT = "/usr/bin/coap-client-notls"
 IMEI1, IMEI2, IMSI1 = "861234567890123", "861234567890124", "460001234567890"
@@ -472,11 +472,7 @@ def metrics(tmp_path) -> dict:
 
 
 async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await async_wait_until(predicate, timeout, what=what)
 
 
 class Temperature(coap_resource.ObservableResource):

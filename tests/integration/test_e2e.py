@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.support.hubcli import cli
-from tests.support.hubproc import BIN, HubProcess
+from tests.support.hubproc import BIN, CLI_TIMEOUT, HubProcess
 from tests.support.line_device import Device
 from tests.support.services import free_port
 
@@ -43,7 +43,7 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
     try:
         started = hub.wait_for("hub hub started")
         assert "AsyncioSelectorReactor" in started  # aiocoap will share this loop
-        stranger = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stranger = socket.create_connection(("127.0.0.1", port), timeout=60)
         stranger.sendall(b"NOT-REGISTERED\n")
         assert stranger.recv(100) == b""  # refused: connection closed
         stranger.close()
@@ -76,12 +76,12 @@ def test_device_to_journal_to_cli_and_restart(setup, tmp_path):
     assert "journal committed at seq" in log
     assert "refused unknown device 'NOT-REGISTERED'" in log
     out = subprocess.run([str(BIN / "hub"), "metrics", "-c", str(config), "--json"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT, check=True).stdout
     metrics = {(m["name"], tuple(sorted(m["labels"].items()))): m["value"]
                for m in json.loads(out)["metrics"]}
     assert json.loads(out)["running"] is False  # the last snapshot, and said so
     stopped = subprocess.run([str(BIN / "hub"), "devices", "-c", str(config), "--json"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=CLI_TIMEOUT,
                              check=True)
     assert "the hub is not running (since " in stopped.stderr
     assert [json.loads(line)["online"] for line in stopped.stdout.splitlines()] == [None]
@@ -142,10 +142,10 @@ def test_cursor_of_a_removed_sink_is_reported_and_dropped(setup, tmp_path):
                                                       "behind": 0}]
         run = [str(BIN / "hub"), "cursors", "-c", str(config), "--drop"]
         out = subprocess.run(run + ["nope"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=60)
+                             timeout=CLI_TIMEOUT)
         assert out.returncode == 2 and "no cursor named 'nope'" in out.stderr
         out = subprocess.run(run + ["old-influx"], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=CLI_TIMEOUT)
         assert out.returncode == 0, out.stderr
         assert cli(config, tmp_path, "cursors") == []
     finally:

@@ -26,7 +26,7 @@ import yaml
 
 from tests.support.hubcli import CWD, hub_command, journal_records
 from tests.support.hubproc import BIN, HubProcess
-from tests.support.services import free_udp_port
+from tests.support.services import async_wait_until, free_udp_port
 
 IMEI = "861234567890000"  # the simulator's first endpoint
 
@@ -226,13 +226,14 @@ def test_every_endpoint_of_a_fleet_gets_its_own_2_01_and_its_own_observations(tm
         await fleet.open()
         await fleet.start()
         try:
-            deadline = asyncio.get_running_loop().time() + 30
-            while fleet.stats.registrations < count:
-                # every endpoint sent its Register at once: CoAP retransmits a lost one
-                # within 3 s, so a missing 2.01 after 30 s was never coming
-                assert asyncio.get_running_loop().time() < deadline, \
-                    f"{count - fleet.stats.registrations} endpoints without their 2.01"
-                await asyncio.sleep(0.05)
+            # every endpoint sent its Register at once: CoAP retransmits a lost one within
+            # 3 s, so a missing 2.01 after 30 s was never coming
+            try:
+                await async_wait_until(lambda: fleet.stats.registrations >= count, 30,
+                                       what="every endpoint's 2.01")
+            except TimeoutError:
+                raise AssertionError(f"{count - fleet.stats.registrations} endpoints "
+                                     "without their 2.01") from None
             assert all(ep.location is not None for ep in fleet.endpoints)
             return {ep.device.endpoint: ep.port for ep in fleet.endpoints}
         finally:

@@ -30,6 +30,7 @@ from plugins.simulators.lwm2m.objects import (
     link_payload,
 )
 from plugins.simulators.scenario import Ramp, Scenario
+from tests.support.services import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TLV, SENML, TEXT = 11542, 110, 0
@@ -126,7 +127,8 @@ def test_registration_payload_and_query():
         assert remote == f"127.0.0.1:{h.ep.port}"  # requests come from the endpoint's socket
         _, path2, *_ = await h.rd.next("register")  # the second endpoint, next IMEI
         assert path2 == ("rd",)
-        await _until(lambda: h.fleet.stats.registered == 2)  # both have had their 2.01
+        await async_wait_until(lambda: h.fleet.stats.registered == 2, WAIT,
+                               what="both endpoints' 2.01")
         await h.fleet.stop()
         kinds = {(await h.rd.next("deregister"))[1] for _ in range(2)}
         assert kinds == {("rd", "1"), ("rd", "2")}
@@ -305,19 +307,12 @@ def test_execute_reboot_registers_again():
 # ---------------------------------------------------------------------------- queue mode
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(poll(), timeout)
-
-
 def test_queue_mode_does_not_answer_while_asleep_and_answers_in_the_window():
     async def test(h: Harness) -> None:
         await h.rd.next("register")
         r = await h.request(Code.GET, "/3/0/9", accept=TEXT)  # in the window
         assert r.code == Code.CONTENT
-        await _until(lambda: not h.ep.awake)
+        await async_wait_until(lambda: not h.ep.awake, WAIT, what="the window's end")
         with pytest.raises(TimeoutError):
             # NON: a CON would be retransmitted, and hold back later requests to this peer
             # (NSTART = 1) until it times out

@@ -32,7 +32,7 @@ def _run(tmp_path, count: int, delivery: str, canary: int, batch: int,
                    window=4.0 if slow else 1.5)
     try:
         with hub.client() as c:
-            hub.proc.wait_for_all(*[f"{d} registered as" for d in hub.devices], timeout=60)
+            hub.proc.wait_for_all(*[f"{d} registered as" for d in hub.devices], timeout=180)
             image = make_image(TARGET, 4000)
             r = c.post("/api/firmware", params={"project": "p1", "version": TARGET,
                                                 "models": "nb-efd", "delivery": delivery},

@@ -24,7 +24,7 @@ import httpx
 import yaml
 
 from tests.support.distribution import PLUGINS, write_distribution
-from tests.support.hubproc import BIN, HubProcess
+from tests.support.hubproc import BIN, CLI_TIMEOUT, HubProcess
 from tests.support.services import free_port
 
 ROOT_PASSWORD = "Adm1n-pass-0042"
@@ -36,7 +36,7 @@ def hub_cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.Co
     path = os.pathsep.join(p for p in (str(config.parent / "site"),
                                        os.environ.get("PYTHONPATH")) if p)
     return subprocess.run([str(BIN / "hub"), *args, "-c", str(config)], cwd=config.parent,
-                          capture_output=True, text=True, timeout=60, input=stdin,
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT, input=stdin,
                           env={**os.environ, "PYTHONPATH": path})
 
 
@@ -104,8 +104,9 @@ class ApiHub:
 
 def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
                   first_admin: bool = True, extra: dict[str, Any] | None = None) -> ApiHub:
-    """``extra`` adds ``transports`` and ``models`` sections to the configuration, and
-    options of the ``rollups`` sink (``rollups``)."""
+    """``extra`` adds ``transports`` and ``models`` sections to the configuration, the
+    ``alarms`` section (its ``defaults`` under each device's own set points), and options of
+    the ``rollups`` sink (``rollups``)."""
     extra = extra or {}
     site = tmp / "site"
     write_distribution(site, "hubtest-commands", {"hubtest_commands": "hubtest_commands"},
@@ -121,7 +122,7 @@ def start_api_hub(tmp: Path, api: dict[str, Any] | None = None,
         "transports": {"demo": {"type": "simulator", "interval": 0.2, "period": 30},
                        "wire": {"type": "cmd_line", "port": wire},
                        **extra.get("transports", {})},
-        **({"models": extra["models"]} if "models" in extra else {}),
+        **{k: extra[k] for k in ("models", "alarms") if k in extra},
         "sinks": {"rollups": {"type": "rollups", "flush_interval": 0.1,
                               **extra.get("rollups", {})}},
         "devices": [

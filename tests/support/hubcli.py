@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.internet.task import Clock
 
 from hub.journal import Journal
-from tests.support.hubproc import BIN
+from tests.support.hubproc import BIN, CLI_TIMEOUT
 
 #: the checkout (the virtualenv's parent), where the hub finds its bundled maps
 CWD = str(BIN.parent.parent)
@@ -17,7 +17,7 @@ CWD = str(BIN.parent.parent)
 
 def cli(config: Path, cwd: Path, *args: str) -> list[dict]:
     out = subprocess.run([str(BIN / "hub"), *args, "-c", str(config), "--json"], cwd=cwd,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT, check=True).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
@@ -33,7 +33,7 @@ def journal_records(tmp_path, kinds: set[str]) -> list:
 def hub_command(config: str, device: str, action: str, ttl: float = 60) -> dict:
     out = subprocess.run([str(BIN / "hub"), "command", "-c", config, "--device", device, action,
                           "--json", "--ttl", str(ttl), "--by", "tester"], cwd=CWD,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert out.returncode in (0, 1), out.stderr
     return json.loads(out.stdout)
 

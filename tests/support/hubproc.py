@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+#: the bound on one `hub …` command-line process: on a loaded shared machine its start alone
+#: (an interpreter and the hub's imports) was seen taking over 20 s, so a minute was too
+#: close; a passing run never waits it out
+CLI_TIMEOUT = 180.0
 
 
 class HubProcess:

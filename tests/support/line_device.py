@@ -10,7 +10,9 @@ class Device:
     """A device on a socket: registration line, then JSON frames, one reply each."""
 
     def __init__(self, port: int, ident: str):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        # a bound, not a wait: each reply comes after the hub's commit, which a loaded
+        # machine may hold up for seconds
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.file = self.sock.makefile("rwb")
         self.send_raw(ident.encode())
 

@@ -18,6 +18,7 @@ indirect parametrization, and ``make_victoria(dedup=...)`` starts more than one.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
@@ -77,6 +78,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not reached within {timeout} s")
         pause.wait(interval)
+
+
+async def async_wait_until(predicate: Callable[[], Any], timeout: float,
+                           interval: float = 0.02, what: str = "condition") -> Any:
+    """:func:`wait_until` for a coroutine: the event loop keeps running (the simulator or
+    server under test lives on it) while ``predicate`` is checked every ``interval`` s, at
+    most ``timeout`` s (of the loop's clock). A state that changes in another process, or
+    in code with no event to wait on, is only seen by looking again; the one loop of looks
+    lives here so that every test bounds it and says what it waited for."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if loop.time() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(interval)
 
 
 class VictoriaMetrics:

@@ -458,32 +458,40 @@ def test_hub_and_simulated_dtus_end_to_end(tmp_path):
                    "defaults": {"temperature": {"alarm": 80, "hysteresis": 2, "delay": 0}}},
         "models": {"efd": {"type": "modbus_map", "map": EFD}},
         "transports": {"dtu": {"type": "tcp_dtu", "host": "127.0.0.1", "port": port,
-                               "heartbeat": "hex:FE FE", "response_timeout": 0.5}},
+                               "heartbeat": "hex:FE FE", "response_timeout": 2.0}},
         "devices": [{"id": d, "model": "efd", "transport": "dtu",
                      "address": {"dtu": dtu, "slave": s, "poll_interval": 0.3},
-                     "heartbeat": {"interval": 1, "timeout_count": 3}}
+                     "heartbeat": {"interval": 2, "timeout_count": 4}}
                     for d, (dtu, s) in slaves.items()],
     }
+    # On a loaded machine a simulator process may take many seconds to start and may not
+    # run for a second or more: the DTUs then registered after the 15 s the test allowed,
+    # a 0.5 s response timeout made the overheating DTU's slaves "not answer", and a 3 s
+    # liveness bound could take efd-4 offline. A 2 s answer and 8 s of liveness leave room
+    # for that; the bounds of the waits are only upper limits (a passing run does not
+    # wait them out).
     path = tmp_path / "hub.yaml"
     path.write_text(yaml.safe_dump(config))
     hub = HubProcess(path, ROOT)
     sims: list[SimProcess] = []
     try:
         hub.wait_for("listening for DTUs", timeout=30)
+        # devices never heard of go offline 8 s after the start: the simulators start after
+        # those lines, so whatever their speed, each later offline line is about them
+        hub.wait_for_all(*(f"device {d} offline" for d in slaves))
         sims = [simulate(port, hot, "overheat"), simulate(port, quiet, "silent")]
-        # (devices never heard of went offline 3 s after the start: those lines come before)
-        hub.wait_for_all(f"DTU {hot} registered", f"DTU {quiet} registered", timeout=15)
+        hub.wait_for_all(f"DTU {hot} registered", f"DTU {quiet} registered", timeout=60)
         hub.wait_for_all("alarm temperature raised on efd-1",
-                         f"DTU {quiet} slave 1 (efd-3) does not answer", timeout=15)
-        hub.wait_for("device efd-3 offline", timeout=15)
-        hub.wait_for("alarm temperature cleared on efd-1", timeout=15)
+                         f"DTU {quiet} slave 1 (efd-3) does not answer", timeout=60)
+        hub.wait_for("device efd-3 offline", timeout=60)
+        hub.wait_for("alarm temperature cleared on efd-1", timeout=60)
         trip = hub_cli(path, "command", "--device", "efd-2", "trip", "--json", "--ttl", "20",
                        "--by", "tester")
         assert trip.returncode == 0, trip.stdout + trip.stderr
         answer = json.loads(trip.stdout)
         assert answer["status"] == "succeeded", answer
         for sim in sims:
-            sim.wait_for("requests answered", timeout=10)
+            sim.wait_for("requests answered", timeout=30)
     finally:
         codes = [sim.stop() for sim in sims]
         code = hub.stop()

@@ -12,6 +12,27 @@
     el.addEventListener("change", function () { el.form.submit(); });
   });
 
+  // a file input's own button and "no file" text are drawn by the browser in the browser's
+  // language, not the console's: each is shown as a button and a name of our own (the
+  // input stays in the form, out of sight, for the label, the form's checks and tests)
+  document.querySelectorAll("input[type=file]").forEach(function (input) {
+    var pick = document.createElement("button");
+    pick.type = "button";
+    pick.className = "file-pick";
+    pick.textContent = S.choose_file;
+    var name = document.createElement("span");
+    name.className = "file-name muted";
+    name.textContent = S.no_file;
+    input.classList.add("file-hidden");
+    input.tabIndex = -1;
+    input.after(pick, name);
+    pick.addEventListener("click", function () { input.click(); });
+    input.addEventListener("change", function () {
+      name.textContent = input.files.length ? Array.prototype.map.call(
+        input.files, function (f) { return f.name; }).join(", ") : S.no_file;
+    });
+  });
+
   // a form that acts on something hard to undo asks first, naming it (data-ask)
   document.querySelectorAll("form[data-ask]").forEach(function (form) {
     form.addEventListener("submit", function (ev) {
