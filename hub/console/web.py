@@ -277,8 +277,7 @@ async def device(request: Request, device_id: str) -> Response:
     try:
         d = await routes_devices.get_device(device_id, s.principal, s.tree, ctx)
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("error.no_device"))
+        return error_page(request, t, s, e, "error.no_device")
     return device_page(request, t, s, d, done=t("settings.done")
                        if request.query_params.get("saved") else "")
 

@@ -16,10 +16,8 @@ from fastapi.responses import Response
 
 from hub.api import routes_devices
 from hub.api.schemas import DevicePatch
-from hub.console.auth import check_post
 from hub.console.forms import problem, redirect
-from hub.console.render import render
-from hub.console.web import ctx_of, device_page, need, translator
+from hub.console.web import ctx_of, device_page, error_page, posted
 from hub.model import ALARM_RULES, QUANTITIES
 
 router = APIRouter(include_in_schema=False)
@@ -57,16 +55,12 @@ def _number(text: str) -> float | None:
 
 @router.post("/devices/{device_id}/settings")
 async def change_settings(request: Request, device_id: str) -> Response:
-    s = await need(request)
-    form = await request.form()
-    await check_post(request, s, str(form.get("csrf", "")))
+    s, form, t = await posted(request)
     ctx = ctx_of(request)
-    t = translator(request)
     try:
         d = await routes_devices.get_device(device_id[:64], s.principal, s.tree, ctx)
     except HTTPException as e:
-        return render(request, "error.html", t, s, status_code=e.status_code,
-                      message=t("error.no_device"))
+        return error_page(request, t, s, e, "error.no_device")
     values = {k: str(v).strip() for k, v in form.items() if k.startswith("alarm.")}
     errors: dict[str, str] = {}
     stored = await ctx.run(ctx.store.get_device, d.id) if d.source == "api" else None
