@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from hub.journal import JournalClosedError
 from hub.model import CommandResult, CommandStatus, Event, Quality, Reading
@@ -203,6 +203,7 @@ class LineEncoder:
         rows: Sequence[tuple],
         series_key: Callable[[int], tuple[str, str, str]],
         record: Callable[[tuple], object],
+        kinds: Container[int] | None = None,
     ) -> tuple[list[str], list[int], list[tuple[int, str, str]]]:
         """:meth:`encode` for journal rows as stored (:meth:`hub.journal.Journal.read_rows`):
         ``(seq, kind, series, ts, value, quality, data)``. A reading is encoded from its row
@@ -212,7 +213,8 @@ class LineEncoder:
 
         A row that cannot be read back (``record`` or ``series_key`` raises) comes back in
         ``failed`` as ``(seq, repr of the row, "unreadable journal row: ...")``: one corrupt
-        row must not stop the rows after it."""
+        row must not stop the rows after it. With ``kinds`` (codes of
+        :data:`hub.journal.KINDS`), rows of other kinds are passed over unread."""
         lines: list[str] = []
         seqs: list[int] = []
         failed: list[tuple[int, str, str]] = []
@@ -262,6 +264,8 @@ class LineEncoder:
                 else:
                     add_line(f'{prefix}{text},quality="{escape_string(quality)}"{stamp}')
                 add_seq(seq)
+            elif kinds is not None and kind not in kinds:
+                continue
             else:
                 try:
                     rec = record(row)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import select
 import sqlite3
 import subprocess
 import threading
@@ -580,6 +581,52 @@ def test_writer_turns_answers_into_write_errors(http_server):
     with pytest.raises(WriteError) as e:
         closed.write(b"voltage value=1")
     assert e.value.status is None and not e.value.permanent
+
+
+class IdleCloser(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1, kept alive, but every connection is closed after its first answer, as a
+    server does with a connection left idle past its keep-alive timeout."""
+
+    protocol_version = "HTTP/1.1"
+    peers: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).peers.append(self.client_address)
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.close_connection = True  # no "Connection: close": the client cannot know
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("seen", [True, False], ids=["close-seen", "close-unseen"])
+def test_writer_starts_a_new_connection_when_the_server_closed_the_idle_one(seen,
+                                                                           monkeypatch):
+    """Whether the closed connection is noticed before the next write (it became
+    readable) or only by that write failing, the write goes through on a new one."""
+    IdleCloser.peers = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), IdleCloser)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        writer = InfluxWriter(InfluxOptions(url=f"http://127.0.0.1:{server.server_port}",
+                                            bucket="b", gzip=False))
+        if not seen:
+            monkeypatch.setattr(writer, "_closed_by_peer", lambda: False)
+        for i in range(3):
+            if seen and i:  # the server's close has reached the idle socket
+                sock = writer._conn.sock
+                wait_until(lambda s=sock: select.select([s], [], [], 0)[0], 10,
+                           what="the server closing the connection")
+            writer.write(b"voltage value=%d" % i)
+        writer.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(IdleCloser.peers) == 3 and len(set(IdleCloser.peers)) == 3
 
 
 # ------------------------------------------------------------------------------ the database
