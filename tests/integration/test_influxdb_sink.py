@@ -13,6 +13,7 @@ import os
 import random
 import select
 import sqlite3
+import ssl
 import subprocess
 import threading
 import urllib.error
@@ -51,7 +52,7 @@ from plugins.sinks.influxdb import (
 from plugins.sinks.line_protocol import timestamp_ns
 from tests.support.distribution import PLUGINS, write_distribution
 from tests.support.hubproc import BIN, HubProcess
-from tests.support.services import free_port, wait_until
+from tests.support.services import TestPki, free_port, wait_until
 from tests.support.services import make_victoria as make_victoria  # noqa: F401  (the fixture)
 
 T = 1_767_225_600.0
@@ -627,6 +628,33 @@ def test_writer_starts_a_new_connection_when_the_server_closed_the_idle_one(seen
         server.shutdown()
         server.server_close()
     assert len(IdleCloser.peers) == 3 and len(set(IdleCloser.peers)) == 3
+
+
+def test_writer_verifies_the_servers_certificate_unless_told_not_to(tmp_path):
+    """HTTPS with a certificate of a CA the system does not trust: refused (and retried,
+    not dead-lettered) with ``verify_ssl: true``, written with ``verify_ssl: false``."""
+    Recorder.answers, Recorder.requests = [(204, {}, b"")], []
+    cert, key = TestPki(str(tmp_path / "pki")).issue("server", "localhost", server=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_port}"
+        strict = InfluxWriter(InfluxOptions(url=url, bucket="b", gzip=False))
+        with pytest.raises(WriteError) as e:
+            strict.write(b"voltage value=1")
+        assert e.value.status is None and not e.value.permanent
+        assert "CERTIFICATE_VERIFY_FAILED" in e.value.message
+        lax = InfluxWriter(InfluxOptions(url=url, bucket="b", gzip=False, verify_ssl=False))
+        lax.write(b"voltage value=2")
+        lax.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [body for _, _, body in Recorder.requests] == [b"voltage value=2"]
 
 
 # ------------------------------------------------------------------------------ the database
