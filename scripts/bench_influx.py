@@ -15,6 +15,10 @@ database (``/api/v2/write``). Two measurements:
   points / (time from the database answering /health until the cursor reached the end).
   The wait for the sink's next retry (``retry_max`` is 1 s here) is reported on its own.
 
+The drain also reports the CPU time of the hub process (the reactor and the sink's HTTP
+thread; not the database's) per point: unlike points/s it hardly depends on what else
+runs on the machine.
+
 With ``--verify`` (the default) every point is read back from the database and compared
 by series and timestamp with the journal.
 """
@@ -71,15 +75,17 @@ def run(args, tmp: str, results: dict):
         readings = make_readings(args.points, args.devices)
         fill(journal, readings, 0.0)
         top = journal.last_seq()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         sink.startService()
         while sink.cursor < top:
             yield task.deferLater(reactor, 0.01, lambda: None)
         drain = time.perf_counter() - start
-        results["drain"] = (args.points, drain)
+        cpu = time.process_time() - cpu
+        results["drain"] = (args.points, drain, cpu)
         print(f"drain: {args.points:,} points in {drain:.2f} s = "
-              f"{args.points / drain:,.0f} points/s (batch {args.batch}, "
-              f"gzip {'on' if args.gzip else 'off'})", flush=True)
+              f"{args.points / drain:,.0f} points/s, {cpu / args.points * 1e6:.2f} µs CPU "
+              f"per point (batch {args.batch}, gzip {'on' if args.gzip else 'off'})",
+              flush=True)
 
         vm.stop()
         outage = make_readings(args.outage_points, args.devices)

@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hub.journal import KINDS
 from hub.model import Event
 from hub.sinks import BatchSink, Retry
 from plugins.sinks.deadletters import DeadLetters, deadletter_path
@@ -65,7 +66,12 @@ class InfluxSink(BatchSink):
                  send: Callable[[bytes], defer.Deferred] | None = None,
                  rng: random.Random | None = None,
                  deadletters: DeadLetters | None = None) -> None:
-        self.kinds = set(options.kinds)
+        # With readings wanted the tail reads every kind and the encoder passes over the
+        # others by code: a filtered read of the journal's in-memory rows walks them one by
+        # one in Python, an unfiltered one is a slice (1.4 % of the hub's CPU at 90,000
+        # points/s). Without readings, the journal filters (in SQL).
+        self.kinds = None if "reading" in options.kinds else set(options.kinds)
+        self._kind_codes = frozenset(KINDS[k] for k in options.kinds)
         super().__init__(hub, name, options, rng=rng)
         self._send_fn = send
         self._deadletters = deadletters
@@ -132,7 +138,7 @@ class InfluxSink(BatchSink):
         value, an unreadable row) become dead letters without a request."""
         journal = self.journal
         lines, seqs, failed = self.encoder.encode_rows(rows, journal.series_key,
-                                                       journal.record)
+                                                       journal.record, self._kind_codes)
         batch = _Batch(end, lines, seqs, "\n".join(lines).encode())
         if lines:
             batch.chunks.append((0, len(lines)))

@@ -29,8 +29,10 @@ How delivery works (the whole of the "lose nothing" promise):
   batches of at most ``batch_size`` records, woken by the journal's commits; a partial
   batch waits at most ``flush_interval``. Records become line protocol
   (:mod:`plugins.sinks.line_protocol`) on the reactor thread; the HTTP write (gzip level
-  1, then ``POST /api/v2/write`` through influxdb-client's ``WriteService``, precision ns)
-  runs in the sink's own one-thread pool.
+  1, then ``POST /api/v2/write``, precision ns, with :mod:`http.client` on one kept-alive
+  connection: :mod:`.influx_writer`) runs in the sink's own one-thread pool. A sink that
+  keeps up posts full batches: at 90,000 points/s and ``batch_size`` 5000, about 20
+  writes a second.
   One batch is in flight at a time; the next one is read and encoded while it travels.
 * The cursor moves (``journal.set_cursor``) only after the server answered 2xx for every
   line of the batch, so a crash or an outage at any instant means the batch is sent again.
@@ -39,8 +41,11 @@ How delivery works (the whole of the "lose nothing" promise):
   The tags ``model`` and ``project`` are the exception: they are looked up in the running
   configuration at delivery time, because the journal does not keep them with a record,
   so a backlog delivered after a device changed project lands in the new series.
-* influxdb-client's batching and retries are not used (they drop a batch after their last
-  retry): the client is built with ``retries=False`` and every failure comes back here.
+* The writer retries nothing itself (influxdb-client's batching mode, which drops a batch
+  after its last retry, is not used; neither is the rest of that client since the write
+  became a plain request): every failure comes back here. The one exception is a kept-alive
+  connection the server closed while it was idle: the write is sent once more on a new
+  connection (a write is idempotent).
 * Transient failures (connection refused or reset, timeout, 5xx, 429, and 401/403/404:
   a wrong token or a missing bucket is fixed by an operator, not by dropping data) are
   retried forever, the same batch, after ``retry_initial × 2^n`` seconds capped at
@@ -74,9 +79,11 @@ When ``sink.lag_seconds`` passes ``max_lag_seconds`` the sink raises the fault e
 ``sink_lagging`` (device ``hub``) and clears it, with the peak lag, once it is back under
 the bound.
 
-Reading and encoding 5,000 records blocks the reactor for about 11 ms; ``read_rows`` of the
-journal hands the rows over as stored, and the encoder caches each series' line prefix by
-its id, so no :class:`hub.model.Reading` is built on this path.
+Reading and encoding 5,000 readings blocks the reactor for about 1-2 ms; ``read_rows`` of
+the journal hands the rows over as stored (from its in-memory rows when the sink keeps
+up: every kind is read, so that is a slice, and the encoder passes over the kinds not
+written), and the encoder caches each series' line prefix by its id and the text of
+repeated values, so no :class:`hub.model.Reading` is built on this path.
 
 The pieces: :mod:`.influx_options` (checked options), :mod:`.influx_writer` (one HTTP
 write), :mod:`.deadletters` (refused lines), :mod:`.influx_sink` (the service); this module

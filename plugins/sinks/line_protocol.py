@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from hub.journal import JournalClosedError
 from hub.model import CommandResult, CommandStatus, Event, Quality, Reading
@@ -65,6 +65,12 @@ _STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 #: Series prefixes kept per encoder before the cache starts over (bounds memory).
 MAX_CACHED_SERIES = 500_000
+#: Texts of float values kept per encoder before that cache starts over.
+MAX_CACHED_VALUES = 16_384
+#: A batch of readings that missed the value cache more often than it hit turns the cache
+#: off for this many batches (values of full double precision never repeat, and filling a
+#: dict with them cost more than the dtoa it saves), then it is tried again.
+VALUE_CACHE_REST = 32
 
 #: The device name of the hub's own events (sink lag, broker link, journal space).
 HUB_DEVICE = "hub"
@@ -133,6 +139,11 @@ class LineEncoder:
         # (device, channel, quantity) -> "measurement,tags value="
         self._prefix: dict[tuple[str, str, str], str] = {}
         self._sid_prefix: dict[int, str] = {}  # journal series id -> the same prefix
+        # finite non-zero float -> its repr: the shortest round-trip text costs a dtoa
+        # (~0.15-0.25 µs, the dearest step of a line) and a detector's values repeat (one
+        # or two decimals in a narrow range), so most are a dict hit
+        self._value_text: dict[float, str] = {}
+        self._value_rest = 0  # batches left before the value cache is tried again
 
     def measurement(self, quantity: str) -> str:
         return self._readings.format(quantity=quantity)
@@ -192,6 +203,7 @@ class LineEncoder:
         rows: Sequence[tuple],
         series_key: Callable[[int], tuple[str, str, str]],
         record: Callable[[tuple], object],
+        kinds: Container[int] | None = None,
     ) -> tuple[list[str], list[int], list[tuple[int, str, str]]]:
         """:meth:`encode` for journal rows as stored (:meth:`hub.journal.Journal.read_rows`):
         ``(seq, kind, series, ts, value, quality, data)``. A reading is encoded from its row
@@ -201,12 +213,20 @@ class LineEncoder:
 
         A row that cannot be read back (``record`` or ``series_key`` raises) comes back in
         ``failed`` as ``(seq, repr of the row, "unreadable journal row: ...")``: one corrupt
-        row must not stop the rows after it."""
+        row must not stop the rows after it. With ``kinds`` (codes of
+        :data:`hub.journal.KINDS`), rows of other kinds are passed over unread."""
         lines: list[str] = []
         seqs: list[int] = []
         failed: list[tuple[int, str, str]] = []
         add_line, add_seq = lines.append, seqs.append
         prefixes = self._sid_prefix
+        caching = self._value_rest == 0
+        if caching:
+            texts = self._value_text
+        else:
+            texts = {}
+            self._value_rest -= 1
+        misses = 0
         # a message's readings share their ts: its text is made once per run of equal ts
         last_ts, stamp = None, ""
         for row in rows:
@@ -221,14 +241,22 @@ class LineEncoder:
                     except Exception as e:
                         failed.append(_unreadable(row, e))
                         continue
-                if type(value) is float and value - value == 0.0:
-                    text = repr(value)
-                else:
-                    try:
-                        text = format_float(value)
-                    except (EncodeError, ValueError, TypeError) as e:
-                        failed.append((seq, _record_text(row, record), str(e)))
-                        continue
+                text = texts.get(value) if type(value) is float else None
+                if text is None:
+                    misses += 1
+                    if type(value) is float and value - value == 0.0:
+                        text = repr(value)
+                        # zero is left out: -0.0 == 0.0 as keys, not as text
+                        if caching and value:
+                            if len(texts) >= MAX_CACHED_VALUES:
+                                texts.clear()
+                            texts[value] = text
+                    else:
+                        try:
+                            text = format_float(value)
+                        except (EncodeError, ValueError, TypeError) as e:
+                            failed.append((seq, _record_text(row, record), str(e)))
+                            continue
                 if ts != last_ts:
                     last_ts, stamp = ts, f" {round(ts * 1_000_000) * 1000}"
                 if quality is None:
@@ -236,6 +264,8 @@ class LineEncoder:
                 else:
                     add_line(f'{prefix}{text},quality="{escape_string(quality)}"{stamp}')
                 add_seq(seq)
+            elif kinds is not None and kind not in kinds:
+                continue
             else:
                 try:
                     rec = record(row)
@@ -248,6 +278,9 @@ class LineEncoder:
                 lines += more
                 seqs += more_seqs
                 failed += more_failed
+        if caching and misses * 2 > len(lines) >= 256:
+            self._value_rest = VALUE_CACHE_REST
+            texts.clear()
         return lines, seqs, failed
 
     def _series_prefix(self, sid: int, series_key: Callable[[int], tuple[str, str, str]]) -> str:

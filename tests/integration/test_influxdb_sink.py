@@ -11,7 +11,9 @@ import json
 import math
 import os
 import random
+import select
 import sqlite3
+import ssl
 import subprocess
 import threading
 import urllib.error
@@ -50,7 +52,7 @@ from plugins.sinks.influxdb import (
 from plugins.sinks.line_protocol import timestamp_ns
 from tests.support.distribution import PLUGINS, write_distribution
 from tests.support.hubproc import BIN, HubProcess
-from tests.support.services import free_port, wait_until
+from tests.support.services import TestPki, free_port, wait_until
 from tests.support.services import make_victoria as make_victoria  # noqa: F401  (the fixture)
 
 T = 1_767_225_600.0
@@ -580,6 +582,79 @@ def test_writer_turns_answers_into_write_errors(http_server):
     with pytest.raises(WriteError) as e:
         closed.write(b"voltage value=1")
     assert e.value.status is None and not e.value.permanent
+
+
+class IdleCloser(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1, kept alive, but every connection is closed after its first answer, as a
+    server does with a connection left idle past its keep-alive timeout."""
+
+    protocol_version = "HTTP/1.1"
+    peers: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).peers.append(self.client_address)
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.close_connection = True  # no "Connection: close": the client cannot know
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("seen", [True, False], ids=["close-seen", "close-unseen"])
+def test_writer_starts_a_new_connection_when_the_server_closed_the_idle_one(seen,
+                                                                           monkeypatch):
+    """Whether the closed connection is noticed before the next write (it became
+    readable) or only by that write failing, the write goes through on a new one."""
+    IdleCloser.peers = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), IdleCloser)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        writer = InfluxWriter(InfluxOptions(url=f"http://127.0.0.1:{server.server_port}",
+                                            bucket="b", gzip=False))
+        if not seen:
+            monkeypatch.setattr(writer, "_closed_by_peer", lambda: False)
+        for i in range(3):
+            if seen and i:  # the server's close has reached the idle socket
+                sock = writer._conn.sock
+                wait_until(lambda s=sock: select.select([s], [], [], 0)[0], 10,
+                           what="the server closing the connection")
+            writer.write(b"voltage value=%d" % i)
+        writer.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(IdleCloser.peers) == 3 and len(set(IdleCloser.peers)) == 3
+
+
+def test_writer_verifies_the_servers_certificate_unless_told_not_to(tmp_path):
+    """HTTPS with a certificate of a CA the system does not trust: refused (and retried,
+    not dead-lettered) with ``verify_ssl: true``, written with ``verify_ssl: false``."""
+    Recorder.answers, Recorder.requests = [(204, {}, b"")], []
+    cert, key = TestPki(str(tmp_path / "pki")).issue("server", "localhost", server=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_port}"
+        strict = InfluxWriter(InfluxOptions(url=url, bucket="b", gzip=False))
+        with pytest.raises(WriteError) as e:
+            strict.write(b"voltage value=1")
+        assert e.value.status is None and not e.value.permanent
+        assert "CERTIFICATE_VERIFY_FAILED" in e.value.message
+        lax = InfluxWriter(InfluxOptions(url=url, bucket="b", gzip=False, verify_ssl=False))
+        lax.write(b"voltage value=2")
+        lax.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [body for _, _, body in Recorder.requests] == [b"voltage value=2"]
 
 
 # ------------------------------------------------------------------------------ the database

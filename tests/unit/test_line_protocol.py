@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 
@@ -190,6 +191,51 @@ def test_rows_that_cannot_be_read_back_are_reported_and_local_failures_propagate
     j.close()
     with pytest.raises(JournalClosedError):
         LineEncoder().encode_rows([bad_series], j.series_key, j.record)
+
+
+def _reading_rows(values, seq=0):
+    """Journal rows of readings of series 1, one per value."""
+    return [(seq + i + 1, 0, 1, T + i, v, None, None) for i, v in enumerate(values)]
+
+
+def _series(sid):
+    return ("efd-1", "A", "voltage")
+
+
+def test_cached_value_texts_are_the_values_own():
+    """Repeated values come from the encoder's cache: the same text as without it, and
+    0.0 and -0.0 (equal as dict keys) keep their own."""
+    values = [220.5, 0.0, -0.0, 220.5, 1e-310, -0.0, 0.0, 1 / 3, 1 / 3, 5e300, 220.5]
+    enc = LineEncoder()
+    for _ in range(3):  # the second and third pass find every value cached
+        lines, seqs, failed = enc.encode_rows(_reading_rows(values), _series, None)
+        assert [line.split(" ")[1] for line in lines] == [f"value={v!r}" for v in values]
+        assert len(seqs) == len(values) and failed == []
+    assert "value=-0.0" in lines[2] and "value=0.0" in lines[1]
+
+
+def test_values_that_never_repeat_rest_the_cache_and_stay_exact():
+    enc = LineEncoder()
+    values = [1 + i / 7919 for i in range(1000)]  # full-precision doubles, all different
+    lines, _, _ = enc.encode_rows(_reading_rows(values), _series, None)
+    assert enc._value_rest > 0 and enc._value_text == {}
+    assert [line.split(" ")[1] for line in lines] == [f"value={v!r}" for v in values]
+    lines, _, _ = enc.encode_rows(_reading_rows(values[:3] + [math.inf]), _series,
+                                  lambda row: row)
+    assert len(lines) == 3 and enc._value_text == {}
+
+
+def test_rows_of_kinds_not_asked_for_are_passed_over_unread():
+    rows = [*_reading_rows([1.0]), (2, 2, None, T, None, None, "{not json"),
+            *_reading_rows([2.0], seq=2)]
+
+    def record(row):
+        raise AssertionError(f"row {row[0]} read")
+
+    lines, seqs, failed = LineEncoder().encode_rows(rows, _series, record, {0, 1, 3})
+    assert seqs == [1, 3] and failed == []
+    _, _, failed = LineEncoder().encode_rows(rows, _series, lambda row: json.loads(row[6]))
+    assert [seq for seq, _, _ in failed] == [2]  # without kinds it was read (and failed)
 
 
 def test_the_hubs_own_events_are_told_apart_by_their_id():
