@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from operator import itemgetter
+from typing import Any
 
 from hub.rollups.store import _UPSERT, COUNTERS, DAY, HOUR, RollupStore
-
-_SEQ = itemgetter(0)
 
 
 class FoldConflict(RuntimeError):
@@ -33,68 +30,100 @@ class Accumulator:
         self.acc: dict[tuple[int, int, float], list] = {}
         self.touched: dict[int, tuple[float, float]] = {}
         self.readings = 0  # folded in since the last write
-        self._keys: dict[int, tuple[int, bool]] = {}
+        # journal series id -> the store's (-1: not looked up yet), and a counter?
+        self._lut, self._counters_lut = _empty_lut()
+        self._counter: dict[int, bool] = {}  # the store's series id -> a counter?
 
-    def add(self, rows: Sequence[tuple], names: Callable[[int], tuple[str, str, str]],
+    def add(self, rows: Sequence[Sequence], names: Callable[[int], tuple[str, str, str]],
             end: int | None = None, floor: float | None = None) -> int:
         """Fold ``rows`` in (memory only); ``end``: the seq the batch reaches (filtered
-        kinds included). Returns the readings folded in."""
-        store = self.store
-        counters = store._load_counters()
-        acc, touched, keys = self.acc, self.touched, self._keys
-        top = self.top
-        tz = store.tz_offset
-        # days made of whole hours: fold each reading into its hour only, the hours into
-        # days at write time (half the work per reading)
-        whole_hours = tz % HOUR == 0
-        i = 0
-        if rows and rows[0][0] <= top:  # in seq order: skip what was folded in already
-            i = bisect_right(rows, top, key=_SEQ)
-        n = 0
-        for _, kind, jsid, ts, value, quality, _ in rows[i:] if i else rows:
-            if kind or quality is not None or value is None:
-                continue
-            k = keys.get(jsid)
-            if k is None:
-                device, channel, quantity = names(jsid)
-                k = keys[jsid] = (store._series_id((device, channel, quantity)),
-                                  quantity in COUNTERS)
-            sid, counter = k
-            energy = None
-            if counter:
-                prev = counters.get(sid)
-                energy = 0.0
-                if prev is None or ts > prev[0]:
-                    if prev is not None:
-                        energy = value - prev[1] if value >= prev[1] else value
-                    counters[sid] = touched[sid] = (ts, value)
-            if floor is not None and ts < floor:
-                continue
-            n += 1
-            hour = ts // HOUR * HOUR
-            b = acc.get((sid, HOUR, hour))
-            if b is None:
-                acc[(sid, HOUR, hour)] = [1, value, value, value, ts, value, energy]
-            else:
-                b[0] += 1
-                if value < b[1]:
-                    b[1] = value
-                elif value > b[2]:
-                    b[2] = value
-                b[3] += value
-                if ts >= b[4]:
-                    b[4] = ts
-                    b[5] = value
-                if energy is not None:
-                    b[6] += energy
-            if not whole_hours:  # days that start within an hour: folded in apart
-                _merge(acc, (sid, DAY, (ts + tz) // DAY * DAY - tz),
-                       [1, value, value, value, ts, value, energy])
-        if rows:
-            self.top = max(top, rows[-1][0])
+        kinds included). ``rows`` are journal rows ``(seq, kind, series, ts, value,
+        quality, data)``, tuples or lists, in any order (they are folded in seq order).
+        Returns the readings folded in."""
+        if not rows:
+            self.mark = max(self.top, self.mark, end or 0)
+            return 0
+        from hub.rollups import vector
+
+        cols = vector.columns(rows, self.top)
+        n = self._fold(cols, names, floor) if len(cols.seq) else 0
+        self.top = max(self.top, cols.seq_max)
         self.mark = max(self.top, self.mark, end or 0)
         self.readings += n
         return n
+
+    def _fold(self, cols: Any, names: Callable[[int], tuple[str, str, str]],
+              floor: float | None) -> int:
+        import numpy as np
+
+        from hub.rollups import vector
+
+        store = self.store
+        ssid, counter = self._series(cols.sid, names)
+        seq, ts, value = cols.seq, cols.ts, cols.value
+        energy = None
+        if counter.any():
+            # baselines move whatever the floor: only the buckets start at it
+            at = np.flatnonzero(counter)
+            deltas, moved = vector.energy(ssid[at], seq[at], ts[at], value[at],
+                                          store._load_counters())
+            store._counters.update(moved)  # type: ignore[union-attr]
+            self.touched.update(moved)
+            energy = np.zeros(len(ssid))
+            energy[at] = deltas
+        if floor is not None:
+            inside = ts >= floor
+            if not inside.all():
+                ssid, seq, ts, value = ssid[inside], seq[inside], ts[inside], value[inside]
+                counter = counter[inside]
+                if energy is not None:
+                    energy = energy[inside]
+                if not len(ssid):
+                    return 0
+        is_counter = self._counter
+        acc = self.acc
+        tz = store.tz_offset
+        # days made of whole hours are made from the hours at write time
+        widths = [(HOUR, np.floor_divide(ts, float(HOUR)), 0)]
+        if tz % HOUR:
+            widths.append((DAY, np.floor_divide(ts + tz, float(DAY)), tz))
+        for width, q, shift in widths:
+            sids, starts, *stats, energies = vector.buckets(
+                ssid, seq, ts, value, q, float(width), shift, energy)
+            for k, (sid, start, count, lo, hi, total, last_ts, last) in enumerate(
+                    zip(sids, starts, *stats, strict=True)):
+                e = energies[k] if energies is not None and is_counter[sid] else None
+                part = [count, lo, hi, total, last_ts, last, e]
+                key = (sid, width, start)
+                b = acc.get(key)
+                if b is None:
+                    acc[key] = part
+                else:
+                    _combine(b, part)
+        return len(ssid)
+
+    def _series(self, sid: Any, names: Callable[[int], tuple[str, str, str]]) -> tuple:
+        """The store's series ids of journal series ids ``sid`` (an array) and whether
+        each is a counter; names are looked up once per journal series."""
+        import numpy as np
+
+        lut, counters = self._lut, self._counters_lut
+        top = int(sid.max())
+        if top >= len(lut):
+            size = max(top + 1, 2 * len(lut))
+            lut = np.concatenate([lut, np.full(size - len(lut), -1, dtype=np.int64)])
+            counters = np.concatenate([counters, np.zeros(size - len(counters), dtype=bool)])
+            self._lut, self._counters_lut = lut, counters
+        ssid = lut[sid]
+        if (ssid < 0).any():
+            store = self.store
+            for jsid in np.unique(sid[ssid < 0]).tolist():
+                device, channel, quantity = names(jsid)
+                s = store._series_id((device, channel, quantity))
+                lut[jsid] = s
+                counters[jsid] = self._counter[s] = quantity in COUNTERS
+            ssid = lut[sid]
+        return ssid, counters[sid]
 
     def write(self) -> int:
         """Upsert what was folded in and record the applied seq, inside the caller's
@@ -148,11 +177,16 @@ class Accumulator:
 def _merge(acc: dict[tuple[int, int, float], list], key: tuple[int, int, float],
            part: list) -> None:
     """Fold a partial bucket ``[count, min, max, total, last_ts, last, energy]`` into
-    ``acc[key]`` (the hot path, one reading into its hour, is inlined in ``add``)."""
+    ``acc[key]``."""
     b = acc.get(key)
     if b is None:
         acc[key] = part
-        return
+    else:
+        _combine(b, part)
+
+
+def _combine(b: list, part: list) -> None:
+    """``part``, a partial bucket of later readings, folded into the bucket ``b``."""
     b[0] += part[0]
     b[1] = min(b[1], part[1])
     b[2] = max(b[2], part[2])
@@ -161,3 +195,9 @@ def _merge(acc: dict[tuple[int, int, float], list], key: tuple[int, int, float],
         b[4], b[5] = part[4], part[5]
     if part[6] is not None:
         b[6] += part[6]
+
+
+def _empty_lut() -> tuple[Any, Any]:
+    import numpy as np
+
+    return np.full(0, -1, dtype=np.int64), np.zeros(0, dtype=bool)
