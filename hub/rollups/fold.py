@@ -17,7 +17,11 @@ class Accumulator:
     many batches and writes it every ``flush_interval`` (:meth:`write`), so a series that
     gets a reading a minute costs one upsert per flush, not one per reading.
 
-    Skips rows at or below ``top`` (the store's applied seq, then the last row added):
+    A batch is folded into partial buckets as arrays (:mod:`hub.rollups.vector`); they
+    are merged into :attr:`acc` at a write (or when :attr:`acc` is looked at), so the
+    Python work is per bucket and flush, not per reading or batch.
+
+    Skips rows at or below ``top`` (the store's applied seq, then the highest row added):
     a batch read again after a restart adds nothing."""
 
     def __init__(self, store: RollupStore) -> None:
@@ -27,12 +31,28 @@ class Accumulator:
         #: the applied seq this memory builds on: :meth:`flush` refuses to write over
         #: another writer's (a second fold process, a rebuild), which would count twice
         self.base = self.top
-        self.acc: dict[tuple[int, int, float], list] = {}
+        self._acc: dict[tuple[int, int, float], list] = {}
+        #: partial buckets of the batches since: (width, fields) (see vector.FIELDS)
+        self._parts: list[tuple[int, list]] = []
+        self._pending = 0  # rows of ``_parts``
         self.touched: dict[int, tuple[float, float]] = {}
         self.readings = 0  # folded in since the last write
         # journal series id -> the store's (-1: not looked up yet), and a counter?
         self._lut, self._counters_lut = _empty_lut()
         self._counter: dict[int, bool] = {}  # the store's series id -> a counter?
+
+    @property
+    def acc(self) -> dict[tuple[int, int, float], list]:
+        """``(series, width, start) -> [count, min, max, total, last_ts, last, energy]``
+        (energy None but for counters); days made of whole hours are made at a write."""
+        if self._parts:
+            self._materialise()
+        return self._acc
+
+    @property
+    def size(self) -> int:
+        """Buckets held, at most (batches since the last merge counted in full)."""
+        return len(self._acc) + self._pending
 
     def add(self, rows: Sequence[Sequence], names: Callable[[int], tuple[str, str, str]],
             end: int | None = None, floor: float | None = None) -> int:
@@ -75,32 +95,44 @@ class Accumulator:
             inside = ts >= floor
             if not inside.all():
                 ssid, seq, ts, value = ssid[inside], seq[inside], ts[inside], value[inside]
-                counter = counter[inside]
                 if energy is not None:
                     energy = energy[inside]
                 if not len(ssid):
                     return 0
-        is_counter = self._counter
-        acc = self.acc
+        each = vector.readings(ssid, seq, ts, value, energy)
+        hours = vector.regroup(each, float(HOUR))
+        self._parts.append((HOUR, hours))
+        self._pending += len(hours[0])
         tz = store.tz_offset
-        # days made of whole hours are made from the hours at write time
-        widths = [(HOUR, np.floor_divide(ts, float(HOUR)), 0)]
-        if tz % HOUR:
-            widths.append((DAY, np.floor_divide(ts + tz, float(DAY)), tz))
-        for width, q, shift in widths:
-            sids, starts, *stats, energies = vector.buckets(
-                ssid, seq, ts, value, q, float(width), shift, energy)
-            for k, (sid, start, count, lo, hi, total, last_ts, last) in enumerate(
-                    zip(sids, starts, *stats, strict=True)):
-                e = energies[k] if energies is not None and is_counter[sid] else None
-                part = [count, lo, hi, total, last_ts, last, e]
+        if tz % HOUR:  # days that start within an hour: folded in apart
+            days = vector.regroup(each, float(DAY), float(tz))
+            self._parts.append((DAY, days))
+            self._pending += len(days[0])
+        return len(ssid)
+
+    def _materialise(self) -> None:
+        """The partial buckets of the batches since the last call merged into ``_acc``."""
+        from hub.rollups import vector
+
+        acc, counter = self._acc, self._counter
+        for width in (HOUR, DAY):
+            parts = [p for w, p in self._parts if w == width]
+            if not parts:
+                continue
+            merged = vector.regroup(vector.concat(parts), float(width),
+                                    float(self.store.tz_offset if width == DAY else 0))
+            sids = merged[0].tolist()
+            del merged[7]  # last_seq: the order of the batches is the order of ``_acc``
+            for sid, start, count, lo, hi, total, last_ts, last, e in zip(
+                    sids, *(f.tolist() for f in merged[1:]), strict=True):
                 key = (sid, width, start)
+                part = [count, lo, hi, total, last_ts, last, e if counter[sid] else None]
                 b = acc.get(key)
                 if b is None:
                     acc[key] = part
                 else:
                     _combine(b, part)
-        return len(ssid)
+        self._parts, self._pending = [], 0
 
     def _series(self, sid: Any, names: Callable[[int], tuple[str, str, str]]) -> tuple:
         """The store's series ids of journal series ids ``sid`` (an array) and whether
@@ -137,7 +169,7 @@ class Accumulator:
                        [(s, ts, v) for s, (ts, v) in self.touched.items()])
         if self.mark > store.applied:
             db.execute("UPDATE meta SET value = ? WHERE key = 'applied'", (self.mark,))
-        self.acc, self.touched, self.readings = {}, {}, 0
+        self._acc, self.touched, self.readings = {}, {}, 0
         self.base = self.mark
         return self.mark
 
@@ -163,7 +195,8 @@ class Accumulator:
     def forget(self) -> None:
         """Drop what was not written: start again from the store's applied seq."""
         self.store._counters = None
-        self.acc, self.touched, self.readings = {}, {}, 0
+        self._acc, self.touched, self.readings = {}, {}, 0
+        self._parts, self._pending = [], 0
         self.top = self.mark = self.base = self.store.applied
 
     def _days_from_hours(self) -> None:

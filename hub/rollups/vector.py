@@ -121,13 +121,33 @@ def energy(sid: np.ndarray, seq: np.ndarray, ts: np.ndarray, value: np.ndarray,
     return out, moved
 
 
-def buckets(sid: np.ndarray, seq: np.ndarray, ts: np.ndarray, value: np.ndarray,
-            q: np.ndarray, width: float, shift: float, energy: np.ndarray | None
-            ) -> tuple[list, ...]:
-    """Group the readings by (series, ``q``: the bucket's number, ``floor((ts + shift) /
-    width)``) and give each group's series, start (``q * width - shift``), count, min,
-    max, total, last ts, last value (the newest ts, the later seq among equals) and, with
-    ``energy`` (a delta per reading), its sum (else None); as lists of Python numbers."""
+#: a partial bucket's fields, as arrays: series, start, count, min, max, total, last ts,
+#: the seq of the last value (the later wins among equal ts), last value, energy (0.0 for
+#: series that are no counter)
+FIELDS = ("sid", "start", "count", "lo", "hi", "total", "last_ts", "last_seq", "last",
+          "energy")
+
+
+def readings(sid: np.ndarray, seq: np.ndarray, ts: np.ndarray, value: np.ndarray,
+             energy: np.ndarray | None) -> list[np.ndarray]:
+    """Each reading as a partial bucket of its own (no start yet: see :func:`regroup`)."""
+    ones = np.ones(len(sid), dtype=_I64)
+    return [sid, ts, ones, value, value, value, ts, seq, value,
+            np.zeros(len(sid)) if energy is None else energy]
+
+
+def concat(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+    return parts[0] if len(parts) == 1 else [np.concatenate(f) for f in zip(*parts, strict=True)]
+
+
+def regroup(part: list[np.ndarray], width: float, shift: float = 0.0,
+            at: np.ndarray | None = None) -> list[np.ndarray]:
+    """Partial buckets (:data:`FIELDS`) merged by (series, bucket of ``width`` holding
+    ``at``, default their start; a bucket starts at ``floor((t + shift) / width) * width -
+    shift``): count and sums add up, the min of mins, the max of maxes, the last of the
+    newest last ts (the later seq among equals)."""
+    sid, start, count, lo, hi, total, last_ts, last_seq, last, energy = part
+    q = np.floor_divide((start if at is None else at) + shift, width)
     n = len(sid)
     smax = int(sid.max()) + 1
     qmin, qmax = float(q.min()), float(q.max())
@@ -136,39 +156,38 @@ def buckets(sid: np.ndarray, seq: np.ndarray, ts: np.ndarray, value: np.ndarray,
         qmin_i = int(qmin)
         key = sid * span + (q.astype(_I64) - qmin_i)
         if smax * span <= 4 * n + 4096:  # few (series, bucket) pairs: count them in place
-            counts = np.bincount(key, minlength=smax * span)
-            keys = np.flatnonzero(counts)
-            pos = np.zeros(len(counts), dtype=_I64)
+            present = np.bincount(key, minlength=smax * span)
+            keys = np.flatnonzero(present)
+            pos = np.zeros(len(present), dtype=_I64)
             pos[keys] = np.arange(len(keys))
             gid = pos[key]
-            count = counts[keys]
         else:
-            keys, gid, count = np.unique(key, return_inverse=True, return_counts=True)
+            keys, gid = np.unique(key, return_inverse=True)
             gid = gid.reshape(-1)
         gsid, gq_i = np.divmod(keys, span)
         gq = (gq_i + qmin_i).astype(np.float64)
     else:  # buckets so far apart (or out of range) that a pair does not fit one integer
-        pairs, gid, count = np.unique(np.stack([sid.astype(np.float64), q], axis=1), axis=0,
-                                      return_inverse=True, return_counts=True)
+        pairs, gid = np.unique(np.stack([sid.astype(np.float64), q], axis=1), axis=0,
+                               return_inverse=True)
         gid = gid.reshape(-1)
         gsid, gq = pairs[:, 0].astype(_I64), pairs[:, 1]
-    g = len(count)
-    total = np.bincount(gid, weights=value, minlength=g)
-    lo = np.full(g, np.inf)
-    np.minimum.at(lo, gid, value)
-    hi = np.full(g, -np.inf)
-    np.maximum.at(hi, gid, value)
-    last_ts = np.full(g, -np.inf)
-    np.maximum.at(last_ts, gid, ts)
-    latest = ts == last_ts[gid]
-    last_seq = np.full(g, -1, dtype=_I64)
-    np.maximum.at(last_seq, gid, np.where(latest, seq, -1))
-    pick = latest & (seq == last_seq[gid])  # one reading per group: seqs are unique
-    last = np.empty(g)
-    last[gid[pick]] = value[pick]
-    start = gq * width
+    g = len(gsid)
+    gcount = np.bincount(gid, weights=count, minlength=g).astype(_I64)
+    gtotal = np.bincount(gid, weights=total, minlength=g)
+    genergy = np.bincount(gid, weights=energy, minlength=g)
+    glo = np.full(g, np.inf)
+    np.minimum.at(glo, gid, lo)
+    ghi = np.full(g, -np.inf)
+    np.maximum.at(ghi, gid, hi)
+    glast_ts = np.full(g, -np.inf)
+    np.maximum.at(glast_ts, gid, last_ts)
+    latest = last_ts == glast_ts[gid]
+    glast_seq = np.full(g, -1, dtype=_I64)
+    np.maximum.at(glast_seq, gid, np.where(latest, last_seq, -1))
+    pick = latest & (last_seq == glast_seq[gid])  # one per group: seqs are unique
+    glast = np.empty(g)
+    glast[gid[pick]] = last[pick]
+    gstart = gq * width
     if shift:
-        start -= shift
-    e = None if energy is None else np.bincount(gid, weights=energy, minlength=g).tolist()
-    return (gsid.tolist(), start.tolist(), count.tolist(), lo.tolist(), hi.tolist(),
-            total.tolist(), last_ts.tolist(), last.tolist(), e)
+        gstart -= shift
+    return [gsid, gstart, gcount, glo, ghi, gtotal, glast_ts, glast_seq, glast, genergy]
