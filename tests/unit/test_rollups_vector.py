@@ -62,7 +62,7 @@ def reference(rows: list[tuple], tz: int, floor: float | None = None,
     energy]`` and the counters' newest readings, folding one reading at a time."""
     buckets: dict = {}
     newest = dict(counters or {})
-    for seq, kind, sid, ts, value, quality, _ in sorted(rows):
+    for _seq, kind, sid, ts, value, quality, _ in sorted(rows):
         if kind != 0 or quality is not None or value is None:
             continue
         name = NAMES[sid]
