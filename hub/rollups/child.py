@@ -123,6 +123,7 @@ class Fold:
         self.journal.open()
         self.store = RollupStore(self.store_path, tz_offset=self.tz_offset)
         self.acc = Accumulator(self.store)
+        import hub.rollups.vector  # noqa: F401  (numpy, a fraction of a second: not in a batch)
         self.say(ready=self.store.applied, pid=os.getpid(), cpu=round(time.process_time(), 3))
 
     def close(self) -> None:
