@@ -211,22 +211,21 @@ class JournalQueries:
                          " LIMIT 1", (after,)).fetchone()
         out: list[list] = []
         commit, begun, more = None, 0, False
+        if row is not None:  # segments of the commit holding ``after`` that go past it
+            commit = row[0]
+            for (body,) in db.execute("SELECT body FROM segments WHERE first >= ? AND"
+                                      " first <= ? AND last > ?", (commit, after, after)):
+                out += [r for r in _stored(body) if r[0] > after]
         # closed when left: an unfinished statement would hold its snapshot
-        with closing(db.execute("SELECT first, base, last, body FROM segments WHERE first >= ?"
-                                " ORDER BY first", (after + 1 if row is None else row[0],))
-                     ) as cursor:
-            for first, base, last, body in cursor:
-                if last <= after:  # the commit holding ``after``, read already
-                    continue
+        with closing(db.execute("SELECT base, body FROM segments WHERE first > ?"
+                                " ORDER BY first", (after,))) as cursor:
+            for base, body in cursor:
                 if base != commit:
                     if len(out) >= limit:
                         more = True
                         break
                     commit, begun = base, len(out)
-                rows = _stored(body)
-                if first <= after:
-                    rows = [r for r in rows if r[0] > after]
-                out += rows
+                out += _stored(body)
         if len(out) > limit:  # the last commit, in seq order, up to the limit
             last_commit = out[begun:]
             last_commit.sort(key=_SEQ)

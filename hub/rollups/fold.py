@@ -110,21 +110,27 @@ class Accumulator:
             self._pending += len(days[0])
         return len(ssid)
 
-    def _materialise(self) -> None:
-        """The partial buckets of the batches since the last call merged into ``_acc``."""
+    def _materialise(self, days: bool = False) -> None:
+        """The partial buckets of the batches since the last call merged into ``_acc``;
+        with ``days``, the days made of those hours too (days of whole hours)."""
         from hub.rollups import vector
 
-        acc, counter = self._acc, self._counter
+        tz = float(self.store.tz_offset)
+        merged = []
         for width in (HOUR, DAY):
             parts = [p for w, p in self._parts if w == width]
-            if not parts:
-                continue
-            merged = vector.regroup(vector.concat(parts), float(width),
-                                    float(self.store.tz_offset if width == DAY else 0))
-            sids = merged[0].tolist()
-            del merged[7]  # last_seq: the order of the batches is the order of ``_acc``
+            if parts:
+                merged.append((width, vector.regroup(vector.concat(parts), float(width),
+                                                     tz if width == DAY else 0.0)))
+        if days and merged:
+            merged.append((DAY, vector.regroup(merged[0][1], float(DAY), tz)))
+        acc, counter = self._acc, self._counter
+        for width, fields in merged:
+            sids = fields[0].tolist()
+            # last_seq left out: the order of the batches is the order of ``_acc``
             for sid, start, count, lo, hi, total, last_ts, last, e in zip(
-                    sids, *(f.tolist() for f in merged[1:]), strict=True):
+                    sids, *(f.tolist() for k, f in enumerate(fields) if k and k != 7),
+                    strict=True):
                 key = (sid, width, start)
                 part = [count, lo, hi, total, last_ts, last, e if counter[sid] else None]
                 b = acc.get(key)
@@ -161,10 +167,16 @@ class Accumulator:
         """Upsert what was folded in and record the applied seq, inside the caller's
         transaction; then start empty. Returns the seq recorded."""
         store = self.store
-        if store.tz_offset % HOUR == 0:
+        if store.tz_offset % HOUR:
+            self._materialise()
+        elif not self._acc:  # nothing looked at since the last write: days from arrays
+            self._materialise(days=True)
+        else:
+            self._materialise()
             self._days_from_hours()
         db = store.db
-        db.executemany(_UPSERT, [(s, w, st, *b) for (s, w, st), b in self.acc.items()])
+        # in key order: the upserts walk the table's B-tree once
+        db.executemany(_UPSERT, [(s, w, st, *b) for (s, w, st), b in sorted(self._acc.items())])
         db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
                        [(s, ts, v) for s, (ts, v) in self.touched.items()])
         if self.mark > store.applied:
