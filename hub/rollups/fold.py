@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from hub.rollups.store import _UPSERT, COUNTERS, DAY, HOUR, RollupStore
@@ -110,9 +110,10 @@ class Accumulator:
             self._pending += len(days[0])
         return len(ssid)
 
-    def _materialise(self, days: bool = False) -> None:
-        """The partial buckets of the batches since the last call merged into ``_acc``;
-        with ``days``, the days made of those hours too (days of whole hours)."""
+    def _merged(self, days: bool = False) -> list[tuple[int, list]]:
+        """The partial buckets of the batches since the last call, merged per bucket:
+        ``(width, fields)`` (see :data:`hub.rollups.vector.FIELDS`); with ``days``, the
+        days made of those hours too (days of whole hours). Forgets them."""
         from hub.rollups import vector
 
         tz = float(self.store.tz_offset)
@@ -124,21 +125,30 @@ class Accumulator:
                                                      tz if width == DAY else 0.0)))
         if days and merged:
             merged.append((DAY, vector.regroup(merged[0][1], float(DAY), tz)))
-        acc, counter = self._acc, self._counter
-        for width, fields in merged:
-            sids = fields[0].tolist()
-            # last_seq left out: the order of the batches is the order of ``_acc``
-            for sid, start, count, lo, hi, total, last_ts, last, e in zip(
-                    sids, *(f.tolist() for k, f in enumerate(fields) if k and k != 7),
-                    strict=True):
-                key = (sid, width, start)
-                part = [count, lo, hi, total, last_ts, last, e if counter[sid] else None]
-                b = acc.get(key)
-                if b is None:
-                    acc[key] = part
-                else:
-                    _combine(b, part)
         self._parts, self._pending = [], 0
+        return merged
+
+    def _rows(self, merged: list[tuple[int, list]]) -> Iterator[tuple]:
+        """Merged partial buckets as rows of the buckets table (energy None but for
+        counters), in key order within a width."""
+        counter = self._counter
+        for width, fields in merged:
+            # last_seq left out: the order of the batches is the order of ``_acc``
+            sid, start, count, lo, hi, total, last_ts, _, last, energy = (
+                f.tolist() for f in fields)
+            energy = [e if counter[k] else None for k, e in zip(sid, energy, strict=True)]
+            yield from zip(sid, [width] * len(sid), start, count, lo, hi, total, last_ts, last,
+                           energy, strict=True)
+
+    def _materialise(self, days: bool = False) -> None:
+        """The partial buckets of the batches since the last call merged into ``_acc``."""
+        acc = self._acc
+        for sid, width, start, *part in self._rows(self._merged(days)):
+            b = acc.get((sid, width, start))
+            if b is None:
+                acc[(sid, width, start)] = part
+            else:
+                _combine(b, part)
 
     def _series(self, sid: Any, names: Callable[[int], tuple[str, str, str]]) -> tuple:
         """The store's series ids of journal series ids ``sid`` (an array) and whether
@@ -167,16 +177,17 @@ class Accumulator:
         """Upsert what was folded in and record the applied seq, inside the caller's
         transaction; then start empty. Returns the seq recorded."""
         store = self.store
-        if store.tz_offset % HOUR:
-            self._materialise()
-        elif not self._acc:  # nothing looked at since the last write: days from arrays
-            self._materialise(days=True)
+        whole_hours = store.tz_offset % HOUR == 0
+        if not self._acc:  # nothing looked at since the last write: rows from the arrays
+            rows: Iterable[tuple] = self._rows(self._merged(days=whole_hours))
         else:
             self._materialise()
-            self._days_from_hours()
+            if whole_hours:
+                self._days_from_hours()
+            # in key order: the upserts walk the table's B-tree once
+            rows = [(s, w, st, *b) for (s, w, st), b in sorted(self._acc.items())]
         db = store.db
-        # in key order: the upserts walk the table's B-tree once
-        db.executemany(_UPSERT, [(s, w, st, *b) for (s, w, st), b in sorted(self._acc.items())])
+        db.executemany(_UPSERT, rows)
         db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
                        [(s, ts, v) for s, (ts, v) in self.touched.items()])
         if self.mark > store.applied:
