@@ -7,6 +7,9 @@ from typing import Any
 
 from hub.rollups.store import _UPSERT, COUNTERS, DAY, HOUR, RollupStore
 
+#: journal series ids up to this go through a table indexed by id (a journal's are dense)
+_LUT_MAX = 1 << 22
+
 
 class FoldConflict(RuntimeError):
     """The store's applied seq moved under a fold's memory: writing would count twice."""
@@ -40,6 +43,7 @@ class Accumulator:
         # journal series id -> the store's (-1: not looked up yet), and a counter?
         self._lut, self._counters_lut = _empty_lut()
         self._counter: dict[int, bool] = {}  # the store's series id -> a counter?
+        self._keys: dict[int, tuple[int, bool]] = {}  # journal series id -> both
 
     @property
     def acc(self) -> dict[tuple[int, int, float], list]:
@@ -155,8 +159,14 @@ class Accumulator:
         each is a counter; names are looked up once per journal series."""
         import numpy as np
 
-        lut, counters = self._lut, self._counters_lut
         top = int(sid.max())
+        if top >= _LUT_MAX:  # ids too far apart for a table: one look-up per id in the batch
+            ids, inverse = np.unique(sid, return_inverse=True)
+            found = [self._lookup(j, names) for j in ids.tolist()]
+            inverse = inverse.reshape(-1)
+            return (np.array([s for s, _ in found], dtype=np.int64)[inverse],
+                    np.array([c for _, c in found], dtype=bool)[inverse])
+        lut, counters = self._lut, self._counters_lut
         if top >= len(lut):
             size = max(top + 1, 2 * len(lut))
             lut = np.concatenate([lut, np.full(size - len(lut), -1, dtype=np.int64)])
@@ -164,14 +174,21 @@ class Accumulator:
             self._lut, self._counters_lut = lut, counters
         ssid = lut[sid]
         if (ssid < 0).any():
-            store = self.store
             for jsid in np.unique(sid[ssid < 0]).tolist():
-                device, channel, quantity = names(jsid)
-                s = store._series_id((device, channel, quantity))
-                lut[jsid] = s
-                counters[jsid] = self._counter[s] = quantity in COUNTERS
+                lut[jsid], counters[jsid] = self._lookup(jsid, names)
             ssid = lut[sid]
         return ssid, counters[sid]
+
+    def _lookup(self, jsid: int, names: Callable[[int], tuple[str, str, str]]
+                ) -> tuple[int, bool]:
+        """The store's series id of journal series ``jsid`` and whether it is a counter."""
+        found = self._keys.get(jsid)
+        if found is None:
+            device, channel, quantity = names(jsid)
+            sid = self.store._series_id((device, channel, quantity))
+            found = self._keys[jsid] = (sid, quantity in COUNTERS)
+            self._counter[sid] = found[1]
+        return found
 
     def write(self) -> int:
         """Upsert what was folded in and record the applied seq, inside the caller's

@@ -191,3 +191,21 @@ def test_the_last_of_equal_timestamps_is_the_later_seq_and_far_apart_hours_fold(
     hour = store.buckets("m1", "temperature")[0]
     assert (hour.count, hour.last, hour.last_ts, hour.min, hour.max) == (4, 0.5, T + 10, 0.5, 3.0)
     store.close()
+
+
+def test_series_ids_far_apart_are_looked_up_without_a_table(tmp_path):
+    rng = random.Random(11)
+    rows = journal(rng, 800)
+    far = {sid: (1 << 40) + 7 * sid for sid in NAMES}
+    names = {far[sid]: n for sid, n in NAMES.items()}
+    moved = [r if r[2] is None else (r[0], r[1], far[r[2]], *r[3:]) for r in rows]
+    store = RollupStore(str(tmp_path / "r.sqlite"), tz_offset=19_800)
+    acc = Accumulator(store)
+    for k in range(0, len(moved), 100):
+        acc.add(moved[k:k + 100], names.__getitem__)
+    acc.flush()
+    want, newest = reference(rows, 19_800)
+    got, counters = stored(store)
+    same(got, want)
+    assert counters == newest and len(acc._lut) == 0
+    store.close()
