@@ -197,6 +197,42 @@ class JournalQueries:
         del out[limit:]
         return out
 
+    def stored_readings(self, after: int, limit: int) -> tuple[list[list], bool]:
+        """Up to ``limit`` reading rows with ``seq > after`` as stored, ``[seq, 0, series,
+        ts, value, quality, None]`` lists, not in seq order, read from the file's segments
+        (not from a writer's memory); and whether the read stopped at ``limit`` (more may
+        follow). Every reading up to the highest seq returned is in the answer.
+
+        For a consumer that orders rows itself (the rollup fold works on whole batches):
+        whole commits are read and kept as decoded, only the last one ordered and cut when
+        it goes past ``limit``; no row is copied into a tuple."""
+        db = self._conn()
+        row = db.execute("SELECT base FROM segments WHERE first <= ? ORDER BY first DESC"
+                         " LIMIT 1", (after,)).fetchone()
+        out: list[list] = []
+        commit, begun, more = None, 0, False
+        if row is not None:  # segments of the commit holding ``after`` that go past it
+            commit = row[0]
+            for (body,) in db.execute("SELECT body FROM segments WHERE first >= ? AND"
+                                      " first <= ? AND last > ?", (commit, after, after)):
+                out += [r for r in _stored(body) if r[0] > after]
+        # closed when left: an unfinished statement would hold its snapshot
+        with closing(db.execute("SELECT base, body FROM segments WHERE first > ?"
+                                " ORDER BY first", (after,))) as cursor:
+            for base, body in cursor:
+                if base != commit:
+                    if len(out) >= limit:
+                        more = True
+                        break
+                    commit, begun = base, len(out)
+                out += _stored(body)
+        if len(out) > limit:  # the last commit, in seq order, up to the limit
+            last_commit = out[begun:]
+            last_commit.sort(key=_SEQ)
+            out[begun:] = last_commit[:limit - begun]
+            more = True
+        return out, more
+
     def _first_seq(self) -> int | None:
         """The oldest seq the journal holds (None if it holds no record)."""
         firsts = self._conn().execute("SELECT (SELECT min(first) FROM segments),"

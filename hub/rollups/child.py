@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import json
 import os
 import select
@@ -41,10 +42,8 @@ from hub.rollups.store import RollupStore
 
 #: buckets held in memory before a write is forced (as the thread worker's bound)
 MAX_BUCKETS = 200_000
-#: rows read from the journal at a time, at least: a commit's readings are stored as one
-#: segment per device spanning the whole commit, so a read that ends inside a commit
-#: decodes all its segments again at the next (5,000 a read: 200,000 readings per
-#: CPU-second; 100,000: 380,000)
+#: rows read from the journal at a time, at least (whole commits are read): the cost of a
+#: batch's fold is mostly per batch, not per reading
 READ_ROWS = 100_000
 
 
@@ -124,6 +123,7 @@ class Fold:
         self.journal.open()
         self.store = RollupStore(self.store_path, tz_offset=self.tz_offset)
         self.acc = Accumulator(self.store)
+        import hub.rollups.vector  # noqa: F401  (numpy, a fraction of a second: not in a batch)
         self.say(ready=self.store.applied, pid=os.getpid(), cpu=round(time.process_time(), 3))
 
     def close(self) -> None:
@@ -150,13 +150,21 @@ class Fold:
         top = journal.last_seq()
         if top <= after:
             return False
-        rows = journal.read_rows(after, self.batch, {"reading"})
-        full = len(rows) >= self.batch
-        # not full: the read's snapshot is newer than ``top``, so every reading up to
-        # ``top`` is in it and the records between are of other kinds
-        end = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
-        acc.add(rows, journal.series_key, end)
-        if len(acc.acc) > MAX_BUCKETS:
+        # a batch is 100,000 lists alive at once: the cyclic collector, run every 700 of
+        # them, would go over them again and again (it cost more than decoding them); a
+        # batch makes no cycles, and what it held is gone when it ends
+        gc.disable()
+        try:
+            # whole commits, in no order: the fold orders a batch itself
+            rows, full = journal.stored_readings(after, self.batch)
+            # not full: the read's snapshot is newer than ``top``, so every reading up to
+            # ``top`` is in it and the records between are of other kinds; full: every
+            # reading up to the highest seq read is in it
+            acc.add(rows, journal.series_key, None if full else top)
+            del rows
+        finally:
+            gc.enable()
+        if acc.size > MAX_BUCKETS:
             self.flush()
         return full
 
@@ -164,7 +172,7 @@ class Fold:
         acc = self.acc
         assert acc is not None and self.store is not None
         n = acc.readings
-        if acc.acc or acc.mark > self.store.applied:
+        if acc.size or acc.mark > self.store.applied:
             acc.flush()
         if n or acc.mark != self._reported:
             self._reported = acc.mark

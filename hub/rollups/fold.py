@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Callable, Sequence
-from operator import itemgetter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from hub.rollups.store import _UPSERT, COUNTERS, DAY, HOUR, RollupStore
 
-_SEQ = itemgetter(0)
+#: journal series ids up to this go through a table indexed by id (a journal's are dense)
+_LUT_MAX = 1 << 22
 
 
 class FoldConflict(RuntimeError):
@@ -20,7 +20,11 @@ class Accumulator:
     many batches and writes it every ``flush_interval`` (:meth:`write`), so a series that
     gets a reading a minute costs one upsert per flush, not one per reading.
 
-    Skips rows at or below ``top`` (the store's applied seq, then the last row added):
+    A batch is folded into partial buckets as arrays (:mod:`hub.rollups.vector`); they
+    are merged into :attr:`acc` at a write (or when :attr:`acc` is looked at), so the
+    Python work is per bucket and flush, not per reading or batch.
+
+    Skips rows at or below ``top`` (the store's applied seq, then the highest row added):
     a batch read again after a restart adds nothing."""
 
     def __init__(self, store: RollupStore) -> None:
@@ -30,85 +34,182 @@ class Accumulator:
         #: the applied seq this memory builds on: :meth:`flush` refuses to write over
         #: another writer's (a second fold process, a rebuild), which would count twice
         self.base = self.top
-        self.acc: dict[tuple[int, int, float], list] = {}
+        self._acc: dict[tuple[int, int, float], list] = {}
+        #: partial buckets of the batches since: (width, fields) (see vector.FIELDS)
+        self._parts: list[tuple[int, list]] = []
+        self._pending = 0  # rows of ``_parts``
         self.touched: dict[int, tuple[float, float]] = {}
         self.readings = 0  # folded in since the last write
-        self._keys: dict[int, tuple[int, bool]] = {}
+        # journal series id -> the store's (-1: not looked up yet), and a counter?
+        self._lut, self._counters_lut = _empty_lut()
+        self._counter: dict[int, bool] = {}  # the store's series id -> a counter?
+        self._keys: dict[int, tuple[int, bool]] = {}  # journal series id -> both
 
-    def add(self, rows: Sequence[tuple], names: Callable[[int], tuple[str, str, str]],
+    @property
+    def acc(self) -> dict[tuple[int, int, float], list]:
+        """``(series, width, start) -> [count, min, max, total, last_ts, last, energy]``
+        (energy None but for counters); days made of whole hours are made at a write."""
+        if self._parts:
+            self._materialise()
+        return self._acc
+
+    @property
+    def size(self) -> int:
+        """Buckets held, at most (batches since the last merge counted in full)."""
+        return len(self._acc) + self._pending
+
+    def add(self, rows: Sequence[Sequence], names: Callable[[int], tuple[str, str, str]],
             end: int | None = None, floor: float | None = None) -> int:
         """Fold ``rows`` in (memory only); ``end``: the seq the batch reaches (filtered
-        kinds included). Returns the readings folded in."""
-        store = self.store
-        counters = store._load_counters()
-        acc, touched, keys = self.acc, self.touched, self._keys
-        top = self.top
-        tz = store.tz_offset
-        # days made of whole hours: fold each reading into its hour only, the hours into
-        # days at write time (half the work per reading)
-        whole_hours = tz % HOUR == 0
-        i = 0
-        if rows and rows[0][0] <= top:  # in seq order: skip what was folded in already
-            i = bisect_right(rows, top, key=_SEQ)
-        n = 0
-        for _, kind, jsid, ts, value, quality, _ in rows[i:] if i else rows:
-            if kind or quality is not None or value is None:
-                continue
-            k = keys.get(jsid)
-            if k is None:
-                device, channel, quantity = names(jsid)
-                k = keys[jsid] = (store._series_id((device, channel, quantity)),
-                                  quantity in COUNTERS)
-            sid, counter = k
-            energy = None
-            if counter:
-                prev = counters.get(sid)
-                energy = 0.0
-                if prev is None or ts > prev[0]:
-                    if prev is not None:
-                        energy = value - prev[1] if value >= prev[1] else value
-                    counters[sid] = touched[sid] = (ts, value)
-            if floor is not None and ts < floor:
-                continue
-            n += 1
-            hour = ts // HOUR * HOUR
-            b = acc.get((sid, HOUR, hour))
-            if b is None:
-                acc[(sid, HOUR, hour)] = [1, value, value, value, ts, value, energy]
-            else:
-                b[0] += 1
-                if value < b[1]:
-                    b[1] = value
-                elif value > b[2]:
-                    b[2] = value
-                b[3] += value
-                if ts >= b[4]:
-                    b[4] = ts
-                    b[5] = value
-                if energy is not None:
-                    b[6] += energy
-            if not whole_hours:  # days that start within an hour: folded in apart
-                _merge(acc, (sid, DAY, (ts + tz) // DAY * DAY - tz),
-                       [1, value, value, value, ts, value, energy])
-        if rows:
-            self.top = max(top, rows[-1][0])
+        kinds included). ``rows`` are journal rows ``(seq, kind, series, ts, value,
+        quality, data)``, tuples or lists, in any order (they are folded in seq order).
+        Returns the readings folded in."""
+        if not rows:
+            self.mark = max(self.top, self.mark, end or 0)
+            return 0
+        from hub.rollups import vector
+
+        cols = vector.columns(rows, self.top)
+        n = self._fold(cols, names, floor) if len(cols.seq) else 0
+        self.top = max(self.top, cols.seq_max)
         self.mark = max(self.top, self.mark, end or 0)
         self.readings += n
         return n
+
+    def _fold(self, cols: Any, names: Callable[[int], tuple[str, str, str]],
+              floor: float | None) -> int:
+        import numpy as np
+
+        from hub.rollups import vector
+
+        store = self.store
+        ssid, counter = self._series(cols.sid, names)
+        seq, ts, value = cols.seq, cols.ts, cols.value
+        energy = None
+        if counter.any():
+            # baselines move whatever the floor: only the buckets start at it
+            at = np.flatnonzero(counter)
+            deltas, moved = vector.energy(ssid[at], seq[at], ts[at], value[at],
+                                          store._load_counters())
+            store._counters.update(moved)  # type: ignore[union-attr]
+            self.touched.update(moved)
+            energy = np.zeros(len(ssid))
+            energy[at] = deltas
+        if floor is not None:
+            inside = ts >= floor
+            if not inside.all():
+                ssid, seq, ts, value = ssid[inside], seq[inside], ts[inside], value[inside]
+                if energy is not None:
+                    energy = energy[inside]
+                if not len(ssid):
+                    return 0
+        each = vector.readings(ssid, seq, ts, value, energy)
+        hours = vector.regroup(each, float(HOUR))
+        self._parts.append((HOUR, hours))
+        self._pending += len(hours[0])
+        tz = store.tz_offset
+        if tz % HOUR:  # days that start within an hour: folded in apart
+            days = vector.regroup(each, float(DAY), float(tz))
+            self._parts.append((DAY, days))
+            self._pending += len(days[0])
+        return len(ssid)
+
+    def _merged(self, days: bool = False) -> list[tuple[int, list]]:
+        """The partial buckets of the batches since the last call, merged per bucket:
+        ``(width, fields)`` (see :data:`hub.rollups.vector.FIELDS`); with ``days``, the
+        days made of those hours too (days of whole hours). Forgets them."""
+        from hub.rollups import vector
+
+        tz = float(self.store.tz_offset)
+        merged = []
+        for width in (HOUR, DAY):
+            parts = [p for w, p in self._parts if w == width]
+            if parts:
+                merged.append((width, vector.regroup(vector.concat(parts), float(width),
+                                                     tz if width == DAY else 0.0)))
+        if days and merged:
+            merged.append((DAY, vector.regroup(merged[0][1], float(DAY), tz)))
+        self._parts, self._pending = [], 0
+        return merged
+
+    def _rows(self, merged: list[tuple[int, list]]) -> Iterator[tuple]:
+        """Merged partial buckets as rows of the buckets table (energy None but for
+        counters), in key order within a width."""
+        counter = self._counter
+        for width, fields in merged:
+            # last_seq left out: the order of the batches is the order of ``_acc``
+            sid, start, count, lo, hi, total, last_ts, _, last, energy = (
+                f.tolist() for f in fields)
+            energy = [e if counter[k] else None for k, e in zip(sid, energy, strict=True)]
+            yield from zip(sid, [width] * len(sid), start, count, lo, hi, total, last_ts, last,
+                           energy, strict=True)
+
+    def _materialise(self, days: bool = False) -> None:
+        """The partial buckets of the batches since the last call merged into ``_acc``."""
+        acc = self._acc
+        for sid, width, start, *part in self._rows(self._merged(days)):
+            b = acc.get((sid, width, start))
+            if b is None:
+                acc[(sid, width, start)] = part
+            else:
+                _combine(b, part)
+
+    def _series(self, sid: Any, names: Callable[[int], tuple[str, str, str]]) -> tuple:
+        """The store's series ids of journal series ids ``sid`` (an array) and whether
+        each is a counter; names are looked up once per journal series."""
+        import numpy as np
+
+        top = int(sid.max())
+        if top >= _LUT_MAX:  # ids too far apart for a table: one look-up per id in the batch
+            ids, inverse = np.unique(sid, return_inverse=True)
+            found = [self._lookup(j, names) for j in ids.tolist()]
+            inverse = inverse.reshape(-1)
+            return (np.array([s for s, _ in found], dtype=np.int64)[inverse],
+                    np.array([c for _, c in found], dtype=bool)[inverse])
+        lut, counters = self._lut, self._counters_lut
+        if top >= len(lut):
+            size = max(top + 1, 2 * len(lut))
+            lut = np.concatenate([lut, np.full(size - len(lut), -1, dtype=np.int64)])
+            counters = np.concatenate([counters, np.zeros(size - len(counters), dtype=bool)])
+            self._lut, self._counters_lut = lut, counters
+        ssid = lut[sid]
+        if (ssid < 0).any():
+            for jsid in np.unique(sid[ssid < 0]).tolist():
+                lut[jsid], counters[jsid] = self._lookup(jsid, names)
+            ssid = lut[sid]
+        return ssid, counters[sid]
+
+    def _lookup(self, jsid: int, names: Callable[[int], tuple[str, str, str]]
+                ) -> tuple[int, bool]:
+        """The store's series id of journal series ``jsid`` and whether it is a counter."""
+        found = self._keys.get(jsid)
+        if found is None:
+            device, channel, quantity = names(jsid)
+            sid = self.store._series_id((device, channel, quantity))
+            found = self._keys[jsid] = (sid, quantity in COUNTERS)
+            self._counter[sid] = found[1]
+        return found
 
     def write(self) -> int:
         """Upsert what was folded in and record the applied seq, inside the caller's
         transaction; then start empty. Returns the seq recorded."""
         store = self.store
-        if store.tz_offset % HOUR == 0:
-            self._days_from_hours()
+        whole_hours = store.tz_offset % HOUR == 0
+        if not self._acc:  # nothing looked at since the last write: rows from the arrays
+            rows: Iterable[tuple] = self._rows(self._merged(days=whole_hours))
+        else:
+            self._materialise()
+            if whole_hours:
+                self._days_from_hours()
+            # in key order: the upserts walk the table's B-tree once
+            rows = [(s, w, st, *b) for (s, w, st), b in sorted(self._acc.items())]
         db = store.db
-        db.executemany(_UPSERT, [(s, w, st, *b) for (s, w, st), b in self.acc.items()])
+        db.executemany(_UPSERT, rows)
         db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
                        [(s, ts, v) for s, (ts, v) in self.touched.items()])
         if self.mark > store.applied:
             db.execute("UPDATE meta SET value = ? WHERE key = 'applied'", (self.mark,))
-        self.acc, self.touched, self.readings = {}, {}, 0
+        self._acc, self.touched, self.readings = {}, {}, 0
         self.base = self.mark
         return self.mark
 
@@ -134,7 +235,8 @@ class Accumulator:
     def forget(self) -> None:
         """Drop what was not written: start again from the store's applied seq."""
         self.store._counters = None
-        self.acc, self.touched, self.readings = {}, {}, 0
+        self._acc, self.touched, self.readings = {}, {}, 0
+        self._parts, self._pending = [], 0
         self.top = self.mark = self.base = self.store.applied
 
     def _days_from_hours(self) -> None:
@@ -148,11 +250,16 @@ class Accumulator:
 def _merge(acc: dict[tuple[int, int, float], list], key: tuple[int, int, float],
            part: list) -> None:
     """Fold a partial bucket ``[count, min, max, total, last_ts, last, energy]`` into
-    ``acc[key]`` (the hot path, one reading into its hour, is inlined in ``add``)."""
+    ``acc[key]``."""
     b = acc.get(key)
     if b is None:
         acc[key] = part
-        return
+    else:
+        _combine(b, part)
+
+
+def _combine(b: list, part: list) -> None:
+    """``part``, a partial bucket of later readings, folded into the bucket ``b``."""
     b[0] += part[0]
     b[1] = min(b[1], part[1])
     b[2] = max(b[2], part[2])
@@ -161,3 +268,9 @@ def _merge(acc: dict[tuple[int, int, float], list], key: tuple[int, int, float],
         b[4], b[5] = part[4], part[5]
     if part[6] is not None:
         b[6] += part[6]
+
+
+def _empty_lut() -> tuple[Any, Any]:
+    import numpy as np
+
+    return np.full(0, -1, dtype=np.int64), np.zeros(0, dtype=bool)

@@ -185,7 +185,7 @@ class FoldWorker:
                     return True
                 self.epoch = epoch
                 self.acc.add(rows, self.names, end)
-                if len(self.acc.acc) > MAX_BUCKETS:
+                if self.acc.size > MAX_BUCKETS:
                     self._flush()
                 if self.threaded:
                     self._tell("consumed")
@@ -210,7 +210,7 @@ class FoldWorker:
         acc = self.acc
         assert acc is not None and self.store is not None
         n = 0
-        if acc.acc or acc.mark > self.store.applied:
+        if acc.size or acc.mark > self.store.applied:
             n = acc.readings
             acc.flush()
         # also when nothing was written: a cursor behind what the store holds (a
