@@ -158,7 +158,8 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
         spy = None
         if getattr(args, "profile", None):  # py-spy (pip install py-spy) into a flame input
             spy = subprocess.Popen(
-                [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--subprocesses", "-p",
+                [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                 "--subprocesses", "-p",
                  str(pid), "-f", "raw", "-r", "250", "-o",
                  f"{args.profile}-{pipeline}-{int(rate)}.txt",
                  # BENCH_PYSPY_GIL=1: only samples holding the GIL (the CPU of Python code)
