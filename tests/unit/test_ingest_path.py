@@ -78,3 +78,101 @@ def test_the_encoder_gives_the_same_segments_plain_or_not():
     odd = [*rows[:5], (6, 0, 3, T0, math.inf, None, None)]
     careful = segments.encode(odd, 1, devices)
     assert b"1e999" in careful[0][-1][-1]
+
+
+# ------------------------------------------------------------------ the mqtt service's routes
+
+MODEL_A = {"type": "json_map", "points": [{"path": "t", "quantity": "temperature",
+                                           "channel": "T1"}]}
+MODEL_B = {"type": "json_map", "points": [{"path": "t", "quantity": "voltage",
+                                           "channel": "A"}]}
+MQTT_CONFIG = {
+    "models": {"a": MODEL_A, "b": MODEL_B},
+    "transports": {"mq": {"type": "mqtt", "host": "127.0.0.1"}},
+    "devices": [{"id": "m1", "model": "a", "transport": "mq", "address": "m1"},
+                {"id": "m2", "model": "a", "transport": "mq", "address": "m2"}],
+}
+
+
+class _Conn:
+    """What MqttService.deliver needs of an engine connection."""
+
+    name, index, link_number = "mq", 0, 0
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        self.acks: deque = deque()
+        self.acked: list[int] = []
+
+    def finished(self, item) -> None:
+        item.done = True
+        while self.acks and self.acks[0].done:
+            self.acked.append(self.acks.popleft().mid)
+
+    def finished_all(self, items) -> None:
+        for item in items:
+            self.finished(item)
+
+
+def _mqtt(make_hub):
+    from plugins.transports.mqtt.service import MqttService
+
+    hub = make_hub(MQTT_CONFIG)
+    svc = MqttService(hub, "mq", hub.config.transports["mq"].options)
+    svc._unwatch = hub.watch_devices("mq", svc.device_changed)
+    return hub, svc, _Conn()
+
+
+def _send(hub, svc, conn, messages: list[tuple[str, bytes]], first_mid: int = 1) -> None:
+    from plugins.transports.mqtt.engine import Received
+
+    svc.deliver(conn, [Received(f"esm/{dev}/up", payload, first_mid + i, 1, None)
+                       for i, (dev, payload) in enumerate(messages)])
+    hub.journal.flush()
+
+
+def _readings(hub) -> list[tuple[str, str, float]]:
+    return [(r.device, r.quantity, r.value) for r in
+            (hub.journal.record(row) for row in hub.journal.read_rows(0, 1000))
+            if isinstance(r, Reading)]
+
+
+def test_an_uplink_topic_goes_to_its_device_until_the_devices_change(make_hub):
+    from hub.api.live import registry_device
+    from hub.store import Device as StoredDevice
+
+    hub, svc, conn = _mqtt(make_hub)
+    _send(hub, svc, conn, [("m1", b'{"t": 20.5}'), ("m2", b'{"t": 21.5}'),
+                           ("m1", b'{"t": 22.5}'), ("m1", b"not json")])
+    assert set(svc._routes) == {"esm/m1/up", "esm/m2/up"}
+    assert conn.acked == [1, 2, 3, 4]  # the bad payload too, in order, after the commit
+    assert hub.metrics.value("mqtt.messages", transport="mq", kind="uplink") == 4
+    assert hub.metrics.value("mqtt.decode_errors", transport="mq", model="a") == 1
+    # m1 now speaks model b: its next uplink must be decoded by b, not by a cached a
+    hub.registry.replace(registry_device(hub, StoredDevice("m1", "m1", "", "b", "mq", "m1")))
+    assert svc._routes == {}
+    _send(hub, svc, conn, [("m1", b'{"t": 230.0}'), ("m2", b'{"t": 23.5}')], 5)
+    hub.registry.remove("m2")
+    _send(hub, svc, conn, [("m2", b'{"t": 24.5}')], 7)
+    assert _readings(hub) == [("m1", "temperature", 20.5), ("m2", "temperature", 21.5),
+                              ("m1", "temperature", 22.5), ("m1", "voltage", 230.0),
+                              ("m2", "temperature", 23.5)]
+    assert hub.metrics.value("mqtt.refused", transport="mq") == 1  # m2's, after its removal
+    assert conn.acked == list(range(1, 8))
+    assert svc.clients["m1"][0] == hub.clock.seconds()
+
+
+def test_a_bug_in_a_routed_decode_costs_one_message(make_hub):
+    hub, svc, conn = _mqtt(make_hub)
+    _send(hub, svc, conn, [("m1", b'{"t": 20.5}')])
+    device_id, _, device = svc._routes["esm/m1/up"]
+
+    def broken(*_):
+        raise RuntimeError("a model bug")
+
+    svc._routes["esm/m1/up"] = (device_id, broken, device)
+    _send(hub, svc, conn, [("m1", b'{"t": 1.0}'), ("m2", b'{"t": 2.0}')], 2)
+    assert _readings(hub) == [("m1", "temperature", 20.5), ("m2", "temperature", 2.0)]
+    assert hub.metrics.value("mqtt.internal_errors", transport="mq") == 1
+    assert conn.acked == [1, 2, 3]
