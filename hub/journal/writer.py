@@ -329,6 +329,13 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     sids = block_sids.get((r.device, r.keys)) or self._block_sids(r)
                     ts = r.ts if type(r.ts) is float else float(r.ts)
                     values = r.values
+                    end = seq + len(values)
+                    if r.plain:  # finite floats, checked by the block's maker
+                        readings += [(s, KIND_READING, sid, ts, v, None, None)
+                                     for s, sid, v in zip(range(seq + 1, end + 1), sids,
+                                                          values, strict=True)]
+                        seq = end
+                        continue
                     if plain:  # one sum in C: a None, NaN or infinity makes it no number
                         try:
                             total = sum(values)
@@ -338,9 +345,9 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     readings += [
                         (s, KIND_READING, sid, ts,
                          v if type(v) is float and v == v else real(v), None, None)
-                        for s, sid, v in zip(range(seq + 1, seq + len(values) + 1), sids,
-                                             values, strict=True)]
-                    seq += len(values)
+                        for s, sid, v in zip(range(seq + 1, end + 1), sids, values,
+                                             strict=True)]
+                    seq = end
                 elif t is Event or isinstance(r, Event):
                     seq += 1
                     data = dumps(r.to_dict())

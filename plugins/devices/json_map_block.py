@@ -106,7 +106,7 @@ class BlockDecoder:
             ts = float(raw) / self.ts_divisor  # what _time gives an epoch time
         else:  # elsewhere, another format, or out of range (fails as decode fails)
             ts = model._time(doc, received_at, payload)
-        return ReadingBlock(device, ts, block_keys, values)
+        return ReadingBlock(device, ts, block_keys, values, True)  # floats, all finite
 
 def _floats(values: list) -> list | None:
     """``values`` with integers as floats (as :meth:`JsonMapModel.decode` takes them);

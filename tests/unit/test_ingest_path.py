@@ -71,6 +71,21 @@ def test_a_plain_commit_is_marked_plain_and_one_odd_value_unmarks_it(tmp_path):
     j.close()
 
 
+def test_a_plain_block_is_stored_as_the_same_block_not_marked(tmp_path):
+    values = [[45.2, 221.3, 10.2], [45.3, 220.0, 10.1]]
+    marked, unmarked = _journal(tmp_path, "m"), _journal(tmp_path, "u")
+    marked.append([ReadingBlock("d1", T0 + i, KEYS, list(v), True)
+                   for i, v in enumerate(values)])
+    unmarked.append([ReadingBlock("d1", T0 + i, KEYS, list(v)) for i, v in enumerate(values)])
+    assert marked._pending[0].plain and unmarked._pending[0].plain
+    marked.flush()
+    unmarked.flush()
+    assert marked.read_rows(0, 10) == unmarked.read_rows(0, 10)
+    assert _bodies(marked) == _bodies(unmarked)
+    marked.close()
+    unmarked.close()
+
+
 def test_the_encoder_gives_the_same_segments_plain_or_not():
     devices = {1: 1, 2: 1, 3: 2}
     rows = [(s, 0, 1 + s % 3, T0 + s, 1.5 * s, None, None) for s in range(1, 31)]
@@ -176,3 +191,19 @@ def test_a_bug_in_a_routed_decode_costs_one_message(make_hub):
     assert _readings(hub) == [("m1", "temperature", 20.5), ("m2", "temperature", 2.0)]
     assert hub.metrics.value("mqtt.internal_errors", transport="mq") == 1
     assert conn.acked == [1, 2, 3]
+
+
+def test_json_map_marks_its_blocks_plain_and_a_made_block_is_not():
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+
+    plugins = make_plugins()
+    cfg = check_config({"hub": {"state_dir": "/tmp/unused"}, "models": {"a": MODEL_A}},
+                       "hub.yaml", plugins)
+    m = plugins.models["json_map"].factory(cfg.models["a"].options)
+    for raw in (b'{"t": 20.5}', b'{"t": 20}'):
+        block = m.decode_block("d1", raw, T0)
+        assert type(block) is ReadingBlock and block.plain and block.values == [float(
+            raw[6:-1])]
+    assert type(m.decode_block("d1", b'{"t": "20"}', T0)) is list
+    assert not ReadingBlock("d1", T0, KEYS, [1.0, 2.0, 3.0]).plain
