@@ -207,3 +207,33 @@ def test_json_map_marks_its_blocks_plain_and_a_made_block_is_not():
             raw[6:-1])]
     assert type(m.decode_block("d1", b'{"t": "20"}', T0)) is list
     assert not ReadingBlock("d1", T0, KEYS, [1.0, 2.0, 3.0]).plain
+
+
+# --------------------------------------------------------------------------- the mqtt codec
+
+def test_pubacks_back_to_back_are_the_single_pubacks_joined():
+    from plugins.transports.mqtt import codec
+
+    ids = [1, 2, 0x1234, 0xFFFF, 300]
+    assert codec.encode_pubacks(ids) == b"".join(codec.encode_puback(i) for i in ids)
+    assert codec.encode_pubacks([]) == b""
+    for bad in ([0], [1, 0x10000], [-1]):
+        with pytest.raises(ValueError):
+            codec.encode_pubacks(bad)
+    # and the decoder reads them back as the same acks, in order
+    packets = codec.Decoder(v5=True).feed(codec.encode_pubacks(ids))
+    assert [p.packet_id for p in packets] == ids
+
+
+def test_a_decoder_makes_its_publishes_with_the_given_maker():
+    from plugins.transports.mqtt import codec
+
+    raw = (codec.encode_publish("esm/d1/up", b'{"t": 1}', qos=1, packet_id=7, v5=True)
+           + codec.encode_publish("esm/d2/up", b"x", qos=0, packet_id=None, v5=True,
+                                  correlation=b"c1", response_topic="r"))
+    made = codec.Decoder(True, publish=lambda *fields: ("made", fields)).feed(raw)
+    plain = codec.Decoder(True).feed(raw)
+    assert [type(p) for p in plain] == [codec.Publish, codec.Publish]
+    assert made == [("made", (p.topic, p.payload, p.qos, p.packet_id, p.retain, p.dup,
+                              p.correlation, p.response_topic, p.raw_topic)) for p in plain]
+    assert plain[1].correlation == b"c1" and plain[0].packet_id == 7
