@@ -389,9 +389,11 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
     def touch(self, device: str, ts: float) -> None:
         """Remember that ``device`` was seen at ``ts`` (the max wins); written by the next
         commit, so presence survives a restart."""
-        self._writable()
-        self._conn()
-        dev_id = self._device(device)
+        dev_id = self._device_ids.get(device)
+        if dev_id is None or self._db is None or self._readonly:  # once per device, or refused
+            self._writable()
+            self._conn()
+            dev_id = self._device(device)
         if ts > self._touches.get(dev_id, -math.inf):
             self._touches[dev_id] = ts
         if self._timer is None:
