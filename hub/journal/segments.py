@@ -30,11 +30,11 @@ INSERT_SEGMENT = "INSERT INTO segments VALUES (?,?,?,?,?,?,?,?)"
 
 
 def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int],
-           plain: bool = False) -> tuple[list[tuple], list[tuple]]:
+           plain: bool = False) -> tuple[list[tuple], dict[int, tuple]]:
     """The ``segments`` rows of one commit's ``readings`` (in seq order; ``base`` the
     commit's first seq; ``devices`` series id -> device id), and its newest reading per
-    series as ``(seq, ts, value, quality, series)`` (within a commit the first of equal ts
-    wins), for :mod:`hub.journal.latest`. ``plain``: the caller knows every value is a
+    series, series -> its row (within a commit the first of equal ts wins), for
+    :mod:`hub.journal.latest`. ``plain``: the caller knows every value is a
     finite float (no body then needs the search for values written ``null``)."""
     by_device: dict[int, list[tuple]] = {}
     newest: dict[int, tuple] = {}
@@ -59,7 +59,7 @@ def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int],
             body = _infinities(rows, body)  # rare
         segments.append((rows[0][0], base, rows[-1][0], device, len(rows), min(ts), max(ts),
                          body))
-    return segments, [(r[0], r[3], r[4], r[5], r[2]) for r in newest.values()]
+    return segments, newest
 
 
 _TS = itemgetter(3)
@@ -102,7 +102,7 @@ def real(v: object) -> float | None:
 
 
 def write(db: sqlite3.Connection, readings: Sequence[tuple], base: int,
-          devices: Mapping[int, int], plain: bool = False) -> list[tuple]:
+          devices: Mapping[int, int], plain: bool = False) -> dict[int, tuple]:
     """Insert the segments of ``readings`` in the caller's transaction; return the newest
     reading per series (see :func:`encode`)."""
     segments, newest = encode(readings, base, devices, plain)

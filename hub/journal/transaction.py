@@ -37,7 +37,7 @@ def execute(db: sqlite3.Connection, job: Job) -> None:
     """The transaction of ``job`` on ``db``; raises (after rolling back) if it did not
     commit. Touches no journal state, so it may run in the commit thread."""
     readings, others = job.readings, job.others
-    changes: list = []
+    changes: dict = {}
     db.execute("BEGIN IMMEDIATE")
     try:
         if job.new_devices:
