@@ -46,9 +46,8 @@ class BlockDecoder:
         self.max_payload = opts.max_payload
         if self.keys is not None:
             # a list of the values of every point, all at once (KeyError if one is absent)
-            getter = itemgetter(*self.keys)
-            self._values = ((lambda doc: [getter(doc)]) if len(self.keys) == 1
-                            else (lambda doc: list(getter(doc))))
+            self._values = itemgetter(*self.keys)
+            self._single = len(self.keys) == 1  # then itemgetter gives the value, not a tuple
         self.all = BlockKeys([(p.quantity, p.channel) for p in opts.points])
         self.partial: dict[tuple[int, ...], BlockKeys] = {}
         spec = opts.timestamp
@@ -77,7 +76,8 @@ class BlockDecoder:
                     return model.decode(device, payload, received_at)
         block_keys = self.all
         try:  # every point present: the values in one C call
-            values = self._values(doc)
+            got = self._values(doc)
+            values = [got] if self._single else list(got)
         except KeyError:  # a partial message: the keys of the points present
             get = doc.get
             values = [get(k) for k in self.keys]

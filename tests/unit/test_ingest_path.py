@@ -237,3 +237,24 @@ def test_a_decoder_makes_its_publishes_with_the_given_maker():
     assert made == [("made", (p.topic, p.payload, p.qos, p.packet_id, p.retain, p.dup,
                               p.correlation, p.response_topic, p.raw_topic)) for p in plain]
     assert plain[1].correlation == b"c1" and plain[0].packet_id == 7
+
+
+def test_json_map_blocks_of_partial_messages_give_what_decode_gives():
+    from hub.config import check_config
+    from hub.pluginmanager import make_plugins
+
+    mapping = {"type": "json_map", "timestamp": {"path": "ts", "format": "epoch_ms"},
+               "points": [{"path": "t", "quantity": "temperature", "channel": "T1"},
+                          {"path": "u", "quantity": "voltage", "channel": "A"},
+                          {"path": "i", "quantity": "current", "channel": "A"}]}
+    plugins = make_plugins()
+    cfg = check_config({"hub": {"state_dir": "/tmp/unused"}, "models": {"m": mapping}},
+                       "hub.yaml", plugins)
+    m = plugins.models["json_map"].factory(cfg.models["m"].options)
+    for raw in (b'{"ts": 1767225600500, "t": 20.5, "u": 230, "i": 1.5}',
+                b'{"ts": 1767225600500, "t": 20.5, "i": 1.5}',  # "u" absent
+                b'{"ts": 1767225600500, "t": null, "u": 230.5, "i": 1.5}',
+                b'{"u": 230.5}'):
+        block = m.decode_block("d1", raw, T0)
+        assert type(block) is ReadingBlock and block.plain
+        assert list(block) == m.decode("d1", raw, T0)
