@@ -49,15 +49,19 @@ class ReadingBlock(Sequence[Reading]):
     ``keys.pairs[i]`` (a float). The model that makes it promises nothing more; the core
     still checks keys, time and values before anything is journaled."""
 
-    __slots__ = ("device", "ts", "keys", "values")
+    __slots__ = ("device", "ts", "keys", "values", "plain")
 
-    def __init__(self, device: str, ts: float, keys: BlockKeys, values: list[float]) -> None:
+    def __init__(self, device: str, ts: float, keys: BlockKeys, values: list[float],
+                 plain: bool = False) -> None:
         if len(values) != len(keys.pairs):
             raise ValueError(f"{len(values)} values for {len(keys.pairs)} keys")
         self.device = device
         self.ts = ts
         self.keys = keys
         self.values = values
+        #: the maker checked that every value is a finite float (and changes none after):
+        #: the core and the journal then skip their own per-value checks
+        self.plain = plain
 
     def __len__(self) -> int:
         return len(self.values)

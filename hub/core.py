@@ -333,6 +333,8 @@ class Hub:
             rules = not keys.quantities.isdisjoint(_RULE_QUANTITIES)
             if len(self._block_keys) < 4096:  # models keep a few key sets each
                 self._block_keys[keys] = rules
+        if block.plain:  # its maker checked the values (hub.blocks)
+            return rules
         try:
             total = sum(block.values)
         except TypeError:

@@ -140,6 +140,13 @@ def count_readings(vm: VictoriaMetrics, expected: int, patience: float = 10.0) -
     return sum(counts)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` alone, its children not counted."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_publishers,
           cpu_seconds, hub_config) -> dict:
     devices = [f"dev-{i:05d}" for i in range(args.devices)]
@@ -166,13 +173,13 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
         arrivals = Arrivals(vm, expected)
-        cpu0, own0 = cpu_seconds(pid), _own_cpu(pid)
+        cpu0, own0 = cpu_seconds(pid), process_cpu(pid)
         pub = run_publishers(args, broker.port, devices, total, rate, "realistic")
         deadline = pub["last_send"] + args.drain_timeout
         while arrivals.reached is None and time.time() < deadline:
             time.sleep(0.05)
         arrivals.stop()
-        cpu1, own1 = cpu_seconds(pid), _own_cpu(pid)
+        cpu1, own1 = cpu_seconds(pid), process_cpu(pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -193,16 +200,11 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
             "drain_s": drain, "readings_expected": expected, "readings_stored": stored,
             "rows_inserted": rows,
             "lost": lost, "cpu_us_per_msg": 1e6 * (cpu1 - cpu0) / max(total, 1),
-            # of which the hub's children (the rollup fold process)
+            # the hub (or bridge) process alone, without its children (the rollup fold)
+            "process_cpu_us_per_msg": 1e6 * (own1 - own0) / max(total, 1),
+            # and its children (the rollup fold process)
             "children_us_per_msg": 1e6 * (cpu1 - own1 - cpu0 + own0) / max(total, 1),
             "peak_rss_mb": rss, "kept_up": kept}
-
-
-def _own_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` alone (its children apart)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Bridge(HubProcess):
@@ -233,8 +235,10 @@ def sweep(args, tmp: str, broker: Mosquitto, run_publishers, cpu_seconds, hub_co
                   f"{t['drain_s'] if t['drain_s'] is not None else float('nan'):.2f} s, lost "
                   f"{t['lost']:,} of {t['readings_expected']:,} readings "
                   f"({t['rows_inserted']:,} rows inserted), "
-                  f"{t['cpu_us_per_msg']:.1f} µs CPU/msg (children "
-                  f"{t['children_us_per_msg']:.1f}), peak RSS {t['peak_rss_mb']:.0f} MB"
+                  f"{t['cpu_us_per_msg']:.1f} µs CPU/msg "
+                  f"({t['process_cpu_us_per_msg']:.1f} in its own process, "
+                  f"{t['children_us_per_msg']:.1f} in its children), "
+                  f"peak RSS {t['peak_rss_mb']:.0f} MB"
                   f"{'' if t['kept_up'] else '  -> NOT kept up'}", flush=True)
             if not t["kept_up"]:
                 break

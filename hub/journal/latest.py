@@ -22,7 +22,7 @@ the first of equal ts, across commits the later one.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from hub.journal.segments import stored
 
@@ -114,18 +114,18 @@ class LatestRows:
             "SELECT series, seq, ts, value, quality FROM latest WHERE ts IS NOT NULL")}
         self.dirty = fold(self.rows, (body for (body,) in db.execute(_TAIL + " ORDER BY first")))
 
-    def changes(self, newest: list[tuple]) -> list[tuple[int, Row]]:
-        """What a commit's newest rows per series ``(seq, ts, value, quality, series)``
-        change (a later commit wins a tie)."""
+    def changes(self, newest: Mapping[int, tuple]) -> dict[int, Row]:
+        """What a commit's newest reading rows per series (series -> the row as
+        :func:`hub.journal.segments.encode` gives it) change (a later commit wins a tie)."""
         rows = self.rows
-        out = []
-        for seq, ts, value, q, sid in newest:
+        out = {}
+        for sid, r in newest.items():
             cur = rows.get(sid)
-            if cur is None or cur[1] <= ts:
-                out.append((sid, (seq, ts, value, q)))
+            if cur is None or cur[1] <= r[3]:
+                out[sid] = (r[0], r[3], r[4], r[5])
         return out
 
-    def save(self, db: sqlite3.Connection, changes: list[tuple[int, Row]], last: int) -> None:
+    def save(self, db: sqlite3.Connection, changes: Mapping[int, Row], last: int) -> None:
         """Write the rows not yet in the table and ``changes``, in the caller's transaction;
         the table is then exact as of ``last``."""
         pending = dict(self.dirty)
@@ -133,7 +133,7 @@ class LatestRows:
         db.executemany(_SAVE, [(*row, sid) for sid, row in pending.items()])
         db.execute(_SAVED_SEQ, (last,))
 
-    def committed(self, changes: list[tuple[int, Row]], saved: bool) -> None:
+    def committed(self, changes: Mapping[int, Row], saved: bool) -> None:
         """After the COMMIT of ``changes`` (and of a :meth:`save` if ``saved``)."""
         self.rows.update(changes)
         if saved:

@@ -17,6 +17,7 @@ import math
 import sqlite3
 from collections.abc import Mapping, Sequence
 from itertools import groupby
+from operator import itemgetter
 
 import orjson
 
@@ -28,12 +29,13 @@ _loads = orjson.loads
 INSERT_SEGMENT = "INSERT INTO segments VALUES (?,?,?,?,?,?,?,?)"
 
 
-def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int]
-           ) -> tuple[list[tuple], list[tuple]]:
+def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int],
+           plain: bool = False) -> tuple[list[tuple], dict[int, tuple]]:
     """The ``segments`` rows of one commit's ``readings`` (in seq order; ``base`` the
     commit's first seq; ``devices`` series id -> device id), and its newest reading per
-    series as ``(seq, ts, value, quality, series)`` (within a commit the first of equal ts
-    wins), for :mod:`hub.journal.latest`."""
+    series, series -> its row (within a commit the first of equal ts wins), for
+    :mod:`hub.journal.latest`. ``plain``: the caller knows every value is a
+    finite float (no body then needs the search for values written ``null``)."""
     by_device: dict[int, list[tuple]] = {}
     newest: dict[int, tuple] = {}
     get, latest = by_device.get, newest.get
@@ -50,16 +52,17 @@ def encode(readings: Sequence[tuple], base: int, devices: Mapping[int, int]
             newest[sid] = row
     segments = []
     for device, rows in by_device.items():
-        ts = [r[3] for r in rows]
+        ts = list(map(_TS, rows))
         body = _dumps(rows)
         # a value orjson wrote as null (None, NaN or infinite) is followed by the quality
-        if b"null,null,null]" in body or b'null,"' in body:
+        if not plain and (b"null,null,null]" in body or b'null,"' in body):
             body = _infinities(rows, body)  # rare
         segments.append((rows[0][0], base, rows[-1][0], device, len(rows), min(ts), max(ts),
                          body))
-    return segments, [(r[0], r[3], r[4], r[5], r[2]) for r in newest.values()]
+    return segments, newest
 
 
+_TS = itemgetter(3)
 _INF = "\x00inf"
 
 
@@ -99,10 +102,10 @@ def real(v: object) -> float | None:
 
 
 def write(db: sqlite3.Connection, readings: Sequence[tuple], base: int,
-          devices: Mapping[int, int]) -> list[tuple]:
+          devices: Mapping[int, int], plain: bool = False) -> dict[int, tuple]:
     """Insert the segments of ``readings`` in the caller's transaction; return the newest
     reading per series (see :func:`encode`)."""
-    segments, newest = encode(readings, base, devices)
+    segments, newest = encode(readings, base, devices, plain)
     db.executemany(INSERT_SEGMENT, segments)
     return newest
 

@@ -16,11 +16,12 @@ class Job:
     """One transaction's rows and ids (see :func:`execute`)."""
 
     __slots__ = ("readings", "others", "active", "new_devices", "new_series", "touches",
-                 "last", "now", "mark", "devices", "latest", "save_latest")
+                 "last", "now", "mark", "devices", "latest", "save_latest", "plain")
 
     def __init__(self, readings: list, others: list, active: list, new_devices: list,
                  new_series: list, touches: list, last: int, now: float, mark: bool,
-                 devices: dict[int, int], latest: LatestRows, save_latest: bool) -> None:
+                 devices: dict[int, int], latest: LatestRows, save_latest: bool,
+                 plain: bool = False) -> None:
         self.readings, self.others, self.active = readings, others, active
         self.new_devices, self.new_series, self.touches = new_devices, new_series, touches
         self.last, self.now, self.mark = last, now, mark
@@ -28,13 +29,15 @@ class Job:
         self.devices = devices
         # the writer's newest rows: only the commit in progress touches them
         self.latest, self.save_latest = latest, save_latest
+        # every reading's value is a finite float (see hub.journal.segments.encode)
+        self.plain = plain
 
 
 def execute(db: sqlite3.Connection, job: Job) -> None:
     """The transaction of ``job`` on ``db``; raises (after rolling back) if it did not
     commit. Touches no journal state, so it may run in the commit thread."""
     readings, others = job.readings, job.others
-    changes: list = []
+    changes: dict = {}
     db.execute("BEGIN IMMEDIATE")
     try:
         if job.new_devices:
@@ -48,7 +51,7 @@ def execute(db: sqlite3.Connection, job: Job) -> None:
             )
         if readings:  # the segments' base: the first reading's seq (see hub.journal.schema)
             changes = job.latest.changes(
-                segments.write(db, readings, readings[0][0], job.devices))
+                segments.write(db, readings, readings[0][0], job.devices, job.plain))
         if others:
             db.executemany(_INSERT_OTHER, others)
         for raised, eid, seq, data in job.active:

@@ -95,14 +95,18 @@ _EDGE_KINDS = (EventKind.ALARM, EventKind.FAULT)
 class _Batch:
     """The records of one append(), converted to rows, waiting for a commit."""
 
-    __slots__ = ("deferred", "readings", "others", "active", "last_seq")
+    __slots__ = ("deferred", "readings", "others", "active", "last_seq", "plain")
 
-    def __init__(self, readings: list, others: list, active: list, last_seq: int) -> None:
+    def __init__(self, readings: list, others: list, active: list, last_seq: int,
+                 plain: bool = True) -> None:
         self.deferred: Deferred[int] = Deferred()
         self.readings = readings
         self.others = others
         self.active = active  # (raised?, event id, seq, json) in append order
         self.last_seq = last_seq
+        # every reading's value is a finite float: no segment body of it needs the search
+        # for values written null (hub.journal.segments.encode)
+        self.plain = plain
 
 
 class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
@@ -303,6 +307,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         series_ids = self._series_ids
         block_sids = self._block_series
         real = _real
+        plain = True
         try:
             for r in records:
                 t = type(r)
@@ -315,20 +320,34 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
                     ts, v = r.ts, r.value
                     if type(ts) is not float:
                         ts = float(ts)
-                    if type(v) is not float or v != v:
+                    if type(v) is not float or v - v != 0.0:  # not a finite float
                         v = real(v)
+                        plain = False
                     add((seq, KIND_READING, ids[1], ts, v, q, None))
                 elif t is ReadingBlock:
                     # a message's readings in one (hub.blocks): the rows without a Reading
                     sids = block_sids.get((r.device, r.keys)) or self._block_sids(r)
                     ts = r.ts if type(r.ts) is float else float(r.ts)
                     values = r.values
+                    end = seq + len(values)
+                    if r.plain:  # finite floats, checked by the block's maker
+                        readings += [(s, KIND_READING, sid, ts, v, None, None)
+                                     for s, sid, v in zip(range(seq + 1, end + 1), sids,
+                                                          values, strict=True)]
+                        seq = end
+                        continue
+                    if plain:  # one sum in C: a None, NaN or infinity makes it no number
+                        try:
+                            total = sum(values)
+                            plain = total - total == 0
+                        except Exception:  # noqa: BLE001 - text or None: not plain, that is all
+                            plain = False
                     readings += [
                         (s, KIND_READING, sid, ts,
                          v if type(v) is float and v == v else real(v), None, None)
-                        for s, sid, v in zip(range(seq + 1, seq + len(values) + 1), sids,
-                                             values, strict=True)]
-                    seq += len(values)
+                        for s, sid, v in zip(range(seq + 1, end + 1), sids, values,
+                                             strict=True)]
+                    seq = end
                 elif t is Event or isinstance(r, Event):
                     seq += 1
                     data = dumps(r.to_dict())
@@ -358,7 +377,7 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         if seq == start:
             return succeed(self._last_seq)
         self._next_seq = seq
-        batch = _Batch(readings, others, active, seq)
+        batch = _Batch(readings, others, active, seq, plain)
         self._pending.append(batch)
         self._pending_count += seq - start
         if self._pending_count >= self._max_batch:
@@ -370,9 +389,11 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
     def touch(self, device: str, ts: float) -> None:
         """Remember that ``device`` was seen at ``ts`` (the max wins); written by the next
         commit, so presence survives a restart."""
-        self._writable()
-        self._conn()
-        dev_id = self._device(device)
+        dev_id = self._device_ids.get(device)
+        if dev_id is None or self._db is None or self._readonly:  # once per device, or refused
+            self._writable()
+            self._conn()
+            dev_id = self._device(device)
         if ts > self._touches.get(dev_id, -math.inf):
             self._touches[dev_id] = ts
         if self._timer is None:
@@ -447,7 +468,8 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         return Job(readings, others, active, list(self._new_devices), list(self._new_series),
                     list(self._touches.items()), last, now,
                     now - self._last_mark >= self._mark_every, self._series_device,
-                    self._latest, self._latest.due(now - self._last_latest_save))
+                    self._latest, self._latest.due(now - self._last_latest_save),
+                    all(b.plain for b in batches))
 
     def _save_latest(self) -> None:
         """Write ``latest`` up to the last commit now (close, before pruning); the writer's

@@ -10,6 +10,7 @@ results and errors stay the model's behaviour: the block holds what ``decode`` w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import orjson
@@ -42,6 +43,11 @@ class BlockDecoder:
         points = model._points  # (spec, top-level key or None, taken as sent)
         fast = bool(points) and all(key is not None and plain for _, key, plain in points)
         self.keys = tuple(key for _, key, _ in points) if fast else None
+        self.max_payload = opts.max_payload
+        if self.keys is not None:
+            # a list of the values of every point, all at once (KeyError if one is absent)
+            self._values = itemgetter(*self.keys)
+            self._single = len(self.keys) == 1  # then itemgetter gives the value, not a tuple
         self.all = BlockKeys([(p.quantity, p.channel) for p in opts.points])
         self.partial: dict[tuple[int, ...], BlockKeys] = {}
         spec = opts.timestamp
@@ -53,8 +59,7 @@ class BlockDecoder:
 
     def decode(self, device: str, payload: bytes, received_at: float) -> Sequence[Record]:
         model = self.model
-        keys = self.keys
-        if keys is None or len(payload) > model.options.max_payload:
+        if self.keys is None or len(payload) > self.max_payload:
             return model.decode(device, payload, received_at)
         try:
             doc = orjson.loads(payload)
@@ -62,22 +67,27 @@ class BlockDecoder:
             return model.decode(device, payload, received_at)
         if type(doc) is not dict:
             return model.decode(device, payload, received_at)
-        for key in self.flag_keys:
-            if key in doc:
-                return model.decode(device, payload, received_at)
-        for path in self.flag_paths:
-            if self._lookup(doc, path) is not self._missing:
-                return model.decode(device, payload, received_at)
-        get = doc.get
-        values = [get(k) for k in keys]
+        if self.flag_keys or self.flag_paths:
+            for key in self.flag_keys:
+                if key in doc:
+                    return model.decode(device, payload, received_at)
+            for path in self.flag_paths:
+                if self._lookup(doc, path) is not self._missing:
+                    return model.decode(device, payload, received_at)
+        block_keys = self.all
+        try:  # every point present: the values in one C call
+            got = self._values(doc)
+            values = [got] if self._single else list(got)
+        except KeyError:  # a partial message: the keys of the points present
+            get = doc.get
+            values = [get(k) for k in self.keys]
         for v in values:
             if type(v) is not float and v is not None:
                 values = _floats(values)  # integers; strings, bools... go the general way
                 if values is None:
                     return model.decode(device, payload, received_at)
                 break
-        block_keys = self.all
-        if None in values:  # a partial message: the keys of the points present
+        if None in values:
             present = tuple(i for i, v in enumerate(values) if v is not None)
             if not present:
                 return model.decode(device, payload, received_at)
@@ -91,13 +101,12 @@ class BlockDecoder:
         total = sum(values)
         if total - total != 0.0:  # an infinite value (or a sum past the largest float)
             return model.decode(device, payload, received_at)
-        raw = get(self.ts_key) if self.ts_key is not None else None
+        raw = doc.get(self.ts_key) if self.ts_key is not None else None
         if (type(raw) is int or type(raw) is float) and -1e300 < raw < 1e300:
             ts = float(raw) / self.ts_divisor  # what _time gives an epoch time
         else:  # elsewhere, another format, or out of range (fails as decode fails)
             ts = model._time(doc, received_at, payload)
-        return ReadingBlock(device, ts, block_keys, values)
-
+        return ReadingBlock(device, ts, block_keys, values, True)  # floats, all finite
 
 def _floats(values: list) -> list | None:
     """``values`` with integers as floats (as :meth:`JsonMapModel.decode` takes them);

@@ -19,6 +19,7 @@ property table and the reason codes, and each half is read against the other.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -163,11 +164,14 @@ class Decoder:
     client can count it, log it and acknowledge it.
     """
 
-    def __init__(self, v5: bool, max_packet: int = 1 << 20, lenient_topics: bool = False
-                 ) -> None:
+    def __init__(self, v5: bool, max_packet: int = 1 << 20, lenient_topics: bool = False,
+                 publish: Callable[..., Any] | None = None) -> None:
         self.v5 = v5
         self.max_packet = max_packet
         self.lenient_topics = lenient_topics
+        #: what a PUBLISH comes out as: called with :class:`Publish`'s fields in order (a
+        #: client may build its own record of a message here instead of copying one)
+        self.publish: Callable[..., Any] = publish or Publish
         self._buf = b""
         self._skip = 0  # bytes of an oversized PUBLISH still to come and be dropped
 
@@ -221,7 +225,8 @@ class Decoder:
                 break
             kind = first >> 4
             if kind == PUBLISH:
-                out.append(_publish(first, buf, body, stop, v5, self.lenient_topics))
+                out.append(_publish(first, buf, body, stop, v5, self.lenient_topics,
+                                    self.publish))
             elif kind == PUBACK:
                 out.append(_puback(buf, body, stop, v5))
             elif kind == CONNACK:
@@ -311,7 +316,7 @@ def _properties(buf: bytes, pos: int, stop: int) -> tuple[dict[int, Any], int]:
 
 
 def _publish(first: int, buf: bytes, pos: int, stop: int, v5: bool,
-             lenient_topics: bool = False) -> Publish:
+             lenient_topics: bool = False, make: Callable[..., Any] = Publish) -> Any:
     qos = (first >> 1) & 3
     if qos == 3:
         raise ProtocolError("PUBLISH with QoS 3")
@@ -345,8 +350,8 @@ def _publish(first: int, buf: bytes, pos: int, stop: int, v5: bool,
             response = props.get(RESPONSE_TOPIC)
             if TOPIC_ALIAS in props:  # we announce Topic Alias Maximum 0 (§3.3.2.3.4)
                 raise ProtocolError("PUBLISH with a topic alias we did not allow")
-    return Publish(topic, buf[pos:stop], qos, packet_id, bool(first & 1), bool(first & 8),
-                   correlation, response, raw_topic)
+    return make(topic, buf[pos:stop], qos, packet_id, bool(first & 1), bool(first & 8),
+                correlation, response, raw_topic)
 
 
 def _oversized(first: int, buf: bytes, pos: int, stop: int, end: int, length: int,
@@ -513,6 +518,17 @@ _PUBACK = struct.Struct(">BBH")
 def encode_puback(packet_id: int) -> bytes:
     # reason code Success with no properties may be left out (5.0 §3.4.2.1): 3.1.1's form
     return _PUBACK.pack(PUBACK << 4, 2, packet_id)
+
+
+def encode_pubacks(packet_ids: Sequence[int]) -> bytes:
+    """:func:`encode_puback` of each of ``packet_ids``, back to back: one commit's acks in
+    one write. Each PUBACK is 0x40 0x02 and the id, so it packs as one 32-bit integer."""
+    if not packet_ids:
+        return b""
+    if min(packet_ids) < 1 or max(packet_ids) > 0xFFFF:
+        raise ValueError("a packet identifier is 1-65535")
+    head = (PUBACK << 28) | (2 << 16)
+    return struct.pack(f">{len(packet_ids)}I", *[head | i for i in packet_ids])
 
 
 def encode_pingreq() -> bytes:

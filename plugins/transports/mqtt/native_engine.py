@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
 _log = Logger(namespace="hub.mqtt")
 
-_ACK = codec.encode_puback
+_ACKS = codec.encode_pubacks
+
+
+def _received(topic: str, payload: bytes, qos: int, packet_id: int | None, retain: bool,
+              dup: bool, correlation: bytes | None, response_topic: str | None,
+              raw_topic: bytes | None) -> Received:
+    """What the decoder makes of a PUBLISH (a :class:`codec.Publish`'s fields): the
+    service's :class:`Received` at once, not a Publish copied into one; its link is set on
+    delivery (:meth:`NativeConnection.received`)."""
+    return Received(topic, payload, packet_id or 0, qos, correlation, 0, False, 0, raw_topic)
 READ_SIZE = 16384  # bytes per socket read (see _connection_made)
 
 
@@ -80,7 +89,7 @@ class _Protocol(protocol.Protocol):
     def __init__(self, conn: NativeConnection) -> None:
         self.conn = conn
         self.decoder = codec.Decoder(conn.v5, max_packet=conn.service.options.max_packet,
-                                     lenient_topics=True)
+                                     lenient_topics=True, publish=_received)
         self.accepted = False
         self.closing = False  # dropped by us: what still arrives belongs to a dead link
         self.disconnect_reason: str | None = None
@@ -149,7 +158,7 @@ class _Protocol(protocol.Protocol):
         self.last_rx = conn.clock.seconds()
         publishes = None
         for p in packets:
-            if type(p) is codec.Publish or type(p) is codec.Oversized:
+            if type(p) is Received or type(p) is codec.Oversized:
                 if publishes is None:
                     publishes = []
                 publishes.append(p)
@@ -185,7 +194,7 @@ class _Protocol(protocol.Protocol):
         conn.accepted(self, p.session_present)
 
     def write_acks(self, packet_ids: list[int]) -> None:
-        self.transport.write(b"".join(map(_ACK, packet_ids)))
+        self.transport.write(_ACKS(packet_ids))
 
     def connectionLost(self, reason: Any) -> None:
         self.conn.guarded(self._connection_lost, reason)
@@ -330,15 +339,17 @@ class NativeConnection(EngineBase):
 
     # -- messages --------------------------------------------------------------------------
 
-    def received(self, packets: list[codec.Publish | codec.Oversized]) -> None:
+    def received(self, packets: list[Received | codec.Oversized]) -> None:
         link = self.link_number
-        self.service.deliver(self, [
-            Received(p.topic, p.payload, p.packet_id or 0, p.qos, p.correlation, link,
-                     bad_topic=p.raw_topic)
-            if type(p) is codec.Publish else
-            Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
-                      oversized=p.size)
-            for p in packets])
+        items = []
+        for p in packets:
+            if type(p) is Received:
+                p.session = link
+                items.append(p)
+            else:
+                items.append(Received(p.topic, p.excerpt, p.packet_id or 0, p.qos, None, link,
+                                      oversized=p.size))
+        self.service.deliver(self, items)
 
     def finished(self, item: Any) -> None:
         """``item`` may be acknowledged; acks leave in arrival order, one write per sweep."""

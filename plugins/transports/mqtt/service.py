@@ -32,6 +32,9 @@ from plugins.transports.mqtt.options import MqttOptions
 
 _log = Logger(namespace="hub.mqtt")
 
+#: uplink topics whose device the service keeps at hand (one per device as a rule)
+MAX_ROUTES = 100_000
+
 
 @dataclass
 class _Pending:
@@ -59,6 +62,8 @@ class MqttService(Service):
         # device id -> (reactor time of its last message, the status it last said): each
         # device is an MQTT client of the broker, and the gateway list shows these
         self.clients: dict[str, tuple[float, bool]] = {}
+        # uplink topic -> (device id, its model's decode, device): see _uplink_route
+        self._routes: dict[str, tuple[str, Callable[..., Any], Any]] = {}
         self._unwatch: Any = None
 
     @property
@@ -126,12 +131,38 @@ class MqttService(Service):
         acks = conn.acks
         kinds: dict[str, int] = {}
         uplinks: list[tuple[Received, str, Any]] = []
+        # the usual message: an uplink on a topic seen before, of a device resolved then
+        # (see _uplink_route); anything else, or a first time, goes the whole way (handle)
+        routes = self._routes
+        clients = self.clients
+        now = self.hub.clock.seconds()
+        max_payload = self.options.max_payload
+        n_fast = 0
         for item in items:
             if item.qos > 0:
                 acks.append(item)
+            route = routes.get(item.topic)
+            if route is not None and item.bad_topic is None and not item.oversized \
+                    and len(item.payload) <= max_payload:
+                device_id, decode, device = route
+                seen = clients.get(device_id)
+                clients[device_id] = (now, True if seen is None else seen[1])
+                try:
+                    records = decode(device_id, item.payload, now)
+                except DecodeError as e:
+                    self._bad_payload(conn, item, device, e)
+                except Exception:  # noqa: BLE001 - as in handle: one message, not the link
+                    self._internal_error(conn, item)
+                    continue
+                else:
+                    uplinks.append((item, device_id, records))
+                n_fast += 1
+                continue
             kind = handle(conn, item, uplinks)
             if kind is not None:
                 kinds[kind] = kinds.get(kind, 0) + 1
+        if n_fast:
+            kinds["uplink"] = kinds.get("uplink", 0) + n_fast
         if uplinks:
             self._ingest(conn, uplinks)
         metrics = self.hub.metrics
@@ -241,11 +272,15 @@ class MqttService(Service):
         try:
             return self._handle(conn, item, uplinks)
         except Exception:  # a bug here must cost one message, not the connection
-            self.hub.metrics.inc("mqtt.internal_errors", transport=self.transport_name)
-            _log.failure("{transport}: error handling a message on {topic}: {payload}",
-                         transport=conn.name, topic=item.topic, payload=_excerpt(item.payload))
-            conn.finished(item)
+            self._internal_error(conn, item)
             return None
+
+    def _internal_error(self, conn: Engine, item: Received) -> None:
+        """In an ``except`` block: a bug cost ``item`` (counted, logged, acknowledged)."""
+        self.hub.metrics.inc("mqtt.internal_errors", transport=self.transport_name)
+        _log.failure("{transport}: error handling a message on {topic}: {payload}",
+                     transport=conn.name, topic=item.topic, payload=_excerpt(item.payload))
+        conn.finished(item)
 
     def _handle(self, conn: Engine, item: Received,
                 uplinks: list[tuple[Received, str, Any]]) -> str | None:
@@ -294,7 +329,19 @@ class MqttService(Service):
             self._result(conn, item, device)
         else:
             self._uplink(conn, item, device, uplinks)
+            self._uplink_route(topic, device)
         return kind
+
+    def _uplink_route(self, topic: str, device: Any) -> None:
+        """Remember that uplinks on ``topic`` are ``device``'s: the next ones skip the topic
+        match, the registry and the model lookup (:meth:`deliver`). Forgotten at any change
+        of this transport's devices (:meth:`device_changed`), which is all that can make a
+        topic another device's or a device another model's."""
+        model = device.model
+        decode = getattr(model, "decode_block", None) or model.decode
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        self._routes[topic] = (device.id, decode, device)
 
     def _uplink(self, conn: Engine, item: Received, device: Any,
                 uplinks: list[tuple[Received, str, Any]]) -> None:
@@ -339,6 +386,7 @@ class MqttService(Service):
     def device_changed(self, change: DeviceChange) -> None:
         """A deleted (or re-addressed) device's commands in flight fail now: their result
         would come from a device the hub no longer knows by that address."""
+        self._routes.clear()
         if change.kind == "added":
             return
         old = change.previous if change.kind == "changed" else change.device
