@@ -148,6 +148,7 @@ def publisher(index: int, port: int, devices: list[str], rate: float, count: int
     t.start()
     while time.time() < t0:
         time.sleep(0.001)
+    cpu_start = time.process_time()  # the load's own CPU, pre-encoding left out
     sent = 0
     while sent < count:
         now = time.time()
@@ -161,7 +162,7 @@ def publisher(index: int, port: int, devices: list[str], rate: float, count: int
             time.sleep(0.0005)
     last_send = time.time()
     t.join(120)
-    out.put((index, sent, acked[0], last_send, time.time()))
+    out.put((index, sent, acked[0], last_send, time.time(), time.process_time() - cpu_start))
     sock.close()
 
 
@@ -182,7 +183,8 @@ def run_publishers(args, port: int, devices: list[str], total: int, rate: float,
     for p in procs:
         p.join()
     return {"t0": t0, "sent": sum(r[1] for r in results), "acked": sum(r[2] for r in results),
-            "last_send": max(r[3] for r in results), "last_ack": max(r[4] for r in results)}
+            "last_send": max(r[3] for r in results), "last_ack": max(r[4] for r in results),
+            "cpu": sum(r[5] for r in results)}
 
 
 # ---------------------------------------------------------------------------- the hub side

@@ -147,6 +147,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _others_cpu(broker: Mosquitto, vm: VictoriaMetrics) -> tuple[float, float]:
+    """CPU seconds of the broker and of VictoriaMetrics so far."""
+    return (process_cpu(broker.proc.pid) if broker.proc else 0.0,
+            process_cpu(vm.proc.pid) if vm.proc else 0.0)
+
+
 def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_publishers,
           cpu_seconds, hub_config) -> dict:
     devices = [f"dev-{i:05d}" for i in range(args.devices)]
@@ -174,12 +180,14 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
                 stderr=subprocess.DEVNULL)
         arrivals = Arrivals(vm, expected)
         cpu0, own0 = cpu_seconds(pid), process_cpu(pid)
+        others0 = _others_cpu(broker, vm)
         pub = run_publishers(args, broker.port, devices, total, rate, "realistic")
         deadline = pub["last_send"] + args.drain_timeout
         while arrivals.reached is None and time.time() < deadline:
             time.sleep(0.05)
         arrivals.stop()
         cpu1, own1 = cpu_seconds(pid), process_cpu(pid)
+        others1 = _others_cpu(broker, vm)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -204,6 +212,10 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
             "process_cpu_us_per_msg": 1e6 * (own1 - own0) / max(total, 1),
             # and its children (the rollup fold process)
             "children_us_per_msg": 1e6 * (cpu1 - own1 - cpu0 + own0) / max(total, 1),
+            # the rest of the machine's work for the same messages
+            "broker_us_per_msg": 1e6 * (others1[0] - others0[0]) / max(total, 1),
+            "vm_us_per_msg": 1e6 * (others1[1] - others0[1]) / max(total, 1),
+            "publishers_us_per_msg": 1e6 * pub["cpu"] / max(total, 1),
             "peak_rss_mb": rss, "kept_up": kept}
 
 
@@ -240,6 +252,13 @@ def sweep(args, tmp: str, broker: Mosquitto, run_publishers, cpu_seconds, hub_co
                   f"{t['children_us_per_msg']:.1f} in its children), "
                   f"peak RSS {t['peak_rss_mb']:.0f} MB"
                   f"{'' if t['kept_up'] else '  -> NOT kept up'}", flush=True)
+            machine = (t["cpu_us_per_msg"] + t["broker_us_per_msg"] + t["vm_us_per_msg"]
+                       + t["publishers_us_per_msg"])
+            print(f"{'':>8}the rest of the machine per message: Mosquitto "
+                  f"{t['broker_us_per_msg']:.1f} µs, VictoriaMetrics {t['vm_us_per_msg']:.1f} "
+                  f"µs, the publishers {t['publishers_us_per_msg']:.1f} µs; with the "
+                  f"pipeline {machine:.1f} µs, so {os.cpu_count()} cores hold at most "
+                  f"~{os.cpu_count() * 1e6 / machine:,.0f} msg/s of this setup", flush=True)
             if not t["kept_up"]:
                 break
             best = t
