@@ -166,7 +166,10 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
             proc = HubProcess(hub_config(work, broker, devices, 1, **hub_settings(vm)), ROOT)
         else:
             proc = _Bridge(broker.port, vm.url)
-        proc.wait_for("subscribed to")
+        if pipeline == "hub":  # its rollup fold process's start-up is not the messages' CPU
+            proc.wait_for_all("subscribed to", "ready, from seq", timeout=120)
+        else:
+            proc.wait_for("subscribed to")
         pid = proc.proc.pid
         spy = None
         if getattr(args, "profile", None):  # py-spy (pip install py-spy) into a flame input

@@ -130,6 +130,8 @@ class FoldSupervisor:
             return
         if "ready" in msg:
             self._cpu_base = self.cpu_seconds - float(msg.get("cpu", 0.0))
+            _log.info("rollups {sink}: fold process {pid} ready, from seq {seq}",
+                      sink=self.name, pid=self.pid, seq=msg.get("ready"))
         if "flushed" in msg:
             if "cpu" in msg:
                 # summed over the children this sink started, their start-up not counted
