@@ -66,18 +66,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Looks:
+    """One bounded wait for ``predicate``: :meth:`done` looks once, and says so when it
+    held (its value in ``result``) or raises when ``timeout`` s of ``now`` have passed."""
+
+    def __init__(self, predicate: Callable[[], Any], timeout: float, what: str,
+                 now: Callable[[], float]) -> None:
+        self.predicate, self.timeout, self.what, self.now = predicate, timeout, what, now
+        self.deadline = now() + timeout
+        self.result: Any = None
+
+    def done(self) -> bool:
+        self.result = self.predicate()
+        if self.result:
+            return True
+        if self.now() >= self.deadline:
+            raise TimeoutError(f"{self.what} not reached within {self.timeout} s")
+        return False
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05,
                what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something true, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    looks = _Looks(predicate, timeout, what, time.monotonic)
     pause = threading.Event()
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not reached within {timeout} s")
+    while not looks.done():
         pause.wait(interval)
+    return looks.result
 
 
 async def async_wait_until(predicate: Callable[[], Any], timeout: float,
@@ -87,15 +102,10 @@ async def async_wait_until(predicate: Callable[[], Any], timeout: float,
     most ``timeout`` s (of the loop's clock). A state that changes in another process, or
     in code with no event to wait on, is only seen by looking again; the one loop of looks
     lives here so that every test bounds it and says what it waited for."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if loop.time() >= deadline:
-            raise TimeoutError(f"{what} not reached within {timeout} s")
+    looks = _Looks(predicate, timeout, what, asyncio.get_running_loop().time)
+    while not looks.done():
         await asyncio.sleep(interval)
+    return looks.result
 
 
 class VictoriaMetrics:
