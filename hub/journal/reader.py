@@ -69,10 +69,13 @@ class JournalQueries:
         for dev_id, name in db.execute("SELECT id, name FROM devices"):
             self._device_ids[name] = dev_id
             self._device_names[dev_id] = name
-        for sid, dev_id, channel, quantity in db.execute(
-            "SELECT series, device, channel, quantity FROM latest"
+        # one statement, one snapshot: a device and its first series committed between
+        # two reads would leave a series whose device is not known yet
+        for sid, name, channel, quantity in db.execute(
+            "SELECT l.series, d.name, l.channel, l.quantity FROM latest l "
+            "JOIN devices d ON d.id = l.device"
         ):
-            self._series_names[sid] = (self._device_names[dev_id], channel, quantity)
+            self._series_names[sid] = (name, channel, quantity)
 
     def _series(self, sid: int) -> tuple[str, str, str]:
         names = self._series_names.get(sid)

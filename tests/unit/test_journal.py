@@ -354,6 +354,35 @@ def test_touch_keeps_the_latest_time_across_reopen(journal, clock, make):
 # -- a read-only reader beside the writer ------------------------------------------------
 
 
+def test_a_reader_names_a_series_committed_while_it_reads_the_names(journal, clock, make):
+    """A device and its first series committed between the reader's look at the devices
+    and its look at the series are both known after it (they were a KeyError when the two
+    were read in two snapshots)."""
+    journal.append(readings(1, device="a"))
+    clock.advance(TICK)
+    reader = make(readonly=True)
+    assert [r.device for _, r in reader.read(0)] == ["a"]  # its names are loaded
+    journal.append(readings(1, device="b"))  # a series it does not know: names read again
+    clock.advance(TICK)
+    real = reader._db
+
+    class CommitsAfterTheDevices:
+        def execute(self, sql, *args):
+            cur = real.execute(sql, *args)
+            if sql.strip().startswith("SELECT id, name FROM devices"):
+                rows = cur.fetchall()
+                journal.append(readings(1, device="c"))
+                clock.advance(TICK)
+                return iter(rows)
+            return cur
+    reader._db = CommitsAfterTheDevices()
+    try:
+        assert [r.device for _, r in reader.read(1)] == ["b"]
+    finally:
+        reader._db = real
+    assert [r.device for _, r in reader.read(2)] == ["c"]
+
+
 def test_readonly_reader_sees_commits_and_refuses_writes(journal, clock, path, make):
     """A readonly journal sees the writer's later commits and refuses every write."""
     journal.append(readings(3, device="a"))
