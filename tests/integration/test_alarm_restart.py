@@ -13,7 +13,10 @@ from tests.support.api_hub import populate, start_api_hub
 from tests.support.peers.sms_providers import LoopbackPeer
 from tests.support.services import wait_until
 
-DELAY = 8.0
+DELAY = 20.0
+#: how late after its time (or the restart) step 1 may come: a loaded machine's restarted
+#: desk took over 3 s; under DELAY, so a ladder counted from the restart still fails
+LATE = 10.0
 # d1's temperature is a half sine from 30 to 95 °C over the demo's period, above its 45 °C
 # set point for 85 % of it. With the usual 30 s period the alarm could clear during the
 # restart (which rightly stops its ladder), so the test failed now and then; a 300 s period
@@ -55,7 +58,7 @@ def test_a_killed_hub_resumes_its_escalations_on_time(tmp_path):
             arrived = time.monotonic()
             # counted from before the kill, not from the restart
             assert arrived - t0 >= DELAY - 0.5
-            assert arrived <= max(t0 + DELAY, ready) + 3.0, (arrived - t0, ready - t0)
+            assert arrived <= max(t0 + DELAY, ready) + LATE, (arrived - t0, ready - t0)
         finally:
             hub.stop()
         # with the hub stopped nothing more can come: a step sent twice (step 0 again at the
