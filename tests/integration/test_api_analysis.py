@@ -25,11 +25,13 @@ def _wait(fn, what, timeout=30.0):
 def test_device_and_project_grades_say_why(api):
     with api.client(api.login("op1")) as op:
         # d1 runs hot (alarm at 45 °C, no delay): a fire-class alarm, unacknowledged
-        g = _wait(lambda: (r := op.get("/api/devices/d1/grade").json())["deductions"] and r,
-                  "d1 was never graded down")
+        # (readings near its set point may grade it down first, while it warms up)
+        def graded():
+            r = op.get("/api/devices/d1/grade").json()
+            return any(d["code"] == "temperature" and d["rule"] == "alarms"
+                       for d in r["deductions"]) and r
+        g = _wait(graded, "d1 was never graded down for its alarm")
         assert g["subject"] == "d1" and g["score"] < 100
-        assert any(d["code"] == "temperature" and d["rule"] == "alarms"
-                   for d in g["deductions"]), g
         assert g["grade"] in ("优", "良好", "一般隐患", "严重隐患")
         p = op.get(f"/api/projects/{api.ids['p1']}/grade").json()
         assert p["subject"] == "p1"
