@@ -132,7 +132,7 @@ def test_a_manager_changes_an_api_device_s_set_points_on_its_page(hub, browse, s
     p.click("#save-settings")
     p.wait_for_selector("#form-error")
     assert "temperature" in p.inner_text("#form-error")
-    b.problems = [x for x in b.problems if "422" not in x]
+    manager = b
     p.fill("#f-alarm\\.temperature", "70")
     p.click("#save-settings")
     p.wait_for_selector("#flash-notice")
@@ -152,10 +152,16 @@ def test_a_manager_changes_an_api_device_s_set_points_on_its_page(hub, browse, s
     p.fill("#f-alarm\\.temperature", "")  # empty: back to the default, here off
     p.click("#save-settings")
     p.wait_for_selector("#flash-notice")
+    # off the device's pages before it goes (their charts would ask for its history: 404)
+    p.goto("/settings/devices")
+    b.page.goto("/settings/devices")
     with hub.client(hub.root) as c:
         d6 = c.get("/api/devices/d6").json()["settings"]
         assert "alarms" not in d6["stored"] and "temperature" not in d6["alarms"]
         assert c.delete("/api/devices/d6").status_code == 204
+    # the two refusals were meant (Chromium reports each 422 as a console error, at times
+    # after the page showed it: filtered at the end, not right after)
+    manager.problems = [x for x in manager.problems if "422" not in x]
 
 
 def test_the_language_is_kept_with_the_account(hub, browse):
