@@ -7,7 +7,7 @@ import os
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -34,6 +34,13 @@ def mount(app: FastAPI) -> None:
                    web_inspections, web_ota, web_gateways, web_device_settings):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
+
+    # a browser asks for /favicon.ico for any document that names no icon of its own (a
+    # downloaded PDF, a JSON error, a 404 page); answer with the console's icon, not a 404
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(os.path.join(STATIC, "favicon.svg"), media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     default = app.exception_handlers.get(HTTPException)
 

@@ -79,6 +79,10 @@ def test_assets_are_served_from_the_package_and_pages_load_nothing_else(hub):
                  "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css",
                  "/static/console.js", "/static/console.css"):
         assert op.get(path).status_code == 200, path
+    # asked for by a browser on any document without an icon link, logged in or not
+    icon = httpx.get(hub.url + "/favicon.ico", timeout=30)
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content.lstrip().startswith(b"<svg")
     for page in ("/", "/devices", "/devices/d1", "/events", "/projects"):
         html = op.get(page)
         assert html.status_code == 200, page
