@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 
 
 class SinkJournal(Protocol):
-    """The journal as a sink sees it (:class:`hub.journal.Journal` provides it)."""
+    """The journal as a sink sees it (:class:`hub.journal.Journal` provides it).
+
+    :class:`hub.journal.Journal` also has ``follow(name, seq)`` and ``unfollow(name)``,
+    which :class:`hub.sinks.JournalTail` calls when the journal has them: the newest rows
+    stay in memory until a sink reading readings has read them."""
 
     def last_seq(self) -> int:
         """The seq of the newest committed record."""

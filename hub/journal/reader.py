@@ -170,6 +170,15 @@ class JournalQueries:
                 del out[limit:]
         return out
 
+    def follow(self, name: str, seq: int) -> None:
+        """Sink ``name`` reads readings and has read up to ``seq``: the rows after it stay
+        in memory while it catches up (:mod:`hub.journal.recent`)."""
+        self._recent.follow(name, seq)
+
+    def unfollow(self, name: str) -> None:
+        """Sink ``name`` stopped: no row is held in memory for it."""
+        self._recent.unfollow(name)
+
     def _segment_rows(self, db: sqlite3.Connection, after: int, limit: int) -> list[tuple]:
         """The first ``limit`` reading rows with ``seq > after``, from the segments."""
         row = db.execute("SELECT base FROM segments WHERE first <= ? ORDER BY first DESC"

@@ -5,11 +5,20 @@ SQLite (a row fetched and a tuple built per record) cost the hub about as much a
 the messages; the writer already holds those rows, so it keeps the newest ones, exactly as
 :meth:`JournalQueries.read_rows` would return them, and serves a read from memory when the
 whole answer is there and holds readings only. Anything else (a sink behind by more than
-:data:`RECENT_ROWS`, a rewind, a readonly journal, a range with an event, a command or
+the rows kept, a rewind, a readonly journal, a range with an event, a command or
 another record kept as JSON, whose decoding a sink must meet as stored) reads SQLite as
 before. Rows enter only after their
 transaction committed, and pruning empties the cache, so a read gives what the database
 holds.
+
+How many rows: :data:`RECENT_ROWS` at least, and beyond that the rows a *follower* (a sink
+that reads readings: :meth:`RecentRows.follow`, through :class:`hub.sinks.JournalTail`) has
+not read yet, up to :data:`RECENT_ROWS_HELD`. A sink whose write stalls for a moment (the
+database behind it compacting, a full machine) must not fall out of memory for good: once
+it reads SQLite, each row costs it more than the hub spends taking it in, and it never
+catches up (issue 15's workload at 40,000 msg/s: 25.4 µs per message kept up from memory,
+30-36 µs and falling behind from SQLite). A fixed window large enough for such a stall
+held that much memory all the time; held rows cost it only while a sink is behind.
 """
 
 from __future__ import annotations
@@ -20,11 +29,13 @@ from operator import itemgetter
 
 from hub.journal.schema import KIND_READING
 
-#: Rows kept: about 0.4 s of the issue-15 workload at 35,000 msg/s (315,000 readings/s),
-#: about 20 MB. A sink whose write took longer than the window read SQLite from then on, at
-#: a higher cost per row, and never caught up (32,768 rows: 30,000 msg/s kept up, 35,000
-#: not; 131,072: 35,000 kept up at 114 MB; 262,144: 146 MB for no rate more).
-RECENT_ROWS = 131072
+#: Rows kept whoever has read them: about 0.2 s of the issue-15 workload at 35,000 msg/s
+#: (315,000 readings/s), about 11 MB (a row is about 170 bytes in memory).
+RECENT_ROWS = 65536
+#: Rows kept at most for a follower that has not read them: about 0.8 s at 35,000 msg/s,
+#: about 45 MB, which keeps the hub under issue 15's 150 MB while a sink is behind; a sink
+#: further behind reads SQLite.
+RECENT_ROWS_HELD = 262144
 
 _SEQ = itemgetter(0)
 
@@ -32,10 +43,13 @@ _SEQ = itemgetter(0)
 class RecentRows:
     """Holds every committed row with ``start < seq <= end``, in seq order."""
 
-    __slots__ = ("rows", "start", "end", "limit", "others")
+    __slots__ = ("rows", "start", "end", "limit", "held", "others", "followers")
 
-    def __init__(self, limit: int = RECENT_ROWS) -> None:
+    def __init__(self, limit: int = RECENT_ROWS, held: int = RECENT_ROWS_HELD) -> None:
         self.limit = limit
+        self.held = max(held, limit)
+        #: follower name -> the seq it has read up to
+        self.followers: dict[str, int] = {}
         self.rows: list[tuple] = []
         self.start: int | None = None
         self.end: int | None = None
@@ -68,13 +82,31 @@ class RecentRows:
         else:
             rows += readings
         self.end = last
-        excess = len(rows) - self.limit
+        n = len(rows)
+        excess = n - self.limit
         if excess > 0:
-            excess = max(excess, self.limit // 4)  # trim in steps, not row by row
+            step = self.limit // 4  # trim in steps, not row by row
+            excess = max(excess, step)
+            if self.followers:  # what a follower has not read stays, up to ``held`` rows
+                read = bisect_right(rows, min(self.followers.values()), key=_SEQ)
+                excess = min(excess, read)
+                if n - excess > self.held:
+                    excess = max(n - self.held, step)
+                elif excess < step:
+                    excess = 0
+        if excess > 0:
             self.start = rows[excess - 1][0]
             del rows[:excess]
             if self.others and self.others[0] <= self.start:
                 del self.others[:bisect_right(self.others, self.start)]
+
+    def follow(self, name: str, seq: int) -> None:
+        """Follower ``name`` (a sink reading readings) has read every row up to ``seq``."""
+        self.followers[name] = seq
+
+    def unfollow(self, name: str) -> None:
+        """``name`` reads no more (its sink stopped): nothing is held for it."""
+        self.followers.pop(name, None)
 
     def read(self, after: int, limit: int, last: int, codes: frozenset[int] | None
              ) -> list[tuple] | None:
@@ -101,4 +133,4 @@ class RecentRows:
         return out
 
 
-__all__ = ["RECENT_ROWS", "RecentRows"]
+__all__ = ["RECENT_ROWS", "RECENT_ROWS_HELD", "RecentRows"]

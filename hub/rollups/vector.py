@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
 _I64 = np.int64
+_SEQ, _KIND, _SID, _TS, _VALUE, _QUALITY = map(itemgetter, range(6))
 
 
 class Columns:
@@ -39,6 +41,21 @@ def columns(rows: Sequence[Sequence], top: int) -> Columns:
     """``rows`` (``(seq, kind, series, ts, value, quality, data)`` tuples or lists, in any
     order) as columns of what a fold takes of them."""
     n = len(rows)
+    kinds = list(map(_KIND, rows))
+    if kinds.count(0) == n and list(map(_QUALITY, rows)).count(None) == n:
+        # readings of good quality only (a segment holds nothing else): each column read
+        # straight into its array, a third cheaper than going through an object array;
+        # fromiter converts as astype does (None to NaN, numeric text to its number)
+        seq = np.fromiter(map(_SEQ, rows), _I64, n)
+        value = np.fromiter(map(_VALUE, rows), np.float64, n)
+        ts = np.fromiter(map(_TS, rows), np.float64, n)
+        sid = np.fromiter(map(_SID, rows), _I64, n)
+        seq_max = int(seq.max())
+        keep = (seq > top) & (value == value)
+        if not keep.all():
+            seq, sid, ts, value = seq[keep], sid[keep], ts[keep], value[keep]
+        return Columns(seq, sid, ts, value, seq_max)
+    del kinds
     a = np.fromiter(chain.from_iterable(rows), dtype=object, count=7 * n).reshape(n, 7)
     seq = a[:, 0].astype(_I64)
     seq_max = int(seq.max())

@@ -38,6 +38,12 @@ class JournalTail:
         #: :meth:`commit` ignores it (an answer to a write sent before a rewind)
         self.epoch = 0
         self._on_rewind = on_rewind
+        # a tail that reads readings keeps the journal's newest rows in memory until it has
+        # read them (hub.journal.recent); a journal without that memory is read as it is
+        self._follow: Callable[[str, int], None] | None = (
+            getattr(journal, "follow", None)
+            if self.kinds is None or "reading" in self.kinds else None)
+        self._following = False
         self._stop_listening: Callable[[], None] | None = None
         self._waiting: Deferred[int] | None = None
 
@@ -59,6 +65,9 @@ class JournalTail:
             self._stop_listening()
             self._stop_listening = None
         self.cancel_wait()
+        if self._following:
+            self._following = False
+            self.journal.unfollow(self.name)  # type: ignore[attr-defined]
 
     # -- reading -------------------------------------------------------------------------
 
@@ -88,6 +97,9 @@ class JournalTail:
         full = len(rows) >= limit
         end = rows[-1][0] if full else max(top, rows[-1][0] if rows else 0)
         self.position = end
+        if self._follow is not None:
+            self._follow(self.name, end)
+            self._following = True
         return rows, end, full
 
     def wait(self) -> Deferred[int]:
@@ -124,6 +136,8 @@ class JournalTail:
         """Forget what was read and not delivered: read again from the cursor."""
         self.position = self.cursor
         self.epoch += 1
+        if self._following:
+            self._follow(self.name, self.cursor)  # type: ignore[misc]
 
     # -- lag -----------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class InfluxOptions:
     org: str = "-"
     token: str | None = None
     batch_size: int = 5000
+    #: rows per write while more than two batches wait (default 4 × batch_size)
+    catch_up_batch_size: int = 20000
     flush_interval: float = 1.0
     timeout: float = 10.0
     gzip: bool = True
@@ -99,7 +101,9 @@ def check_options(s: Section) -> InfluxOptions:
         bucket=s.get("bucket", string(r".+", "a bucket name")),
         org=s.get("org", string(r".+", "an organisation name"), "-"),
         token=s.get("token", _token, None),
-        batch_size=s.get("batch_size", integer(1, 100_000), 5000),
+        batch_size=(batch := s.get("batch_size", integer(1, 100_000), 5000)),
+        catch_up_batch_size=s.get("catch_up_batch_size", integer(1, 100_000),
+                                  min(4 * batch, 100_000) if batch else 20000),
         flush_interval=s.get("flush_interval", number(0.01, 3600, "s"), 1.0),
         timeout=s.get("timeout", number(0.1, 3600, "s"), 10.0),
         gzip=s.get("gzip", boolean, True),
@@ -113,6 +117,10 @@ def check_options(s: Section) -> InfluxOptions:
         kinds=s.get("kinds", _kinds, frozenset(WRITABLE_KINDS)),
         verify_ssl=s.get("verify_ssl", boolean, True),
     )
+    if (opts.batch_size is not None and opts.catch_up_batch_size is not None
+            and opts.catch_up_batch_size < opts.batch_size):
+        s.checker.error(s.path / "catch_up_batch_size", f"{opts.catch_up_batch_size} is "
+                        f"below batch_size ({opts.batch_size})")
     if (opts.retry_initial is not None and opts.retry_max is not None
             and opts.retry_max < opts.retry_initial):
         s.checker.error(s.path / "retry_max", f"{opts.retry_max:g} s is below retry_initial "

@@ -165,6 +165,15 @@ def test_options_are_checked_and_errors_name_the_key_path(monkeypatch):
     opts = check_config(good, "hub.yaml", plugins).sinks["db"].options
     assert opts.token == "s3cret" and opts.kinds == {"reading"}
     assert (opts.batch_size, opts.flush_interval, opts.gzip) == (5000, 1.0, True)
+    assert opts.catch_up_batch_size == 20000  # four batches while catching up
+    opts = check_config(config(token={"env": "INFLUX_TOKEN"}, batch_size=40000), "hub.yaml",
+                        plugins).sinks["db"].options
+    assert opts.catch_up_batch_size == 100_000
+    with pytest.raises(ConfigError) as e:
+        check_config(config(token={"env": "INFLUX_TOKEN"}, batch_size=500,
+                            catch_up_batch_size=100), "hub.yaml", plugins)
+    assert e.value.errors == [
+        "hub.yaml: sinks.db.catch_up_batch_size: 100 is below batch_size (500)"]
     assert "s3cret" not in repr(opts)
 
 
@@ -189,7 +198,8 @@ def test_cursor_moves_only_after_the_database_accepted(start):
 
 def test_batches_are_bounded_by_size_and_by_time(start):
     server = Server()
-    hub, sink = start(server, batch_size=5, flush_interval=2.0)
+    # catching up with larger batches is off here (it is tested in test_sink_framework)
+    hub, sink = start(server, batch_size=5, catch_up_batch_size=5, flush_interval=2.0)
     append(hub, readings(12))
     hub.clock.advance(2.0)
     assert [len(c.lines) for c in server.calls] == [5]

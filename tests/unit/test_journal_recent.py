@@ -21,6 +21,7 @@ from hub.model import (
     Quality,
     Reading,
 )
+from hub.sinks import JournalTail
 
 T0 = 1_767_225_600.0
 KIND_SETS = [None, {"reading"}, {"reading", "event"}, {"event"}, {"event", "command_result"}]
@@ -60,8 +61,15 @@ def test_every_answer_from_memory_is_what_sqlite_holds(tmp_path, seed):
     j = Journal(str(tmp_path / "j.sqlite"), clock=clock, max_batch=10**9)
     j.open()
     j._recent.limit = 300  # small, so trimming and misses happen
+    j._recent.held = 900
     served = 0
     for step in range(120):
+        if rng.random() < 0.2:  # sinks behind hold rows in memory, then catch up or stop
+            name = rng.choice(["s1", "s2"])
+            if rng.random() < 0.3:
+                j.unfollow(name)
+            else:
+                j.follow(name, rng.randrange(max(0, j.last_seq() - 1000), j.last_seq() + 1))
         for _ in range(rng.randrange(1, 4)):
             j.append(records(rng, rng.randrange(0, 60), T0 + step))
         if rng.random() < 0.1:
@@ -101,4 +109,58 @@ def test_a_failed_commit_leaves_nothing_in_memory(tmp_path):
     j.flush()
     assert j.read_rows(0, 10) == stored(j, 0, 10, None)
     assert [r[4] for r in j.read_rows(0, 10)] == [1.0, 3.0]
+    j.close()
+
+
+def rows_of(first: int, n: int) -> list[tuple]:
+    return [(s, 0, 1, T0 + s, 1.0, None, None) for s in range(first, first + n)]
+
+
+def test_rows_a_follower_has_not_read_stay_up_to_the_held_bound():
+    r = RecentRows(limit=100, held=400)
+    r.committed(0, 100, rows_of(1, 100), [])
+    r.follow("influx", 50)  # behind: has read up to seq 50
+    r.committed(100, 300, rows_of(101, 200), [])
+    # without the follower 100 rows would be kept; seqs 51.. are held for it
+    assert r.start == 50 and len(r.rows) == 250
+    assert r.read(50, 1000, 300, None) == rows_of(51, 250)
+    r.committed(300, 600, rows_of(301, 300), [])  # 550 unread: more than held
+    assert len(r.rows) == 400 and r.start == 200
+    assert r.read(50, 10, 600, None) is None  # fell out: SQLite answers it
+    r.follow("influx", 590)  # nearly caught up: only its unread rows past the limit stay
+    r.committed(600, 700, rows_of(601, 100), [])
+    assert r.start == 590 and len(r.rows) == 110 and r.end == 700
+    # two followers: the one further behind decides
+    r.follow("fire-centre", 650)
+    r.follow("influx", 690)
+    r.committed(700, 800, rows_of(701, 100), [])
+    assert r.start == 650
+    r.unfollow("fire-centre")
+    r.unfollow("influx")
+    r.committed(800, 900, rows_of(801, 100), [])
+    assert r.start == 800 and len(r.rows) == 100
+
+
+def test_a_tail_reading_readings_follows_and_stops_following_when_released(tmp_path):
+    j = Journal(str(tmp_path / "j.sqlite"), clock=Clock())
+    j.open()
+    j._recent.limit, j._recent.held = 8, 1000
+    readings = JournalTail(j, "vm")
+    events = JournalTail(j, "sms", kinds={"event"})
+    for t in (readings, events):
+        t.claim()
+    j.append([Reading("d1", "voltage", float(i), T0 + i, "A") for i in range(5)])
+    j.flush()
+    rows, end, _ = readings.read_rows(2)
+    events.read(10)
+    assert end == 2 and j._recent.followers == {"vm": 2}  # the event sink holds nothing
+    j.append([Reading("d1", "voltage", float(i), T0 + i, "A") for i in range(5, 40)])
+    j.flush()
+    assert j._recent.start == 2 and len(j._recent.rows) == 38
+    assert readings.read_rows(100)[0] == stored(j, 2, 100, None)
+    readings.restart()
+    assert j._recent.followers == {"vm": 0}
+    readings.release()
+    events.release()
+    assert j._recent.followers == {}
     j.close()

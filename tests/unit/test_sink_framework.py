@@ -81,6 +81,27 @@ def test_a_sink_is_woken_by_the_commit_not_by_polling(sink_harness):
     assert [seqs(p) for p in far.accepted] == [[1, 2, 3]]
 
 
+def test_a_sink_behind_by_more_than_two_batches_catches_up_with_larger_ones(sink_harness):
+    far = sink_harness.far_side()
+    sink_harness.start(ListSink(sink_harness.port, "mine",
+                                SimpleNamespace(batch_size=3, catch_up_batch_size=8),
+                                send=far))
+    far.hold()
+    sink_harness.feed(readings(3))  # one batch travels
+    sink_harness.clock.advance(0)
+    sink_harness.feed(readings(20, start=3))  # 20 wait behind it: more than two batches
+    far.up()
+    far.answer(ok=True)
+    sink_harness.run(5)
+    # large batches while more than two ordinary ones wait, then ordinary ones (the last
+    # one partial, at the flush tick)
+    assert [len(p) for p in far.accepted] == [3, 8, 8, 3, 1]
+    sink_harness.check_delivered("mine", far, seqs)
+    sink_harness.feed(readings(3, start=23))
+    sink_harness.clock.advance(0)
+    assert len(far.accepted[-1]) == 3  # caught up: ordinary batches again
+
+
 def test_an_unexpected_error_in_a_sink_is_logged_counted_raised_and_retried(sink_harness):
     from twisted.logger import globalLogPublisher
 
