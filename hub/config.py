@@ -129,6 +129,10 @@ class JournalSettings:
     retention: float | None = None
     synchronous: str = "normal"
     prune_interval: float = 60.0
+    #: rows kept in memory for the sinks, and at most while a sink has not read them
+    #: (hub.journal.recent); a cluster core's partitions share the defaults between them
+    recent_rows: int | None = None
+    recent_rows_held: int | None = None
 
 
 @dataclass(frozen=True)

@@ -426,6 +426,9 @@ def main() -> int:
     p.add_argument("--rates", default="10000,15000,20000,25000,30000,35000,40000,45000",
                    help="realistic: paced rates tried in order per pipeline")
     p.add_argument("--pipelines", default="bridge,hub", help="realistic: bridge,hub")
+    p.add_argument("--without-rollups", action="store_true",
+                   help="realistic: the hub without its rollups (on by default; the fold "
+                   "runs in a child process whose CPU is counted as the hub's)")
     p.add_argument("--max-drain", type=float, default=2.0,
                    help="realistic: s after the last publish for the last point to arrive")
     p.add_argument("--profile", metavar="PREFIX",

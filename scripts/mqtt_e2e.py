@@ -71,16 +71,18 @@ def bridge_main(port: int, url: str) -> None:
     write.close()  # flushes what is buffered
 
 
-def hub_settings(vm: VictoriaMetrics) -> dict:
+def hub_settings(vm: VictoriaMetrics, rollups: bool = True) -> dict:
     """The json_map model of the nine values and the influxdb sink, for bench_mqtt's
-    ``hub_config``."""
+    ``hub_config``; without ``rollups``, the pipeline issue 15 measured (rollups, on by
+    default, came later)."""
     return {
         "model": {"type": "json_map", "timestamp": {"path": "ts", "format": "epoch_ms"},
                   "points": [{"path": k, "quantity": q, **({"channel": c} if c else {})}
                              for k, (q, c) in POINTS.items()]},
         "sinks": {"vm": {"type": "influxdb", "url": vm.url, "org": "bench", "bucket": "bench",
                          "batch_size": 5000, "flush_interval": 0.2, "gzip": False,
-                         "max_lag_seconds": 1e9}},
+                         "max_lag_seconds": 1e9},
+                  **({} if rollups else {"rollups": {"type": "rollups", "enabled": False}})},
     }
 
 
@@ -163,11 +165,14 @@ def trial(args, tmp: str, broker: Mosquitto, pipeline: str, rate: float, run_pub
     try:
         if pipeline == "hub":
             os.environ["BENCH_MQTT_PASSWORD"] = "hub-secret"
-            proc = HubProcess(hub_config(work, broker, devices, 1, **hub_settings(vm)), ROOT)
+            rollups = not getattr(args, "without_rollups", False)
+            proc = HubProcess(hub_config(work, broker, devices, 1,
+                                         **hub_settings(vm, rollups)), ROOT)
         else:
             proc = _Bridge(broker.port, vm.url)
         if pipeline == "hub":  # its rollup fold process's start-up is not the messages' CPU
-            proc.wait_for_all("subscribed to", "ready, from seq", timeout=120)
+            proc.wait_for_all("subscribed to", *(("ready, from seq",) if rollups else ()),
+                              timeout=120)
         else:
             proc.wait_for("subscribed to")
         pid = proc.proc.pid

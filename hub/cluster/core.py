@@ -43,6 +43,7 @@ from hub.cluster.link import backoff
 from hub.cluster.shared import PartitionLock, check_partition_dir
 from hub.cluster.wire import decode, device_token, partition_of
 from hub.config import AuditSettings, HubConfig
+from hub.journal.recent import RECENT_ROWS, RECENT_ROWS_HELD
 
 if TYPE_CHECKING:
     from hub.cluster.link import NatsLink
@@ -62,9 +63,14 @@ def partition_config(config: HubConfig, settings: ClusterSettings, p: int) -> Hu
     pdir = os.path.join(settings.partition_dir, f"p{p}")
     devices = [d for d in config.devices
                if partition_of(device_token(d.id), settings.partitions) == p]
+    # each partition takes 1/partitions of the data: that share of the rows kept in memory
+    # for the sinks covers the same time, and a core owning them all holds one hub's worth
+    n = max(1, settings.partitions)
     return dataclasses.replace(
         config, name=f"p{p}", state_dir=pdir, devices=devices, transports={}, api=None,
-        journal=dataclasses.replace(config.journal, path=os.path.join(pdir, "journal.sqlite")),
+        journal=dataclasses.replace(config.journal, path=os.path.join(pdir, "journal.sqlite"),
+                                    recent_rows=max(4096, RECENT_ROWS // n),
+                                    recent_rows_held=max(4096, RECENT_ROWS_HELD // n)),
         audit=AuditSettings(os.path.join(pdir, "audit.sqlite"),
                             os.path.join(pdir, "audit_key.pem")))
 

@@ -45,6 +45,7 @@ from hub.journal.cursors import Cursors
 from hub.journal.latest import LatestRows
 from hub.journal.notify import CommitNotifier
 from hub.journal.reader import JournalQueries
+from hub.journal.recent import RECENT_ROWS, RECENT_ROWS_HELD, RecentRows
 from hub.journal.retention import Retention
 from hub.journal.schema import (
     KIND_ACK,
@@ -130,8 +131,12 @@ class Journal(Checkpoints, ThreadedCommits, Cursors, Retention, JournalQueries):
         metrics: Metrics | None = None,
         on_fault: Callable[[list[Event]], None] | None = None,
         readonly: bool = False,
+        recent_rows: int = RECENT_ROWS,
+        recent_rows_held: int = RECENT_ROWS_HELD,
     ) -> None:
         super().__init__()
+        # the rows kept in memory for the sinks (hub.journal.recent)
+        self._recent = RecentRows(recent_rows, recent_rows_held)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
         self.path = path

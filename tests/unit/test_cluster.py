@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 
 from hub.cluster.core import MARKER, PartitionWorker, partition_config
 from hub.cluster.settings import ClusterSettings
@@ -25,6 +26,8 @@ from hub.cluster.wire import (
     token_device,
 )
 from hub.config import check_config
+from hub.core import Hub
+from hub.journal.recent import RECENT_ROWS, RECENT_ROWS_HELD
 from hub.model import Event, EventKind, EventState, Level, Quality, Reading
 from hub.pluginmanager import make_plugins
 from hub.testing import build_hub
@@ -110,6 +113,13 @@ def test_a_partition_gets_its_devices_and_a_state_dir_of_its_own(tmp_path):
         assert pc.journal.path == str(tmp_path / "parts" / f"p{p}" / "journal.sqlite")
         assert pc.audit.path.startswith(str(tmp_path / "parts" / f"p{p}"))
         assert pc.transports == {} and pc.api is None
+        # the rows kept in memory for the sinks are shared out: a core owning every
+        # partition holds what one hub would
+        assert pc.journal.recent_rows == RECENT_ROWS // 4
+        assert pc.journal.recent_rows_held == RECENT_ROWS_HELD // 4
+    hub = Hub(parts[0], plugins, Clock())
+    assert (hub.journal._recent.limit, hub.journal._recent.held) == (
+        RECENT_ROWS // 4, RECENT_ROWS_HELD // 4)
 
 
 class Msg:
