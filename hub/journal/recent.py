@@ -35,7 +35,7 @@ RECENT_ROWS = 65536
 #: Rows kept at most for a follower that has not read them: about 0.8 s at 35,000 msg/s,
 #: about 45 MB, which keeps the hub under issue 15's 150 MB while a sink is behind; a sink
 #: further behind reads SQLite.
-RECENT_ROWS_HELD = 262144
+RECENT_ROWS_HELD = 196608
 
 _SEQ = itemgetter(0)
 
