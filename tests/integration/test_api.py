@@ -432,10 +432,14 @@ def test_keep_alive_answers_are_not_held_by_nagle(api):
     sockets); with Nagle on, each waited ~40 ms for the client's delayed ACK."""
     with api.client() as c:
         c.get("/healthz")
-        started = time.perf_counter()
-        for _ in range(20):
+        took = []
+        for _ in range(21):
+            started = time.perf_counter()
             assert c.get("/healthz").status_code == 200
-        assert time.perf_counter() - started < 0.5
+            took.append(time.perf_counter() - started)
+        # a held answer waits for the delayed ACK, at least 40 ms on Linux, every time; the
+        # median, not the sum, so that a loaded machine's odd slow answer is no failure
+        assert sorted(took)[10] < 0.035, took
 
 
 # last: it leaves 127.0.0.1 throttled for a minute
