@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 
 
-def mount(app: FastAPI) -> None:
-    """Add the console's pages and assets to the API's app (when the console is enabled)."""
-    if not app.state.ctx.settings.console.enabled:
-        return
+def routers() -> list[APIRouter]:
+    """The console's pages, partials and forms (each module one router)."""
     from hub.console import (
         web,
         web_desk,
@@ -30,9 +28,17 @@ def mount(app: FastAPI) -> None:
         web_settings,
     )
 
-    for module in (web, web_desk, web_history, web_reports, web_settings, web_plans,
-                   web_inspections, web_ota, web_gateways, web_device_settings):
-        app.include_router(module.router)
+    return [m.router for m in (web, web_desk, web_history, web_reports, web_settings,
+                               web_plans, web_inspections, web_ota, web_gateways,
+                               web_device_settings)]
+
+
+def mount(app: FastAPI) -> None:
+    """Add the console's pages and assets to the API's app (when the console is enabled)."""
+    if not app.state.ctx.settings.console.enabled:
+        return
+    for router in routers():
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
 
     # a browser asks for /favicon.ico for any document that names no icon of its own (a

@@ -9,7 +9,16 @@ import re
 import httpx
 import pytest
 
+from hub.console import routers
 from tests.support.api_hub import PASSWORD, populated_hub
+
+#: console routes anyone may call, and why (every other one needs a session)
+PUBLIC = {
+    ("GET", "/login"): "the login form",
+    ("POST", "/login"): "logging in (its CSRF token comes with the form)",
+    ("POST", "/lang"): "the language of the login page too",
+    ("GET", "/favicon.ico"): "asked for by the browser on any document",
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +97,23 @@ def test_assets_are_served_from_the_package_and_pages_load_nothing_else(hub):
         assert html.status_code == 200, page
         assert "script-src 'self'" in html.headers["content-security-policy"]
         assert not re.findall(r'(?:src|href)="(?:https?:)?//', html.text), page
+
+
+def test_every_console_route_needs_a_session_but_the_public_ones(hub):
+    """Without a session every console route is refused or sends to the login; a form
+    missing its fields may be refused (422) before the session is looked at, which gives
+    nothing away either. The routes come from the console's own routers, so a new one is
+    in this matrix at once."""
+    routes = {(m, r.path) for router in routers() for r in router.routes for m in r.methods}
+    routes.add(("GET", "/favicon.ico"))
+    assert set(PUBLIC) <= routes
+    with httpx.Client(base_url=hub.url, timeout=30) as anon:
+        for method, path in sorted(routes):
+            url = re.sub(r"{(\w+)}", lambda m: "csv" if m[1] == "fmt" else "1", path)
+            r = anon.request(method, url, follow_redirects=True)
+            if (method, path) in PUBLIC:
+                assert r.status_code < 500, (method, path, r.status_code)
+            elif r.history:  # an alias may redirect first (/projects/x/plan): to the login
+                assert r.url.path == "/login", (method, path, str(r.url))
+            else:
+                assert r.status_code in (401, 403, 422), (method, path, r.status_code)
