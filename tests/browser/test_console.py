@@ -76,6 +76,16 @@ def test_home_shows_an_alarm_arriving_live(browse, shots):
     assert "一号箱" in p.inner_text("#queue")
     assert int(p.evaluate("document.body.dataset.liveEvents || '0'")) >= 1
     phone = logged_in(browse, "op1", width=390)
+    phone.page.wait_for_selector("#queue-table td.num")
+    # on a phone the queue wraps, but never inside a value or a time: each value is one
+    # line, a time at most two (its date, then its hour)
+    lines = phone.page.eval_on_selector_all(
+        "#queue-table td.num, #queue-table td.when",
+        """cells => cells.map(c => {
+             const r = document.createRange(); r.selectNodeContents(c);
+             const tops = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
+             return [c.className, tops.size]; })""")
+    assert lines and all(n <= (1 if kind == "num" else 2) for kind, n in lines), lines
     phone.page.screenshot(path=shots / "home-phone.png", full_page=True)
 
 
