@@ -86,6 +86,11 @@ def test_home_shows_an_alarm_arriving_live(browse, shots):
              const tops = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
              return [c.className, tops.size]; })""")
     assert lines and all(n <= (1 if kind == "num" else 2) for kind, n in lines), lines
+    # and the whole row, its acknowledge button too, stays within the card
+    assert phone.page.evaluate("""() => {
+        const t = document.querySelector('#queue-table');
+        return t.getBoundingClientRect().right <= t.parentElement.getBoundingClientRect().right
+               && t.getBoundingClientRect().right <= window.innerWidth; }""")
     phone.page.screenshot(path=shots / "home-phone.png", full_page=True)
 
 
