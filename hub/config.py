@@ -40,6 +40,7 @@ from hub.api.settings import ApiSettings, parse_api
 from hub.cluster.settings import ClusterSettings, parse_cluster
 from hub.config_alarms import alarm_defaults as _alarm_defaults
 from hub.config_alarms import base_ratio, threshold
+from hub.journal.recent import RECENT_ROWS, RECENT_ROWS_HELD
 from hub.model import ALARM_RULES
 from hub.validate import (
     Checker,
@@ -130,9 +131,9 @@ class JournalSettings:
     synchronous: str = "normal"
     prune_interval: float = 60.0
     #: rows kept in memory for the sinks, and at most while a sink has not read them
-    #: (hub.journal.recent); a cluster core's partitions share the defaults between them
-    recent_rows: int | None = None
-    recent_rows_held: int | None = None
+    #: (hub.journal.recent); a cluster core's partitions share them out
+    recent_rows: int = RECENT_ROWS
+    recent_rows_held: int = RECENT_ROWS_HELD
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,7 @@ class Hub:
             j.path, clock=clock, commit_interval=j.commit_interval, max_batch=j.max_batch,
             max_bytes=j.max_bytes, warn_ratio=j.warn_ratio, retention=j.retention,
             synchronous=j.synchronous, metrics=self.metrics, on_fault=self.record_events,
-            **({"recent_rows": j.recent_rows} if j.recent_rows else {}),
-            **({"recent_rows_held": j.recent_rows_held} if j.recent_rows_held else {}),
+            recent_rows=j.recent_rows, recent_rows_held=j.recent_rows_held,
         )
         self.alarms = AlarmEngine(clock, self._thresholds, self.record_events)
         self.presence = Presence(clock, self._offline_after, self.record_events)

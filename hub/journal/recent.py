@@ -32,9 +32,10 @@ from hub.journal.schema import KIND_READING
 #: Rows kept whoever has read them: about 0.2 s of the issue-15 workload at 35,000 msg/s
 #: (315,000 readings/s), about 11 MB (a row is about 170 bytes in memory).
 RECENT_ROWS = 65536
-#: Rows kept at most for a follower that has not read them: about 0.8 s at 35,000 msg/s,
-#: about 45 MB, which keeps the hub under issue 15's 150 MB while a sink is behind; a sink
-#: further behind reads SQLite.
+#: Rows kept at most for a follower that has not read them: about 0.6 s at 35,000 msg/s,
+#: about 33 MB, which keeps the hub under issue 15's 150 MB while a sink is behind (126 MB
+#: at 50,000 msg/s, behind; 262,144 rows reached 150 MB there); a sink further behind
+#: reads SQLite.
 RECENT_ROWS_HELD = 196608
 
 _SEQ = itemgetter(0)

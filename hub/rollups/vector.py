@@ -41,8 +41,7 @@ def columns(rows: Sequence[Sequence], top: int) -> Columns:
     """``rows`` (``(seq, kind, series, ts, value, quality, data)`` tuples or lists, in any
     order) as columns of what a fold takes of them."""
     n = len(rows)
-    kinds = list(map(_KIND, rows))
-    if kinds.count(0) == n and list(map(_QUALITY, rows)).count(None) == n:
+    if list(map(_KIND, rows)).count(0) == n and list(map(_QUALITY, rows)).count(None) == n:
         # readings of good quality only (a segment holds nothing else): each column read
         # straight into its array, a third cheaper than going through an object array;
         # fromiter converts as astype does (None to NaN, numeric text to its number)
@@ -55,7 +54,6 @@ def columns(rows: Sequence[Sequence], top: int) -> Columns:
         if not keep.all():
             seq, sid, ts, value = seq[keep], sid[keep], ts[keep], value[keep]
         return Columns(seq, sid, ts, value, seq_max)
-    del kinds
     a = np.fromiter(chain.from_iterable(rows), dtype=object, count=7 * n).reshape(n, 7)
     seq = a[:, 0].astype(_I64)
     seq_max = int(seq.max())
